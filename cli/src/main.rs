@@ -1,0 +1,230 @@
+//! `docpipe`: run the pipeline locally, search, and see its status.
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use docpipe_shared::config::Config;
+use docpipe_shared::local::{LocalPipeline, Progress, upload_keys};
+use docpipe_shared::stages::ingest::{Change, check_tenant};
+use docpipe_shared::{JobState, db, search, status, telemetry};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+/// Documents in, searchable vectors out. Settings come from the environment
+/// (DATABASE_URL, EMBEDDING_PROVIDER, EMBEDDING_DIMS, CHUNK_TOKENS, ...; see README).
+#[derive(Parser)]
+#[command(name = "docpipe", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or upgrade the database schema.
+    Migrate,
+    /// Run files or folders through the whole pipeline in this process.
+    Ingest {
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        #[arg(long)]
+        tenant: String,
+    },
+    /// Find the chunks nearest to a text, within one tenant.
+    Search {
+        query: String,
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+        top_k: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Jobs per state and recent failures.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    telemetry::init("warn");
+    match run(Cli::parse()).await {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("docpipe: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::from_env()?;
+    match cli.command {
+        Command::Migrate => {
+            let report = db::migrate(&config).await?;
+            match report.applied.as_slice() {
+                [] => println!("schema is up to date"),
+                applied => println!("applied {}", applied.join(", ")),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { paths, tenant } => ingest(&config, &paths, &tenant).await,
+        Command::Search {
+            query,
+            tenant,
+            top_k,
+            json,
+        } => {
+            let pool = db::connect(&config).await?;
+            let embedder = docpipe_shared::embedding::from_config(&config.embedding)?;
+            let hits = search::search(&pool, embedder.as_ref(), &tenant, &query, top_k).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&hits)?);
+            } else if hits.is_empty() {
+                println!("no results for tenant {tenant:?}");
+            }
+            for (rank, hit) in hits.iter().enumerate().filter(|_| !json) {
+                let snippet: String = hit
+                    .text
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+                    .chars()
+                    .take(160)
+                    .collect();
+                println!(
+                    "{}. {:.3}  {}  (chunk {}, chars {}-{})",
+                    rank + 1,
+                    hit.score,
+                    hit.source_key,
+                    hit.chunk_index,
+                    hit.char_start,
+                    hit.char_end
+                );
+                println!("   {snippet}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let pool = db::connect(&config).await?;
+            let overview = status::overview(&pool.get().await?).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&overview)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "documents {}, searchable chunks {}",
+                overview.documents, overview.searchable_chunks
+            );
+            println!("jobs per state:");
+            for (state, count) in &overview.jobs_by_state {
+                println!("  {state:<11} {count}");
+            }
+            if !overview.recent_failures.is_empty() {
+                println!("recent failures:");
+                for job in &overview.recent_failures {
+                    let reason = job.error_message.as_deref().unwrap_or("");
+                    println!(
+                        "  {}  {}  {}: {reason}",
+                        job.state_changed_at,
+                        job.source_key,
+                        job.error_code.as_deref().unwrap_or("?")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn ingest(config: &Config, paths: &[PathBuf], tenant: &str) -> anyhow::Result<ExitCode> {
+    check_tenant(tenant)?;
+    let started = Instant::now();
+    let files = upload_keys(tenant, paths).context("reading input paths")?;
+    if files.is_empty() {
+        bail!("no files found in {paths:?}");
+    }
+    let pool = db::connect(config).await?;
+    let mut local = LocalPipeline::new(config, pool.clone())?;
+    for (key, file) in &files {
+        local
+            .upload(key, file)
+            .await
+            .with_context(|| format!("copying {}", file.display()))?;
+    }
+
+    let bar = ProgressBar::new(files.len() as u64);
+    bar.set_style(ProgressStyle::with_template(
+        "{bar:40} {pos}/{len} documents {elapsed} {msg}",
+    )?);
+    let keys = files.into_iter().map(|(key, _)| key).collect();
+    let run = local
+        .run(keys, |progress| match progress {
+            Progress::Ingested { ingested, .. } if ingested.state.is_terminal() => bar.inc(1),
+            Progress::IngestFailed { .. } => bar.inc(1),
+            Progress::JobEnded { state, .. } => {
+                bar.inc(1);
+                if state == JobState::Failed {
+                    bar.set_message("(some failed)");
+                }
+            }
+            Progress::Ingested { .. } => {}
+        })
+        .await;
+    bar.finish_and_clear();
+
+    let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
+    let outcomes = status::outcomes(&pool.get().await?, &job_ids).await?;
+    let unchanged = run
+        .ingested
+        .iter()
+        .filter(|(_, i)| i.change == Change::Unchanged)
+        .count();
+    let processed: Vec<_> = run
+        .ingested
+        .iter()
+        .filter(|(_, i)| i.change != Change::Unchanged)
+        .map(|(_, i)| i.job_id)
+        .collect();
+    let complete = outcomes.iter().filter(|o| o.state == "complete").count();
+    let failed: Vec<_> = outcomes.iter().filter(|o| o.state != "complete").collect();
+    let fresh = outcomes
+        .iter()
+        .filter(|o| processed.contains(&o.job_id) && o.state == "complete");
+    let (chunks, tokens) = fresh.fold((0i64, 0i64), |(c, t), o| {
+        (
+            c + i64::from(o.chunk_count.unwrap_or(0)),
+            t + o.token_count.unwrap_or(0),
+        )
+    });
+    let seconds = started.elapsed().as_secs_f64();
+
+    println!(
+        "{} documents: {complete} complete, {} failed ({unchanged} unchanged since the last run)",
+        run.ingested.len() + run.not_ingested.len(),
+        failed.len() + run.not_ingested.len()
+    );
+    println!(
+        "new chunks {chunks}, tokens {tokens}, {seconds:.2} s ({:.0} chunks/s)",
+        chunks as f64 / seconds.max(1e-9)
+    );
+    for outcome in &failed {
+        let code = outcome.error_code.as_deref().unwrap_or(&outcome.state);
+        println!(
+            "  failed {}: {code}: {}",
+            outcome.source_key,
+            outcome.error_message.as_deref().unwrap_or("not finished")
+        );
+    }
+    for (key, error) in &run.not_ingested {
+        println!("  failed {key}: {error}");
+    }
+    Ok(if failed.is_empty() && run.not_ingested.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

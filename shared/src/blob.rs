@@ -1,0 +1,158 @@
+//! Where documents and parsed text live: S3 in AWS, a directory locally.
+
+use crate::error::{Error, Rejection, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use std::path::PathBuf;
+
+/// What is known about an object without reading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: u64,
+    /// Changes whenever the object is rewritten (S3 ETag, local mtime).
+    pub version: String,
+}
+
+#[async_trait]
+pub trait BlobStore: Send + Sync {
+    /// Size and version, or [`Rejection::ObjectMissing`].
+    async fn head(&self, key: &str) -> Result<ObjectInfo>;
+    /// The whole object; refuses (without reading) one over `max_bytes`.
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes>;
+    async fn put(&self, key: &str, body: Bytes) -> Result<()>;
+}
+
+/// Objects as files under a root directory; a key is a relative path.
+#[derive(Debug, Clone)]
+pub struct LocalBlobStore {
+    root: PathBuf,
+}
+
+impl LocalBlobStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        LocalBlobStore { root: root.into() }
+    }
+
+    /// The file behind a key. Keys that could escape the root are refused.
+    pub fn path_of(&self, key: &str) -> Result<PathBuf> {
+        let plain = key
+            .split('/')
+            .all(|s| !s.is_empty() && s != "." && s != "..");
+        if !plain {
+            return Err(Rejection::InvalidKey {
+                key: key.to_string(),
+                detail: "must be a relative path without '.' or '..' segments".into(),
+            }
+            .into());
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn missing_or_transient(key: &str, err: std::io::Error) -> Error {
+    if err.kind() == std::io::ErrorKind::NotFound {
+        Rejection::ObjectMissing {
+            key: key.to_string(),
+        }
+        .into()
+    } else {
+        Error::transient("local blob store", err)
+    }
+}
+
+#[async_trait]
+impl BlobStore for LocalBlobStore {
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let meta = tokio::fs::metadata(self.path_of(key)?)
+            .await
+            .map_err(|e| missing_or_transient(key, e))?;
+        let modified = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        Ok(ObjectInfo {
+            size: meta.len(),
+            version: format!("{}-{modified}", meta.len()),
+        })
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes> {
+        let size = self.head(key).await?.size;
+        if size > max_bytes {
+            return Err(Rejection::TooLarge {
+                size,
+                limit: max_bytes,
+            }
+            .into());
+        }
+        let bytes = tokio::fs::read(self.path_of(key)?)
+            .await
+            .map_err(|e| missing_or_transient(key, e))?;
+        Ok(Bytes::from(bytes))
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        let path = self.path_of(key)?;
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        // Write then rename, so a reader never sees half an object.
+        let partial = path.with_extension(format!("partial-{}", std::process::id()));
+        tokio::fs::write(&partial, &body).await?;
+        tokio::fs::rename(&partial, &path).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keys_cannot_escape_the_root() {
+        let store = LocalBlobStore::new("/tmp/docpipe-blob-test");
+        for key in [
+            "../etc/passwd",
+            "uploads/../../x",
+            "/etc/passwd",
+            "",
+            "uploads/./a",
+        ] {
+            let err = store.get(key, 10).await.unwrap_err();
+            assert!(
+                matches!(err, Error::Rejected(Rejection::InvalidKey { .. })),
+                "{key}: {err}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn put_get_head_round_trip_and_limits() {
+        let dir = std::env::temp_dir().join(format!("docpipe-blob-{}", uuid::Uuid::new_v4()));
+        let store = LocalBlobStore::new(&dir);
+        store
+            .put("uploads/t/a b.txt", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get("uploads/t/a b.txt", 5).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
+        assert_eq!(store.head("uploads/t/a b.txt").await.unwrap().size, 5);
+        let err = store.get("uploads/t/a b.txt", 4).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::Rejected(Rejection::TooLarge { size: 5, limit: 4 })
+            ),
+            "{err}"
+        );
+        let err = store.get("uploads/t/none.txt", 4).await.unwrap_err();
+        assert!(
+            matches!(err, Error::Rejected(Rejection::ObjectMissing { .. })),
+            "{err}"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

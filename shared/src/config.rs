@@ -1,0 +1,275 @@
+//! Settings from the environment, validated once at startup.
+
+use crate::error::ConfigError;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Default chunk size in cl100k tokens.
+pub const DEFAULT_CHUNK_TOKENS: usize = 512;
+/// Default overlap between neighbouring chunks, in tokens.
+pub const DEFAULT_CHUNK_OVERLAP: usize = 64;
+/// Default chunks per embed message (and per provider request).
+pub const DEFAULT_EMBED_BATCH: usize = 128;
+/// Default dimension: OpenAI text-embedding-3-small.
+pub const DEFAULT_EMBEDDING_DIMS: usize = 1536;
+/// pgvector's HNSW index takes `vector` columns of at most this many dimensions.
+pub const MAX_HNSW_DIMS: usize = 2000;
+/// Default largest object accepted: 100 MiB.
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 100 * 1024 * 1024;
+
+/// A secret value: never printed by `Debug` or `Display`.
+#[derive(Clone, Default)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbeddingProvider {
+    /// In-process, deterministic, free.
+    Mock,
+    /// Any OpenAI-compatible `/v1/embeddings` endpoint.
+    OpenAi,
+}
+
+#[derive(Debug, Clone)]
+pub struct EmbeddingConfig {
+    pub provider: EmbeddingProvider,
+    pub model: String,
+    pub dims: usize,
+    /// Base URL up to and including `/v1`.
+    pub base_url: String,
+    pub api_key: Secret,
+    /// Send the `dimensions` parameter (only text-embedding-3-* accept it).
+    pub send_dimensions: bool,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChunkingConfig {
+    pub max_tokens: usize,
+    pub overlap_tokens: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: Secret,
+    pub db_pool_size: usize,
+    pub embedding: EmbeddingConfig,
+    pub chunking: ChunkingConfig,
+    pub embed_batch_size: usize,
+    pub max_file_bytes: u64,
+    /// Where the local blob store keeps objects (CLI and tests; S3 in Lambda).
+    pub local_blob_dir: PathBuf,
+}
+
+/// Reads settings from a lookup function, so tests need not touch the process environment.
+pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name).filter(|v| !v.is_empty())
+    }
+
+    fn required(&self, name: &'static str) -> Result<String, ConfigError> {
+        self.get(name).ok_or(ConfigError::Missing { name })
+    }
+
+    fn parsed<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                name,
+                reason: e.to_string(),
+                value,
+            }),
+        }
+    }
+}
+
+fn invalid(name: &'static str, value: impl fmt::Display, reason: &str) -> ConfigError {
+    ConfigError::Invalid {
+        name,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Config {
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(Env(|name| std::env::var(name).ok()))
+    }
+
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(env: Env<F>) -> Result<Config, ConfigError> {
+        let provider = match env.get("EMBEDDING_PROVIDER").as_deref() {
+            None | Some("mock") => EmbeddingProvider::Mock,
+            Some("openai") => EmbeddingProvider::OpenAi,
+            Some(other) => {
+                return Err(invalid(
+                    "EMBEDDING_PROVIDER",
+                    other,
+                    "expected mock or openai",
+                ));
+            }
+        };
+        let dims = env.parsed("EMBEDDING_DIMS", DEFAULT_EMBEDDING_DIMS)?;
+        if dims == 0 || dims > MAX_HNSW_DIMS {
+            return Err(invalid(
+                "EMBEDDING_DIMS",
+                dims,
+                "must be 1..=2000 (pgvector's HNSW limit); for larger models request fewer with the `dimensions` parameter",
+            ));
+        }
+        let default_model = match provider {
+            EmbeddingProvider::Mock => crate::embedding::mock::MODEL,
+            EmbeddingProvider::OpenAi => "text-embedding-3-small",
+        };
+        let model = env
+            .get("EMBEDDING_MODEL")
+            .unwrap_or_else(|| default_model.to_string());
+        let api_key = match provider {
+            EmbeddingProvider::OpenAi => env.required("OPENAI_API_KEY")?,
+            EmbeddingProvider::Mock => String::new(),
+        };
+        let send_dimensions = env.parsed(
+            "EMBEDDING_SEND_DIMENSIONS",
+            model.starts_with("text-embedding-3"),
+        )?;
+        let embedding = EmbeddingConfig {
+            provider,
+            dims,
+            send_dimensions,
+            base_url: env
+                .get("OPENAI_BASE_URL")
+                .unwrap_or_else(|| "https://api.openai.com/v1".to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: Secret::new(api_key),
+            timeout: Duration::from_secs(env.parsed("EMBEDDING_TIMEOUT_SECS", 60)?),
+            model,
+        };
+
+        let chunking = ChunkingConfig {
+            max_tokens: env.parsed("CHUNK_TOKENS", DEFAULT_CHUNK_TOKENS)?,
+            overlap_tokens: env.parsed("CHUNK_OVERLAP_TOKENS", DEFAULT_CHUNK_OVERLAP)?,
+        };
+        if chunking.max_tokens == 0 {
+            return Err(invalid("CHUNK_TOKENS", 0, "must be at least 1"));
+        }
+        if chunking.overlap_tokens >= chunking.max_tokens {
+            return Err(invalid(
+                "CHUNK_OVERLAP_TOKENS",
+                chunking.overlap_tokens,
+                "must be smaller than CHUNK_TOKENS",
+            ));
+        }
+        let embed_batch_size = env.parsed("EMBED_BATCH_SIZE", DEFAULT_EMBED_BATCH)?;
+        if !(1..=2048).contains(&embed_batch_size) {
+            return Err(invalid(
+                "EMBED_BATCH_SIZE",
+                embed_batch_size,
+                "must be 1..=2048 (OpenAI's inputs per request)",
+            ));
+        }
+
+        Ok(Config {
+            database_url: Secret::new(env.required("DATABASE_URL")?),
+            db_pool_size: env.parsed("DB_POOL_SIZE", 8)?,
+            embedding,
+            chunking,
+            embed_batch_size,
+            max_file_bytes: env.parsed("MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,
+            local_blob_dir: PathBuf::from(
+                env.get("DOCPIPE_BLOB_DIR")
+                    .unwrap_or_else(|| ".local/blobs".to_string()),
+            ),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(Env(move |name| map.get(name).cloned()))
+    }
+
+    #[test]
+    fn defaults_need_only_a_database() {
+        let config = config(&[("DATABASE_URL", "postgres://x")]).unwrap();
+        assert_eq!(config.embedding.provider, EmbeddingProvider::Mock);
+        assert_eq!(config.embedding.dims, 1536);
+        assert_eq!(config.chunking.max_tokens, 512);
+        assert_eq!(config.chunking.overlap_tokens, 64);
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        let err = config(&[("DATABASE_URL", "x"), ("EMBEDDING_DIMS", "3072")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("EMBEDDING_DIMS=\"3072\" is invalid"),
+            "{err}"
+        );
+        let err = config(&[("DATABASE_URL", "x"), ("CHUNK_TOKENS", "abc")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("CHUNK_TOKENS=\"abc\" is invalid"),
+            "{err}"
+        );
+        let err = config(&[
+            ("DATABASE_URL", "x"),
+            ("CHUNK_TOKENS", "64"),
+            ("CHUNK_OVERLAP_TOKENS", "64"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("smaller than CHUNK_TOKENS"),
+            "{err}"
+        );
+        let err = config(&[("DATABASE_URL", "x"), ("EMBEDDING_PROVIDER", "openai")]).unwrap_err();
+        assert_eq!(err.to_string(), "OPENAI_API_KEY is not set");
+        assert_eq!(
+            config(&[]).unwrap_err().to_string(),
+            "DATABASE_URL is not set"
+        );
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let config = config(&[
+            ("DATABASE_URL", "postgres://user:hunter2@db/x"),
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-live-123"),
+        ])
+        .unwrap();
+        let printed = format!("{config:?}");
+        assert!(
+            !printed.contains("hunter2") && !printed.contains("sk-live-123"),
+            "{printed}"
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Postgres: connection pool, migrations, and the startup schema check.
+
+use crate::config::Config;
+use crate::error::ConfigError;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+
+pub use deadpool_postgres::{Client, Transaction};
+
+/// Versioned migrations, applied in order by refinery. Add new files here.
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "V1__schema",
+    include_str!("../../migrations/V1__schema.sql"),
+)];
+
+/// The placeholder in migrations that stands for the configured vector size.
+const DIMS_PLACEHOLDER: &str = "{embedding_dims}";
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn pg_config(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
+    let mut config = tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::Invalid {
+        name: "DATABASE_URL",
+        value: "(hidden)".to_string(),
+        reason: e.to_string(),
+    })?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    config.keepalives_idle(Duration::from_secs(30));
+    Ok(config)
+}
+
+/// A pool over `DATABASE_URL`. Connections are made lazily.
+pub fn pool(config: &Config) -> Result<Pool, ConfigError> {
+    let manager = Manager::from_config(
+        pg_config(config.database_url.expose())?,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(config.db_pool_size)
+        .runtime(Runtime::Tokio1)
+        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .build()
+        .map_err(|e| ConfigError::Database(e.to_string()))
+}
+
+/// Connects, checks that the schema exists with the configured vector size,
+/// and returns a pool. Every long-running process starts here.
+pub async fn connect(config: &Config) -> Result<Pool, ConfigError> {
+    let pool = pool(config)?;
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| ConfigError::Database(e.to_string()))?;
+    match table_dims(&client).await? {
+        None => {
+            return Err(ConfigError::NotMigrated(
+                "table upload_pipeline.document_chunks is missing".into(),
+            ));
+        }
+        Some(in_table) if in_table != config.embedding.dims => {
+            return Err(ConfigError::DimensionMismatch {
+                configured: config.embedding.dims,
+                in_table,
+            });
+        }
+        Some(_) => {}
+    }
+    drop(client);
+    Ok(pool)
+}
+
+/// The vector size of `document_chunks.embedding`, or `None` before migration.
+async fn table_dims(client: &tokio_postgres::Client) -> Result<Option<usize>, ConfigError> {
+    let row = client
+        .query_opt(
+            "SELECT atttypmod FROM pg_attribute \
+             WHERE attrelid = to_regclass('upload_pipeline.document_chunks') AND attname = 'embedding'",
+            &[],
+        )
+        .await?;
+    Ok(row.map(|row| row.get::<_, i32>(0) as usize))
+}
+
+/// What `migrate` did.
+#[derive(Debug)]
+pub struct MigrationReport {
+    pub applied: Vec<String>,
+}
+
+/// Applies pending migrations with refinery. The vector size is fixed when the
+/// schema is first created; migrating with another size is refused.
+pub async fn migrate(config: &Config) -> Result<MigrationReport, ConfigError> {
+    let (mut client, connection) = pg_config(config.database_url.expose())?
+        .connect(NoTls)
+        .await?;
+    let connection = tokio::spawn(connection);
+
+    let dims = config.embedding.dims;
+    if let Some(in_table) = table_dims(&client).await?
+        && in_table != dims
+    {
+        return Err(ConfigError::DimensionMismatch {
+            configured: dims,
+            in_table,
+        });
+    }
+    let migrations = MIGRATIONS
+        .iter()
+        .map(|(name, sql)| {
+            refinery::Migration::unapplied(name, &sql.replace(DIMS_PLACEHOLDER, &dims.to_string()))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ConfigError::Database(format!("bad migration file: {e}")))?;
+    let report = refinery::Runner::new(&migrations)
+        .set_abort_divergent(true)
+        .run_async(&mut client)
+        .await
+        .map_err(|e| ConfigError::Database(format!("migration failed: {e}")))?;
+    drop(client);
+    connection.abort();
+    Ok(MigrationReport {
+        applied: report
+            .applied_migrations()
+            .iter()
+            .map(|m| m.to_string())
+            .collect(),
+    })
+}

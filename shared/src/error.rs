@@ -1,0 +1,132 @@
+//! Errors carry their class from where they arise: a [`Rejection`] is the
+//! document's fault and fails the job; anything else is transient and retried.
+
+use std::fmt;
+
+/// Why a document cannot be processed. Recorded on the job as `error_code`
+/// (stable, for machines) and `error_message` (readable, for people).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Rejection {
+    #[error(
+        "unsupported file type {extension:?}; supported: .txt, .md, .markdown, .html, .htm, .pdf"
+    )]
+    UnsupportedType { extension: String },
+    #[error("file is empty (0 bytes)")]
+    EmptyFile,
+    #[error("file is {size} bytes, over the limit of {limit} bytes (MAX_FILE_BYTES)")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("file is not valid UTF-8 text (invalid byte at offset {offset})")]
+    NotUtf8 { offset: usize },
+    #[error("file is binary, not text (NUL byte at offset {offset})")]
+    Binary { offset: usize },
+    #[error("PDF cannot be read: {detail}")]
+    UnreadablePdf { detail: String },
+    #[error("document has no extractable text")]
+    NoText,
+    #[error("object key {key:?} is not of the form uploads/<tenant>/<path>: {detail}")]
+    InvalidKey { key: String, detail: String },
+    #[error("object {key:?} no longer exists (deleted before it was processed)")]
+    ObjectMissing { key: String },
+    #[error("embedding provider rejected the request: {detail}")]
+    EmbeddingRejected { detail: String },
+    #[error("embedding provider returned an unusable response: {detail}")]
+    EmbeddingInvalid { detail: String },
+    #[error("gave up after {attempts} attempts; last error: {last_error}")]
+    RetriesExhausted { attempts: u32, last_error: String },
+}
+
+impl Rejection {
+    /// Stable machine-readable code, stored in `upload_jobs.error_code`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Rejection::UnsupportedType { .. } => "unsupported_type",
+            Rejection::EmptyFile => "empty_file",
+            Rejection::TooLarge { .. } => "too_large",
+            Rejection::NotUtf8 { .. } => "not_utf8",
+            Rejection::Binary { .. } => "binary_content",
+            Rejection::UnreadablePdf { .. } => "unreadable_pdf",
+            Rejection::NoText => "no_text",
+            Rejection::InvalidKey { .. } => "invalid_key",
+            Rejection::ObjectMissing { .. } => "object_missing",
+            Rejection::EmbeddingRejected { .. } => "embedding_rejected",
+            Rejection::EmbeddingInvalid { .. } => "embedding_invalid",
+            Rejection::RetriesExhausted { .. } => "retries_exhausted",
+        }
+    }
+}
+
+/// An error from a pipeline step, classified for the caller.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The input is bad: retrying cannot help. The job fails with this reason.
+    #[error(transparent)]
+    Rejected(#[from] Rejection),
+    /// Something outside the document failed (network, database, provider
+    /// overload): retry later.
+    #[error("transient: {0}")]
+    Transient(String),
+}
+
+impl Error {
+    pub fn transient(context: &str, err: impl fmt::Display) -> Self {
+        Error::Transient(format!("{context}: {err}"))
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Error::Transient(_))
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(err: tokio_postgres::Error) -> Self {
+        // Show the server's message (it names the constraint or column), not just "db error".
+        match err.as_db_error() {
+            Some(db) => {
+                Error::Transient(format!("database: {}: {}", db.code().code(), db.message()))
+            }
+            None => Error::transient("database", err),
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(err: deadpool_postgres::PoolError) -> Self {
+        Error::transient("database pool", err)
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(err: std::io::Error) -> Self {
+        Error::transient("i/o", err)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A problem with configuration or the environment found at startup.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{name} is not set")]
+    Missing { name: &'static str },
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        reason: String,
+    },
+    #[error(
+        "EMBEDDING_DIMS={configured} but the database's vector columns have {in_table} dimensions; \
+         set EMBEDDING_DIMS={in_table} or migrate a fresh database with the new size"
+    )]
+    DimensionMismatch { configured: usize, in_table: usize },
+    #[error("database schema is not migrated (run `docpipe migrate`): {0}")]
+    NotMigrated(String),
+    #[error("database: {0}")]
+    Database(String),
+}
+
+impl From<tokio_postgres::Error> for ConfigError {
+    fn from(err: tokio_postgres::Error) -> Self {
+        ConfigError::Database(Error::from(err).to_string())
+    }
+}

@@ -1,0 +1,222 @@
+//! Job rows and their state moves. Every move is a conditional UPDATE plus an
+//! `events` row in the caller's transaction.
+
+use crate::error::{Error, Rejection, Result};
+use crate::state::JobState;
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+/// A job as the stages see it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub id: Uuid,
+    pub document_id: Uuid,
+    pub tenant: String,
+    pub source_key: String,
+    pub state: JobState,
+    pub parsed_key: Option<String>,
+    pub chunk_count: Option<i32>,
+}
+
+const JOB_COLUMNS: &str = "id, document_id, tenant, source_key, state, parsed_key, chunk_count";
+
+impl Job {
+    fn from_row(row: &Row) -> Result<Job> {
+        let state: String = row.get("state");
+        Ok(Job {
+            id: row.get("id"),
+            document_id: row.get("document_id"),
+            tenant: row.get("tenant"),
+            source_key: row.get("source_key"),
+            state: JobState::parse(&state)
+                .ok_or_else(|| Error::Transient(format!("unknown job state {state:?}")))?,
+            parsed_key: row.get("parsed_key"),
+            chunk_count: row.get("chunk_count"),
+        })
+    }
+}
+
+/// The job, or `None` if no such job exists.
+pub async fn find(client: &impl GenericClient, job_id: Uuid) -> Result<Option<Job>> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs WHERE id = $1");
+    client
+        .query_opt(&sql, &[&job_id])
+        .await?
+        .map(|row| Job::from_row(&row))
+        .transpose()
+}
+
+/// The job, locked until the transaction ends, so concurrent stage messages of
+/// one job take turns.
+pub async fn lock(tx: &impl GenericClient, job_id: Uuid) -> Result<Option<Job>> {
+    let sql =
+        format!("SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs WHERE id = $1 FOR UPDATE");
+    tx.query_opt(&sql, &[&job_id])
+        .await?
+        .map(|row| Job::from_row(&row))
+        .transpose()
+}
+
+/// What ingest knows about a new job.
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub document_id: Uuid,
+    pub tenant: &'a str,
+    pub source_key: &'a str,
+    pub content_sha256: &'a [u8; 32],
+    pub size_bytes: u64,
+}
+
+/// Inserts a job in `queued` unless it exists. Returns whether it was created.
+pub async fn create(tx: &impl GenericClient, job: &NewJob<'_>) -> Result<bool> {
+    let created = tx
+        .execute(
+            "INSERT INTO upload_pipeline.upload_jobs
+                 (id, document_id, tenant, source_key, content_sha256, size_bytes, state)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (id) DO NOTHING",
+            &[
+                &job.id,
+                &job.document_id,
+                &job.tenant,
+                &job.source_key,
+                &hex::encode(job.content_sha256),
+                &(job.size_bytes as i64),
+                &JobState::Queued.as_str(),
+            ],
+        )
+        .await?
+        == 1;
+    if created {
+        let detail = serde_json::json!({ "key": job.source_key, "size_bytes": job.size_bytes });
+        record(tx, job.id, None, JobState::Queued, "created", &detail).await?;
+    }
+    Ok(created)
+}
+
+async fn record(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    from: Option<JobState>,
+    to: JobState,
+    action: &str,
+    detail: &Value,
+) -> Result<()> {
+    tx.execute(
+        "INSERT INTO upload_pipeline.events (job_id, from_state, to_state, action, detail)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[
+            &job_id,
+            &from.map(JobState::as_str),
+            &to.as_str(),
+            &action,
+            detail,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves a job `from -> to` if it is still in `from`, and records the move.
+/// Returns `false` (and changes nothing) when the job had already moved: the
+/// caller's message is stale. An illegal move is a bug and is refused.
+/// A job that ends drops its buffered chunks and vectors.
+pub async fn transition(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    from: JobState,
+    to: JobState,
+    detail: Value,
+) -> Result<bool> {
+    let action = from.action_to(to).ok_or_else(|| {
+        Error::Transient(format!(
+            "illegal job transition {from} -> {to} for job {job_id}"
+        ))
+    })?;
+    let moved = tx
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs
+                SET state = $3, state_changed_at = now(), updated_at = now()
+              WHERE id = $1 AND state = $2",
+            &[&job_id, &from.as_str(), &to.as_str()],
+        )
+        .await?;
+    if moved == 0 {
+        return Ok(false);
+    }
+    record(tx, job_id, Some(from), to, action, &detail).await?;
+    if to.is_terminal() {
+        for table in ["document_chunk_buffer", "document_vector_buffer"] {
+            let sql = format!("DELETE FROM upload_pipeline.{table} WHERE job_id = $1");
+            tx.execute(&sql, &[&job_id]).await?;
+        }
+    }
+    Ok(true)
+}
+
+/// Puts an ended job back to `queued` with its progress cleared.
+pub async fn requeue(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    from: JobState,
+    reason: &str,
+) -> Result<bool> {
+    if !transition(
+        tx,
+        job_id,
+        from,
+        JobState::Queued,
+        serde_json::json!({ "reason": reason }),
+    )
+    .await?
+    {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE upload_pipeline.upload_jobs
+            SET error_code = NULL, error_message = NULL, chunk_count = NULL,
+                token_count = NULL, embedded_chunks = 0
+          WHERE id = $1",
+        &[&job_id],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Fails a job that is in `from`, recording the reason users will see.
+pub async fn fail_in(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    from: JobState,
+    reason: &Rejection,
+) -> Result<bool> {
+    let detail = serde_json::json!({ "code": reason.code(), "message": reason.to_string() });
+    if !transition(tx, job_id, from, JobState::Failed, detail).await? {
+        return Ok(false);
+    }
+    tx.execute(
+        "UPDATE upload_pipeline.upload_jobs SET error_code = $2, error_message = $3 WHERE id = $1",
+        &[&job_id, &reason.code(), &reason.to_string()],
+    )
+    .await?;
+    Ok(true)
+}
+
+/// Fails a job wherever it is, unless it already ended. Returns whether it failed now.
+pub async fn fail(
+    client: &mut deadpool_postgres::Client,
+    job_id: Uuid,
+    reason: &Rejection,
+) -> Result<bool> {
+    let tx = client.transaction().await?;
+    let Some(job) = lock(&tx, job_id).await? else {
+        return Ok(false);
+    };
+    if job.state.is_terminal() || !fail_in(&tx, job_id, job.state, reason).await? {
+        return Ok(false);
+    }
+    tx.commit().await?;
+    Ok(true)
+}

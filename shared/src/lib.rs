@@ -1,0 +1,25 @@
+//! docpipe: documents in S3 become searchable vectors in Postgres.
+//!
+//! Everything the Lambda functions and the CLI do lives here. Domain types know
+//! nothing of AWS; stages run over the [`blob::BlobStore`], [`queue::Queue`]
+//! and [`embedding::Embedder`] traits.
+
+pub mod blob;
+pub mod chunking;
+pub mod config;
+pub mod db;
+pub mod embedding;
+pub mod error;
+pub mod ids;
+pub mod jobs;
+pub mod local;
+pub mod parsing;
+pub mod queue;
+pub mod search;
+pub mod stages;
+pub mod state;
+pub mod status;
+pub mod telemetry;
+
+pub use error::{ConfigError, Error, Rejection, Result};
+pub use state::JobState;

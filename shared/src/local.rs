@@ -1,0 +1,303 @@
+//! The whole pipeline in one process: a directory as the blob store, an
+//! in-process queue, and the same stage handlers as Lambda. Transient errors
+//! are retried with backoff, as SQS redelivery would, then fail the job.
+
+use crate::blob::LocalBlobStore;
+use crate::config::Config;
+use crate::error::{ConfigError, Error, Rejection, Result};
+use crate::jobs;
+use crate::queue::{Queue, StageMessage};
+use crate::stages::{self, Pipeline, ingest::Change, ingest::Ingested};
+use crate::state::JobState;
+use async_trait::async_trait;
+use deadpool_postgres::Pool;
+use futures::FutureExt;
+use std::collections::VecDeque;
+use std::panic::AssertUnwindSafe;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+
+/// Attempts per message before its job fails, like an SQS maxReceiveCount.
+pub const MAX_ATTEMPTS: u32 = 5;
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Stage messages for this process's own runner.
+struct InProcessQueue(mpsc::UnboundedSender<StageMessage>);
+
+#[async_trait]
+impl Queue for InProcessQueue {
+    async fn send(&self, messages: Vec<StageMessage>) -> Result<()> {
+        for message in messages {
+            self.0
+                .send(message)
+                .map_err(|_| Error::Transient("local queue is closed".into()))?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run reports as it goes.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    Ingested {
+        key: &'a str,
+        ingested: &'a Ingested,
+    },
+    IngestFailed {
+        key: &'a str,
+        error: &'a Error,
+    },
+    JobEnded {
+        job_id: uuid::Uuid,
+        state: JobState,
+    },
+}
+
+/// What a run did with each key.
+#[derive(Debug, Default)]
+pub struct LocalRun {
+    pub ingested: Vec<(String, Ingested)>,
+    /// Keys that never became a job (invalid key, vanished file, database down).
+    pub not_ingested: Vec<(String, String)>,
+}
+
+enum Work {
+    Ingest(String),
+    Stage(StageMessage),
+}
+
+impl std::fmt::Display for Work {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Work::Ingest(key) => write!(f, "ingest {key}"),
+            Work::Stage(message) => write!(f, "{} {}", message.stage(), message.job_id()),
+        }
+    }
+}
+
+enum Done {
+    Ingested(String, Ingested),
+    Handled(stages::Handled),
+}
+
+pub struct LocalPipeline {
+    pipeline: Arc<Pipeline>,
+    blobs: LocalBlobStore,
+    inbox: mpsc::UnboundedReceiver<StageMessage>,
+    concurrency: usize,
+}
+
+impl LocalPipeline {
+    pub fn new(config: &Config, db: Pool) -> std::result::Result<Self, ConfigError> {
+        let (sender, inbox) = mpsc::unbounded_channel();
+        let blobs = LocalBlobStore::new(&config.local_blob_dir);
+        let pipeline = Pipeline::new(
+            config,
+            db,
+            Arc::new(blobs.clone()),
+            Arc::new(InProcessQueue(sender)),
+        )?;
+        Ok(LocalPipeline {
+            pipeline: Arc::new(pipeline),
+            blobs,
+            inbox,
+            concurrency: config.db_pool_size.max(1),
+        })
+    }
+
+    pub fn pipeline(&self) -> &Arc<Pipeline> {
+        &self.pipeline
+    }
+
+    /// Copies a local file into the blob store under `key`, as an upload would.
+    pub async fn upload(&self, key: &str, file: &Path) -> Result<()> {
+        let target = self.blobs.path_of(key)?;
+        if let Some(parent) = target.parent() {
+            tokio::fs::create_dir_all(parent).await?;
+        }
+        tokio::fs::copy(file, &target).await?;
+        Ok(())
+    }
+
+    /// Ingests `keys` and runs every stage until no work is left.
+    pub async fn run(
+        &mut self,
+        keys: Vec<String>,
+        mut progress: impl FnMut(Progress<'_>),
+    ) -> LocalRun {
+        let mut run = LocalRun::default();
+        let mut ingests: VecDeque<(Work, u32)> =
+            keys.into_iter().map(|k| (Work::Ingest(k), 1)).collect();
+        let mut stage_work: VecDeque<(Work, u32)> = VecDeque::new();
+        let mut tasks = JoinSet::new();
+        loop {
+            while let Ok(message) = self.inbox.try_recv() {
+                stage_work.push_back((Work::Stage(message), 1));
+            }
+            // Finish documents already under way before starting new ones.
+            while tasks.len() < self.concurrency
+                && let Some((work, attempt)) =
+                    stage_work.pop_front().or_else(|| ingests.pop_front())
+            {
+                let pipeline = self.pipeline.clone();
+                tasks.spawn(async move {
+                    if attempt > 1 {
+                        tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 2)).await;
+                    }
+                    let result = AssertUnwindSafe(perform(&pipeline, &work))
+                        .catch_unwind()
+                        .await;
+                    let result =
+                        result.unwrap_or_else(|_| Err(Error::Transient("stage panicked".into())));
+                    (work, attempt, result)
+                });
+            }
+            let Some(joined) = tasks.join_next().await else {
+                break;
+            };
+            let (work, attempt, result) = joined.expect("task panics are caught inside the task");
+            match (work, result) {
+                (_, Ok(Done::Ingested(key, ingested))) => {
+                    progress(Progress::Ingested {
+                        key: &key,
+                        ingested: &ingested,
+                    });
+                    if ingested.change == Change::Unchanged
+                        && !ingested.state.is_terminal()
+                        && let Err(error) = self.resume(&ingested).await
+                    {
+                        tracing::warn!(job_id = %ingested.job_id, %error, "could not resume job");
+                    }
+                    run.ingested.push((key, ingested));
+                }
+                (_, Ok(Done::Handled(handled))) => {
+                    if let Some(state) = handled.ended {
+                        progress(Progress::JobEnded {
+                            job_id: handled.job_id,
+                            state,
+                        });
+                    }
+                }
+                (work, Err(error)) if error.is_transient() && attempt < MAX_ATTEMPTS => {
+                    tracing::warn!(work = %work, attempt, %error, "retrying");
+                    let queue = if matches!(work, Work::Ingest(_)) {
+                        &mut ingests
+                    } else {
+                        &mut stage_work
+                    };
+                    queue.push_back((work, attempt + 1));
+                }
+                (Work::Stage(message), Err(error)) => {
+                    self.give_up(&message, attempt, &error, &mut progress).await
+                }
+                (Work::Ingest(key), Err(error)) => {
+                    progress(Progress::IngestFailed {
+                        key: &key,
+                        error: &error,
+                    });
+                    run.not_ingested.push((key, error.to_string()));
+                }
+            }
+        }
+        run
+    }
+
+    /// A job left mid-way by an earlier, interrupted run gets its next messages again.
+    async fn resume(&self, ingested: &Ingested) -> Result<()> {
+        if let Some(job) = jobs::find(&self.pipeline.db.get().await?, ingested.job_id).await? {
+            self.pipeline
+                .queue
+                .send(stages::resume_messages(
+                    &job,
+                    self.pipeline.embed_batch_size,
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    async fn give_up(
+        &self,
+        message: &StageMessage,
+        attempts: u32,
+        error: &Error,
+        progress: &mut impl FnMut(Progress<'_>),
+    ) {
+        let job_id = message.job_id();
+        tracing::error!(%job_id, attempts, %error, "giving up on message");
+        let reason = Rejection::RetriesExhausted {
+            attempts,
+            last_error: error.to_string(),
+        };
+        let failed = match self.pipeline.db.get().await {
+            Ok(mut client) => jobs::fail(&mut client, job_id, &reason)
+                .await
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        if failed {
+            progress(Progress::JobEnded {
+                job_id,
+                state: JobState::Failed,
+            });
+        }
+    }
+}
+
+async fn perform(pipeline: &Pipeline, work: &Work) -> Result<Done> {
+    match work {
+        Work::Ingest(key) => Ok(Done::Ingested(
+            key.clone(),
+            stages::ingest::ingest(pipeline, key).await?,
+        )),
+        Work::Stage(message) => Ok(Done::Handled(stages::handle(pipeline, message).await?)),
+    }
+}
+
+/// Files to ingest and the upload keys they get: a file keeps its name, a
+/// directory's files (recursively, hidden ones skipped) keep their paths
+/// relative to it. Sorted, so runs are repeatable.
+pub fn upload_keys(
+    tenant: &str,
+    paths: &[std::path::PathBuf],
+) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
+    fn walk(
+        dir: &Path,
+        prefix: &str,
+        out: &mut Vec<(String, std::path::PathBuf)>,
+    ) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if entry.file_type()?.is_dir() {
+                walk(&entry.path(), &format!("{prefix}{name}/"), out)?;
+            } else {
+                out.push((format!("{prefix}{name}"), entry.path()));
+            }
+        }
+        Ok(())
+    }
+    let prefix = format!("{}{tenant}/", stages::ingest::UPLOAD_PREFIX);
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            walk(path, &prefix, &mut files)?;
+        } else {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            std::fs::metadata(path)?;
+            files.push((format!("{prefix}{name}"), path.clone()));
+        }
+    }
+    files.sort();
+    files.dedup_by(|a, b| a.0 == b.0);
+    Ok(files)
+}

@@ -1,0 +1,74 @@
+//! Tenant-scoped similarity search over `document_chunks`.
+
+use crate::chunking::tokenizer;
+use crate::embedding::{EmbedInput, Embedder};
+use crate::error::Result;
+use deadpool_postgres::Pool;
+use pgvector::Vector;
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchHit {
+    pub document_id: Uuid,
+    pub source_key: String,
+    pub chunk_index: i32,
+    /// Cosine similarity, 1 = same direction.
+    pub score: f64,
+    pub char_start: i32,
+    pub char_end: i32,
+    pub text: String,
+}
+
+/// The `top_k` chunks of `tenant` nearest to `query`, among vectors of the
+/// embedder's model only.
+pub async fn search(
+    db: &Pool,
+    embedder: &dyn Embedder,
+    tenant: &str,
+    query: &str,
+    top_k: u32,
+) -> Result<Vec<SearchHit>> {
+    let tokens = tokenizer().encode_ordinary(query).len() as u32;
+    let embedded = embedder
+        .embed(&[EmbedInput {
+            text: query,
+            tokens,
+        }])
+        .await?;
+    let query_vector = Vector::from(embedded.vectors.into_iter().next().unwrap_or_default());
+    let mut client = db.get().await?;
+    let tx = client.transaction().await?;
+    // The tenant filter runs inside the HNSW scan; iterative scans keep going
+    // until enough of this tenant's rows are found.
+    tx.batch_execute(
+        "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "WITH hits AS MATERIALIZED (
+                 SELECT document_id, source_key, chunk_index, char_start, char_end, text,
+                        embedding <=> $3 AS distance
+                   FROM upload_pipeline.document_chunks
+                  WHERE tenant = $1 AND model = $2
+                  ORDER BY embedding <=> $3
+                  LIMIT $4)
+             SELECT * FROM hits ORDER BY distance",
+            &[&tenant, &embedder.model(), &query_vector, &i64::from(top_k)],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(rows
+        .iter()
+        .map(|row| SearchHit {
+            document_id: row.get("document_id"),
+            source_key: row.get("source_key"),
+            chunk_index: row.get("chunk_index"),
+            char_start: row.get("char_start"),
+            char_end: row.get("char_end"),
+            text: row.get("text"),
+            score: 1.0 - row.get::<_, f64>("distance"),
+        })
+        .collect())
+}

@@ -1,0 +1,164 @@
+//! Embed: vectors for one batch of a job's chunks, reusing cached vectors.
+//! The batch that completes the job finalizes it, exactly once.
+
+use super::{Pipeline, finalize};
+use crate::embedding::EmbedInput;
+use crate::error::{Error, Result};
+use crate::jobs;
+use crate::state::JobState;
+use pgvector::Vector;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// A chunk of the batch that has no vector in the buffer yet.
+struct Pending {
+    index: i32,
+    text: String,
+    text_sha256: Vec<u8>,
+    tokens: i32,
+    cached: Option<Vector>,
+}
+
+pub async fn embed(
+    pipeline: &Pipeline,
+    job_id: Uuid,
+    first_chunk: u32,
+    chunk_count: u32,
+) -> Result<Option<JobState>> {
+    let Some(job) = super::job_in_state(pipeline, job_id, JobState::Chunked, "embed").await? else {
+        return Ok(None);
+    };
+    let embedder = &pipeline.embedder;
+    let model = embedder.model();
+    let dims = embedder.dims() as i32;
+    let end = first_chunk.saturating_add(chunk_count).min(i32::MAX as u32) as i32;
+    let pending: Vec<Pending> = pipeline
+        .db
+        .get()
+        .await?
+        .query(
+            "SELECT b.chunk_index, b.text, b.text_sha256, b.token_count, c.embedding
+               FROM upload_pipeline.document_chunk_buffer b
+               LEFT JOIN upload_pipeline.embedding_cache c
+                      ON c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5
+              WHERE b.job_id = $1 AND b.chunk_index >= $2 AND b.chunk_index < $3
+                AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_vector_buffer v
+                                 WHERE v.job_id = b.job_id AND v.chunk_index = b.chunk_index)
+              ORDER BY b.chunk_index",
+            &[&job_id, &(first_chunk as i32), &end, &model, &dims],
+        )
+        .await?
+        .into_iter()
+        .map(|row| Pending {
+            index: row.get(0),
+            text: row.get(1),
+            text_sha256: row.get(2),
+            tokens: row.get(3),
+            cached: row.get(4),
+        })
+        .collect();
+
+    // Pay once per distinct uncached text, outside any transaction.
+    let mut fresh: HashMap<&[u8], Option<Vector>> = HashMap::new();
+    let mut to_embed = Vec::new();
+    for chunk in pending.iter().filter(|c| c.cached.is_none()) {
+        if fresh.insert(&chunk.text_sha256, None).is_none() {
+            to_embed.push(chunk);
+        }
+    }
+    let inputs: Vec<EmbedInput> = to_embed
+        .iter()
+        .map(|c| EmbedInput {
+            text: &c.text,
+            tokens: c.tokens as u32,
+        })
+        .collect();
+    let embeddings = if inputs.is_empty() {
+        None
+    } else {
+        Some(embedder.embed(&inputs).await?)
+    };
+    if let Some(embeddings) = &embeddings {
+        for (chunk, vector) in to_embed.iter().zip(&embeddings.vectors) {
+            fresh.insert(&chunk.text_sha256, Some(Vector::from(vector.clone())));
+        }
+    }
+    let indexes: Vec<i32> = pending.iter().map(|c| c.index).collect();
+    let vectors: Vec<&Vector> = pending
+        .iter()
+        .map(|c| {
+            c.cached
+                .as_ref()
+                .or_else(|| fresh[c.text_sha256.as_slice()].as_ref())
+                .expect("embedded above")
+        })
+        .collect();
+
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    // Lock order everywhere: document, then job. Batches of one job take turns here.
+    let latest_job_id: Option<Uuid> = tx
+        .query_one(
+            "SELECT latest_job_id FROM upload_pipeline.documents WHERE id = $1 FOR UPDATE",
+            &[&job.document_id],
+        )
+        .await?
+        .get(0);
+    match jobs::lock(&tx, job_id).await? {
+        Some(locked) if locked.state == JobState::Chunked => {}
+        _ => return Ok(None),
+    }
+    let inserted = tx
+        .execute(
+            "INSERT INTO upload_pipeline.document_vector_buffer (job_id, chunk_index, embedding, model)
+             SELECT $1, i, e, $4 FROM unnest($2::int4[], $3::vector[]) AS t(i, e)
+             ON CONFLICT DO NOTHING",
+            &[&job_id, &indexes, &vectors, &model],
+        )
+        .await?;
+    if let Some(embeddings) = &embeddings {
+        let hashes: Vec<&[u8]> = to_embed.iter().map(|c| c.text_sha256.as_slice()).collect();
+        let new_vectors: Vec<&Vector> = to_embed
+            .iter()
+            .map(|c| fresh[c.text_sha256.as_slice()].as_ref().expect("embedded"))
+            .collect();
+        tx.execute(
+            "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
+             SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
+             ON CONFLICT DO NOTHING",
+            &[&hashes, &model, &dims, &new_vectors],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO upload_pipeline.cost_ledger (tenant, job_id, service, model, units, unit)
+             VALUES ($1, $2, $3, $4, $5, 'tokens')",
+            &[
+                &job.tenant,
+                &job_id,
+                &embedder.service(),
+                &model,
+                &(embeddings.billed_tokens as i64),
+            ],
+        )
+        .await?;
+    }
+    let progress = tx
+        .query_one(
+            "UPDATE upload_pipeline.upload_jobs
+                SET embedded_chunks = embedded_chunks + $2, updated_at = now()
+              WHERE id = $1
+          RETURNING embedded_chunks, chunk_count",
+            &[&job_id, &(inserted as i32)],
+        )
+        .await?;
+    let (embedded, total): (i32, Option<i32>) = (progress.get(0), progress.get(1));
+    let total = total
+        .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;
+    let ended = if embedded >= total {
+        Some(finalize::finalize(&tx, &job, latest_job_id).await?)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok(ended)
+}

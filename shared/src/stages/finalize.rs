@@ -1,0 +1,54 @@
+//! Finalize: when a job's last vector lands, swap the document's searchable
+//! chunks for the job's, in the caller's transaction.
+
+use crate::error::Result;
+use crate::jobs::{self, Job};
+use crate::state::JobState;
+use deadpool_postgres::GenericClient;
+use uuid::Uuid;
+
+/// Makes `job` the document's live version, or supersedes it if a newer
+/// version arrived meanwhile. The caller holds the document and job locks.
+pub async fn finalize(
+    tx: &impl GenericClient,
+    job: &Job,
+    latest_job_id: Option<Uuid>,
+) -> Result<JobState> {
+    if latest_job_id != Some(job.id) {
+        let detail = serde_json::json!({ "latest_job": latest_job_id });
+        jobs::transition(tx, job.id, JobState::Chunked, JobState::Superseded, detail).await?;
+        return Ok(JobState::Superseded);
+    }
+    tx.execute(
+        "DELETE FROM upload_pipeline.document_chunks WHERE document_id = $1",
+        &[&job.document_id],
+    )
+    .await?;
+    let chunks = tx
+        .execute(
+            "INSERT INTO upload_pipeline.document_chunks
+                 (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
+                  token_count, char_start, char_end, model, embedding)
+             SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
+                    b.token_count, b.char_start, b.char_end, v.model, v.embedding
+               FROM upload_pipeline.document_chunk_buffer b
+               JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
+              WHERE b.job_id = $1",
+            &[&job.id, &job.document_id, &job.tenant, &job.source_key],
+        )
+        .await?;
+    tx.execute(
+        "UPDATE upload_pipeline.documents SET live_job_id = $2, updated_at = now() WHERE id = $1",
+        &[&job.document_id, &job.id],
+    )
+    .await?;
+    jobs::transition(
+        tx,
+        job.id,
+        JobState::Chunked,
+        JobState::Complete,
+        serde_json::json!({ "chunks": chunks }),
+    )
+    .await?;
+    Ok(JobState::Complete)
+}

@@ -1,0 +1,189 @@
+//! Ingest: an object appeared under `uploads/<tenant>/…`; record its document
+//! and job idempotently and send it to parse.
+
+use super::Pipeline;
+use crate::error::{Rejection, Result};
+use crate::ids;
+use crate::jobs::{self, NewJob};
+use crate::queue::StageMessage;
+use crate::state::JobState;
+use uuid::Uuid;
+
+/// Where uploads live in the bucket.
+pub const UPLOAD_PREFIX: &str = "uploads/";
+
+/// What ingest did with an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// First time this content was seen for this key.
+    New,
+    /// The same content as the document's latest version: nothing to do.
+    Unchanged,
+    /// Content seen before (but not latest) came back and is processed again.
+    Requeued,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ingested {
+    pub document_id: Uuid,
+    pub job_id: Uuid,
+    pub state: JobState,
+    pub change: Change,
+}
+
+/// Tenants name folders and rows: keep them plain.
+pub fn check_tenant(tenant: &str) -> Result<(), Rejection> {
+    let plain = tenant
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if (1..=64).contains(&tenant.len()) && plain {
+        Ok(())
+    } else {
+        Err(Rejection::InvalidKey {
+            key: format!("{UPLOAD_PREFIX}{tenant}/"),
+            detail: "tenant must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'".into(),
+        })
+    }
+}
+
+/// The tenant of an upload key `uploads/<tenant>/<path>`.
+pub fn tenant_of(key: &str) -> Result<&str, Rejection> {
+    let invalid = |detail: &str| Rejection::InvalidKey {
+        key: key.to_string(),
+        detail: detail.to_string(),
+    };
+    let rest = key
+        .strip_prefix(UPLOAD_PREFIX)
+        .ok_or_else(|| invalid("not under uploads/"))?;
+    let (tenant, path) = rest
+        .split_once('/')
+        .ok_or_else(|| invalid("no tenant folder"))?;
+    check_tenant(tenant)
+        .map_err(|_| invalid("tenant must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'"))?;
+    if path.is_empty()
+        || path.ends_with('/')
+        || path
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+    {
+        return Err(invalid(
+            "path after the tenant must name a file without empty, '.' or '..' segments",
+        ));
+    }
+    Ok(tenant)
+}
+
+pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
+    let tenant = tenant_of(key)?;
+    let document_id = ids::document_id(tenant, key);
+    let object = pipeline.blobs.head(key).await?;
+    let too_large = object.size > pipeline.max_file_bytes;
+    let content_sha256 = if too_large {
+        // Never read an oversized object; its version identifies it instead.
+        ids::sha256(format!("unread:{}", object.version).as_bytes())
+    } else {
+        ids::sha256(&pipeline.blobs.get(key, pipeline.max_file_bytes).await?)
+    };
+    let job_id = ids::job_id(document_id, &content_sha256);
+
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    // Upserting the document locks its row: ingests of one key take turns.
+    let previous: Option<Uuid> = tx
+        .query_one(
+            "INSERT INTO upload_pipeline.documents (id, tenant, source_key) VALUES ($1, $2, $3)
+             ON CONFLICT (id) DO UPDATE SET updated_at = now()
+             RETURNING latest_job_id",
+            &[&document_id, &tenant, &key],
+        )
+        .await?
+        .get(0);
+    let new_job = NewJob {
+        id: job_id,
+        document_id,
+        tenant,
+        source_key: key,
+        content_sha256: &content_sha256,
+        size_bytes: object.size,
+    };
+    let (mut state, change) = if jobs::create(&tx, &new_job).await? {
+        (JobState::Queued, Change::New)
+    } else {
+        let job = jobs::lock(&tx, job_id)
+            .await?
+            .expect("job exists: insert conflicted");
+        if previous != Some(job_id) && job.state.is_terminal() {
+            jobs::requeue(&tx, job_id, job.state, "content uploaded again").await?;
+            (JobState::Queued, Change::Requeued)
+        } else {
+            (job.state, Change::Unchanged)
+        }
+    };
+    if previous != Some(job_id) {
+        tx.execute(
+            "UPDATE upload_pipeline.documents SET latest_job_id = $2 WHERE id = $1",
+            &[&document_id, &job_id],
+        )
+        .await?;
+        if let Some(older) = previous
+            && let Some(older) = jobs::lock(&tx, older).await?
+            && !older.state.is_terminal()
+        {
+            let detail = serde_json::json!({ "by_job": job_id });
+            jobs::transition(&tx, older.id, older.state, JobState::Superseded, detail).await?;
+        }
+    }
+    if too_large && state == JobState::Queued {
+        let reason = Rejection::TooLarge {
+            size: object.size,
+            limit: pipeline.max_file_bytes,
+        };
+        jobs::fail_in(&tx, job_id, state, &reason).await?;
+        state = JobState::Failed;
+    }
+    tx.commit().await?;
+
+    if state == JobState::Queued {
+        pipeline
+            .queue
+            .send(vec![StageMessage::Parse { job_id }])
+            .await?;
+    }
+    Ok(Ingested {
+        document_id,
+        job_id,
+        state,
+        change,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_keys_name_a_tenant_and_a_file() {
+        assert_eq!(tenant_of("uploads/acme/a.txt"), Ok("acme"));
+        assert_eq!(
+            tenant_of("uploads/acme-2_x/dir/sub dir/ü.md"),
+            Ok("acme-2_x")
+        );
+        for bad in [
+            "parsed/acme/a.txt",
+            "uploads/a.txt",
+            "uploads//a.txt",
+            "uploads/ac me/a.txt",
+            "uploads/acme/",
+            "uploads/acme/../other/a.txt",
+            "uploads/acme/./a.txt",
+            "uploads/acme/dir//a.txt",
+        ] {
+            assert!(
+                matches!(tenant_of(bad), Err(Rejection::InvalidKey { .. })),
+                "{bad}"
+            );
+        }
+        assert!(check_tenant(&"t".repeat(65)).is_err());
+        assert!(check_tenant("").is_err());
+    }
+}

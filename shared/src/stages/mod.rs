@@ -1,0 +1,143 @@
+//! The pipeline's stages as plain async functions over the blob store, the
+//! queue and the embedder, so the same code runs in Lambda and locally.
+
+pub mod chunk;
+pub mod embed;
+pub mod finalize;
+pub mod ingest;
+pub mod parse;
+
+use crate::blob::BlobStore;
+use crate::chunking::Chunker;
+use crate::config::Config;
+use crate::embedding::{self, Embedder};
+use crate::error::{ConfigError, Error, Result};
+use crate::jobs::{self, Job};
+use crate::queue::{Queue, StageMessage};
+use crate::state::JobState;
+use deadpool_postgres::Pool;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Everything a stage needs, built once per process and shared.
+pub struct Pipeline {
+    pub db: Pool,
+    pub blobs: Arc<dyn BlobStore>,
+    pub queue: Arc<dyn Queue>,
+    pub embedder: Arc<dyn Embedder>,
+    pub chunker: Arc<Chunker>,
+    pub max_file_bytes: u64,
+    pub embed_batch_size: u32,
+}
+
+impl Pipeline {
+    pub fn new(
+        config: &Config,
+        db: Pool,
+        blobs: Arc<dyn BlobStore>,
+        queue: Arc<dyn Queue>,
+    ) -> std::result::Result<Pipeline, ConfigError> {
+        let chunker = Chunker::new(&config.chunking).map_err(|e| ConfigError::Invalid {
+            name: "CHUNK_OVERLAP_TOKENS",
+            value: config.chunking.overlap_tokens.to_string(),
+            reason: e.to_string(),
+        })?;
+        let embedder =
+            embedding::from_config(&config.embedding).map_err(|e| ConfigError::Invalid {
+                name: "EMBEDDING_PROVIDER",
+                value: format!("{:?}", config.embedding.provider),
+                reason: e.to_string(),
+            })?;
+        Ok(Pipeline {
+            db,
+            blobs,
+            queue,
+            embedder,
+            chunker: Arc::new(chunker),
+            max_file_bytes: config.max_file_bytes,
+            embed_batch_size: config.embed_batch_size as u32,
+        })
+    }
+}
+
+/// What handling one stage message did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handled {
+    pub job_id: Uuid,
+    /// The state the job ended in, if this message ended it.
+    pub ended: Option<JobState>,
+}
+
+/// Runs one stage message. A rejection fails the job and is handled (the
+/// message is done); a transient error is returned so the message is retried.
+pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
+    let job_id = message.job_id();
+    let result = match *message {
+        StageMessage::Parse { job_id } => parse::parse(pipeline, job_id).await,
+        StageMessage::Chunk { job_id } => chunk::chunk(pipeline, job_id).await,
+        StageMessage::Embed {
+            job_id,
+            first_chunk,
+            chunk_count,
+        } => embed::embed(pipeline, job_id, first_chunk, chunk_count).await,
+    };
+    match result {
+        Ok(ended) => Ok(Handled { job_id, ended }),
+        Err(Error::Rejected(reason)) => {
+            tracing::warn!(%job_id, stage = message.stage(), code = reason.code(), %reason, "job failed");
+            let failed = jobs::fail(&mut pipeline.db.get().await?, job_id, &reason).await?;
+            Ok(Handled {
+                job_id,
+                ended: failed.then_some(JobState::Failed),
+            })
+        }
+        Err(transient) => Err(transient),
+    }
+}
+
+/// The job if it is in `expected`; `None` (logged) for a stale or unknown job,
+/// whose message is then acknowledged without effect.
+async fn job_in_state(
+    pipeline: &Pipeline,
+    job_id: Uuid,
+    expected: JobState,
+    stage: &str,
+) -> Result<Option<Job>> {
+    let job = jobs::find(&pipeline.db.get().await?, job_id).await?;
+    match job {
+        Some(job) if job.state == expected => Ok(Some(job)),
+        Some(job) => {
+            tracing::info!(%job_id, stage, state = %job.state, "stale message: job already moved; acknowledged");
+            Ok(None)
+        }
+        None => {
+            tracing::warn!(%job_id, stage, "message for an unknown job; acknowledged");
+            Ok(None)
+        }
+    }
+}
+
+/// Runs CPU-heavy work (parsing, tokenizing) off the async workers.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::transient("worker thread", e))
+}
+
+/// The messages that move a job on from where it is; empty for an ended job.
+/// For resuming work whose messages were lost (local runs, the sweeper).
+pub fn resume_messages(job: &Job, embed_batch_size: u32) -> Vec<StageMessage> {
+    let job_id = job.id;
+    match job.state {
+        JobState::Queued => vec![StageMessage::Parse { job_id }],
+        JobState::Parsed => vec![StageMessage::Chunk { job_id }],
+        JobState::Chunked => chunk::batches(job.chunk_count.unwrap_or(0) as u32, embed_batch_size)
+            .map(|(first_chunk, chunk_count)| StageMessage::Embed {
+                job_id,
+                first_chunk,
+                chunk_count,
+            })
+            .collect(),
+        JobState::Complete | JobState::Failed | JobState::Superseded => Vec::new(),
+    }
+}

@@ -1,0 +1,145 @@
+//! The job state machine: one transition table, checked in one place.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a job is. A stage message is only acted on while the job is in the
+/// state that stage expects; otherwise it is stale and acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Created by ingest; waiting for parse.
+    Queued,
+    /// Text extracted to the blob store; waiting for chunk.
+    Parsed,
+    /// Chunks buffered; embed batches in flight.
+    Chunked,
+    /// Chunks and vectors are live in `document_chunks`.
+    Complete,
+    /// Stopped with a recorded reason.
+    Failed,
+    /// A newer version of the document replaced this one before it finished.
+    Superseded,
+}
+
+/// Every legal move, and the audit action recorded for it. Nothing else moves a job.
+pub const TRANSITIONS: &[(JobState, JobState, &str)] = {
+    use JobState::*;
+    &[
+        (Queued, Parsed, "parsed"),
+        (Parsed, Chunked, "chunked"),
+        (Chunked, Complete, "finalized"),
+        (Queued, Failed, "failed"),
+        (Parsed, Failed, "failed"),
+        (Chunked, Failed, "failed"),
+        (Queued, Superseded, "superseded"),
+        (Parsed, Superseded, "superseded"),
+        (Chunked, Superseded, "superseded"),
+        // The same content uploaded again after a different version, or a reprocess.
+        (Complete, Queued, "requeued"),
+        (Failed, Queued, "requeued"),
+        (Superseded, Queued, "requeued"),
+    ]
+};
+
+impl JobState {
+    pub const ALL: [JobState; 6] = [
+        JobState::Queued,
+        JobState::Parsed,
+        JobState::Chunked,
+        JobState::Complete,
+        JobState::Failed,
+        JobState::Superseded,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Parsed => "parsed",
+            JobState::Chunked => "chunked",
+            JobState::Complete => "complete",
+            JobState::Failed => "failed",
+            JobState::Superseded => "superseded",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+
+    /// Terminal states end a job's processing; only a requeue leaves them.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Complete | JobState::Failed | JobState::Superseded
+        )
+    }
+
+    /// The audit action of the move `self -> to`, or `None` if it is illegal.
+    pub fn action_to(self, to: JobState) -> Option<&'static str> {
+        TRANSITIONS
+            .iter()
+            .find(|(from, target, _)| *from == self && *target == to)
+            .map(|(_, _, action)| *action)
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use JobState::*;
+
+    #[test]
+    fn every_pair_is_legal_exactly_when_listed() {
+        let legal = [
+            (Queued, Parsed),
+            (Parsed, Chunked),
+            (Chunked, Complete),
+            (Queued, Failed),
+            (Parsed, Failed),
+            (Chunked, Failed),
+            (Queued, Superseded),
+            (Parsed, Superseded),
+            (Chunked, Superseded),
+            (Complete, Queued),
+            (Failed, Queued),
+            (Superseded, Queued),
+        ];
+        for from in JobState::ALL {
+            for to in JobState::ALL {
+                assert_eq!(
+                    from.action_to(to).is_some(),
+                    legal.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_states_only_leave_by_requeue() {
+        for (from, to, action) in TRANSITIONS {
+            if from.is_terminal() {
+                assert_eq!((*to, *action), (Queued, "requeued"));
+            }
+        }
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for state in JobState::ALL {
+            assert_eq!(JobState::parse(state.as_str()), Some(state));
+            assert_eq!(
+                serde_json::to_string(&state).unwrap(),
+                format!("\"{state}\"")
+            );
+        }
+        assert_eq!(JobState::parse("running"), None);
+    }
+}
