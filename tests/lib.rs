@@ -1,1 +1,167 @@
+//! Support for docpipe's integration tests and benches: a fresh Postgres
+//! database per test, the mock servers on loopback ports, sample files.
 
+use docpipe_shared::config::{Config, Env};
+use docpipe_shared::db;
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// The cluster to create test databases in: `DATABASE_URL` (any database of
+/// a Postgres with pgvector; `scripts/local-postgres up` prints one).
+pub fn admin_url() -> String {
+    std::env::var("DATABASE_URL").expect(
+        "DATABASE_URL must point at a Postgres with pgvector (run scripts/local-postgres up)",
+    )
+}
+
+/// A database of its own, migrated, dropped when the value is dropped.
+pub struct TestDb {
+    pub url: String,
+    name: String,
+    /// Where this test's local blob store lives; removed on drop.
+    pub blob_dir: PathBuf,
+}
+
+fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
+    let server = base.rsplit_once('/').map_or(base, |(server, _)| server);
+    match query {
+        Some(q) => format!("{server}/{name}?{q}"),
+        None => format!("{server}/{name}"),
+    }
+}
+
+async fn admin_execute(sql: &str) {
+    let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to DATABASE_URL");
+    let connection = tokio::spawn(connection);
+    client
+        .batch_execute(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = connection.await;
+}
+
+impl TestDb {
+    /// A fresh, unmigrated database.
+    pub async fn empty() -> TestDb {
+        let name = format!("docpipe_test_{}", uuid::Uuid::new_v4().simple());
+        admin_execute(&format!("CREATE DATABASE {name}")).await;
+        let blob_dir = std::env::temp_dir().join(&name);
+        TestDb {
+            url: with_database(&admin_url(), &name),
+            name,
+            blob_dir,
+        }
+    }
+
+    /// A fresh database migrated with `vars` (e.g. EMBEDDING_DIMS).
+    pub async fn migrated(vars: &[(&str, &str)]) -> TestDb {
+        let test_db = TestDb::empty().await;
+        db::migrate(&test_db.config(vars)).await.expect("migrate");
+        test_db
+    }
+
+    /// Configuration for this database and blob dir, defaults plus `vars`.
+    pub fn config(&self, vars: &[(&str, &str)]) -> Config {
+        let mut map: HashMap<String, String> = HashMap::from([
+            ("DATABASE_URL".to_string(), self.url.clone()),
+            (
+                "DOCPIPE_BLOB_DIR".to_string(),
+                self.blob_dir.display().to_string(),
+            ),
+        ]);
+        map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        Config::from_lookup(Env(move |name| map.get(name).cloned())).expect("test config")
+    }
+
+    /// A plain connection for assertions.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// `SELECT count(*)` of a table in the pipeline's schema.
+    pub async fn count(&self, table: &str) -> i64 {
+        let sql = format!("SELECT count(*) FROM upload_pipeline.{table}");
+        self.client()
+            .await
+            .query_one(&sql, &[])
+            .await
+            .expect(&sql)
+            .get(0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let _ = std::fs::remove_dir_all(&self.blob_dir);
+        // Drop runs outside any async context: use a runtime of its own.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(admin_execute(&sql))
+        })
+        .join();
+    }
+}
+
+/// Serves `mock-openai` on a loopback port for the test's lifetime; returns its `/v1` base URL.
+pub async fn spawn_mock_openai(default_dims: usize, api_key: Option<&str>) -> String {
+    let config = docpipe_mocks::openai::MockOpenAiConfig {
+        default_dims,
+        api_key: api_key.map(str::to_string),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, docpipe_mocks::openai::router(config)).await });
+    format!("http://{address}/v1")
+}
+
+/// The sample documents shipped in `samples/docs`.
+pub fn samples_dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/docs"))
+}
+
+/// A scratch directory removed on drop.
+pub struct ScratchDir(pub PathBuf);
+
+impl ScratchDir {
+    pub fn new() -> ScratchDir {
+        let dir =
+            std::env::temp_dir().join(format!("docpipe-scratch-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        ScratchDir(dir)
+    }
+
+    pub fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.0.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+}
+
+impl Default for ScratchDir {
+    fn default() -> Self {
+        ScratchDir::new()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,1 +1,4 @@
+//! Mock servers for local runs and tests, speaking the real services' HTTP
+//! contracts over real sockets.
 
+pub mod openai;

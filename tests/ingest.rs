@@ -1,0 +1,264 @@
+//! The whole pipeline in-process over real Postgres, with the mock embedder
+//! and with the OpenAI client against mock-openai over real HTTP.
+
+use docpipe_shared::config::Config;
+use docpipe_shared::local::{LocalPipeline, LocalRun, upload_keys};
+use docpipe_shared::stages::ingest::Change;
+use docpipe_shared::{db, embedding, search, status};
+use docpipe_tests::{ScratchDir, TestDb, samples_dir, spawn_mock_openai};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+async fn ingest(
+    config: &Config,
+    tenant: &str,
+    paths: &[PathBuf],
+) -> (LocalRun, HashMap<String, status::JobOutcome>) {
+    let pool = db::connect(config).await.unwrap();
+    let mut local = LocalPipeline::new(config, pool.clone()).unwrap();
+    let files = upload_keys(tenant, paths).unwrap();
+    for (key, file) in &files {
+        local.upload(key, file).await.unwrap();
+    }
+    let run = local
+        .run(files.into_iter().map(|(key, _)| key).collect(), |_| {})
+        .await;
+    let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
+    let outcomes = status::outcomes(&pool.get().await.unwrap(), &job_ids)
+        .await
+        .unwrap();
+    (
+        run,
+        outcomes
+            .into_iter()
+            .map(|o| (o.source_key.clone(), o))
+            .collect(),
+    )
+}
+
+async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
+    let pool = db::connect(config).await.unwrap();
+    let embedder = embedding::from_config(&config.embedding).unwrap();
+    let hits = search::search(&pool, embedder.as_ref(), tenant, query, 3)
+        .await
+        .unwrap();
+    hits.first().map(|hit| hit.source_key.clone())
+}
+
+async fn all_rows(test_db: &TestDb) -> Vec<i64> {
+    let mut counts = Vec::new();
+    for table in [
+        "documents",
+        "upload_jobs",
+        "events",
+        "document_chunks",
+        "embedding_cache",
+        "cost_ledger",
+    ] {
+        counts.push(test_db.count(table).await);
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[]);
+    let (run, outcomes) = ingest(&config, "acme", &[samples_dir()]).await;
+    assert_eq!(run.ingested.len(), 4);
+    assert!(run.not_ingested.is_empty());
+    for (key, outcome) in &outcomes {
+        assert_eq!(
+            outcome.state, "complete",
+            "{key}: {:?}",
+            outcome.error_message
+        );
+        assert!(outcome.chunk_count.unwrap() >= 1);
+    }
+
+    for (query, expected) in [
+        (
+            "starboard side of the channel",
+            "uploads/acme/harbour-rules.html",
+        ),
+        ("spring tides and neap tides", "uploads/acme/tide-tables.md"),
+        (
+            "Fresnel lens bends the light",
+            "uploads/acme/lighthouse-handbook.pdf",
+        ),
+        (
+            "one long blast every thirty seconds",
+            "uploads/acme/fog-signals.txt",
+        ),
+    ] {
+        assert_eq!(
+            top_hit(&config, "acme", query).await.as_deref(),
+            Some(expected),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        top_hit(&config, "someone-else", "starboard side").await,
+        None,
+        "search is tenant-scoped"
+    );
+
+    let before = all_rows(&test_db).await;
+    let (rerun, _) = ingest(&config, "acme", &[samples_dir()]).await;
+    assert!(
+        rerun
+            .ingested
+            .iter()
+            .all(|(_, i)| i.change == Change::Unchanged)
+    );
+    assert_eq!(all_rows(&test_db).await, before);
+}
+
+#[tokio::test]
+async fn the_openai_client_over_http_gives_the_same_results() {
+    let base_url = spawn_mock_openai(1536, Some("sk-test-key")).await;
+    let vars = [
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("OPENAI_API_KEY", "sk-test-key"),
+        ("EMBEDDING_MODEL", "text-embedding-3-small"),
+    ];
+    let test_db = TestDb::migrated(&vars).await;
+    let config = test_db.config(&vars);
+    let (_, outcomes) = ingest(&config, "acme", &[samples_dir()]).await;
+    assert!(
+        outcomes.values().all(|o| o.state == "complete"),
+        "{outcomes:#?}"
+    );
+    assert_eq!(
+        top_hit(&config, "acme", "starboard side of the channel")
+            .await
+            .as_deref(),
+        Some("uploads/acme/harbour-rules.html")
+    );
+    // The provider's billed tokens (tiktoken in the mock) are what the ledger holds.
+    let client = test_db.client().await;
+    let row = client
+        .query_one(
+            "SELECT (SELECT sum(units)::bigint FROM upload_pipeline.cost_ledger WHERE service = 'openai'),
+                    (SELECT sum(token_count)::bigint FROM upload_pipeline.document_chunks),
+                    (SELECT count(DISTINCT model) FROM upload_pipeline.document_chunks),
+                    (SELECT min(model) FROM upload_pipeline.document_chunks)",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, i64>(0), row.get::<_, i64>(1));
+    assert_eq!(
+        (row.get::<_, i64>(2), row.get::<_, String>(3).as_str()),
+        (1, "text-embedding-3-small")
+    );
+}
+
+#[tokio::test]
+async fn bad_files_fail_with_specific_reasons_and_good_ones_still_complete() {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[("MAX_FILE_BYTES", "2000")]);
+    let dir = ScratchDir::new();
+    dir.write("good.txt", "A perfectly ordinary document about harbours.");
+    dir.write("empty.txt", "");
+    dir.write("report.docx", "PK\x03\x04 not really");
+    dir.write("latin1.txt", b"caf\xe9 cr\xe8me br\xfbl\xe9e");
+    dir.write("binary.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00");
+    dir.write("huge.txt", "x ".repeat(1500));
+    dir.write(
+        "scripts.html",
+        "<html><script>var a = 1;</script><style>p{}</style></html>",
+    );
+    dir.write("broken.pdf", "%PDF-1.7\n1 0 obj << /Type /Catalog");
+    dir.write(".hidden.txt", "skipped: hidden files are not ingested");
+
+    let (run, outcomes) = ingest(&config, "acme", &[dir.0.clone()]).await;
+    assert_eq!(run.ingested.len(), 8);
+    let code = |name: &str| {
+        let outcome = &outcomes[&format!("uploads/acme/{name}")];
+        (
+            outcome.state.as_str(),
+            outcome.error_code.as_deref().unwrap_or(""),
+        )
+    };
+    assert_eq!(code("good.txt"), ("complete", ""));
+    assert_eq!(code("empty.txt"), ("failed", "empty_file"));
+    assert_eq!(code("report.docx"), ("failed", "unsupported_type"));
+    assert_eq!(code("latin1.txt"), ("failed", "not_utf8"));
+    assert_eq!(code("binary.txt"), ("failed", "binary_content"));
+    assert_eq!(code("huge.txt"), ("failed", "too_large"));
+    assert_eq!(code("scripts.html"), ("failed", "no_text"));
+    assert_eq!(code("broken.pdf"), ("failed", "unreadable_pdf"));
+    let huge = &outcomes["uploads/acme/huge.txt"];
+    assert_eq!(
+        huge.error_message.as_deref(),
+        Some("file is 3000 bytes, over the limit of 2000 bytes (MAX_FILE_BYTES)")
+    );
+
+    // Only the good document has chunks.
+    let client = test_db.client().await;
+    let keys: Vec<String> = client
+        .query(
+            "SELECT DISTINCT source_key FROM upload_pipeline.document_chunks",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(keys, ["uploads/acme/good.txt"]);
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_the_key_fails_the_job_with_its_reason() {
+    let base_url = spawn_mock_openai(1536, Some("sk-right")).await;
+    let vars = [
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("OPENAI_API_KEY", "sk-wrong"),
+    ];
+    let test_db = TestDb::migrated(&vars).await;
+    let (_, outcomes) = ingest(
+        &test_db.config(&vars),
+        "acme",
+        &[samples_dir().join("fog-signals.txt")],
+    )
+    .await;
+    let outcome = &outcomes["uploads/acme/fog-signals.txt"];
+    assert_eq!(outcome.error_code.as_deref(), Some("embedding_rejected"));
+    let message = outcome.error_message.as_deref().unwrap();
+    assert!(
+        message.contains("HTTP 401") && !message.contains("sk-wrong"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn vectors_of_the_wrong_size_fail_the_job() {
+    // A model that ignores `dimensions` and answers with 8.
+    let base_url = spawn_mock_openai(8, None).await;
+    let vars = [
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", base_url.as_str()),
+        ("OPENAI_API_KEY", "sk-any"),
+        ("EMBEDDING_MODEL", "some-local-model"),
+    ];
+    let test_db = TestDb::migrated(&vars).await;
+    let (_, outcomes) = ingest(
+        &test_db.config(&vars),
+        "acme",
+        &[samples_dir().join("fog-signals.txt")],
+    )
+    .await;
+    let outcome = &outcomes["uploads/acme/fog-signals.txt"];
+    assert_eq!(outcome.error_code.as_deref(), Some("embedding_invalid"));
+    assert!(
+        outcome
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("vector of 8 dimensions, expected 1536")
+    );
+}

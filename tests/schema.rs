@@ -1,0 +1,83 @@
+//! Migrations and the startup check of the vector size.
+
+use docpipe_shared::{ConfigError, db};
+use docpipe_tests::TestDb;
+
+#[tokio::test]
+async fn migrate_is_idempotent_and_creates_every_table() {
+    let test_db = TestDb::migrated(&[]).await;
+    let report = db::migrate(&test_db.config(&[])).await.unwrap();
+    assert!(report.applied.is_empty(), "{:?}", report.applied);
+    for table in [
+        "documents",
+        "upload_jobs",
+        "events",
+        "document_chunk_buffer",
+        "document_vector_buffer",
+        "document_chunks",
+        "embedding_cache",
+        "cost_ledger",
+    ] {
+        assert_eq!(test_db.count(table).await, 0, "{table}");
+    }
+    let index: String = test_db
+        .client()
+        .await
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'upload_pipeline' AND indexname = 'document_chunks_embedding_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        index.contains("USING hnsw (embedding vector_cosine_ops)"),
+        "{index}"
+    );
+}
+
+#[tokio::test]
+async fn the_vector_size_is_fixed_at_migration() {
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", "384")]).await;
+    db::connect(&test_db.config(&[("EMBEDDING_DIMS", "384")]))
+        .await
+        .expect("same size connects");
+
+    let err = db::connect(&test_db.config(&[])).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::DimensionMismatch {
+                configured: 1536,
+                in_table: 384
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().starts_with(
+            "EMBEDDING_DIMS=1536 but the database's vector columns have 384 dimensions"
+        )
+    );
+
+    let err = db::migrate(&test_db.config(&[("EMBEDDING_DIMS", "768")]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ConfigError::DimensionMismatch {
+                configured: 768,
+                in_table: 384
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn an_unmigrated_database_is_a_clear_error() {
+    let test_db = TestDb::empty().await;
+    let err = db::connect(&test_db.config(&[])).await.unwrap_err();
+    assert!(err.to_string().contains("run `docpipe migrate`"), "{err}");
+}

@@ -1,0 +1,319 @@
+//! Each stage handler run directly, twice and concurrently: replays change nothing.
+
+use async_trait::async_trait;
+use docpipe_shared::blob::{BlobStore, LocalBlobStore};
+use docpipe_shared::queue::{Queue, StageMessage};
+use docpipe_shared::stages::ingest::{Change, ingest};
+use docpipe_shared::stages::{Pipeline, handle};
+use docpipe_shared::{JobState, Result, db};
+use docpipe_tests::TestDb;
+use std::sync::{Arc, Mutex};
+use uuid::Uuid;
+
+/// A queue that keeps what is sent, so the test decides what runs when.
+#[derive(Default)]
+struct HeldQueue(Mutex<Vec<StageMessage>>);
+
+#[async_trait]
+impl Queue for HeldQueue {
+    async fn send(&self, messages: Vec<StageMessage>) -> Result<()> {
+        self.0.lock().unwrap().extend(messages);
+        Ok(())
+    }
+}
+
+impl HeldQueue {
+    fn take(&self) -> Vec<StageMessage> {
+        std::mem::take(&mut self.0.lock().unwrap())
+    }
+}
+
+const KEY: &str = "uploads/acme/guide.md";
+
+fn document(version: &str) -> String {
+    (0..60)
+        .map(|i| format!("## Part {i}\n\nThe {version} lighthouse keeper logs entry {i} about fog, tides and ships.\n\n"))
+        .collect()
+}
+
+struct Fixture {
+    test_db: TestDb,
+    pipeline: Pipeline,
+    queue: Arc<HeldQueue>,
+    blobs: LocalBlobStore,
+}
+
+async fn fixture() -> Fixture {
+    let vars = [
+        ("CHUNK_TOKENS", "64"),
+        ("CHUNK_OVERLAP_TOKENS", "8"),
+        ("EMBED_BATCH_SIZE", "4"),
+    ];
+    let test_db = TestDb::migrated(&vars).await;
+    let config = test_db.config(&vars);
+    let pool = db::connect(&config).await.unwrap();
+    let blobs = LocalBlobStore::new(&test_db.blob_dir);
+    let queue = Arc::new(HeldQueue::default());
+    let pipeline = Pipeline::new(&config, pool, Arc::new(blobs.clone()), queue.clone()).unwrap();
+    Fixture {
+        test_db,
+        pipeline,
+        queue,
+        blobs,
+    }
+}
+
+impl Fixture {
+    async fn upload(&self, text: &str) {
+        self.blobs.put(KEY, text.to_string().into()).await.unwrap();
+    }
+
+    /// Row counts of every table: what a replay must leave unchanged.
+    async fn rows(&self) -> Vec<(&'static str, i64)> {
+        let mut rows = Vec::new();
+        for table in [
+            "documents",
+            "upload_jobs",
+            "events",
+            "document_chunk_buffer",
+            "document_vector_buffer",
+            "document_chunks",
+            "embedding_cache",
+            "cost_ledger",
+        ] {
+            rows.push((table, self.test_db.count(table).await));
+        }
+        rows
+    }
+
+    async fn state(&self, job_id: Uuid) -> JobState {
+        let client = self.test_db.client().await;
+        let row = client
+            .query_one(
+                "SELECT state FROM upload_pipeline.upload_jobs WHERE id = $1",
+                &[&job_id],
+            )
+            .await
+            .unwrap();
+        JobState::parse(row.get(0)).unwrap()
+    }
+
+    /// Runs messages (and what they send) until none are left.
+    async fn drain(&self) {
+        loop {
+            let messages = self.queue.take();
+            if messages.is_empty() {
+                return;
+            }
+            for message in messages {
+                handle(&self.pipeline, &message).await.unwrap();
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_stage_replayed_leaves_the_same_rows() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+
+    let first = ingest(&f.pipeline, KEY).await.unwrap();
+    assert_eq!((first.change, first.state), (Change::New, JobState::Queued));
+    let after_ingest = f.rows().await;
+    let again = ingest(&f.pipeline, KEY).await.unwrap();
+    assert_eq!(
+        (again.job_id, again.change),
+        (first.job_id, Change::Unchanged)
+    );
+    assert_eq!(f.rows().await, after_ingest);
+
+    let parse = StageMessage::Parse {
+        job_id: first.job_id,
+    };
+    assert_eq!(f.queue.take(), [parse.clone(), parse.clone()]);
+    handle(&f.pipeline, &parse).await.unwrap();
+    let after_parse = f.rows().await;
+    handle(&f.pipeline, &parse).await.unwrap();
+    assert_eq!(f.rows().await, after_parse);
+    assert_eq!(f.state(first.job_id).await, JobState::Parsed);
+
+    let chunk = StageMessage::Chunk {
+        job_id: first.job_id,
+    };
+    assert_eq!(
+        f.queue.take(),
+        [chunk.clone()],
+        "the replayed parse sent nothing"
+    );
+    handle(&f.pipeline, &chunk).await.unwrap();
+    let after_chunk = f.rows().await;
+    handle(&f.pipeline, &chunk).await.unwrap();
+    assert_eq!(f.rows().await, after_chunk);
+
+    let embeds = f.queue.take();
+    assert!(
+        embeds.len() > 3,
+        "several batches expected, got {}",
+        embeds.len()
+    );
+    let mut ended = Vec::new();
+    for message in embeds.iter().chain(&embeds) {
+        ended.extend(handle(&f.pipeline, message).await.unwrap().ended);
+    }
+    assert_eq!(ended, [JobState::Complete], "finalized exactly once");
+    assert!(f.queue.take().is_empty());
+
+    let client = f.test_db.client().await;
+    let row = client
+        .query_one(
+            "SELECT j.chunk_count,
+                    (SELECT count(*) FROM upload_pipeline.document_chunks c WHERE c.job_id = j.id),
+                    (SELECT count(DISTINCT chunk_index) FROM upload_pipeline.document_chunks c WHERE c.job_id = j.id),
+                    (SELECT count(*) FROM upload_pipeline.events e WHERE e.job_id = j.id AND e.action = 'finalized')
+               FROM upload_pipeline.upload_jobs j WHERE j.id = $1",
+            &[&first.job_id],
+        )
+        .await
+        .unwrap();
+    let chunk_count = i64::from(row.get::<_, i32>(0));
+    assert_eq!(
+        (
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2),
+            row.get::<_, i64>(3)
+        ),
+        (chunk_count, chunk_count, 1)
+    );
+    assert_eq!(
+        f.test_db.count("document_chunk_buffer").await,
+        0,
+        "buffers are emptied at the end"
+    );
+    assert_eq!(f.test_db.count("document_vector_buffer").await, 0);
+}
+
+#[tokio::test]
+async fn duplicate_batches_delivered_concurrently_finalize_once() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let job_id = ingest(&f.pipeline, KEY).await.unwrap().job_id;
+    handle(&f.pipeline, &StageMessage::Parse { job_id })
+        .await
+        .unwrap();
+    f.queue.take();
+    handle(&f.pipeline, &StageMessage::Chunk { job_id })
+        .await
+        .unwrap();
+    let embeds = f.queue.take();
+    let runs = embeds
+        .iter()
+        .chain(&embeds)
+        .chain(&embeds)
+        .map(|message| handle(&f.pipeline, message));
+    let results = futures::future::join_all(runs).await;
+    let ended: Vec<_> = results
+        .into_iter()
+        .filter_map(|r| r.unwrap().ended)
+        .collect();
+    assert_eq!(ended, [JobState::Complete]);
+    assert_eq!(f.state(job_id).await, JobState::Complete);
+}
+
+#[tokio::test]
+async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_again() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let v1 = ingest(&f.pipeline, KEY).await.unwrap().job_id;
+    f.drain().await;
+    let tokens_v1 = f.test_db.count("cost_ledger").await;
+
+    f.upload(&document("second")).await;
+    let v2 = ingest(&f.pipeline, KEY).await.unwrap();
+    assert_eq!(v2.change, Change::New);
+    f.drain().await;
+    let client = f.test_db.client().await;
+    let jobs_in_chunks: Vec<Uuid> = client
+        .query(
+            "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(jobs_in_chunks, [v2.job_id]);
+    assert_eq!(f.state(v1).await, JobState::Complete);
+
+    // The first content again: its job is requeued and every vector comes from the cache.
+    f.upload(&document("first")).await;
+    let back = ingest(&f.pipeline, KEY).await.unwrap();
+    assert_eq!((back.job_id, back.change), (v1, Change::Requeued));
+    let ledger_before = f.test_db.count("cost_ledger").await;
+    f.drain().await;
+    assert_eq!(f.state(v1).await, JobState::Complete);
+    assert_eq!(
+        f.test_db.count("cost_ledger").await,
+        ledger_before,
+        "no provider call for cached text"
+    );
+    assert!(tokens_v1 > 0);
+    let jobs_in_chunks: Vec<Uuid> = client
+        .query(
+            "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(jobs_in_chunks, [v1]);
+}
+
+#[tokio::test]
+async fn a_version_replaced_mid_flight_is_superseded() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let v1 = ingest(&f.pipeline, KEY).await.unwrap().job_id;
+    handle(&f.pipeline, &StageMessage::Parse { job_id: v1 })
+        .await
+        .unwrap();
+    f.queue.take();
+
+    f.upload(&document("second")).await;
+    let v2 = ingest(&f.pipeline, KEY).await.unwrap().job_id;
+    assert_eq!(f.state(v1).await, JobState::Superseded);
+    // v1's chunk message arrives late: stale, acknowledged, nothing written.
+    let late = handle(&f.pipeline, &StageMessage::Chunk { job_id: v1 })
+        .await
+        .unwrap();
+    assert_eq!(late.ended, None);
+    f.drain().await;
+    assert_eq!(f.state(v2).await, JobState::Complete);
+    let client = f.test_db.client().await;
+    let stray: i64 = client
+        .query_one(
+            "SELECT count(*) FROM upload_pipeline.document_chunks WHERE job_id = $1",
+            &[&v1],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stray, 0);
+}
+
+#[tokio::test]
+async fn a_message_for_an_unknown_job_is_acknowledged() {
+    let f = fixture().await;
+    let handled = handle(
+        &f.pipeline,
+        &StageMessage::Parse {
+            job_id: Uuid::new_v4(),
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(handled.ended, None);
+    assert!(f.queue.take().is_empty());
+}

@@ -1,0 +1,168 @@
+//! Every job move against real Postgres: conditional, audited, atomic.
+
+use docpipe_shared::jobs::{self, NewJob};
+use docpipe_shared::{JobState, Rejection, db, ids};
+use docpipe_tests::TestDb;
+use uuid::Uuid;
+
+/// A job forced into `state` (test setup only; the pipeline never does this).
+async fn job_in(pool: &deadpool_postgres::Pool, state: JobState) -> Uuid {
+    let key = format!("uploads/t/{}.txt", Uuid::new_v4());
+    let document_id = ids::document_id("t", &key);
+    let sha = ids::sha256(key.as_bytes());
+    let job_id = ids::job_id(document_id, &sha);
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    tx.execute(
+        "INSERT INTO upload_pipeline.documents (id, tenant, source_key) VALUES ($1, 't', $2)",
+        &[&document_id, &key],
+    )
+    .await
+    .unwrap();
+    let job = NewJob {
+        id: job_id,
+        document_id,
+        tenant: "t",
+        source_key: &key,
+        content_sha256: &sha,
+        size_bytes: 1,
+    };
+    assert!(jobs::create(&tx, &job).await.unwrap());
+    tx.execute(
+        "UPDATE upload_pipeline.upload_jobs SET state = $2 WHERE id = $1",
+        &[&job_id, &state.as_str()],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    job_id
+}
+
+async fn state_and_moves(pool: &deadpool_postgres::Pool, job_id: Uuid) -> (JobState, i64) {
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT state, (SELECT count(*) FROM upload_pipeline.events WHERE job_id = $1 AND action <> 'created')
+               FROM upload_pipeline.upload_jobs WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .unwrap();
+    (JobState::parse(row.get(0)).unwrap(), row.get(1))
+}
+
+#[tokio::test]
+async fn every_legal_move_happens_once_and_every_illegal_one_is_refused() {
+    let test_db = TestDb::migrated(&[]).await;
+    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    for from in JobState::ALL {
+        for to in JobState::ALL {
+            let job_id = job_in(&pool, from).await;
+            let mut client = pool.get().await.unwrap();
+            let tx = client.transaction().await.unwrap();
+            let result = jobs::transition(&tx, job_id, from, to, serde_json::json!({})).await;
+            if result.is_ok() {
+                tx.commit().await.unwrap();
+            } else {
+                drop(tx);
+            }
+            let (state, moves) = state_and_moves(&pool, job_id).await;
+            match from.action_to(to) {
+                Some(action) => {
+                    assert!(result.unwrap(), "{from} -> {to}");
+                    assert_eq!((state, moves), (to, 1), "{from} -> {to}");
+                    let recorded: String = client
+                        .query_one("SELECT action FROM upload_pipeline.events WHERE job_id = $1 ORDER BY id DESC LIMIT 1", &[&job_id])
+                        .await
+                        .unwrap()
+                        .get(0);
+                    assert_eq!(recorded, action);
+                }
+                None => {
+                    let err = result.unwrap_err().to_string();
+                    assert!(
+                        err.contains(&format!("illegal job transition {from} -> {to}")),
+                        "{err}"
+                    );
+                    assert_eq!((state, moves), (from, 0), "{from} -> {to}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stale_move_is_a_no_op() {
+    let test_db = TestDb::migrated(&[]).await;
+    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let job_id = job_in(&pool, JobState::Parsed).await;
+    let client = pool.get().await.unwrap();
+    // A duplicate parse message expects `queued`; the job has moved on.
+    let moved = jobs::transition(
+        &client,
+        job_id,
+        JobState::Queued,
+        JobState::Parsed,
+        serde_json::json!({}),
+    )
+    .await;
+    assert!(!moved.unwrap());
+    assert_eq!(state_and_moves(&pool, job_id).await, (JobState::Parsed, 0));
+}
+
+#[tokio::test]
+async fn a_rolled_back_move_leaves_no_trace() {
+    let test_db = TestDb::migrated(&[]).await;
+    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let job_id = job_in(&pool, JobState::Queued).await;
+    let mut client = pool.get().await.unwrap();
+    let tx = client.transaction().await.unwrap();
+    assert!(
+        jobs::transition(
+            &tx,
+            job_id,
+            JobState::Queued,
+            JobState::Parsed,
+            serde_json::json!({})
+        )
+        .await
+        .unwrap()
+    );
+    drop(tx);
+    assert_eq!(state_and_moves(&pool, job_id).await, (JobState::Queued, 0));
+}
+
+#[tokio::test]
+async fn failing_records_the_reason_once() {
+    let test_db = TestDb::migrated(&[]).await;
+    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let job_id = job_in(&pool, JobState::Parsed).await;
+    let reason = Rejection::NoText;
+    assert!(
+        jobs::fail(&mut pool.get().await.unwrap(), job_id, &reason)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !jobs::fail(
+            &mut pool.get().await.unwrap(),
+            job_id,
+            &Rejection::EmptyFile
+        )
+        .await
+        .unwrap()
+    );
+    let row = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one(
+            "SELECT error_code, error_message FROM upload_pipeline.upload_jobs WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "no_text");
+    assert_eq!(row.get::<_, String>(1), "document has no extractable text");
+    assert_eq!(state_and_moves(&pool, job_id).await, (JobState::Failed, 1));
+}
