@@ -173,7 +173,7 @@ async fn bad_files_fail_with_specific_reasons_and_good_ones_still_complete() {
     dir.write("broken.pdf", "%PDF-1.7\n1 0 obj << /Type /Catalog");
     dir.write(".hidden.txt", "skipped: hidden files are not ingested");
 
-    let (run, outcomes) = ingest(&config, "acme", &[dir.0.clone()]).await;
+    let (run, outcomes) = ingest(&config, "acme", std::slice::from_ref(&dir.0)).await;
     assert_eq!(run.ingested.len(), 8);
     let code = |name: &str| {
         let outcome = &outcomes[&format!("uploads/acme/{name}")];

@@ -142,7 +142,7 @@ async fn every_stage_replayed_leaves_the_same_rows() {
     };
     assert_eq!(
         f.queue.take(),
-        [chunk.clone()],
+        std::slice::from_ref(&chunk),
         "the replayed parse sent nothing"
     );
     handle(&f.pipeline, &chunk).await.unwrap();

@@ -1,0 +1,142 @@
+//! `docpipe-bench`: end-to-end chunks/s of the in-process pipeline (the same
+//! path as `docpipe ingest`) over a generated corpus, in a scratch database.
+//!
+//!   cargo run --release -p docpipe-tests --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR]
+//!
+//! Needs DATABASE_URL (a Postgres with pgvector); other settings as for docpipe.
+
+use docpipe_shared::local::{LocalPipeline, upload_keys};
+use docpipe_shared::{JobState, db, status};
+use docpipe_tests::{ScratchDir, TestDb};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const WORDS: &[&str] = &[
+    "the", "harbour", "keeper", "light", "ship", "tide", "fog", "signal", "lens", "lamp", "stairs",
+    "channel", "pilot", "rock", "coast", "storm", "wind", "sail", "anchor", "mooring", "chart",
+    "depth", "north", "south", "bell", "horn", "night", "evening", "beam", "mile", "sea", "water",
+    "boat", "crew", "log", "entry", "weather", "season", "spring", "winter", "of", "and", "to",
+    "in", "a", "is", "was", "for", "on", "with", "by", "at", "from", "every", "each",
+];
+
+/// A deterministic pseudo-random sequence (xorshift64*), so every run ingests the same corpus.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+fn generate(dir: &ScratchDir, total_bytes: usize, docs: usize) {
+    let mut rng = Rng(0x5eed_d0c5);
+    let per_doc = total_bytes / docs;
+    for doc in 0..docs {
+        let markdown = doc % 3 == 0;
+        let mut text = String::with_capacity(per_doc + 200);
+        let mut section = 0;
+        while text.len() < per_doc {
+            if markdown && text.len() >= section * 4000 {
+                section += 1;
+                text.push_str(&format!("\n## Section {section} of document {doc}\n\n"));
+            }
+            for _ in 0..(4 + rng.below(6)) {
+                let words = 6 + rng.below(14);
+                for w in 0..words {
+                    let word = WORDS[rng.below(WORDS.len())];
+                    text.push_str(word);
+                    text.push(if w + 1 == words { '.' } else { ' ' });
+                }
+                text.push(' ');
+            }
+            text.push_str("\n\n");
+        }
+        dir.write(
+            &format!("doc-{doc:04}.{}", if markdown { "md" } else { "txt" }),
+            text,
+        );
+    }
+}
+
+fn arg(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let mb: f64 = arg(&args, "--mb").map_or(10.0, |v| v.parse().expect("--mb"));
+    let docs: usize = arg(&args, "--docs").map_or(300, |v| v.parse().expect("--docs"));
+    let dims = arg(&args, "--dims").unwrap_or_else(|| "1536".into());
+    let scratch = ScratchDir::new();
+    let corpus = match arg(&args, "--corpus") {
+        Some(dir) => PathBuf::from(dir),
+        None => {
+            generate(&scratch, (mb * 1024.0 * 1024.0) as usize, docs);
+            scratch.0.clone()
+        }
+    };
+    let vars = [("EMBEDDING_DIMS", dims.as_str())];
+    let test_db = TestDb::migrated(&vars).await;
+    let config = test_db.config(&vars);
+    let pool = db::connect(&config).await.expect("connect");
+    let mut local = LocalPipeline::new(&config, pool.clone()).expect("pipeline");
+    let files = upload_keys("bench", &[corpus]).expect("corpus");
+    let bytes: u64 = files
+        .iter()
+        .map(|(_, f)| std::fs::metadata(f).unwrap().len())
+        .sum();
+    for (key, file) in &files {
+        local.upload(key, file).await.expect("upload");
+    }
+
+    let started = Instant::now();
+    let run = local
+        .run(files.iter().map(|(k, _)| k.clone()).collect(), |_| {})
+        .await;
+    let seconds = started.elapsed().as_secs_f64();
+
+    let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
+    let outcomes = status::outcomes(&pool.get().await.unwrap(), &job_ids)
+        .await
+        .unwrap();
+    let complete = outcomes
+        .iter()
+        .filter(|o| o.state == JobState::Complete.as_str())
+        .count();
+    let chunks: i64 = outcomes
+        .iter()
+        .map(|o| i64::from(o.chunk_count.unwrap_or(0)))
+        .sum();
+    let tokens: i64 = outcomes.iter().map(|o| o.token_count.unwrap_or(0)).sum();
+    println!(
+        "docpipe-bench: {} documents ({complete} complete), {:.1} MB, {chunks} chunks, {tokens} tokens, dims {dims}, \
+         embedder {}, {} cores",
+        files.len(),
+        bytes as f64 / 1e6,
+        config.embedding.model,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    println!(
+        "  {seconds:.2} s: {:.0} chunks/s, {:.2} MB/s, {:.1} documents/s",
+        chunks as f64 / seconds,
+        bytes as f64 / 1e6 / seconds,
+        files.len() as f64 / seconds
+    );
+    if complete != files.len() {
+        eprintln!(
+            "docpipe-bench: {} documents did not complete",
+            files.len() - complete
+        );
+        std::process::exit(1);
+    }
+}
