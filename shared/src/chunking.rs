@@ -2,7 +2,7 @@
 //! overlap between neighbours. The splitting itself is text-splitter's.
 
 use crate::config::ChunkingConfig;
-use text_splitter::{ChunkConfig, ChunkConfigError, MarkdownSplitter, TextSplitter};
+use text_splitter::{ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tiktoken_rs::CoreBPE;
 
 /// One piece of a document, with where it came from.
@@ -16,9 +16,12 @@ pub struct Chunk {
     pub char_end: u32,
 }
 
+/// Splits documents into chunks of at most `max_tokens` cl100k tokens.
 pub struct Chunker {
-    text: TextSplitter<&'static CoreBPE>,
-    markdown: MarkdownSplitter<&'static CoreBPE>,
+    max_tokens: usize,
+    overlap_tokens: usize,
+    /// Exact splitter, for the rare chunk the fast one lets run over.
+    exact: TextSplitter<&'static CoreBPE>,
 }
 
 /// The cl100k tokenizer, loaded once per process.
@@ -26,33 +29,104 @@ pub fn tokenizer() -> &'static CoreBPE {
     tiktoken_rs::cl100k_base_singleton()
 }
 
+/// Sizes any slice of one text from a single tokenization of the whole text:
+/// the splitter probes many candidate chunks, and re-tokenizing each one made
+/// chunking ~15x slower than tokenizing once. A slice's size is the number of
+/// the text's tokens it overlaps, which can differ from tokenizing the slice
+/// alone by a token or two at its edges; [`Chunker::chunk`] checks exactly.
+struct TokenOffsets<'t> {
+    text: &'t str,
+    /// Byte offset at which each token of `text` starts, ascending.
+    starts: Vec<usize>,
+}
+
+impl<'t> TokenOffsets<'t> {
+    fn new(text: &'t str) -> Self {
+        let mut starts = Vec::new();
+        let mut offset = 0;
+        for token in tokenizer().encode_ordinary(text) {
+            starts.push(offset);
+            offset += tokenizer()
+                .decode_bytes(&[token])
+                .map_or(0, |bytes| bytes.len());
+        }
+        TokenOffsets { text, starts }
+    }
+}
+
+impl ChunkSizer for TokenOffsets<'_> {
+    fn size(&self, chunk: &str) -> usize {
+        let start = (chunk.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize);
+        if start > self.text.len() || start + chunk.len() > self.text.len() {
+            return tokenizer().encode_ordinary(chunk).len();
+        }
+        let end = start + chunk.len();
+        // Tokens starting inside the slice, plus one straddling its start.
+        let first = self.starts.partition_point(|&s| s < start);
+        let past_end = self.starts.partition_point(|&s| s < end);
+        let straddles = first > 0 && self.starts.get(first) != Some(&start) && start < end;
+        past_end - first + usize::from(straddles)
+    }
+}
+
 impl Chunker {
     pub fn new(config: &ChunkingConfig) -> Result<Chunker, ChunkConfigError> {
-        let chunk_config = || -> Result<_, ChunkConfigError> {
-            Ok(ChunkConfig::new(config.max_tokens)
-                .with_overlap(config.overlap_tokens)?
-                .with_sizer(tokenizer()))
-        };
+        let exact = ChunkConfig::new(config.max_tokens)
+            .with_overlap(config.overlap_tokens)?
+            .with_sizer(tokenizer());
         Ok(Chunker {
-            text: TextSplitter::new(chunk_config()?),
-            markdown: MarkdownSplitter::new(chunk_config()?),
+            max_tokens: config.max_tokens,
+            overlap_tokens: config.overlap_tokens,
+            exact: TextSplitter::new(exact),
         })
     }
 
     pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
-        let pieces: Box<dyn Iterator<Item = text_splitter::ChunkCharIndex<'_>>> = if markdown {
-            Box::new(self.markdown.chunk_char_indices(text))
+        let sizer = TokenOffsets::new(text);
+        let config = ChunkConfig::new(self.max_tokens)
+            .with_overlap(self.overlap_tokens)
+            .expect("overlap checked in Chunker::new")
+            .with_sizer(&sizer);
+        let pieces: Vec<(usize, &str)> = if markdown {
+            MarkdownSplitter::new(config)
+                .chunk_char_indices(text)
+                .map(|c| (c.char_offset, c.chunk))
+                .collect()
         } else {
-            Box::new(self.text.chunk_char_indices(text))
+            TextSplitter::new(config)
+                .chunk_char_indices(text)
+                .map(|c| (c.char_offset, c.chunk))
+                .collect()
         };
-        pieces
+        let mut chunks: Vec<(usize, &str, usize)> = Vec::with_capacity(pieces.len());
+        for (char_offset, piece) in pieces {
+            // With overlap, the splitter can follow a chunk with a longer one
+            // from the same start; the shorter one adds nothing.
+            if let Some(&(last_offset, last, _)) = chunks.last()
+                && last_offset == char_offset
+                && last.len() <= piece.len()
+            {
+                chunks.pop();
+            }
+            let tokens = tokenizer().encode_ordinary(piece).len();
+            if tokens <= self.max_tokens {
+                chunks.push((char_offset, piece, tokens));
+            } else {
+                for sub in self.exact.chunk_char_indices(piece) {
+                    let tokens = tokenizer().encode_ordinary(sub.chunk).len();
+                    chunks.push((char_offset + sub.char_offset, sub.chunk, tokens));
+                }
+            }
+        }
+        chunks
+            .into_iter()
             .enumerate()
-            .map(|(index, piece)| Chunk {
+            .map(|(index, (char_offset, piece, tokens))| Chunk {
                 index: index as u32,
-                token_count: tokenizer().encode_ordinary(piece.chunk).len() as u32,
-                char_start: piece.char_offset as u32,
-                char_end: (piece.char_offset + piece.chunk.chars().count()) as u32,
-                text: piece.chunk.to_string(),
+                token_count: tokens as u32,
+                char_start: char_offset as u32,
+                char_end: (char_offset + piece.chars().count()) as u32,
+                text: piece.to_string(),
             })
             .collect()
     }
@@ -131,17 +205,90 @@ mod tests {
     }
 
     #[test]
+    fn sizes_from_one_tokenization_are_close_to_exact() {
+        let text = sample_text();
+        let sizer = TokenOffsets::new(&text);
+        let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).step_by(37).collect();
+        for window in boundaries.windows(9).step_by(5) {
+            let slice = &text[window[0]..window[8]];
+            let exact = tokenizer().encode_ordinary(slice).len();
+            let fast = sizer.size(slice);
+            assert!(
+                fast.abs_diff(exact) <= 2,
+                "{slice:?}: fast {fast}, exact {exact}"
+            );
+        }
+        assert_eq!(sizer.size(&text), tokenizer().encode_ordinary(&text).len());
+        assert_eq!(sizer.size("not a slice of the text"), 6);
+    }
+
+    fn exact_chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
+        let config = ChunkConfig::new(max)
+            .with_overlap(overlap)
+            .unwrap()
+            .with_sizer(tokenizer());
+        TextSplitter::new(config).chunks(text).collect()
+    }
+
+    fn overlapping_pairs(chunks: &[Chunk]) -> usize {
+        chunks
+            .windows(2)
+            .filter(|w| w[1].char_start < w[0].char_end)
+            .count()
+    }
+
+    /// Share of `fast` chunks that the exact splitter also produces.
+    fn agreement(fast: &[Chunk], exact: &[&str]) -> f64 {
+        fast.iter()
+            .filter(|c| exact.contains(&c.text.as_str()))
+            .count() as f64
+            / fast.len() as f64
+    }
+
+    #[test]
+    fn chunks_agree_with_the_exact_splitter() {
+        let text = sample_text();
+        for (max, overlap, at_least) in [
+            (512, 0, 1.0),
+            (100, 0, 1.0),
+            (64, 0, 0.9),
+            (512, 64, 0.9),
+            (100, 30, 0.7),
+        ] {
+            let fast = chunker(max, overlap).chunk(&text, false);
+            let exact = exact_chunks(&text, max, overlap);
+            let share = agreement(&fast, &exact);
+            assert!(
+                share >= at_least,
+                "{max}/{overlap}: {share:.2} of chunks agree"
+            );
+            assert!(
+                fast.len().abs_diff(exact.len()) * 10 <= exact.len(),
+                "{max}/{overlap}: {} vs {}",
+                fast.len(),
+                exact.len()
+            );
+        }
+    }
+
+    #[test]
     fn overlap_repeats_text_between_neighbours() {
         let text = sample_text();
         let with = chunker(100, 30).chunk(&text, false);
+        let exact_overlaps = exact_chunks(&text, 100, 30)
+            .windows(2)
+            .filter(|w| {
+                let (a, b) = (w[0].as_ptr() as usize, w[1].as_ptr() as usize);
+                b < a + w[0].len()
+            })
+            .count();
         assert!(
-            with.windows(2)
-                .filter(|w| w[1].char_start < w[0].char_end)
-                .count()
-                > with.len() / 2
+            overlapping_pairs(&with) * 10 >= exact_overlaps * 8,
+            "{} vs {exact_overlaps}",
+            overlapping_pairs(&with)
         );
         let without = chunker(100, 0).chunk(&text, false);
-        assert!(without.windows(2).all(|w| w[1].char_start >= w[0].char_end));
+        assert_eq!(overlapping_pairs(&without), 0);
     }
 
     #[test]
