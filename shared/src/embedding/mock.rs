@@ -1,9 +1,10 @@
 //! A free, deterministic embedder for local runs and tests.
 //!
-//! Vectors are hashed bags of words: each word (ASCII-lowercased) is hashed to
-//! one dimension and a sign, and the sum is scaled to unit length. Equal text
-//! gives equal vectors, and texts sharing words are close, so search over mock
-//! vectors finds the document a phrase was copied from.
+//! Vectors are hashed bags of words and word pairs: each word and each pair of
+//! neighbouring words (ASCII-lowercased) is hashed to one dimension and a
+//! sign, and the sum is scaled to unit length. Equal text gives equal vectors,
+//! and texts sharing words are close; shared pairs make a copied phrase
+//! closest to the text it came from.
 
 use super::{EmbedInput, Embedder, Embeddings};
 use crate::error::Result;
@@ -63,13 +64,20 @@ pub fn vector(text: &str, dims: usize) -> Vec<f32> {
         .as_bytes()
         .split(|b| !b.is_ascii_alphanumeric() && b.is_ascii())
         .filter(|w| !w.is_empty());
-    let mut any = false;
-    for word in words {
-        let hash = word_hash(word);
+    let mut add = |hash: u64| {
         let sign = if hash >> 63 == 0 { 1.0 } else { -1.0 };
         sums[(hash % dims as u64) as usize] += sign;
-        any = true;
+    };
+    let mut previous: Option<u64> = None;
+    for word in words {
+        let hash = word_hash(word);
+        add(hash);
+        if let Some(previous) = previous {
+            add(previous.rotate_left(17) ^ hash.wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        }
+        previous = Some(hash);
     }
+    let any = previous.is_some();
     if !any {
         // No words (punctuation only, empty): one dimension picked by the whole text.
         sums[(word_hash(text.as_bytes()) % dims as u64) as usize] = 1.0;
