@@ -45,21 +45,6 @@ async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
     hits.first().map(|hit| hit.source_key.clone())
 }
 
-async fn all_rows(test_db: &TestDb) -> Vec<i64> {
-    let mut counts = Vec::new();
-    for table in [
-        "documents",
-        "upload_jobs",
-        "events",
-        "document_chunks",
-        "embedding_cache",
-        "cost_ledger",
-    ] {
-        counts.push(test_db.count(table).await);
-    }
-    counts
-}
-
 #[tokio::test]
 async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
     let test_db = TestDb::migrated(&[]).await;
@@ -103,7 +88,7 @@ async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
         "search is tenant-scoped"
     );
 
-    let before = all_rows(&test_db).await;
+    let before = test_db.row_counts().await;
     let (rerun, _) = ingest(&config, "acme", &[samples_dir()]).await;
     assert!(
         rerun
@@ -111,7 +96,7 @@ async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
             .iter()
             .all(|(_, i)| i.change == Change::Unchanged)
     );
-    assert_eq!(all_rows(&test_db).await, before);
+    assert_eq!(test_db.row_counts().await, before);
 }
 
 #[tokio::test]
@@ -197,36 +182,41 @@ async fn bad_files_fail_with_specific_reasons_and_good_ones_still_complete() {
     );
 
     // Only the good document has chunks.
-    let client = test_db.client().await;
-    let keys: Vec<String> = client
-        .query(
-            "SELECT DISTINCT source_key FROM upload_pipeline.document_chunks",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let keys: Vec<String> = test_db
+        .column("SELECT DISTINCT source_key FROM upload_pipeline.document_chunks")
+        .await;
     assert_eq!(keys, ["uploads/acme/good.txt"]);
 }
 
-#[tokio::test]
-async fn a_provider_that_refuses_the_key_fails_the_job_with_its_reason() {
-    let base_url = spawn_mock_openai(1536, Some("sk-right")).await;
-    let vars = [
+/// Ingests one sample through the OpenAI client against a mock-openai that
+/// answers with `mock_dims` and accepts only `mock_key` (any key if `None`).
+async fn ingest_via_mock_openai(
+    mock_dims: usize,
+    mock_key: Option<&str>,
+    vars: &[(&str, &str)],
+) -> status::JobOutcome {
+    let base_url = spawn_mock_openai(mock_dims, mock_key).await;
+    let mut vars = vars.to_vec();
+    vars.extend([
         ("EMBEDDING_PROVIDER", "openai"),
         ("OPENAI_BASE_URL", base_url.as_str()),
-        ("OPENAI_API_KEY", "sk-wrong"),
-    ];
+    ]);
     let test_db = TestDb::migrated(&vars).await;
-    let (_, outcomes) = ingest(
+    let (_, mut outcomes) = ingest(
         &test_db.config(&vars),
         "acme",
         &[samples_dir().join("fog-signals.txt")],
     )
     .await;
-    let outcome = &outcomes["uploads/acme/fog-signals.txt"];
+    outcomes
+        .remove("uploads/acme/fog-signals.txt")
+        .expect("an outcome")
+}
+
+#[tokio::test]
+async fn a_provider_that_refuses_the_key_fails_the_job_with_its_reason() {
+    let outcome =
+        ingest_via_mock_openai(1536, Some("sk-right"), &[("OPENAI_API_KEY", "sk-wrong")]).await;
     assert_eq!(outcome.error_code.as_deref(), Some("embedding_rejected"));
     let message = outcome.error_message.as_deref().unwrap();
     assert!(
@@ -238,21 +228,11 @@ async fn a_provider_that_refuses_the_key_fails_the_job_with_its_reason() {
 #[tokio::test]
 async fn vectors_of_the_wrong_size_fail_the_job() {
     // A model that ignores `dimensions` and answers with 8.
-    let base_url = spawn_mock_openai(8, None).await;
     let vars = [
-        ("EMBEDDING_PROVIDER", "openai"),
-        ("OPENAI_BASE_URL", base_url.as_str()),
         ("OPENAI_API_KEY", "sk-any"),
         ("EMBEDDING_MODEL", "some-local-model"),
     ];
-    let test_db = TestDb::migrated(&vars).await;
-    let (_, outcomes) = ingest(
-        &test_db.config(&vars),
-        "acme",
-        &[samples_dir().join("fog-signals.txt")],
-    )
-    .await;
-    let outcome = &outcomes["uploads/acme/fog-signals.txt"];
+    let outcome = ingest_via_mock_openai(8, None, &vars).await;
     assert_eq!(outcome.error_code.as_deref(), Some("embedding_invalid"));
     assert!(
         outcome

@@ -14,6 +14,18 @@ pub fn admin_url() -> String {
     )
 }
 
+/// Every table of the `upload_pipeline` schema.
+pub const TABLES: &[&str] = &[
+    "documents",
+    "upload_jobs",
+    "events",
+    "document_chunk_buffer",
+    "document_vector_buffer",
+    "document_chunks",
+    "embedding_cache",
+    "cost_ledger",
+];
+
 /// A database of its own, migrated, dropped when the value is dropped.
 pub struct TestDb {
     pub url: String,
@@ -97,6 +109,21 @@ impl TestDb {
             .await
             .expect(&sql)
             .get(0)
+    }
+
+    /// Row counts of every table, in [`TABLES`] order: what replays must leave unchanged.
+    pub async fn row_counts(&self) -> Vec<(&'static str, i64)> {
+        let mut counts = Vec::with_capacity(TABLES.len());
+        for table in TABLES {
+            counts.push((*table, self.count(table).await));
+        }
+        counts
+    }
+
+    /// The first column of every row `sql` returns.
+    pub async fn column<T: for<'a> tokio_postgres::types::FromSql<'a>>(&self, sql: &str) -> Vec<T> {
+        let rows = self.client().await.query(sql, &[]).await.expect(sql);
+        rows.iter().map(|row| row.get(0)).collect()
     }
 }
 

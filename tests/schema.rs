@@ -1,24 +1,16 @@
 //! Migrations and the startup check of the vector size.
 
 use docpipe_shared::{ConfigError, db};
-use docpipe_tests::TestDb;
+use docpipe_tests::{TABLES, TestDb};
 
 #[tokio::test]
 async fn migrate_is_idempotent_and_creates_every_table() {
     let test_db = TestDb::migrated(&[]).await;
     let report = db::migrate(&test_db.config(&[])).await.unwrap();
     assert!(report.applied.is_empty(), "{:?}", report.applied);
-    for table in [
-        "documents",
-        "upload_jobs",
-        "events",
-        "document_chunk_buffer",
-        "document_vector_buffer",
-        "document_chunks",
-        "embedding_cache",
-        "cost_ledger",
-    ] {
-        assert_eq!(test_db.count(table).await, 0, "{table}");
+    assert_eq!(TABLES.len(), 8);
+    for (table, rows) in test_db.row_counts().await {
+        assert_eq!(rows, 0, "{table}");
     }
     let index: String = test_db
         .client()

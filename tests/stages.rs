@@ -29,6 +29,7 @@ impl HeldQueue {
 }
 
 const KEY: &str = "uploads/acme/guide.md";
+const LIVE_JOBS: &str = "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks";
 
 fn document(version: &str) -> String {
     (0..60)
@@ -68,22 +69,8 @@ impl Fixture {
         self.blobs.put(KEY, text.to_string().into()).await.unwrap();
     }
 
-    /// Row counts of every table: what a replay must leave unchanged.
     async fn rows(&self) -> Vec<(&'static str, i64)> {
-        let mut rows = Vec::new();
-        for table in [
-            "documents",
-            "upload_jobs",
-            "events",
-            "document_chunk_buffer",
-            "document_vector_buffer",
-            "document_chunks",
-            "embedding_cache",
-            "cost_ledger",
-        ] {
-            rows.push((table, self.test_db.count(table).await));
-        }
-        rows
+        self.test_db.row_counts().await
     }
 
     async fn state(&self, job_id: Uuid) -> JobState {
@@ -231,17 +218,7 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
     let v2 = ingest(&f.pipeline, KEY).await.unwrap();
     assert_eq!(v2.change, Change::New);
     f.drain().await;
-    let client = f.test_db.client().await;
-    let jobs_in_chunks: Vec<Uuid> = client
-        .query(
-            "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let jobs_in_chunks: Vec<Uuid> = f.test_db.column(LIVE_JOBS).await;
     assert_eq!(jobs_in_chunks, [v2.job_id]);
     assert_eq!(f.state(v1).await, JobState::Complete);
 
@@ -258,16 +235,7 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
         "no provider call for cached text"
     );
     assert!(tokens_v1 > 0);
-    let jobs_in_chunks: Vec<Uuid> = client
-        .query(
-            "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let jobs_in_chunks: Vec<Uuid> = f.test_db.column(LIVE_JOBS).await;
     assert_eq!(jobs_in_chunks, [v1]);
 }
 
