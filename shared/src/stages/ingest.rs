@@ -2,7 +2,7 @@
 //! and job idempotently and send it to parse.
 
 use super::Pipeline;
-use crate::error::{Rejection, Result};
+use crate::error::{Error, Rejection, Result};
 use crate::ids;
 use crate::jobs::{self, NewJob};
 use crate::queue::StageMessage;
@@ -109,9 +109,10 @@ pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
     let (mut state, change) = if jobs::create(&tx, &new_job).await? {
         (JobState::Queued, Change::New)
     } else {
+        // The insert conflicted, so the job exists unless it was deleted since.
         let job = jobs::lock(&tx, job_id)
             .await?
-            .expect("job exists: insert conflicted");
+            .ok_or_else(|| Error::Transient(format!("job {job_id} vanished during ingest")))?;
         if previous != Some(job_id) && job.state.is_terminal() {
             jobs::requeue(&tx, job_id, job.state, "content uploaded again").await?;
             (JobState::Queued, Change::Requeued)
