@@ -50,7 +50,8 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init("warn");
+    // The summary reports every failure; logs below errors would repeat it.
+    telemetry::init("error");
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(err) => {
