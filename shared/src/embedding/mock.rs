@@ -77,14 +77,10 @@ pub fn vector(text: &str, dims: usize) -> Vec<f32> {
         }
         previous = Some(hash);
     }
-    let any = previous.is_some();
-    if !any {
-        // No words (punctuation only, empty): one dimension picked by the whole text.
-        sums[(word_hash(text.as_bytes()) % dims as u64) as usize] = 1.0;
-    }
     let norm = sums.iter().map(|x| x * x).sum::<f32>().sqrt();
     if norm == 0.0 {
-        // Words that cancelled out exactly: fall back to the whole-text dimension.
+        // No words (empty, punctuation only) or words that cancelled out:
+        // one dimension picked by the whole text.
         sums[(word_hash(text.as_bytes()) % dims as u64) as usize] = 1.0;
         return sums;
     }
