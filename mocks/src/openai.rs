@@ -41,13 +41,9 @@ enum Input {
     Many(Vec<String>),
 }
 
-fn error(
-    status: StatusCode,
-    kind: &str,
-    code: Option<&str>,
-    message: impl Into<String>,
-) -> Response {
-    let body = json!({ "error": { "message": message.into(), "type": kind, "param": null, "code": code } });
+/// An OpenAI-shaped error; every error this mock gives is an `invalid_request_error`.
+fn error(status: StatusCode, code: Option<&str>, message: impl Into<String>) -> Response {
+    let body = json!({ "error": { "message": message.into(), "type": "invalid_request_error", "param": null, "code": code } });
     (status, Json(body)).into_response()
 }
 
@@ -75,7 +71,6 @@ async fn embeddings(
     if !authorised {
         return error(
             StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
             Some("invalid_api_key"),
             "Incorrect API key provided.",
         );
@@ -83,12 +78,7 @@ async fn embeddings(
     let request: EmbeddingRequest = match serde_json::from_str(&body) {
         Ok(request) => request,
         Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                None,
-                format!("Invalid body: {e}"),
-            );
+            return error(StatusCode::BAD_REQUEST, None, format!("Invalid body: {e}"));
         }
     };
     let inputs = match request.input {
@@ -100,18 +90,12 @@ async fn embeddings(
             "'input' must have 1 to {MAX_INPUTS} items, got {}",
             inputs.len()
         );
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request_error",
-            None,
-            message,
-        );
+        return error(StatusCode::BAD_REQUEST, None, message);
     }
     let dims = request.dimensions.unwrap_or(config.default_dims);
     if dims == 0 {
         return error(
             StatusCode::BAD_REQUEST,
-            "invalid_request_error",
             None,
             "'dimensions' must be at least 1",
         );
@@ -121,12 +105,7 @@ async fn embeddings(
         Some("base64") => true,
         Some(other) => {
             let message = format!("'encoding_format' must be float or base64, got {other:?}");
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                None,
-                message,
-            );
+            return error(StatusCode::BAD_REQUEST, None, message);
         }
     };
     let mut prompt_tokens = 0;
@@ -139,7 +118,6 @@ async fn embeddings(
             );
             return error(
                 StatusCode::BAD_REQUEST,
-                "invalid_request_error",
                 Some("context_length_exceeded"),
                 message,
             );
