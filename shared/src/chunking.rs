@@ -69,11 +69,19 @@ impl ChunkSizer for TokenOffsets<'_> {
     }
 }
 
+fn chunk_config<S: ChunkSizer>(
+    max_tokens: usize,
+    overlap_tokens: usize,
+    sizer: S,
+) -> Result<ChunkConfig<S>, ChunkConfigError> {
+    Ok(ChunkConfig::new(max_tokens)
+        .with_overlap(overlap_tokens)?
+        .with_sizer(sizer))
+}
+
 impl Chunker {
     pub fn new(config: &ChunkingConfig) -> Result<Chunker, ChunkConfigError> {
-        let exact = ChunkConfig::new(config.max_tokens)
-            .with_overlap(config.overlap_tokens)?
-            .with_sizer(tokenizer());
+        let exact = chunk_config(config.max_tokens, config.overlap_tokens, tokenizer())?;
         Ok(Chunker {
             max_tokens: config.max_tokens,
             overlap_tokens: config.overlap_tokens,
@@ -83,10 +91,8 @@ impl Chunker {
 
     pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
         let sizer = TokenOffsets::new(text);
-        let config = ChunkConfig::new(self.max_tokens)
-            .with_overlap(self.overlap_tokens)
-            .expect("overlap checked in Chunker::new")
-            .with_sizer(&sizer);
+        let config = chunk_config(self.max_tokens, self.overlap_tokens, &sizer)
+            .expect("the same sizes passed Chunker::new");
         let pieces: Vec<(usize, &str)> = if markdown {
             MarkdownSplitter::new(config)
                 .chunk_char_indices(text)
@@ -223,10 +229,7 @@ mod tests {
     }
 
     fn exact_chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
-        let config = ChunkConfig::new(max)
-            .with_overlap(overlap)
-            .unwrap()
-            .with_sizer(tokenizer());
+        let config = chunk_config(max, overlap, tokenizer()).unwrap();
         TextSplitter::new(config).chunks(text).collect()
     }
 
