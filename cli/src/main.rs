@@ -7,6 +7,7 @@ use docpipe_shared::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::stages::ingest::{Change, check_tenant};
 use docpipe_shared::{JobState, db, search, status, telemetry};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -179,34 +180,31 @@ async fn ingest(config: &Config, paths: &[PathBuf], tenant: &str) -> anyhow::Res
 
     let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
     let outcomes = status::outcomes(&pool.get().await?, &job_ids).await?;
-    let unchanged = run
+    let unchanged: HashSet<_> = run
         .ingested
         .iter()
         .filter(|(_, i)| i.change == Change::Unchanged)
-        .count();
-    let processed: Vec<_> = run
-        .ingested
-        .iter()
-        .filter(|(_, i)| i.change != Change::Unchanged)
         .map(|(_, i)| i.job_id)
         .collect();
-    let complete = outcomes.iter().filter(|o| o.state == "complete").count();
-    let failed: Vec<_> = outcomes.iter().filter(|o| o.state != "complete").collect();
-    let fresh = outcomes
+    let (complete, failed): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.state == "complete");
+    // New work is what completed in this run, not what was already there.
+    let (chunks, tokens) = complete
         .iter()
-        .filter(|o| processed.contains(&o.job_id) && o.state == "complete");
-    let (chunks, tokens) = fresh.fold((0i64, 0i64), |(c, t), o| {
-        (
-            c + i64::from(o.chunk_count.unwrap_or(0)),
-            t + o.token_count.unwrap_or(0),
-        )
-    });
+        .filter(|o| !unchanged.contains(&o.job_id))
+        .fold((0i64, 0i64), |(c, t), o| {
+            (
+                c + i64::from(o.chunk_count.unwrap_or(0)),
+                t + o.token_count.unwrap_or(0),
+            )
+        });
     let seconds = started.elapsed().as_secs_f64();
 
     println!(
-        "{} documents: {complete} complete, {} failed ({unchanged} unchanged since the last run)",
+        "{} documents: {} complete, {} failed ({} unchanged since the last run)",
         run.ingested.len() + run.not_ingested.len(),
-        failed.len() + run.not_ingested.len()
+        complete.len(),
+        failed.len() + run.not_ingested.len(),
+        unchanged.len()
     );
     println!(
         "new chunks {chunks}, tokens {tokens}, {seconds:.2} s ({:.0} chunks/s)",
