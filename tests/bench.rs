@@ -5,6 +5,7 @@
 //!
 //! Needs DATABASE_URL (a Postgres with pgvector); other settings as for docpipe.
 
+use clap::Parser;
 use docpipe_shared::local::{LocalPipeline, upload_keys};
 use docpipe_shared::{JobState, db, status};
 use docpipe_tests::{ScratchDir, TestDb};
@@ -64,24 +65,37 @@ fn generate(dir: &ScratchDir, total_bytes: usize, docs: usize) {
     }
 }
 
-fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
+/// End-to-end chunks/s of the in-process pipeline over a generated (or given) corpus.
+#[derive(Parser)]
+#[command(name = "docpipe-bench")]
+struct Args {
+    /// Size of the generated corpus in MB.
+    #[arg(long, default_value_t = 10.0)]
+    mb: f64,
+    /// Documents in the generated corpus (a third of them markdown).
+    #[arg(long, default_value_t = 300, value_parser = clap::value_parser!(u32).range(1..))]
+    docs: u32,
+    /// Vector size of the scratch database and the mock embedder.
+    #[arg(long, default_value_t = 1536, value_parser = clap::value_parser!(u16).range(1..=2000))]
+    dims: u16,
+    /// Ingest this folder instead of generating a corpus.
+    #[arg(long)]
+    corpus: Option<PathBuf>,
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let mb: f64 = arg(&args, "--mb").map_or(10.0, |v| v.parse().expect("--mb"));
-    let docs: usize = arg(&args, "--docs").map_or(300, |v| v.parse().expect("--docs"));
-    let dims = arg(&args, "--dims").unwrap_or_else(|| "1536".into());
+    let args = Args::parse();
+    let dims = args.dims.to_string();
     let scratch = ScratchDir::new();
-    let corpus = match arg(&args, "--corpus") {
-        Some(dir) => PathBuf::from(dir),
+    let corpus = match args.corpus {
+        Some(dir) => dir,
         None => {
-            generate(&scratch, (mb * 1024.0 * 1024.0) as usize, docs);
+            generate(
+                &scratch,
+                (args.mb * 1024.0 * 1024.0) as usize,
+                args.docs as usize,
+            );
             scratch.0.clone()
         }
     };
