@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use docpipe_shared::blob::{BlobStore, LocalBlobStore};
-use docpipe_shared::queue::{Queue, StageMessage};
+use docpipe_shared::queue::{Queue, Stage, StageMessage};
 use docpipe_shared::stages::ingest::{Change, ingest};
 use docpipe_shared::stages::{Pipeline, handle};
 use docpipe_shared::{JobState, Result, db};
@@ -29,6 +29,15 @@ impl HeldQueue {
 }
 
 const KEY: &str = "uploads/acme/guide.md";
+const CORRELATION: &str = "test-upload";
+
+fn message(job_id: Uuid, stage: Stage) -> StageMessage {
+    StageMessage {
+        job_id,
+        correlation_id: CORRELATION.into(),
+        stage,
+    }
+}
 const LIVE_JOBS: &str = "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks";
 
 fn document(version: &str) -> String {
@@ -104,19 +113,17 @@ async fn every_stage_replayed_leaves_the_same_rows() {
     let f = fixture().await;
     f.upload(&document("first")).await;
 
-    let first = ingest(&f.pipeline, KEY).await.unwrap();
+    let first = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap();
     assert_eq!((first.change, first.state), (Change::New, JobState::Queued));
     let after_ingest = f.rows().await;
-    let again = ingest(&f.pipeline, KEY).await.unwrap();
+    let again = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap();
     assert_eq!(
         (again.job_id, again.change),
         (first.job_id, Change::Unchanged)
     );
     assert_eq!(f.rows().await, after_ingest);
 
-    let parse = StageMessage::Parse {
-        job_id: first.job_id,
-    };
+    let parse = message(first.job_id, Stage::Parse);
     assert_eq!(f.queue.take(), [parse.clone(), parse.clone()]);
     handle(&f.pipeline, &parse).await.unwrap();
     let after_parse = f.rows().await;
@@ -124,9 +131,7 @@ async fn every_stage_replayed_leaves_the_same_rows() {
     assert_eq!(f.rows().await, after_parse);
     assert_eq!(f.state(first.job_id).await, JobState::Parsed);
 
-    let chunk = StageMessage::Chunk {
-        job_id: first.job_id,
-    };
+    let chunk = message(first.job_id, Stage::Chunk);
     assert_eq!(
         f.queue.take(),
         std::slice::from_ref(&chunk),
@@ -183,12 +188,12 @@ async fn every_stage_replayed_leaves_the_same_rows() {
 async fn duplicate_batches_delivered_concurrently_finalize_once() {
     let f = fixture().await;
     f.upload(&document("first")).await;
-    let job_id = ingest(&f.pipeline, KEY).await.unwrap().job_id;
-    handle(&f.pipeline, &StageMessage::Parse { job_id })
+    let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
+    handle(&f.pipeline, &message(job_id, Stage::Parse))
         .await
         .unwrap();
     f.queue.take();
-    handle(&f.pipeline, &StageMessage::Chunk { job_id })
+    handle(&f.pipeline, &message(job_id, Stage::Chunk))
         .await
         .unwrap();
     let embeds = f.queue.take();
@@ -210,12 +215,12 @@ async fn duplicate_batches_delivered_concurrently_finalize_once() {
 async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_again() {
     let f = fixture().await;
     f.upload(&document("first")).await;
-    let v1 = ingest(&f.pipeline, KEY).await.unwrap().job_id;
+    let v1 = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
     f.drain().await;
     let tokens_v1 = f.test_db.count("cost_ledger").await;
 
     f.upload(&document("second")).await;
-    let v2 = ingest(&f.pipeline, KEY).await.unwrap();
+    let v2 = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap();
     assert_eq!(v2.change, Change::New);
     f.drain().await;
     let jobs_in_chunks: Vec<Uuid> = f.test_db.column(LIVE_JOBS).await;
@@ -224,7 +229,7 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
 
     // The first content again: its job is requeued and every vector comes from the cache.
     f.upload(&document("first")).await;
-    let back = ingest(&f.pipeline, KEY).await.unwrap();
+    let back = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap();
     assert_eq!((back.job_id, back.change), (v1, Change::Requeued));
     let ledger_before = f.test_db.count("cost_ledger").await;
     f.drain().await;
@@ -243,17 +248,17 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
 async fn a_version_replaced_mid_flight_is_superseded() {
     let f = fixture().await;
     f.upload(&document("first")).await;
-    let v1 = ingest(&f.pipeline, KEY).await.unwrap().job_id;
-    handle(&f.pipeline, &StageMessage::Parse { job_id: v1 })
+    let v1 = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
+    handle(&f.pipeline, &message(v1, Stage::Parse))
         .await
         .unwrap();
     f.queue.take();
 
     f.upload(&document("second")).await;
-    let v2 = ingest(&f.pipeline, KEY).await.unwrap().job_id;
+    let v2 = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
     assert_eq!(f.state(v1).await, JobState::Superseded);
     // v1's chunk message arrives late: stale, acknowledged, nothing written.
-    let late = handle(&f.pipeline, &StageMessage::Chunk { job_id: v1 })
+    let late = handle(&f.pipeline, &message(v1, Stage::Chunk))
         .await
         .unwrap();
     assert_eq!(late.ended, None);
@@ -276,9 +281,7 @@ async fn a_message_for_an_unknown_job_is_acknowledged() {
     let f = fixture().await;
     let handled = handle(
         &f.pipeline,
-        &StageMessage::Parse {
-            job_id: Uuid::new_v4(),
-        },
+        &message(Uuid::new_v4(), Stage::Parse),
     )
     .await
     .unwrap();

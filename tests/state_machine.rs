@@ -26,6 +26,7 @@ async fn job_in(pool: &deadpool_postgres::Pool, state: JobState) -> Uuid {
         source_key: &key,
         content_sha256: &sha,
         size_bytes: 1,
+        correlation_id: "test",
     };
     assert!(jobs::create(&tx, &job).await.unwrap());
     tx.execute(

@@ -20,6 +20,8 @@ pub trait BlobStore: Send + Sync {
     /// The whole object; refuses (without reading) one over `max_bytes`.
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes>;
     async fn put(&self, key: &str, body: Bytes) -> Result<()>;
+    /// Removes the object; removing one that does not exist is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
 }
 
 /// Objects as files under a root directory; a key is a relative path.
@@ -103,6 +105,13 @@ impl BlobStore for LocalBlobStore {
         tokio::fs::rename(&partial, &path).await?;
         Ok(())
     }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        match tokio::fs::remove_file(self.path_of(key)?).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+            _ => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -153,6 +162,9 @@ mod tests {
             matches!(err, Error::Rejected(Rejection::ObjectMissing { .. })),
             "{err}"
         );
+        store.delete("uploads/t/a b.txt").await.unwrap();
+        store.delete("uploads/t/a b.txt").await.unwrap();
+        assert!(store.head("uploads/t/a b.txt").await.is_err());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

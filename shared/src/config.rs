@@ -77,6 +77,77 @@ pub struct Config {
     pub local_blob_dir: PathBuf,
 }
 
+/// The stage queues' URLs.
+#[derive(Debug, Clone)]
+pub struct QueueUrls {
+    pub parse: String,
+    pub chunk: String,
+    pub embed: String,
+}
+
+/// When the sweeper treats an unfinished job as stuck, and how often it
+/// resumes one before failing it.
+#[derive(Debug, Clone)]
+pub struct SweepPolicy {
+    /// Idle time after which a job in `queued`, `parsed` or `chunked` is stuck.
+    pub queued_timeout: Duration,
+    pub parsed_timeout: Duration,
+    pub chunked_timeout: Duration,
+    /// Resumes per job before it fails with `stuck`.
+    pub max_retries: u32,
+    /// Jobs claimed per run.
+    pub batch: u32,
+}
+
+/// Settings of the deployed pipeline (Lambda, and the local runner against an emulator).
+#[derive(Debug, Clone)]
+pub struct AwsConfig {
+    /// The bucket holding `uploads/` and `parsed/`.
+    pub bucket: String,
+    pub queues: QueueUrls,
+    /// Path-style S3 addressing (emulators); real S3 takes virtual-hosted style.
+    pub s3_force_path_style: bool,
+    /// The queues' redrive `maxReceiveCount`: the receive after which a failing
+    /// message goes to its dead-letter queue and its job is failed.
+    pub max_receive_count: u32,
+    pub sweep: SweepPolicy,
+}
+
+impl AwsConfig {
+    pub fn from_env() -> Result<AwsConfig, ConfigError> {
+        AwsConfig::from_lookup(Env(|name| std::env::var(name).ok()))
+    }
+
+    pub fn from_lookup<F: Fn(&str) -> Option<String>>(
+        env: Env<F>,
+    ) -> Result<AwsConfig, ConfigError> {
+        let secs = |name, default| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(env.parsed(name, default)?))
+        };
+        let max_receive_count = env.parsed("MAX_RECEIVE_COUNT", 5)?;
+        if max_receive_count == 0 {
+            return Err(invalid("MAX_RECEIVE_COUNT", 0, "must be at least 1"));
+        }
+        Ok(AwsConfig {
+            bucket: env.required("DOCPIPE_BUCKET")?,
+            queues: QueueUrls {
+                parse: env.required("PARSE_QUEUE_URL")?,
+                chunk: env.required("CHUNK_QUEUE_URL")?,
+                embed: env.required("EMBED_QUEUE_URL")?,
+            },
+            s3_force_path_style: env.parsed("S3_FORCE_PATH_STYLE", false)?,
+            max_receive_count,
+            sweep: SweepPolicy {
+                queued_timeout: secs("SWEEP_QUEUED_TIMEOUT_SECS", 900)?,
+                parsed_timeout: secs("SWEEP_PARSED_TIMEOUT_SECS", 900)?,
+                chunked_timeout: secs("SWEEP_CHUNKED_TIMEOUT_SECS", 1800)?,
+                max_retries: env.parsed("SWEEP_MAX_RETRIES", 3)?,
+                batch: env.parsed("SWEEP_BATCH", 100)?,
+            },
+        })
+    }
+}
+
 /// Reads settings from a lookup function, so tests need not touch the process environment.
 pub struct Env<F: Fn(&str) -> Option<String>>(pub F);
 

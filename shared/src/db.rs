@@ -10,10 +10,16 @@ use tokio_postgres::NoTls;
 pub use deadpool_postgres::{Client, Transaction};
 
 /// Versioned migrations, applied in order by refinery. Add new files here.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "V1__schema",
-    include_str!("../../migrations/V1__schema.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "V1__schema",
+        include_str!("../../migrations/V1__schema.sql"),
+    ),
+    (
+        "V2__correlation_and_sweeps",
+        include_str!("../../migrations/V2__correlation_and_sweeps.sql"),
+    ),
+];
 
 /// The placeholder in migrations that stands for the configured vector size.
 const DIMS_PLACEHOLDER: &str = "{embedding_dims}";

@@ -33,6 +33,8 @@ pub enum Rejection {
     EmbeddingInvalid { detail: String },
     #[error("gave up after {attempts} attempts; last error: {last_error}")]
     RetriesExhausted { attempts: u32, last_error: String },
+    #[error("stuck in {state}: no progress after the sweeper resumed it {resumes} times")]
+    Stuck { state: String, resumes: u32 },
 }
 
 impl Rejection {
@@ -51,6 +53,7 @@ impl Rejection {
             Rejection::EmbeddingRejected { .. } => "embedding_rejected",
             Rejection::EmbeddingInvalid { .. } => "embedding_invalid",
             Rejection::RetriesExhausted { .. } => "retries_exhausted",
+            Rejection::Stuck { .. } => "stuck",
         }
     }
 }

@@ -18,9 +18,13 @@ pub struct Job {
     pub state: JobState,
     pub parsed_key: Option<String>,
     pub chunk_count: Option<i32>,
+    pub correlation_id: String,
+    /// How often the sweeper resumed this job.
+    pub sweep_count: i32,
 }
 
-const JOB_COLUMNS: &str = "id, document_id, tenant, source_key, state, parsed_key, chunk_count";
+const JOB_COLUMNS: &str = "id, document_id, tenant, source_key, state, parsed_key, chunk_count, \
+                           correlation_id, sweep_count";
 
 impl Job {
     fn from_row(row: &Row) -> Result<Job> {
@@ -34,6 +38,8 @@ impl Job {
                 .ok_or_else(|| Error::Transient(format!("unknown job state {state:?}")))?,
             parsed_key: row.get("parsed_key"),
             chunk_count: row.get("chunk_count"),
+            correlation_id: row.get("correlation_id"),
+            sweep_count: row.get("sweep_count"),
         })
     }
 }
@@ -59,6 +65,44 @@ pub async fn lock(tx: &impl GenericClient, job_id: Uuid) -> Result<Option<Job>> 
         .transpose()
 }
 
+/// Unfinished jobs idle (no `updated_at` change) for longer than their
+/// state's timeout, oldest first, locked; jobs another transaction holds are
+/// skipped, so concurrent sweepers never claim the same job.
+pub async fn claim_stuck(
+    tx: &impl GenericClient,
+    timeouts: [(JobState, std::time::Duration); 3],
+    limit: u32,
+) -> Result<Vec<Job>> {
+    let states: Vec<&str> = timeouts.iter().map(|(s, _)| s.as_str()).collect();
+    let secs: Vec<f64> = timeouts.iter().map(|(_, t)| t.as_secs_f64()).collect();
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs j
+           JOIN unnest($1::text[], $2::float8[]) AS t(stuck_state, idle_secs) ON t.stuck_state = j.state
+          WHERE j.updated_at < now() - make_interval(secs => t.idle_secs)
+          ORDER BY j.updated_at
+          LIMIT $3
+          FOR UPDATE OF j SKIP LOCKED"
+    );
+    tx.query(&sql, &[&states, &secs, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(Job::from_row)
+        .collect()
+}
+
+/// Records that the sweeper resumed a stuck job, restarting its idle clock.
+pub async fn mark_resumed(tx: &impl GenericClient, job: &Job) -> Result<()> {
+    tx.execute(
+        "UPDATE upload_pipeline.upload_jobs
+            SET sweep_count = sweep_count + 1, updated_at = now()
+          WHERE id = $1",
+        &[&job.id],
+    )
+    .await?;
+    let detail = serde_json::json!({ "resume": job.sweep_count + 1 });
+    record(tx, job.id, Some(job.state), job.state, "resumed", &detail).await
+}
+
 /// What ingest knows about a new job.
 pub struct NewJob<'a> {
     pub id: Uuid,
@@ -67,6 +111,7 @@ pub struct NewJob<'a> {
     pub source_key: &'a str,
     pub content_sha256: &'a [u8; 32],
     pub size_bytes: u64,
+    pub correlation_id: &'a str,
 }
 
 /// Inserts a job in `queued` unless it exists. Returns whether it was created.
@@ -74,8 +119,8 @@ pub async fn create(tx: &impl GenericClient, job: &NewJob<'_>) -> Result<bool> {
     let created = tx
         .execute(
             "INSERT INTO upload_pipeline.upload_jobs
-                 (id, document_id, tenant, source_key, content_sha256, size_bytes, state)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 (id, document_id, tenant, source_key, content_sha256, size_bytes, state, correlation_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (id) DO NOTHING",
             &[
                 &job.id,
@@ -85,6 +130,7 @@ pub async fn create(tx: &impl GenericClient, job: &NewJob<'_>) -> Result<bool> {
                 &hex::encode(job.content_sha256),
                 &(job.size_bytes as i64),
                 &JobState::Queued.as_str(),
+                &job.correlation_id,
             ],
         )
         .await?
@@ -156,12 +202,14 @@ pub async fn transition(
     Ok(true)
 }
 
-/// Puts an ended job back to `queued` with its progress cleared.
+/// Puts an ended job back to `queued` with its progress cleared, under the
+/// correlation id of whatever asked for it.
 pub async fn requeue(
     tx: &impl GenericClient,
     job_id: Uuid,
     from: JobState,
     reason: &str,
+    correlation_id: &str,
 ) -> Result<bool> {
     if !transition(
         tx,
@@ -177,9 +225,9 @@ pub async fn requeue(
     tx.execute(
         "UPDATE upload_pipeline.upload_jobs
             SET error_code = NULL, error_message = NULL, chunk_count = NULL,
-                token_count = NULL, embedded_chunks = 0
+                token_count = NULL, embedded_chunks = 0, sweep_count = 0, correlation_id = $2
           WHERE id = $1",
-        &[&job_id],
+        &[&job_id, &correlation_id],
     )
     .await?;
     Ok(true)

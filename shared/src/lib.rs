@@ -4,6 +4,7 @@
 //! nothing of AWS; stages run over the [`blob::BlobStore`], [`queue::Queue`]
 //! and [`embedding::Embedder`] traits.
 
+pub mod aws;
 pub mod blob;
 pub mod chunking;
 pub mod config;
@@ -12,13 +13,16 @@ pub mod embedding;
 pub mod error;
 pub mod ids;
 pub mod jobs;
+pub mod lambda;
 pub mod local;
 pub mod parsing;
 pub mod queue;
+pub mod s3_notification;
 pub mod search;
 pub mod stages;
 pub mod state;
 pub mod status;
+pub mod sweeper;
 pub mod telemetry;
 
 pub use error::{ConfigError, Error, Rejection, Result};

@@ -73,7 +73,7 @@ impl std::fmt::Display for Work {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Work::Ingest(key) => write!(f, "ingest {key}"),
-            Work::Stage(message) => write!(f, "{} {}", message.stage(), message.job_id()),
+            Work::Stage(message) => write!(f, "{} {}", message.stage.name(), message.job_id),
         }
     }
 }
@@ -226,7 +226,7 @@ impl LocalPipeline {
         error: &Error,
         progress: &mut impl FnMut(Progress<'_>),
     ) {
-        let job_id = message.job_id();
+        let job_id = message.job_id;
         tracing::error!(%job_id, attempts, %error, "giving up on message");
         let reason = Rejection::RetriesExhausted {
             attempts,
@@ -251,7 +251,8 @@ async fn perform(pipeline: &Pipeline, work: &Work) -> Result<Done> {
     match work {
         Work::Ingest(key) => Ok(Done::Ingested(
             key.clone(),
-            stages::ingest::ingest(pipeline, key).await?,
+            // Each local upload gets its own correlation id, as an S3 request would.
+            stages::ingest::ingest(pipeline, key, &uuid::Uuid::new_v4().to_string()).await?,
         )),
         Work::Stage(message) => Ok(Done::Handled(stages::handle(pipeline, message).await?)),
     }

@@ -8,36 +8,41 @@ use uuid::Uuid;
 /// One unit of stage work. Small on purpose: text and vectors stay in the
 /// blob store and Postgres.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "stage", rename_all = "snake_case", deny_unknown_fields)]
-pub enum StageMessage {
-    Parse {
-        job_id: Uuid,
-    },
-    Chunk {
-        job_id: Uuid,
-    },
-    /// Embed chunks `first_chunk .. first_chunk + chunk_count` of a job.
-    Embed {
-        job_id: Uuid,
-        first_chunk: u32,
-        chunk_count: u32,
-    },
+pub struct StageMessage {
+    pub job_id: Uuid,
+    /// Follows one upload through every stage's log lines.
+    pub correlation_id: String,
+    #[serde(flatten)]
+    pub stage: Stage,
+}
+
+/// Which stage runs next, with the part of the job it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", rename_all = "snake_case")]
+pub enum Stage {
+    Parse,
+    Chunk,
+    /// Embed chunks `first_chunk .. first_chunk + chunk_count`.
+    Embed { first_chunk: u32, chunk_count: u32 },
+}
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Parse => "parse",
+            Stage::Chunk => "chunk",
+            Stage::Embed { .. } => "embed",
+        }
+    }
 }
 
 impl StageMessage {
-    pub fn job_id(&self) -> Uuid {
-        match self {
-            StageMessage::Parse { job_id }
-            | StageMessage::Chunk { job_id }
-            | StageMessage::Embed { job_id, .. } => *job_id,
-        }
-    }
-
-    pub fn stage(&self) -> &'static str {
-        match self {
-            StageMessage::Parse { .. } => "parse",
-            StageMessage::Chunk { .. } => "chunk",
-            StageMessage::Embed { .. } => "embed",
+    /// The message for `stage` of the same job, keeping the correlation id.
+    pub fn next(&self, stage: Stage) -> StageMessage {
+        StageMessage {
+            job_id: self.job_id,
+            correlation_id: self.correlation_id.clone(),
+            stage,
         }
     }
 }
@@ -53,22 +58,35 @@ mod tests {
 
     #[test]
     fn messages_have_a_stable_wire_form() {
-        let job_id = Uuid::nil();
-        let message = StageMessage::Embed {
-            job_id,
-            first_chunk: 128,
-            chunk_count: 64,
+        let message = StageMessage {
+            job_id: Uuid::nil(),
+            correlation_id: "req-1".into(),
+            stage: Stage::Embed {
+                first_chunk: 128,
+                chunk_count: 64,
+            },
         };
         let json = serde_json::to_string(&message).unwrap();
         assert_eq!(
             json,
-            r#"{"stage":"embed","job_id":"00000000-0000-0000-0000-000000000000","first_chunk":128,"chunk_count":64}"#
+            r#"{"job_id":"00000000-0000-0000-0000-000000000000","correlation_id":"req-1","stage":"embed","first_chunk":128,"chunk_count":64}"#
         );
         assert_eq!(
             serde_json::from_str::<StageMessage>(&json).unwrap(),
             message
         );
-        assert!(serde_json::from_str::<StageMessage>(r#"{"stage":"parse"}"#).is_err());
-        assert!(serde_json::from_str::<StageMessage>(r#"{"stage":"nope","job_id":"x"}"#).is_err());
+        let parse = r#"{"stage":"parse","job_id":"00000000-0000-0000-0000-000000000000","correlation_id":"c"}"#;
+        assert_eq!(
+            serde_json::from_str::<StageMessage>(parse).unwrap().stage,
+            Stage::Parse
+        );
+        for bad in [
+            r#"{"stage":"parse"}"#,
+            r#"{"stage":"nope","job_id":"00000000-0000-0000-0000-000000000000","correlation_id":"c"}"#,
+            r#"{"stage":"embed","job_id":"00000000-0000-0000-0000-000000000000","correlation_id":"c"}"#,
+            r#"{"job_id":"00000000-0000-0000-0000-000000000000","correlation_id":"c"}"#,
+        ] {
+            assert!(serde_json::from_str::<StageMessage>(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -5,18 +5,22 @@ use super::{Pipeline, blocking, job_in_state};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::jobs;
-use crate::queue::StageMessage;
+use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
 use uuid::Uuid;
 
-/// Batches `[first, first + count)` covering `total` chunks.
-pub fn batches(total: u32, batch_size: u32) -> impl Iterator<Item = (u32, u32)> {
+/// Embed stages for batches `[first, first + count)` covering `total` chunks.
+pub fn embed_stages(total: u32, batch_size: u32) -> impl Iterator<Item = Stage> {
     (0..total)
         .step_by(batch_size as usize)
-        .map(move |first| (first, batch_size.min(total - first)))
+        .map(move |first_chunk| Stage::Embed {
+            first_chunk,
+            chunk_count: batch_size.min(total - first_chunk),
+        })
 }
 
-pub async fn chunk(pipeline: &Pipeline, job_id: Uuid) -> Result<Option<JobState>> {
+pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option<JobState>> {
+    let job_id = message.job_id;
     let Some(job) = job_in_state(pipeline, job_id, JobState::Parsed, "chunk").await? else {
         return Ok(None);
     };
@@ -76,12 +80,8 @@ pub async fn chunk(pipeline: &Pipeline, job_id: Uuid) -> Result<Option<JobState>
     .await?;
     tx.commit().await?;
 
-    let messages = batches(count, pipeline.embed_batch_size)
-        .map(|(first_chunk, chunk_count)| StageMessage::Embed {
-            job_id,
-            first_chunk,
-            chunk_count,
-        })
+    let messages = embed_stages(count, pipeline.embed_batch_size)
+        .map(|stage| message.next(stage))
         .collect();
     pipeline.queue.send(messages).await?;
     Ok(None)
@@ -93,9 +93,20 @@ mod tests {
 
     #[test]
     fn batches_cover_every_chunk_once() {
-        assert_eq!(batches(0, 4).collect::<Vec<_>>(), []);
-        assert_eq!(batches(4, 4).collect::<Vec<_>>(), [(0, 4)]);
-        assert_eq!(batches(10, 4).collect::<Vec<_>>(), [(0, 4), (4, 4), (8, 2)]);
-        assert_eq!(batches(3, 128).collect::<Vec<_>>(), [(0, 3)]);
+        let ranges = |total, size| {
+            embed_stages(total, size)
+                .map(|stage| match stage {
+                    Stage::Embed {
+                        first_chunk,
+                        chunk_count,
+                    } => (first_chunk, chunk_count),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ranges(0, 4), []);
+        assert_eq!(ranges(4, 4), [(0, 4)]);
+        assert_eq!(ranges(10, 4), [(0, 4), (4, 4), (8, 2)]);
+        assert_eq!(ranges(3, 128), [(0, 3)]);
     }
 }

@@ -5,7 +5,7 @@ use super::Pipeline;
 use crate::error::{Error, Rejection, Result};
 use crate::ids;
 use crate::jobs::{self, NewJob};
-use crate::queue::StageMessage;
+use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
 use uuid::Uuid;
 
@@ -73,7 +73,9 @@ pub fn tenant_of(key: &str) -> Result<&str, Rejection> {
     Ok(tenant)
 }
 
-pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
+/// Records the object at `key` (an upload) as a document and job, and sends
+/// new work to parse. `correlation_id` names the upload in every later log line.
+pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Result<Ingested> {
     let tenant = tenant_of(key)?;
     let document_id = ids::document_id(tenant, key);
     let object = pipeline.blobs.head(key).await?;
@@ -105,6 +107,7 @@ pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
         source_key: key,
         content_sha256: &content_sha256,
         size_bytes: object.size,
+        correlation_id,
     };
     let (mut state, change) = if jobs::create(&tx, &new_job).await? {
         (JobState::Queued, Change::New)
@@ -114,7 +117,7 @@ pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
             .await?
             .ok_or_else(|| Error::Transient(format!("job {job_id} vanished during ingest")))?;
         if previous != Some(job_id) && job.state.is_terminal() {
-            jobs::requeue(&tx, job_id, job.state, "content uploaded again").await?;
+            jobs::requeue(&tx, job_id, job.state, "content uploaded again", correlation_id).await?;
             (JobState::Queued, Change::Requeued)
         } else {
             (job.state, Change::Unchanged)
@@ -147,7 +150,11 @@ pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
     if state == JobState::Queued {
         pipeline
             .queue
-            .send(vec![StageMessage::Parse { job_id }])
+            .send(vec![StageMessage {
+                job_id,
+                correlation_id: correlation_id.to_string(),
+                stage: Stage::Parse,
+            }])
             .await?;
     }
     Ok(Ingested {
@@ -155,6 +162,65 @@ pub async fn ingest(pipeline: &Pipeline, key: &str) -> Result<Ingested> {
         job_id,
         state,
         change,
+    })
+}
+
+/// What a delete notification did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// The document, its jobs, chunks, vectors and parsed text are gone.
+    Removed { document_id: Uuid, jobs: usize },
+    /// No document had this key.
+    Unknown,
+    /// The object exists again (uploaded after the delete): nothing removed.
+    StillExists,
+}
+
+/// Forgets the document at `key` after its object was deleted: its rows go
+/// (chunks, vectors, jobs, events cascade) and so does its parsed text.
+/// Stage messages still in flight for its jobs then find no job and are
+/// acknowledged. Vectors in `embedding_cache` stay: they hold no text.
+pub async fn remove(pipeline: &Pipeline, key: &str) -> Result<Removal> {
+    let tenant = tenant_of(key)?;
+    // Notifications can arrive out of order: only forget a document whose
+    // object is really gone.
+    match pipeline.blobs.head(key).await {
+        Ok(_) => return Ok(Removal::StillExists),
+        Err(Error::Rejected(Rejection::ObjectMissing { .. })) => {}
+        Err(other) => return Err(other),
+    }
+    let document_id = ids::document_id(tenant, key);
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let locked = tx
+        .query_opt(
+            "SELECT id FROM upload_pipeline.documents WHERE id = $1 FOR UPDATE",
+            &[&document_id],
+        )
+        .await?;
+    if locked.is_none() {
+        return Ok(Removal::Unknown);
+    }
+    let jobs = tx
+        .query(
+            "SELECT parsed_key FROM upload_pipeline.upload_jobs WHERE document_id = $1",
+            &[&document_id],
+        )
+        .await?;
+    // Parsed text first: if the commit then fails, the retried delete finds
+    // the rows and finishes; the other order could leave text nobody tracks.
+    for parsed_key in jobs.iter().filter_map(|row| row.get::<_, Option<String>>(0)) {
+        pipeline.blobs.delete(&parsed_key).await?;
+    }
+    tx.execute(
+        "DELETE FROM upload_pipeline.documents WHERE id = $1",
+        &[&document_id],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Removal::Removed {
+        document_id,
+        jobs: jobs.len(),
     })
 }
 

@@ -13,10 +13,11 @@ use crate::config::Config;
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Result};
 use crate::jobs::{self, Job};
-use crate::queue::{Queue, StageMessage};
+use crate::queue::{Queue, Stage, StageMessage};
 use crate::state::JobState;
 use deadpool_postgres::Pool;
 use std::sync::Arc;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Everything a stage needs, built once per process and shared.
@@ -70,13 +71,23 @@ pub struct Handled {
 
 /// Runs one stage message. A rejection fails the job and is handled (the
 /// message is done); a transient error is returned so the message is retried.
+/// Every log line inside carries the job and correlation ids.
 pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
-    let job_id = message.job_id();
-    let result = match *message {
-        StageMessage::Parse { job_id } => parse::parse(pipeline, job_id).await,
-        StageMessage::Chunk { job_id } => chunk::chunk(pipeline, job_id).await,
-        StageMessage::Embed {
-            job_id,
+    let span = tracing::info_span!(
+        "stage",
+        stage = message.stage.name(),
+        job_id = %message.job_id,
+        correlation_id = %message.correlation_id,
+    );
+    run_stage(pipeline, message).instrument(span).await
+}
+
+async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
+    let job_id = message.job_id;
+    let result = match message.stage {
+        Stage::Parse => parse::parse(pipeline, message).await,
+        Stage::Chunk => chunk::chunk(pipeline, message).await,
+        Stage::Embed {
             first_chunk,
             chunk_count,
         } => embed::embed(pipeline, job_id, first_chunk, chunk_count).await,
@@ -84,7 +95,7 @@ pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handl
     match result {
         Ok(ended) => Ok(Handled { job_id, ended }),
         Err(Error::Rejected(reason)) => {
-            tracing::warn!(%job_id, stage = message.stage(), code = reason.code(), %reason, "job failed");
+            tracing::warn!(code = reason.code(), %reason, "job failed");
             let failed = jobs::fail(&mut pipeline.db.get().await?, job_id, &reason).await?;
             Ok(Handled {
                 job_id,
@@ -127,17 +138,18 @@ async fn blocking<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) 
 /// The messages that move a job on from where it is; empty for an ended job.
 /// For resuming work whose messages were lost (local runs, the sweeper).
 pub fn resume_messages(job: &Job, embed_batch_size: u32) -> Vec<StageMessage> {
-    let job_id = job.id;
-    match job.state {
-        JobState::Queued => vec![StageMessage::Parse { job_id }],
-        JobState::Parsed => vec![StageMessage::Chunk { job_id }],
-        JobState::Chunked => chunk::batches(job.chunk_count.unwrap_or(0) as u32, embed_batch_size)
-            .map(|(first_chunk, chunk_count)| StageMessage::Embed {
-                job_id,
-                first_chunk,
-                chunk_count,
-            })
-            .collect(),
+    let stages: Vec<Stage> = match job.state {
+        JobState::Queued => vec![Stage::Parse],
+        JobState::Parsed => vec![Stage::Chunk],
+        JobState::Chunked => chunk::embed_stages(job.chunk_count.unwrap_or(0) as u32, embed_batch_size).collect(),
         JobState::Complete | JobState::Failed | JobState::Superseded => Vec::new(),
-    }
+    };
+    stages
+        .into_iter()
+        .map(|stage| StageMessage {
+            job_id: job.id,
+            correlation_id: job.correlation_id.clone(),
+            stage,
+        })
+        .collect()
 }

@@ -5,7 +5,7 @@ use super::{Pipeline, blocking, job_in_state};
 use crate::error::Result;
 use crate::jobs;
 use crate::parsing;
-use crate::queue::StageMessage;
+use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
 use bytes::Bytes;
 use uuid::Uuid;
@@ -19,7 +19,8 @@ pub fn parsed_key(tenant: &str, job_id: Uuid, markdown: bool) -> String {
     )
 }
 
-pub async fn parse(pipeline: &Pipeline, job_id: Uuid) -> Result<Option<JobState>> {
+pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option<JobState>> {
+    let job_id = message.job_id;
     let Some(job) = job_in_state(pipeline, job_id, JobState::Queued, "parse").await? else {
         return Ok(None);
     };
@@ -54,7 +55,7 @@ pub async fn parse(pipeline: &Pipeline, job_id: Uuid) -> Result<Option<JobState>
     tx.commit().await?;
     pipeline
         .queue
-        .send(vec![StageMessage::Chunk { job_id }])
+        .send(vec![message.next(Stage::Chunk)])
         .await?;
     Ok(None)
 }

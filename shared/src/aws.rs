@@ -1,0 +1,214 @@
+//! The blob store and queue in AWS: S3 and SQS through the SDK. Emulators are
+//! reached the same way, through `AWS_ENDPOINT_URL`; nothing here knows them.
+
+use crate::blob::{BlobStore, ObjectInfo};
+use crate::config::{AwsConfig, QueueUrls};
+use crate::error::{Error, Rejection, Result};
+use crate::queue::{Queue, Stage, StageMessage};
+use async_trait::async_trait;
+use aws_config::BehaviorVersion;
+use aws_config::timeout::TimeoutConfig;
+use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+use bytes::Bytes;
+use std::time::Duration;
+
+/// SQS takes at most ten messages per batch call.
+const SQS_BATCH_LIMIT: usize = 10;
+
+/// Shared SDK settings: region, credentials and endpoint from the standard
+/// sources, and timeouts on every call (long enough for a 20 s SQS long poll).
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let timeouts = TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .operation_attempt_timeout(Duration::from_secs(40))
+        .operation_timeout(Duration::from_secs(120))
+        .build();
+    aws_config::defaults(BehaviorVersion::latest())
+        .timeout_config(timeouts)
+        .load()
+        .await
+}
+
+pub fn s3_client(sdk: &aws_config::SdkConfig, config: &AwsConfig) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(config.s3_force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
+fn transient<E: std::error::Error>(context: &str, err: E) -> Error {
+    Error::transient(context, DisplayErrorContext(err))
+}
+
+/// Objects in one S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3BlobStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3BlobStore {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3BlobStore {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let object = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_not_found() => Rejection::ObjectMissing {
+                    key: key.to_string(),
+                }
+                .into(),
+                _ => transient("S3 HeadObject", e),
+            })?;
+        Ok(ObjectInfo {
+            size: object.content_length().unwrap_or(0).max(0) as u64,
+            version: object.e_tag().unwrap_or_default().to_string(),
+        })
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_no_such_key() => Rejection::ObjectMissing {
+                    key: key.to_string(),
+                }
+                .into(),
+                _ => transient("S3 GetObject", e),
+            })?;
+        let size = object.content_length().unwrap_or(0).max(0) as u64;
+        if size > max_bytes {
+            // Dropping the body closes the connection without reading it.
+            return Err(Rejection::TooLarge {
+                size,
+                limit: max_bytes,
+            }
+            .into());
+        }
+        let body = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| Error::transient("S3 GetObject body", e))?;
+        Ok(body.into_bytes())
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| transient("S3 PutObject", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| transient("S3 DeleteObject", e))?;
+        Ok(())
+    }
+}
+
+/// Stage messages to their SQS queues, as JSON bodies.
+#[derive(Debug, Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    urls: QueueUrls,
+}
+
+impl SqsQueue {
+    pub fn new(client: aws_sdk_sqs::Client, urls: QueueUrls) -> Self {
+        SqsQueue { client, urls }
+    }
+
+    fn url_for(&self, stage: Stage) -> &str {
+        match stage {
+            Stage::Parse => &self.urls.parse,
+            Stage::Chunk => &self.urls.chunk,
+            Stage::Embed { .. } => &self.urls.embed,
+        }
+    }
+}
+
+#[async_trait]
+impl Queue for SqsQueue {
+    async fn send(&self, messages: Vec<StageMessage>) -> Result<()> {
+        let mut by_queue: Vec<(&str, Vec<&StageMessage>)> = Vec::new();
+        for message in &messages {
+            let url = self.url_for(message.stage);
+            match by_queue.iter_mut().find(|(u, _)| *u == url) {
+                Some((_, group)) => group.push(message),
+                None => by_queue.push((url, vec![message])),
+            }
+        }
+        for (url, group) in by_queue {
+            for batch in group.chunks(SQS_BATCH_LIMIT) {
+                let entries = batch
+                    .iter()
+                    .enumerate()
+                    .map(|(i, message)| {
+                        let body = serde_json::to_string(message)
+                            .map_err(|e| Error::transient("encoding a stage message", e))?;
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(body)
+                            .build()
+                            .map_err(|e| Error::transient("building an SQS entry", e))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let sent = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(|e| transient("SQS SendMessageBatch", e))?;
+                // Partial failures are retried by the caller's redelivery; the
+                // messages already sent are harmless duplicates then.
+                if let Some(failed) = sent.failed().first() {
+                    return Err(Error::Transient(format!(
+                        "SQS SendMessageBatch: {} of {} messages failed, first: {} {}",
+                        sent.failed().len(),
+                        batch.len(),
+                        failed.code(),
+                        failed.message().unwrap_or_default()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,188 @@
+//! What each Lambda function does with its event. The function crates wrap
+//! these in `lambda_runtime`; the local runner calls them with the SQS events
+//! it builds, so both run the same code.
+
+use crate::aws::{self, S3BlobStore, SqsQueue};
+use crate::config::{AwsConfig, Config};
+use crate::db;
+use crate::error::{ConfigError, Error, Rejection, Result};
+use crate::jobs;
+use crate::queue::StageMessage;
+use crate::s3_notification::{self, ObjectEvent};
+use crate::stages::{self, Pipeline, ingest};
+use crate::sweeper::{self, SweepReport};
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// A function's clients and settings, built once per container and reused
+/// by every invocation.
+pub struct Deployment {
+    pub pipeline: Pipeline,
+    pub aws: AwsConfig,
+}
+
+impl Deployment {
+    /// From the environment, as a Lambda cold start does.
+    pub async fn from_env() -> std::result::Result<Deployment, ConfigError> {
+        let config = Config::from_env()?;
+        let aws = AwsConfig::from_env()?;
+        Deployment::new(&config, aws, &aws::sdk_config().await).await
+    }
+
+    pub async fn new(
+        config: &Config,
+        aws: AwsConfig,
+        sdk: &aws_config::SdkConfig,
+    ) -> std::result::Result<Deployment, ConfigError> {
+        let db = db::connect(config).await?;
+        let blobs = S3BlobStore::new(aws::s3_client(sdk, &aws), &aws.bucket);
+        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), aws.queues.clone());
+        let pipeline = Pipeline::new(config, db, Arc::new(blobs), Arc::new(queue))?;
+        Ok(Deployment { pipeline, aws })
+    }
+}
+
+/// Runs `handle` on every record concurrently and reports the ones that
+/// failed, so only they are delivered again (`ReportBatchItemFailures`).
+async fn each_record<'a, F, Fut>(event: SqsEvent, handle: F) -> SqsBatchResponse
+where
+    F: Fn(SqsMessage) -> Fut,
+    Fut: Future<Output = bool> + 'a,
+{
+    let outcomes = futures::future::join_all(event.records.into_iter().map(|record| {
+        let id = record.message_id.clone().unwrap_or_default();
+        let done = handle(record);
+        async move { (id, done.await) }
+    }))
+    .await;
+    let mut response = SqsBatchResponse::default();
+    response.set_failures(
+        outcomes
+            .into_iter()
+            .filter(|(_, done)| !done)
+            .map(|(id, _)| id),
+    );
+    response
+}
+
+/// How often SQS has delivered this record, counting this delivery.
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(1)
+}
+
+/// `ingest`: S3 notifications (via SQS). Created objects become jobs; removed
+/// ones are forgotten. A notification that cannot be read is retried and then
+/// kept in the dead-letter queue for inspection.
+pub async fn handle_upload_events(deployment: &Deployment, event: SqsEvent) -> SqsBatchResponse {
+    each_record(event, |record| async move {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        match handle_notification(deployment, &record).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(message_id, %error, "upload notification not handled; will be retried");
+                false
+            }
+        }
+    })
+    .await
+}
+
+async fn handle_notification(deployment: &Deployment, record: &SqsMessage) -> Result<()> {
+    let body = record.body.as_deref().unwrap_or_default();
+    let changes = s3_notification::parse(body)
+        .map_err(|e| Error::Transient(format!("unreadable S3 notification: {e}")))?;
+    for change in changes {
+        let key = change.key.as_str();
+        if change.bucket != deployment.aws.bucket {
+            tracing::warn!(bucket = %change.bucket, key, "notification for another bucket; ignored");
+            continue;
+        }
+        let correlation_id = change
+            .request_id
+            .or_else(|| record.message_id.clone())
+            .unwrap_or_default();
+        let span = tracing::info_span!("upload", key, %correlation_id);
+        let outcome = match change.event {
+            ObjectEvent::Created => ingest::ingest(&deployment.pipeline, key, &correlation_id)
+                .instrument(span.clone())
+                .await
+                .map(|done| span.in_scope(|| tracing::info!(job_id = %done.job_id, state = %done.state, change = ?done.change, "ingested"))),
+            ObjectEvent::Removed => ingest::remove(&deployment.pipeline, key)
+                .instrument(span.clone())
+                .await
+                .map(|removal| span.in_scope(|| tracing::info!(?removal, "object removed"))),
+        };
+        let _in_span = span.enter();
+        match outcome {
+            Ok(()) => {}
+            // No job can carry these (the key names no tenant, or the object is
+            // already gone): the log is the record.
+            Err(Error::Rejected(reason)) => {
+                tracing::warn!(code = reason.code(), %reason, "upload rejected")
+            }
+            Err(transient) => return Err(transient),
+        }
+    }
+    Ok(())
+}
+
+/// `parse`, `chunk`, `embed`: one stage message per record. Transient errors
+/// are retried by redelivery; on the last receive before the dead-letter
+/// queue the job is failed with the error, so it says why.
+pub async fn handle_stage_events(deployment: &Deployment, event: SqsEvent) -> SqsBatchResponse {
+    each_record(event, |record| async move {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
+        let body = record.body.as_deref().unwrap_or_default();
+        let message: StageMessage = match serde_json::from_str(body) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::error!(message_id, %error, "unreadable stage message; will reach the dead-letter queue");
+                return false;
+            }
+        };
+        let Err(error) = stages::handle(&deployment.pipeline, &message).await else {
+            return true;
+        };
+        let attempts = receive_count(&record);
+        let last = attempts >= deployment.aws.max_receive_count;
+        tracing::warn!(message_id, job_id = %message.job_id, correlation_id = %message.correlation_id,
+            stage = message.stage.name(), attempts, last, %error, "stage failed; will be retried");
+        if last {
+            give_up(&deployment.pipeline, &message, attempts, &error).await;
+        }
+        false
+    })
+    .await
+}
+
+/// Fails the job of a message that is about to be dead-lettered.
+async fn give_up(pipeline: &Pipeline, message: &StageMessage, attempts: u32, error: &Error) {
+    let reason = Rejection::RetriesExhausted {
+        attempts,
+        last_error: error.to_string(),
+    };
+    let failed = match pipeline.db.get().await {
+        Ok(mut client) => jobs::fail(&mut client, message.job_id, &reason).await,
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = failed {
+        // The sweeper fails the job later if this could not.
+        tracing::error!(job_id = %message.job_id, error = %e, "could not record the failure on the job");
+    }
+}
+
+/// `sweeper`: one sweep per scheduled invocation.
+pub async fn handle_schedule(deployment: &Deployment) -> Result<SweepReport> {
+    let report = sweeper::sweep(&deployment.pipeline, &deployment.aws.sweep).await?;
+    tracing::info!(
+        resumed = report.resumed.len(),
+        failed = report.failed.len(),
+        "sweep done"
+    );
+    Ok(report)
+}

@@ -1,0 +1,52 @@
+//! The sweeper: resumes jobs whose messages were lost or keep failing
+//! silently, and fails the ones that stay stuck.
+
+use crate::config::SweepPolicy;
+use crate::error::{Rejection, Result};
+use crate::jobs;
+use crate::stages::{self, Pipeline};
+use crate::state::JobState;
+use uuid::Uuid;
+
+/// What one sweep did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SweepReport {
+    /// Jobs whose next messages were sent again.
+    pub resumed: Vec<Uuid>,
+    /// Jobs failed with `stuck` after `max_retries` resumes.
+    pub failed: Vec<Uuid>,
+}
+
+/// Claims up to `policy.batch` stuck jobs and resumes or fails each. The
+/// messages are sent before the commit: if the commit fails they are
+/// duplicates, which every stage acknowledges; the reverse could lose them.
+pub async fn sweep(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepReport> {
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let timeouts = [
+        (JobState::Queued, policy.queued_timeout),
+        (JobState::Parsed, policy.parsed_timeout),
+        (JobState::Chunked, policy.chunked_timeout),
+    ];
+    let mut report = SweepReport::default();
+    let mut messages = Vec::new();
+    for job in jobs::claim_stuck(&tx, timeouts, policy.batch).await? {
+        if job.sweep_count as u32 >= policy.max_retries {
+            let reason = Rejection::Stuck {
+                state: job.state.to_string(),
+                resumes: job.sweep_count as u32,
+            };
+            tracing::warn!(job_id = %job.id, correlation_id = %job.correlation_id, %reason, "failing stuck job");
+            jobs::fail_in(&tx, job.id, job.state, &reason).await?;
+            report.failed.push(job.id);
+        } else {
+            tracing::info!(job_id = %job.id, correlation_id = %job.correlation_id, state = %job.state, "resuming stuck job");
+            jobs::mark_resumed(&tx, &job).await?;
+            messages.extend(stages::resume_messages(&job, pipeline.embed_batch_size));
+            report.resumed.push(job.id);
+        }
+    }
+    pipeline.queue.send(messages).await?;
+    tx.commit().await?;
+    Ok(report)
+}
