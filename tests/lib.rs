@@ -1,6 +1,8 @@
 //! Support for docpipe's integration tests and benches: a fresh Postgres
 //! database per test, the mock servers on loopback ports, sample files.
 
+pub mod local_aws;
+
 use docpipe_shared::config::{Config, Env};
 use docpipe_shared::db;
 use std::collections::HashMap;

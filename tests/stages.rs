@@ -5,7 +5,10 @@ use docpipe_shared::blob::{BlobStore, LocalBlobStore};
 use docpipe_shared::queue::{Queue, Stage, StageMessage};
 use docpipe_shared::stages::ingest::{Change, ingest};
 use docpipe_shared::stages::{Pipeline, handle};
+use docpipe_shared::config::SweepPolicy;
+use docpipe_shared::sweeper::{SweepReport, sweep};
 use docpipe_shared::{JobState, Result, db};
+use std::time::Duration;
 use docpipe_tests::TestDb;
 use std::sync::{Arc, Mutex};
 use uuid::Uuid;
@@ -287,4 +290,101 @@ async fn a_message_for_an_unknown_job_is_acknowledged() {
     .unwrap();
     assert_eq!(handled.ended, None);
     assert!(f.queue.take().is_empty());
+}
+
+#[tokio::test]
+async fn the_sweeper_resumes_stuck_jobs_then_fails_them() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
+    f.queue.take(); // the parse message is lost
+    let policy = SweepPolicy {
+        queued_timeout: Duration::from_secs(600),
+        parsed_timeout: Duration::from_secs(600),
+        chunked_timeout: Duration::from_secs(600),
+        max_retries: 2,
+        batch: 10,
+    };
+    let idle_for_an_hour = async || {
+        f.test_db
+            .client()
+            .await
+            .execute(
+                "UPDATE upload_pipeline.upload_jobs SET updated_at = now() - interval '1 hour'",
+                &[],
+            )
+            .await
+            .unwrap();
+    };
+
+    let report = sweep(&f.pipeline, &policy).await.unwrap();
+    assert_eq!(report, SweepReport::default(), "a fresh job is not stuck");
+
+    for resume in 1..=2 {
+        idle_for_an_hour().await;
+        let report = sweep(&f.pipeline, &policy).await.unwrap();
+        assert_eq!((report.resumed, report.failed), (vec![job_id], vec![]), "resume {resume}");
+        assert_eq!(f.queue.take(), [message(job_id, Stage::Parse)]);
+        assert_eq!(
+            sweep(&f.pipeline, &policy).await.unwrap(),
+            SweepReport::default(),
+            "a resumed job's clock restarts"
+        );
+    }
+    idle_for_an_hour().await;
+    let report = sweep(&f.pipeline, &policy).await.unwrap();
+    assert_eq!((report.resumed, report.failed), (vec![], vec![job_id]));
+    assert!(f.queue.take().is_empty());
+    let client = f.test_db.client().await;
+    let row = client
+        .query_one(
+            "SELECT state, error_code, error_message FROM upload_pipeline.upload_jobs WHERE id = $1",
+            &[&job_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, &str>(0), "failed");
+    assert_eq!(row.get::<_, &str>(1), "stuck");
+    assert_eq!(
+        row.get::<_, &str>(2),
+        "stuck in queued: no progress after the sweeper resumed it 2 times"
+    );
+}
+
+#[tokio::test]
+async fn a_sweep_skips_jobs_locked_by_a_running_stage() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
+    f.queue.take();
+    let mut holder = f.test_db.client().await;
+    holder
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs SET updated_at = now() - interval '1 hour'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let tx = holder.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM upload_pipeline.upload_jobs WHERE id = $1 FOR UPDATE",
+        &[&job_id],
+    )
+    .await
+    .unwrap();
+    let policy = SweepPolicy {
+        queued_timeout: Duration::from_secs(1),
+        parsed_timeout: Duration::from_secs(1),
+        chunked_timeout: Duration::from_secs(1),
+        max_retries: 0,
+        batch: 10,
+    };
+    let report = tokio::time::timeout(Duration::from_secs(5), sweep(&f.pipeline, &policy))
+        .await
+        .expect("a sweep never waits for a lock")
+        .unwrap();
+    assert_eq!(report, SweepReport::default());
+    tx.rollback().await.unwrap();
+    let report = sweep(&f.pipeline, &policy).await.unwrap();
+    assert_eq!(report.failed, [job_id]);
 }

@@ -31,9 +31,10 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-pub fn s3_client(sdk: &aws_config::SdkConfig, config: &AwsConfig) -> aws_sdk_s3::Client {
+/// An S3 client; `force_path_style` for emulators (see [`AwsConfig`]).
+pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(config.s3_force_path_style)
+        .force_path_style(force_path_style)
         .build();
     aws_sdk_s3::Client::from_conf(s3)
 }

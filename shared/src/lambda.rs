@@ -36,7 +36,7 @@ impl Deployment {
         sdk: &aws_config::SdkConfig,
     ) -> std::result::Result<Deployment, ConfigError> {
         let db = db::connect(config).await?;
-        let blobs = S3BlobStore::new(aws::s3_client(sdk, &aws), &aws.bucket);
+        let blobs = S3BlobStore::new(aws::s3_client(sdk, aws.s3_force_path_style), &aws.bucket);
         let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), aws.queues.clone());
         let pipeline = Pipeline::new(config, db, Arc::new(blobs), Arc::new(queue))?;
         Ok(Deployment { pipeline, aws })
@@ -185,4 +185,55 @@ pub async fn handle_schedule(deployment: &Deployment) -> Result<SweepReport> {
         "sweep done"
     );
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::Stage;
+
+    fn event(json: &str) -> SqsEvent {
+        serde_json::from_str(json).expect("a Lambda SQS event")
+    }
+
+    fn body(event: &SqsEvent) -> &str {
+        event.records[0].body.as_deref().unwrap()
+    }
+
+    /// The sample events for `cargo lambda invoke` are what the handlers read.
+    #[test]
+    fn sample_events_are_valid() {
+        let put = event(include_str!("../../events/ingest-s3-put.json"));
+        let changes = s3_notification::parse(body(&put)).unwrap();
+        assert_eq!(changes[0].event, ObjectEvent::Created);
+        assert_eq!(changes[0].key, "uploads/demo/fog signals.txt");
+        assert_eq!(receive_count(&put.records[0]), 1);
+        let delete = event(include_str!("../../events/ingest-s3-delete.json"));
+        assert_eq!(
+            s3_notification::parse(body(&delete)).unwrap()[0].event,
+            ObjectEvent::Removed
+        );
+        let test = event(include_str!("../../events/ingest-s3-test-event.json"));
+        assert_eq!(s3_notification::parse(body(&test)).unwrap(), []);
+        for (json, stage) in [
+            (include_str!("../../events/parse.json"), "parse"),
+            (include_str!("../../events/chunk.json"), "chunk"),
+            (include_str!("../../events/embed.json"), "embed"),
+        ] {
+            let message: StageMessage = serde_json::from_str(body(&event(json))).unwrap();
+            assert_eq!(message.stage.name(), stage);
+        }
+        let embed: StageMessage =
+            serde_json::from_str(body(&event(include_str!("../../events/embed.json")))).unwrap();
+        assert_eq!(
+            embed.stage,
+            Stage::Embed {
+                first_chunk: 0,
+                chunk_count: 128
+            }
+        );
+        let schedule: serde_json::Value =
+            serde_json::from_str(include_str!("../../events/sweeper-schedule.json")).unwrap();
+        assert_eq!(schedule["detail-type"], "Scheduled Event");
+    }
 }

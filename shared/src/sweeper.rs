@@ -9,7 +9,7 @@ use crate::state::JobState;
 use uuid::Uuid;
 
 /// What one sweep did.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct SweepReport {
     /// Jobs whose next messages were sent again.
     pub resumed: Vec<Uuid>,

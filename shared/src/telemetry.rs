@@ -3,16 +3,23 @@
 use tracing_subscriber::EnvFilter;
 
 /// Logs to stderr, filtered by `RUST_LOG` (default `default_level`).
-/// `LOG_FORMAT=json` gives one JSON object per line, for log pipelines.
+/// `LOG_FORMAT=json` gives one JSON object per line, for log pipelines; in
+/// Lambda that is the default, without timestamps (CloudWatch adds its own).
+/// JSON lines carry the fields of the current span (job and correlation ids).
 pub fn init(default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
+    let json = match std::env::var("LOG_FORMAT") {
+        Ok(format) => format == "json",
+        Err(_) => in_lambda,
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().with_current_span(false).init();
-    } else {
-        builder.compact().init();
+    match (json, in_lambda) {
+        (true, true) => builder.json().with_span_list(false).without_time().init(),
+        (true, false) => builder.json().with_span_list(false).init(),
+        (false, _) => builder.compact().init(),
     }
 }

@@ -1,0 +1,6 @@
+//! `embed`: runs the embed stage for each message on its queue.
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    docpipe_lambda::serve_sqs(docpipe_lambda::SqsFunction::Stage).await
+}

@@ -1,0 +1,48 @@
+//! The `lambda_runtime` glue of every docpipe function: logging, a cold start
+//! that builds the clients once, then one handler call per event. The work
+//! itself is in `docpipe_shared::lambda`.
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use docpipe_shared::lambda::{self, Deployment};
+use docpipe_shared::telemetry;
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+
+/// Which queue a function consumes.
+#[derive(Debug, Clone, Copy)]
+pub enum SqsFunction {
+    /// S3 notifications: `ingest`.
+    Uploads,
+    /// Stage messages: `parse`, `chunk`, `embed`.
+    Stage,
+}
+
+async fn cold_start() -> Result<Deployment, Error> {
+    telemetry::init("info");
+    Deployment::from_env().await.map_err(|e| {
+        tracing::error!(error = %e, "configuration error");
+        e.into()
+    })
+}
+
+/// Serves SQS batches, answering with the failed records only.
+pub async fn serve_sqs(function: SqsFunction) -> Result<(), Error> {
+    let deployment = &cold_start().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(match function {
+            SqsFunction::Uploads => lambda::handle_upload_events(deployment, event.payload).await,
+            SqsFunction::Stage => lambda::handle_stage_events(deployment, event.payload).await,
+        })
+    }))
+    .await
+}
+
+/// Serves scheduled invocations (any payload): one sweep each.
+pub async fn serve_schedule() -> Result<(), Error> {
+    let deployment = &cold_start().await?;
+    lambda_runtime::run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, Error>(lambda::handle_schedule(deployment).await?)
+        },
+    ))
+    .await
+}

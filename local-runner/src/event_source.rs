@@ -1,0 +1,172 @@
+//! What Lambda's SQS event source mapping does, done locally: long-poll a
+//! queue, hand each batch to the function as a real `SqsEvent`, delete the
+//! records it did not report in `batchItemFailures`, and leave the rest to
+//! reappear after the queue's visibility timeout (and, after
+//! `maxReceiveCount` receives, to move to the dead-letter queue).
+
+use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use docpipe_shared::lambda::{self, Deployment};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::JoinSet;
+
+/// Which handler a queue feeds, as in the function crates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Uploads,
+    Stage,
+}
+
+/// One queue → function mapping.
+#[derive(Debug, Clone)]
+pub struct EventSource {
+    pub queue_url: String,
+    pub queue_arn: String,
+    pub function: Function,
+    /// Records per invocation (SQS allows 1–10 per receive).
+    pub batch_size: i32,
+    /// Concurrent invocations, like the mapping's maximum concurrency.
+    pub concurrency: usize,
+    /// Long-poll wait per receive, 0–20 s.
+    pub wait_secs: i32,
+}
+
+/// The Lambda view of a received SQS message.
+fn record(message: Message, queue_arn: &str, region: &str) -> SqsMessage {
+    let mut record = SqsMessage::default();
+    record.attributes = message
+        .attributes
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| (name.as_str().to_string(), value))
+        .collect();
+    record.message_id = message.message_id;
+    record.receipt_handle = message.receipt_handle;
+    record.body = message.body;
+    record.md5_of_body = message.md5_of_body;
+    record.event_source = Some("aws:sqs".into());
+    record.event_source_arn = Some(queue_arn.to_string());
+    record.aws_region = Some(region.to_string());
+    record
+}
+
+/// Receipt handles of the records the function did not report as failed.
+/// An identifier that names no record of the batch fails the whole batch,
+/// as Lambda does.
+fn succeeded(event: &SqsEvent, response: &SqsBatchResponse) -> Vec<String> {
+    let ids: HashSet<&str> = event
+        .records
+        .iter()
+        .filter_map(|r| r.message_id.as_deref())
+        .collect();
+    let failed: HashSet<&str> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    if !failed.is_subset(&ids) {
+        return Vec::new();
+    }
+    event
+        .records
+        .iter()
+        .filter(|r| !failed.contains(r.message_id.as_deref().unwrap_or_default()))
+        .filter_map(|r| r.receipt_handle.clone())
+        .collect()
+}
+
+async fn invoke(deployment: &Deployment, function: Function, event: SqsEvent) -> SqsBatchResponse {
+    match function {
+        Function::Uploads => lambda::handle_upload_events(deployment, event).await,
+        Function::Stage => lambda::handle_stage_events(deployment, event).await,
+    }
+}
+
+async fn poll(deployment: Arc<Deployment>, sqs: aws_sdk_sqs::Client, source: EventSource) {
+    let region = sqs
+        .config()
+        .region()
+        .map(|r| r.to_string())
+        .unwrap_or_default();
+    loop {
+        let received = sqs
+            .receive_message()
+            .queue_url(&source.queue_url)
+            .max_number_of_messages(source.batch_size)
+            .wait_time_seconds(source.wait_secs)
+            .message_system_attribute_names(MessageSystemAttributeName::All)
+            .send()
+            .await;
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(queue = %source.queue_url, error = %aws_sdk_sqs::error::DisplayErrorContext(e), "receive failed");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let mut event = SqsEvent::default();
+        event.records = messages
+            .into_iter()
+            .map(|m| record(m, &source.queue_arn, &region))
+            .collect();
+        let response = invoke(&deployment, source.function, event.clone()).await;
+        let done = succeeded(&event, &response);
+        for batch in done.chunks(10) {
+            let entries = batch
+                .iter()
+                .enumerate()
+                .map(|(i, handle)| {
+                    DeleteMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(handle)
+                        .build()
+                        .expect("id and receipt handle are set")
+                })
+                .collect();
+            if let Err(e) = sqs
+                .delete_message_batch()
+                .queue_url(&source.queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+            {
+                // The messages come back and are handled again: idempotent.
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(e), "delete failed");
+            }
+        }
+    }
+}
+
+/// Starts polling every source and, if `sweep_every` is set, sweeping on that
+/// schedule. Runs until the returned tasks are aborted (or dropped).
+pub fn start(
+    deployment: Arc<Deployment>,
+    sqs: aws_sdk_sqs::Client,
+    sources: Vec<EventSource>,
+    sweep_every: Option<Duration>,
+) -> JoinSet<()> {
+    let mut tasks = JoinSet::new();
+    for source in sources {
+        for _ in 0..source.concurrency.max(1) {
+            tasks.spawn(poll(deployment.clone(), sqs.clone(), source.clone()));
+        }
+    }
+    if let Some(every) = sweep_every {
+        tasks.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = lambda::handle_schedule(&deployment).await {
+                    tracing::warn!(%error, "sweep failed");
+                }
+            }
+        });
+    }
+    tasks
+}

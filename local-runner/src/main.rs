@@ -1,0 +1,111 @@
+//! `docpipe-local-runner provision` creates the bucket and queues and prints
+//! their settings; `docpipe-local-runner run` feeds the queues to the
+//! functions' handlers until interrupted.
+
+use clap::{Parser, Subcommand};
+use docpipe_local_runner::event_source::{self, EventSource, Function};
+use docpipe_local_runner::provision::{self, Error, QueueSettings};
+use docpipe_shared::aws;
+use docpipe_shared::config::AwsConfig;
+use docpipe_shared::lambda::Deployment;
+use docpipe_shared::telemetry;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create (or repair) the bucket, queues, DLQs and S3 notifications; print `export` lines.
+    Provision {
+        #[arg(long, default_value = "docpipe")]
+        prefix: String,
+        #[arg(long, default_value_t = 30)]
+        visibility_timeout_secs: u32,
+        #[arg(long, env = "MAX_RECEIVE_COUNT", default_value_t = 5)]
+        max_receive_count: u32,
+        /// Path-style S3 addressing, as emulators need.
+        #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
+        s3_force_path_style: bool,
+    },
+    /// Poll the queues and invoke the handlers, as Lambda's event source mappings do.
+    Run {
+        #[arg(long, env = "UPLOADS_QUEUE_URL")]
+        uploads_queue_url: String,
+        /// Records per invocation.
+        #[arg(long, default_value_t = 10)]
+        batch_size: i32,
+        /// Concurrent invocations per queue.
+        #[arg(long, default_value_t = 2)]
+        concurrency: usize,
+        /// Seconds between sweeps (the sweeper's schedule); 0 turns it off.
+        #[arg(long, default_value_t = 60)]
+        sweep_every_secs: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init("info");
+    let sdk = aws::sdk_config().await;
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    match Cli::parse().command {
+        Command::Provision {
+            prefix,
+            visibility_timeout_secs,
+            max_receive_count,
+            s3_force_path_style,
+        } => {
+            let s3 = aws::s3_client(&sdk, s3_force_path_style);
+            let settings = QueueSettings {
+                visibility_timeout_secs,
+                max_receive_count,
+            };
+            let resources = provision::provision(&s3, &sqs, &prefix, &settings).await?;
+            print!("{}", resources.env_lines());
+        }
+        Command::Run {
+            uploads_queue_url,
+            batch_size,
+            concurrency,
+            sweep_every_secs,
+        } => {
+            let deployment = Arc::new(Deployment::new(
+                &docpipe_shared::config::Config::from_env()?,
+                AwsConfig::from_env()?,
+                &sdk,
+            )
+            .await?);
+            let queues = &deployment.aws.queues;
+            let mut sources = Vec::new();
+            for (url, function) in [
+                (&uploads_queue_url, Function::Uploads),
+                (&queues.parse, Function::Stage),
+                (&queues.chunk, Function::Stage),
+                (&queues.embed, Function::Stage),
+            ] {
+                sources.push(EventSource {
+                    queue_arn: provision::queue_arn(&sqs, url).await?,
+                    queue_url: url.clone(),
+                    function,
+                    batch_size,
+                    concurrency,
+                    wait_secs: 20,
+                });
+            }
+            let sweep_every = (sweep_every_secs > 0).then(|| Duration::from_secs(sweep_every_secs));
+            let mut tasks = event_source::start(deployment, sqs, sources, sweep_every);
+            tracing::info!("polling; Ctrl-C stops");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = tasks.join_next() => {}
+            }
+        }
+    }
+    Ok(())
+}

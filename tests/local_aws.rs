@@ -1,0 +1,203 @@
+//! The deployed pipeline against a local AWS emulator: a bucket and queues of
+//! the test's own (provisioned as `scripts/local up` does), its own database,
+//! and the event-source runner invoking the functions' handlers.
+
+use crate::TestDb;
+use docpipe_local_runner::event_source::{self, EventSource, Function};
+use docpipe_local_runner::provision::{self, QueueSettings, Resources};
+use docpipe_shared::aws;
+use docpipe_shared::config::{AwsConfig, SweepPolicy};
+use docpipe_shared::lambda::Deployment;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::task::JoinSet;
+
+/// Retries come quickly in tests: a failed message is visible again after 1 s.
+pub const VISIBILITY_TIMEOUT_SECS: u32 = 1;
+pub const MAX_RECEIVE_COUNT: u32 = 3;
+
+/// The emulator's SDK settings. Only `AWS_ENDPOINT_URL` tells the SDK where
+/// the emulator is, as in production code; without it tests refuse to run
+/// rather than reach a real account.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    std::env::var("AWS_ENDPOINT_URL").expect(
+        "AWS_ENDPOINT_URL must point at LocalStack (run scripts/localstack up; scripts/test does)",
+    );
+    aws::sdk_config().await
+}
+
+pub struct LocalAws {
+    pub test_db: TestDb,
+    pub deployment: Arc<Deployment>,
+    pub resources: Resources,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    _runner: JoinSet<()>,
+}
+
+impl LocalAws {
+    /// A fresh stack; `vars` configure the pipeline (embedder, chunk sizes).
+    pub async fn start(vars: &[(&str, &str)]) -> LocalAws {
+        let sdk = sdk_config().await;
+        let s3 = aws::s3_client(&sdk, true);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let settings = QueueSettings {
+            visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
+            max_receive_count: MAX_RECEIVE_COUNT,
+        };
+        let resources = provision::provision(&s3, &sqs, &prefix, &settings)
+            .await
+            .expect("provision bucket and queues");
+        let test_db = TestDb::migrated(vars).await;
+        let aws_config = AwsConfig {
+            bucket: resources.bucket.clone(),
+            queues: resources.stage_queue_urls(),
+            s3_force_path_style: true,
+            max_receive_count: MAX_RECEIVE_COUNT,
+            sweep: SweepPolicy {
+                queued_timeout: Duration::from_secs(900),
+                parsed_timeout: Duration::from_secs(900),
+                chunked_timeout: Duration::from_secs(1800),
+                max_retries: 3,
+                batch: 100,
+            },
+        };
+        let deployment = Arc::new(
+            Deployment::new(&test_db.config(vars), aws_config, &sdk)
+                .await
+                .expect("deployment"),
+        );
+        let sources = [
+            (&resources.uploads, Function::Uploads),
+            (&resources.parse, Function::Stage),
+            (&resources.chunk, Function::Stage),
+            (&resources.embed, Function::Stage),
+        ]
+        .into_iter()
+        .map(|(queue, function)| EventSource {
+            queue_url: queue.url.clone(),
+            queue_arn: queue.arn.clone(),
+            function,
+            batch_size: 10,
+            concurrency: 2,
+            wait_secs: 1,
+        })
+        .collect();
+        let runner = event_source::start(deployment.clone(), sqs.clone(), sources, None);
+        LocalAws {
+            test_db,
+            deployment,
+            resources,
+            s3,
+            sqs,
+            _runner: runner,
+        }
+    }
+
+    pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
+        self.s3
+            .put_object()
+            .bucket(&self.resources.bucket)
+            .key(key)
+            .body(body.into().into())
+            .send()
+            .await
+            .expect("PutObject");
+    }
+
+    pub async fn delete(&self, key: &str) {
+        self.s3
+            .delete_object()
+            .bucket(&self.resources.bucket)
+            .key(key)
+            .send()
+            .await
+            .expect("DeleteObject");
+    }
+
+    pub async fn object_exists(&self, key: &str) -> bool {
+        self.s3
+            .head_object()
+            .bucket(&self.resources.bucket)
+            .key(key)
+            .send()
+            .await
+            .is_ok()
+    }
+
+    pub async fn send(&self, queue_url: &str, body: &str) {
+        self.sqs
+            .send_message()
+            .queue_url(queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .expect("SendMessage");
+    }
+
+    /// Messages in a queue, visible and in flight.
+    pub async fn depth(&self, queue_url: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(queue_url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        let attributes = out.attributes().cloned().unwrap_or_default();
+        [A::ApproximateNumberOfMessages, A::ApproximateNumberOfMessagesNotVisible]
+            .iter()
+            .map(|a| attributes.get(a).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0))
+            .sum()
+    }
+
+    /// The bodies in a dead-letter queue (received, left in place).
+    pub async fn dead_letters(&self, dlq_url: &str) -> Vec<String> {
+        let out = self
+            .sqs
+            .receive_message()
+            .queue_url(dlq_url)
+            .max_number_of_messages(10)
+            .visibility_timeout(0)
+            .send()
+            .await
+            .expect("ReceiveMessage");
+        out.messages()
+            .iter()
+            .filter_map(|m| m.body().map(str::to_string))
+            .collect()
+    }
+
+    /// Waits until every queue of the stack is empty, twice in a row.
+    pub async fn wait_idle(&self, within: Duration) {
+        let queues = [
+            &self.resources.uploads.url,
+            &self.resources.parse.url,
+            &self.resources.chunk.url,
+            &self.resources.embed.url,
+        ];
+        let mut quiet = 0;
+        wait_until(within, "all queues empty", async || {
+            let mut total = 0;
+            for url in queues {
+                total += self.depth(url).await;
+            }
+            quiet = if total == 0 { quiet + 1 } else { 0 };
+            quiet >= 2
+        })
+        .await;
+    }
+}
+
+/// Polls `done` every 200 ms until it is true; panics naming `what` after `within`.
+pub async fn wait_until(within: Duration, what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let start = Instant::now();
+    while !done().await {
+        assert!(start.elapsed() < within, "timed out after {within:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
