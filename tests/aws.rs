@@ -41,7 +41,10 @@ async fn jobs_of(stack: &LocalAws, key: &str) -> Vec<(String, Option<String>)> {
 
 async fn wait_for_state(stack: &LocalAws, key: &str, state: &str) {
     wait_until(WITHIN, &format!("{key} to be {state}"), async || {
-        jobs_of(stack, key).await.last().is_some_and(|(s, _)| s == state)
+        jobs_of(stack, key)
+            .await
+            .last()
+            .is_some_and(|(s, _)| s == state)
     })
     .await;
 }
@@ -66,23 +69,35 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     let key = "uploads/acme/fog.md";
     stack.put(key, guide("fog signals and foghorns")).await;
     stack
-        .put("uploads/acme/tides.md", guide("tide tables and moon phases"))
+        .put(
+            "uploads/acme/tides.md",
+            guide("tide tables and moon phases"),
+        )
         .await;
     wait_for_state(&stack, key, "complete").await;
     wait_for_state(&stack, "uploads/acme/tides.md", "complete").await;
     assert!(chunks_of(&stack, key).await > 1);
 
     let pipeline = &stack.deployment.pipeline;
-    let hits = search(&pipeline.db, &*pipeline.embedder, "acme", "foghorns fog signals", 3)
-        .await
-        .unwrap();
+    let hits = search(
+        &pipeline.db,
+        &*pipeline.embedder,
+        "acme",
+        "foghorns fog signals",
+        3,
+    )
+    .await
+    .unwrap();
     assert_eq!(hits[0].source_key, key);
     // The parsed text went to the bucket, not into a message.
     let parsed: String = stack
         .test_db
         .client()
         .await
-        .query_one("SELECT parsed_key FROM upload_pipeline.upload_jobs WHERE source_key = $1", &[&key])
+        .query_one(
+            "SELECT parsed_key FROM upload_pipeline.upload_jobs WHERE source_key = $1",
+            &[&key],
+        )
         .await
         .unwrap()
         .get(0);
@@ -135,7 +150,10 @@ async fn deleting_the_object_removes_its_chunks_and_parsed_text() {
     .await;
     assert_eq!(chunks_of(&stack, key).await, 0);
     assert!(!stack.object_exists(&parsed).await);
-    assert!(chunks_of(&stack, "uploads/acme/stays.md").await > 0, "other documents stay");
+    assert!(
+        chunks_of(&stack, "uploads/acme/stays.md").await > 0,
+        "other documents stay"
+    );
 }
 
 #[tokio::test]
@@ -161,16 +179,24 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_its_job_says_why() {
         .test_db
         .client()
         .await
-        .query_one("SELECT error_message FROM upload_pipeline.upload_jobs WHERE source_key = $1", &[&key])
+        .query_one(
+            "SELECT error_message FROM upload_pipeline.upload_jobs WHERE source_key = $1",
+            &[&key],
+        )
         .await
         .unwrap()
         .get(0);
     assert!(
-        message.starts_with(&format!("gave up after {MAX_RECEIVE_COUNT} attempts; last error: embeddings request")),
+        message.starts_with(&format!(
+            "gave up after {MAX_RECEIVE_COUNT} attempts; last error: embeddings request"
+        )),
         "{message}"
     );
     wait_until(WITHIN, "the embed message in its DLQ", async || {
-        !stack.dead_letters(&stack.resources.embed.dlq_url).await.is_empty()
+        !stack
+            .dead_letters(&stack.resources.embed.dlq_url)
+            .await
+            .is_empty()
     })
     .await;
     let dead = stack.dead_letters(&stack.resources.embed.dlq_url).await;
@@ -189,10 +215,16 @@ async fn unreadable_messages_reach_the_dlq_and_the_s3_test_event_does_not() {
         )
         .await;
     stack.send(&uploads.url, "this is not a notification").await;
-    stack.send(&stack.resources.parse.url, r#"{"stage":"parse"}"#).await;
+    stack
+        .send(&stack.resources.parse.url, r#"{"stage":"parse"}"#)
+        .await;
     wait_until(WITHIN, "both bad messages dead-lettered", async || {
         stack.dead_letters(&uploads.dlq_url).await.len() == 1
-            && stack.dead_letters(&stack.resources.parse.dlq_url).await.len() == 1
+            && stack
+                .dead_letters(&stack.resources.parse.dlq_url)
+                .await
+                .len()
+                == 1
     })
     .await;
     stack.wait_idle(WITHIN).await;

@@ -2,15 +2,15 @@
 
 use async_trait::async_trait;
 use docpipe_shared::blob::{BlobStore, LocalBlobStore};
+use docpipe_shared::config::SweepPolicy;
 use docpipe_shared::queue::{Queue, Stage, StageMessage};
 use docpipe_shared::stages::ingest::{Change, ingest};
 use docpipe_shared::stages::{Pipeline, handle};
-use docpipe_shared::config::SweepPolicy;
 use docpipe_shared::sweeper::{SweepReport, sweep};
 use docpipe_shared::{JobState, Result, db};
-use std::time::Duration;
 use docpipe_tests::TestDb;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// A queue that keeps what is sent, so the test decides what runs when.
@@ -282,12 +282,9 @@ async fn a_version_replaced_mid_flight_is_superseded() {
 #[tokio::test]
 async fn a_message_for_an_unknown_job_is_acknowledged() {
     let f = fixture().await;
-    let handled = handle(
-        &f.pipeline,
-        &message(Uuid::new_v4(), Stage::Parse),
-    )
-    .await
-    .unwrap();
+    let handled = handle(&f.pipeline, &message(Uuid::new_v4(), Stage::Parse))
+        .await
+        .unwrap();
     assert_eq!(handled.ended, None);
     assert!(f.queue.take().is_empty());
 }
@@ -323,7 +320,11 @@ async fn the_sweeper_resumes_stuck_jobs_then_fails_them() {
     for resume in 1..=2 {
         idle_for_an_hour().await;
         let report = sweep(&f.pipeline, &policy).await.unwrap();
-        assert_eq!((report.resumed, report.failed), (vec![job_id], vec![]), "resume {resume}");
+        assert_eq!(
+            (report.resumed, report.failed),
+            (vec![job_id], vec![]),
+            "resume {resume}"
+        );
         assert_eq!(f.queue.take(), [message(job_id, Stage::Parse)]);
         assert_eq!(
             sweep(&f.pipeline, &policy).await.unwrap(),

@@ -23,7 +23,10 @@ async fn ingest_search_status_and_a_rerun() {
     let test_db = TestDb::empty().await;
     let migrate = docpipe(&test_db, &["migrate"]);
     assert!(migrate.status.success(), "{migrate:?}");
-    assert_eq!(stdout(&migrate), "applied V1__schema\n");
+    assert_eq!(
+        stdout(&migrate),
+        "applied V1__schema, V2__correlation_and_sweeps\n"
+    );
 
     let samples = samples_dir().display().to_string();
     let first = docpipe(&test_db, &["ingest", &samples, "--tenant", "demo"]);

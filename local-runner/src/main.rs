@@ -75,12 +75,14 @@ async fn main() -> Result<(), Error> {
             concurrency,
             sweep_every_secs,
         } => {
-            let deployment = Arc::new(Deployment::new(
-                &docpipe_shared::config::Config::from_env()?,
-                AwsConfig::from_env()?,
-                &sdk,
-            )
-            .await?);
+            let deployment = Arc::new(
+                Deployment::new(
+                    &docpipe_shared::config::Config::from_env()?,
+                    AwsConfig::from_env()?,
+                    &sdk,
+                )
+                .await?,
+            );
             let queues = &deployment.aws.queues;
             let mut sources = Vec::new();
             for (url, function) in [

@@ -5,8 +5,7 @@
 use crate::aws::{self, S3BlobStore, SqsQueue};
 use crate::config::{AwsConfig, Config};
 use crate::db;
-use crate::error::{ConfigError, Error, Rejection, Result};
-use crate::jobs;
+use crate::error::{ConfigError, Error, Result};
 use crate::queue::StageMessage;
 use crate::s3_notification::{self, ObjectEvent};
 use crate::stages::{self, Pipeline, ingest};
@@ -153,27 +152,11 @@ pub async fn handle_stage_events(deployment: &Deployment, event: SqsEvent) -> Sq
         tracing::warn!(message_id, job_id = %message.job_id, correlation_id = %message.correlation_id,
             stage = message.stage.name(), attempts, last, %error, "stage failed; will be retried");
         if last {
-            give_up(&deployment.pipeline, &message, attempts, &error).await;
+            stages::give_up(&deployment.pipeline, message.job_id, attempts, &error).await;
         }
         false
     })
     .await
-}
-
-/// Fails the job of a message that is about to be dead-lettered.
-async fn give_up(pipeline: &Pipeline, message: &StageMessage, attempts: u32, error: &Error) {
-    let reason = Rejection::RetriesExhausted {
-        attempts,
-        last_error: error.to_string(),
-    };
-    let failed = match pipeline.db.get().await {
-        Ok(mut client) => jobs::fail(&mut client, message.job_id, &reason).await,
-        Err(e) => Err(e.into()),
-    };
-    if let Err(e) = failed {
-        // The sweeper fails the job later if this could not.
-        tracing::error!(job_id = %message.job_id, error = %e, "could not record the failure on the job");
-    }
 }
 
 /// `sweeper`: one sweep per scheduled invocation.

@@ -4,7 +4,7 @@
 
 use crate::blob::LocalBlobStore;
 use crate::config::Config;
-use crate::error::{ConfigError, Error, Rejection, Result};
+use crate::error::{ConfigError, Error, Result};
 use crate::jobs;
 use crate::queue::{Queue, StageMessage};
 use crate::stages::{self, Pipeline, ingest::Change, ingest::Ingested};
@@ -191,7 +191,12 @@ impl LocalPipeline {
                     queue.push_back((work, attempt + 1));
                 }
                 (Work::Stage(message), Err(error)) => {
-                    self.give_up(&message, attempt, &error, &mut progress).await
+                    if stages::give_up(&self.pipeline, message.job_id, attempt, &error).await {
+                        progress(Progress::JobEnded {
+                            job_id: message.job_id,
+                            state: JobState::Failed,
+                        });
+                    }
                 }
                 (Work::Ingest(key), Err(error)) => {
                     progress(Progress::IngestFailed {
@@ -217,33 +222,6 @@ impl LocalPipeline {
                 .await?;
         }
         Ok(())
-    }
-
-    async fn give_up(
-        &self,
-        message: &StageMessage,
-        attempts: u32,
-        error: &Error,
-        progress: &mut impl FnMut(Progress<'_>),
-    ) {
-        let job_id = message.job_id;
-        tracing::error!(%job_id, attempts, %error, "giving up on message");
-        let reason = Rejection::RetriesExhausted {
-            attempts,
-            last_error: error.to_string(),
-        };
-        let failed = match self.pipeline.db.get().await {
-            Ok(mut client) => jobs::fail(&mut client, job_id, &reason)
-                .await
-                .unwrap_or(false),
-            Err(_) => false,
-        };
-        if failed {
-            progress(Progress::JobEnded {
-                job_id,
-                state: JobState::Failed,
-            });
-        }
     }
 }
 

@@ -23,7 +23,10 @@ pub enum Stage {
     Parse,
     Chunk,
     /// Embed chunks `first_chunk .. first_chunk + chunk_count`.
-    Embed { first_chunk: u32, chunk_count: u32 },
+    Embed {
+        first_chunk: u32,
+        chunk_count: u32,
+    },
 }
 
 impl Stage {

@@ -93,7 +93,10 @@ mod tests {
         for (raw, key) in [
             ("uploads/acme/my+report.txt", "uploads/acme/my report.txt"),
             ("uploads/acme/my%20report.txt", "uploads/acme/my report.txt"),
-            ("uploads/acme/caf%C3%A9+%E6%97%A5%E6%9C%AC.md", "uploads/acme/café 日本.md"),
+            (
+                "uploads/acme/caf%C3%A9+%E6%97%A5%E6%9C%AC.md",
+                "uploads/acme/café 日本.md",
+            ),
             ("uploads/acme/a%2Bb.txt", "uploads/acme/a+b.txt"),
         ] {
             assert_eq!(decode_key(raw).unwrap(), key, "{raw}");
@@ -118,7 +121,11 @@ mod tests {
         );
         let removed = parse(&notification("ObjectRemoved:Delete", "uploads/acme/x.md")).unwrap();
         assert_eq!(removed[0].event, ObjectEvent::Removed);
-        assert!(parse(&notification("ObjectRestore:Post", "uploads/acme/x.md")).unwrap().is_empty());
+        assert!(
+            parse(&notification("ObjectRestore:Post", "uploads/acme/x.md"))
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
@@ -126,6 +133,10 @@ mod tests {
         let test_event = r#"{"Service":"Amazon S3","Event":"s3:TestEvent","Time":"2026-11-23T03:00:00.000Z","Bucket":"docs","RequestId":"R","HostId":"H"}"#;
         assert_eq!(parse(test_event).unwrap(), []);
         assert!(parse("not json").unwrap_err().starts_with("not JSON"));
-        assert!(parse(r#"{"hello":1}"#).unwrap_err().starts_with("not an S3 notification"));
+        assert!(
+            parse(r#"{"hello":1}"#)
+                .unwrap_err()
+                .starts_with("not an S3 notification")
+        );
     }
 }

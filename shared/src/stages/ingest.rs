@@ -117,7 +117,14 @@ pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Res
             .await?
             .ok_or_else(|| Error::Transient(format!("job {job_id} vanished during ingest")))?;
         if previous != Some(job_id) && job.state.is_terminal() {
-            jobs::requeue(&tx, job_id, job.state, "content uploaded again", correlation_id).await?;
+            jobs::requeue(
+                &tx,
+                job_id,
+                job.state,
+                "content uploaded again",
+                correlation_id,
+            )
+            .await?;
             (JobState::Queued, Change::Requeued)
         } else {
             (job.state, Change::Unchanged)
@@ -209,7 +216,10 @@ pub async fn remove(pipeline: &Pipeline, key: &str) -> Result<Removal> {
         .await?;
     // Parsed text first: if the commit then fails, the retried delete finds
     // the rows and finishes; the other order could leave text nobody tracks.
-    for parsed_key in jobs.iter().filter_map(|row| row.get::<_, Option<String>>(0)) {
+    for parsed_key in jobs
+        .iter()
+        .filter_map(|row| row.get::<_, Option<String>>(0))
+    {
         pipeline.blobs.delete(&parsed_key).await?;
     }
     tx.execute(

@@ -11,7 +11,7 @@ use crate::blob::BlobStore;
 use crate::chunking::Chunker;
 use crate::config::Config;
 use crate::embedding::{self, Embedder};
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{ConfigError, Error, Rejection, Result};
 use crate::jobs::{self, Job};
 use crate::queue::{Queue, Stage, StageMessage};
 use crate::state::JobState;
@@ -106,6 +106,29 @@ async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handle
     }
 }
 
+/// Fails the job of a message that will not be delivered again (its retries
+/// are used up), recording the last error. Returns whether the job failed now.
+pub async fn give_up(pipeline: &Pipeline, job_id: Uuid, attempts: u32, error: &Error) -> bool {
+    let last_error = match error {
+        Error::Transient(detail) => detail.clone(),
+        other => other.to_string(),
+    };
+    let reason = Rejection::RetriesExhausted {
+        attempts,
+        last_error,
+    };
+    tracing::error!(%job_id, attempts, %error, "giving up on message");
+    let failed = match pipeline.db.get().await {
+        Ok(mut client) => jobs::fail(&mut client, job_id, &reason).await,
+        Err(e) => Err(e.into()),
+    };
+    failed.unwrap_or_else(|e| {
+        // The sweeper fails the job later if this could not.
+        tracing::error!(%job_id, error = %e, "could not record the failure on the job");
+        false
+    })
+}
+
 /// The job if it is in `expected`; `None` (logged) for a stale or unknown job,
 /// whose message is then acknowledged without effect.
 async fn job_in_state(
@@ -141,7 +164,9 @@ pub fn resume_messages(job: &Job, embed_batch_size: u32) -> Vec<StageMessage> {
     let stages: Vec<Stage> = match job.state {
         JobState::Queued => vec![Stage::Parse],
         JobState::Parsed => vec![Stage::Chunk],
-        JobState::Chunked => chunk::embed_stages(job.chunk_count.unwrap_or(0) as u32, embed_batch_size).collect(),
+        JobState::Chunked => {
+            chunk::embed_stages(job.chunk_count.unwrap_or(0) as u32, embed_batch_size).collect()
+        }
         JobState::Complete | JobState::Failed | JobState::Superseded => Vec::new(),
     };
     stages
