@@ -7,7 +7,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use docpipe_shared::lambda::{self, Deployment};
+use futures::FutureExt;
 use std::collections::HashSet;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::JoinSet;
@@ -77,11 +79,22 @@ fn succeeded(event: &SqsEvent, response: &SqsBatchResponse) -> Vec<String> {
         .collect()
 }
 
-async fn invoke(deployment: &Deployment, function: Function, event: SqsEvent) -> SqsBatchResponse {
-    match function {
-        Function::Uploads => lambda::handle_upload_events(deployment, event).await,
-        Function::Stage => lambda::handle_stage_events(deployment, event).await,
-    }
+/// One invocation. A panic fails the whole batch, as a crashed Lambda
+/// invocation does, instead of ending the poller.
+async fn invoke(deployment: &Deployment, function: Function, event: &SqsEvent) -> SqsBatchResponse {
+    let handled = match function {
+        Function::Uploads => lambda::handle_upload_events(deployment, event.clone()).boxed(),
+        Function::Stage => lambda::handle_stage_events(deployment, event.clone()).boxed(),
+    };
+    AssertUnwindSafe(handled)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| {
+            tracing::error!("handler panicked; the whole batch will be retried");
+            let mut all_failed = SqsBatchResponse::default();
+            all_failed.set_failures(event.records.iter().filter_map(|r| r.message_id.clone()));
+            all_failed
+        })
 }
 
 async fn poll(deployment: Arc<Deployment>, sqs: aws_sdk_sqs::Client, source: EventSource) {
@@ -115,7 +128,7 @@ async fn poll(deployment: Arc<Deployment>, sqs: aws_sdk_sqs::Client, source: Eve
             .into_iter()
             .map(|m| record(m, &source.queue_arn, &region))
             .collect();
-        let response = invoke(&deployment, source.function, event.clone()).await;
+        let response = invoke(&deployment, source.function, &event).await;
         let done = succeeded(&event, &response);
         for batch in done.chunks(10) {
             let entries = batch
@@ -169,4 +182,50 @@ pub fn start(
         });
     }
     tasks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(ids: &[&str]) -> SqsEvent {
+        let mut event = SqsEvent::default();
+        event.records = ids
+            .iter()
+            .map(|id| {
+                let mut record = SqsMessage::default();
+                record.message_id = Some(id.to_string());
+                record.receipt_handle = Some(format!("handle-{id}"));
+                record
+            })
+            .collect();
+        event
+    }
+
+    fn failing(ids: &[&str]) -> SqsBatchResponse {
+        let mut response = SqsBatchResponse::default();
+        response.set_failures(ids.iter().copied());
+        response
+    }
+
+    #[test]
+    fn only_unreported_records_are_deleted() {
+        let batch = event(&["a", "b", "c"]);
+        assert_eq!(
+            succeeded(&batch, &failing(&[])),
+            ["handle-a", "handle-b", "handle-c"]
+        );
+        assert_eq!(
+            succeeded(&batch, &failing(&["b"])),
+            ["handle-a", "handle-c"]
+        );
+        assert!(succeeded(&batch, &failing(&["a", "b", "c"])).is_empty());
+    }
+
+    #[test]
+    fn an_unknown_or_empty_identifier_fails_the_whole_batch() {
+        let batch = event(&["a", "b"]);
+        assert!(succeeded(&batch, &failing(&["zzz"])).is_empty());
+        assert!(succeeded(&batch, &failing(&[""])).is_empty());
+    }
 }

@@ -45,6 +45,10 @@ pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
     if !jobs::transition(&tx, job_id, JobState::Queued, JobState::Parsed, detail).await? {
+        // The document was deleted while this ran: nothing tracks the text now.
+        if jobs::find(&tx, job_id).await?.is_none() {
+            pipeline.blobs.delete(&parsed_key).await?;
+        }
         return Ok(None);
     }
     tx.execute(
