@@ -38,7 +38,7 @@ async fn ingest(
 
 async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
     let pool = db::connect(config).await.unwrap();
-    let embedder = embedding::from_config(&config.embedding).unwrap();
+    let embedder = embedding::from_config(&config).unwrap();
     let hits = search::search(&pool, embedder.as_ref(), tenant, query, 3)
         .await
         .unwrap();

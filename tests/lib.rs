@@ -3,10 +3,12 @@
 
 pub mod local_aws;
 
+use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
 use docpipe_shared::config::{Config, Env};
 use docpipe_shared::db;
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// The cluster to create test databases in: `DATABASE_URL` (any database of
 /// a Postgres with pgvector; `scripts/local-postgres up` prints one).
@@ -145,18 +147,31 @@ impl Drop for TestDb {
     }
 }
 
-/// Serves `mock-openai` on a loopback port for the test's lifetime; returns its `/v1` base URL.
-pub async fn spawn_mock_openai(default_dims: usize, api_key: Option<&str>) -> String {
-    let config = docpipe_mocks::openai::MockOpenAiConfig {
-        default_dims,
-        api_key: api_key.map(str::to_string),
-    };
+/// Serves `router` on a loopback port for the test's lifetime.
+pub async fn serve(router: axum::Router) -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, docpipe_mocks::openai::router(config)).await });
-    format!("http://{address}/v1")
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    address
+}
+
+/// Serves `mock-openai` with `config`; returns its `/v1` base URL and the mock, for its stats.
+pub async fn spawn_openai(config: MockOpenAiConfig) -> (String, Arc<MockOpenAi>) {
+    let mock = MockOpenAi::new(config);
+    let address = serve(mock.router()).await;
+    (format!("http://{address}/v1"), mock)
+}
+
+/// Serves a fault-free `mock-openai`; returns its `/v1` base URL.
+pub async fn spawn_mock_openai(default_dims: usize, api_key: Option<&str>) -> String {
+    let config = MockOpenAiConfig {
+        default_dims,
+        api_key: api_key.map(str::to_string),
+        ..MockOpenAiConfig::default()
+    };
+    spawn_openai(config).await.0
 }
 
 /// The sample documents shipped in `samples/docs`.

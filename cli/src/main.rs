@@ -81,7 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let pool = db::connect(&config).await?;
-            let embedder = docpipe_shared::embedding::from_config(&config.embedding)?;
+            let embedder = docpipe_shared::embedding::from_config(&config)?;
             let hits = search::search(&pool, embedder.as_ref(), &tenant, &query, top_k).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);

@@ -25,7 +25,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services\n"
     );
 
     let samples = samples_dir().display().to_string();

@@ -1,4 +1,5 @@
 //! Mock servers for local runs and tests, speaking the real services' HTTP
 //! contracts over real sockets.
 
+pub mod faults;
 pub mod openai;

@@ -1,8 +1,12 @@
 //! `mock-openai`: OpenAI's `POST /v1/embeddings`, deterministic. Vectors are
 //! the in-process `mock` embedder's, so both paths give the same search results.
+//! Faults come from [`FaultInjector`]; an optional tokens-per-minute limit is
+//! enforced over a sliding window with 429s and `x-ratelimit-*` headers, as
+//! OpenAI does. `GET /mock/stats` tells what was accepted and injected.
 
+use crate::faults::{Fault, FaultInjector, FaultKnobs};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -11,7 +15,9 @@ use docpipe_shared::chunking::tokenizer;
 use docpipe_shared::embedding::mock;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// OpenAI's limits, enforced the way OpenAI does.
 pub const MAX_INPUTS: usize = 2048;
@@ -23,6 +29,80 @@ pub struct MockOpenAiConfig {
     pub default_dims: usize,
     /// If set, requests must carry `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
+    /// Tokens accepted per `limit_window` (OpenAI's TPM when the window is a minute).
+    pub tokens_per_window: Option<u64>,
+    pub limit_window: Duration,
+    pub faults: FaultKnobs,
+}
+
+impl Default for MockOpenAiConfig {
+    fn default() -> Self {
+        MockOpenAiConfig {
+            default_dims: docpipe_shared::config::DEFAULT_EMBEDDING_DIMS,
+            api_key: None,
+            tokens_per_window: None,
+            limit_window: Duration::from_secs(60),
+            faults: FaultKnobs::default(),
+        }
+    }
+}
+
+/// Accepted requests within the last window, for the tokens-per-minute limit.
+struct TokenWindow {
+    limit: u64,
+    window: Duration,
+    accepted: VecDeque<(Instant, u64)>,
+    used: u64,
+}
+
+impl TokenWindow {
+    /// Takes `tokens` if they fit; otherwise how long until they would.
+    fn take(&mut self, tokens: u64, now: Instant) -> Result<u64, Duration> {
+        while let Some(&(at, n)) = self.accepted.front() {
+            if now.duration_since(at) < self.window {
+                break;
+            }
+            self.accepted.pop_front();
+            self.used -= n;
+        }
+        if self.used + tokens <= self.limit {
+            self.accepted.push_back((now, tokens));
+            self.used += tokens;
+            return Ok(self.limit - self.used);
+        }
+        // Wait until enough of the oldest requests leave the window.
+        let mut freed = self.limit.saturating_sub(self.used);
+        for &(at, n) in &self.accepted {
+            freed += n;
+            if freed >= tokens {
+                return Err(self.window.saturating_sub(now.duration_since(at)));
+            }
+        }
+        Err(self.window)
+    }
+
+    /// Until the oldest accepted request leaves the window.
+    fn reset(&self, now: Instant) -> Duration {
+        self.accepted.front().map_or(Duration::ZERO, |&(at, _)| {
+            self.window.saturating_sub(now.duration_since(at))
+        })
+    }
+}
+
+/// What the mock accepted, for benches and tests: `(ms since start, tokens)`.
+#[derive(Default)]
+struct Stats {
+    requests: u64,
+    limited: u64,
+    accepted: Vec<(u64, u64)>,
+}
+
+pub struct MockOpenAi {
+    config: MockOpenAiConfig,
+    pub faults: FaultInjector,
+    window: Option<Mutex<TokenWindow>>,
+    stats: Mutex<Stats>,
+    started: Instant,
 }
 
 #[derive(Deserialize)]
@@ -47,18 +127,107 @@ fn error(status: StatusCode, code: Option<&str>, message: impl Into<String>) -> 
     (status, Json(body)).into_response()
 }
 
-pub fn router(config: MockOpenAiConfig) -> Router {
-    Router::new()
-        .route("/v1/embeddings", post(embeddings))
-        .route("/health", get(|| async { "ok" }))
-        .with_state(Arc::new(config))
+/// OpenAI's duration format in `x-ratelimit-reset-*`: `6m0s`, `1.5s`, `20ms`.
+fn reset_header(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0..1000 => format!("{ms}ms"),
+        1000..60_000 => format!("{}s", ms as f64 / 1000.0),
+        _ => format!("{}m{}s", ms / 60_000, (ms % 60_000) / 1000),
+    }
+}
+
+fn rate_limited(message: &str, retry_after: Duration) -> Response {
+    let mut response = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        Some("rate_limit_exceeded"),
+        message,
+    );
+    let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    let headers = response.headers_mut();
+    headers.insert("retry-after", HeaderValue::from(secs));
+    headers.insert(
+        "retry-after-ms",
+        HeaderValue::from(retry_after.as_millis() as u64),
+    );
+    response
+}
+
+impl MockOpenAi {
+    pub fn new(config: MockOpenAiConfig) -> Arc<MockOpenAi> {
+        Arc::new(MockOpenAi {
+            faults: FaultInjector::new(config.faults.clone()),
+            window: config.tokens_per_window.map(|limit| {
+                Mutex::new(TokenWindow {
+                    limit,
+                    window: config.limit_window,
+                    accepted: VecDeque::new(),
+                    used: 0,
+                })
+            }),
+            stats: Mutex::default(),
+            started: Instant::now(),
+            config,
+        })
+    }
+
+    pub fn router(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/embeddings", post(embeddings))
+            .route("/mock/stats", get(stats))
+            .route("/mock/faults", get(get_faults).put(put_faults))
+            .route("/health", get(|| async { "ok" }))
+            .with_state(self.clone())
+    }
+
+    /// Tokens accepted so far, and each accepted request as `(ms since start, tokens)`.
+    pub fn accepted(&self) -> Vec<(u64, u64)> {
+        self.stats.lock().unwrap().accepted.clone()
+    }
+}
+
+async fn stats(State(mock): State<Arc<MockOpenAi>>) -> Json<Value> {
+    let stats = mock.stats.lock().unwrap();
+    Json(json!({
+        "requests": stats.requests,
+        "rate_limited": stats.limited,
+        "accepted_tokens": stats.accepted.iter().map(|(_, t)| t).sum::<u64>(),
+        "accepted": stats.accepted,
+        "faults": mock.faults.injected(),
+    }))
+}
+
+async fn get_faults(State(mock): State<Arc<MockOpenAi>>) -> Json<FaultKnobs> {
+    Json(mock.faults.knobs())
+}
+
+async fn put_faults(State(mock): State<Arc<MockOpenAi>>, Json(knobs): Json<FaultKnobs>) {
+    mock.faults.set_knobs(knobs);
 }
 
 async fn embeddings(
-    State(config): State<Arc<MockOpenAiConfig>>,
+    State(mock): State<Arc<MockOpenAi>>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    mock.stats.lock().unwrap().requests += 1;
+    let fault = mock.faults.next().await;
+    let config = &mock.config;
+    match fault {
+        Some(Fault::ServerError) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "The server is overloaded or not ready yet.",
+            );
+        }
+        Some(Fault::RateLimited) => {
+            let retry_after = Duration::from_secs(mock.faults.knobs().retry_after_secs.max(1));
+            return rate_limited("Rate limit reached for requests", retry_after);
+        }
+        Some(Fault::Malformed) => return (StatusCode::OK, "{\"data\": [").into_response(),
+        _ => {}
+    }
     let bearer = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -108,8 +277,7 @@ async fn embeddings(
             return error(StatusCode::BAD_REQUEST, None, message);
         }
     };
-    let mut prompt_tokens = 0;
-    let mut data = Vec::with_capacity(inputs.len());
+    let mut token_counts = Vec::with_capacity(inputs.len());
     for (index, text) in inputs.iter().enumerate() {
         let tokens = tokenizer().encode_ordinary(text).len();
         if tokens > MAX_INPUT_TOKENS {
@@ -122,7 +290,38 @@ async fn embeddings(
                 message,
             );
         }
-        prompt_tokens += tokens;
+        token_counts.push(tokens);
+    }
+    let prompt_tokens: usize = token_counts.iter().sum();
+    let now = Instant::now();
+    let mut limit_headers = None;
+    if let Some(window) = &mock.window {
+        let mut window = window.lock().unwrap();
+        match window.take(prompt_tokens as u64, now) {
+            Ok(remaining) => limit_headers = Some((window.limit, remaining, window.reset(now))),
+            Err(retry_after) => {
+                drop(window);
+                mock.stats.lock().unwrap().limited += 1;
+                let message = format!(
+                    "Rate limit reached for {} on tokens per min (TPM): Limit {}, Requested {prompt_tokens}.",
+                    request.model,
+                    config.tokens_per_window.unwrap_or(0)
+                );
+                return rate_limited(&message, retry_after);
+            }
+        }
+    }
+    mock.stats.lock().unwrap().accepted.push((
+        now.duration_since(mock.started).as_millis() as u64,
+        prompt_tokens as u64,
+    ));
+    let dims = if fault == Some(Fault::WrongDims) {
+        dims.saturating_sub(1).max(1)
+    } else {
+        dims
+    };
+    let mut data = Vec::with_capacity(inputs.len());
+    for (index, text) in inputs.iter().enumerate() {
         let vector = mock::vector(text, dims);
         let embedding = if base64 {
             let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
@@ -132,11 +331,47 @@ async fn embeddings(
         };
         data.push(json!({ "object": "embedding", "index": index, "embedding": embedding }));
     }
-    Json(json!({
+    let mut response = Json(json!({
         "object": "list",
         "data": data,
         "model": request.model,
         "usage": { "prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens },
     }))
-    .into_response()
+    .into_response();
+    if let Some((limit, remaining, reset)) = limit_headers {
+        let headers = response.headers_mut();
+        headers.insert("x-ratelimit-limit-tokens", HeaderValue::from(limit));
+        headers.insert("x-ratelimit-remaining-tokens", HeaderValue::from(remaining));
+        let reset = HeaderValue::from_str(&reset_header(reset)).expect("ascii");
+        headers.insert("x-ratelimit-reset-tokens", reset);
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_window_refuses_what_does_not_fit_and_says_for_how_long() {
+        let start = Instant::now();
+        let mut window = TokenWindow {
+            limit: 100,
+            window: Duration::from_secs(60),
+            accepted: VecDeque::new(),
+            used: 0,
+        };
+        assert_eq!(window.take(60, start), Ok(40));
+        let later = start + Duration::from_secs(10);
+        assert_eq!(window.take(30, later), Ok(10));
+        // 50 more fit once the first 60 leave the window, 50 s from now.
+        assert_eq!(
+            window.take(50, later + Duration::from_secs(0)),
+            Err(Duration::from_secs(50))
+        );
+        assert_eq!(window.take(50, start + Duration::from_secs(60)), Ok(20));
+        assert_eq!(reset_header(Duration::from_millis(360_000)), "6m0s");
+        assert_eq!(reset_header(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(reset_header(Duration::from_millis(20)), "20ms");
+    }
 }

@@ -2,6 +2,7 @@
 
 use crate::error::ConfigError;
 use std::fmt;
+use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -42,8 +43,71 @@ impl fmt::Debug for Secret {
 pub enum EmbeddingProvider {
     /// In-process, deterministic, free.
     Mock,
-    /// Any OpenAI-compatible `/v1/embeddings` endpoint.
+    /// Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI).
     OpenAi,
+    /// An Azure OpenAI deployment: `EMBEDDING_MODEL` names the deployment.
+    Azure,
+}
+
+/// Which implementation of each external service runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceMode {
+    /// The in-process stand-ins only: mock embedder, local parsers. Free.
+    Mock,
+    /// The configured services only.
+    Real,
+    /// The configured services; outside production, the stand-ins when a
+    /// service is down (fallback vectors keep the mock's model name).
+    Hybrid,
+}
+
+/// Retries, backoff and circuit breaker for calls to external services.
+#[derive(Debug, Clone)]
+pub struct ExternalPolicy {
+    /// Attempts per call before the error goes back to the queue.
+    pub max_attempts: u32,
+    pub first_backoff: Duration,
+    /// The longest wait spent in-process; a longer `Retry-After` is left to redelivery.
+    pub max_wait: Duration,
+    /// Failures in a row that open a service's breaker.
+    pub breaker_threshold: u32,
+    pub breaker_cool_down: Duration,
+}
+
+/// Prices and spending limits. Dollars are estimates from the price table,
+/// recorded per call in `cost_ledger`.
+#[derive(Debug, Clone)]
+pub struct CostPolicy {
+    /// New external calls stop for the day once this much is spent.
+    pub daily_budget_usd: f64,
+    /// New external calls stop once this many went out in the last hour.
+    pub hourly_request_cap: u32,
+    pub embedding_usd_per_million_tokens: f64,
+    pub llamaparse_usd_per_page: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParserProvider {
+    /// In-process parsers for text, markdown, HTML and PDF text layers.
+    Local,
+    /// LlamaParse (LlamaCloud) for the configured extensions, local for the rest.
+    LlamaParse,
+}
+
+#[derive(Debug, Clone)]
+pub struct LlamaParseConfig {
+    /// Up to, not including, `/api/v1`.
+    pub base_url: String,
+    pub api_key: Secret,
+    /// Lower-case extensions sent to LlamaParse (default: pdf).
+    pub extensions: Vec<String>,
+    /// HTTP timeout of each request.
+    pub timeout: Duration,
+    /// A parse job not done after this long fails the document.
+    pub job_timeout: Duration,
+    /// First delay before checking a submitted job; doubles up to `max_poll_delay`.
+    pub first_poll_delay: Duration,
+    pub max_poll_delay: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -57,6 +121,15 @@ pub struct EmbeddingConfig {
     /// Send the `dimensions` parameter (only text-embedding-3-* accept it).
     pub send_dimensions: bool,
     pub timeout: Duration,
+    /// Azure's `api-version` query parameter.
+    pub azure_api_version: String,
+    /// The provider's limits: tokens per input, inputs and tokens per request.
+    pub max_input_tokens: u32,
+    pub max_inputs_per_request: usize,
+    pub max_request_tokens: u32,
+    /// Client-side limits shared by every call in this process (per container in Lambda).
+    pub tokens_per_minute: Option<NonZeroU32>,
+    pub requests_per_minute: Option<NonZeroU32>,
 }
 
 #[derive(Debug, Clone)]
@@ -69,7 +142,14 @@ pub struct ChunkingConfig {
 pub struct Config {
     pub database_url: Secret,
     pub db_pool_size: usize,
+    pub mode: ServiceMode,
+    /// `production` (default) never falls back to mocks.
+    pub production: bool,
     pub embedding: EmbeddingConfig,
+    pub parser: ParserProvider,
+    pub llamaparse: LlamaParseConfig,
+    pub external: ExternalPolicy,
+    pub cost: CostPolicy,
     pub chunking: ChunkingConfig,
     pub embed_batch_size: usize,
     pub max_file_bytes: u64,
@@ -164,14 +244,22 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     where
         T::Err: fmt::Display,
     {
-        match self.get(name) {
-            None => Ok(default),
-            Some(value) => value.parse().map_err(|e: T::Err| ConfigError::Invalid {
-                name,
-                reason: e.to_string(),
-                value,
-            }),
-        }
+        Ok(self.optional(name)?.unwrap_or(default))
+    }
+
+    fn optional<T: FromStr>(&self, name: &'static str) -> Result<Option<T>, ConfigError>
+    where
+        T::Err: fmt::Display,
+    {
+        self.get(name)
+            .map(|value| {
+                value.parse().map_err(|e: T::Err| ConfigError::Invalid {
+                    name,
+                    reason: e.to_string(),
+                    value,
+                })
+            })
+            .transpose()
     }
 }
 
@@ -180,6 +268,17 @@ fn invalid(name: &'static str, value: impl fmt::Display, reason: &str) -> Config
         name,
         value: value.to_string(),
         reason: reason.to_string(),
+    }
+}
+
+/// OpenAI's list prices (USD per million input tokens, 2026-11); other models
+/// are free unless `EMBEDDING_USD_PER_MILLION_TOKENS` says otherwise.
+fn list_price_per_million_tokens(model: &str) -> f64 {
+    match model {
+        "text-embedding-3-small" => 0.02,
+        "text-embedding-3-large" => 0.13,
+        "text-embedding-ada-002" => 0.10,
+        _ => 0.0,
     }
 }
 
@@ -192,11 +291,35 @@ impl Config {
         let provider = match env.get("EMBEDDING_PROVIDER").as_deref() {
             None | Some("mock") => EmbeddingProvider::Mock,
             Some("openai") => EmbeddingProvider::OpenAi,
+            Some("azure") => EmbeddingProvider::Azure,
             Some(other) => {
                 return Err(invalid(
                     "EMBEDDING_PROVIDER",
                     other,
-                    "expected mock or openai",
+                    "expected mock, openai or azure",
+                ));
+            }
+        };
+        let mode = match env.get("SERVICE_MODE").as_deref() {
+            None | Some("real") => ServiceMode::Real,
+            Some("mock") => ServiceMode::Mock,
+            Some("hybrid") => ServiceMode::Hybrid,
+            Some(other) => {
+                return Err(invalid(
+                    "SERVICE_MODE",
+                    other,
+                    "expected mock, real or hybrid",
+                ));
+            }
+        };
+        let production = match env.get("DOCPIPE_ENVIRONMENT").as_deref() {
+            None | Some("production") => true,
+            Some("dev") => false,
+            Some(other) => {
+                return Err(invalid(
+                    "DOCPIPE_ENVIRONMENT",
+                    other,
+                    "expected production or dev",
                 ));
             }
         };
@@ -210,13 +333,15 @@ impl Config {
         }
         let default_model = match provider {
             EmbeddingProvider::Mock => crate::embedding::mock::MODEL,
-            EmbeddingProvider::OpenAi => "text-embedding-3-small",
+            EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => "text-embedding-3-small",
         };
         let model = env
             .get("EMBEDDING_MODEL")
             .unwrap_or_else(|| default_model.to_string());
         let api_key = match provider {
-            EmbeddingProvider::OpenAi => env.required("OPENAI_API_KEY")?,
+            EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => {
+                env.required("OPENAI_API_KEY")?
+            }
             EmbeddingProvider::Mock => String::new(),
         };
         let send_dimensions = env.parsed(
@@ -234,7 +359,64 @@ impl Config {
                 .to_string(),
             api_key: Secret::new(api_key),
             timeout: Duration::from_secs(env.parsed("EMBEDDING_TIMEOUT_SECS", 60)?),
+            azure_api_version: env
+                .get("AZURE_OPENAI_API_VERSION")
+                .unwrap_or_else(|| "2024-10-21".to_string()),
+            max_input_tokens: env.parsed("EMBEDDING_MAX_INPUT_TOKENS", 8192)?,
+            max_inputs_per_request: env.parsed("EMBEDDING_MAX_INPUTS", 2048)?,
+            max_request_tokens: env.parsed("EMBEDDING_MAX_REQUEST_TOKENS", 300_000)?,
+            tokens_per_minute: env.optional("EMBEDDING_TPM")?,
+            requests_per_minute: env.optional("EMBEDDING_RPM")?,
             model,
+        };
+        let parser = match env.get("PARSER").as_deref() {
+            None | Some("local") => ParserProvider::Local,
+            Some("llamaparse") => ParserProvider::LlamaParse,
+            Some(other) => return Err(invalid("PARSER", other, "expected local or llamaparse")),
+        };
+        let llamaparse = LlamaParseConfig {
+            base_url: env
+                .get("LLAMAPARSE_BASE_URL")
+                .unwrap_or_else(|| "https://api.cloud.llamaindex.ai".to_string())
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: Secret::new(match parser {
+                ParserProvider::LlamaParse => env.required("LLAMA_CLOUD_API_KEY")?,
+                ParserProvider::Local => String::new(),
+            }),
+            extensions: env
+                .get("LLAMAPARSE_EXTENSIONS")
+                .unwrap_or_else(|| "pdf".to_string())
+                .split(',')
+                .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            timeout: Duration::from_secs(env.parsed("LLAMAPARSE_HTTP_TIMEOUT_SECS", 60)?),
+            job_timeout: Duration::from_secs(env.parsed("LLAMAPARSE_JOB_TIMEOUT_SECS", 1800)?),
+            first_poll_delay: Duration::from_secs(env.parsed("LLAMAPARSE_FIRST_POLL_SECS", 2)?),
+            max_poll_delay: Duration::from_secs(env.parsed("LLAMAPARSE_MAX_POLL_SECS", 60)?),
+        };
+        let external = ExternalPolicy {
+            max_attempts: env.parsed("EXTERNAL_MAX_ATTEMPTS", 5)?.max(1),
+            first_backoff: Duration::from_millis(env.parsed("EXTERNAL_FIRST_BACKOFF_MS", 500)?),
+            max_wait: Duration::from_secs(env.parsed("EXTERNAL_MAX_WAIT_SECS", 20)?),
+            breaker_threshold: env.parsed(
+                "BREAKER_THRESHOLD",
+                crate::external::breaker::DEFAULT_THRESHOLD,
+            )?,
+            breaker_cool_down: Duration::from_secs(env.parsed(
+                "BREAKER_COOLDOWN_SECS",
+                crate::external::breaker::DEFAULT_COOL_DOWN.as_secs(),
+            )?),
+        };
+        let cost = CostPolicy {
+            daily_budget_usd: env.parsed("DAILY_BUDGET_USD", 5.0)?,
+            hourly_request_cap: env.parsed("HOURLY_REQUEST_CAP", 5000)?,
+            embedding_usd_per_million_tokens: env.parsed(
+                "EMBEDDING_USD_PER_MILLION_TOKENS",
+                list_price_per_million_tokens(&embedding.model),
+            )?,
+            llamaparse_usd_per_page: env.parsed("LLAMAPARSE_USD_PER_PAGE", 0.003)?,
         };
 
         let chunking = ChunkingConfig {
@@ -263,7 +445,13 @@ impl Config {
         Ok(Config {
             database_url: Secret::new(env.required("DATABASE_URL")?),
             db_pool_size: env.parsed("DB_POOL_SIZE", 8)?,
+            mode,
+            production,
             embedding,
+            parser,
+            llamaparse,
+            external,
+            cost,
             chunking,
             embed_batch_size,
             max_file_bytes: env.parsed("MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,

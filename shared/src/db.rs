@@ -19,6 +19,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V2__correlation_and_sweeps",
         include_str!("../../migrations/V2__correlation_and_sweeps.sql"),
     ),
+    (
+        "V3__external_services",
+        include_str!("../../migrations/V3__external_services.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -31,6 +31,15 @@ pub enum Rejection {
     EmbeddingRejected { detail: String },
     #[error("embedding provider returned an unusable response: {detail}")]
     EmbeddingInvalid { detail: String },
+    #[error(
+        "a chunk of {tokens} tokens is over the embedding model's limit of {limit} tokens per input \
+         (EMBEDDING_MAX_INPUT_TOKENS); lower CHUNK_TOKENS"
+    )]
+    ChunkTooLong { tokens: u32, limit: u32 },
+    #[error("LlamaParse could not parse the document: {detail}")]
+    ParseFailed { detail: String },
+    #[error("LlamaParse did not finish within {secs} s (LLAMAPARSE_JOB_TIMEOUT_SECS)")]
+    ParseTimedOut { secs: u64 },
     #[error("gave up after {attempts} attempts; last error: {last_error}")]
     RetriesExhausted { attempts: u32, last_error: String },
     #[error("stuck in {state}: no progress after the sweeper resumed it {resumes} times")]
@@ -52,6 +61,9 @@ impl Rejection {
             Rejection::ObjectMissing { .. } => "object_missing",
             Rejection::EmbeddingRejected { .. } => "embedding_rejected",
             Rejection::EmbeddingInvalid { .. } => "embedding_invalid",
+            Rejection::ChunkTooLong { .. } => "chunk_too_long",
+            Rejection::ParseFailed { .. } => "parse_failed",
+            Rejection::ParseTimedOut { .. } => "parse_timeout",
             Rejection::RetriesExhausted { .. } => "retries_exhausted",
             Rejection::Stuck { .. } => "stuck",
         }
@@ -68,6 +80,18 @@ pub enum Error {
     /// overload): retry later.
     #[error("transient: {0}")]
     Transient(String),
+    /// Spending is stopped (budget or request cap): the job waits, untouched,
+    /// and is resumed when spending may go on.
+    #[error("waiting: {0}")]
+    Waiting(Wait),
+}
+
+/// Why a job waits, and until when.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}")]
+pub struct Wait {
+    pub reason: String,
+    pub until: std::time::SystemTime,
 }
 
 impl Error {

@@ -1,7 +1,7 @@
 //! Job rows and their state moves. Every move is a conditional UPDATE plus an
 //! `events` row in the caller's transaction.
 
-use crate::error::{Error, Rejection, Result};
+use crate::error::{Error, Rejection, Result, Wait};
 use crate::state::JobState;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
@@ -79,11 +79,51 @@ pub async fn claim_stuck(
         "SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs j
            JOIN unnest($1::text[], $2::float8[]) AS t(stuck_state, idle_secs) ON t.stuck_state = j.state
           WHERE j.updated_at < now() - make_interval(secs => t.idle_secs)
+            AND j.waiting_until IS NULL
           ORDER BY j.updated_at
           LIMIT $3
           FOR UPDATE OF j SKIP LOCKED"
     );
     tx.query(&sql, &[&states, &secs, &i64::from(limit)])
+        .await?
+        .iter()
+        .map(Job::from_row)
+        .collect()
+}
+
+/// Marks an unfinished job as waiting for spending to resume; the first
+/// stage to hit the stop records it, later ones find it already waiting.
+pub async fn wait(client: &impl GenericClient, job_id: Uuid, wait: &Wait) -> Result<()> {
+    let row = client
+        .query_opt(
+            "UPDATE upload_pipeline.upload_jobs
+                SET waiting_reason = $2, waiting_until = $3, updated_at = now()
+              WHERE id = $1 AND state IN ('queued', 'parsed', 'chunked') AND waiting_reason IS NULL
+          RETURNING state",
+            &[&job_id, &wait.reason, &wait.until],
+        )
+        .await?;
+    if let Some(row) = row {
+        let state = JobState::parse(row.get(0)).expect("an unfinished state");
+        let detail = serde_json::json!({ "reason": wait.reason });
+        record(client, job_id, Some(state), state, "waiting", &detail).await?;
+    }
+    Ok(())
+}
+
+/// Waiting jobs whose wait is over, oldest first, locked and no longer waiting.
+pub async fn claim_waited(tx: &impl GenericClient, limit: u32) -> Result<Vec<Job>> {
+    let sql = format!(
+        "UPDATE upload_pipeline.upload_jobs
+            SET waiting_reason = NULL, waiting_until = NULL, updated_at = now()
+          WHERE id IN (SELECT id FROM upload_pipeline.upload_jobs
+                        WHERE waiting_until <= now() AND state IN ('queued', 'parsed', 'chunked')
+                        ORDER BY waiting_until
+                        LIMIT $1
+                        FOR UPDATE SKIP LOCKED)
+      RETURNING {JOB_COLUMNS}"
+    );
+    tx.query(&sql, &[&i64::from(limit)])
         .await?
         .iter()
         .map(Job::from_row)
@@ -184,7 +224,8 @@ pub async fn transition(
     let moved = tx
         .execute(
             "UPDATE upload_pipeline.upload_jobs
-                SET state = $3, state_changed_at = now(), updated_at = now()
+                SET state = $3, state_changed_at = now(), updated_at = now(),
+                    waiting_reason = NULL, waiting_until = NULL
               WHERE id = $1 AND state = $2",
             &[&job_id, &from.as_str(), &to.as_str()],
         )
@@ -225,7 +266,8 @@ pub async fn requeue(
     tx.execute(
         "UPDATE upload_pipeline.upload_jobs
             SET error_code = NULL, error_message = NULL, chunk_count = NULL,
-                token_count = NULL, embedded_chunks = 0, sweep_count = 0, correlation_id = $2
+                token_count = NULL, embedded_chunks = 0, sweep_count = 0, correlation_id = $2,
+                parse_request_id = NULL, parse_requested_at = NULL
           WHERE id = $1",
         &[&job_id, &correlation_id],
     )

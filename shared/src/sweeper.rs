@@ -1,5 +1,6 @@
 //! The sweeper: resumes jobs whose messages were lost or keep failing
-//! silently, and fails the ones that stay stuck.
+//! silently, fails the ones that stay stuck, and resumes jobs whose wait for
+//! spending (budget, request cap) is over.
 
 use crate::config::SweepPolicy;
 use crate::error::{Rejection, Result};
@@ -15,6 +16,8 @@ pub struct SweepReport {
     pub resumed: Vec<Uuid>,
     /// Jobs failed with `stuck` after `max_retries` resumes.
     pub failed: Vec<Uuid>,
+    /// Jobs whose wait for spending to resume was over, sent on again.
+    pub unpaused: Vec<Uuid>,
 }
 
 /// Claims up to `policy.batch` stuck jobs and resumes or fails each. The
@@ -45,6 +48,11 @@ pub async fn sweep(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRep
             messages.extend(stages::resume_messages(&job, pipeline.embed_batch_size));
             report.resumed.push(job.id);
         }
+    }
+    for job in jobs::claim_waited(&tx, policy.batch).await? {
+        tracing::info!(job_id = %job.id, correlation_id = %job.correlation_id, state = %job.state, "wait over; resuming job");
+        messages.extend(stages::resume_messages(&job, pipeline.embed_batch_size));
+        report.unpaused.push(job.id);
     }
     pipeline.queue.send(messages).await?;
     tx.commit().await?;

@@ -30,8 +30,8 @@ impl MockEmbedder {
 
 #[async_trait]
 impl Embedder for MockEmbedder {
-    fn service(&self) -> &'static str {
-        "mock"
+    fn billable(&self) -> bool {
+        false
     }
     fn model(&self) -> &str {
         &self.model
@@ -45,7 +45,10 @@ impl Embedder for MockEmbedder {
                 .iter()
                 .map(|input| vector(input.text, self.dims))
                 .collect(),
+            model: self.model.clone(),
+            service: "mock",
             billed_tokens: inputs.iter().map(|input| u64::from(input.tokens)).sum(),
+            requests: 0,
         })
     }
 }

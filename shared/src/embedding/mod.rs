@@ -2,9 +2,11 @@
 
 pub mod mock;
 pub mod openai;
+pub mod router;
 
-use crate::config::{EmbeddingConfig, EmbeddingProvider};
+use crate::config::{Config, EmbeddingProvider, ServiceMode};
 use crate::error::Result;
+use crate::external::breaker::BreakerState;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -15,27 +17,58 @@ pub struct EmbedInput<'a> {
     pub tokens: u32,
 }
 
-/// Vectors in input order, and what the provider billed for them.
+/// Vectors in input order, the model that made them, and what the provider
+/// billed for them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
+    pub model: String,
+    /// The service that made them (`mock`, `openai`, `azure`), for the cost ledger.
+    pub service: &'static str,
     pub billed_tokens: u64,
+    /// HTTP requests it took (0 in-process).
+    pub requests: u32,
 }
 
 #[async_trait]
 pub trait Embedder: Send + Sync {
-    /// Service name for the cost ledger (`mock`, `openai`).
-    fn service(&self) -> &'static str;
+    /// Whether calls cost money (and so count against the budget).
+    fn billable(&self) -> bool;
     /// Model name stored with every vector; search never mixes models.
     fn model(&self) -> &str;
     fn dims(&self) -> usize;
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings>;
+    /// The model of stand-in vectors this embedder may produce, to be replaced later.
+    fn fallback_model(&self) -> Option<&str> {
+        None
+    }
+    /// Circuit breakers of the external services behind this embedder.
+    fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
+        Vec::new()
+    }
 }
 
-/// The embedder the configuration names.
-pub fn from_config(config: &EmbeddingConfig) -> Result<Arc<dyn Embedder>> {
-    Ok(match config.provider {
-        EmbeddingProvider::Mock => Arc::new(mock::MockEmbedder::new(&config.model, config.dims)),
-        EmbeddingProvider::OpenAi => Arc::new(openai::OpenAiEmbedder::new(config)?),
+/// The embedder the configuration names, routed by `SERVICE_MODE`.
+pub fn from_config(config: &Config) -> Result<Arc<dyn Embedder>> {
+    let embedding = &config.embedding;
+    let stand_in = || Arc::new(mock::MockEmbedder::new(mock::MODEL, embedding.dims));
+    let configured: Arc<dyn Embedder> = match embedding.provider {
+        EmbeddingProvider::Mock => {
+            Arc::new(mock::MockEmbedder::new(&embedding.model, embedding.dims))
+        }
+        EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => {
+            Arc::new(openai::OpenAiEmbedder::new(embedding, &config.external)?)
+        }
+    };
+    Ok(match config.mode {
+        ServiceMode::Mock => stand_in(),
+        ServiceMode::Real => configured,
+        ServiceMode::Hybrid if config.production || !configured.billable() => {
+            if config.production {
+                tracing::warn!("SERVICE_MODE=hybrid never falls back to mocks in production");
+            }
+            configured
+        }
+        ServiceMode::Hybrid => Arc::new(router::FallbackEmbedder::new(configured, stand_in())),
     })
 }

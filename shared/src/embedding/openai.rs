@@ -1,23 +1,38 @@
-//! Client for OpenAI-compatible `POST /v1/embeddings` (OpenAI, Azure, Ollama, vLLM, TEI).
+//! Client for OpenAI-compatible `POST /v1/embeddings` (OpenAI, Azure OpenAI
+//! deployments, Ollama, vLLM, TEI): requests within the provider's limits,
+//! client-side token and request rates, retries through [`ExternalService`],
+//! and a checked response.
 
 use super::{EmbedInput, Embedder, Embeddings};
-use crate::config::{EmbeddingConfig, Secret};
+use crate::config::{EmbeddingConfig, EmbeddingProvider, ExternalPolicy, Secret};
 use crate::error::{Error, Rejection, Result};
+use crate::external::breaker::BreakerState;
+use crate::external::rate_limit::RateLimiter;
+use crate::external::{self, ExternalService, Failure};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 
-/// OpenAI's limit on inputs per request.
-pub const MAX_INPUTS_PER_REQUEST: usize = 2048;
-/// OpenAI's limit on tokens per request, summed over inputs.
-pub const MAX_TOKENS_PER_REQUEST: u64 = 300_000;
+/// How the provider wants the key.
+enum Auth {
+    /// `Authorization: Bearer <key>` (OpenAI and most compatible servers).
+    Bearer(Secret),
+    /// `api-key: <key>` (Azure OpenAI).
+    ApiKey(Secret),
+}
 
 pub struct OpenAiEmbedder {
     http: reqwest::Client,
     url: String,
-    api_key: Secret,
+    auth: Auth,
+    service_name: &'static str,
     model: String,
     dims: usize,
     send_dimensions: bool,
+    max_input_tokens: u32,
+    max_inputs_per_request: usize,
+    max_request_tokens: u32,
+    service: ExternalService,
 }
 
 #[derive(Serialize)]
@@ -59,48 +74,78 @@ struct ErrorDetail {
 }
 
 impl OpenAiEmbedder {
-    pub fn new(config: &EmbeddingConfig) -> Result<Self> {
+    pub fn new(config: &EmbeddingConfig, policy: &ExternalPolicy) -> Result<Self> {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(std::time::Duration::from_secs(10))
             .build()
             .map_err(|e| Error::transient("building HTTP client", e))?;
+        let (url, auth, service_name) = match config.provider {
+            EmbeddingProvider::Azure => (
+                format!(
+                    "{}/openai/deployments/{}/embeddings?api-version={}",
+                    config.base_url, config.model, config.azure_api_version
+                ),
+                Auth::ApiKey(config.api_key.clone()),
+                "azure",
+            ),
+            _ => (
+                format!("{}/embeddings", config.base_url),
+                Auth::Bearer(config.api_key.clone()),
+                "openai",
+            ),
+        };
+        let max_request_tokens =
+            NonZeroU32::new(config.max_request_tokens).unwrap_or(NonZeroU32::MIN);
+        let limiter = RateLimiter::new(
+            config.tokens_per_minute,
+            max_request_tokens,
+            config.requests_per_minute,
+        );
         Ok(OpenAiEmbedder {
             http,
-            url: format!("{}/embeddings", config.base_url),
-            api_key: config.api_key.clone(),
+            url,
+            auth,
+            service_name,
             model: config.model.clone(),
             dims: config.dims,
             send_dimensions: config.send_dimensions,
+            max_input_tokens: config.max_input_tokens,
+            max_inputs_per_request: config.max_inputs_per_request.max(1),
+            // A request never carries more than the token limiter lets out at once.
+            max_request_tokens: limiter
+                .max_request_tokens()
+                .unwrap_or(max_request_tokens.get()),
+            service: ExternalService::new("embeddings", policy, limiter),
         })
     }
 
-    async fn request(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
+    /// One HTTP exchange for `inputs`.
+    async fn attempt(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings, Failure> {
         let body = EmbeddingRequest {
             model: &self.model,
             input: inputs.iter().map(|i| i.text).collect(),
             encoding_format: "float",
             dimensions: self.send_dimensions.then_some(self.dims),
         };
-        let response = self
-            .http
-            .post(&self.url)
-            .bearer_auth(self.api_key.expose())
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| Error::transient("embeddings request", e.without_url()))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| Error::transient("embeddings response", e.without_url()))?;
+        let request = self.http.post(&self.url).json(&body);
+        let request = match &self.auth {
+            Auth::Bearer(key) => request.bearer_auth(key.expose()),
+            Auth::ApiKey(key) => request.header("api-key", key.expose()),
+        };
+        let (status, headers, bytes) = external::send(request, "embeddings request").await?;
+        self.service.limiter.observe(&headers);
         if !status.is_success() {
-            return Err(classify_failure(status.as_u16(), &bytes));
+            return Err(classify_failure(status, &headers, &bytes));
         }
-        let parsed: EmbeddingResponse = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::transient("embeddings response is not the expected JSON", e))?;
+        let parsed: EmbeddingResponse = serde_json::from_slice(&bytes).map_err(|e| {
+            Failure::Unavailable(Error::transient(
+                "embeddings response is not the expected JSON",
+                e,
+            ))
+        })?;
         self.validate(parsed, inputs.len())
+            .map_err(Failure::Rejected)
     }
 
     /// Checks count, order (by `index`) and dimension of every vector.
@@ -136,14 +181,40 @@ impl OpenAiEmbedder {
                 .into_iter()
                 .map(|v| v.expect("every index filled"))
                 .collect(),
+            model: self.model.clone(),
+            service: self.service_name,
             billed_tokens: response.usage.map_or(0, |u| u.prompt_tokens),
+            requests: 1,
         })
+    }
+
+    /// Splits inputs into requests within the provider's per-request limits.
+    fn requests<'a, 'b>(&self, inputs: &'b [EmbedInput<'a>]) -> Vec<&'b [EmbedInput<'a>]> {
+        let mut requests = Vec::new();
+        let (mut start, mut tokens) = (0, 0u64);
+        for (i, input) in inputs.iter().enumerate() {
+            let full = i - start == self.max_inputs_per_request
+                || tokens + u64::from(input.tokens) > u64::from(self.max_request_tokens);
+            if full && i > start {
+                requests.push(&inputs[start..i]);
+                (start, tokens) = (i, 0);
+            }
+            tokens += u64::from(input.tokens);
+        }
+        if start < inputs.len() {
+            requests.push(&inputs[start..]);
+        }
+        requests
     }
 }
 
-/// 408, 409, 429 (rate limit) and 5xx are worth retrying; anything else, and
-/// 429 `insufficient_quota`, will fail the same way again.
-fn classify_failure(status: u16, body: &[u8]) -> Error {
+/// OpenAI's error body says why; `insufficient_quota` 429s and context-length
+/// 400s are final.
+fn classify_failure(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+    body: &[u8],
+) -> Failure {
     let detail = serde_json::from_slice::<ErrorBody>(body)
         .ok()
         .map(|b| b.error);
@@ -152,43 +223,19 @@ fn classify_failure(status: u16, body: &[u8]) -> Error {
         |d| d.message.clone(),
     );
     let code = detail.and_then(|d| d.code).unwrap_or_default();
-    let retryable =
-        matches!(status, 408 | 409 | 500..=599) || (status == 429 && code != "insufficient_quota");
-    if retryable {
-        Error::Transient(format!(
-            "embeddings provider answered HTTP {status}: {message}"
-        ))
-    } else {
-        Rejection::EmbeddingRejected {
-            detail: format!("HTTP {status}: {message}"),
-        }
-        .into()
-    }
-}
-
-/// Splits inputs into requests within the provider's per-request limits.
-fn requests<'a, 'b>(inputs: &'b [EmbedInput<'a>]) -> Vec<&'b [EmbedInput<'a>]> {
-    let mut requests = Vec::new();
-    let (mut start, mut tokens) = (0, 0u64);
-    for (i, input) in inputs.iter().enumerate() {
-        let full = i - start == MAX_INPUTS_PER_REQUEST
-            || tokens + u64::from(input.tokens) > MAX_TOKENS_PER_REQUEST;
-        if full && i > start {
-            requests.push(&inputs[start..i]);
-            (start, tokens) = (i, 0);
-        }
-        tokens += u64::from(input.tokens);
-    }
-    if start < inputs.len() {
-        requests.push(&inputs[start..]);
-    }
-    requests
+    external::status_failure(
+        status,
+        headers,
+        message,
+        code == "insufficient_quota",
+        |detail| Rejection::EmbeddingRejected { detail }.into(),
+    )
 }
 
 #[async_trait]
 impl Embedder for OpenAiEmbedder {
-    fn service(&self) -> &'static str {
-        "openai"
+    fn billable(&self) -> bool {
+        true
     }
     fn model(&self) -> &str {
         &self.model
@@ -196,15 +243,31 @@ impl Embedder for OpenAiEmbedder {
     fn dims(&self) -> usize {
         self.dims
     }
+    fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
+        vec![(self.service_name, self.service.breaker_state())]
+    }
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
+        // Cutting a chunk to fit would silently drop text from search.
+        if let Some(input) = inputs.iter().find(|i| i.tokens > self.max_input_tokens) {
+            return Err(Rejection::ChunkTooLong {
+                tokens: input.tokens,
+                limit: self.max_input_tokens,
+            }
+            .into());
+        }
         let mut all = Embeddings {
             vectors: Vec::with_capacity(inputs.len()),
+            model: self.model.clone(),
+            service: self.service_name,
             billed_tokens: 0,
+            requests: 0,
         };
-        for request in requests(inputs) {
-            let part = self.request(request).await?;
+        for request in self.requests(inputs) {
+            let tokens: u32 = request.iter().map(|i| i.tokens).sum();
+            let part = self.service.call(tokens, || self.attempt(request)).await?;
             all.vectors.extend(part.vectors);
             all.billed_tokens += part.billed_tokens;
+            all.requests += part.requests;
         }
         Ok(all)
     }
@@ -213,18 +276,37 @@ impl Embedder for OpenAiEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::{Config, Env};
+
+    fn embedder(vars: &[(&str, &str)]) -> OpenAiEmbedder {
+        // The first setting of a name wins.
+        let mut all = vars.to_vec();
+        all.extend_from_slice(&[
+            ("DATABASE_URL", "postgres://x"),
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-test"),
+        ]);
+        let config = Config::from_lookup(Env(|name| {
+            all.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        }))
+        .unwrap();
+        OpenAiEmbedder::new(&config.embedding, &config.external).unwrap()
+    }
 
     #[test]
     fn requests_respect_input_and_token_limits() {
+        let client = embedder(&[]);
         let many = vec![
             EmbedInput {
                 text: "x",
                 tokens: 1
             };
-            MAX_INPUTS_PER_REQUEST * 2 + 1
+            2048 * 2 + 1
         ];
-        let sizes: Vec<usize> = requests(&many).iter().map(|r| r.len()).collect();
-        assert_eq!(sizes, [MAX_INPUTS_PER_REQUEST, MAX_INPUTS_PER_REQUEST, 1]);
+        let sizes: Vec<usize> = client.requests(&many).iter().map(|r| r.len()).collect();
+        assert_eq!(sizes, [2048, 2048, 1]);
 
         let big = vec![
             EmbedInput {
@@ -233,32 +315,75 @@ mod tests {
             };
             100
         ];
-        let parts = requests(&big);
+        let parts = client.requests(&big);
         assert!(
             parts
                 .iter()
-                .all(|r| r.iter().map(|i| u64::from(i.tokens)).sum::<u64>()
-                    <= MAX_TOKENS_PER_REQUEST)
+                .all(|r| r.iter().map(|i| i.tokens).sum::<u32>() <= 300_000)
         );
         assert_eq!(parts.iter().map(|r| r.len()).sum::<usize>(), 100);
-        assert!(requests(&[]).is_empty());
+        assert!(client.requests(&[]).is_empty());
+
+        // A tokens-per-minute limit below the request limit caps requests at it.
+        let limited = embedder(&[("EMBEDDING_TPM", "20000")]);
+        let parts = limited.requests(&big);
+        assert!(
+            parts
+                .iter()
+                .all(|r| r.iter().map(|i| i.tokens).sum::<u32>() <= 20_000)
+        );
+        assert_eq!(parts.len(), 50);
+    }
+
+    #[test]
+    fn azure_deployments_get_their_own_url() {
+        let azure = embedder(&[
+            ("EMBEDDING_PROVIDER", "azure"),
+            ("OPENAI_BASE_URL", "https://acme.openai.azure.com"),
+            ("EMBEDDING_MODEL", "embed-small"),
+        ]);
+        assert_eq!(
+            azure.url,
+            "https://acme.openai.azure.com/openai/deployments/embed-small/embeddings?api-version=2024-10-21"
+        );
+        assert!(matches!(azure.auth, Auth::ApiKey(_)));
     }
 
     #[test]
     fn failures_are_classified() {
+        let headers = reqwest::header::HeaderMap::new();
+        let status = |code| reqwest::StatusCode::from_u16(code).unwrap();
         let quota =
             br#"{"error":{"message":"You exceeded your quota","code":"insufficient_quota"}}"#;
-        assert!(!classify_failure(429, quota).is_transient());
+        assert!(matches!(
+            classify_failure(status(429), &headers, quota),
+            Failure::Rejected(_)
+        ));
         let limit = br#"{"error":{"message":"Rate limit reached","code":"rate_limit_exceeded"}}"#;
-        assert!(classify_failure(429, limit).is_transient());
-        for status in [408, 409, 500, 502, 503] {
-            assert!(classify_failure(status, b"oops").is_transient(), "{status}");
+        assert!(matches!(
+            classify_failure(status(429), &headers, limit),
+            Failure::RateLimited(..)
+        ));
+        for code in [408, 409, 500, 502, 503] {
+            assert!(
+                matches!(
+                    classify_failure(status(code), &headers, b"oops"),
+                    Failure::Unavailable(_)
+                ),
+                "{code}"
+            );
         }
-        for status in [400, 401, 402, 403, 404, 422] {
-            let err = classify_failure(status, br#"{"error":{"message":"bad key"}}"#);
+        for code in [400, 401, 402, 403, 404, 422] {
+            let Failure::Rejected(err) = classify_failure(
+                status(code),
+                &headers,
+                br#"{"error":{"message":"bad key"}}"#,
+            ) else {
+                panic!("{code} is final");
+            };
             assert_eq!(
                 err.to_string(),
-                format!("embedding provider rejected the request: HTTP {status}: bad key")
+                format!("embedding provider rejected the request: HTTP {code}: bad key")
             );
         }
     }

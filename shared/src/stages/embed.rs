@@ -2,6 +2,7 @@
 //! The batch that completes the job finalizes it, exactly once.
 
 use super::{Pipeline, finalize};
+use crate::cost::{self, Spend};
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
 use crate::jobs;
@@ -76,6 +77,9 @@ pub async fn embed(
     let embeddings = if inputs.is_empty() {
         None
     } else {
+        if embedder.billable() {
+            cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost).await?;
+        }
         Some(embedder.embed(&inputs).await?)
     };
     if let Some(embeddings) = &embeddings {
@@ -91,6 +95,18 @@ pub async fn embed(
                 .as_ref()
                 .or_else(|| fresh[c.text_sha256.as_slice()].as_ref())
                 .expect("embedded above")
+        })
+        .collect();
+    // Fresh vectors may come from a fallback model (hybrid mode); cached ones are the provider's.
+    let fresh_model = embeddings.as_ref().map_or(model, |e| e.model.as_str());
+    let models: Vec<&str> = pending
+        .iter()
+        .map(|c| {
+            if c.cached.is_some() {
+                model
+            } else {
+                fresh_model
+            }
         })
         .collect();
 
@@ -111,9 +127,9 @@ pub async fn embed(
     let inserted = tx
         .execute(
             "INSERT INTO upload_pipeline.document_vector_buffer (job_id, chunk_index, embedding, model)
-             SELECT $1, i, e, $4 FROM unnest($2::int4[], $3::vector[]) AS t(i, e)
+             SELECT $1, i, e, m FROM unnest($2::int4[], $3::vector[], $4::text[]) AS t(i, e, m)
              ON CONFLICT DO NOTHING",
-            &[&job_id, &indexes, &vectors, &model],
+            &[&job_id, &indexes, &vectors, &models],
         )
         .await?;
     if let Some(embeddings) = &embeddings {
@@ -126,21 +142,25 @@ pub async fn embed(
             "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
              SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
              ON CONFLICT DO NOTHING",
-            &[&hashes, &model, &dims, &new_vectors],
+            &[&hashes, &fresh_model, &dims, &new_vectors],
         )
         .await?;
-        tx.execute(
-            "INSERT INTO upload_pipeline.cost_ledger (tenant, job_id, service, model, units, unit)
-             VALUES ($1, $2, $3, $4, $5, 'tokens')",
-            &[
-                &job.tenant,
-                &job_id,
-                &embedder.service(),
-                &model,
-                &(embeddings.billed_tokens as i64),
-            ],
-        )
-        .await?;
+        let usd = if embeddings.service == "mock" {
+            0.0
+        } else {
+            embeddings.billed_tokens as f64 * pipeline.cost.embedding_usd_per_million_tokens / 1e6
+        };
+        let spend = Spend {
+            tenant: &job.tenant,
+            job_id,
+            service: embeddings.service,
+            model: fresh_model,
+            units: embeddings.billed_tokens as i64,
+            unit: "tokens",
+            usd,
+            requests: embeddings.requests,
+        };
+        cost::record(&tx, &spend).await?;
     }
     let progress = tx
         .query_one(

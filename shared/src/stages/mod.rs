@@ -9,7 +9,7 @@ pub mod parse;
 
 use crate::blob::BlobStore;
 use crate::chunking::Chunker;
-use crate::config::Config;
+use crate::config::{Config, CostPolicy};
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Rejection, Result};
 use crate::jobs::{self, Job};
@@ -29,6 +29,7 @@ pub struct Pipeline {
     pub chunker: Arc<Chunker>,
     pub max_file_bytes: u64,
     pub embed_batch_size: u32,
+    pub cost: CostPolicy,
 }
 
 impl Pipeline {
@@ -43,12 +44,11 @@ impl Pipeline {
             value: config.chunking.overlap_tokens.to_string(),
             reason: e.to_string(),
         })?;
-        let embedder =
-            embedding::from_config(&config.embedding).map_err(|e| ConfigError::Invalid {
-                name: "EMBEDDING_PROVIDER",
-                value: format!("{:?}", config.embedding.provider),
-                reason: e.to_string(),
-            })?;
+        let embedder = embedding::from_config(config).map_err(|e| ConfigError::Invalid {
+            name: "EMBEDDING_PROVIDER",
+            value: format!("{:?}", config.embedding.provider),
+            reason: e.to_string(),
+        })?;
         Ok(Pipeline {
             db,
             blobs,
@@ -57,6 +57,7 @@ impl Pipeline {
             chunker: Arc::new(chunker),
             max_file_bytes: config.max_file_bytes,
             embed_batch_size: config.embed_batch_size as u32,
+            cost: config.cost.clone(),
         })
     }
 }
@@ -100,6 +101,13 @@ async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handle
             Ok(Handled {
                 job_id,
                 ended: failed.then_some(JobState::Failed),
+            })
+        }
+        Err(Error::Waiting(wait)) => {
+            jobs::wait(&pipeline.db.get().await?, job_id, &wait).await?;
+            Ok(Handled {
+                job_id,
+                ended: None,
             })
         }
         Err(transient) => Err(transient),

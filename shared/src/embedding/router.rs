@@ -1,0 +1,50 @@
+//! `SERVICE_MODE=hybrid` outside production: the configured provider, and the
+//! mock embedder while the provider is failing. Fallback vectors carry the
+//! mock's model name, so search (which asks for the provider's model) never
+//! mixes them with real ones; the sweeper later replaces them with real ones.
+
+use super::{EmbedInput, Embedder, Embeddings};
+use crate::error::Result;
+use crate::external::breaker::BreakerState;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+pub struct FallbackEmbedder {
+    provider: Arc<dyn Embedder>,
+    fallback: Arc<dyn Embedder>,
+}
+
+impl FallbackEmbedder {
+    pub fn new(provider: Arc<dyn Embedder>, fallback: Arc<dyn Embedder>) -> Self {
+        FallbackEmbedder { provider, fallback }
+    }
+}
+
+#[async_trait]
+impl Embedder for FallbackEmbedder {
+    fn billable(&self) -> bool {
+        self.provider.billable()
+    }
+    fn model(&self) -> &str {
+        self.provider.model()
+    }
+    fn dims(&self) -> usize {
+        self.provider.dims()
+    }
+    fn fallback_model(&self) -> Option<&str> {
+        Some(self.fallback.model())
+    }
+    async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
+        match self.provider.embed(inputs).await {
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, fallback = self.fallback.model(),
+                    "embedding provider unavailable; using the mock (not production)");
+                self.fallback.embed(inputs).await
+            }
+            result => result,
+        }
+    }
+    fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
+        self.provider.breakers()
+    }
+}
