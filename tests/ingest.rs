@@ -2,43 +2,13 @@
 //! and with the OpenAI client against mock-openai over real HTTP.
 
 use docpipe_shared::config::Config;
-use docpipe_shared::local::{LocalPipeline, LocalRun, upload_keys};
 use docpipe_shared::stages::ingest::Change;
 use docpipe_shared::{db, embedding, search, status};
-use docpipe_tests::{ScratchDir, TestDb, samples_dir, spawn_mock_openai};
-use std::collections::HashMap;
-use std::path::PathBuf;
-
-async fn ingest(
-    config: &Config,
-    tenant: &str,
-    paths: &[PathBuf],
-) -> (LocalRun, HashMap<String, status::JobOutcome>) {
-    let pool = db::connect(config).await.unwrap();
-    let mut local = LocalPipeline::new(config, pool.clone()).unwrap();
-    let files = upload_keys(tenant, paths).unwrap();
-    for (key, file) in &files {
-        local.upload(key, file).await.unwrap();
-    }
-    let run = local
-        .run(files.into_iter().map(|(key, _)| key).collect(), |_| {})
-        .await;
-    let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
-    let outcomes = status::outcomes(&pool.get().await.unwrap(), &job_ids)
-        .await
-        .unwrap();
-    (
-        run,
-        outcomes
-            .into_iter()
-            .map(|o| (o.source_key.clone(), o))
-            .collect(),
-    )
-}
+use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, spawn_mock_openai};
 
 async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
     let pool = db::connect(config).await.unwrap();
-    let embedder = embedding::from_config(&config).unwrap();
+    let embedder = embedding::from_config(config).unwrap();
     let hits = search::search(&pool, embedder.as_ref(), tenant, query, 3)
         .await
         .unwrap();
@@ -49,7 +19,7 @@ async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
 async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
     let test_db = TestDb::migrated(&[]).await;
     let config = test_db.config(&[]);
-    let (run, outcomes) = ingest(&config, "acme", &[samples_dir()]).await;
+    let (run, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert_eq!(run.ingested.len(), 4);
     assert!(run.not_ingested.is_empty());
     for (key, outcome) in &outcomes {
@@ -89,7 +59,7 @@ async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
     );
 
     let before = test_db.row_counts().await;
-    let (rerun, _) = ingest(&config, "acme", &[samples_dir()]).await;
+    let (rerun, _) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert!(
         rerun
             .ingested
@@ -110,7 +80,7 @@ async fn the_openai_client_over_http_gives_the_same_results() {
     ];
     let test_db = TestDb::migrated(&vars).await;
     let config = test_db.config(&vars);
-    let (_, outcomes) = ingest(&config, "acme", &[samples_dir()]).await;
+    let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert!(
         outcomes.values().all(|o| o.state == "complete"),
         "{outcomes:#?}"
@@ -158,7 +128,7 @@ async fn bad_files_fail_with_specific_reasons_and_good_ones_still_complete() {
     dir.write("broken.pdf", "%PDF-1.7\n1 0 obj << /Type /Catalog");
     dir.write(".hidden.txt", "skipped: hidden files are not ingested");
 
-    let (run, outcomes) = ingest(&config, "acme", std::slice::from_ref(&dir.0)).await;
+    let (run, outcomes) = ingest_locally(&config, "acme", std::slice::from_ref(&dir.0)).await;
     assert_eq!(run.ingested.len(), 8);
     let code = |name: &str| {
         let outcome = &outcomes[&format!("uploads/acme/{name}")];
@@ -202,7 +172,7 @@ async fn ingest_via_mock_openai(
         ("OPENAI_BASE_URL", base_url.as_str()),
     ]);
     let test_db = TestDb::migrated(&vars).await;
-    let (_, mut outcomes) = ingest(
+    let (_, mut outcomes) = ingest_locally(
         &test_db.config(&vars),
         "acme",
         &[samples_dir().join("fog-signals.txt")],

@@ -5,7 +5,8 @@ pub mod local_aws;
 
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
 use docpipe_shared::config::{Config, Env};
-use docpipe_shared::db;
+use docpipe_shared::local::{LocalPipeline, LocalRun, upload_keys};
+use docpipe_shared::{db, status};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -172,6 +173,35 @@ pub async fn spawn_mock_openai(default_dims: usize, api_key: Option<&str>) -> St
         ..MockOpenAiConfig::default()
     };
     spawn_openai(config).await.0
+}
+
+/// Uploads `paths` for `tenant` and runs the in-process pipeline until no work
+/// is left; returns the run and each job's outcome by key.
+pub async fn ingest_locally(
+    config: &Config,
+    tenant: &str,
+    paths: &[PathBuf],
+) -> (LocalRun, HashMap<String, status::JobOutcome>) {
+    let pool = db::connect(config).await.unwrap();
+    let mut local = LocalPipeline::new(config, pool.clone()).unwrap();
+    let files = upload_keys(tenant, paths).unwrap();
+    for (key, file) in &files {
+        local.upload(key, file).await.unwrap();
+    }
+    let run = local
+        .run(files.into_iter().map(|(key, _)| key).collect(), |_| {})
+        .await;
+    let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
+    let outcomes = status::outcomes(&pool.get().await.unwrap(), &job_ids)
+        .await
+        .unwrap();
+    (
+        run,
+        outcomes
+            .into_iter()
+            .map(|o| (o.source_key.clone(), o))
+            .collect(),
+    )
 }
 
 /// The sample documents shipped in `samples/docs`.

@@ -180,6 +180,11 @@ impl MockOpenAi {
             .with_state(self.clone())
     }
 
+    /// Requests refused for the tokens-per-minute limit (injected 429s not counted).
+    pub fn rate_limited(&self) -> u64 {
+        self.stats.lock().unwrap().limited
+    }
+
     /// Tokens accepted so far, and each accepted request as `(ms since start, tokens)`.
     pub fn accepted(&self) -> Vec<(u64, u64)> {
         self.stats.lock().unwrap().accepted.clone()

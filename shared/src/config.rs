@@ -179,6 +179,18 @@ pub struct SweepPolicy {
     pub batch: u32,
 }
 
+impl Default for SweepPolicy {
+    fn default() -> Self {
+        SweepPolicy {
+            queued_timeout: Duration::from_secs(900),
+            parsed_timeout: Duration::from_secs(900),
+            chunked_timeout: Duration::from_secs(1800),
+            max_retries: 3,
+            batch: 100,
+        }
+    }
+}
+
 /// Settings of the deployed pipeline (Lambda, and the local runner against an emulator).
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
@@ -201,9 +213,10 @@ impl AwsConfig {
     pub fn from_lookup<F: Fn(&str) -> Option<String>>(
         env: Env<F>,
     ) -> Result<AwsConfig, ConfigError> {
-        let secs = |name, default| -> Result<Duration, ConfigError> {
-            Ok(Duration::from_secs(env.parsed(name, default)?))
+        let secs = |name, default: Duration| -> Result<Duration, ConfigError> {
+            Ok(Duration::from_secs(env.parsed(name, default.as_secs())?))
         };
+        let sweep = SweepPolicy::default();
         let max_receive_count = env.parsed("MAX_RECEIVE_COUNT", 5)?;
         if max_receive_count == 0 {
             return Err(invalid("MAX_RECEIVE_COUNT", 0, "must be at least 1"));
@@ -218,11 +231,11 @@ impl AwsConfig {
             s3_force_path_style: env.parsed("S3_FORCE_PATH_STYLE", false)?,
             max_receive_count,
             sweep: SweepPolicy {
-                queued_timeout: secs("SWEEP_QUEUED_TIMEOUT_SECS", 900)?,
-                parsed_timeout: secs("SWEEP_PARSED_TIMEOUT_SECS", 900)?,
-                chunked_timeout: secs("SWEEP_CHUNKED_TIMEOUT_SECS", 1800)?,
-                max_retries: env.parsed("SWEEP_MAX_RETRIES", 3)?,
-                batch: env.parsed("SWEEP_BATCH", 100)?,
+                queued_timeout: secs("SWEEP_QUEUED_TIMEOUT_SECS", sweep.queued_timeout)?,
+                parsed_timeout: secs("SWEEP_PARSED_TIMEOUT_SECS", sweep.parsed_timeout)?,
+                chunked_timeout: secs("SWEEP_CHUNKED_TIMEOUT_SECS", sweep.chunked_timeout)?,
+                max_retries: env.parsed("SWEEP_MAX_RETRIES", sweep.max_retries)?,
+                batch: env.parsed("SWEEP_BATCH", sweep.batch)?,
             },
         })
     }

@@ -5,7 +5,7 @@
 use crate::config::SweepPolicy;
 use crate::error::{Rejection, Result};
 use crate::jobs;
-use crate::stages::{self, Pipeline};
+use crate::stages::{self, Pipeline, embed};
 use crate::state::JobState;
 use uuid::Uuid;
 
@@ -18,6 +18,8 @@ pub struct SweepReport {
     pub failed: Vec<Uuid>,
     /// Jobs whose wait for spending to resume was over, sent on again.
     pub unpaused: Vec<Uuid>,
+    /// Searchable vectors of the fallback model replaced with the provider's.
+    pub replaced_fallback_vectors: u64,
 }
 
 /// Claims up to `policy.batch` stuck jobs and resumes or fails each. The
@@ -56,5 +58,10 @@ pub async fn sweep(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRep
     }
     pipeline.queue.send(messages).await?;
     tx.commit().await?;
+    // Best effort: the provider may still be down; the next sweep tries again.
+    match embed::replace_fallback_vectors(pipeline, policy.batch * 10).await {
+        Ok(replaced) => report.replaced_fallback_vectors = replaced,
+        Err(error) => tracing::warn!(%error, "fallback vectors not replaced yet"),
+    }
     Ok(report)
 }

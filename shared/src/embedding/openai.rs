@@ -324,15 +324,18 @@ mod tests {
         assert_eq!(parts.iter().map(|r| r.len()).sum::<usize>(), 100);
         assert!(client.requests(&[]).is_empty());
 
-        // A tokens-per-minute limit below the request limit caps requests at it.
-        let limited = embedder(&[("EMBEDDING_TPM", "20000")]);
-        let parts = limited.requests(&big);
-        assert!(
-            parts
-                .iter()
-                .all(|r| r.iter().map(|i| i.tokens).sum::<u32>() <= 20_000)
-        );
-        assert_eq!(parts.len(), 50);
+        // A tokens-per-minute limit caps requests at a twentieth of it.
+        let limited = embedder(&[("EMBEDDING_TPM", "100000")]);
+        let small = vec![
+            EmbedInput {
+                text: "x",
+                tokens: 1000
+            };
+            100
+        ];
+        let parts = limited.requests(&small);
+        assert!(parts.iter().all(|r| r.len() == 5), "5 000 tokens each");
+        assert_eq!(parts.len(), 20);
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! to one service in this process, plus the pauses the service asks for
 //! (`Retry-After`, `x-ratelimit-remaining-*: 0`).
 //!
-//! Tokens use a GCRA limiter (governor) whose burst is one request's worth:
-//! over any minute at most the limit plus one request goes out, never a
-//! minute's worth at once.
+//! Tokens use a GCRA limiter (governor) whose burst is one request (at most
+//! a twentieth of the limit) and whose rate is the limit less that burst, so
+//! no 60-second window ever carries more than the limit, and steady state
+//! runs at 95 % or more of it.
 
 use governor::clock::DefaultClock;
 use governor::middleware::NoOpMiddleware;
@@ -32,8 +33,8 @@ fn gcra(per_minute: NonZeroU32, burst: NonZeroU32) -> Limiter {
 }
 
 impl RateLimiter {
-    /// `tokens_per_minute` with requests of at most `max_request_tokens`
-    /// (the burst), and `requests_per_minute`; `None` means unlimited.
+    /// `tokens_per_minute` with requests of at most `max_request_tokens`,
+    /// and `requests_per_minute`; `None` means unlimited.
     pub fn new(
         tokens_per_minute: Option<NonZeroU32>,
         max_request_tokens: NonZeroU32,
@@ -41,8 +42,10 @@ impl RateLimiter {
     ) -> Self {
         RateLimiter {
             tokens: tokens_per_minute.map(|tpm| {
-                let burst = max_request_tokens.min(tpm);
-                (gcra(tpm, burst), burst.get())
+                let twentieth = NonZeroU32::new(tpm.get() / 20).unwrap_or(NonZeroU32::MIN);
+                let burst = max_request_tokens.min(twentieth);
+                let rate = NonZeroU32::new(tpm.get() - burst.get()).unwrap_or(NonZeroU32::MIN);
+                (gcra(rate, burst), burst.get())
             }),
             requests: requests_per_minute.map(|rpm| gcra(rpm, NonZeroU32::MIN)),
             paused_until: Mutex::new(None),

@@ -182,3 +182,89 @@ pub async fn embed(
     tx.commit().await?;
     Ok(ended)
 }
+
+/// Replaces up to `limit` searchable vectors made by the fallback model (hybrid
+/// mode, provider down) with the provider's, once the provider answers again.
+/// Returns how many were replaced.
+pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result<u64> {
+    let embedder = &pipeline.embedder;
+    let Some(fallback) = embedder.fallback_model() else {
+        return Ok(0);
+    };
+    let rows = pipeline
+        .db
+        .get()
+        .await?
+        .query(
+            "SELECT chunk_id, tenant, job_id, text, token_count
+               FROM upload_pipeline.document_chunks WHERE model = $1 LIMIT $2",
+            &[&fallback, &i64::from(limit)],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let texts: Vec<(String, i32)> = rows.iter().map(|r| (r.get(3), r.get(4))).collect();
+    let inputs: Vec<EmbedInput> = texts
+        .iter()
+        .map(|(text, tokens)| EmbedInput {
+            text,
+            tokens: *tokens as u32,
+        })
+        .collect();
+    if embedder.billable() {
+        cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost).await?;
+    }
+    let embeddings = embedder.embed(&inputs).await?;
+    if embeddings.model != embedder.model() {
+        return Ok(0); // The provider is still down.
+    }
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.get(0)).collect();
+    let vectors: Vec<Vector> = embeddings.vectors.into_iter().map(Vector::from).collect();
+    let hashes: Vec<Vec<u8>> = texts
+        .iter()
+        .map(|(text, _)| crate::ids::sha256(text.as_bytes()).to_vec())
+        .collect();
+    let model = embedder.model();
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let replaced = tx
+        .execute(
+            "UPDATE upload_pipeline.document_chunks c SET embedding = t.e, model = $3
+               FROM unnest($1::uuid[], $2::vector[]) AS t(id, e)
+              WHERE c.chunk_id = t.id AND c.model = $4",
+            &[&ids, &vectors, &model, &fallback],
+        )
+        .await?;
+    tx.execute(
+        "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
+         SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
+         ON CONFLICT DO NOTHING",
+        &[&hashes, &model, &(embedder.dims() as i32), &vectors],
+    )
+    .await?;
+    // The bill, shared among the jobs by their chunks' tokens.
+    let mut per_job: HashMap<(String, Uuid), i64> = HashMap::new();
+    for row in &rows {
+        *per_job.entry((row.get(1), row.get(2))).or_default() += i64::from(row.get::<_, i32>(4));
+    }
+    let total_tokens: i64 = per_job.values().sum::<i64>().max(1);
+    for (n, ((tenant, job_id), tokens)) in per_job.iter().enumerate() {
+        let share = *tokens as f64 / total_tokens as f64;
+        let billed = embeddings.billed_tokens as f64 * share;
+        let spend = Spend {
+            tenant,
+            job_id: *job_id,
+            service: embeddings.service,
+            model,
+            units: billed.round() as i64,
+            unit: "tokens",
+            usd: billed * pipeline.cost.embedding_usd_per_million_tokens / 1e6,
+            requests: if n == 0 { embeddings.requests } else { 0 },
+        };
+        cost::record(&tx, &spend).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(replaced, "fallback vectors replaced with the provider's");
+    Ok(replaced)
+}

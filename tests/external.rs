@@ -1,0 +1,416 @@
+//! The embedding client against mock-openai over real HTTP: each fault knob,
+//! the tokens-per-minute limit, the circuit breaker, hybrid fallback, and the
+//! budget and request cap that make jobs wait.
+
+use docpipe_mocks::faults::{Fault, FaultKnobs};
+use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
+use docpipe_shared::config::{Config, Env, SweepPolicy};
+use docpipe_shared::embedding::openai::OpenAiEmbedder;
+use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
+use docpipe_shared::external::breaker::BreakerState;
+use docpipe_shared::local::LocalPipeline;
+use docpipe_shared::stages::Pipeline;
+use docpipe_shared::{Error, Rejection, db, sweeper};
+use docpipe_tests::{TestDb, ingest_locally, samples_dir, spawn_openai};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const DIMS: &str = "64";
+
+fn config(url: &str, vars: &[(&str, &str)]) -> Config {
+    let mut all = vars.to_vec();
+    all.extend_from_slice(&[
+        ("DATABASE_URL", "postgres://unused"),
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", url),
+        ("EMBEDDING_DIMS", DIMS),
+        ("EXTERNAL_FIRST_BACKOFF_MS", "10"),
+    ]);
+    Config::from_lookup(Env(|name| {
+        all.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    }))
+    .unwrap()
+}
+
+async fn mock_with(faults: FaultKnobs) -> (String, Arc<MockOpenAi>) {
+    spawn_openai(MockOpenAiConfig {
+        default_dims: 64,
+        faults,
+        ..MockOpenAiConfig::default()
+    })
+    .await
+}
+
+fn client(url: &str, vars: &[(&str, &str)]) -> OpenAiEmbedder {
+    let config = config(url, vars);
+    OpenAiEmbedder::new(&config.embedding, &config.external).unwrap()
+}
+
+const TEXTS: [&str; 3] = ["the fog horn", "a lighthouse keeper", "spring tides"];
+
+fn inputs() -> Vec<EmbedInput<'static>> {
+    TEXTS
+        .iter()
+        .map(|text| EmbedInput { text, tokens: 4 })
+        .collect()
+}
+
+fn injected(mock: &MockOpenAi, fault: Fault) -> usize {
+    mock.faults
+        .injected()
+        .iter()
+        .filter(|f| **f == fault)
+        .count()
+}
+
+#[tokio::test]
+async fn server_errors_and_malformed_bodies_are_retried_until_they_pass() {
+    let (url, mock) = mock_with(FaultKnobs {
+        error_rate: 0.3,
+        malformed_rate: 0.2,
+        seed: 11,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let client = client(&url, &[("EXTERNAL_MAX_ATTEMPTS", "10")]);
+    for _ in 0..20 {
+        let embeddings = client.embed(&inputs()).await.unwrap();
+        assert_eq!(embeddings.vectors.len(), 3);
+        assert_eq!(embeddings.vectors[1], mock::vector(TEXTS[1], 64));
+    }
+    assert!(injected(&mock, Fault::ServerError) >= 3);
+    assert!(injected(&mock, Fault::Malformed) >= 2);
+    assert_eq!(mock.accepted().len(), 20, "each batch accepted once");
+}
+
+#[tokio::test]
+async fn rate_limited_requests_wait_for_retry_after() {
+    let (url, mock) = mock_with(FaultKnobs {
+        rate_limit_rate: 0.5,
+        retry_after_secs: 1,
+        seed: 3,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let client = client(&url, &[("EXTERNAL_MAX_ATTEMPTS", "10")]);
+    let start = Instant::now();
+    for _ in 0..4 {
+        client.embed(&inputs()).await.unwrap();
+    }
+    let limited = injected(&mock, Fault::RateLimited) as u32;
+    assert!(limited >= 1, "seed 3 injects 429s");
+    assert!(
+        start.elapsed() >= Duration::from_millis(950) * limited,
+        "{limited} × Retry-After: 1 must be waited out, took {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn wrong_dimensions_fail_the_batch_for_good() {
+    let (url, _mock) = mock_with(FaultKnobs {
+        wrong_dims_rate: 1.0,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let error = client(&url, &[]).embed(&inputs()).await.unwrap_err();
+    assert!(
+        matches!(&error, Error::Rejected(Rejection::EmbeddingInvalid { detail })
+            if detail == "vector of 63 dimensions, expected 64 (EMBEDDING_DIMS)"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn hung_requests_time_out_and_latency_is_waited_out() {
+    let (url, mock) = mock_with(FaultKnobs {
+        timeout_rate: 1.0,
+        hang_secs: 5,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let client = client(
+        &url,
+        &[
+            ("EMBEDDING_TIMEOUT_SECS", "1"),
+            ("EXTERNAL_MAX_ATTEMPTS", "2"),
+        ],
+    );
+    let start = Instant::now();
+    let error = client.embed(&inputs()).await.unwrap_err();
+    assert!(error.is_transient(), "{error}");
+    assert!(
+        error.to_string().contains("embeddings request timed out"),
+        "{error}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(injected(&mock, Fault::Hang), 2);
+
+    mock.faults.set_knobs(FaultKnobs {
+        latency_ms: 300,
+        ..FaultKnobs::default()
+    });
+    let start = Instant::now();
+    client.embed(&inputs()).await.unwrap();
+    assert!(start.elapsed() >= Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn the_client_paces_itself_under_the_providers_token_limit() {
+    // 3 000 tokens a second at the mock. The client's limit is per minute, so
+    // it is told 60 × 2 500 (its burst of 500 tokens on top makes 3 000 a second).
+    let (url, mock) = spawn_openai(MockOpenAiConfig {
+        default_dims: 64,
+        tokens_per_window: Some(3000),
+        limit_window: Duration::from_secs(1),
+        ..MockOpenAiConfig::default()
+    })
+    .await;
+    let client = Arc::new(client(
+        &url,
+        &[
+            ("EMBEDDING_TPM", "150500"),
+            ("EMBEDDING_MAX_REQUEST_TOKENS", "500"),
+            ("EXTERNAL_MAX_ATTEMPTS", "20"),
+        ],
+    ));
+    // 12 concurrent batches of 500 real tokens each: 6 000 tokens, ~2 s of quota.
+    let text = "word ".repeat(500);
+    let tokens = docpipe_shared::chunking::tokenizer()
+        .encode_ordinary(&text)
+        .len() as u32;
+    let start = Instant::now();
+    let batches = (0..12).map(|_| {
+        let client = client.clone();
+        let text = text.clone();
+        tokio::spawn(async move {
+            client
+                .embed(&[EmbedInput {
+                    text: &text,
+                    tokens,
+                }])
+                .await
+                .map(|e| e.billed_tokens)
+        })
+    });
+    let billed: u64 = futures::future::join_all(batches)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().unwrap())
+        .sum();
+    let elapsed = start.elapsed();
+    assert_eq!(
+        billed,
+        12 * u64::from(tokens),
+        "no batch lost or paid twice"
+    );
+    // Paced by the client, not by 429s, and the run took as
+    // long as the quota needs (the first 500 tokens are the burst).
+    assert_eq!(mock.accepted().len(), 12, "each batch accepted once");
+    assert_eq!(mock.rate_limited(), 0, "the client kept under the limit");
+    assert!(elapsed >= Duration::from_millis(2100), "{elapsed:?}");
+}
+
+#[tokio::test]
+async fn the_breaker_opens_fails_fast_and_closes_after_a_good_probe() {
+    let (url, mock) = mock_with(FaultKnobs {
+        error_rate: 1.0,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let client = client(
+        &url,
+        &[
+            ("BREAKER_THRESHOLD", "3"),
+            ("BREAKER_COOLDOWN_SECS", "1"),
+            ("EXTERNAL_MAX_ATTEMPTS", "1"),
+        ],
+    );
+    for _ in 0..3 {
+        assert!(client.embed(&inputs()).await.unwrap_err().is_transient());
+    }
+    assert_eq!(client.breakers(), [("openai", BreakerState::Open)]);
+    let start = Instant::now();
+    let error = client.embed(&inputs()).await.unwrap_err();
+    assert!(
+        error.to_string().contains("circuit breaker is open"),
+        "{error}"
+    );
+    assert!(start.elapsed() < Duration::from_millis(100), "fails fast");
+    assert_eq!(injected(&mock, Fault::ServerError), 3, "no call while open");
+
+    mock.faults.set_knobs(FaultKnobs::default());
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    client.embed(&inputs()).await.unwrap();
+    assert_eq!(client.breakers(), [("openai", BreakerState::Closed)]);
+}
+
+async fn chunk_models(test_db: &TestDb) -> Vec<String> {
+    test_db
+        .column("SELECT DISTINCT model FROM upload_pipeline.document_chunks ORDER BY 1")
+        .await
+}
+
+#[tokio::test]
+async fn hybrid_falls_back_to_the_mock_outside_production_and_replaces_it_later() {
+    let (url, mock) = mock_with(FaultKnobs {
+        error_rate: 1.0,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let vars = [
+        ("SERVICE_MODE", "hybrid"),
+        ("DOCPIPE_ENVIRONMENT", "dev"),
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", url.as_str()),
+        ("EMBEDDING_DIMS", DIMS),
+        ("EXTERNAL_MAX_ATTEMPTS", "1"),
+    ];
+    let config = test_db.config(&vars);
+    let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
+    assert!(
+        outcomes.values().all(|o| o.state == "complete"),
+        "{outcomes:?}"
+    );
+    assert_eq!(chunk_models(&test_db).await, [mock::MODEL]);
+
+    // The provider is back: the sweeper swaps every fallback vector for a real one.
+    mock.faults.set_knobs(FaultKnobs::default());
+    let pool = db::connect(&config).await.unwrap();
+    let local = LocalPipeline::new(&config, pool).unwrap();
+    let pipeline: &Pipeline = local.pipeline();
+    let report = sweeper::sweep(pipeline, &SweepPolicy::default())
+        .await
+        .unwrap();
+    let chunks = test_db.count("document_chunks").await as u64;
+    assert_eq!(report.replaced_fallback_vectors, chunks);
+    assert_eq!(chunk_models(&test_db).await, ["text-embedding-3-small"]);
+    let vector: Vec<pgvector::Vector> = test_db
+        .column(
+            "SELECT embedding FROM upload_pipeline.document_chunks WHERE chunk_index = 0 LIMIT 1",
+        )
+        .await;
+    assert_eq!(vector[0].as_slice().len(), 64);
+
+    // In production, hybrid never falls back: the same outage fails the jobs.
+    mock.faults.set_knobs(FaultKnobs {
+        error_rate: 1.0,
+        ..FaultKnobs::default()
+    });
+    let production = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let mut vars = vars.to_vec();
+    vars[1] = ("DOCPIPE_ENVIRONMENT", "production");
+    let (_, outcomes) = ingest_locally(&production.config(&vars), "acme", &[samples_dir()]).await;
+    assert!(
+        outcomes
+            .values()
+            .all(|o| o.state == "failed" && o.error_code.as_deref() == Some("retries_exhausted")),
+        "{outcomes:?}"
+    );
+    assert_eq!(production.count("document_chunks").await, 0);
+}
+
+#[tokio::test]
+async fn past_the_daily_budget_jobs_wait_and_resume_when_spending_may_go_on() {
+    let (url, _mock) = mock_with(FaultKnobs::default()).await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let vars = |budget: &'static str| {
+        vec![
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-test"),
+            ("OPENAI_BASE_URL", url.as_str()),
+            ("EMBEDDING_DIMS", DIMS),
+            ("EMBEDDING_USD_PER_MILLION_TOKENS", "1000"),
+            ("DAILY_BUDGET_USD", budget),
+        ]
+    };
+    let samples = samples_dir();
+    let first = samples.join("fog-signals.txt");
+    let config = test_db.config(&vars("0.01"));
+    let (_, outcomes) = ingest_locally(&config, "acme", &[first]).await;
+    assert!(outcomes.values().all(|o| o.state == "complete"));
+    let spent: Vec<f64> = test_db
+        .column("SELECT sum(usd)::float8 FROM upload_pipeline.cost_ledger")
+        .await;
+    assert!(
+        spent[0] > 0.01,
+        "the first document spent the budget: {spent:?}"
+    );
+
+    let second = samples.join("tide-tables.md");
+    let (_, outcomes) = ingest_locally(&config, "acme", &[second]).await;
+    let waiting = &outcomes["uploads/acme/tide-tables.md"];
+    assert_eq!(waiting.state, "chunked", "waits, does not fail");
+    let reasons: Vec<String> = test_db
+        .column("SELECT waiting_reason FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL")
+        .await;
+    assert_eq!(reasons.len(), 1);
+    assert!(
+        reasons[0].starts_with("daily budget reached"),
+        "{}",
+        reasons[0]
+    );
+
+    // A new day (simulated) with a larger budget: the sweeper sends it on.
+    test_db
+        .client()
+        .await
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs SET waiting_until = now() WHERE waiting_until IS NOT NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    let config = test_db.config(&vars("100"));
+    let pool = db::connect(&config).await.unwrap();
+    let mut local = LocalPipeline::new(&config, pool).unwrap();
+    let report = sweeper::sweep(local.pipeline(), &SweepPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(report.unpaused.len(), 1);
+    local.run(Vec::new(), |_| {}).await;
+    let states: Vec<String> = test_db
+        .column("SELECT state FROM upload_pipeline.upload_jobs ORDER BY source_key")
+        .await;
+    assert_eq!(states, ["complete", "complete"]);
+}
+
+#[tokio::test]
+async fn the_hourly_request_cap_stops_new_calls() {
+    let (url, mock) = mock_with(FaultKnobs::default()).await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let config = test_db.config(&[
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", &url),
+        ("EMBEDDING_DIMS", DIMS),
+        ("HOURLY_REQUEST_CAP", "1"),
+        ("DB_POOL_SIZE", "1"),
+    ]);
+    let samples = samples_dir();
+    let files = [
+        samples.join("fog-signals.txt"),
+        samples.join("tide-tables.md"),
+    ];
+    let (_, outcomes) = ingest_locally(&config, "acme", &files).await;
+    let mut states: Vec<&str> = outcomes.values().map(|o| o.state.as_str()).collect();
+    states.sort();
+    assert_eq!(states, ["chunked", "complete"], "{outcomes:?}");
+    assert_eq!(mock.accepted().len(), 1, "one request, then the cap");
+    let reasons: Vec<String> = test_db
+        .column("SELECT waiting_reason FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL")
+        .await;
+    assert!(
+        reasons[0].starts_with("hourly request cap reached: 1 requests"),
+        "{reasons:?}"
+    );
+}
