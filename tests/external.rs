@@ -1,8 +1,10 @@
-//! The embedding client against mock-openai over real HTTP: each fault knob,
-//! the tokens-per-minute limit, the circuit breaker, hybrid fallback, and the
-//! budget and request cap that make jobs wait.
+//! The external-service clients against the mock servers over real HTTP: each
+//! fault knob, the tokens-per-minute limit, the circuit breaker, hybrid
+//! fallback, the budget and request cap that make jobs wait, and LlamaParse's
+//! submit / check-later / result cycle.
 
 use docpipe_mocks::faults::{Fault, FaultKnobs};
+use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
 use docpipe_shared::config::{Config, Env, SweepPolicy};
 use docpipe_shared::embedding::openai::OpenAiEmbedder;
@@ -11,7 +13,7 @@ use docpipe_shared::external::breaker::BreakerState;
 use docpipe_shared::local::LocalPipeline;
 use docpipe_shared::stages::Pipeline;
 use docpipe_shared::{Error, Rejection, db, sweeper};
-use docpipe_tests::{TestDb, ingest_locally, samples_dir, spawn_openai};
+use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, serve, spawn_openai};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -413,4 +415,128 @@ async fn the_hourly_request_cap_stops_new_calls() {
         reasons[0].starts_with("hourly request cap reached: 1 requests"),
         "{reasons:?}"
     );
+}
+
+async fn spawn_llamaparse(config: MockLlamaParseConfig) -> (String, Arc<MockLlamaParse>) {
+    let mock = MockLlamaParse::new(config);
+    let address = serve(mock.router()).await;
+    (format!("http://{address}"), mock)
+}
+
+#[tokio::test]
+async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_page() {
+    let (url, mock) = spawn_llamaparse(MockLlamaParseConfig {
+        api_key: Some("llx-test".into()),
+        processing_delay: Duration::from_millis(1500),
+        faults: FaultKnobs {
+            error_rate: 0.2,
+            rate_limit_rate: 0.1,
+            retry_after_secs: 1,
+            seed: 5,
+            ..FaultKnobs::default()
+        },
+    })
+    .await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let config = test_db.config(&[
+        ("EMBEDDING_DIMS", DIMS),
+        ("PARSER", "llamaparse"),
+        ("LLAMA_CLOUD_API_KEY", "llx-test"),
+        ("LLAMAPARSE_BASE_URL", &url),
+        ("LLAMAPARSE_EXTENSIONS", "pdf,md"),
+        ("LLAMAPARSE_FIRST_POLL_SECS", "1"),
+        ("EXTERNAL_MAX_ATTEMPTS", "10"),
+        ("EXTERNAL_FIRST_BACKOFF_MS", "10"),
+    ]);
+    let scratch = ScratchDir::new();
+    let broken = scratch.write("broken.pdf", b"%PDF-1.4 truncated");
+    let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir(), broken]).await;
+    for (key, outcome) in &outcomes {
+        let expected = if key.ends_with("broken.pdf") {
+            "failed"
+        } else {
+            "complete"
+        };
+        assert_eq!(
+            outcome.state, expected,
+            "{key}: {:?}",
+            outcome.error_message
+        );
+    }
+    let broken = &outcomes["uploads/acme/broken.pdf"];
+    assert_eq!(broken.error_code.as_deref(), Some("parse_failed"));
+    assert!(
+        broken
+            .error_message
+            .as_deref()
+            .unwrap()
+            .starts_with("LlamaParse could not parse the document: PDF cannot be read"),
+        "{broken:?}"
+    );
+    assert_eq!(mock.submitted(), 3, "pdf, md and the broken pdf, each once");
+    assert!(
+        !mock.faults.injected().is_empty(),
+        "faults were injected and survived"
+    );
+
+    let pages: Vec<String> = test_db
+        .column(
+            "SELECT source_key || ' ' || units || ' ' || usd::text FROM upload_pipeline.cost_ledger l
+               JOIN upload_pipeline.upload_jobs j ON j.id = l.job_id
+              WHERE unit = 'pages' ORDER BY 1",
+        )
+        .await;
+    assert_eq!(
+        pages,
+        [
+            "uploads/acme/lighthouse-handbook.pdf 2 0.006000",
+            "uploads/acme/tide-tables.md 1 0.003000"
+        ]
+    );
+    let submitted: Vec<i64> = test_db
+        .column("SELECT count(*) FROM upload_pipeline.events WHERE action = 'parse_submitted'")
+        .await;
+    assert_eq!(submitted, [3]);
+    let pool = db::connect(&config).await.unwrap();
+    let embedder = docpipe_shared::embedding::from_config(&config).unwrap();
+    let hits = docpipe_shared::search::search(
+        &pool,
+        embedder.as_ref(),
+        "acme",
+        "Fresnel lens bends the light",
+        1,
+    )
+    .await
+    .unwrap();
+    assert_eq!(hits[0].source_key, "uploads/acme/lighthouse-handbook.pdf");
+}
+
+#[tokio::test]
+async fn a_llamaparse_job_that_never_finishes_fails_the_document() {
+    let (url, mock) = spawn_llamaparse(MockLlamaParseConfig {
+        api_key: None,
+        processing_delay: Duration::from_secs(3600),
+        faults: FaultKnobs::default(),
+    })
+    .await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let config = test_db.config(&[
+        ("EMBEDDING_DIMS", DIMS),
+        ("PARSER", "llamaparse"),
+        ("LLAMA_CLOUD_API_KEY", "llx-test"),
+        ("LLAMAPARSE_BASE_URL", &url),
+        ("LLAMAPARSE_FIRST_POLL_SECS", "1"),
+        ("LLAMAPARSE_MAX_POLL_SECS", "1"),
+        ("LLAMAPARSE_JOB_TIMEOUT_SECS", "2"),
+    ]);
+    let pdf = samples_dir().join("lighthouse-handbook.pdf");
+    let (_, outcomes) = ingest_locally(&config, "acme", &[pdf]).await;
+    let outcome = &outcomes["uploads/acme/lighthouse-handbook.pdf"];
+    assert_eq!(outcome.state, "failed");
+    assert_eq!(outcome.error_code.as_deref(), Some("parse_timeout"));
+    assert_eq!(
+        outcome.error_message.as_deref(),
+        Some("LlamaParse did not finish within 2 s (LLAMAPARSE_JOB_TIMEOUT_SECS)")
+    );
+    assert_eq!(mock.submitted(), 1);
 }

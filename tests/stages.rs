@@ -23,6 +23,9 @@ impl Queue for HeldQueue {
         self.0.lock().unwrap().extend(messages);
         Ok(())
     }
+    async fn send_later(&self, message: StageMessage, _delay: Duration) -> Result<()> {
+        self.send(vec![message]).await
+    }
 }
 
 impl HeldQueue {

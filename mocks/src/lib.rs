@@ -2,4 +2,5 @@
 //! contracts over real sockets.
 
 pub mod faults;
+pub mod llamaparse;
 pub mod openai;

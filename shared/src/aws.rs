@@ -156,7 +156,7 @@ impl SqsQueue {
 
     fn url_for(&self, stage: Stage) -> &str {
         match stage {
-            Stage::Parse => &self.urls.parse,
+            Stage::Parse | Stage::ParseCheck { .. } => &self.urls.parse,
             Stage::Chunk => &self.urls.chunk,
             Stage::Embed { .. } => &self.urls.embed,
         }
@@ -210,6 +210,20 @@ impl Queue for SqsQueue {
                 }
             }
         }
+        Ok(())
+    }
+
+    async fn send_later(&self, message: StageMessage, delay: Duration) -> Result<()> {
+        let body = serde_json::to_string(&message)
+            .map_err(|e| Error::transient("encoding a stage message", e))?;
+        self.client
+            .send_message()
+            .queue_url(self.url_for(message.stage))
+            .message_body(body)
+            .delay_seconds(delay.min(crate::queue::MAX_DELAY).as_secs() as i32)
+            .send()
+            .await
+            .map_err(|e| transient("SQS SendMessage", e))?;
         Ok(())
     }
 }

@@ -21,10 +21,13 @@ pub struct Job {
     pub correlation_id: String,
     /// How often the sweeper resumed this job.
     pub sweep_count: i32,
+    /// The LlamaParse job parsing this version, once submitted.
+    pub parse_request_id: Option<String>,
+    pub parse_requested_at: Option<std::time::SystemTime>,
 }
 
 const JOB_COLUMNS: &str = "id, document_id, tenant, source_key, state, parsed_key, chunk_count, \
-                           correlation_id, sweep_count";
+                           correlation_id, sweep_count, parse_request_id, parse_requested_at";
 
 impl Job {
     fn from_row(row: &Row) -> Result<Job> {
@@ -40,6 +43,8 @@ impl Job {
             chunk_count: row.get("chunk_count"),
             correlation_id: row.get("correlation_id"),
             sweep_count: row.get("sweep_count"),
+            parse_request_id: row.get("parse_request_id"),
+            parse_requested_at: row.get("parse_requested_at"),
         })
     }
 }
@@ -128,6 +133,68 @@ pub async fn claim_waited(tx: &impl GenericClient, limit: u32) -> Result<Vec<Job
         .iter()
         .map(Job::from_row)
         .collect()
+}
+
+/// Restarts a job's idle clock: it is waiting on a service, not stuck.
+pub async fn touch(client: &impl GenericClient, job_id: Uuid) -> Result<()> {
+    client
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs SET updated_at = now() WHERE id = $1",
+            &[&job_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Claims the right to submit a queued job to LlamaParse. A claim without a
+/// request id that is older than ten minutes was abandoned and may be taken.
+pub async fn claim_parse_request(client: &impl GenericClient, job_id: Uuid) -> Result<bool> {
+    Ok(client
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs
+                SET parse_requested_at = now(), updated_at = now()
+              WHERE id = $1 AND state = 'queued' AND parse_request_id IS NULL
+                AND (parse_requested_at IS NULL OR parse_requested_at < now() - interval '10 minutes')",
+            &[&job_id],
+        )
+        .await?
+        == 1)
+}
+
+/// Gives a claim back after a failed upload, so a retry may claim again.
+pub async fn release_parse_request(client: &impl GenericClient, job_id: Uuid) -> Result<()> {
+    client
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs SET parse_requested_at = NULL
+              WHERE id = $1 AND parse_request_id IS NULL",
+            &[&job_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Records LlamaParse's job id for the claimed job, with an audit row.
+pub async fn set_parse_request(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    request_id: &str,
+) -> Result<()> {
+    client
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs SET parse_request_id = $2 WHERE id = $1",
+            &[&job_id, &request_id],
+        )
+        .await?;
+    let detail = serde_json::json!({ "llamaparse_job": request_id });
+    record(
+        client,
+        job_id,
+        Some(JobState::Queued),
+        JobState::Queued,
+        "parse_submitted",
+        &detail,
+    )
+    .await
 }
 
 /// Records that the sweeper resumed a stuck job, restarting its idle clock.

@@ -16,6 +16,7 @@ pub mod external;
 pub mod ids;
 pub mod jobs;
 pub mod lambda;
+pub mod llamaparse;
 pub mod local;
 pub mod parsing;
 pub mod queue;

@@ -16,6 +16,7 @@ use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -24,17 +25,33 @@ use tokio::task::JoinSet;
 pub const MAX_ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 
-/// Stage messages for this process's own runner.
-struct InProcessQueue(mpsc::UnboundedSender<StageMessage>);
+/// Stage messages for this process's own runner. Delayed messages are held by
+/// a timer task and counted, so a run does not end while one is due.
+struct InProcessQueue {
+    sender: mpsc::UnboundedSender<StageMessage>,
+    delayed: Arc<AtomicUsize>,
+}
 
 #[async_trait]
 impl Queue for InProcessQueue {
     async fn send(&self, messages: Vec<StageMessage>) -> Result<()> {
         for message in messages {
-            self.0
+            self.sender
                 .send(message)
                 .map_err(|_| Error::Transient("local queue is closed".into()))?;
         }
+        Ok(())
+    }
+
+    async fn send_later(&self, message: StageMessage, delay: Duration) -> Result<()> {
+        let (sender, delayed) = (self.sender.clone(), self.delayed.clone());
+        delayed.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            // Sent before the count drops, so the run sees one or the other.
+            let _ = sender.send(message);
+            delayed.fetch_sub(1, Ordering::SeqCst);
+        });
         Ok(())
     }
 }
@@ -87,23 +104,25 @@ pub struct LocalPipeline {
     pipeline: Arc<Pipeline>,
     blobs: LocalBlobStore,
     inbox: mpsc::UnboundedReceiver<StageMessage>,
+    delayed: Arc<AtomicUsize>,
     concurrency: usize,
 }
 
 impl LocalPipeline {
     pub fn new(config: &Config, db: Pool) -> std::result::Result<Self, ConfigError> {
         let (sender, inbox) = mpsc::unbounded_channel();
+        let delayed = Arc::new(AtomicUsize::new(0));
         let blobs = LocalBlobStore::new(&config.local_blob_dir);
-        let pipeline = Pipeline::new(
-            config,
-            db,
-            Arc::new(blobs.clone()),
-            Arc::new(InProcessQueue(sender)),
-        )?;
+        let queue = InProcessQueue {
+            sender,
+            delayed: delayed.clone(),
+        };
+        let pipeline = Pipeline::new(config, db, Arc::new(blobs.clone()), Arc::new(queue))?;
         Ok(LocalPipeline {
             pipeline: Arc::new(pipeline),
             blobs,
             inbox,
+            delayed,
             concurrency: config.db_pool_size.max(1),
         })
     }
@@ -154,6 +173,16 @@ impl LocalPipeline {
                         result.unwrap_or_else(|_| Err(Error::Transient("stage panicked".into())));
                     (work, attempt, result)
                 });
+            }
+            if tasks.is_empty() {
+                if self.delayed.load(Ordering::SeqCst) == 0 && self.inbox.is_empty() {
+                    break;
+                }
+                // Only delayed messages are left: wait for the next one.
+                if let Some(message) = self.inbox.recv().await {
+                    stage_work.push_back((Work::Stage(message), 1));
+                }
+                continue;
             }
             let Some(joined) = tasks.join_next().await else {
                 break;

@@ -3,6 +3,7 @@
 use crate::error::Result;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// One unit of stage work. Small on purpose: text and vectors stay in the
@@ -21,6 +22,10 @@ pub struct StageMessage {
 #[serde(tag = "stage", rename_all = "snake_case")]
 pub enum Stage {
     Parse,
+    /// Check on a document submitted to LlamaParse (the `attempt`-th check).
+    ParseCheck {
+        attempt: u32,
+    },
     Chunk,
     /// Embed chunks `first_chunk .. first_chunk + chunk_count`.
     Embed {
@@ -32,7 +37,7 @@ pub enum Stage {
 impl Stage {
     pub fn name(self) -> &'static str {
         match self {
-            Stage::Parse => "parse",
+            Stage::Parse | Stage::ParseCheck { .. } => "parse",
             Stage::Chunk => "chunk",
             Stage::Embed { .. } => "embed",
         }
@@ -50,9 +55,15 @@ impl StageMessage {
     }
 }
 
+/// SQS's longest delivery delay.
+pub const MAX_DELAY: Duration = Duration::from_secs(900);
+
 #[async_trait]
 pub trait Queue: Send + Sync {
     async fn send(&self, messages: Vec<StageMessage>) -> Result<()>;
+    /// Sends `message` to be delivered after `delay` (at most [`MAX_DELAY`]):
+    /// how a stage checks back later without sleeping.
+    async fn send_later(&self, message: StageMessage, delay: Duration) -> Result<()>;
 }
 
 #[cfg(test)]

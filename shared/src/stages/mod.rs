@@ -9,10 +9,11 @@ pub mod parse;
 
 use crate::blob::BlobStore;
 use crate::chunking::Chunker;
-use crate::config::{Config, CostPolicy};
+use crate::config::{Config, CostPolicy, ParserProvider, ServiceMode};
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Rejection, Result};
 use crate::jobs::{self, Job};
+use crate::llamaparse::LlamaParseClient;
 use crate::queue::{Queue, Stage, StageMessage};
 use crate::state::JobState;
 use deadpool_postgres::Pool;
@@ -30,6 +31,18 @@ pub struct Pipeline {
     pub max_file_bytes: u64,
     pub embed_batch_size: u32,
     pub cost: CostPolicy,
+    /// LlamaParse, when `PARSER=llamaparse` and not `SERVICE_MODE=mock`.
+    pub llamaparse: Option<RemoteParser>,
+}
+
+/// LlamaParse and how long to wait for it.
+pub struct RemoteParser {
+    pub client: LlamaParseClient,
+    pub job_timeout: std::time::Duration,
+    pub first_poll_delay: std::time::Duration,
+    pub max_poll_delay: std::time::Duration,
+    /// Parse locally when LlamaParse is down (hybrid mode outside production).
+    pub local_fallback: bool,
 }
 
 impl Pipeline {
@@ -58,8 +71,29 @@ impl Pipeline {
             max_file_bytes: config.max_file_bytes,
             embed_batch_size: config.embed_batch_size as u32,
             cost: config.cost.clone(),
+            llamaparse: remote_parser(config)?,
         })
     }
+}
+
+fn remote_parser(config: &Config) -> std::result::Result<Option<RemoteParser>, ConfigError> {
+    if config.parser != ParserProvider::LlamaParse || config.mode == ServiceMode::Mock {
+        return Ok(None);
+    }
+    let llamaparse = &config.llamaparse;
+    let client =
+        LlamaParseClient::new(llamaparse, &config.external).map_err(|e| ConfigError::Invalid {
+            name: "LLAMAPARSE_BASE_URL",
+            value: llamaparse.base_url.clone(),
+            reason: e.to_string(),
+        })?;
+    Ok(Some(RemoteParser {
+        client,
+        job_timeout: llamaparse.job_timeout,
+        first_poll_delay: llamaparse.first_poll_delay,
+        max_poll_delay: llamaparse.max_poll_delay,
+        local_fallback: config.mode == ServiceMode::Hybrid && !config.production,
+    }))
 }
 
 /// What handling one stage message did.
@@ -86,7 +120,7 @@ pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handl
 async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
     let job_id = message.job_id;
     let result = match message.stage {
-        Stage::Parse => parse::parse(pipeline, message).await,
+        Stage::Parse | Stage::ParseCheck { .. } => parse::parse(pipeline, message).await,
         Stage::Chunk => chunk::chunk(pipeline, message).await,
         Stage::Embed {
             first_chunk,

@@ -1,13 +1,18 @@
 //! Parse: read the uploaded object, extract its text, store the text under
-//! `parsed/`, and send the job to chunk.
+//! `parsed/`, and send the job to chunk. Text, markdown, HTML and PDF text
+//! layers are parsed here; extensions configured for LlamaParse are uploaded
+//! to it and checked on with delayed messages until its markdown is ready.
 
-use super::{Pipeline, blocking, job_in_state};
-use crate::error::Result;
-use crate::jobs;
+use super::{Pipeline, RemoteParser, blocking, job_in_state};
+use crate::cost::{self, Spend};
+use crate::error::{Rejection, Result};
+use crate::jobs::{self, Job};
+use crate::llamaparse::JobStatus;
 use crate::parsing;
 use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
 use bytes::Bytes;
+use std::time::Duration;
 use uuid::Uuid;
 
 /// Where a job's parsed text is stored. Markdown keeps its extension so chunk
@@ -19,27 +24,175 @@ pub fn parsed_key(tenant: &str, job_id: Uuid, markdown: bool) -> String {
     )
 }
 
+/// A document's text, however it was parsed.
+struct Parsed {
+    text: String,
+    markdown: bool,
+    format: String,
+    pages: Option<u32>,
+    /// Pages LlamaParse billed, and the requests it took.
+    billed: Option<(u32, u32)>,
+}
+
 pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option<JobState>> {
-    let job_id = message.job_id;
-    let Some(job) = job_in_state(pipeline, job_id, JobState::Queued, "parse").await? else {
+    let Some(job) = job_in_state(pipeline, message.job_id, JobState::Queued, "parse").await? else {
         return Ok(None);
     };
+    let remote = pipeline
+        .llamaparse
+        .as_ref()
+        .filter(|remote| remote.client.handles(&job.source_key));
+    let parsed = match remote {
+        None => parse_locally(pipeline, &job).await?,
+        Some(remote) => match parse_remotely(pipeline, remote, &job, message).await {
+            Ok(Some(parsed)) => parsed,
+            // Submitted, or still running: a check is on its way.
+            Ok(None) => return Ok(None),
+            Err(error) if error.is_transient() && remote.local_fallback => {
+                tracing::warn!(%error, "LlamaParse unavailable; parsing locally (not production)");
+                parse_locally(pipeline, &job).await?
+            }
+            Err(error) => return Err(error),
+        },
+    };
+    store(pipeline, &job, message, parsed).await
+}
+
+async fn parse_locally(pipeline: &Pipeline, job: &Job) -> Result<Parsed> {
     let bytes = pipeline
         .blobs
         .get(&job.source_key, pipeline.max_file_bytes)
         .await?;
     let key = job.source_key.clone();
     let document = blocking(move || parsing::parse(&key, &bytes)).await??;
-    let parsed_key = parsed_key(&job.tenant, job_id, document.format.is_markdown());
-    let chars = document.text.chars().count() as i64;
+    Ok(Parsed {
+        markdown: document.format.is_markdown(),
+        format: format!("{:?}", document.format).to_lowercase(),
+        pages: document.pages,
+        text: document.text,
+        billed: None,
+    })
+}
+
+/// Submits the document, or checks on it; its text once LlamaParse is done.
+async fn parse_remotely(
+    pipeline: &Pipeline,
+    remote: &RemoteParser,
+    job: &Job,
+    message: &StageMessage,
+) -> Result<Option<Parsed>> {
+    let attempt = match message.stage {
+        Stage::ParseCheck { attempt } => attempt,
+        _ => 0,
+    };
+    let Some(request_id) = &job.parse_request_id else {
+        submit(pipeline, remote, job, message).await?;
+        return Ok(None);
+    };
+    let waited = job
+        .parse_requested_at
+        .and_then(|at| at.elapsed().ok())
+        .unwrap_or_default();
+    if waited > remote.job_timeout {
+        return Err(Rejection::ParseTimedOut {
+            secs: remote.job_timeout.as_secs(),
+        }
+        .into());
+    }
+    match remote.client.status(request_id).await? {
+        JobStatus::Pending => {
+            // Still working: not stuck, as far as the sweeper is concerned.
+            jobs::touch(&pipeline.db.get().await?, job.id).await?;
+            let delay = poll_delay(remote, attempt + 1);
+            tracing::info!(
+                request_id,
+                attempt,
+                delay_secs = delay.as_secs(),
+                "LlamaParse still parsing"
+            );
+            let check = message.next(Stage::ParseCheck {
+                attempt: attempt + 1,
+            });
+            pipeline.queue.send_later(check, delay).await?;
+            Ok(None)
+        }
+        JobStatus::Failed(detail) => Err(Rejection::ParseFailed { detail }.into()),
+        JobStatus::Done => {
+            let result = remote.client.result(request_id).await?;
+            Ok(Some(Parsed {
+                text: result.markdown,
+                markdown: true,
+                format: "llamaparse".into(),
+                pages: Some(result.pages),
+                // The upload, each check, and the result.
+                billed: Some((result.pages, attempt + 2)),
+            }))
+        }
+    }
+}
+
+/// Doubling from the first delay up to the longest, per check.
+fn poll_delay(remote: &RemoteParser, attempt: u32) -> Duration {
+    let factor = 2u32.saturating_pow(attempt.saturating_sub(1).min(16));
+    remote
+        .first_poll_delay
+        .saturating_mul(factor)
+        .min(remote.max_poll_delay)
+}
+
+/// Uploads the document once, however often this message is delivered:
+/// the job is claimed first, and a claim older than ten minutes (its holder
+/// died) may be taken over.
+async fn submit(
+    pipeline: &Pipeline,
+    remote: &RemoteParser,
+    job: &Job,
+    message: &StageMessage,
+) -> Result<()> {
+    let db = pipeline.db.get().await?;
+    cost::check_allowance(&db, &pipeline.cost).await?;
+    if !jobs::claim_parse_request(&db, job.id).await? {
+        tracing::info!("another delivery is submitting this document to LlamaParse");
+        return Ok(());
+    }
+    let bytes: Bytes = pipeline
+        .blobs
+        .get(&job.source_key, pipeline.max_file_bytes)
+        .await?;
+    let name = job.source_key.rsplit('/').next().unwrap_or("document");
+    let request_id = match remote.client.submit(name, bytes).await {
+        Ok(id) => id,
+        Err(error) => {
+            jobs::release_parse_request(&db, job.id).await?;
+            return Err(error);
+        }
+    };
+    jobs::set_parse_request(&db, job.id, &request_id).await?;
+    tracing::info!(%request_id, "submitted to LlamaParse");
+    let check = message.next(Stage::ParseCheck { attempt: 1 });
+    pipeline
+        .queue
+        .send_later(check, remote.first_poll_delay)
+        .await
+}
+
+async fn store(
+    pipeline: &Pipeline,
+    job: &Job,
+    message: &StageMessage,
+    parsed: Parsed,
+) -> Result<Option<JobState>> {
+    let job_id = job.id;
+    let parsed_key = parsed_key(&job.tenant, job_id, parsed.markdown);
+    let chars = parsed.text.chars().count() as i64;
     let detail = serde_json::json!({
-        "format": format!("{:?}", document.format).to_lowercase(),
+        "format": parsed.format,
         "chars": chars,
-        "pages": document.pages,
+        "pages": parsed.pages,
     });
     pipeline
         .blobs
-        .put(&parsed_key, Bytes::from(document.text))
+        .put(&parsed_key, Bytes::from(parsed.text))
         .await?;
 
     let mut client = pipeline.db.get().await?;
@@ -56,6 +209,19 @@ pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         &[&job_id, &parsed_key, &chars],
     )
     .await?;
+    if let Some((pages, requests)) = parsed.billed {
+        let spend = Spend {
+            tenant: &job.tenant,
+            job_id,
+            service: "llamaparse",
+            model: "llamaparse",
+            units: i64::from(pages),
+            unit: "pages",
+            usd: f64::from(pages) * pipeline.cost.llamaparse_usd_per_page,
+            requests,
+        };
+        cost::record(&tx, &spend).await?;
+    }
     tx.commit().await?;
     pipeline
         .queue
