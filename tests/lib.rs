@@ -1,6 +1,7 @@
 //! Support for docpipe's integration tests and benches: a fresh Postgres
 //! database per test, the mock servers on loopback ports, sample files.
 
+pub mod corpus;
 pub mod local_aws;
 
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};

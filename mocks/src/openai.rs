@@ -95,6 +95,8 @@ struct Stats {
     requests: u64,
     limited: u64,
     accepted: Vec<(u64, u64)>,
+    /// Every request that reached the token limit, accepted or not.
+    attempted: Vec<(u64, u64)>,
 }
 
 pub struct MockOpenAi {
@@ -185,9 +187,14 @@ impl MockOpenAi {
         self.stats.lock().unwrap().limited
     }
 
-    /// Tokens accepted so far, and each accepted request as `(ms since start, tokens)`.
+    /// Each accepted request as `(ms since start, tokens)`.
     pub fn accepted(&self) -> Vec<(u64, u64)> {
         self.stats.lock().unwrap().accepted.clone()
+    }
+
+    /// Each request that reached the token limit, accepted or refused, as `(ms since start, tokens)`.
+    pub fn attempted(&self) -> Vec<(u64, u64)> {
+        self.stats.lock().unwrap().attempted.clone()
     }
 }
 
@@ -299,6 +306,12 @@ async fn embeddings(
     }
     let prompt_tokens: usize = token_counts.iter().sum();
     let now = Instant::now();
+    let at_ms = now.duration_since(mock.started).as_millis() as u64;
+    mock.stats
+        .lock()
+        .unwrap()
+        .attempted
+        .push((at_ms, prompt_tokens as u64));
     let mut limit_headers = None;
     if let Some(window) = &mock.window {
         let mut window = window.lock().unwrap();
@@ -316,10 +329,11 @@ async fn embeddings(
             }
         }
     }
-    mock.stats.lock().unwrap().accepted.push((
-        now.duration_since(mock.started).as_millis() as u64,
-        prompt_tokens as u64,
-    ));
+    mock.stats
+        .lock()
+        .unwrap()
+        .accepted
+        .push((at_ms, prompt_tokens as u64));
     let dims = if fault == Some(Fault::WrongDims) {
         dims.saturating_sub(1).max(1)
     } else {

@@ -1,5 +1,12 @@
 //! Token-aware chunking: cl100k tokens, markdown structure where there is one,
 //! overlap between neighbours. The splitting itself is text-splitter's.
+//!
+//! Chunks follow paragraphs: the text is first cut at blank lines into
+//! sections of one paragraph each (a paragraph under a quarter of the chunk
+//! size, a heading say, joins the next), and only a section over the chunk
+//! size is split further. Where a cut falls depends on the paragraph alone,
+//! not on everything before it, so editing a paragraph changes only its own
+//! chunks and a re-ingest pays the embedding provider for just those.
 
 use crate::config::ChunkingConfig;
 use text_splitter::{ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter};
@@ -89,21 +96,63 @@ impl Chunker {
         })
     }
 
+    /// Sections of `text` at paragraph breaks, each with its char offset: a
+    /// section ends after a paragraph once it holds `min_tokens`.
+    fn sections<'t>(
+        text: &'t str,
+        min_tokens: usize,
+        sizer: &TokenOffsets<'t>,
+    ) -> Vec<(usize, &'t str)> {
+        let mut sections = Vec::new();
+        let (mut start, mut start_chars, mut chars) = (0, 0, 0);
+        let mut rest = text;
+        while let Some(at) = rest.find("\n\n") {
+            // Keep the blank line (and any further newlines) with this paragraph.
+            let after = at + rest[at..].find(|c| c != '\n').unwrap_or(rest.len() - at);
+            let end = text.len() - rest.len() + after;
+            chars += rest[..after].chars().count();
+            rest = &rest[after..];
+            if sizer.size(&text[start..end]) >= min_tokens {
+                sections.push((start_chars, &text[start..end]));
+                (start, start_chars) = (end, chars);
+            }
+        }
+        if start < text.len() {
+            sections.push((start_chars, &text[start..]));
+        }
+        sections
+    }
+
     pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
         let sizer = TokenOffsets::new(text);
-        let config = chunk_config(self.max_tokens, self.overlap_tokens, &sizer)
-            .expect("the same sizes passed Chunker::new");
-        let pieces: Vec<(usize, &str)> = if markdown {
-            MarkdownSplitter::new(config)
-                .chunk_char_indices(text)
-                .map(|c| (c.char_offset, c.chunk))
-                .collect()
-        } else {
-            TextSplitter::new(config)
-                .chunk_char_indices(text)
-                .map(|c| (c.char_offset, c.chunk))
-                .collect()
-        };
+        let mut pieces: Vec<(usize, &str)> = Vec::new();
+        for (offset, section) in Self::sections(text, self.max_tokens / 4, &sizer) {
+            let trimmed = section.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            if sizer.size(trimmed) <= self.max_tokens {
+                let leading = section[..section.len() - section.trim_start().len()]
+                    .chars()
+                    .count();
+                pieces.push((offset + leading, trimmed));
+                continue;
+            }
+            let config = chunk_config(self.max_tokens, self.overlap_tokens, &sizer)
+                .expect("the same sizes passed Chunker::new");
+            let split: Vec<(usize, &str)> = if markdown {
+                MarkdownSplitter::new(config)
+                    .chunk_char_indices(section)
+                    .map(|c| (offset + c.char_offset, c.chunk))
+                    .collect()
+            } else {
+                TextSplitter::new(config)
+                    .chunk_char_indices(section)
+                    .map(|c| (offset + c.char_offset, c.chunk))
+                    .collect()
+            };
+            pieces.extend(split);
+        }
         let mut chunks: Vec<(usize, &str, usize)> = Vec::with_capacity(pieces.len());
         for (char_offset, piece) in pieces {
             // With overlap, the splitter can follow a chunk with a longer one
@@ -228,9 +277,13 @@ mod tests {
         assert_eq!(sizer.size("not a slice of the text"), 6);
     }
 
+    /// The exact splitter's chunks of each paragraph section.
     fn exact_chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
-        let config = chunk_config(max, overlap, tokenizer()).unwrap();
-        TextSplitter::new(config).chunks(text).collect()
+        let splitter = TextSplitter::new(chunk_config(max, overlap, tokenizer()).unwrap());
+        Chunker::sections(text, max / 4, &TokenOffsets::new(text))
+            .into_iter()
+            .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
+            .collect()
     }
 
     fn overlapping_pairs(chunks: &[Chunk]) -> usize {
@@ -246,6 +299,38 @@ mod tests {
             .filter(|c| exact.contains(&c.text.as_str()))
             .count() as f64
             / fast.len() as f64
+    }
+
+    #[test]
+    fn an_edited_paragraph_changes_only_its_own_chunks() {
+        let words = ["tide", "lamp", "keeper", "fog", "harbour", "bell", "stairs"];
+        let paragraphs: Vec<String> = (0..60)
+            .map(|p| {
+                let len = 8 + (p * 37) % 60;
+                let body: Vec<&str> = (0..len).map(|w| words[(p * 3 + w * 5) % 7]).collect();
+                format!("{}.", body.join(" "))
+            })
+            .collect();
+        let chunker = chunker(100, 10);
+        let texts = |paragraphs: &[String]| -> Vec<String> {
+            chunker
+                .chunk(&paragraphs.join("\n\n"), false)
+                .into_iter()
+                .map(|c| c.text)
+                .collect()
+        };
+        let before = texts(&paragraphs);
+        for edited in [0, 17, 30, 59] {
+            let mut changed = paragraphs.clone();
+            changed[edited] = changed[edited].replacen(' ', " inserted words here ", 1);
+            let after = texts(&changed);
+            let new = after.iter().filter(|c| !before.contains(c)).count();
+            assert!(
+                (1..=2).contains(&new),
+                "paragraph {edited}: {new} new chunks"
+            );
+            assert!(after.len().abs_diff(before.len()) <= 1);
+        }
     }
 
     #[test]
