@@ -106,7 +106,7 @@ async fn rate(tpm: u32, minutes: f64, rate_limit_rate: f64) {
         ("DAILY_BUDGET_USD", "1000"),
     ]);
     let started = Instant::now();
-    let (_, outcomes) = ingest_locally(&config, "bench", &[scratch.0.clone()]).await;
+    let (_, outcomes) = ingest_locally(&config, "bench", std::slice::from_ref(&scratch.0)).await;
     let seconds = started.elapsed().as_secs_f64();
 
     let complete = outcomes.values().filter(|o| o.state == "complete").count();
@@ -165,7 +165,7 @@ async fn reingest(mb: f64, edited: f64) {
             .await;
         sum[0].unwrap_or(0)
     };
-    ingest_locally(&config, "bench", &[scratch.0.clone()]).await;
+    ingest_locally(&config, "bench", std::slice::from_ref(&scratch.0)).await;
     let first = paid().await;
 
     // Edit a share of all paragraphs: one word replaced in each.
@@ -178,7 +178,8 @@ async fn reingest(mb: f64, edited: f64) {
             .split("\n\n")
             .map(|paragraph| {
                 paragraphs += 1;
-                if (rng.next() % 10_000) as f64 >= edited * 10_000.0 || paragraph.trim().is_empty()
+                if (rng.next_u64() % 10_000) as f64 >= edited * 10_000.0
+                    || paragraph.trim().is_empty()
                 {
                     return paragraph.to_string();
                 }
@@ -189,7 +190,7 @@ async fn reingest(mb: f64, edited: f64) {
             .collect();
         std::fs::write(&path, edited_text.join("\n\n")).unwrap();
     }
-    ingest_locally(&config, "bench", &[scratch.0.clone()]).await;
+    ingest_locally(&config, "bench", std::slice::from_ref(&scratch.0)).await;
     let second = paid().await - first;
     println!(
         "docpipe-provider-bench reingest: {mb} MB, {changed} of {paragraphs} paragraphs edited ({:.1} %); \
