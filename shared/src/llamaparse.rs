@@ -66,11 +66,7 @@ struct ErrorBody {
 
 impl LlamaParseClient {
     pub fn new(config: &LlamaParseConfig, policy: &ExternalPolicy) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::transient("building HTTP client", e))?;
+        let http = external::http_client(config.timeout)?;
         Ok(LlamaParseClient {
             http,
             base_url: format!("{}/api/v1/parsing", config.base_url),

@@ -75,11 +75,7 @@ struct ErrorDetail {
 
 impl OpenAiEmbedder {
     pub fn new(config: &EmbeddingConfig, policy: &ExternalPolicy) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .connect_timeout(std::time::Duration::from_secs(10))
-            .build()
-            .map_err(|e| Error::transient("building HTTP client", e))?;
+        let http = external::http_client(config.timeout)?;
         let (url, auth, service_name) = match config.provider {
             EmbeddingProvider::Azure => (
                 format!(

@@ -115,6 +115,15 @@ impl ExternalService {
     }
 }
 
+/// An HTTP client for one service: `timeout` per request, 10 s to connect.
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| Error::transient("building HTTP client", e))
+}
+
 /// Sends a request; network errors and timeouts mean the service is unavailable.
 /// The error never carries the URL (it may hold credentials).
 pub async fn send(
