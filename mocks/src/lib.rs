@@ -4,3 +4,18 @@
 pub mod faults;
 pub mod llamaparse;
 pub mod openai;
+
+/// Whether `headers` carry `Authorization: Bearer <key>`: exactly `api_key`
+/// if one is configured, any non-empty key otherwise (as the real services
+/// refuse a missing key).
+pub fn bearer_authorised(headers: &axum::http::HeaderMap, api_key: Option<&str>) -> bool {
+    let bearer = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    match api_key {
+        Some(key) => bearer == key,
+        None => !bearer.is_empty(),
+    }
+}

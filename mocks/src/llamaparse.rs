@@ -63,16 +63,7 @@ impl MockLlamaParse {
 
     /// The answer for a request that passed auth, or the fault's answer.
     async fn admit(&self, headers: &HeaderMap) -> Option<Response> {
-        let bearer = headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let authorised = match &self.config.api_key {
-            Some(key) => bearer == key,
-            None => !bearer.is_empty(),
-        };
-        if !authorised {
+        if !crate::bearer_authorised(headers, self.config.api_key.as_deref()) {
             return Some(error(StatusCode::UNAUTHORIZED, "Invalid API key"));
         }
         match self.faults.next().await? {

@@ -240,16 +240,7 @@ async fn embeddings(
         Some(Fault::Malformed) => return (StatusCode::OK, "{\"data\": [").into_response(),
         _ => {}
     }
-    let bearer = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    let authorised = match &config.api_key {
-        Some(key) => bearer == key,
-        None => !bearer.is_empty(),
-    };
-    if !authorised {
+    if !crate::bearer_authorised(&headers, config.api_key.as_deref()) {
         return error(
             StatusCode::UNAUTHORIZED,
             Some("invalid_api_key"),
