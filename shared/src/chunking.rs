@@ -96,6 +96,12 @@ impl Chunker {
         })
     }
 
+    /// Paragraphs shorter than this share a section (and so a chunk) with the
+    /// next. Small, so an edited paragraph re-embeds little beside itself.
+    fn section_min_tokens(max_tokens: usize) -> usize {
+        max_tokens / 8
+    }
+
     /// Sections of `text` at paragraph breaks, each with its char offset: a
     /// section ends after a paragraph once it holds `min_tokens`.
     fn sections<'t>(
@@ -126,7 +132,9 @@ impl Chunker {
     pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
         let sizer = TokenOffsets::new(text);
         let mut pieces: Vec<(usize, &str)> = Vec::new();
-        for (offset, section) in Self::sections(text, self.max_tokens / 4, &sizer) {
+        for (offset, section) in
+            Self::sections(text, Self::section_min_tokens(self.max_tokens), &sizer)
+        {
             let trimmed = section.trim();
             if trimmed.is_empty() {
                 continue;
@@ -280,10 +288,14 @@ mod tests {
     /// The exact splitter's chunks of each paragraph section.
     fn exact_chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
         let splitter = TextSplitter::new(chunk_config(max, overlap, tokenizer()).unwrap());
-        Chunker::sections(text, max / 4, &TokenOffsets::new(text))
-            .into_iter()
-            .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
-            .collect()
+        Chunker::sections(
+            text,
+            Chunker::section_min_tokens(max),
+            &TokenOffsets::new(text),
+        )
+        .into_iter()
+        .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
+        .collect()
     }
 
     fn overlapping_pairs(chunks: &[Chunk]) -> usize {
