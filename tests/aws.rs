@@ -188,7 +188,7 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_its_job_says_why() {
         .get(0);
     assert!(
         message.starts_with(&format!(
-            "gave up after {MAX_RECEIVE_COUNT} attempts; last error: embeddings "
+            "gave up after {MAX_RECEIVE_COUNT} attempts; last error: openai "
         )),
         "{message}"
     );

@@ -4,7 +4,7 @@
 //! submit / check-later / result cycle.
 
 use docpipe_mocks::faults::{Fault, FaultKnobs};
-use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
+use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
 use docpipe_shared::config::{Config, Env, SweepPolicy};
 use docpipe_shared::embedding::openai::OpenAiEmbedder;
@@ -12,8 +12,10 @@ use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
 use docpipe_shared::external::breaker::BreakerState;
 use docpipe_shared::local::LocalPipeline;
 use docpipe_shared::stages::Pipeline;
-use docpipe_shared::{Error, Rejection, db, sweeper};
-use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, serve, spawn_openai};
+use docpipe_shared::{Error, Rejection, db, status, sweeper};
+use docpipe_tests::{
+    ScratchDir, TestDb, ingest_locally, samples_dir, spawn_llamaparse, spawn_openai,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -58,6 +60,12 @@ fn inputs() -> Vec<EmbedInput<'static>> {
         .iter()
         .map(|text| EmbedInput { text, tokens: 4 })
         .collect()
+}
+
+/// What `docpipe status` shows.
+async fn overview(config: &Config) -> status::Overview {
+    let pool = db::connect(config).await.unwrap();
+    status::overview(&pool.get().await.unwrap()).await.unwrap()
 }
 
 fn injected(mock: &MockOpenAi, fault: Fault) -> usize {
@@ -238,7 +246,7 @@ async fn the_breaker_opens_fails_fast_and_closes_after_a_good_probe() {
     for _ in 0..3 {
         assert!(client.embed(&inputs()).await.unwrap_err().is_transient());
     }
-    assert_eq!(client.breakers(), [("openai", BreakerState::Open)]);
+    assert_eq!(client.services()[0].breaker.state(), BreakerState::Open);
     let start = Instant::now();
     let error = client.embed(&inputs()).await.unwrap_err();
     assert!(
@@ -251,7 +259,64 @@ async fn the_breaker_opens_fails_fast_and_closes_after_a_good_probe() {
     mock.faults.set_knobs(FaultKnobs::default());
     tokio::time::sleep(Duration::from_millis(1100)).await;
     client.embed(&inputs()).await.unwrap();
-    assert_eq!(client.breakers(), [("openai", BreakerState::Closed)]);
+    assert_eq!(client.services()[0].breaker.state(), BreakerState::Closed);
+}
+
+/// What an operator sees: the state the breaker was last reported in by
+/// any instance, the instance that hit the outage or a later one that found
+/// the service well.
+#[tokio::test]
+async fn status_shows_the_breaker_an_outage_opened_until_an_instance_finds_the_service_well() {
+    let (url, mock) = mock_with(FaultKnobs {
+        error_rate: 1.0,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let config = test_db.config(&[
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", &url),
+        ("EMBEDDING_DIMS", DIMS),
+        ("BREAKER_THRESHOLD", "2"),
+        ("BREAKER_COOLDOWN_SECS", "60"),
+        ("EXTERNAL_MAX_ATTEMPTS", "1"),
+    ]);
+    let breakers = async || {
+        overview(&config)
+            .await
+            .breakers
+            .into_iter()
+            .map(|b| (b.service, b.state))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(breakers().await, [], "nothing reported before any call");
+
+    let samples = samples_dir();
+    let (_, outcomes) = ingest_locally(&config, "acme", &[samples.join("fog-signals.txt")]).await;
+    let outcome = &outcomes["uploads/acme/fog-signals.txt"];
+    assert_eq!(outcome.error_code.as_deref(), Some("retries_exhausted"));
+    assert!(
+        outcome
+            .error_message
+            .as_deref()
+            .unwrap()
+            .contains("circuit breaker is open"),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        breakers().await,
+        [("openai".to_string(), "open".to_string())]
+    );
+
+    // The outage ends; a new instance (a fresh process) calls and reports.
+    mock.faults.set_knobs(FaultKnobs::default());
+    let (_, outcomes) = ingest_locally(&config, "acme", &[samples.join("tide-tables.md")]).await;
+    assert_eq!(outcomes["uploads/acme/tide-tables.md"].state, "complete");
+    assert_eq!(
+        breakers().await,
+        [("openai".to_string(), "closed".to_string())]
+    );
 }
 
 async fn chunk_models(test_db: &TestDb) -> Vec<String> {
@@ -408,19 +473,15 @@ async fn the_hourly_request_cap_stops_new_calls() {
     states.sort();
     assert_eq!(states, ["chunked", "complete"], "{outcomes:?}");
     assert_eq!(mock.accepted().len(), 1, "one request, then the cap");
-    let reasons: Vec<String> = test_db
-        .column("SELECT waiting_reason FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL")
-        .await;
+    let waiting = overview(&config).await.waiting;
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0].jobs, 1);
     assert!(
-        reasons[0].starts_with("hourly request cap reached: 1 requests"),
-        "{reasons:?}"
+        waiting[0]
+            .reason
+            .starts_with("hourly request cap reached: 1 requests"),
+        "{waiting:?}"
     );
-}
-
-async fn spawn_llamaparse(config: MockLlamaParseConfig) -> (String, Arc<MockLlamaParse>) {
-    let mock = MockLlamaParse::new(config);
-    let address = serve(mock.router()).await;
-    (format!("http://{address}"), mock)
 }
 
 #[tokio::test]

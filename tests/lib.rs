@@ -4,6 +4,7 @@
 pub mod corpus;
 pub mod local_aws;
 
+use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
 use docpipe_shared::config::{Config, Env};
 use docpipe_shared::local::{LocalPipeline, LocalRun, upload_keys};
@@ -164,6 +165,13 @@ pub async fn spawn_openai(config: MockOpenAiConfig) -> (String, Arc<MockOpenAi>)
     let mock = MockOpenAi::new(config);
     let address = serve(mock.router()).await;
     (format!("http://{address}/v1"), mock)
+}
+
+/// Serves `mock-llamaparse` with `config`; returns its base URL and the mock.
+pub async fn spawn_llamaparse(config: MockLlamaParseConfig) -> (String, Arc<MockLlamaParse>) {
+    let mock = MockLlamaParse::new(config);
+    let address = serve(mock.router()).await;
+    (format!("http://{address}"), mock)
 }
 
 /// Serves a fault-free `mock-openai`; returns its `/v1` base URL.

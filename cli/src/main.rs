@@ -137,6 +137,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+            for waiting in &overview.waiting {
+                println!(
+                    "waiting: {} jobs until {}: {}",
+                    waiting.jobs, waiting.until, waiting.reason
+                );
+            }
+            for breaker in &overview.breakers {
+                println!(
+                    "{} circuit breaker: {} (as of {})",
+                    breaker.service, breaker.state, breaker.observed_at
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
     }

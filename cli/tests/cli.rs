@@ -1,7 +1,12 @@
 //! The `docpipe` binary as a user runs it.
 
-use docpipe_tests::{ScratchDir, TestDb, samples_dir};
+use docpipe_mocks::faults::FaultKnobs;
+use docpipe_mocks::llamaparse::MockLlamaParseConfig;
+use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_tests::{ScratchDir, TestDb, samples_dir, spawn_llamaparse, spawn_openai};
+use std::collections::{HashMap, HashSet};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 fn docpipe(test_db: &TestDb, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_docpipe"))
@@ -25,7 +30,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers\n"
     );
 
     let samples = samples_dir().display().to_string();
@@ -109,4 +114,98 @@ async fn configuration_errors_are_named() {
         String::from_utf8_lossy(&output.stderr).contains("tenant must be 1-64 characters"),
         "{output:?}"
     );
+}
+
+/// The JSON log of an ingest through both external services while they fail
+/// now and then: every line about a document names its upload's correlation
+/// id, and no line shows a key or an auth header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_the_correlation_id_and_never_a_key() {
+    const OPENAI_KEY: &str = "sk-canary-0penai-7f3a";
+    const LLAMA_KEY: &str = "llx-canary-llama-91c2";
+    let faults = FaultKnobs {
+        error_rate: 0.2,
+        rate_limit_rate: 0.2,
+        retry_after_secs: 1,
+        seed: 11,
+        ..FaultKnobs::default()
+    };
+    let (openai_url, _openai) = spawn_openai(MockOpenAiConfig {
+        default_dims: 64,
+        api_key: Some(OPENAI_KEY.into()),
+        faults: faults.clone(),
+        ..MockOpenAiConfig::default()
+    })
+    .await;
+    let (llama_url, _llama) = spawn_llamaparse(MockLlamaParseConfig {
+        api_key: Some(LLAMA_KEY.into()),
+        processing_delay: Duration::from_millis(200),
+        faults,
+    })
+    .await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", "64")]).await;
+    let samples = samples_dir().display().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_docpipe"))
+            .args(["ingest", &samples, "--tenant", "demo"])
+            .env("DATABASE_URL", &test_db.url)
+            .env("DOCPIPE_BLOB_DIR", &test_db.blob_dir)
+            .env("LOG_FORMAT", "json")
+            .env("RUST_LOG", "debug")
+            .env("EMBEDDING_PROVIDER", "openai")
+            .env("EMBEDDING_DIMS", "64")
+            .env("OPENAI_API_KEY", OPENAI_KEY)
+            .env("OPENAI_BASE_URL", &openai_url)
+            .env("PARSER", "llamaparse")
+            .env("LLAMA_CLOUD_API_KEY", LLAMA_KEY)
+            .env("LLAMAPARSE_BASE_URL", &llama_url)
+            .env("LLAMAPARSE_EXTENSIONS", "pdf,md,txt,html")
+            .env("LLAMAPARSE_FIRST_POLL_SECS", "1")
+            .env("EXTERNAL_MAX_ATTEMPTS", "10")
+            .env("EXTERNAL_FIRST_BACKOFF_MS", "10")
+            .output()
+            .expect("run docpipe")
+    })
+    .await
+    .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(stdout(&output).starts_with("4 documents: 4 complete"));
+
+    let log = String::from_utf8(output.stderr).unwrap();
+    for secret in [OPENAI_KEY, LLAMA_KEY, "authorization", "bearer", "api-key"] {
+        assert!(
+            !log.to_lowercase().contains(&secret.to_lowercase()),
+            "{secret:?} in the log"
+        );
+    }
+    // docpipe's own lines about a document, by correlation id: the stages
+    // each logged in, and whether a line says the job completed.
+    let mut stages_by_upload: HashMap<String, HashSet<String>> = HashMap::new();
+    for line in log.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).expect("a JSON log line");
+        let (span, fields) = (&entry["span"], &entry["fields"]);
+        let ours = entry["target"].as_str().unwrap().starts_with("docpipe");
+        if !ours || !(line.contains("job_id") || span["name"] == "upload") {
+            continue;
+        }
+        let correlation_id = span["correlation_id"]
+            .as_str()
+            .or(fields["correlation_id"].as_str())
+            .unwrap_or_else(|| panic!("no correlation id: {line}"));
+        let stage = span["stage"].as_str().or(span["name"].as_str()).unwrap();
+        let stages = stages_by_upload.entry(correlation_id.into()).or_default();
+        stages.insert(stage.into());
+        if fields["ended"] == "complete" {
+            stages.insert("complete".into());
+        }
+    }
+    assert_eq!(stages_by_upload.len(), 4, "{stages_by_upload:?}");
+    for (correlation_id, stages) in &stages_by_upload {
+        for stage in ["upload", "parse", "chunk", "embed", "complete"] {
+            assert!(
+                stages.contains(stage),
+                "{correlation_id}: no {stage} line in {stages:?}"
+            );
+        }
+    }
 }

@@ -9,6 +9,18 @@ use tokio_postgres::NoTls;
 
 pub use deadpool_postgres::{Client, Transaction};
 
+/// SQL for a `timestamptz` column as RFC 3339 text in UTC, usable in `concat!`.
+macro_rules! utc_text {
+    ($column:literal) => {
+        concat!(
+            "to_char(",
+            $column,
+            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+        )
+    };
+}
+pub(crate) use utc_text;
+
 /// Versioned migrations, applied in order by refinery. Add new files here.
 const MIGRATIONS: &[(&str, &str)] = &[
     (
@@ -22,6 +34,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V3__external_services",
         include_str!("../../migrations/V3__external_services.sql"),
+    ),
+    (
+        "V4__service_breakers",
+        include_str!("../../migrations/V4__service_breakers.sql"),
     ),
 ];
 

@@ -105,12 +105,12 @@ async fn handle_notification(deployment: &Deployment, record: &SqsMessage) -> Re
             .request_id
             .or_else(|| record.message_id.clone())
             .unwrap_or_default();
-        let span = tracing::info_span!("upload", key, %correlation_id);
+        let span = ingest::upload_span(key, &correlation_id);
         let outcome = match change.event {
             ObjectEvent::Created => ingest::ingest(&deployment.pipeline, key, &correlation_id)
                 .instrument(span.clone())
                 .await
-                .map(|done| span.in_scope(|| tracing::info!(job_id = %done.job_id, state = %done.state, change = ?done.change, "ingested"))),
+                .map(|_| ()),
             ObjectEvent::Removed => ingest::remove(&deployment.pipeline, key)
                 .instrument(span.clone())
                 .await
@@ -149,10 +149,11 @@ pub async fn handle_stage_events(deployment: &Deployment, event: SqsEvent) -> Sq
         };
         let attempts = receive_count(&record);
         let last = attempts >= deployment.aws.max_receive_count;
-        tracing::warn!(message_id, job_id = %message.job_id, correlation_id = %message.correlation_id,
-            stage = message.stage.name(), attempts, last, %error, "stage failed; will be retried");
+        stages::stage_span(&message).in_scope(|| {
+            tracing::warn!(message_id, attempts, last, %error, "stage failed; will be retried")
+        });
         if last {
-            stages::give_up(&deployment.pipeline, message.job_id, attempts, &error).await;
+            stages::give_up(&deployment.pipeline, &message, attempts, &error).await;
         }
         false
     })

@@ -5,7 +5,6 @@
 
 use crate::config::{ExternalPolicy, LlamaParseConfig, Secret};
 use crate::error::{Error, Rejection, Result};
-use crate::external::breaker::BreakerState;
 use crate::external::rate_limit::RateLimiter;
 use crate::external::{self, ExternalService, Failure};
 use bytes::Bytes;
@@ -87,8 +86,8 @@ impl LlamaParseClient {
             .is_some_and(|(_, ext)| self.extensions.contains(&ext.to_ascii_lowercase()))
     }
 
-    pub fn breaker_state(&self) -> BreakerState {
-        self.service.breaker_state()
+    pub fn service(&self) -> &ExternalService {
+        &self.service
     }
 
     /// Uploads a file; returns LlamaParse's job id.

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// Attempts per message before its job fails, like an SQS maxReceiveCount.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -91,6 +92,16 @@ impl std::fmt::Display for Work {
         match self {
             Work::Ingest(key) => write!(f, "ingest {key}"),
             Work::Stage(message) => write!(f, "{} {}", message.stage.name(), message.job_id),
+        }
+    }
+}
+
+impl Work {
+    /// A stage's span, so a retry's log line names the upload.
+    fn span(&self) -> tracing::Span {
+        match self {
+            Work::Ingest(_) => tracing::Span::none(),
+            Work::Stage(message) => stages::stage_span(message),
         }
     }
 }
@@ -211,7 +222,8 @@ impl LocalPipeline {
                     }
                 }
                 (work, Err(error)) if error.is_transient() && attempt < MAX_ATTEMPTS => {
-                    tracing::warn!(work = %work, attempt, %error, "retrying");
+                    work.span()
+                        .in_scope(|| tracing::warn!(work = %work, attempt, %error, "retrying"));
                     let queue = if matches!(work, Work::Ingest(_)) {
                         &mut ingests
                     } else {
@@ -220,7 +232,7 @@ impl LocalPipeline {
                     queue.push_back((work, attempt + 1));
                 }
                 (Work::Stage(message), Err(error)) => {
-                    if stages::give_up(&self.pipeline, message.job_id, attempt, &error).await {
+                    if stages::give_up(&self.pipeline, &message, attempt, &error).await {
                         progress(Progress::JobEnded {
                             job_id: message.job_id,
                             state: JobState::Failed,
@@ -256,11 +268,14 @@ impl LocalPipeline {
 
 async fn perform(pipeline: &Pipeline, work: &Work) -> Result<Done> {
     match work {
-        Work::Ingest(key) => Ok(Done::Ingested(
-            key.clone(),
+        Work::Ingest(key) => {
             // Each local upload gets its own correlation id, as an S3 request would.
-            stages::ingest::ingest(pipeline, key, &uuid::Uuid::new_v4().to_string()).await?,
-        )),
+            let correlation_id = uuid::Uuid::new_v4().to_string();
+            let ingested = stages::ingest::ingest(pipeline, key, &correlation_id)
+                .instrument(stages::ingest::upload_span(key, &correlation_id))
+                .await?;
+            Ok(Done::Ingested(key.clone(), ingested))
+        }
         Work::Stage(message) => Ok(Done::Handled(stages::handle(pipeline, message).await?)),
     }
 }

@@ -1,6 +1,8 @@
 //! What the pipeline is doing: jobs per state, failures, per-job outcomes.
 
+use crate::db::utc_text;
 use crate::error::Result;
+use crate::external::health::{self, ServiceBreaker};
 use crate::state::JobState;
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
@@ -22,6 +24,18 @@ pub struct JobOutcome {
     pub token_count: Option<i64>,
     /// When the job last changed state (RFC 3339, UTC).
     pub state_changed_at: String,
+    /// Why the job waits (spending stopped), and until when (RFC 3339, UTC).
+    pub waiting_reason: Option<String>,
+    pub waiting_until: Option<String>,
+}
+
+/// Jobs waiting for spending to resume, by reason.
+#[derive(Debug, Clone, Serialize)]
+pub struct Waiting {
+    pub reason: String,
+    pub jobs: i64,
+    /// When the last of them may resume (RFC 3339, UTC).
+    pub until: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,12 +44,18 @@ pub struct Overview {
     pub documents: i64,
     pub searchable_chunks: i64,
     pub recent_failures: Vec<JobOutcome>,
+    pub waiting: Vec<Waiting>,
+    /// Each external service's circuit breaker, as last reported.
+    pub breakers: Vec<ServiceBreaker>,
 }
 
-const OUTCOME_SELECT: &str =
-    "SELECT id, tenant, source_key, state, error_code, error_message, chunk_count, token_count,
-        to_char(state_changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS changed
-   FROM upload_pipeline.upload_jobs";
+const OUTCOME_SELECT: &str = concat!(
+    "SELECT id, tenant, source_key, state, error_code, error_message, chunk_count, token_count, ",
+    utc_text!("state_changed_at"),
+    " AS changed, waiting_reason, ",
+    utc_text!("waiting_until"),
+    " AS waiting_until FROM upload_pipeline.upload_jobs"
+);
 
 fn outcome(row: &tokio_postgres::Row) -> JobOutcome {
     JobOutcome {
@@ -48,6 +68,8 @@ fn outcome(row: &tokio_postgres::Row) -> JobOutcome {
         chunk_count: row.get("chunk_count"),
         token_count: row.get("token_count"),
         state_changed_at: row.get("changed"),
+        waiting_reason: row.get("waiting_reason"),
+        waiting_until: row.get("waiting_until"),
     }
 }
 
@@ -89,10 +111,30 @@ pub async fn overview(client: &impl GenericClient) -> Result<Overview> {
         .iter()
         .map(outcome)
         .collect();
+    let waiting = client
+        .query(
+            concat!(
+                "SELECT waiting_reason, count(*), ",
+                utc_text!("max(waiting_until)"),
+                " FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL
+                 GROUP BY waiting_reason ORDER BY waiting_reason"
+            ),
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| Waiting {
+            reason: row.get(0),
+            jobs: row.get(1),
+            until: row.get(2),
+        })
+        .collect();
     Ok(Overview {
         jobs_by_state,
         documents: counts.get(0),
         searchable_chunks: counts.get(1),
         recent_failures,
+        waiting,
+        breakers: health::read(client).await?,
     })
 }

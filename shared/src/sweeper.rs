@@ -63,5 +63,6 @@ pub async fn sweep(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRep
         Ok(replaced) => report.replaced_fallback_vectors = replaced,
         Err(error) => tracing::warn!(%error, "fallback vectors not replaced yet"),
     }
+    pipeline.record_breakers().await;
     Ok(report)
 }

@@ -6,7 +6,7 @@ pub mod router;
 
 use crate::config::{Config, EmbeddingProvider, ServiceMode};
 use crate::error::Result;
-use crate::external::breaker::BreakerState;
+use crate::external::ExternalService;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -42,8 +42,8 @@ pub trait Embedder: Send + Sync {
     fn fallback_model(&self) -> Option<&str> {
         None
     }
-    /// Circuit breakers of the external services behind this embedder.
-    fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
+    /// The external services behind this embedder.
+    fn services(&self) -> Vec<&ExternalService> {
         Vec::new()
     }
 }

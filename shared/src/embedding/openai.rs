@@ -6,7 +6,6 @@
 use super::{EmbedInput, Embedder, Embeddings};
 use crate::config::{EmbeddingConfig, EmbeddingProvider, ExternalPolicy, Secret};
 use crate::error::{Error, Rejection, Result};
-use crate::external::breaker::BreakerState;
 use crate::external::rate_limit::RateLimiter;
 use crate::external::{self, ExternalService, Failure};
 use async_trait::async_trait;
@@ -25,7 +24,6 @@ pub struct OpenAiEmbedder {
     http: reqwest::Client,
     url: String,
     auth: Auth,
-    service_name: &'static str,
     model: String,
     dims: usize,
     send_dimensions: bool,
@@ -102,7 +100,6 @@ impl OpenAiEmbedder {
             http,
             url,
             auth,
-            service_name,
             model: config.model.clone(),
             dims: config.dims,
             send_dimensions: config.send_dimensions,
@@ -112,7 +109,7 @@ impl OpenAiEmbedder {
             max_request_tokens: limiter
                 .max_request_tokens()
                 .unwrap_or(max_request_tokens.get()),
-            service: ExternalService::new("embeddings", policy, limiter),
+            service: ExternalService::new(service_name, policy, limiter),
         })
     }
 
@@ -178,7 +175,7 @@ impl OpenAiEmbedder {
                 .map(|v| v.expect("every index filled"))
                 .collect(),
             model: self.model.clone(),
-            service: self.service_name,
+            service: self.service.name,
             billed_tokens: response.usage.map_or(0, |u| u.prompt_tokens),
             requests: 1,
         })
@@ -239,8 +236,8 @@ impl Embedder for OpenAiEmbedder {
     fn dims(&self) -> usize {
         self.dims
     }
-    fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
-        vec![(self.service_name, self.service.breaker_state())]
+    fn services(&self) -> Vec<&ExternalService> {
+        vec![&self.service]
     }
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
         // Cutting a chunk to fit would silently drop text from search.
@@ -254,7 +251,7 @@ impl Embedder for OpenAiEmbedder {
         let mut all = Embeddings {
             vectors: Vec::with_capacity(inputs.len()),
             model: self.model.clone(),
-            service: self.service_name,
+            service: self.service.name,
             billed_tokens: 0,
             requests: 0,
         };

@@ -5,7 +5,7 @@
 
 use super::{EmbedInput, Embedder, Embeddings};
 use crate::error::Result;
-use crate::external::breaker::BreakerState;
+use crate::external::ExternalService;
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -44,7 +44,7 @@ impl Embedder for FallbackEmbedder {
             result => result,
         }
     }
-    fn breakers(&self) -> Vec<(&'static str, BreakerState)> {
-        self.provider.breakers()
+    fn services(&self) -> Vec<&ExternalService> {
+        self.provider.services()
     }
 }

@@ -6,6 +6,7 @@
 
 use serde::Serialize;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Defaults: five failures in a row open the breaker for a minute.
@@ -34,6 +35,8 @@ pub struct CircuitBreaker {
     threshold: u32,
     cool_down: Duration,
     inner: Mutex<Inner>,
+    /// Bumped on every change of state, so a reporter knows when to write one.
+    changes: AtomicU64,
 }
 
 /// The breaker refused a call; when it will let one through.
@@ -52,7 +55,13 @@ impl CircuitBreaker {
                 opened_at: None,
                 probing: false,
             }),
+            changes: AtomicU64::new(0),
         }
+    }
+
+    /// How many times the state has changed: opened, probed, closed.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Relaxed)
     }
 
     pub fn state(&self) -> BreakerState {
@@ -74,6 +83,7 @@ impl CircuitBreaker {
         let open_for = opened_at.elapsed();
         if open_for >= self.cool_down && !inner.probing {
             inner.probing = true;
+            self.changes.fetch_add(1, Ordering::Relaxed);
             return Ok(());
         }
         Err(Refused {
@@ -85,6 +95,7 @@ impl CircuitBreaker {
         let mut inner = self.inner.lock().unwrap();
         if inner.opened_at.is_some() {
             tracing::info!("circuit breaker closed: the service answered again");
+            self.changes.fetch_add(1, Ordering::Relaxed);
         }
         *inner = Inner {
             consecutive_failures: 0,
@@ -102,6 +113,7 @@ impl CircuitBreaker {
         if opens {
             inner.opened_at = Some(Instant::now());
             inner.probing = false;
+            self.changes.fetch_add(1, Ordering::Relaxed);
         }
         opens
     }
@@ -127,6 +139,7 @@ mod tests {
             BreakerState::Closed,
             "a success resets the count"
         );
+        assert_eq!(breaker.changes(), 0, "closed all along");
         assert!(breaker.record_failure());
         assert_eq!(breaker.state(), BreakerState::Open);
         assert!(breaker.admit().is_err());
@@ -142,5 +155,11 @@ mod tests {
         breaker.record_success();
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert!(breaker.admit().is_ok() && breaker.admit().is_ok());
+        breaker.record_success();
+        assert_eq!(
+            breaker.changes(),
+            5,
+            "opened, probed, re-opened, probed, closed"
+        );
     }
 }

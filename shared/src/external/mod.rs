@@ -3,16 +3,18 @@
 //! backoff that honour `Retry-After`.
 
 pub mod breaker;
+pub mod health;
 pub mod rate_limit;
 
 use crate::config::ExternalPolicy;
 use crate::error::{Error, Result};
 use backon::{BackoffBuilder, ExponentialBuilder};
-use breaker::{BreakerState, CircuitBreaker};
+use breaker::CircuitBreaker;
 use bytes::Bytes;
 use rate_limit::RateLimiter;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// How one attempt at a call failed.
@@ -33,6 +35,10 @@ pub struct ExternalService {
     pub breaker: CircuitBreaker,
     pub limiter: RateLimiter,
     policy: ExternalPolicy,
+    /// The breaker's change count when its state was last recorded; none
+    /// (`u64::MAX`) until this instance first calls the service.
+    reported_changes: AtomicU64,
+    called: AtomicBool,
 }
 
 impl ExternalService {
@@ -42,11 +48,9 @@ impl ExternalService {
             breaker: CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cool_down),
             limiter,
             policy: policy.clone(),
+            reported_changes: AtomicU64::new(u64::MAX),
+            called: AtomicBool::new(false),
         }
-    }
-
-    pub fn breaker_state(&self) -> BreakerState {
-        self.breaker.state()
     }
 
     /// Runs `attempt` (one HTTP exchange carrying `tokens`) until it succeeds,
@@ -64,6 +68,7 @@ impl ExternalService {
             .with_jitter()
             .without_max_times()
             .build();
+        self.called.store(true, Ordering::Relaxed);
         let mut attempts = 0;
         loop {
             if let Err(refused) = self.breaker.admit() {
@@ -171,8 +176,9 @@ pub fn status_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use breaker::BreakerState;
     use std::num::NonZeroU32;
-    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::atomic::AtomicU32;
 
     fn service(max_attempts: u32, threshold: u32) -> ExternalService {
         let policy = ExternalPolicy {
@@ -240,7 +246,7 @@ mod tests {
         for _ in 0..2 {
             assert!(service.call(1, failing).await.is_err());
         }
-        assert_eq!(service.breaker_state(), BreakerState::Open);
+        assert_eq!(service.breaker.state(), BreakerState::Open);
         let error = service.call(1, failing).await.unwrap_err();
         assert!(error.is_transient());
         assert!(

@@ -73,6 +73,12 @@ pub fn tenant_of(key: &str) -> Result<&str, Rejection> {
     Ok(tenant)
 }
 
+/// The span around handling one upload notification: every line logged for
+/// it carries the key and the correlation id its stage messages will carry.
+pub fn upload_span(key: &str, correlation_id: &str) -> tracing::Span {
+    tracing::info_span!("upload", key, correlation_id)
+}
+
 /// Records the object at `key` (an upload) as a document and job, and sends
 /// new work to parse. `correlation_id` names the upload in every later log line.
 pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Result<Ingested> {
@@ -164,6 +170,7 @@ pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Res
             }])
             .await?;
     }
+    tracing::info!(%job_id, %state, ?change, "ingested");
     Ok(Ingested {
         document_id,
         job_id,

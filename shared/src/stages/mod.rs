@@ -12,6 +12,7 @@ use crate::chunking::Chunker;
 use crate::config::{Config, CostPolicy, ParserProvider, ServiceMode};
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Rejection, Result};
+use crate::external::{self, ExternalService};
 use crate::jobs::{self, Job};
 use crate::llamaparse::LlamaParseClient;
 use crate::queue::{Queue, Stage, StageMessage};
@@ -74,6 +75,18 @@ impl Pipeline {
             llamaparse: remote_parser(config)?,
         })
     }
+
+    /// The external services this pipeline calls.
+    pub fn external_services(&self) -> Vec<&ExternalService> {
+        let mut services = self.embedder.services();
+        services.extend(self.llamaparse.iter().map(|remote| remote.client.service()));
+        services
+    }
+
+    /// Records breakers that changed state while handling work.
+    pub async fn record_breakers(&self) {
+        external::health::record(&self.db, &self.external_services()).await;
+    }
 }
 
 fn remote_parser(config: &Config) -> std::result::Result<Option<RemoteParser>, ConfigError> {
@@ -106,19 +119,28 @@ pub struct Handled {
 
 /// Runs one stage message. A rejection fails the job and is handled (the
 /// message is done); a transient error is returned so the message is retried.
-/// Every log line inside carries the job and correlation ids.
 pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
-    let span = tracing::info_span!(
+    let handled = run_stage(pipeline, message)
+        .instrument(stage_span(message))
+        .await;
+    pipeline.record_breakers().await;
+    handled
+}
+
+/// The span around work on a stage message: every log line inside carries
+/// the stage, the job and the upload's correlation id.
+pub fn stage_span(message: &StageMessage) -> tracing::Span {
+    tracing::info_span!(
         "stage",
         stage = message.stage.name(),
         job_id = %message.job_id,
         correlation_id = %message.correlation_id,
-    );
-    run_stage(pipeline, message).instrument(span).await
+    )
 }
 
 async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
     let job_id = message.job_id;
+    let started = std::time::Instant::now();
     let result = match message.stage {
         Stage::Parse | Stage::ParseCheck { .. } => parse::parse(pipeline, message).await,
         Stage::Chunk => chunk::chunk(pipeline, message).await,
@@ -128,7 +150,15 @@ async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handle
         } => embed::embed(pipeline, job_id, first_chunk, chunk_count).await,
     };
     match result {
-        Ok(ended) => Ok(Handled { job_id, ended }),
+        Ok(ended) => {
+            let elapsed_ms = started.elapsed().as_millis() as u64;
+            tracing::info!(
+                elapsed_ms,
+                ended = ended.map(JobState::as_str),
+                "stage done"
+            );
+            Ok(Handled { job_id, ended })
+        }
         Err(Error::Rejected(reason)) => {
             tracing::warn!(code = reason.code(), %reason, "job failed");
             let failed = jobs::fail(&mut pipeline.db.get().await?, job_id, &reason).await?;
@@ -150,7 +180,18 @@ async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handle
 
 /// Fails the job of a message that will not be delivered again (its retries
 /// are used up), recording the last error. Returns whether the job failed now.
-pub async fn give_up(pipeline: &Pipeline, job_id: Uuid, attempts: u32, error: &Error) -> bool {
+pub async fn give_up(
+    pipeline: &Pipeline,
+    message: &StageMessage,
+    attempts: u32,
+    error: &Error,
+) -> bool {
+    record_give_up(pipeline, message.job_id, attempts, error)
+        .instrument(stage_span(message))
+        .await
+}
+
+async fn record_give_up(pipeline: &Pipeline, job_id: Uuid, attempts: u32, error: &Error) -> bool {
     let last_error = match error {
         Error::Transient(detail) => detail.clone(),
         other => other.to_string(),
