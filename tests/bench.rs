@@ -29,6 +29,9 @@ struct Args {
     /// Ingest this folder instead of generating a corpus.
     #[arg(long)]
     corpus: Option<PathBuf>,
+    /// `CHUNK_MIN_TOKENS` (default: an eighth of `CHUNK_TOKENS`).
+    #[arg(long)]
+    chunk_min_tokens: Option<usize>,
 }
 
 #[tokio::main]
@@ -49,7 +52,9 @@ async fn main() {
     };
     let vars = [("EMBEDDING_DIMS", dims.as_str())];
     let test_db = TestDb::migrated(&vars).await;
-    let config = test_db.config(&vars);
+    let min_tokens = args.chunk_min_tokens.map(|n| n.to_string());
+    let chunking = min_tokens.as_deref().map(|n| ("CHUNK_MIN_TOKENS", n));
+    let config = test_db.config(&[&vars[..], chunking.as_slice()].concat());
     let pool = db::connect(&config).await.expect("connect");
     let mut local = LocalPipeline::new(&config, pool.clone()).expect("pipeline");
     let files = upload_keys("bench", &[corpus]).expect("corpus");

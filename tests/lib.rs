@@ -31,6 +31,7 @@ pub const TABLES: &[&str] = &[
     "document_chunks",
     "embedding_cache",
     "cost_ledger",
+    "service_breakers",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

@@ -45,6 +45,9 @@ enum Bench {
         /// Share of paragraphs edited between the runs.
         #[arg(long, default_value_t = 0.05)]
         edited: f64,
+        /// `CHUNK_MIN_TOKENS` (default: an eighth of `CHUNK_TOKENS`).
+        #[arg(long)]
+        chunk_min_tokens: Option<usize>,
     },
 }
 
@@ -58,7 +61,11 @@ async fn main() {
             minutes,
             rate_limit_rate,
         } => rate(tpm, minutes, rate_limit_rate).await,
-        Bench::Reingest { mb, edited } => reingest(mb, edited).await,
+        Bench::Reingest {
+            mb,
+            edited,
+            chunk_min_tokens,
+        } => reingest(mb, edited, chunk_min_tokens).await,
     }
 }
 
@@ -141,7 +148,7 @@ async fn rate(tpm: u32, minutes: f64, rate_limit_rate: f64) {
     }
 }
 
-async fn reingest(mb: f64, edited: f64) {
+async fn reingest(mb: f64, edited: f64, chunk_min_tokens: Option<usize>) {
     let (url, _mock) = spawn_openai(MockOpenAiConfig {
         default_dims: 64,
         ..MockOpenAiConfig::default()
@@ -150,13 +157,16 @@ async fn reingest(mb: f64, edited: f64) {
     let scratch = ScratchDir::new();
     generate(&scratch, (mb * 1024.0 * 1024.0) as usize, 50);
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
-    let config = test_db.config(&[
+    let vars = [
         ("EMBEDDING_DIMS", DIMS),
         ("EMBEDDING_PROVIDER", "openai"),
         ("OPENAI_API_KEY", "sk-bench"),
         ("OPENAI_BASE_URL", &url),
         ("DAILY_BUDGET_USD", "1000"),
-    ]);
+    ];
+    let min_tokens = chunk_min_tokens.map(|n| n.to_string());
+    let chunking = min_tokens.as_deref().map(|n| ("CHUNK_MIN_TOKENS", n));
+    let config = test_db.config(&[&vars[..], chunking.as_slice()].concat());
     let paid = async || -> i64 {
         let sum: Vec<Option<i64>> = test_db
             .column(
@@ -167,6 +177,7 @@ async fn reingest(mb: f64, edited: f64) {
     };
     ingest_locally(&config, "bench", std::slice::from_ref(&scratch.0)).await;
     let first = paid().await;
+    let chunks = test_db.count("document_chunks").await;
 
     // Edit a share of all paragraphs: one word replaced in each.
     let mut rng = Rng(0xed17);
@@ -193,9 +204,10 @@ async fn reingest(mb: f64, edited: f64) {
     ingest_locally(&config, "bench", std::slice::from_ref(&scratch.0)).await;
     let second = paid().await - first;
     println!(
-        "docpipe-provider-bench reingest: {mb} MB, {changed} of {paragraphs} paragraphs edited ({:.1} %); \
-         first run paid {first} tokens, re-ingest {second} tokens = {:.1} % of the first",
+        "docpipe-provider-bench reingest: {mb} MB, {changed} of {paragraphs} paragraphs edited ({:.1} %), \
+         CHUNK_MIN_TOKENS {}; first run {chunks} chunks, paid {first} tokens; re-ingest {second} tokens = {:.1} % of the first",
         100.0 * changed as f64 / paragraphs as f64,
+        config.chunking.min_tokens,
         100.0 * second as f64 / first as f64,
     );
 }

@@ -23,9 +23,11 @@ pub struct Chunk {
     pub char_end: u32,
 }
 
-/// Splits documents into chunks of at most `max_tokens` cl100k tokens.
+/// Splits documents into chunks of at most `max_tokens` cl100k tokens, cut
+/// at paragraph breaks: paragraphs join until a chunk holds `min_tokens`.
 pub struct Chunker {
     max_tokens: usize,
+    min_tokens: usize,
     overlap_tokens: usize,
     /// Exact splitter, for the rare chunk the fast one lets run over.
     exact: TextSplitter<&'static CoreBPE>,
@@ -91,15 +93,10 @@ impl Chunker {
         let exact = chunk_config(config.max_tokens, config.overlap_tokens, tokenizer())?;
         Ok(Chunker {
             max_tokens: config.max_tokens,
+            min_tokens: config.min_tokens,
             overlap_tokens: config.overlap_tokens,
             exact: TextSplitter::new(exact),
         })
-    }
-
-    /// Paragraphs shorter than this share a section (and so a chunk) with the
-    /// next. Small, so an edited paragraph re-embeds little beside itself.
-    fn section_min_tokens(max_tokens: usize) -> usize {
-        max_tokens / 8
     }
 
     /// Sections of `text` at paragraph breaks, each with its char offset: a
@@ -132,9 +129,7 @@ impl Chunker {
     pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
         let sizer = TokenOffsets::new(text);
         let mut pieces: Vec<(usize, &str)> = Vec::new();
-        for (offset, section) in
-            Self::sections(text, Self::section_min_tokens(self.max_tokens), &sizer)
-        {
+        for (offset, section) in Self::sections(text, self.min_tokens, &sizer) {
             let trimmed = section.trim();
             if trimmed.is_empty() {
                 continue;
@@ -199,9 +194,15 @@ impl Chunker {
 mod tests {
     use super::*;
 
+    /// Paragraphs join up to an eighth of the chunk size, as by default.
+    fn min_tokens(max_tokens: usize) -> usize {
+        max_tokens / 8
+    }
+
     fn chunker(max_tokens: usize, overlap_tokens: usize) -> Chunker {
         Chunker::new(&ChunkingConfig {
             max_tokens,
+            min_tokens: min_tokens(max_tokens),
             overlap_tokens,
         })
         .unwrap()
@@ -288,14 +289,10 @@ mod tests {
     /// The exact splitter's chunks of each paragraph section.
     fn exact_chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
         let splitter = TextSplitter::new(chunk_config(max, overlap, tokenizer()).unwrap());
-        Chunker::sections(
-            text,
-            Chunker::section_min_tokens(max),
-            &TokenOffsets::new(text),
-        )
-        .into_iter()
-        .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
-        .collect()
+        Chunker::sections(text, min_tokens(max), &TokenOffsets::new(text))
+            .into_iter()
+            .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
+            .collect()
     }
 
     fn overlapping_pairs(chunks: &[Chunk]) -> usize {

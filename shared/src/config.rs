@@ -135,6 +135,9 @@ pub struct EmbeddingConfig {
 #[derive(Debug, Clone)]
 pub struct ChunkingConfig {
     pub max_tokens: usize,
+    /// Paragraphs join until a chunk holds this many tokens. Smaller: an
+    /// edited paragraph re-embeds less beside itself, at more rows.
+    pub min_tokens: usize,
     pub overlap_tokens: usize,
 }
 
@@ -432,12 +435,21 @@ impl Config {
             llamaparse_usd_per_page: env.parsed("LLAMAPARSE_USD_PER_PAGE", 0.003)?,
         };
 
+        let max_tokens = env.parsed("CHUNK_TOKENS", DEFAULT_CHUNK_TOKENS)?;
         let chunking = ChunkingConfig {
-            max_tokens: env.parsed("CHUNK_TOKENS", DEFAULT_CHUNK_TOKENS)?,
+            max_tokens,
+            min_tokens: env.parsed("CHUNK_MIN_TOKENS", max_tokens / 8)?,
             overlap_tokens: env.parsed("CHUNK_OVERLAP_TOKENS", DEFAULT_CHUNK_OVERLAP)?,
         };
         if chunking.max_tokens == 0 {
             return Err(invalid("CHUNK_TOKENS", 0, "must be at least 1"));
+        }
+        if chunking.min_tokens > chunking.max_tokens {
+            return Err(invalid(
+                "CHUNK_MIN_TOKENS",
+                chunking.min_tokens,
+                "must not exceed CHUNK_TOKENS",
+            ));
         }
         if chunking.overlap_tokens >= chunking.max_tokens {
             return Err(invalid(
@@ -520,6 +532,16 @@ mod tests {
         .unwrap_err();
         assert!(
             err.to_string().contains("smaller than CHUNK_TOKENS"),
+            "{err}"
+        );
+        let err = config(&[
+            ("DATABASE_URL", "x"),
+            ("CHUNK_TOKENS", "64"),
+            ("CHUNK_MIN_TOKENS", "65"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("must not exceed CHUNK_TOKENS"),
             "{err}"
         );
         let err = config(&[("DATABASE_URL", "x"), ("EMBEDDING_PROVIDER", "openai")]).unwrap_err();
