@@ -21,16 +21,27 @@ use std::time::{Duration, Instant};
 
 const DIMS: &str = "64";
 
-fn config(url: &str, vars: &[(&str, &str)]) -> Config {
-    let mut all = vars.to_vec();
-    all.extend_from_slice(&[
-        ("DATABASE_URL", "postgres://unused"),
+/// Settings for an OpenAI-compatible embedder at `url`, plus `more`.
+fn openai<'a>(url: &'a str, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut vars = vec![
         ("EMBEDDING_PROVIDER", "openai"),
         ("OPENAI_API_KEY", "sk-test"),
         ("OPENAI_BASE_URL", url),
         ("EMBEDDING_DIMS", DIMS),
-        ("EXTERNAL_FIRST_BACKOFF_MS", "10"),
-    ]);
+    ];
+    vars.extend_from_slice(more);
+    vars
+}
+
+fn config(url: &str, vars: &[(&str, &str)]) -> Config {
+    let mut all = vars.to_vec();
+    all.extend(openai(
+        url,
+        &[
+            ("DATABASE_URL", "postgres://unused"),
+            ("EXTERNAL_FIRST_BACKOFF_MS", "10"),
+        ],
+    ));
     Config::from_lookup(Env(|name| {
         all.iter()
             .find(|(k, _)| *k == name)
@@ -273,15 +284,14 @@ async fn status_shows_the_breaker_an_outage_opened_until_an_instance_finds_the_s
     })
     .await;
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
-    let config = test_db.config(&[
-        ("EMBEDDING_PROVIDER", "openai"),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("OPENAI_BASE_URL", &url),
-        ("EMBEDDING_DIMS", DIMS),
-        ("BREAKER_THRESHOLD", "2"),
-        ("BREAKER_COOLDOWN_SECS", "60"),
-        ("EXTERNAL_MAX_ATTEMPTS", "1"),
-    ]);
+    let config = test_db.config(&openai(
+        &url,
+        &[
+            ("BREAKER_THRESHOLD", "2"),
+            ("BREAKER_COOLDOWN_SECS", "60"),
+            ("EXTERNAL_MAX_ATTEMPTS", "1"),
+        ],
+    ));
     let breakers = async || {
         overview(&config)
             .await
@@ -333,15 +343,14 @@ async fn hybrid_falls_back_to_the_mock_outside_production_and_replaces_it_later(
     })
     .await;
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
-    let vars = [
-        ("SERVICE_MODE", "hybrid"),
-        ("DOCPIPE_ENVIRONMENT", "dev"),
-        ("EMBEDDING_PROVIDER", "openai"),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("OPENAI_BASE_URL", url.as_str()),
-        ("EMBEDDING_DIMS", DIMS),
-        ("EXTERNAL_MAX_ATTEMPTS", "1"),
-    ];
+    let vars = openai(
+        &url,
+        &[
+            ("SERVICE_MODE", "hybrid"),
+            ("DOCPIPE_ENVIRONMENT", "dev"),
+            ("EXTERNAL_MAX_ATTEMPTS", "1"),
+        ],
+    );
     let config = test_db.config(&vars);
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert!(
@@ -375,7 +384,7 @@ async fn hybrid_falls_back_to_the_mock_outside_production_and_replaces_it_later(
     });
     let production = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
     let mut vars = vars.to_vec();
-    vars[1] = ("DOCPIPE_ENVIRONMENT", "production");
+    vars.push(("DOCPIPE_ENVIRONMENT", "production")); // the later setting wins
     let (_, outcomes) = ingest_locally(&production.config(&vars), "acme", &[samples_dir()]).await;
     assert!(
         outcomes
@@ -391,14 +400,13 @@ async fn past_the_daily_budget_jobs_wait_and_resume_when_spending_may_go_on() {
     let (url, _mock) = mock_with(FaultKnobs::default()).await;
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
     let vars = |budget: &'static str| {
-        vec![
-            ("EMBEDDING_PROVIDER", "openai"),
-            ("OPENAI_API_KEY", "sk-test"),
-            ("OPENAI_BASE_URL", url.as_str()),
-            ("EMBEDDING_DIMS", DIMS),
-            ("EMBEDDING_USD_PER_MILLION_TOKENS", "1000"),
-            ("DAILY_BUDGET_USD", budget),
-        ]
+        openai(
+            &url,
+            &[
+                ("EMBEDDING_USD_PER_MILLION_TOKENS", "1000"),
+                ("DAILY_BUDGET_USD", budget),
+            ],
+        )
     };
     let samples = samples_dir();
     let first = samples.join("fog-signals.txt");
@@ -455,14 +463,10 @@ async fn past_the_daily_budget_jobs_wait_and_resume_when_spending_may_go_on() {
 async fn the_hourly_request_cap_stops_new_calls() {
     let (url, mock) = mock_with(FaultKnobs::default()).await;
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
-    let config = test_db.config(&[
-        ("EMBEDDING_PROVIDER", "openai"),
-        ("OPENAI_API_KEY", "sk-test"),
-        ("OPENAI_BASE_URL", &url),
-        ("EMBEDDING_DIMS", DIMS),
-        ("HOURLY_REQUEST_CAP", "1"),
-        ("DB_POOL_SIZE", "1"),
-    ]);
+    let config = test_db.config(&openai(
+        &url,
+        &[("HOURLY_REQUEST_CAP", "1"), ("DB_POOL_SIZE", "1")],
+    ));
     let samples = samples_dir();
     let files = [
         samples.join("fog-signals.txt"),
