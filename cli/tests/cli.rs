@@ -9,12 +9,18 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 fn docpipe(test_db: &TestDb, args: &[&str]) -> Output {
+    docpipe_with(test_db, args, &[])
+}
+
+/// `docpipe args` on `test_db`, with these settings beside the defaults.
+fn docpipe_with(test_db: &TestDb, args: &[&str], vars: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_docpipe"))
         .args(args)
         .env("DATABASE_URL", &test_db.url)
         .env("DOCPIPE_BLOB_DIR", &test_db.blob_dir)
         .env_remove("EMBEDDING_PROVIDER")
         .env_remove("EMBEDDING_DIMS")
+        .envs(vars.iter().copied())
         .output()
         .expect("run docpipe")
 }
@@ -208,4 +214,81 @@ async fn logs_carry_the_correlation_id_and_never_a_key() {
             );
         }
     }
+}
+
+/// The Embedded Metric Format lines of a local run: each names metrics and
+/// dimensions present on the line, and together they count what happened.
+#[tokio::test]
+async fn a_run_writes_emf_metric_lines_cloudwatch_can_read() {
+    let test_db = TestDb::migrated(&[]).await;
+    let scratch = ScratchDir::new();
+    let empty = scratch.write("empty.txt", "");
+    let emf = scratch.0.join("metrics.jsonl");
+    let output = docpipe_with(
+        &test_db,
+        &[
+            "ingest",
+            &samples_dir().display().to_string(),
+            &empty.display().to_string(),
+            "--tenant",
+            "demo",
+        ],
+        &[("EMF_OUTPUT", &emf.display().to_string())],
+    );
+    assert_eq!(output.status.code(), Some(1), "one document fails");
+
+    let text = std::fs::read_to_string(&emf).expect("metrics written");
+    let mut totals: HashMap<(String, String), f64> = HashMap::new();
+    let mut error_kinds = HashSet::new();
+    for line in text.lines() {
+        let root: serde_json::Value = serde_json::from_str(line).expect("one JSON object a line");
+        let aws = &root["_aws"];
+        assert!(aws["Timestamp"].as_u64().unwrap() > 1_700_000_000_000);
+        for directive in aws["CloudWatchMetrics"].as_array().unwrap() {
+            assert_eq!(directive["Namespace"], "docpipe");
+            for dimensions in directive["Dimensions"].as_array().unwrap() {
+                for dimension in dimensions.as_array().unwrap() {
+                    let name = dimension.as_str().unwrap();
+                    assert!(root[name].is_string(), "{name} missing on {line}");
+                }
+            }
+            for metric in directive["Metrics"].as_array().unwrap() {
+                let name = metric["Name"].as_str().unwrap();
+                let unit = metric["Unit"].as_str().unwrap();
+                let expected = match name {
+                    "Duration" => "Milliseconds",
+                    "CostUsd" | "BreakerOpen" => "None",
+                    _ => "Count",
+                };
+                assert_eq!(unit, expected, "{name}");
+                let value = root[name]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{name} missing on {line}"));
+                let stage = root["Stage"].as_str().unwrap().to_string();
+                *totals.entry((stage, name.to_string())).or_default() += value;
+            }
+        }
+        if let Some(kind) = root["ErrorKind"].as_str() {
+            error_kinds.insert(kind.to_string());
+        }
+    }
+    let total = |stage: &str, metric: &str| totals.get(&(stage.into(), metric.into())).copied();
+    assert_eq!(total("ingest", "Messages"), Some(5.0), "{totals:?}");
+    assert_eq!(total("ingest", "DocumentsIngested"), Some(5.0));
+    assert_eq!(total("parse", "Messages"), Some(5.0));
+    assert_eq!(total("parse", "JobsFailed"), Some(1.0));
+    assert_eq!(error_kinds, HashSet::from(["empty_file".to_string()]));
+    let chunks: Vec<i64> = test_db
+        .column("SELECT count(*) FROM upload_pipeline.document_chunks")
+        .await;
+    assert_eq!(total("chunk", "ChunksCreated"), Some(chunks[0] as f64));
+    assert_eq!(total("embed", "JobsCompleted"), Some(4.0));
+    let tokens: Vec<Option<i64>> = test_db
+        .column("SELECT sum(units)::int8 FROM upload_pipeline.cost_ledger WHERE unit = 'tokens'")
+        .await;
+    assert_eq!(
+        total("embed", "EmbeddingTokens"),
+        tokens[0].map(|t| t as f64)
+    );
+    assert!(total("embed", "Duration").unwrap() > 0.0);
 }

@@ -6,6 +6,7 @@
 
 use crate::config::CostPolicy;
 use crate::error::{Error, Result, Wait};
+use crate::metrics::{self, Metric};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -25,6 +26,14 @@ pub struct Spend<'a> {
 }
 
 pub async fn record(client: &impl GenericClient, spend: &Spend<'_>) -> Result<()> {
+    let units = if spend.unit == "pages" {
+        Metric::PagesParsed
+    } else {
+        Metric::EmbeddingTokens
+    };
+    metrics::add(units, spend.units as f64);
+    metrics::add(Metric::CostUsd, spend.usd);
+    metrics::add(Metric::ExternalRequests, f64::from(spend.requests));
     client
         .execute(
             "INSERT INTO upload_pipeline.cost_ledger

@@ -102,6 +102,15 @@ impl Error {
     pub fn is_transient(&self) -> bool {
         matches!(self, Error::Transient(_))
     }
+
+    /// A short name for metrics: the rejection's code, `waiting`, or `transient`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Rejected(reason) => reason.code(),
+            Error::Waiting(_) => "waiting",
+            _ => "transient",
+        }
+    }
 }
 
 impl From<tokio_postgres::Error> for Error {

@@ -108,7 +108,6 @@ async fn handle_notification(deployment: &Deployment, record: &SqsMessage) -> Re
         let span = ingest::upload_span(key, &correlation_id);
         let outcome = match change.event {
             ObjectEvent::Created => ingest::ingest(&deployment.pipeline, key, &correlation_id)
-                .instrument(span.clone())
                 .await
                 .map(|_| ()),
             ObjectEvent::Removed => ingest::remove(&deployment.pipeline, key)

@@ -18,6 +18,7 @@ pub mod jobs;
 pub mod lambda;
 pub mod llamaparse;
 pub mod local;
+pub mod metrics;
 pub mod parsing;
 pub mod queue;
 pub mod s3_notification;

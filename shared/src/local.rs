@@ -20,7 +20,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::Instrument;
 
 /// Attempts per message before its job fails, like an SQS maxReceiveCount.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -271,9 +270,7 @@ async fn perform(pipeline: &Pipeline, work: &Work) -> Result<Done> {
         Work::Ingest(key) => {
             // Each local upload gets its own correlation id, as an S3 request would.
             let correlation_id = uuid::Uuid::new_v4().to_string();
-            let ingested = stages::ingest::ingest(pipeline, key, &correlation_id)
-                .instrument(stages::ingest::upload_span(key, &correlation_id))
-                .await?;
+            let ingested = stages::ingest::ingest(pipeline, key, &correlation_id).await?;
             Ok(Done::Ingested(key.clone(), ingested))
         }
         Work::Stage(message) => Ok(Done::Handled(stages::handle(pipeline, message).await?)),

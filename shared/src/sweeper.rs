@@ -5,6 +5,7 @@
 use crate::config::SweepPolicy;
 use crate::error::{Rejection, Result};
 use crate::jobs;
+use crate::metrics::{self, Metric};
 use crate::stages::{self, Pipeline, embed};
 use crate::state::JobState;
 use uuid::Uuid;
@@ -26,6 +27,10 @@ pub struct SweepReport {
 /// messages are sent before the commit: if the commit fails they are
 /// duplicates, which every stage acknowledges; the reverse could lose them.
 pub async fn sweep(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepReport> {
+    metrics::scope("sweeper", sweep_once(pipeline, policy)).await
+}
+
+async fn sweep_once(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepReport> {
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
     let timeouts = [
@@ -58,6 +63,9 @@ pub async fn sweep(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRep
     }
     pipeline.queue.send(messages).await?;
     tx.commit().await?;
+    metrics::add(Metric::JobsFailed, report.failed.len() as f64);
+    let resumed = report.resumed.len() + report.unpaused.len();
+    metrics::add(Metric::JobsResumed, resumed as f64);
     // Best effort: the provider may still be down; the next sweep tries again.
     match embed::replace_fallback_vectors(pipeline, policy.batch * 10).await {
         Ok(replaced) => report.replaced_fallback_vectors = replaced,

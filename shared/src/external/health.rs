@@ -6,6 +6,7 @@ use super::ExternalService;
 use super::breaker::BreakerState;
 use crate::db::utc_text;
 use crate::error::Result;
+use crate::metrics;
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use std::sync::atomic::Ordering;
@@ -42,6 +43,7 @@ pub async fn record(db: &Pool, services: &[&ExternalService]) {
             continue;
         }
         let state = service.breaker.state();
+        metrics::breaker(service.name, state != BreakerState::Closed);
         match write(db, service.name, state, SystemTime::now()).await {
             Ok(()) => service.reported_changes.store(changes, Ordering::Relaxed),
             Err(error) => {

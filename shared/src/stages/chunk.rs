@@ -5,6 +5,7 @@ use super::{Pipeline, blocking, job_in_state};
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::jobs;
+use crate::metrics::{self, Metric};
 use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
 use uuid::Uuid;
@@ -79,6 +80,7 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     )
     .await?;
     tx.commit().await?;
+    metrics::add(Metric::ChunksCreated, count as f64);
 
     let messages = embed_stages(count, pipeline.embed_batch_size)
         .map(|stage| message.next(stage))

@@ -6,6 +6,7 @@ use crate::cost::{self, Spend};
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
 use crate::jobs;
+use crate::metrics::{self, Metric};
 use crate::state::JobState;
 use pgvector::Vector;
 use std::collections::HashMap;
@@ -97,6 +98,8 @@ pub async fn embed(
                 .expect("embedded above")
         })
         .collect();
+    let hits = pending.iter().filter(|c| c.cached.is_some()).count();
+    metrics::add(Metric::CacheHits, hits as f64);
     // Fresh vectors may come from a fallback model (hybrid mode); cached ones are the provider's.
     let fresh_model = embeddings.as_ref().map_or(model, |e| e.model.as_str());
     let models: Vec<&str> = pending

@@ -5,8 +5,10 @@ use super::Pipeline;
 use crate::error::{Error, Rejection, Result};
 use crate::ids;
 use crate::jobs::{self, NewJob};
+use crate::metrics::{self, Metric};
 use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
+use tracing::Instrument;
 use uuid::Uuid;
 
 /// Where uploads live in the bucket.
@@ -80,8 +82,24 @@ pub fn upload_span(key: &str, correlation_id: &str) -> tracing::Span {
 }
 
 /// Records the object at `key` (an upload) as a document and job, and sends
-/// new work to parse. `correlation_id` names the upload in every later log line.
+/// new work to parse. `correlation_id` names the upload in every later log
+/// line. One metrics line (`Stage` ingest) counts it.
 pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Result<Ingested> {
+    let work = async {
+        let ingested = record_upload(pipeline, key, correlation_id).await;
+        match &ingested {
+            Ok(done) if done.state == JobState::Queued => {
+                metrics::add(Metric::DocumentsIngested, 1.0)
+            }
+            Ok(_) => {}
+            Err(error) => metrics::error(error.kind()),
+        }
+        ingested
+    };
+    metrics::scope("ingest", work.instrument(upload_span(key, correlation_id))).await
+}
+
+async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Result<Ingested> {
     let tenant = tenant_of(key)?;
     let document_id = ids::document_id(tenant, key);
     let object = pipeline.blobs.head(key).await?;
@@ -156,6 +174,8 @@ pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Res
             limit: pipeline.max_file_bytes,
         };
         jobs::fail_in(&tx, job_id, state, &reason).await?;
+        metrics::error(reason.code());
+        metrics::add(Metric::JobsFailed, 1.0);
         state = JobState::Failed;
     }
     tx.commit().await?;

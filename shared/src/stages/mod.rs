@@ -15,6 +15,7 @@ use crate::error::{ConfigError, Error, Rejection, Result};
 use crate::external::{self, ExternalService};
 use crate::jobs::{self, Job};
 use crate::llamaparse::LlamaParseClient;
+use crate::metrics::{self, Metric};
 use crate::queue::{Queue, Stage, StageMessage};
 use crate::state::JobState;
 use deadpool_postgres::Pool;
@@ -120,9 +121,11 @@ pub struct Handled {
 /// Runs one stage message. A rejection fails the job and is handled (the
 /// message is done); a transient error is returned so the message is retried.
 pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
-    let handled = run_stage(pipeline, message)
-        .instrument(stage_span(message))
-        .await;
+    let handled = metrics::scope(
+        message.stage.name(),
+        run_stage(pipeline, message).instrument(stage_span(message)),
+    )
+    .await;
     pipeline.record_breakers().await;
     handled
 }
@@ -151,6 +154,7 @@ async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handle
     };
     match result {
         Ok(ended) => {
+            count_ended(ended);
             let elapsed_ms = started.elapsed().as_millis() as u64;
             tracing::info!(
                 elapsed_ms,
@@ -161,20 +165,34 @@ async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handle
         }
         Err(Error::Rejected(reason)) => {
             tracing::warn!(code = reason.code(), %reason, "job failed");
+            metrics::error(reason.code());
             let failed = jobs::fail(&mut pipeline.db.get().await?, job_id, &reason).await?;
+            count_ended(failed.then_some(JobState::Failed));
             Ok(Handled {
                 job_id,
                 ended: failed.then_some(JobState::Failed),
             })
         }
         Err(Error::Waiting(wait)) => {
+            metrics::add(Metric::SpendingStopped, 1.0);
             jobs::wait(&pipeline.db.get().await?, job_id, &wait).await?;
             Ok(Handled {
                 job_id,
                 ended: None,
             })
         }
-        Err(transient) => Err(transient),
+        Err(transient) => {
+            metrics::error(transient.kind());
+            Err(transient)
+        }
+    }
+}
+
+fn count_ended(ended: Option<JobState>) {
+    match ended {
+        Some(JobState::Complete) => metrics::add(Metric::JobsCompleted, 1.0),
+        Some(JobState::Failed) => metrics::add(Metric::JobsFailed, 1.0),
+        _ => {}
     }
 }
 
