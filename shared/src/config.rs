@@ -144,6 +144,8 @@ pub struct ChunkingConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: Secret,
+    /// Extra root certificates (PEM) for TLS to Postgres (`sslmode=require`).
+    pub database_ca_file: Option<std::path::PathBuf>,
     pub db_pool_size: usize,
     pub mode: ServiceMode,
     /// `production` (default) never falls back to mocks.
@@ -469,6 +471,7 @@ impl Config {
 
         Ok(Config {
             database_url: Secret::new(env.required("DATABASE_URL")?),
+            database_ca_file: env.get("DATABASE_CA_FILE").map(Into::into),
             db_pool_size: env.parsed("DB_POOL_SIZE", 8)?,
             mode,
             production,

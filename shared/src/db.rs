@@ -3,9 +3,15 @@
 use crate::config::Config;
 use crate::error::ConfigError;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
+use tokio_postgres::config::SslMode;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use deadpool_postgres::{Client, Transaction};
 
@@ -58,15 +64,20 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
     Ok(config)
 }
 
-/// A pool over `DATABASE_URL`. Connections are made lazily.
+/// A pool over `DATABASE_URL`. Connections are made lazily. With
+/// `sslmode=require` they use TLS, verifying the server against the system's
+/// roots plus `DATABASE_CA_FILE` (a PEM bundle, e.g. RDS's) if set.
 pub fn pool(config: &Config) -> Result<Pool, ConfigError> {
-    let manager = Manager::from_config(
-        pg_config(config.database_url.expose())?,
-        NoTls,
-        ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        },
-    );
+    let pg = pg_config(config.database_url.expose())?;
+    let manager_config = ManagerConfig {
+        recycling_method: RecyclingMethod::Fast,
+    };
+    let manager = if pg.get_ssl_mode() == SslMode::Require {
+        let tls = tls_connector(config.database_ca_file.as_deref())?;
+        Manager::from_config(pg, tls, manager_config)
+    } else {
+        Manager::from_config(pg, NoTls, manager_config)
+    };
     Pool::builder(manager)
         .max_size(config.db_pool_size)
         .runtime(Runtime::Tokio1)
@@ -74,6 +85,39 @@ pub fn pool(config: &Config) -> Result<Pool, ConfigError> {
         .create_timeout(Some(CONNECT_TIMEOUT))
         .build()
         .map_err(|e| ConfigError::Database(e.to_string()))
+}
+
+fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "DATABASE_CA_FILE",
+        value: ca_file.map_or_else(String::new, |p| p.display().to_string()),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped; none at all fails below.
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(path) = ca_file {
+        let certs = CertificateDer::pem_file_iter(path)
+            .map_err(|e| invalid(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid(e.to_string()))?;
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(invalid("no certificate in the file".into()));
+        }
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "no trusted root certificates on this system".into(),
+        ));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(MakeRustlsConnect::new(tls))
 }
 
 /// Connects, checks that the schema exists with the configured vector size,
@@ -115,7 +159,7 @@ async fn table_dims(client: &tokio_postgres::Client) -> Result<Option<usize>, Co
 }
 
 /// What `migrate` did.
-#[derive(Debug)]
+#[derive(Debug, serde::Serialize)]
 pub struct MigrationReport {
     pub applied: Vec<String>,
 }
@@ -123,13 +167,16 @@ pub struct MigrationReport {
 /// Applies pending migrations with refinery. The vector size is fixed when the
 /// schema is first created; migrating with another size is refused.
 pub async fn migrate(config: &Config) -> Result<MigrationReport, ConfigError> {
-    let (mut client, connection) = pg_config(config.database_url.expose())?
-        .connect(NoTls)
-        .await?;
-    let connection = tokio::spawn(connection);
+    // One connection, over TLS when the URL asks for it, as the pool's are.
+    let pool = pool(config)?;
+    let mut pooled = pool
+        .get()
+        .await
+        .map_err(|e| ConfigError::Database(e.to_string()))?;
+    let client: &mut tokio_postgres::Client = &mut pooled;
 
     let dims = config.embedding.dims;
-    if let Some(in_table) = table_dims(&client).await?
+    if let Some(in_table) = table_dims(client).await?
         && in_table != dims
     {
         return Err(ConfigError::DimensionMismatch {
@@ -146,11 +193,9 @@ pub async fn migrate(config: &Config) -> Result<MigrationReport, ConfigError> {
         .map_err(|e| ConfigError::Database(format!("bad migration file: {e}")))?;
     let report = refinery::Runner::new(&migrations)
         .set_abort_divergent(true)
-        .run_async(&mut client)
+        .run_async(client)
         .await
         .map_err(|e| ConfigError::Database(format!("migration failed: {e}")))?;
-    drop(client);
-    connection.abort();
     Ok(MigrationReport {
         applied: report
             .applied_migrations()

@@ -3,11 +3,12 @@
 //! it builds, so both run the same code.
 
 use crate::aws::{self, S3BlobStore, SqsQueue};
-use crate::config::{AwsConfig, Config};
+use crate::config::{AwsConfig, Config, Env};
 use crate::db;
 use crate::error::{ConfigError, Error, Result};
 use crate::queue::StageMessage;
 use crate::s3_notification::{self, ObjectEvent};
+use crate::secrets;
 use crate::stages::{self, Pipeline, ingest};
 use crate::sweeper::{self, SweepReport};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -22,11 +23,13 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// From the environment, as a Lambda cold start does.
+    /// From the environment and the secrets it names, as a Lambda cold start does.
     pub async fn from_env() -> std::result::Result<Deployment, ConfigError> {
-        let config = Config::from_env()?;
-        let aws = AwsConfig::from_env()?;
-        Deployment::new(&config, aws, &aws::sdk_config().await).await
+        let sdk = aws::sdk_config().await;
+        let settings = settings(&sdk).await?;
+        let config = Config::from_lookup(Env(settings.clone()))?;
+        let aws = AwsConfig::from_lookup(Env(settings))?;
+        Deployment::new(&config, aws, &sdk).await
     }
 
     pub async fn new(
@@ -157,6 +160,26 @@ pub async fn handle_stage_events(deployment: &Deployment, event: SqsEvent) -> Sq
         false
     })
     .await
+}
+
+/// The process environment with the secrets it names laid over it.
+pub async fn settings(
+    sdk: &aws_config::SdkConfig,
+) -> std::result::Result<impl Fn(&str) -> Option<String> + Clone, ConfigError> {
+    let client = aws_sdk_secretsmanager::Client::new(sdk);
+    let from_env = |name: &str| std::env::var(name).ok();
+    let secrets = Arc::new(secrets::resolve(&client, &from_env).await?);
+    Ok(move |name: &str| secrets.get(name).cloned().or_else(|| from_env(name)))
+}
+
+/// `migrate`: applies the migrations the database lacks (the deploy step
+/// invokes it after each deploy).
+pub async fn handle_migrate(
+    config: &Config,
+) -> std::result::Result<db::MigrationReport, ConfigError> {
+    let report = db::migrate(config).await?;
+    tracing::info!(applied = ?report.applied, "migrations applied");
+    Ok(report)
 }
 
 /// `sweeper`: one sweep per scheduled invocation.

@@ -23,6 +23,7 @@ pub mod parsing;
 pub mod queue;
 pub mod s3_notification;
 pub mod search;
+pub mod secrets;
 pub mod stages;
 pub mod state;
 pub mod status;

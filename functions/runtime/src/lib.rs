@@ -3,6 +3,7 @@
 //! itself is in `docpipe_shared::lambda`.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use docpipe_shared::config::{Config, Env};
 use docpipe_shared::lambda::{self, Deployment};
 use docpipe_shared::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
@@ -42,6 +43,21 @@ pub async fn serve_schedule() -> Result<(), Error> {
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
             Ok::<_, Error>(lambda::handle_schedule(deployment).await?)
+        },
+    ))
+    .await
+}
+
+/// Serves migration requests (any payload): applies what the database lacks
+/// and answers with the migrations applied.
+pub async fn serve_migrate() -> Result<(), Error> {
+    telemetry::init("info");
+    let sdk = docpipe_shared::aws::sdk_config().await;
+    let settings = lambda::settings(&sdk).await?;
+    let config = &Config::from_lookup(Env(settings))?;
+    lambda_runtime::run(service_fn(
+        move |_: LambdaEvent<serde_json::Value>| async move {
+            Ok::<_, Error>(lambda::handle_migrate(config).await?)
         },
     ))
     .await
