@@ -195,6 +195,34 @@ async fn a_provider_that_refuses_the_key_fails_the_job_with_its_reason() {
     );
 }
 
+/// Reprocessing: a failed document uploaded again runs again; a completed
+/// one uploaded again is left alone.
+#[tokio::test]
+async fn uploading_a_failed_document_again_retries_it() {
+    let base_url = spawn_mock_openai(1536, Some("sk-right")).await;
+    let vars = |key| {
+        [
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", base_url.as_str()),
+            ("OPENAI_API_KEY", key),
+        ]
+    };
+    let test_db = TestDb::migrated(&vars("sk-wrong")).await;
+    let file = [samples_dir().join("fog-signals.txt")];
+    let key = "uploads/acme/fog-signals.txt";
+    let (_, outcomes) = ingest_locally(&test_db.config(&vars("sk-wrong")), "acme", &file).await;
+    assert_eq!(outcomes[key].state, "failed");
+
+    let (run, outcomes) = ingest_locally(&test_db.config(&vars("sk-right")), "acme", &file).await;
+    assert_eq!(run.ingested[0].1.change, Change::Requeued);
+    assert_eq!(outcomes[key].state, "complete", "{:?}", outcomes[key]);
+    assert_eq!(outcomes[key].error_code, None);
+
+    let (run, _) = ingest_locally(&test_db.config(&vars("sk-right")), "acme", &file).await;
+    assert_eq!(run.ingested[0].1.change, Change::Unchanged);
+    assert_eq!(test_db.count("upload_jobs").await, 1, "one job throughout");
+}
+
 #[tokio::test]
 async fn vectors_of_the_wrong_size_fail_the_job() {
     // A model that ignores `dimensions` and answers with 8.

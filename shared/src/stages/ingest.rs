@@ -21,7 +21,8 @@ pub enum Change {
     New,
     /// The same content as the document's latest version: nothing to do.
     Unchanged,
-    /// Content seen before (but not latest) came back and is processed again.
+    /// Processed again: content seen before (but not latest) came back, or
+    /// the latest content failed and was uploaded again.
     Requeued,
 }
 
@@ -140,15 +141,16 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
         let job = jobs::lock(&tx, job_id)
             .await?
             .ok_or_else(|| Error::Transient(format!("job {job_id} vanished during ingest")))?;
-        if previous != Some(job_id) && job.state.is_terminal() {
-            jobs::requeue(
-                &tx,
-                job_id,
-                job.state,
-                "content uploaded again",
-                correlation_id,
-            )
-            .await?;
+        // Uploading a failed document again retries it (the way to reprocess
+        // one); a completed one with the same content is left as it is.
+        let retry = job.state == JobState::Failed;
+        if retry || (previous != Some(job_id) && job.state.is_terminal()) {
+            let why = if retry {
+                "uploaded again after failing"
+            } else {
+                "content uploaded again"
+            };
+            jobs::requeue(&tx, job_id, job.state, why, correlation_id).await?;
             (JobState::Queued, Change::Requeued)
         } else {
             (job.state, Change::Unchanged)
