@@ -41,14 +41,15 @@ impl LocalAws {
         let sdk = sdk_config().await;
         let s3 = aws::s3_client(&sdk, true);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+        let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
+        let stack = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
         let settings = QueueSettings {
             visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
             max_receive_count: MAX_RECEIVE_COUNT,
         };
-        let resources = provision::provision(&s3, &sqs, &prefix, &settings)
+        let resources = provision::provision(&cloudformation, &sqs, &stack, &settings)
             .await
-            .expect("provision bucket and queues");
+            .expect("the template's bucket and queues");
         let test_db = TestDb::migrated(vars).await;
         let aws_config = AwsConfig {
             bucket: resources.bucket.clone(),

@@ -1,5 +1,5 @@
-//! `docpipe-local-runner provision` creates the bucket and queues and prints
-//! their settings; `docpipe-local-runner run` feeds the queues to the
+//! `docpipe-local-runner provision` creates the bucket and queues from the
+//! SAM template (as a CloudFormation stack) and prints their settings; `docpipe-local-runner run` feeds the queues to the
 //! functions' handlers until interrupted.
 
 use clap::{Parser, Subcommand};
@@ -21,17 +21,15 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create (or repair) the bucket, queues, DLQs and S3 notifications; print `export` lines.
+    /// Create the template's bucket, queues, DLQs and S3 notifications as a
+    /// stack (or find it created); print `export` lines.
     Provision {
         #[arg(long, default_value = "docpipe")]
-        prefix: String,
+        stack_name: String,
         #[arg(long, default_value_t = 30)]
         visibility_timeout_secs: u32,
         #[arg(long, env = "MAX_RECEIVE_COUNT", default_value_t = 5)]
         max_receive_count: u32,
-        /// Path-style S3 addressing, as emulators need.
-        #[arg(long, env = "S3_FORCE_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
-        s3_force_path_style: bool,
     },
     /// Poll the queues and invoke the handlers, as Lambda's event source mappings do.
     Run {
@@ -56,17 +54,17 @@ async fn main() -> Result<(), Error> {
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     match Cli::parse().command {
         Command::Provision {
-            prefix,
+            stack_name,
             visibility_timeout_secs,
             max_receive_count,
-            s3_force_path_style,
         } => {
-            let s3 = aws::s3_client(&sdk, s3_force_path_style);
+            let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
             let settings = QueueSettings {
                 visibility_timeout_secs,
                 max_receive_count,
             };
-            let resources = provision::provision(&s3, &sqs, &prefix, &settings).await?;
+            let resources =
+                provision::provision(&cloudformation, &sqs, &stack_name, &settings).await?;
             print!("{}", resources.env_lines());
         }
         Command::Run {

@@ -1,25 +1,45 @@
-//! Creates what the deployed stack has, in an emulator (or any account): the
-//! bucket, one queue and dead-letter queue per consumer, the redrive
-//! policies, and the bucket's notifications of `uploads/` to the ingest queue.
-//! Every call is idempotent, so provisioning again repairs rather than fails.
+//! Creates the deployed stack's bucket and queues in an emulator from
+//! `infrastructure/template.yaml` itself: the template's resources that need
+//! no Lambda, VPC or database (the key, the bucket with its policy and its
+//! S3 → SQS notifications, each queue with its dead-letter queue and
+//! redrive, the uploads queue's policy) go up as a CloudFormation stack, so
+//! local runs and the integration tests use what production deploys.
 
-use aws_sdk_s3::types::{
-    Event, FilterRule, FilterRuleName, NotificationConfiguration, NotificationConfigurationFilter,
-    QueueConfiguration, S3KeyFilter,
-};
+use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
 use docpipe_shared::config::QueueUrls;
-use docpipe_shared::stages::ingest::UPLOAD_PREFIX;
-use std::collections::HashMap;
+use serde_json::{Map, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
 
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// How the queues behave; the same knobs as the SAM template's parameters.
+const TEMPLATE: &str = include_str!("../../infrastructure/template.yaml");
+
+/// The template's resources an emulator can create.
+const STORAGE_AND_QUEUES: [&str; 12] = [
+    "Key",
+    "UploadBucket",
+    "UploadBucketPolicy",
+    "UploadsQueue",
+    "UploadsDeadLetters",
+    "UploadsQueuePolicy",
+    "ParseQueue",
+    "ParseDeadLetters",
+    "ChunkQueue",
+    "ChunkDeadLetters",
+    "EmbedQueue",
+    "EmbedDeadLetters",
+];
+
+const STACK_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// How the queues behave: the template's parameters of the same names.
 #[derive(Debug, Clone)]
 pub struct QueueSettings {
-    /// Seconds a received message stays invisible (the retry delay).
+    /// `QueueVisibilityTimeoutSeconds`: seconds a received message stays invisible (the retry delay).
     pub visibility_timeout_secs: u32,
-    /// Receives before a message moves to its dead-letter queue.
+    /// `MaxReceiveCount`: receives before a message moves to its dead-letter queue.
     pub max_receive_count: u32,
 }
 
@@ -84,118 +104,256 @@ pub async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<String, E
         .ok_or_else(|| format!("queue {url} has no ARN").into())
 }
 
-async fn queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    settings: &QueueSettings,
-) -> Result<ProvisionedQueue, Error> {
-    let dlq_url = sqs
-        .create_queue()
-        .queue_name(format!("{name}-dlq"))
-        .attributes(QueueAttributeName::MessageRetentionPeriod, "1209600")
-        .send()
-        .await?
-        .queue_url
-        .ok_or("CreateQueue returned no URL")?;
-    let dlq_arn = queue_arn(sqs, &dlq_url).await?;
-    let url = sqs
-        .create_queue()
-        .queue_name(name)
-        .send()
-        .await?
-        .queue_url
-        .ok_or("CreateQueue returned no URL")?;
-    let redrive = serde_json::json!({
-        "deadLetterTargetArn": dlq_arn,
-        "maxReceiveCount": settings.max_receive_count.to_string(),
-    });
-    sqs.set_queue_attributes()
-        .queue_url(&url)
-        .attributes(
-            QueueAttributeName::VisibilityTimeout,
-            settings.visibility_timeout_secs.to_string(),
-        )
-        .attributes(QueueAttributeName::RedrivePolicy, redrive.to_string())
-        .send()
-        .await?;
-    Ok(ProvisionedQueue {
-        arn: queue_arn(sqs, &url).await?,
-        url,
-        dlq_url,
+/// YAML's short-form intrinsic functions (`!Ref x`, `!GetAtt a.b`, `!Sub …`)
+/// as CloudFormation's JSON form.
+fn to_json(yaml: serde_norway::Value) -> Result<Value, Error> {
+    use serde_norway::Value as Yaml;
+    Ok(match yaml {
+        Yaml::Tagged(tagged) => {
+            let tag = tagged.tag.to_string();
+            let name = tag.trim_start_matches('!');
+            let value = to_json(tagged.value)?;
+            match (name, value) {
+                ("Ref", value) => serde_json::json!({ "Ref": value }),
+                ("GetAtt", Value::String(path)) => {
+                    let (resource, attribute) = path
+                        .split_once('.')
+                        .ok_or_else(|| format!("!GetAtt {path}: no attribute"))?;
+                    serde_json::json!({ "Fn::GetAtt": [resource, attribute] })
+                }
+                (name, value) => Value::Object(Map::from_iter([(format!("Fn::{name}"), value)])),
+            }
+        }
+        Yaml::Mapping(mapping) => {
+            let mut object = Map::new();
+            for (key, value) in mapping {
+                let key = match key {
+                    Yaml::String(key) => key,
+                    other => serde_norway::to_string(&other)?.trim().to_string(),
+                };
+                object.insert(key, to_json(value)?);
+            }
+            Value::Object(object)
+        }
+        Yaml::Sequence(items) => {
+            Value::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?)
+        }
+        scalar => serde_json::to_value(scalar)?,
     })
 }
 
-/// Creates (or repairs) `<prefix>-documents` and the `<prefix>-uploads`,
-/// `-parse`, `-chunk`, `-embed` queues with their `-dlq`s.
+/// Names a piece of template refers to: `Ref`s, `${…}` in `Fn::Sub`,
+/// `Fn::If` / `Condition` conditions, `Fn::FindInMap` maps.
+fn references(value: &Value, names: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(object) => {
+            for (key, inner) in object {
+                match (key.as_str(), inner) {
+                    ("Ref" | "Condition", Value::String(name)) => {
+                        names.insert(name.clone());
+                    }
+                    ("Fn::Sub", Value::String(text)) => {
+                        for part in text.split("${").skip(1) {
+                            let name = part.split(['}', '.']).next().unwrap_or_default();
+                            names.insert(name.to_string());
+                        }
+                    }
+                    ("Fn::If" | "Fn::FindInMap", Value::Array(args)) => {
+                        if let Some(Value::String(name)) = args.first() {
+                            names.insert(name.clone());
+                        }
+                    }
+                    _ => {}
+                }
+                references(inner, names);
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| references(item, names)),
+        _ => {}
+    }
+}
+
+/// The template cut down to its storage and queues, with the parameters,
+/// conditions and mappings they use.
+pub fn storage_and_queues_template() -> Result<Value, Error> {
+    let full = to_json(serde_norway::from_str(TEMPLATE)?)?;
+    let section = |name: &str| full[name].as_object().cloned().unwrap_or_default();
+    let resources: Map<String, Value> = STORAGE_AND_QUEUES
+        .iter()
+        .map(|&name| {
+            let resource = full["Resources"][name].clone();
+            (!resource.is_null())
+                .then(|| (name.to_string(), resource))
+                .ok_or_else(|| Error::from(format!("the template has no resource {name}")))
+        })
+        .collect::<Result<_, _>>()?;
+    // Conditions may use other conditions and parameters: follow them to the end.
+    let conditions = section("Conditions");
+    let mut names = BTreeSet::new();
+    references(&Value::Object(resources.clone()), &mut names);
+    loop {
+        let before = names.len();
+        for name in names.clone() {
+            if let Some(condition) = conditions.get(&name) {
+                references(condition, &mut names);
+            }
+        }
+        if names.len() == before {
+            break;
+        }
+    }
+    let used = |section: Map<String, Value>| -> Map<String, Value> {
+        section
+            .into_iter()
+            .filter(|(name, _)| names.contains(name))
+            .collect()
+    };
+    Ok(serde_json::json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Description": "docpipe storage and queues (from infrastructure/template.yaml)",
+        "Parameters": used(section("Parameters")),
+        "Conditions": used(conditions),
+        "Mappings": used(section("Mappings")),
+        "Resources": resources,
+    }))
+}
+
+/// Creates the stack `name` (or finds it created) and returns its bucket and queues.
 pub async fn provision(
-    s3: &aws_sdk_s3::Client,
+    cloudformation: &aws_sdk_cloudformation::Client,
     sqs: &aws_sdk_sqs::Client,
-    prefix: &str,
+    name: &str,
     settings: &QueueSettings,
 ) -> Result<Resources, Error> {
-    let bucket = format!("{prefix}-documents");
-    if let Err(e) = s3.create_bucket().bucket(&bucket).send().await
-        && !e
-            .as_service_error()
-            .is_some_and(|e| e.is_bucket_already_owned_by_you())
-    {
-        return Err(e.into());
+    let exists = cloudformation
+        .describe_stacks()
+        .stack_name(name)
+        .send()
+        .await
+        .is_ok_and(|out| {
+            out.stacks()
+                .iter()
+                .any(|s| s.stack_status() != Some(&StackStatus::DeleteComplete))
+        });
+    if !exists {
+        let parameter = |key: &str, value: u32| {
+            Parameter::builder()
+                .parameter_key(key)
+                .parameter_value(value.to_string())
+                .build()
+        };
+        cloudformation
+            .create_stack()
+            .stack_name(name)
+            .template_body(storage_and_queues_template()?.to_string())
+            .parameters(parameter(
+                "QueueVisibilityTimeoutSeconds",
+                settings.visibility_timeout_secs,
+            ))
+            .parameters(parameter("MaxReceiveCount", settings.max_receive_count))
+            .send()
+            .await?;
     }
-    let resources = Resources {
-        uploads: queue(sqs, &format!("{prefix}-uploads"), settings).await?,
-        parse: queue(sqs, &format!("{prefix}-parse"), settings).await?,
-        chunk: queue(sqs, &format!("{prefix}-chunk"), settings).await?,
-        embed: queue(sqs, &format!("{prefix}-embed"), settings).await?,
-        bucket,
+    wait_until_created(cloudformation, name).await?;
+
+    let physical: HashMap<String, String> = cloudformation
+        .describe_stack_resources()
+        .stack_name(name)
+        .send()
+        .await?
+        .stack_resources()
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.logical_resource_id()?.to_string(),
+                r.physical_resource_id()?.to_string(),
+            ))
+        })
+        .collect();
+    let id = |logical: &str| {
+        physical
+            .get(logical)
+            .cloned()
+            .ok_or_else(|| Error::from(format!("stack {name} has no {logical}")))
     };
+    let queue = async |prefix: &str| -> Result<ProvisionedQueue, Error> {
+        let url = id(&format!("{prefix}Queue"))?;
+        Ok(ProvisionedQueue {
+            arn: queue_arn(sqs, &url).await?,
+            url,
+            dlq_url: id(&format!("{prefix}DeadLetters"))?,
+        })
+    };
+    Ok(Resources {
+        bucket: id("UploadBucket")?,
+        uploads: queue("Uploads").await?,
+        parse: queue("Parse").await?,
+        chunk: queue("Chunk").await?,
+        embed: queue("Embed").await?,
+    })
+}
 
-    // S3 may only send to the uploads queue on behalf of this bucket.
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Effect": "Allow",
-            "Principal": {"Service": "s3.amazonaws.com"},
-            "Action": "sqs:SendMessage",
-            "Resource": resources.uploads.arn,
-            "Condition": {"ArnLike": {"aws:SourceArn": format!("arn:aws:s3:::{}", resources.bucket)}},
-        }],
-    });
-    sqs.set_queue_attributes()
-        .queue_url(&resources.uploads.url)
-        .set_attributes(Some(HashMap::from([(
-            QueueAttributeName::Policy,
-            policy.to_string(),
-        )])))
-        .send()
-        .await?;
-
-    let uploads_only = NotificationConfigurationFilter::builder()
-        .key(
-            S3KeyFilter::builder()
-                .filter_rules(
-                    FilterRule::builder()
-                        .name(FilterRuleName::Prefix)
-                        .value(UPLOAD_PREFIX)
-                        .build(),
+async fn wait_until_created(
+    cloudformation: &aws_sdk_cloudformation::Client,
+    name: &str,
+) -> Result<(), Error> {
+    let started = Instant::now();
+    loop {
+        let stacks = cloudformation
+            .describe_stacks()
+            .stack_name(name)
+            .send()
+            .await?;
+        let stack = stacks.stacks().first().ok_or("stack vanished")?;
+        match stack.stack_status() {
+            Some(StackStatus::CreateComplete | StackStatus::UpdateComplete) => return Ok(()),
+            Some(StackStatus::CreateInProgress | StackStatus::UpdateInProgress) => {}
+            status => {
+                return Err(format!(
+                    "stack {name} is {status:?}: {}",
+                    stack.stack_status_reason().unwrap_or("no reason given")
                 )
-                .build(),
-        )
-        .build();
-    let notification = QueueConfiguration::builder()
-        .id("docpipe-uploads")
-        .queue_arn(&resources.uploads.arn)
-        .events(Event::from("s3:ObjectCreated:*"))
-        .events(Event::from("s3:ObjectRemoved:*"))
-        .filter(uploads_only)
-        .build()?;
-    s3.put_bucket_notification_configuration()
-        .bucket(&resources.bucket)
-        .notification_configuration(
-            NotificationConfiguration::builder()
-                .queue_configurations(notification)
-                .build(),
-        )
-        .send()
-        .await?;
-    Ok(resources)
+                .into());
+            }
+        }
+        if started.elapsed() > STACK_TIMEOUT {
+            return Err(format!("stack {name} not created within {STACK_TIMEOUT:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cut_template_keeps_only_what_its_resources_use() {
+        let template = storage_and_queues_template().unwrap();
+        let names = |section: &str| -> Vec<String> {
+            template[section]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect()
+        };
+        assert_eq!(names("Resources").len(), STORAGE_AND_QUEUES.len());
+        assert_eq!(
+            names("Parameters"),
+            [
+                "FunctionTimeoutSeconds",
+                "MaxReceiveCount",
+                "QueueVisibilityTimeoutSeconds"
+            ]
+        );
+        assert_eq!(names("Conditions"), ["SixTimesFunctionTimeout"]);
+        assert_eq!(names("Mappings"), ["QueueTimeouts"]);
+        let parse = &template["Resources"]["ParseQueue"]["Properties"];
+        assert_eq!(
+            parse["RedrivePolicy"]["deadLetterTargetArn"],
+            serde_json::json!({"Fn::GetAtt": ["ParseDeadLetters", "Arn"]})
+        );
+        assert_eq!(parse["KmsMasterKeyId"], serde_json::json!({"Ref": "Key"}));
+    }
 }
