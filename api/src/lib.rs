@@ -1,0 +1,242 @@
+//! docpipe's HTTP API as one axum router: served locally by `docpipe-api`
+//! and, later, by the `api` Lambda function behind API Gateway. Every route
+//! acts for one tenant, the caller's: another tenant's ids are 404, never 403,
+//! so ids reveal nothing.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use docpipe_shared::external::health;
+use docpipe_shared::stages::Pipeline;
+use docpipe_shared::{search, status};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// Largest `top_k` a search may ask for.
+pub const MAX_TOP_K: u32 = 100;
+/// Longest search query, in bytes.
+pub const MAX_QUERY_BYTES: usize = 8192;
+
+/// What every handler shares.
+pub struct Api {
+    pub pipeline: Arc<Pipeline>,
+    /// API key → tenant (`API_KEYS=key:tenant,…` locally).
+    pub api_keys: HashMap<String, String>,
+}
+
+/// An error as the API answers it: a status and `{"error":{"code","message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    fn bad_request(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    fn not_found(what: &str) -> Self {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<docpipe_shared::Error> for ApiError {
+    fn from(error: docpipe_shared::Error) -> Self {
+        tracing::error!(%error, "request failed");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the service could not answer; try again",
+        )
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+    }
+}
+
+/// The caller's tenant, from `Authorization: Bearer <API key>`.
+pub struct Tenant(pub String);
+
+impl FromRequestParts<Arc<Api>> for Tenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let unauthorized = || {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "send `Authorization: Bearer <API key>`",
+            )
+        };
+        let key = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .ok_or_else(unauthorized)?;
+        api.api_keys
+            .get(key.trim())
+            .map(|tenant| Tenant(tenant.clone()))
+            .ok_or_else(unauthorized)
+    }
+}
+
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/v1/health", get(health_report))
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/search", post(search_chunks))
+        .with_state(api)
+}
+
+#[derive(Debug, Serialize)]
+struct Health {
+    /// `ok` when every part answers and no breaker is open, else `degraded`.
+    status: &'static str,
+    database: &'static str,
+    breakers: Vec<health::ServiceBreaker>,
+}
+
+async fn health_report(State(api): State<Arc<Api>>, _tenant: Tenant) -> (StatusCode, Json<Health>) {
+    let breakers = match api.pipeline.db.get().await {
+        Ok(client) => health::read(&client).await.ok(),
+        Err(_) => None,
+    };
+    let database = if breakers.is_some() {
+        "ok"
+    } else {
+        "unavailable"
+    };
+    let breakers = breakers.unwrap_or_default();
+    let healthy = database == "ok" && breakers.iter().all(|b| b.state == "closed");
+    let code = if database == "ok" {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let status = if healthy { "ok" } else { "degraded" };
+    (
+        code,
+        Json(Health {
+            status,
+            database,
+            breakers,
+        }),
+    )
+}
+
+async fn job(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<status::JobOutcome>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("job id must be a UUID"))?;
+    let client = api
+        .pipeline
+        .db
+        .get()
+        .await
+        .map_err(docpipe_shared::Error::from)?;
+    let outcome = status::outcomes(&client, &[id]).await?.pop();
+    match outcome {
+        Some(outcome) if outcome.tenant == tenant => Ok(Json(outcome)),
+        _ => Err(ApiError::not_found("job")),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchRequest {
+    query: String,
+    #[serde(default = "default_top_k")]
+    top_k: u32,
+}
+
+fn default_top_k() -> u32 {
+    10
+}
+
+#[derive(Debug, Serialize)]
+struct SearchResponse {
+    hits: Vec<search::SearchHit>,
+}
+
+async fn search_chunks(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    request: Result<Json<SearchRequest>, JsonRejection>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let Json(request) = request?;
+    let query = request.query.trim();
+    if query.is_empty() {
+        return Err(ApiError::bad_request("query must not be empty"));
+    }
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "query is {} bytes; at most {MAX_QUERY_BYTES}",
+            query.len()
+        )));
+    }
+    if !(1..=MAX_TOP_K).contains(&request.top_k) {
+        return Err(ApiError::bad_request(format!(
+            "top_k must be 1 to {MAX_TOP_K}"
+        )));
+    }
+    let pipeline = &api.pipeline;
+    let hits = search::search(
+        &pipeline.db,
+        pipeline.embedder.as_ref(),
+        &tenant,
+        query,
+        request.top_k,
+    )
+    .await?;
+    Ok(Json(SearchResponse { hits }))
+}
+
+/// `key:tenant,key:tenant` (the `API_KEYS` setting) as a map.
+pub fn parse_api_keys(text: &str) -> Result<HashMap<String, String>, String> {
+    text.split(',')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (key, tenant) = pair.split_once(':').ok_or_else(|| {
+                "API_KEYS must be key:tenant pairs separated by commas".to_string()
+            })?;
+            let (key, tenant) = (key.trim(), tenant.trim());
+            if key.len() < 16 || tenant.is_empty() {
+                return Err("each API key needs 16 or more characters and a tenant".to_string());
+            }
+            Ok((key.to_string(), tenant.to_string()))
+        })
+        .collect()
+}
