@@ -77,6 +77,7 @@ async fn every_route_wants_a_known_key() {
     let api = served().await;
     for (method, path, body) in [
         ("GET", "/v1/health", None),
+        ("GET", "/v1/jobs", None),
         ("GET", &format!("/v1/jobs/{}", api.acme_job) as &str, None),
         ("POST", "/v1/search", Some(r#"{"query":"fog"}"#)),
     ] {
@@ -102,6 +103,9 @@ async fn a_tenant_never_sees_another_tenants_jobs_or_hits() {
     assert_eq!(status, 200);
     assert_eq!(job["tenant"], "acme");
     assert_eq!(job["state"], "complete");
+    let history = job["history"].as_array().unwrap();
+    assert_eq!(history.first().unwrap()["to_state"], "queued");
+    assert_eq!(history.last().unwrap()["to_state"], "complete");
     let (status, body) = api
         .call(
             Some(ACME_KEY),
@@ -135,12 +139,76 @@ async fn a_tenant_never_sees_another_tenants_jobs_or_hits() {
         "{acme:?}"
     );
     assert_eq!(globex, ["uploads/globex/plans.md"]);
+
+    // Listing: the caller's jobs only, in pages; naming another tenant is 404.
+    let (_, first) = api
+        .call(Some(ACME_KEY), "GET", "/v1/jobs?limit=3", None)
+        .await;
+    let next = first["next"].as_str().expect("a next page").to_string();
+    let (_, second) = api
+        .call(
+            Some(ACME_KEY),
+            "GET",
+            &format!("/v1/jobs?limit=3&after={next}"),
+            None,
+        )
+        .await;
+    assert!(second.get("next").is_none(), "{second}");
+    let listed: Vec<&Value> = first["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(second["jobs"].as_array().unwrap())
+        .collect();
+    assert_eq!(listed.len(), 4, "the four samples, each once");
+    assert!(listed.iter().all(|j| j["tenant"] == "acme"));
+    let (_, globex_jobs) = api
+        .call(
+            Some(GLOBEX_KEY),
+            "GET",
+            "/v1/jobs?state=complete&tenant=globex",
+            None,
+        )
+        .await;
+    assert_eq!(globex_jobs["jobs"].as_array().unwrap().len(), 1);
+    let (status, _) = api
+        .call(Some(ACME_KEY), "GET", "/v1/jobs?tenant=globex", None)
+        .await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let api = served().await;
-    let cases: [(&str, &str, Option<&str>, u16, &str); 7] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 11] = [
+        (
+            "GET",
+            "/v1/jobs?state=bogus",
+            None,
+            400,
+            "state must be one of queued",
+        ),
+        (
+            "GET",
+            "/v1/jobs?limit=0",
+            None,
+            400,
+            "limit must be 1 to 200",
+        ),
+        (
+            "GET",
+            "/v1/jobs?after=xyz",
+            None,
+            400,
+            "after must be a job id",
+        ),
+        (
+            "GET",
+            "/v1/jobs?colour=red",
+            None,
+            400,
+            "unknown field `colour`",
+        ),
         (
             "GET",
             "/v1/jobs/not-a-uuid",

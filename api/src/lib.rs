@@ -3,8 +3,8 @@
 //! acts for one tenant, the caller's: another tenant's ids are 404, never 403,
 //! so ids reveal nothing.
 
-use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequestParts, Path, State};
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use docpipe_shared::external::health;
 use docpipe_shared::stages::Pipeline;
-use docpipe_shared::{search, status};
+use docpipe_shared::{JobState, search, status};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -114,6 +114,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/v1/health", get(health_report))
+        .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/search", post(search_chunks))
         .with_state(api)
@@ -155,11 +156,18 @@ async fn health_report(State(api): State<Arc<Api>>, _tenant: Tenant) -> (StatusC
     )
 }
 
+#[derive(Debug, Serialize)]
+struct JobDetail {
+    #[serde(flatten)]
+    outcome: status::JobOutcome,
+    history: Vec<status::JobEvent>,
+}
+
 async fn job(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
-) -> Result<Json<status::JobOutcome>, ApiError> {
+) -> Result<Json<JobDetail>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("job id must be a UUID"))?;
     let client = api
         .pipeline
@@ -169,9 +177,76 @@ async fn job(
         .map_err(docpipe_shared::Error::from)?;
     let outcome = status::outcomes(&client, &[id]).await?.pop();
     match outcome {
-        Some(outcome) if outcome.tenant == tenant => Ok(Json(outcome)),
+        Some(outcome) if outcome.tenant == tenant => Ok(Json(JobDetail {
+            history: status::history(&client, id).await?,
+            outcome,
+        })),
         _ => Err(ApiError::not_found("job")),
     }
+}
+
+/// Largest page of `GET /v1/jobs`.
+pub const MAX_PAGE: i64 = 200;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobsQuery {
+    state: Option<String>,
+    /// Only the caller's own tenant may be named.
+    tenant: Option<String>,
+    after: Option<String>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+struct JobsPage {
+    jobs: Vec<status::JobOutcome>,
+    /// Pass as `after` for the next page; absent on the last one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<Uuid>,
+}
+
+async fn list_jobs(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    query: Result<Query<JobsQuery>, QueryRejection>,
+) -> Result<Json<JobsPage>, ApiError> {
+    let Query(query) = query.map_err(|rejection| ApiError::bad_request(rejection.body_text()))?;
+    if query.tenant.as_ref().is_some_and(|t| *t != tenant) {
+        return Err(ApiError::not_found("tenant"));
+    }
+    let state = match query.state.as_deref() {
+        None => None,
+        Some(name) => Some(JobState::parse(name).ok_or_else(|| {
+            let known: Vec<&str> = JobState::ALL.iter().map(|s| s.as_str()).collect();
+            ApiError::bad_request(format!("state must be one of {}", known.join(", ")))
+        })?),
+    };
+    let after = match query.after.as_deref() {
+        None => None,
+        Some(id) => {
+            Some(Uuid::parse_str(id).map_err(|_| ApiError::bad_request("after must be a job id"))?)
+        }
+    };
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be 1 to {MAX_PAGE}"
+        )));
+    }
+    let client = api
+        .pipeline
+        .db
+        .get()
+        .await
+        .map_err(docpipe_shared::Error::from)?;
+    let jobs = status::jobs(&client, &tenant, state, after, limit).await?;
+    let next = if jobs.len() as i64 == limit {
+        jobs.last().map(|j| j.job_id)
+    } else {
+        None
+    };
+    Ok(Json(JobsPage { jobs, next }))
 }
 
 #[derive(Debug, Deserialize)]

@@ -84,6 +84,62 @@ pub async fn outcomes(client: &impl GenericClient, job_ids: &[Uuid]) -> Result<V
         .collect())
 }
 
+/// One step of a job's audit history.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobEvent {
+    pub from_state: Option<String>,
+    pub to_state: Option<String>,
+    pub action: String,
+    pub detail: serde_json::Value,
+    /// RFC 3339, UTC, to the millisecond.
+    pub at: String,
+}
+
+/// A job's audit history, oldest first.
+pub async fn history(client: &impl GenericClient, job_id: Uuid) -> Result<Vec<JobEvent>> {
+    let sql = concat!(
+        "SELECT from_state, to_state, action, detail, ",
+        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') ",
+        "FROM upload_pipeline.events WHERE job_id = $1 ORDER BY id"
+    );
+    Ok(client
+        .query(sql, &[&job_id])
+        .await?
+        .iter()
+        .map(|row| JobEvent {
+            from_state: row.get(0),
+            to_state: row.get(1),
+            action: row.get(2),
+            detail: row.get(3),
+            at: row.get(4),
+        })
+        .collect())
+}
+
+/// A page of `tenant`'s jobs, newest first, optionally in one state;
+/// `after` is the last job of the previous page.
+pub async fn jobs(
+    client: &impl GenericClient,
+    tenant: &str,
+    state: Option<JobState>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> Result<Vec<JobOutcome>> {
+    let sql = format!(
+        "{OUTCOME_SELECT} WHERE tenant = $1 AND ($2::text IS NULL OR state = $2)
+           AND ($3::uuid IS NULL OR (created_at, id) <
+                (SELECT created_at, id FROM upload_pipeline.upload_jobs WHERE id = $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4"
+    );
+    let state = state.map(JobState::as_str);
+    Ok(client
+        .query(&sql, &[&tenant, &state, &after, &limit])
+        .await?
+        .iter()
+        .map(outcome)
+        .collect())
+}
+
 pub async fn overview(client: &impl GenericClient) -> Result<Overview> {
     let mut jobs_by_state: BTreeMap<String, i64> =
         JobState::ALL.iter().map(|s| (s.to_string(), 0)).collect();
