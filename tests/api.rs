@@ -3,6 +3,7 @@
 
 use docpipe_api::{Api, parse_api_keys, router};
 use docpipe_shared::db;
+use docpipe_shared::ids::document_id;
 use docpipe_shared::local::LocalPipeline;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, serve};
 use serde_json::{Value, json};
@@ -17,6 +18,8 @@ struct Served {
     /// Job ids by tenant.
     acme_job: String,
     globex_job: String,
+    /// The pipeline the API shares, to run what it queues.
+    local: LocalPipeline,
     _test_db: TestDb,
 }
 
@@ -32,10 +35,8 @@ async fn served() -> Served {
     );
     let (_, globex) = ingest_locally(&config, "globex", &[secret]).await;
     let pool = db::connect(&config).await.unwrap();
-    let pipeline = LocalPipeline::new(&config, pool)
-        .unwrap()
-        .pipeline()
-        .clone();
+    let local = LocalPipeline::new(&config, pool).unwrap();
+    let pipeline = local.pipeline().clone();
     let api_keys = parse_api_keys(&format!("{ACME_KEY}:acme, {GLOBEX_KEY}:globex")).unwrap();
     let address = serve(router(Arc::new(Api { pipeline, api_keys }))).await;
     Served {
@@ -43,6 +44,7 @@ async fn served() -> Served {
         http: reqwest::Client::new(),
         acme_job: acme.values().next().unwrap().job_id.to_string(),
         globex_job: globex.values().next().unwrap().job_id.to_string(),
+        local,
         _test_db: test_db,
     }
 }
@@ -78,6 +80,11 @@ async fn every_route_wants_a_known_key() {
     for (method, path, body) in [
         ("GET", "/v1/health", None),
         ("GET", "/v1/jobs", None),
+        (
+            "GET",
+            "/v1/documents/00000000-0000-0000-0000-000000000000",
+            None,
+        ),
         ("GET", &format!("/v1/jobs/{}", api.acme_job) as &str, None),
         ("POST", "/v1/search", Some(r#"{"query":"fog"}"#)),
     ] {
@@ -178,9 +185,107 @@ async fn a_tenant_never_sees_another_tenants_jobs_or_hits() {
 }
 
 #[tokio::test]
+async fn documents_are_shown_reprocessed_and_deleted_by_their_own_tenant_only() {
+    let mut api = served().await;
+    let fog = document_id("acme", "uploads/acme/fog-signals.txt");
+    let plans = document_id("globex", "uploads/globex/plans.md");
+    let (status, document) = api
+        .call(Some(ACME_KEY), "GET", &format!("/v1/documents/{fog}"), None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(document["source_key"], "uploads/acme/fog-signals.txt");
+    assert_eq!(document["latest_job"]["state"], "complete");
+    for (method, path) in [
+        ("GET", format!("/v1/documents/{plans}")),
+        ("DELETE", format!("/v1/documents/{plans}")),
+        ("POST", format!("/v1/documents/{plans}/reprocess")),
+    ] {
+        let (status, _) = api.call(Some(ACME_KEY), method, &path, None).await;
+        assert_eq!(status, 404, "{method} {path}");
+    }
+
+    // Reprocess: queued again (a second request while it runs is refused), then complete.
+    let reprocess = format!("/v1/documents/{fog}/reprocess");
+    let (status, queued) = api.call(Some(ACME_KEY), "POST", &reprocess, None).await;
+    assert_eq!((status, &queued["state"]), (202, &json!("queued")));
+    let (status, refused) = api.call(Some(ACME_KEY), "POST", &reprocess, None).await;
+    assert_eq!(
+        (status, &refused["error"]["code"]),
+        (409, &json!("in_progress"))
+    );
+    api.local.run(Vec::new(), |_| {}).await;
+    let (_, document) = api
+        .call(Some(ACME_KEY), "GET", &format!("/v1/documents/{fog}"), None)
+        .await;
+    let job = &document["latest_job"];
+    assert_eq!(job["state"], "complete");
+    assert!(
+        job["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["detail"]["reason"] == "reprocess requested"),
+        "{job}"
+    );
+
+    // Delete: gone from the API and from search; the other tenant's document stays.
+    let (status, _) = api
+        .call(
+            Some(ACME_KEY),
+            "DELETE",
+            &format!("/v1/documents/{fog}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .call(Some(ACME_KEY), "GET", &format!("/v1/documents/{fog}"), None)
+        .await;
+    assert_eq!(status, 404);
+    let (_, hits) = api
+        .call(
+            Some(ACME_KEY),
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog signals","top_k":100}"#),
+        )
+        .await;
+    assert!(
+        hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["source_key"] != "uploads/acme/fog-signals.txt")
+    );
+    let (status, _) = api
+        .call(
+            Some(GLOBEX_KEY),
+            "GET",
+            &format!("/v1/documents/{plans}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let api = served().await;
-    let cases: [(&str, &str, Option<&str>, u16, &str); 11] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 13] = [
+        (
+            "GET",
+            "/v1/documents/xyz",
+            None,
+            400,
+            "document id must be a UUID",
+        ),
+        (
+            "POST",
+            "/v1/documents/xyz/reprocess",
+            None,
+            400,
+            "document id must be a UUID",
+        ),
         (
             "GET",
             "/v1/jobs?state=bogus",

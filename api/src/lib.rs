@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use docpipe_shared::external::health;
 use docpipe_shared::stages::Pipeline;
+use docpipe_shared::stages::ingest::{self, Reprocess};
 use docpipe_shared::{JobState, search, status};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -116,6 +117,8 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/health", get(health_report))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(job))
+        .route("/v1/documents/{id}", get(document).delete(delete_document))
+        .route("/v1/documents/{id}/reprocess", post(reprocess_document))
         .route("/v1/search", post(search_chunks))
         .with_state(api)
 }
@@ -182,6 +185,92 @@ async fn job(
             outcome,
         })),
         _ => Err(ApiError::not_found("job")),
+    }
+}
+
+/// The caller's document `id` (a UUID), or 404.
+async fn own_document(api: &Api, tenant: &str, id: &str) -> Result<status::Document, ApiError> {
+    let id =
+        Uuid::parse_str(id).map_err(|_| ApiError::bad_request("document id must be a UUID"))?;
+    let client = api
+        .pipeline
+        .db
+        .get()
+        .await
+        .map_err(docpipe_shared::Error::from)?;
+    match status::document(&client, id).await? {
+        Some(document) if document.tenant == tenant => Ok(document),
+        _ => Err(ApiError::not_found("document")),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DocumentDetail {
+    #[serde(flatten)]
+    document: status::Document,
+    latest_job: Option<JobDetail>,
+}
+
+async fn document(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentDetail>, ApiError> {
+    let document = own_document(&api, &tenant, &id).await?;
+    let client = api
+        .pipeline
+        .db
+        .get()
+        .await
+        .map_err(docpipe_shared::Error::from)?;
+    let latest_job = match document.latest_job_id {
+        Some(job_id) => match status::outcomes(&client, &[job_id]).await?.pop() {
+            Some(outcome) => Some(JobDetail {
+                history: status::history(&client, job_id).await?,
+                outcome,
+            }),
+            None => None,
+        },
+        None => None,
+    };
+    Ok(Json(DocumentDetail {
+        document,
+        latest_job,
+    }))
+}
+
+/// Deletes the upload, its chunks, vectors and parsed text.
+async fn delete_document(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let document = own_document(&api, &tenant, &id).await?;
+    ingest::delete_upload(&api.pipeline, &document.source_key).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs the document's latest job again (202), unless it is running (409).
+async fn reprocess_document(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let document = own_document(&api, &tenant, &id).await?;
+    let correlation_id = Uuid::new_v4().to_string();
+    match ingest::reprocess(&api.pipeline, document.document_id, &correlation_id).await? {
+        Reprocess::Queued(job_id) => Ok((
+            StatusCode::ACCEPTED,
+            Json(
+                serde_json::json!({"job_id": job_id, "state": "queued", "correlation_id": correlation_id}),
+            ),
+        )),
+        Reprocess::Running(state) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "in_progress",
+            format!("the document's job is still {state}; try again when it has ended"),
+        )),
+        Reprocess::Unknown => Err(ApiError::not_found("document")),
     }
 }
 

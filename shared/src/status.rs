@@ -84,6 +84,30 @@ pub async fn outcomes(client: &impl GenericClient, job_ids: &[Uuid]) -> Result<V
         .collect())
 }
 
+/// A document: whose, where its upload is, and its latest job.
+#[derive(Debug, Clone, Serialize)]
+pub struct Document {
+    pub document_id: Uuid,
+    pub tenant: String,
+    pub source_key: String,
+    pub latest_job_id: Option<Uuid>,
+}
+
+pub async fn document(client: &impl GenericClient, id: Uuid) -> Result<Option<Document>> {
+    Ok(client
+        .query_opt(
+            "SELECT id, tenant, source_key, latest_job_id FROM upload_pipeline.documents WHERE id = $1",
+            &[&id],
+        )
+        .await?
+        .map(|row| Document {
+            document_id: row.get(0),
+            tenant: row.get(1),
+            source_key: row.get(2),
+            latest_job_id: row.get(3),
+        }))
+}
+
 /// One step of a job's audit history.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobEvent {

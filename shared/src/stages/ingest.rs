@@ -263,6 +263,69 @@ pub async fn remove(pipeline: &Pipeline, key: &str) -> Result<Removal> {
     })
 }
 
+/// Deletes an upload and everything made from it, as its S3 delete
+/// notification would (which may still come, and then finds nothing).
+pub async fn delete_upload(pipeline: &Pipeline, key: &str) -> Result<Removal> {
+    pipeline.blobs.delete(key).await?;
+    remove(pipeline, key).await
+}
+
+/// What a reprocess request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reprocess {
+    /// The latest job is queued again from the start (cached vectors make it cheap).
+    Queued(Uuid),
+    /// The latest job is still running: nothing done.
+    Running(JobState),
+    /// No such document.
+    Unknown,
+}
+
+/// Runs the document's latest job again, unless it is still running.
+pub async fn reprocess(
+    pipeline: &Pipeline,
+    document_id: Uuid,
+    correlation_id: &str,
+) -> Result<Reprocess> {
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    // Lock order everywhere: document, then job.
+    let latest: Option<Option<Uuid>> = tx
+        .query_opt(
+            "SELECT latest_job_id FROM upload_pipeline.documents WHERE id = $1 FOR UPDATE",
+            &[&document_id],
+        )
+        .await?
+        .map(|row| row.get(0));
+    let Some(job) = (match latest.flatten() {
+        Some(job_id) => jobs::lock(&tx, job_id).await?,
+        None => None,
+    }) else {
+        return Ok(Reprocess::Unknown);
+    };
+    if !job.state.is_terminal() {
+        return Ok(Reprocess::Running(job.state));
+    }
+    jobs::requeue(
+        &tx,
+        job.id,
+        job.state,
+        "reprocess requested",
+        correlation_id,
+    )
+    .await?;
+    tx.commit().await?;
+    pipeline
+        .queue
+        .send(vec![StageMessage {
+            job_id: job.id,
+            correlation_id: correlation_id.to_string(),
+            stage: Stage::Parse,
+        }])
+        .await?;
+    Ok(Reprocess::Queued(job.id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
