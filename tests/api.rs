@@ -305,7 +305,7 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
             "/v1/jobs?after=xyz",
             None,
             400,
-            "after must be a job id",
+            "after must be a UUID",
         ),
         (
             "GET",

@@ -85,6 +85,22 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
+impl Api {
+    async fn db(&self) -> Result<docpipe_shared::db::Client, ApiError> {
+        Ok(self
+            .pipeline
+            .db
+            .get()
+            .await
+            .map_err(docpipe_shared::Error::from)?)
+    }
+}
+
+/// A UUID from a path or query, or a 400 naming `what` it should have been.
+fn parse_id(text: &str, what: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(text).map_err(|_| ApiError::bad_request(format!("{what} must be a UUID")))
+}
+
 /// The caller's tenant, from `Authorization: Bearer <API key>`.
 pub struct Tenant(pub String);
 
@@ -166,38 +182,36 @@ struct JobDetail {
     history: Vec<status::JobEvent>,
 }
 
+/// A job's outcome and history, if it exists.
+async fn job_detail(
+    client: &docpipe_shared::db::Client,
+    id: Uuid,
+) -> Result<Option<JobDetail>, ApiError> {
+    let Some(outcome) = status::outcomes(client, &[id]).await?.pop() else {
+        return Ok(None);
+    };
+    Ok(Some(JobDetail {
+        history: status::history(client, id).await?,
+        outcome,
+    }))
+}
+
 async fn job(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::bad_request("job id must be a UUID"))?;
-    let client = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(docpipe_shared::Error::from)?;
-    let outcome = status::outcomes(&client, &[id]).await?.pop();
-    match outcome {
-        Some(outcome) if outcome.tenant == tenant => Ok(Json(JobDetail {
-            history: status::history(&client, id).await?,
-            outcome,
-        })),
+    let id = parse_id(&id, "job id")?;
+    match job_detail(&api.db().await?, id).await? {
+        Some(detail) if detail.outcome.tenant == tenant => Ok(Json(detail)),
         _ => Err(ApiError::not_found("job")),
     }
 }
 
 /// The caller's document `id` (a UUID), or 404.
 async fn own_document(api: &Api, tenant: &str, id: &str) -> Result<status::Document, ApiError> {
-    let id =
-        Uuid::parse_str(id).map_err(|_| ApiError::bad_request("document id must be a UUID"))?;
-    let client = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(docpipe_shared::Error::from)?;
+    let id = parse_id(id, "document id")?;
+    let client = api.db().await?;
     match status::document(&client, id).await? {
         Some(document) if document.tenant == tenant => Ok(document),
         _ => Err(ApiError::not_found("document")),
@@ -217,20 +231,8 @@ async fn document(
     Path(id): Path<String>,
 ) -> Result<Json<DocumentDetail>, ApiError> {
     let document = own_document(&api, &tenant, &id).await?;
-    let client = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(docpipe_shared::Error::from)?;
     let latest_job = match document.latest_job_id {
-        Some(job_id) => match status::outcomes(&client, &[job_id]).await?.pop() {
-            Some(outcome) => Some(JobDetail {
-                history: status::history(&client, job_id).await?,
-                outcome,
-            }),
-            None => None,
-        },
+        Some(job_id) => job_detail(&api.db().await?, job_id).await?,
         None => None,
     };
     Ok(Json(DocumentDetail {
@@ -313,9 +315,7 @@ async fn list_jobs(
     };
     let after = match query.after.as_deref() {
         None => None,
-        Some(id) => {
-            Some(Uuid::parse_str(id).map_err(|_| ApiError::bad_request("after must be a job id"))?)
-        }
+        Some(id) => Some(parse_id(id, "after")?),
     };
     let limit = query.limit.unwrap_or(50);
     if !(1..=MAX_PAGE).contains(&limit) {
@@ -323,12 +323,7 @@ async fn list_jobs(
             "limit must be 1 to {MAX_PAGE}"
         )));
     }
-    let client = api
-        .pipeline
-        .db
-        .get()
-        .await
-        .map_err(docpipe_shared::Error::from)?;
+    let client = api.db().await?;
     let jobs = status::jobs(&client, &tenant, state, after, limit).await?;
     let next = if jobs.len() as i64 == limit {
         jobs.last().map(|j| j.job_id)
