@@ -183,14 +183,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
     tx.commit().await?;
 
     if state == JobState::Queued {
-        pipeline
-            .queue
-            .send(vec![StageMessage {
-                job_id,
-                correlation_id: correlation_id.to_string(),
-                stage: Stage::Parse,
-            }])
-            .await?;
+        send_to_parse(pipeline, job_id, correlation_id).await?;
     }
     tracing::info!(%job_id, %state, ?change, "ingested");
     Ok(Ingested {
@@ -315,15 +308,18 @@ pub async fn reprocess(
     )
     .await?;
     tx.commit().await?;
-    pipeline
-        .queue
-        .send(vec![StageMessage {
-            job_id: job.id,
-            correlation_id: correlation_id.to_string(),
-            stage: Stage::Parse,
-        }])
-        .await?;
+    send_to_parse(pipeline, job.id, correlation_id).await?;
     Ok(Reprocess::Queued(job.id))
+}
+
+/// Starts a queued job: its first stage message.
+async fn send_to_parse(pipeline: &Pipeline, job_id: Uuid, correlation_id: &str) -> Result<()> {
+    let message = StageMessage {
+        job_id,
+        correlation_id: correlation_id.to_string(),
+        stage: Stage::Parse,
+    };
+    pipeline.queue.send(vec![message]).await
 }
 
 #[cfg(test)]
