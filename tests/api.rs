@@ -80,6 +80,7 @@ async fn every_route_wants_a_known_key() {
     for (method, path, body) in [
         ("GET", "/v1/health", None),
         ("GET", "/v1/jobs", None),
+        ("GET", "/v1/metrics", None),
         (
             "GET",
             "/v1/documents/00000000-0000-0000-0000-000000000000",
@@ -182,6 +183,30 @@ async fn a_tenant_never_sees_another_tenants_jobs_or_hits() {
         .call(Some(ACME_KEY), "GET", "/v1/jobs?tenant=globex", None)
         .await;
     assert_eq!(status, 404);
+
+    // Metrics count the caller's jobs only; the budget is shared.
+    let (status, acme) = api.call(Some(ACME_KEY), "GET", "/v1/metrics", None).await;
+    assert_eq!(status, 200);
+    let (_, globex) = api.call(Some(GLOBEX_KEY), "GET", "/v1/metrics", None).await;
+    assert_eq!(
+        (
+            &acme["jobs_by_state"]["complete"],
+            &acme["completed_last_hour"]
+        ),
+        (&json!(4), &json!(4))
+    );
+    assert_eq!(
+        (
+            &globex["jobs_by_state"]["complete"],
+            &globex["completed_last_hour"]
+        ),
+        (&json!(1), &json!(1))
+    );
+    assert_eq!(acme["daily_budget_usd"], 5.0);
+    assert!(
+        acme["tokens_today"].as_i64().unwrap() > globex["tokens_today"].as_i64().unwrap(),
+        "{acme} {globex}"
+    );
 }
 
 #[tokio::test]

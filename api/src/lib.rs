@@ -131,6 +131,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/v1/health", get(health_report))
+        .route("/v1/metrics", get(tenant_metrics))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/documents/{id}", get(document).delete(delete_document))
@@ -180,6 +181,24 @@ struct JobDetail {
     #[serde(flatten)]
     outcome: status::JobOutcome,
     history: Vec<status::JobEvent>,
+}
+
+#[derive(Debug, Serialize)]
+struct MetricsReport {
+    #[serde(flatten)]
+    tenant: status::TenantMetrics,
+    daily_budget_usd: f64,
+}
+
+/// The caller's jobs per state, throughput and spending today.
+async fn tenant_metrics(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+) -> Result<Json<MetricsReport>, ApiError> {
+    Ok(Json(MetricsReport {
+        tenant: status::tenant_metrics(&api.db().await?, &tenant).await?,
+        daily_budget_usd: api.pipeline.cost.daily_budget_usd,
+    }))
 }
 
 /// A job's outcome and history, if it exists.

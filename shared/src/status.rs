@@ -108,6 +108,55 @@ pub async fn document(client: &impl GenericClient, id: Uuid) -> Result<Option<Do
         }))
 }
 
+/// One tenant's figures: jobs per state, completions in the last hour, and
+/// spending today (UTC) against the daily budget all tenants share.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantMetrics {
+    pub jobs_by_state: BTreeMap<String, i64>,
+    pub completed_last_hour: i64,
+    pub tokens_today: i64,
+    pub pages_today: i64,
+    pub usd_today: f64,
+    /// Every tenant's spending today, which the daily budget caps.
+    pub usd_today_all_tenants: f64,
+}
+
+pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result<TenantMetrics> {
+    let mut jobs_by_state: BTreeMap<String, i64> =
+        JobState::ALL.iter().map(|s| (s.to_string(), 0)).collect();
+    for row in client
+        .query(
+            "SELECT state, count(*) FROM upload_pipeline.upload_jobs WHERE tenant = $1 GROUP BY state",
+            &[&tenant],
+        )
+        .await?
+    {
+        jobs_by_state.insert(row.get(0), row.get(1));
+    }
+    let row = client
+        .query_one(
+            "SELECT
+               (SELECT count(*) FROM upload_pipeline.upload_jobs
+                 WHERE tenant = $1 AND state = 'complete' AND state_changed_at > now() - interval '1 hour'),
+               coalesce(sum(units) FILTER (WHERE tenant = $1 AND unit = 'tokens'), 0)::int8,
+               coalesce(sum(units) FILTER (WHERE tenant = $1 AND unit = 'pages'), 0)::int8,
+               coalesce(sum(usd) FILTER (WHERE tenant = $1), 0)::float8,
+               coalesce(sum(usd), 0)::float8
+             FROM upload_pipeline.cost_ledger
+            WHERE day = (now() AT TIME ZONE 'utc')::date",
+            &[&tenant],
+        )
+        .await?;
+    Ok(TenantMetrics {
+        jobs_by_state,
+        completed_last_hour: row.get(0),
+        tokens_today: row.get(1),
+        pages_today: row.get(2),
+        usd_today: row.get(3),
+        usd_today_all_tenants: row.get(4),
+    })
+}
+
 /// One step of a job's audit history.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobEvent {
