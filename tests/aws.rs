@@ -4,11 +4,9 @@
 
 use docpipe_shared::queue::{Stage, StageMessage};
 use docpipe_shared::search::search;
-use docpipe_tests::local_aws::{LocalAws, MAX_RECEIVE_COUNT, wait_until};
-use std::time::Duration;
+use docpipe_tests::local_aws::{LocalAws, MAX_RECEIVE_COUNT, WITHIN, wait_until};
 use uuid::Uuid;
 
-const WITHIN: Duration = Duration::from_secs(60);
 const VARS: &[(&str, &str)] = &[
     ("EMBEDDING_DIMS", "64"),
     ("CHUNK_TOKENS", "64"),
@@ -20,33 +18,6 @@ fn guide(topic: &str) -> String {
     (0..12)
         .map(|i| format!("## Part {i}\n\nThe harbour master explains {topic} to crew member {i}, with care.\n\n"))
         .collect()
-}
-
-/// `(state, error_code)` of the document's jobs, oldest first.
-async fn jobs_of(stack: &LocalAws, key: &str) -> Vec<(String, Option<String>)> {
-    stack
-        .test_db
-        .client()
-        .await
-        .query(
-            "SELECT state, error_code FROM upload_pipeline.upload_jobs WHERE source_key = $1 ORDER BY created_at",
-            &[&key],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect()
-}
-
-async fn wait_for_state(stack: &LocalAws, key: &str, state: &str) {
-    wait_until(WITHIN, &format!("{key} to be {state}"), async || {
-        jobs_of(stack, key)
-            .await
-            .last()
-            .is_some_and(|(s, _)| s == state)
-    })
-    .await;
 }
 
 async fn chunks_of(stack: &LocalAws, key: &str) -> i64 {
@@ -74,8 +45,10 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
             guide("tide tables and moon phases"),
         )
         .await;
-    wait_for_state(&stack, key, "complete").await;
-    wait_for_state(&stack, "uploads/acme/tides.md", "complete").await;
+    stack.wait_for_state(key, "complete").await;
+    stack
+        .wait_for_state("uploads/acme/tides.md", "complete")
+        .await;
     assert!(chunks_of(&stack, key).await > 1);
 
     let pipeline = &stack.deployment.pipeline;
@@ -110,7 +83,7 @@ async fn keys_with_spaces_and_unicode_keep_their_names() {
     let stack = LocalAws::start(VARS).await;
     let key = "uploads/acme/Sea charts/Über die Gezeiten + Häfen (v2) 日本.md";
     stack.put(key, guide("charts")).await;
-    wait_for_state(&stack, key, "complete").await;
+    stack.wait_for_state(key, "complete").await;
     assert!(chunks_of(&stack, key).await > 1);
 }
 
@@ -121,7 +94,7 @@ async fn the_same_object_uploaded_twice_is_one_job() {
     stack.put(key, guide("mooring lines")).await;
     stack.put(key, guide("mooring lines")).await;
     stack.wait_idle(WITHIN).await;
-    assert_eq!(jobs_of(&stack, key).await, [("complete".to_string(), None)]);
+    assert_eq!(stack.jobs_of(key).await, [("complete".to_string(), None)]);
     let rows = stack.test_db.row_counts().await;
     // A third upload after the first two finished changes no row either.
     stack.put(key, guide("mooring lines")).await;
@@ -135,8 +108,10 @@ async fn deleting_the_object_removes_its_chunks_and_parsed_text() {
     let key = "uploads/acme/gone soon.md";
     stack.put(key, guide("anchors")).await;
     stack.put("uploads/acme/stays.md", guide("buoys")).await;
-    wait_for_state(&stack, key, "complete").await;
-    wait_for_state(&stack, "uploads/acme/stays.md", "complete").await;
+    stack.wait_for_state(key, "complete").await;
+    stack
+        .wait_for_state("uploads/acme/stays.md", "complete")
+        .await;
     let parsed = format!(
         "parsed/acme/{}.md",
         stack.test_db.column::<Uuid>("SELECT id FROM upload_pipeline.upload_jobs WHERE source_key = 'uploads/acme/gone soon.md'").await[0]
@@ -145,7 +120,7 @@ async fn deleting_the_object_removes_its_chunks_and_parsed_text() {
 
     stack.delete(key).await;
     wait_until(WITHIN, "the document to be forgotten", async || {
-        jobs_of(&stack, key).await.is_empty()
+        stack.jobs_of(key).await.is_empty()
     })
     .await;
     assert_eq!(chunks_of(&stack, key).await, 0);
@@ -172,8 +147,8 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_its_job_says_why() {
     let stack = LocalAws::start(&vars).await;
     let key = "uploads/acme/never embedded.md";
     stack.put(key, guide("radar")).await;
-    wait_for_state(&stack, key, "failed").await;
-    let (_, code) = jobs_of(&stack, key).await.pop().unwrap();
+    stack.wait_for_state(key, "failed").await;
+    let (_, code) = stack.jobs_of(key).await.pop().unwrap();
     assert_eq!(code.as_deref(), Some("retries_exhausted"));
     let message: String = stack
         .test_db
@@ -239,7 +214,7 @@ async fn duplicated_stage_messages_change_nothing() {
     let stack = LocalAws::start(VARS).await;
     let key = "uploads/acme/dupes.md";
     stack.put(key, guide("lighthouses")).await;
-    wait_for_state(&stack, key, "complete").await;
+    stack.wait_for_state(key, "complete").await;
     stack.wait_idle(WITHIN).await;
     let rows = stack.test_db.row_counts().await;
 
@@ -271,5 +246,5 @@ async fn duplicated_stage_messages_change_nothing() {
     }
     stack.wait_idle(WITHIN).await;
     assert_eq!(stack.test_db.row_counts().await, rows);
-    assert_eq!(jobs_of(&stack, key).await, [("complete".to_string(), None)]);
+    assert_eq!(stack.jobs_of(key).await, [("complete".to_string(), None)]);
 }

@@ -15,6 +15,8 @@ use tokio::task::JoinSet;
 /// Retries come quickly in tests: a failed message is visible again after 1 s.
 pub const VISIBILITY_TIMEOUT_SECS: u32 = 1;
 pub const MAX_RECEIVE_COUNT: u32 = 3;
+/// How long a test waits for the stack to finish something.
+pub const WITHIN: Duration = Duration::from_secs(60);
 
 /// The emulator's SDK settings. Only `AWS_ENDPOINT_URL` tells the SDK where
 /// the emulator is, as in production code; without it tests refuse to run
@@ -139,29 +141,10 @@ impl LocalAws {
 
     /// Messages in a queue, visible and in flight.
     pub async fn depth(&self, queue_url: &str) -> u64 {
-        use aws_sdk_sqs::types::QueueAttributeName as A;
-        let out = self
-            .sqs
-            .get_queue_attributes()
-            .queue_url(queue_url)
-            .attribute_names(A::ApproximateNumberOfMessages)
-            .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
-            .send()
+        let depth = aws::queue_depth(&self.sqs, queue_url)
             .await
             .expect("GetQueueAttributes");
-        let attributes = out.attributes().cloned().unwrap_or_default();
-        [
-            A::ApproximateNumberOfMessages,
-            A::ApproximateNumberOfMessagesNotVisible,
-        ]
-        .iter()
-        .map(|a| {
-            attributes
-                .get(a)
-                .and_then(|n| n.parse::<u64>().ok())
-                .unwrap_or(0)
-        })
-        .sum()
+        depth.waiting + depth.in_flight
     }
 
     /// The bodies in a dead-letter queue (received, left in place).
@@ -179,6 +162,33 @@ impl LocalAws {
             .iter()
             .filter_map(|m| m.body().map(str::to_string))
             .collect()
+    }
+
+    /// `(state, error_code)` of the document's jobs, oldest first.
+    pub async fn jobs_of(&self, key: &str) -> Vec<(String, Option<String>)> {
+        self.test_db
+            .client()
+            .await
+            .query(
+                "SELECT state, error_code FROM upload_pipeline.upload_jobs WHERE source_key = $1 ORDER BY created_at",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect()
+    }
+
+    /// Waits until the document's latest job is in `state`.
+    pub async fn wait_for_state(&self, key: &str, state: &str) {
+        wait_until(WITHIN, &format!("{key} to be {state}"), async || {
+            self.jobs_of(key)
+                .await
+                .last()
+                .is_some_and(|(s, _)| s == state)
+        })
+        .await;
     }
 
     /// Waits until every queue of the stack is empty, twice in a row.

@@ -1,34 +1,109 @@
-//! docpipe's HTTP API as one axum router: served locally by `docpipe-api`
-//! and, later, by the `api` Lambda function behind API Gateway. Every route
-//! acts for one tenant, the caller's: another tenant's ids are 404, never 403,
-//! so ids reveal nothing.
+//! docpipe's HTTP API as one axum router: served by the `api` Lambda function
+//! behind API Gateway (HTTP API, payload v2) and locally by `docpipe-api`.
+//! Every route acts for one tenant, the caller's: another tenant's ids are
+//! 404, never 403, so ids reveal nothing.
+
+pub mod auth;
+mod health;
+mod uploads;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{FromRequestParts, Path, Query, State};
-use axum::http::request::Parts;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use docpipe_shared::external::health;
-use docpipe_shared::stages::Pipeline;
+use docpipe_shared::lambda::Deployment;
 use docpipe_shared::stages::ingest::{self, Reprocess};
 use docpipe_shared::{JobState, search, status};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 use uuid::Uuid;
+
+pub use auth::{Auth, Tenant, parse_api_keys};
 
 /// Largest `top_k` a search may ask for.
 pub const MAX_TOP_K: u32 = 100;
 /// Longest search query, in bytes.
 pub const MAX_QUERY_BYTES: usize = 8192;
+/// Largest request body any route reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The OpenAPI document of every route, served at `/v1/openapi.yaml`.
+pub const OPENAPI: &str = include_str!("../openapi.yaml");
+/// The operations dashboard, one page with no build step.
+const DASHBOARD: &str = include_str!("../dashboard.html");
 
 /// What every handler shares.
 pub struct Api {
-    pub pipeline: Arc<Pipeline>,
-    /// API key → tenant (`API_KEYS=key:tenant,…` locally).
-    pub api_keys: HashMap<String, String>,
+    pub deployment: Arc<Deployment>,
+    pub auth: Auth,
+    /// The queues `GET /v1/health` reports.
+    pub queues: Vec<WatchedQueue>,
+    /// How long a presigned upload URL stays valid.
+    pub upload_url_ttl: Duration,
+}
+
+/// A queue and its dead-letter queue, as health reports them.
+#[derive(Debug, Clone)]
+pub struct WatchedQueue {
+    pub name: &'static str,
+    pub url: String,
+    pub dead_letter_url: Option<String>,
+}
+
+impl Api {
+    /// The API over `deployment`, with the uploads queue, the dead-letter
+    /// queues and the upload URL lifetime from `env`: `UPLOADS_QUEUE_URL`,
+    /// `UPLOADS_DLQ_URL`, `PARSE_DLQ_URL`, `CHUNK_DLQ_URL`, `EMBED_DLQ_URL`,
+    /// `UPLOAD_URL_TTL_SECS` (default 900).
+    pub fn new(
+        deployment: Arc<Deployment>,
+        auth: Auth,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Api, String> {
+        let stages = &deployment.aws.queues;
+        let mut queues = Vec::new();
+        for (name, url, dlq) in [
+            ("uploads", env("UPLOADS_QUEUE_URL"), "UPLOADS_DLQ_URL"),
+            ("parse", Some(stages.parse.clone()), "PARSE_DLQ_URL"),
+            ("chunk", Some(stages.chunk.clone()), "CHUNK_DLQ_URL"),
+            ("embed", Some(stages.embed.clone()), "EMBED_DLQ_URL"),
+        ] {
+            if let Some(url) = url {
+                queues.push(WatchedQueue {
+                    name,
+                    url,
+                    dead_letter_url: env(dlq),
+                });
+            }
+        }
+        let ttl = match env("UPLOAD_URL_TTL_SECS") {
+            None => 900,
+            Some(text) => text
+                .parse::<u64>()
+                .ok()
+                .filter(|secs| (60..=7 * 24 * 3600).contains(secs))
+                .ok_or_else(|| format!("UPLOAD_URL_TTL_SECS={text}: must be 60 to 604800"))?,
+        };
+        Ok(Api {
+            deployment,
+            auth,
+            queues,
+            upload_url_ttl: Duration::from_secs(ttl),
+        })
+    }
+
+    async fn db(&self) -> Result<docpipe_shared::db::Client, ApiError> {
+        Ok(self
+            .deployment
+            .pipeline
+            .db
+            .get()
+            .await
+            .map_err(docpipe_shared::Error::from)?)
+    }
 }
 
 /// An error as the API answers it: a status and `{"error":{"code","message"}}`.
@@ -85,95 +160,30 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-impl Api {
-    async fn db(&self) -> Result<docpipe_shared::db::Client, ApiError> {
-        Ok(self
-            .pipeline
-            .db
-            .get()
-            .await
-            .map_err(docpipe_shared::Error::from)?)
-    }
-}
-
 /// A UUID from a path or query, or a 400 naming `what` it should have been.
 fn parse_id(text: &str, what: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(text).map_err(|_| ApiError::bad_request(format!("{what} must be a UUID")))
 }
 
-/// The caller's tenant, from `Authorization: Bearer <API key>`.
-pub struct Tenant(pub String);
-
-impl FromRequestParts<Arc<Api>> for Tenant {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
-        let unauthorized = || {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "send `Authorization: Bearer <API key>`",
-            )
-        };
-        let key = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|value| value.to_str().ok())
-            .and_then(|value| value.strip_prefix("Bearer "))
-            .ok_or_else(unauthorized)?;
-        api.api_keys
-            .get(key.trim())
-            .map(|tenant| Tenant(tenant.clone()))
-            .ok_or_else(unauthorized)
-    }
-}
-
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
-        .route("/v1/health", get(health_report))
+        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/v1/openapi.yaml", get(openapi))
+        .route("/v1/health", get(health::report))
+        .route("/v1/uploads", post(uploads::create))
         .route("/v1/metrics", get(tenant_metrics))
         .route("/v1/jobs", get(list_jobs))
         .route("/v1/jobs/{id}", get(job))
         .route("/v1/documents/{id}", get(document).delete(delete_document))
         .route("/v1/documents/{id}/reprocess", post(reprocess_document))
         .route("/v1/search", post(search_chunks))
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)
 }
 
-#[derive(Debug, Serialize)]
-struct Health {
-    /// `ok` when every part answers and no breaker is open, else `degraded`.
-    status: &'static str,
-    database: &'static str,
-    breakers: Vec<health::ServiceBreaker>,
-}
-
-async fn health_report(State(api): State<Arc<Api>>, _tenant: Tenant) -> (StatusCode, Json<Health>) {
-    let breakers = match api.pipeline.db.get().await {
-        Ok(client) => health::read(&client).await.ok(),
-        Err(_) => None,
-    };
-    let database = if breakers.is_some() {
-        "ok"
-    } else {
-        "unavailable"
-    };
-    let breakers = breakers.unwrap_or_default();
-    let healthy = database == "ok" && breakers.iter().all(|b| b.state == "closed");
-    let code = if database == "ok" {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let status = if healthy { "ok" } else { "degraded" };
-    (
-        code,
-        Json(Health {
-            status,
-            database,
-            breakers,
-        }),
-    )
+async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/yaml")], OPENAPI)
 }
 
 #[derive(Debug, Serialize)]
@@ -197,7 +207,7 @@ async fn tenant_metrics(
 ) -> Result<Json<MetricsReport>, ApiError> {
     Ok(Json(MetricsReport {
         tenant: status::tenant_metrics(&api.db().await?, &tenant).await?,
-        daily_budget_usd: api.pipeline.cost.daily_budget_usd,
+        daily_budget_usd: api.deployment.pipeline.cost.daily_budget_usd,
     }))
 }
 
@@ -267,7 +277,7 @@ async fn delete_document(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let document = own_document(&api, &tenant, &id).await?;
-    ingest::delete_upload(&api.pipeline, &document.source_key).await?;
+    ingest::delete_upload(&api.deployment.pipeline, &document.source_key).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -279,7 +289,13 @@ async fn reprocess_document(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let document = own_document(&api, &tenant, &id).await?;
     let correlation_id = Uuid::new_v4().to_string();
-    match ingest::reprocess(&api.pipeline, document.document_id, &correlation_id).await? {
+    match ingest::reprocess(
+        &api.deployment.pipeline,
+        document.document_id,
+        &correlation_id,
+    )
+    .await?
+    {
         Reprocess::Queued(job_id) => Ok((
             StatusCode::ACCEPTED,
             Json(
@@ -390,7 +406,7 @@ async fn search_chunks(
             "top_k must be 1 to {MAX_TOP_K}"
         )));
     }
-    let pipeline = &api.pipeline;
+    let pipeline = &api.deployment.pipeline;
     let hits = search::search(
         &pipeline.db,
         pipeline.embedder.as_ref(),
@@ -402,19 +418,17 @@ async fn search_chunks(
     Ok(Json(SearchResponse { hits }))
 }
 
-/// `key:tenant,key:tenant` (the `API_KEYS` setting) as a map.
-pub fn parse_api_keys(text: &str) -> Result<HashMap<String, String>, String> {
-    text.split(',')
-        .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| {
-            let (key, tenant) = pair.split_once(':').ok_or_else(|| {
-                "API_KEYS must be key:tenant pairs separated by commas".to_string()
-            })?;
-            let (key, tenant) = (key.trim(), tenant.trim());
-            if key.len() < 16 || tenant.is_empty() {
-                return Err("each API key needs 16 or more characters and a tenant".to_string());
-            }
-            Ok((key.to_string(), tenant.to_string()))
-        })
-        .collect()
+/// The `api` Lambda function: a cold start builds the clients once, then
+/// API Gateway's requests go through the same router as locally. The tenant
+/// is the authorizer's `TENANT_CLAIM` (default `tenant`).
+pub async fn serve_lambda() -> Result<(), lambda_http::Error> {
+    docpipe_shared::telemetry::init("info");
+    let deployment = Deployment::from_env().await.inspect_err(|e| {
+        tracing::error!(error = %e, "configuration error");
+    })?;
+    let claim = std::env::var("TENANT_CLAIM").unwrap_or_else(|_| "tenant".into());
+    let api = Api::new(Arc::new(deployment), Auth::Authorizer { claim }, |name| {
+        std::env::var(name).ok()
+    })?;
+    lambda_http::run(router(Arc::new(api))).await
 }

@@ -70,8 +70,8 @@ impl Resources {
         }
     }
 
-    /// The settings functions and tools read, as `export NAME=value` lines.
-    pub fn env_lines(&self) -> String {
+    /// The settings functions and tools read, by name.
+    pub fn env(&self) -> [(&'static str, &str); 9] {
         [
             ("DOCPIPE_BUCKET", &self.bucket),
             ("UPLOADS_QUEUE_URL", &self.uploads.url),
@@ -83,9 +83,14 @@ impl Resources {
             ("CHUNK_DLQ_URL", &self.chunk.dlq_url),
             ("EMBED_DLQ_URL", &self.embed.dlq_url),
         ]
-        .iter()
-        .map(|(name, value)| format!("export {name}={value}\n"))
-        .collect()
+    }
+
+    /// [`Resources::env`] as `export NAME=value` lines.
+    pub fn env_lines(&self) -> String {
+        self.env()
+            .iter()
+            .map(|(name, value)| format!("export {name}={value}\n"))
+            .collect()
     }
 }
 

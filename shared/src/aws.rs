@@ -227,3 +227,80 @@ impl Queue for SqsQueue {
         Ok(())
     }
 }
+
+/// A URL the holder may `PUT` one object to until it expires, and the
+/// headers the request must carry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PresignedPut {
+    pub url: String,
+    pub method: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Presigns a `PUT` of `key` of exactly `size` bytes (the length is signed,
+/// so S3 refuses any other body) that expires after `expires_in`.
+pub async fn presign_put(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    size: u64,
+    expires_in: Duration,
+) -> Result<PresignedPut> {
+    let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+        .map_err(|e| Error::transient("presigning config", e))?;
+    let request = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_length(size as i64)
+        .presigned(config)
+        .await
+        .map_err(|e| transient("presigning S3 PutObject", e))?;
+    Ok(PresignedPut {
+        url: request.uri().to_string(),
+        method: request.method().to_string(),
+        headers: request
+            .headers()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+    })
+}
+
+/// Whether the bucket exists and this role may use it.
+pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    s3.head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| transient("S3 HeadBucket", e))?;
+    Ok(())
+}
+
+/// Messages in a queue: waiting to be received, and received but not yet deleted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct QueueDepth {
+    pub waiting: u64,
+    pub in_flight: u64,
+}
+
+pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDepth> {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(url)
+        .attribute_names(A::ApproximateNumberOfMessages)
+        .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .send()
+        .await
+        .map_err(|e| transient("SQS GetQueueAttributes", e))?;
+    let count = |name: &A| {
+        out.attributes()
+            .and_then(|a| a.get(name))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok(QueueDepth {
+        waiting: count(&A::ApproximateNumberOfMessages),
+        in_flight: count(&A::ApproximateNumberOfMessagesNotVisible),
+    })
+}

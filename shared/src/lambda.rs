@@ -20,6 +20,10 @@ use tracing::Instrument;
 pub struct Deployment {
     pub pipeline: Pipeline,
     pub aws: AwsConfig,
+    /// The clients behind the pipeline's blob store and queue, for what
+    /// only the API does with them (presigned uploads, queue depths).
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl Deployment {
@@ -38,10 +42,17 @@ impl Deployment {
         sdk: &aws_config::SdkConfig,
     ) -> std::result::Result<Deployment, ConfigError> {
         let db = db::connect(config).await?;
-        let blobs = S3BlobStore::new(aws::s3_client(sdk, aws.s3_force_path_style), &aws.bucket);
-        let queue = SqsQueue::new(aws_sdk_sqs::Client::new(sdk), aws.queues.clone());
+        let s3 = aws::s3_client(sdk, aws.s3_force_path_style);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let blobs = S3BlobStore::new(s3.clone(), &aws.bucket);
+        let queue = SqsQueue::new(sqs.clone(), aws.queues.clone());
         let pipeline = Pipeline::new(config, db, Arc::new(blobs), Arc::new(queue))?;
-        Ok(Deployment { pipeline, aws })
+        Ok(Deployment {
+            pipeline,
+            aws,
+            s3,
+            sqs,
+        })
     }
 }
 

@@ -1,0 +1,130 @@
+//! `GET /v1/health`: every part the pipeline needs, checked now, and the
+//! breakers' last reported states. Checks run concurrently, each with the
+//! SDK's or the pool's timeout, so one part down cannot hang the answer.
+
+use crate::auth::Tenant;
+use crate::{Api, WatchedQueue};
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use docpipe_shared::aws::{self, QueueDepth};
+use docpipe_shared::external::health::{self, ServiceBreaker};
+use serde::Serialize;
+use std::sync::Arc;
+
+#[derive(Debug, Serialize)]
+pub struct Health {
+    /// `ok`: all parts answer and no breaker is open; `degraded`: a breaker is
+    /// open or a queue unreachable (work waits); `down`: the database or the
+    /// bucket is unreachable.
+    pub status: &'static str,
+    pub database: &'static str,
+    pub storage: &'static str,
+    pub queues: Vec<QueueHealth>,
+    pub services: Vec<ServiceHealth>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueHealth {
+    pub name: &'static str,
+    pub status: &'static str,
+    #[serde(flatten)]
+    pub depth: Option<QueueDepth>,
+    /// Messages that failed every delivery and wait for an operator.
+    pub dead_letters: Option<u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ServiceHealth {
+    pub service: String,
+    /// `closed` (calls flow), `open` (calls fail fast), `half_open` (probing).
+    pub breaker: String,
+    /// When an instance last reported a change; absent before any call.
+    pub observed_at: Option<String>,
+}
+
+fn ok_or_unavailable(ok: bool) -> &'static str {
+    if ok { "ok" } else { "unavailable" }
+}
+
+async fn queue_health(api: &Api, queue: &WatchedQueue) -> QueueHealth {
+    let sqs = &api.deployment.sqs;
+    let (depth, dead) = futures::join!(aws::queue_depth(sqs, &queue.url), async {
+        match &queue.dead_letter_url {
+            Some(url) => Some(aws::queue_depth(sqs, url).await),
+            None => None,
+        }
+    });
+    let dead_letters = match dead {
+        Some(Ok(depth)) => Some(depth.waiting + depth.in_flight),
+        _ => None,
+    };
+    let reachable = depth.is_ok() && !matches!(dead, Some(Err(_)));
+    QueueHealth {
+        name: queue.name,
+        status: ok_or_unavailable(reachable),
+        depth: depth.ok(),
+        dead_letters,
+    }
+}
+
+/// Breakers of the configured services (closed until one reports) and any
+/// other service an instance reported.
+fn services(api: &Api, reported: Vec<ServiceBreaker>) -> Vec<ServiceHealth> {
+    let mut services: Vec<ServiceHealth> = reported
+        .into_iter()
+        .map(|b| ServiceHealth {
+            service: b.service,
+            breaker: b.state,
+            observed_at: Some(b.observed_at),
+        })
+        .collect();
+    for configured in api.deployment.pipeline.external_services() {
+        if !services.iter().any(|s| s.service == configured.name) {
+            services.push(ServiceHealth {
+                service: configured.name.to_string(),
+                breaker: "closed".into(),
+                observed_at: None,
+            });
+        }
+    }
+    services
+}
+
+pub async fn report(State(api): State<Arc<Api>>, _caller: Tenant) -> (StatusCode, Json<Health>) {
+    let deployment = &api.deployment;
+    let (breakers, storage, queues) = futures::join!(
+        async {
+            let client = deployment.pipeline.db.get().await.ok()?;
+            health::read(&client).await.ok()
+        },
+        aws::check_bucket(&deployment.s3, &deployment.aws.bucket),
+        futures::future::join_all(api.queues.iter().map(|q| queue_health(&api, q))),
+    );
+    let (database, storage) = (breakers.is_some(), storage.is_ok());
+    let services = services(&api, breakers.unwrap_or_default());
+    let status = if !database || !storage {
+        "down"
+    } else if queues.iter().any(|q| q.status != "ok")
+        || services.iter().any(|s| s.breaker == "open")
+    {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let code = if status == "down" {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (
+        code,
+        Json(Health {
+            status,
+            database: ok_or_unavailable(database),
+            storage: ok_or_unavailable(storage),
+            queues,
+            services,
+        }),
+    )
+}

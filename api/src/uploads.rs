@@ -1,0 +1,92 @@
+//! `POST /v1/uploads`: a presigned S3 `PUT` for `uploads/<tenant>/<name>`.
+//! The upload itself goes straight to S3 and its notification starts the
+//! pipeline, as any other upload does; the API never carries the bytes.
+
+use crate::auth::Tenant;
+use crate::{Api, ApiError};
+use axum::Json;
+use axum::extract::State;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use docpipe_shared::aws::{self, PresignedPut};
+use docpipe_shared::ids::document_id;
+use docpipe_shared::parsing::Format;
+use docpipe_shared::stages::ingest::{UPLOAD_PREFIX, tenant_of};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+use uuid::Uuid;
+
+/// S3 keys are at most 1024 bytes.
+const MAX_KEY_BYTES: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadRequest {
+    /// The file's name (may contain `/` for folders) under the tenant's folder.
+    name: String,
+    /// The file's exact size in bytes: the URL accepts only this many.
+    size: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Upload {
+    /// The document the upload becomes (the same id for every upload of this name).
+    document_id: Uuid,
+    key: String,
+    /// `PUT` the file's bytes here, with these headers, before `expires_at`.
+    upload: PresignedPut,
+    /// Seconds since the Unix epoch.
+    expires_at: u64,
+}
+
+pub async fn create(
+    State(api): State<Arc<Api>>,
+    Tenant(tenant): Tenant,
+    request: Result<Json<UploadRequest>, JsonRejection>,
+) -> Result<(StatusCode, Json<Upload>), ApiError> {
+    let Json(request) = request?;
+    let key = format!("{UPLOAD_PREFIX}{tenant}/{}", request.name);
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "name is too long: the key would be {} bytes; at most {MAX_KEY_BYTES}",
+            key.len()
+        )));
+    }
+    let invalid = |e: docpipe_shared::Rejection| ApiError::bad_request(format!("name: {e}"));
+    tenant_of(&key).map_err(invalid)?;
+    Format::from_key(&key).map_err(invalid)?;
+    let limit = api.deployment.pipeline.max_file_bytes;
+    if request.size == 0 {
+        return Err(ApiError::bad_request("size must be at least 1 byte"));
+    }
+    if request.size > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!("size is {} bytes; at most {limit}", request.size),
+        ));
+    }
+    let deployment = &api.deployment;
+    let upload = aws::presign_put(
+        &deployment.s3,
+        &deployment.aws.bucket,
+        &key,
+        request.size,
+        api.upload_url_ttl,
+    )
+    .await?;
+    let expires_at = (SystemTime::now() + api.upload_url_ttl)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    Ok((
+        StatusCode::CREATED,
+        Json(Upload {
+            document_id: document_id(&tenant, &key),
+            key,
+            upload,
+            expires_at,
+        }),
+    ))
+}
