@@ -580,7 +580,10 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
     // The size is part of the signature: S3 refuses a body of any other
     // length (LocalStack does not check that part; real S3 does).
     let url = upload["url"].as_str().unwrap();
-    assert!(url.contains("X-Amz-SignedHeaders=content-length%3Bhost"), "{url}");
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bhost"),
+        "{url}"
+    );
     let mut put = http.put(url).body(text);
     for (name, value) in upload["headers"].as_object().unwrap() {
         put = put.header(name, value.as_str().unwrap());
@@ -636,4 +639,69 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
         .await
         .unwrap();
     assert_eq!(hits["hits"], json!([]));
+}
+
+/// In Lambda the tenant comes from API Gateway's authorizer: a JWT claim or
+/// a Lambda authorizer's context value, never from anything the caller sends.
+#[tokio::test]
+async fn in_lambda_the_tenant_is_the_authorizers_claim() {
+    use tower::ServiceExt;
+    let api = served().await;
+    let stack = &api._stack;
+    let lambda_api = Api::new(
+        stack.deployment.clone(),
+        Auth::Authorizer {
+            claim: "tenant".into(),
+        },
+        |_| None,
+    )
+    .unwrap();
+    let app = router(Arc::new(lambda_api));
+    let event: Value = serde_json::from_str(include_str!("../events/api-search.json")).unwrap();
+    let call = async |event: &Value| -> (u16, Value) {
+        let request = lambda_http::request::from_str(&event.to_string()).unwrap();
+        let response = app.clone().oneshot(request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap())
+    };
+    let sources = |hits: &Value| -> Vec<String> {
+        hits["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| h["source_key"].as_str().unwrap().to_string())
+            .collect()
+    };
+
+    let (status, hits) = call(&event).await;
+    assert_eq!(status, 200, "{hits}");
+    let acme = sources(&hits);
+    assert!(!acme.is_empty() && acme.iter().all(|k| k.starts_with("uploads/acme/")));
+
+    // A Lambda authorizer's context for globex; a bearer key changes nothing.
+    let mut globex = event.clone();
+    globex["requestContext"]["authorizer"] = json!({"lambda": {"tenant": "globex"}});
+    globex["headers"]["authorization"] = json!(format!("Bearer {ACME_KEY}"));
+    let (status, hits) = call(&globex).await;
+    assert_eq!(
+        (status, sources(&hits)),
+        (200, vec!["uploads/globex/plans.md".to_string()])
+    );
+
+    // No authorizer context, or a claim that is no tenant name: 401.
+    for authorizer in [
+        json!(null),
+        json!({"jwt": {"claims": {"tenant": "../acme"}}}),
+    ] {
+        let mut anonymous = event.clone();
+        anonymous["requestContext"]["authorizer"] = authorizer;
+        let (status, body) = call(&anonymous).await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (401, &json!("unauthorized"))
+        );
+    }
 }
