@@ -8,7 +8,7 @@ use docpipe_shared::ids::document_id;
 use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
 use docpipe_tests::{samples_dir, serve};
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 const ACME_KEY: &str = "acme-key-0123456789";
 const GLOBEX_KEY: &str = "globex-key-0123456789";
@@ -82,21 +82,115 @@ impl Served {
         path: &str,
         body: Option<&str>,
     ) -> (u16, Value) {
-        let mut request = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(key) = key {
-            request = request.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            request = request
-                .header("content-type", "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        (status, response.json().await.unwrap_or(Value::Null))
+        call(&self.http, &self.base, key, method, path, body).await
     }
+}
+
+/// One request to the API; its answer must be what `api/openapi.yaml` says.
+async fn call(
+    http: &reqwest::Client,
+    base: &str,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut request = http.request(method.parse().unwrap(), format!("{base}{path}"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    if let Some(body) = body {
+        request = request
+            .header("content-type", "application/json")
+            .body(body.to_string());
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    check_documented(method, path, status, &body);
+    (status, body)
+}
+
+static OPENAPI: LazyLock<Value> = LazyLock::new(|| {
+    serde_norway::from_str(docpipe_api::OPENAPI).expect("api/openapi.yaml is YAML")
+});
+
+/// Whether `path` (no query) fits a template such as `/v1/jobs/{id}`.
+fn fits(template: &str, path: &str) -> bool {
+    let (template, path): (Vec<&str>, Vec<&str>) =
+        (template.split('/').collect(), path.split('/').collect());
+    template.len() == path.len()
+        && template
+            .iter()
+            .zip(&path)
+            .all(|(t, p)| t == p || (t.starts_with('{') && !p.is_empty()))
+}
+
+/// Panics unless the OpenAPI document has this route and status and the
+/// body matches the status's schema (JSON Schema 2020-12).
+fn check_documented(method: &str, path: &str, status: u16, body: &Value) {
+    let doc = &*OPENAPI;
+    let path = path.split('?').next().unwrap();
+    let what = format!("{method} {path} -> {status}");
+    let Some((_, item)) = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(template, _)| fits(template, path))
+    else {
+        if status == 404 && body["error"]["message"] == "no such route" {
+            return;
+        }
+        panic!("{what}: path not in api/openapi.yaml");
+    };
+    let mut response = &item[method.to_lowercase()]["responses"][status.to_string()];
+    if let Some(reference) = response["$ref"].as_str() {
+        let name = reference.rsplit('/').next().unwrap();
+        response = &doc["components"]["responses"][name];
+    }
+    assert!(response.is_object(), "{what}: not in api/openapi.yaml");
+    let Some(schema) = response["content"]["application/json"].get("schema") else {
+        assert!(
+            body.is_null(),
+            "{what}: documented without a body, answered {body}"
+        );
+        return;
+    };
+    let root = json!({"components": doc["components"], "allOf": [schema]});
+    let validator = jsonschema::draft202012::new(&root).expect("a valid schema");
+    let errors: Vec<String> = validator
+        .iter_errors(body)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{what}: {errors:?} in {body}");
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let (base, _stack) = serve_api(&[]).await;
+    let http = reqwest::Client::new();
+    let mut operations = 0;
+    for (template, item) in OPENAPI["paths"].as_object().unwrap() {
+        let path = template.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let public = item[method]["security"] == json!([]);
+            let (status, _) = call(&http, &base, None, &method.to_uppercase(), &path, None).await;
+            assert_eq!(
+                status,
+                if public { 200 } else { 401 },
+                "{method} {template}"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 10);
+    let yaml = http
+        .get(format!("{base}/v1/openapi.yaml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(yaml.headers()["content-type"], "application/yaml");
+    assert_eq!(yaml.text().await.unwrap(), docpipe_api::OPENAPI);
 }
 
 #[tokio::test]
@@ -330,7 +424,21 @@ async fn documents_are_shown_reprocessed_and_deleted_by_their_own_tenant_only() 
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let api = served().await;
-    let cases: [(&str, &str, Option<&str>, u16, &str); 21] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 23] = [
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","filter":{"document_ids":[]}}"#),
+            400,
+            "filter.document_ids must name 1 to 100 documents",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","filter":{"tenant":"globex"}}"#),
+            422,
+            "unknown field `tenant`",
+        ),
         (
             "POST",
             "/v1/uploads",
@@ -558,25 +666,18 @@ async fn health_reports_every_part_and_the_dead_letters() {
 async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
     let (base, _stack) = serve_api(&[]).await;
     let http = reqwest::Client::new();
+    let api = async |key, method, path: &str, body: Value| {
+        let body = (!body.is_null()).then(|| body.to_string());
+        call(&http, &base, Some(key), method, path, body.as_deref()).await
+    };
     let text = "The keeper of the Skerry light logs every fog signal at dawn.";
-    let answer: Value = http
-        .post(format!("{base}/v1/uploads"))
-        .bearer_auth(ACME_KEY)
-        .json(&json!({"name": "logs/skerry light.txt", "size": text.len()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(
-        answer["key"], "uploads/acme/logs/skerry light.txt",
-        "{answer}"
-    );
+    let request = json!({"name": "logs/skerry light.txt", "size": text.len()});
+    let (status, answer) = api(ACME_KEY, "POST", "/v1/uploads", request).await;
+    assert_eq!(status, 201, "{answer}");
+    assert_eq!(answer["key"], "uploads/acme/logs/skerry light.txt");
     let expected_id = document_id("acme", "uploads/acme/logs/skerry light.txt");
     assert_eq!(answer["document_id"], expected_id.to_string());
     let upload = &answer["upload"];
-    assert_eq!(upload["method"], "PUT");
     // The size is part of the signature: S3 refuses a body of any other
     // length (LocalStack does not check that part; real S3 does).
     let url = upload["url"].as_str().unwrap();
@@ -591,53 +692,35 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
     let stored = put.send().await.unwrap();
     assert!(stored.status().is_success(), "{:?}", stored.text().await);
 
-    let document_url = format!("{base}/v1/documents/{expected_id}");
+    let document = format!("/v1/documents/{expected_id}");
     wait_until(WITHIN, "the uploaded document to complete", async || {
-        let response = http
-            .get(&document_url)
-            .bearer_auth(ACME_KEY)
-            .send()
-            .await
-            .unwrap();
-        let document: Value = response.json().await.unwrap_or(Value::Null);
+        let (_, document) = api(ACME_KEY, "GET", &document, Value::Null).await;
         document["latest_job"]["state"] == "complete"
     })
     .await;
-    let hits: Value = http
-        .post(format!("{base}/v1/search"))
-        .bearer_auth(ACME_KEY)
-        .json(&json!({"query": "Skerry light fog signal", "top_k": 5}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let query = json!({"query": "Skerry light fog signal", "top_k": 5});
+    let (_, hits) = api(ACME_KEY, "POST", "/v1/search", query.clone()).await;
     let first = &hits["hits"][0];
-    assert_eq!(
-        first["source_key"], "uploads/acme/logs/skerry light.txt",
-        "{hits}"
-    );
+    assert_eq!(first["source_key"], "uploads/acme/logs/skerry light.txt");
     assert!(first["text"].as_str().unwrap().contains("Skerry"), "{hits}");
+    // Filters narrow the search, within the caller's folder only.
+    let in_folder = json!({"query": "fog", "filter": {"key_prefix": "logs/"}});
+    let (_, hits) = api(ACME_KEY, "POST", "/v1/search", in_folder).await;
+    assert_eq!(hits["hits"].as_array().unwrap().len(), 1, "{hits}");
+    let elsewhere = json!({"query": "fog", "filter": {"key_prefix": "reports/"}});
+    let (_, hits) = api(ACME_KEY, "POST", "/v1/search", elsewhere).await;
+    assert_eq!(hits["hits"], json!([]));
+    let by_id = json!({"query": "fog", "filter": {"document_ids": [expected_id]}});
+    let (_, hits) = api(ACME_KEY, "POST", "/v1/search", by_id).await;
+    assert_eq!(hits["hits"][0]["document_id"], expected_id.to_string());
 
-    // globex cannot see it, by id or by search.
-    let response = http
-        .get(&document_url)
-        .bearer_auth(GLOBEX_KEY)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 404);
-    let hits: Value = http
-        .post(format!("{base}/v1/search"))
-        .bearer_auth(GLOBEX_KEY)
-        .json(&json!({"query": "Skerry light fog signal"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    // globex cannot see it, by id, by search or by filter.
+    let (status, _) = api(GLOBEX_KEY, "GET", &document, Value::Null).await;
+    assert_eq!(status, 404);
+    let (_, hits) = api(GLOBEX_KEY, "POST", "/v1/search", query).await;
+    assert_eq!(hits["hits"], json!([]));
+    let by_id = json!({"query": "fog", "filter": {"document_ids": [expected_id]}});
+    let (_, hits) = api(GLOBEX_KEY, "POST", "/v1/search", by_id).await;
     assert_eq!(hits["hits"], json!([]));
 }
 
@@ -665,7 +748,9 @@ async fn in_lambda_the_tenant_is_the_authorizers_claim() {
         let body = axum::body::to_bytes(response.into_body(), 1 << 20)
             .await
             .unwrap();
-        (status, serde_json::from_slice(&body).unwrap())
+        let body = serde_json::from_slice(&body).unwrap();
+        check_documented("POST", "/v1/search", status, &body);
+        (status, body)
     };
     let sources = |hits: &Value| -> Vec<String> {
         hits["hits"]

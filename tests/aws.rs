@@ -58,6 +58,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
         "acme",
         "foghorns fog signals",
         3,
+        &Default::default(),
     )
     .await
     .unwrap();

@@ -570,6 +570,7 @@ async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_pag
         "acme",
         "Fresnel lens bends the light",
         1,
+        &Default::default(),
     )
     .await
     .unwrap();

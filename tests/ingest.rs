@@ -9,9 +9,16 @@ use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, spawn_mock_
 async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
     let pool = db::connect(config).await.unwrap();
     let embedder = embedding::from_config(config).unwrap();
-    let hits = search::search(&pool, embedder.as_ref(), tenant, query, 3)
-        .await
-        .unwrap();
+    let hits = search::search(
+        &pool,
+        embedder.as_ref(),
+        tenant,
+        query,
+        3,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     hits.first().map(|hit| hit.source_key.clone())
 }
 

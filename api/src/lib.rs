@@ -374,6 +374,38 @@ struct SearchRequest {
     query: String,
     #[serde(default = "default_top_k")]
     top_k: u32,
+    #[serde(default)]
+    filter: SearchFilterRequest,
+}
+
+/// Most document ids one search may name.
+pub const MAX_FILTER_IDS: usize = 100;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchFilterRequest {
+    /// A folder or name prefix under the caller's folder (`reports/2026/`).
+    key_prefix: Option<String>,
+    document_ids: Option<Vec<Uuid>>,
+}
+
+impl SearchFilterRequest {
+    /// The filter in the caller's folder: a prefix can never reach another tenant's keys.
+    fn scoped(self, tenant: &str) -> Result<search::SearchFilter, ApiError> {
+        if let Some(ids) = &self.document_ids
+            && !(1..=MAX_FILTER_IDS).contains(&ids.len())
+        {
+            return Err(ApiError::bad_request(format!(
+                "filter.document_ids must name 1 to {MAX_FILTER_IDS} documents"
+            )));
+        }
+        Ok(search::SearchFilter {
+            key_prefix: self
+                .key_prefix
+                .map(|prefix| format!("{}{tenant}/{prefix}", ingest::UPLOAD_PREFIX)),
+            document_ids: self.document_ids,
+        })
+    }
 }
 
 fn default_top_k() -> u32 {
@@ -406,6 +438,7 @@ async fn search_chunks(
             "top_k must be 1 to {MAX_TOP_K}"
         )));
     }
+    let filter = request.filter.scoped(&tenant)?;
     let pipeline = &api.deployment.pipeline;
     let hits = search::search(
         &pipeline.db,
@@ -413,6 +446,7 @@ async fn search_chunks(
         &tenant,
         query,
         request.top_k,
+        &filter,
     )
     .await?;
     Ok(Json(SearchResponse { hits }))

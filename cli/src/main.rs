@@ -82,7 +82,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let pool = db::connect(&config).await?;
             let embedder = docpipe_shared::embedding::from_config(&config)?;
-            let hits = search::search(&pool, embedder.as_ref(), &tenant, &query, top_k).await?;
+            let hits = search::search(
+                &pool,
+                embedder.as_ref(),
+                &tenant,
+                &query,
+                top_k,
+                &Default::default(),
+            )
+            .await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&hits)?);
             } else if hits.is_empty() {

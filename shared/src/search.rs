@@ -20,14 +20,24 @@ pub struct SearchHit {
     pub text: String,
 }
 
-/// The `top_k` chunks of `tenant` nearest to `query`, among vectors of the
-/// embedder's model only.
+/// Narrows a search to some of the tenant's documents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    /// Only keys starting with this (a folder, say).
+    pub key_prefix: Option<String>,
+    /// Only these documents.
+    pub document_ids: Option<Vec<Uuid>>,
+}
+
+/// The `top_k` chunks of `tenant` nearest to `query` that pass `filter`,
+/// among vectors of the embedder's model only.
 pub async fn search(
     db: &Pool,
     embedder: &dyn Embedder,
     tenant: &str,
     query: &str,
     top_k: u32,
+    filter: &SearchFilter,
 ) -> Result<Vec<SearchHit>> {
     let tokens = tokenizer().encode_ordinary(query).len() as u32;
     let embedded = embedder
@@ -52,10 +62,19 @@ pub async fn search(
                         embedding <=> $3 AS distance
                    FROM upload_pipeline.document_chunks
                   WHERE tenant = $1 AND model = $2
+                    AND ($5::text IS NULL OR starts_with(source_key, $5))
+                    AND ($6::uuid[] IS NULL OR document_id = ANY($6))
                   ORDER BY embedding <=> $3
                   LIMIT $4)
              SELECT * FROM hits ORDER BY distance",
-            &[&tenant, &embedder.model(), &query_vector, &i64::from(top_k)],
+            &[
+                &tenant,
+                &embedder.model(),
+                &query_vector,
+                &i64::from(top_k),
+                &filter.key_prefix,
+                &filter.document_ids,
+            ],
         )
         .await?;
     tx.commit().await?;

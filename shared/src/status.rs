@@ -114,11 +114,23 @@ pub async fn document(client: &impl GenericClient, id: Uuid) -> Result<Option<Do
 pub struct TenantMetrics {
     pub jobs_by_state: BTreeMap<String, i64>,
     pub completed_last_hour: i64,
+    /// Jobs that ended in each minute of the last hour, oldest first (minutes
+    /// in which none ended are left out).
+    pub throughput: Vec<MinuteThroughput>,
     pub tokens_today: i64,
     pub pages_today: i64,
     pub usd_today: f64,
     /// Every tenant's spending today, which the daily budget caps.
     pub usd_today_all_tenants: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MinuteThroughput {
+    /// The minute's start (RFC 3339, UTC).
+    pub minute: String,
+    pub completed: i64,
+    pub failed: i64,
+    pub chunks: i64,
 }
 
 pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result<TenantMetrics> {
@@ -147,8 +159,33 @@ pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result
             &[&tenant],
         )
         .await?;
+    let throughput = client
+        .query(
+            concat!(
+                "SELECT ",
+                utc_text!("date_trunc('minute', state_changed_at)"),
+                ", count(*) FILTER (WHERE state = 'complete'),
+                   count(*) FILTER (WHERE state = 'failed'),
+                   coalesce(sum(chunk_count) FILTER (WHERE state = 'complete'), 0)::int8
+                 FROM upload_pipeline.upload_jobs
+                WHERE tenant = $1 AND state IN ('complete', 'failed')
+                  AND state_changed_at > now() - interval '1 hour'
+                GROUP BY 1 ORDER BY 1"
+            ),
+            &[&tenant],
+        )
+        .await?
+        .iter()
+        .map(|row| MinuteThroughput {
+            minute: row.get(0),
+            completed: row.get(1),
+            failed: row.get(2),
+            chunks: row.get(3),
+        })
+        .collect();
     Ok(TenantMetrics {
         jobs_by_state,
+        throughput,
         completed_last_hour: row.get(0),
         tokens_today: row.get(1),
         pages_today: row.get(2),
