@@ -790,3 +790,141 @@ async fn in_lambda_the_tenant_is_the_authorizers_claim() {
         );
     }
 }
+
+/// The operations dashboard in a real browser (Debian's Chromium, driven by
+/// Playwright: tests/browser/dashboard.mjs) after a real ingest: what a
+/// person sees, then what the page's own auto-refresh shows once more work
+/// is done. The screenshot is kept in .local/artifacts/dashboard.png.
+#[tokio::test]
+async fn the_dashboard_shows_what_the_pipeline_did() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let (base, stack) = serve_api(&[]).await;
+    for entry in std::fs::read_dir(samples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let key = format!(
+            "uploads/acme/{}",
+            path.file_name().unwrap().to_str().unwrap()
+        );
+        stack.put(&key, std::fs::read(&path).unwrap()).await;
+    }
+    stack
+        .put("uploads/acme/broken.pdf", "%PDF-1.7 then nothing")
+        .await;
+    stack
+        .send(&stack.resources.parse.url, "not a stage message")
+        .await;
+    stack
+        .wait_for_state("uploads/acme/broken.pdf", "failed")
+        .await;
+    let (_, reason) = stack
+        .jobs_of("uploads/acme/broken.pdf")
+        .await
+        .pop()
+        .unwrap();
+    let reason = reason.unwrap();
+    wait_until(WITHIN, "4 complete and 1 dead letter", async || {
+        let db = stack.test_db.client().await;
+        let complete: i64 = db
+            .query_one(
+                "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        complete == 4 && stack.depth(&stack.resources.parse.dlq_url).await == 1
+    })
+    .await;
+
+    let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
+    assert!(
+        std::path::Path::new(browser_dir)
+            .join("node_modules/playwright-core")
+            .exists(),
+        "playwright-core is missing: run scripts/browser-deps (scripts/test does)"
+    );
+    let artifacts = concat!(env!("CARGO_MANIFEST_DIR"), "/../.local/artifacts");
+    std::fs::create_dir_all(artifacts).unwrap();
+    let screenshot = format!("{artifacts}/dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut browser = tokio::process::Command::new("node")
+        .arg(format!("{browser_dir}/dashboard.mjs"))
+        .args([&base, ACME_KEY, &screenshot])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node (the machine's Node.js)");
+    let mut stdin = browser.stdin.take().unwrap();
+    let mut lines = BufReader::new(browser.stdout.take().unwrap()).lines();
+    let mut next_snapshot = async || -> Value {
+        let line = tokio::time::timeout(WITHIN, lines.next_line())
+            .await
+            .expect("a snapshot from the browser in time")
+            .unwrap()
+            .expect("the browser script ended early; see its stderr");
+        serde_json::from_str(&line).unwrap()
+    };
+
+    let seen = next_snapshot().await;
+    assert_eq!(seen["error"], Value::Null, "{seen}");
+    assert_eq!(seen["problems"], json!([]), "{seen}");
+    assert_eq!(
+        (&seen["tenant"], &seen["health"]),
+        (&json!("acme"), &json!("ok"))
+    );
+    assert_eq!(
+        seen["key_field_empty"], true,
+        "the key does not stay on screen"
+    );
+    assert_eq!(
+        (&seen["states"]["complete"], &seen["states"]["failed"]),
+        (&json!(4), &json!(1)),
+        "{seen}"
+    );
+    assert_eq!(seen["queues"]["parse"], "1", "{seen}");
+    assert_eq!(seen["queues"]["embed"], "0", "{seen}");
+    assert_eq!(
+        seen["failures"],
+        json!([{"key": "uploads/acme/broken.pdf", "reason": reason}])
+    );
+    assert_eq!(seen["budget"], "$5.0000");
+    assert_eq!(seen["completed_last_hour"], 4);
+    assert!(seen["throughput_bars"].as_u64().unwrap() >= 1, "{seen}");
+    assert!(
+        seen["tokens"]
+            .as_str()
+            .unwrap()
+            .replace(',', "")
+            .parse::<u64>()
+            .unwrap()
+            > 0,
+        "{seen}"
+    );
+
+    // More work while the page is open: its auto-refresh shows it.
+    stack
+        .put(
+            "uploads/acme/later.md",
+            "# Later\n\nA fog bell at the pier.",
+        )
+        .await;
+    stack
+        .wait_for_state("uploads/acme/later.md", "complete")
+        .await;
+    stdin.write_all(b"again\n").await.unwrap();
+    let seen = next_snapshot().await;
+    assert_eq!(seen["states"]["complete"], 5, "{seen}");
+    assert_eq!(seen["completed_last_hour"], 5, "{seen}");
+
+    stdin.write_all(b"done\n").await.unwrap();
+    drop(stdin);
+    let status = tokio::time::timeout(WITHIN, browser.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+    let size = std::fs::metadata(&screenshot).expect("a screenshot").len();
+    assert!(size > 10_000, "screenshot of {size} bytes");
+    println!("dashboard screenshot: {screenshot}");
+}

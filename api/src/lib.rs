@@ -195,8 +195,9 @@ struct JobDetail {
 
 #[derive(Debug, Serialize)]
 struct MetricsReport {
+    tenant: String,
     #[serde(flatten)]
-    tenant: status::TenantMetrics,
+    metrics: status::TenantMetrics,
     daily_budget_usd: f64,
 }
 
@@ -206,7 +207,8 @@ async fn tenant_metrics(
     Tenant(tenant): Tenant,
 ) -> Result<Json<MetricsReport>, ApiError> {
     Ok(Json(MetricsReport {
-        tenant: status::tenant_metrics(&api.db().await?, &tenant).await?,
+        metrics: status::tenant_metrics(&api.db().await?, &tenant).await?,
+        tenant,
         daily_budget_usd: api.deployment.pipeline.cost.daily_budget_usd,
     }))
 }
