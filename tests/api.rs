@@ -3,10 +3,10 @@
 //! who may call it, tenant isolation on every route, uploads through a
 //! presigned URL, and a clear 4xx for every bad input.
 
-use docpipe_api::{Api, Auth, parse_api_keys, router};
+use docpipe_api::{Api, Auth, router};
 use docpipe_shared::ids::document_id;
 use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
-use docpipe_tests::{samples_dir, serve};
+use docpipe_tests::samples_dir;
 use serde_json::{Value, json};
 use std::sync::{Arc, LazyLock};
 
@@ -26,19 +26,10 @@ struct Served {
 /// The API over a fresh stack, with `vars` configuring the pipeline.
 async fn serve_api(vars: &[(&str, &str)]) -> (String, LocalAws) {
     let stack = LocalAws::start(vars).await;
-    let env: Vec<(&str, String)> = stack
-        .resources
-        .env()
-        .iter()
-        .map(|(name, value)| (*name, value.to_string()))
-        .collect();
-    let api_keys = parse_api_keys(&format!("{ACME_KEY}:acme, {GLOBEX_KEY}:globex")).unwrap();
-    let api = Api::new(stack.deployment.clone(), Auth::ApiKeys(api_keys), |name| {
-        env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
-    })
-    .unwrap();
-    let address = serve(router(Arc::new(api))).await;
-    (format!("http://{address}"), stack)
+    let base = stack
+        .serve_api(&format!("{ACME_KEY}:acme, {GLOBEX_KEY}:globex"))
+        .await;
+    (base, stack)
 }
 
 /// acme has the samples, globex one document of its own, all uploaded to

@@ -98,6 +98,26 @@ impl LocalAws {
         }
     }
 
+    /// The HTTP API over this stack on a loopback port, with `API_KEYS`
+    /// `api_keys`; returns its base URL.
+    pub async fn serve_api(&self, api_keys: &str) -> String {
+        let env: Vec<(&str, String)> = self
+            .resources
+            .env()
+            .iter()
+            .map(|(name, value)| (*name, value.to_string()))
+            .collect();
+        let keys = docpipe_api::parse_api_keys(api_keys).expect("API keys");
+        let api = docpipe_api::Api::new(
+            self.deployment.clone(),
+            docpipe_api::Auth::ApiKeys(keys),
+            |name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()),
+        )
+        .expect("the API's settings");
+        let address = crate::serve(docpipe_api::router(Arc::new(api))).await;
+        format!("http://{address}")
+    }
+
     pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
         self.s3
             .put_object()

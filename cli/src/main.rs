@@ -1,4 +1,7 @@
-//! `docpipe`: run the pipeline locally, search, and see its status.
+//! `docpipe`: run the pipeline locally, search, and see its status, from
+//! the database or (`--api URL`) through the HTTP API.
+
+mod api;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -19,6 +22,13 @@ use std::time::Instant;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// `search` and `status` through this HTTP API (e.g. the local stack's
+    /// http://127.0.0.1:3000) instead of the database.
+    #[arg(long, global = true, env = "DOCPIPE_API_URL", value_name = "URL")]
+    api: Option<String>,
+    /// The API key for `--api`; it decides the tenant.
+    #[arg(long, global = true, env = "DOCPIPE_API_KEY", hide_env_values = true)]
+    api_key: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -35,8 +45,9 @@ enum Command {
     /// Find the chunks nearest to a text, within one tenant.
     Search {
         query: String,
+        /// Required without --api; with --api the key decides the tenant.
         #[arg(long)]
-        tenant: String,
+        tenant: Option<String>,
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         top_k: u32,
         #[arg(long)]
@@ -63,103 +74,135 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::from_env()?;
+    let api = match (&cli.api, &cli.command) {
+        (Some(url), Command::Search { .. } | Command::Status { .. }) => {
+            Some(api::ApiClient::new(url, cli.api_key)?)
+        }
+        (Some(_), _) => bail!("--api serves `search` and `status` only"),
+        (None, _) => None,
+    };
     match cli.command {
         Command::Migrate => {
-            let report = db::migrate(&config).await?;
+            let report = db::migrate(&Config::from_env()?).await?;
             match report.applied.as_slice() {
                 [] => println!("schema is up to date"),
                 applied => println!("applied {}", applied.join(", ")),
             }
-            Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { paths, tenant } => ingest(&config, &paths, &tenant).await,
+        Command::Ingest { paths, tenant } => {
+            return ingest(&Config::from_env()?, &paths, &tenant).await;
+        }
         Command::Search {
             query,
             tenant,
             top_k,
             json,
         } => {
-            let pool = db::connect(&config).await?;
-            let embedder = docpipe_shared::embedding::from_config(&config)?;
-            let hits = search::search(
-                &pool,
-                embedder.as_ref(),
-                &tenant,
-                &query,
-                top_k,
-                &Default::default(),
-            )
-            .await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&hits)?);
-            } else if hits.is_empty() {
-                println!("no results for tenant {tenant:?}");
-            }
-            for (rank, hit) in hits.iter().enumerate().filter(|_| !json) {
-                let snippet: String = hit
-                    .text
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-                    .chars()
-                    .take(160)
-                    .collect();
-                println!(
-                    "{}. {:.3}  {}  (chunk {}, chars {}-{})",
-                    rank + 1,
-                    hit.score,
-                    hit.source_key,
-                    hit.chunk_index,
-                    hit.char_start,
-                    hit.char_end
-                );
-                println!("   {snippet}");
-            }
-            Ok(ExitCode::SUCCESS)
+            let hits = match (api, tenant) {
+                (Some(_), Some(_)) => {
+                    bail!("--tenant is not used with --api: the API key decides the tenant")
+                }
+                (Some(api), None) => api.search(&query, top_k).await?,
+                (None, None) => bail!("--tenant is required (or --api with an API key)"),
+                (None, Some(tenant)) => {
+                    let config = Config::from_env()?;
+                    let pool = db::connect(&config).await?;
+                    let embedder = docpipe_shared::embedding::from_config(&config)?;
+                    let filter = Default::default();
+                    search::search(&pool, embedder.as_ref(), &tenant, &query, top_k, &filter)
+                        .await?
+                }
+            };
+            print_hits(&hits, json)?;
         }
-        Command::Status { json } => {
-            let pool = db::connect(&config).await?;
-            let overview = status::overview(&pool.get().await?).await?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&overview)?);
-                return Ok(ExitCode::SUCCESS);
-            }
-            println!(
-                "documents {}, searchable chunks {}",
-                overview.documents, overview.searchable_chunks
-            );
-            println!("jobs per state:");
-            for (state, count) in &overview.jobs_by_state {
-                println!("  {state:<11} {count}");
-            }
-            if !overview.recent_failures.is_empty() {
-                println!("recent failures:");
-                for job in &overview.recent_failures {
-                    let reason = job.error_message.as_deref().unwrap_or("");
-                    println!(
-                        "  {}  {}  {}: {reason}",
-                        job.state_changed_at,
-                        job.source_key,
-                        job.error_code.as_deref().unwrap_or("?")
-                    );
+        Command::Status { json } => match api {
+            Some(api) => {
+                let status = api.status().await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&status)?);
+                } else {
+                    api::print_status(&status);
                 }
             }
-            for waiting in &overview.waiting {
-                println!(
-                    "waiting: {} jobs until {}: {}",
-                    waiting.jobs, waiting.until, waiting.reason
-                );
+            None => {
+                let pool = db::connect(&Config::from_env()?).await?;
+                let overview = status::overview(&pool.get().await?).await?;
+                print_overview(&overview, json)?;
             }
-            for breaker in &overview.breakers {
-                println!(
-                    "{} circuit breaker: {} (as of {})",
-                    breaker.service, breaker.state, breaker.observed_at
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&hits)?);
+        return Ok(());
+    }
+    if hits.is_empty() {
+        println!("no results");
+    }
+    for (rank, hit) in hits.iter().enumerate() {
+        let snippet: String = hit
+            .text
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(160)
+            .collect();
+        println!(
+            "{}. {:.3}  {}  (chunk {}, chars {}-{})",
+            rank + 1,
+            hit.score,
+            hit.source_key,
+            hit.chunk_index,
+            hit.char_start,
+            hit.char_end
+        );
+        println!("   {snippet}");
+    }
+    Ok(())
+}
+
+fn print_overview(overview: &status::Overview, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(&overview)?);
+        return Ok(());
+    }
+    println!(
+        "documents {}, searchable chunks {}",
+        overview.documents, overview.searchable_chunks
+    );
+    println!("jobs per state:");
+    for (state, count) in &overview.jobs_by_state {
+        println!("  {state:<11} {count}");
+    }
+    if !overview.recent_failures.is_empty() {
+        println!("recent failures:");
+        for job in &overview.recent_failures {
+            let reason = job.error_message.as_deref().unwrap_or("");
+            println!(
+                "  {}  {}  {}: {reason}",
+                job.state_changed_at,
+                job.source_key,
+                job.error_code.as_deref().unwrap_or("?")
+            );
         }
     }
+    for waiting in &overview.waiting {
+        println!(
+            "waiting: {} jobs until {}: {}",
+            waiting.jobs, waiting.until, waiting.reason
+        );
+    }
+    for breaker in &overview.breakers {
+        println!(
+            "{} circuit breaker: {} (as of {})",
+            breaker.service, breaker.state, breaker.observed_at
+        );
+    }
+    Ok(())
 }
 
 async fn ingest(config: &Config, paths: &[PathBuf], tenant: &str) -> anyhow::Result<ExitCode> {

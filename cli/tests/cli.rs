@@ -292,3 +292,74 @@ async fn a_run_writes_emf_metric_lines_cloudwatch_can_read() {
     );
     assert!(total("embed", "Duration").unwrap() > 0.0);
 }
+
+/// `docpipe --api URL` searches and reports through the HTTP API, with the
+/// key's tenant, and says clearly what is wrong when it cannot. (The API runs
+/// in this process while the binary blocks a thread: two worker threads.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_and_status_through_the_api() {
+    let stack = docpipe_tests::local_aws::LocalAws::start(&[]).await;
+    let key = "cli-key-0123456789";
+    let base = stack.serve_api(&format!("{key}:acme")).await;
+    stack
+        .put(
+            "uploads/acme/bell.md",
+            "# Bells\n\nThe fog bell rings at the pier head.",
+        )
+        .await;
+    stack.put("uploads/acme/empty.txt", "").await;
+    stack
+        .wait_for_state("uploads/acme/bell.md", "complete")
+        .await;
+    stack
+        .wait_for_state("uploads/acme/empty.txt", "failed")
+        .await;
+    let api = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_docpipe"))
+            .args(args)
+            .env("DOCPIPE_API_URL", &base)
+            .env("DOCPIPE_API_KEY", key)
+            .env_remove("DATABASE_URL")
+            .output()
+            .expect("run docpipe")
+    };
+
+    let search = api(&["search", "fog bell at the pier"]);
+    assert!(search.status.success(), "{search:?}");
+    assert!(
+        stdout(&search).starts_with("1. ") && stdout(&search).contains("uploads/acme/bell.md"),
+        "{}",
+        stdout(&search)
+    );
+    let status = api(&["status"]);
+    assert!(status.status.success(), "{status:?}");
+    let report = stdout(&status);
+    for line in [
+        "tenant acme, health ok",
+        "  complete    1",
+        "  failed      1",
+        "queue parse    ok  waiting 0, in flight 0, dead letters 0",
+        "uploads/acme/empty.txt  empty_file: file is empty (0 bytes)",
+    ] {
+        assert!(report.contains(line), "{line:?} not in\n{report}");
+    }
+    let json = api(&["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(json["metrics"]["jobs_by_state"]["complete"], 1);
+
+    let refused = api(&["search", "fog", "--tenant", "globex"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("the API key decides the tenant"));
+    let wrong_key = Command::new(env!("CARGO_BIN_EXE_docpipe"))
+        .args(["--api", &base, "status"])
+        .env("DOCPIPE_API_KEY", "not-a-key-of-anyone")
+        .output()
+        .unwrap();
+    assert_eq!(wrong_key.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&wrong_key.stderr);
+    assert!(
+        stderr.contains("401 Unauthorized: send `Authorization: Bearer <API key>`"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("not-a-key-of-anyone"), "{stderr}");
+}

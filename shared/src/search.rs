@@ -5,10 +5,10 @@ use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
 use deadpool_postgres::Pool;
 use pgvector::Vector;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchHit {
     pub document_id: Uuid,
     pub source_key: String,

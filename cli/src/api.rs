@@ -1,0 +1,136 @@
+//! `docpipe --api URL`: search and status through the HTTP API instead of
+//! the database, as any client would (the API key decides the tenant).
+
+use anyhow::{Context, bail};
+use docpipe_shared::search::SearchHit;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::time::Duration;
+
+pub struct ApiClient {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+}
+
+impl ApiClient {
+    pub fn new(base: &str, key: Option<String>) -> anyhow::Result<ApiClient> {
+        let key = key.context("--api needs an API key: set DOCPIPE_API_KEY (or --api-key)")?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(ApiClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            key,
+        })
+    }
+
+    /// `body` is sent as JSON when present; a non-2xx answer becomes an
+    /// error carrying the API's own message.
+    async fn call<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let request = match body {
+            Some(body) => self.http.post(&url).json(&body),
+            None => self.http.get(&url),
+        };
+        let response = request
+            .bearer_auth(&self.key)
+            .send()
+            .await
+            .with_context(|| format!("calling {url}"))?;
+        let status = response.status();
+        let answer: Value = response
+            .json()
+            .await
+            .with_context(|| format!("reading the answer of {url}"))?;
+        // Health answers 503 with its report when a part is down.
+        if !status.is_success() && answer.get("status").is_none() {
+            let message = answer["error"]["message"].as_str().unwrap_or("no message");
+            bail!("{url} answered {status}: {message}");
+        }
+        Ok(serde_json::from_value(answer)?)
+    }
+
+    pub async fn search(&self, query: &str, top_k: u32) -> anyhow::Result<Vec<SearchHit>> {
+        #[derive(serde::Deserialize)]
+        struct Hits {
+            hits: Vec<SearchHit>,
+        }
+        let body = json!({"query": query, "top_k": top_k});
+        Ok(self.call::<Hits>("/v1/search", Some(body)).await?.hits)
+    }
+
+    /// The caller's metrics, the pipeline's health and recent failures.
+    pub async fn status(&self) -> anyhow::Result<Value> {
+        let (metrics, health, failures) = tokio::try_join!(
+            self.call::<Value>("/v1/metrics", None),
+            self.call::<Value>("/v1/health", None),
+            self.call::<Value>("/v1/jobs?state=failed&limit=10", None),
+        )?;
+        Ok(json!({"metrics": metrics, "health": health, "recent_failures": failures["jobs"]}))
+    }
+}
+
+/// `docpipe status --api` for a person.
+pub fn print_status(status: &Value) {
+    let metrics = &status["metrics"];
+    let health = &status["health"];
+    println!(
+        "tenant {}, health {}",
+        text(&metrics["tenant"]),
+        text(&health["status"])
+    );
+    println!("jobs per state:");
+    for (state, count) in metrics["jobs_by_state"].as_object().into_iter().flatten() {
+        println!("  {state:<11} {count}");
+    }
+    println!(
+        "completed in the last hour {}; today {} tokens, {} pages, ${:.4} (all tenants ${:.4} of ${:.2} budget)",
+        metrics["completed_last_hour"],
+        metrics["tokens_today"],
+        metrics["pages_today"],
+        metrics["usd_today"].as_f64().unwrap_or(0.0),
+        metrics["usd_today_all_tenants"].as_f64().unwrap_or(0.0),
+        metrics["daily_budget_usd"].as_f64().unwrap_or(0.0),
+    );
+    for queue in health["queues"].as_array().into_iter().flatten() {
+        println!(
+            "queue {:<8} {}  waiting {}, in flight {}, dead letters {}",
+            text(&queue["name"]),
+            text(&queue["status"]),
+            queue["waiting"],
+            queue["in_flight"],
+            queue["dead_letters"]
+        );
+    }
+    for service in health["services"].as_array().into_iter().flatten() {
+        println!(
+            "{} circuit breaker: {}",
+            text(&service["service"]),
+            text(&service["breaker"])
+        );
+    }
+    let failures = status["recent_failures"].as_array().into_iter().flatten();
+    for (i, job) in failures.enumerate() {
+        if i == 0 {
+            println!("recent failures:");
+        }
+        println!(
+            "  {}  {}  {}: {}",
+            text(&job["state_changed_at"]),
+            text(&job["source_key"]),
+            text(&job["error_code"]),
+            text(&job["error_message"])
+        );
+    }
+}
+
+fn text(value: &Value) -> &str {
+    value.as_str().unwrap_or("")
+}
