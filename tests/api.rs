@@ -32,20 +32,24 @@ async fn serve_api(vars: &[(&str, &str)]) -> (String, LocalAws) {
     (base, stack)
 }
 
+/// Puts samples/docs in S3 under the tenant's folder; returns their keys.
+async fn upload_samples(stack: &LocalAws, tenant: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for entry in std::fs::read_dir(samples_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let key = format!("uploads/{tenant}/{name}");
+        stack.put(&key, std::fs::read(&path).unwrap()).await;
+        keys.push(key);
+    }
+    keys
+}
+
 /// acme has the samples, globex one document of its own, all uploaded to
 /// S3 and processed by the stack.
 async fn served() -> Served {
     let (base, stack) = serve_api(&[]).await;
-    let mut keys = Vec::new();
-    for entry in std::fs::read_dir(samples_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let key = format!(
-            "uploads/acme/{}",
-            path.file_name().unwrap().to_str().unwrap()
-        );
-        stack.put(&key, std::fs::read(&path).unwrap()).await;
-        keys.push(key);
-    }
+    let mut keys = upload_samples(&stack, "acme").await;
     stack.put("uploads/globex/plans.md", PLANS).await;
     keys.push("uploads/globex/plans.md".into());
     for key in &keys {
@@ -578,43 +582,34 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
         let text = answer["error"]["message"].as_str().unwrap_or_default();
         assert!(text.contains(message), "{method} {path} {body:?}: {text}");
     }
-    let name = "n".repeat(1100);
-    let (status, answer) = api
-        .call(
-            Some(ACME_KEY),
-            "POST",
+    // Oversized inputs: a key over S3's limit, a query over ours, a body
+    // over 64 KiB (read no further).
+    let oversized = [
+        (
             "/v1/uploads",
-            Some(&format!(r#"{{"name":"{name}.txt","size":5}}"#)),
-        )
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 1024")
-    );
-    // Bodies are read up to 64 KiB and no further.
-    let (status, _) = api
-        .call(
-            Some(ACME_KEY),
-            "POST",
+            format!(r#"{{"name":"{}.txt","size":5}}"#, "n".repeat(1100)),
+            400,
+            "at most 1024",
+        ),
+        (
             "/v1/search",
-            Some(&format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000))),
-        )
-        .await;
-    assert_eq!(status, 413);
-    let long = format!(r#"{{"query":"{}"}}"#, "fog ".repeat(3000));
-    let (status, answer) = api
-        .call(Some(ACME_KEY), "POST", "/v1/search", Some(&long))
-        .await;
-    assert_eq!(status, 400);
-    assert!(
-        answer["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("at most 8192")
-    );
+            format!(r#"{{"query":"{}"}}"#, "fog ".repeat(3000)),
+            400,
+            "at most 8192",
+        ),
+        (
+            "/v1/search",
+            format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000)),
+            413,
+            "length limit exceeded",
+        ),
+    ];
+    for (path, body, expected, message) in oversized {
+        let (status, answer) = api.call(Some(ACME_KEY), "POST", path, Some(&body)).await;
+        assert_eq!(status, expected, "{path}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{path}: {text}");
+    }
 }
 
 #[tokio::test]
@@ -790,14 +785,7 @@ async fn in_lambda_the_tenant_is_the_authorizers_claim() {
 async fn the_dashboard_shows_what_the_pipeline_did() {
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
     let (base, stack) = serve_api(&[]).await;
-    for entry in std::fs::read_dir(samples_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let key = format!(
-            "uploads/acme/{}",
-            path.file_name().unwrap().to_str().unwrap()
-        );
-        stack.put(&key, std::fs::read(&path).unwrap()).await;
-    }
+    upload_samples(&stack, "acme").await;
     stack
         .put("uploads/acme/broken.pdf", "%PDF-1.7 then nothing")
         .await;
