@@ -34,21 +34,34 @@ pub struct LocalAws {
     pub resources: Resources,
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
-    _runner: JoinSet<()>,
+    /// The event-source runner started with the stack; `abort_all` kills it
+    /// mid-batch, as a Lambda container dies.
+    pub runner: JoinSet<()>,
+    config: docpipe_shared::config::Config,
+    aws_config: AwsConfig,
+    sdk: aws_config::SdkConfig,
 }
 
 impl LocalAws {
     /// A fresh stack; `vars` configure the pipeline (embedder, chunk sizes).
+    /// Retries come quickly: 1 s visibility timeout, DLQ after 3 receives.
     pub async fn start(vars: &[(&str, &str)]) -> LocalAws {
+        let settings = QueueSettings {
+            visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
+            max_receive_count: MAX_RECEIVE_COUNT,
+        };
+        LocalAws::start_with_queues(vars, settings).await
+    }
+
+    /// A fresh stack whose queues behave as `settings` say. The visibility
+    /// timeout must outlast the slowest batch, as the template's 6× the
+    /// function timeout does, or messages come back while still in hand.
+    pub async fn start_with_queues(vars: &[(&str, &str)], settings: QueueSettings) -> LocalAws {
         let sdk = sdk_config().await;
         let s3 = aws::s3_client(&sdk, true);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
         let stack = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-        let settings = QueueSettings {
-            visibility_timeout_secs: VISIBILITY_TIMEOUT_SECS,
-            max_receive_count: MAX_RECEIVE_COUNT,
-        };
         let resources = provision::provision(&cloudformation, &sqs, &stack, &settings)
             .await
             .expect("the template's bucket and queues");
@@ -57,7 +70,7 @@ impl LocalAws {
             bucket: resources.bucket.clone(),
             queues: resources.stage_queue_urls(),
             s3_force_path_style: true,
-            max_receive_count: MAX_RECEIVE_COUNT,
+            max_receive_count: settings.max_receive_count,
             sweep: SweepPolicy {
                 queued_timeout: Duration::from_secs(900),
                 parsed_timeout: Duration::from_secs(900),
@@ -66,36 +79,33 @@ impl LocalAws {
                 batch: 100,
             },
         };
+        let config = test_db.config(vars);
         let deployment = Arc::new(
-            Deployment::new(&test_db.config(vars), aws_config, &sdk)
+            Deployment::new(&config, aws_config.clone(), &sdk)
                 .await
                 .expect("deployment"),
         );
-        let sources = [
-            (&resources.uploads, Function::Uploads),
-            (&resources.parse, Function::Stage),
-            (&resources.chunk, Function::Stage),
-            (&resources.embed, Function::Stage),
-        ]
-        .into_iter()
-        .map(|(queue, function)| EventSource {
-            queue_url: queue.url.clone(),
-            queue_arn: queue.arn.clone(),
-            function,
-            batch_size: 10,
-            concurrency: 2,
-            wait_secs: 1,
-        })
-        .collect();
-        let runner = event_source::start(deployment.clone(), sqs.clone(), sources, None);
+        let runner = runner_for(deployment.clone(), &sqs, &resources);
         LocalAws {
             test_db,
             deployment,
             resources,
             s3,
             sqs,
-            _runner: runner,
+            runner,
+            config,
+            aws_config,
+            sdk,
         }
+    }
+
+    /// Another runner on the same queues, as a new Lambda container: its
+    /// own clients, connection pool and breakers.
+    pub async fn start_runner(&self) -> JoinSet<()> {
+        let deployment = Deployment::new(&self.config, self.aws_config.clone(), &self.sdk)
+            .await
+            .expect("deployment");
+        runner_for(Arc::new(deployment), &self.sqs, &self.resources)
     }
 
     /// The HTTP API over this stack on a loopback port, with `API_KEYS`
@@ -230,6 +240,32 @@ impl LocalAws {
         })
         .await;
     }
+}
+
+/// The event-source runner over the stack's four queues: batches of 10, two
+/// pollers per queue, 1 s long polls.
+fn runner_for(
+    deployment: Arc<Deployment>,
+    sqs: &aws_sdk_sqs::Client,
+    resources: &Resources,
+) -> JoinSet<()> {
+    let sources = [
+        (&resources.uploads, Function::Uploads),
+        (&resources.parse, Function::Stage),
+        (&resources.chunk, Function::Stage),
+        (&resources.embed, Function::Stage),
+    ]
+    .into_iter()
+    .map(|(queue, function)| EventSource {
+        queue_url: queue.url.clone(),
+        queue_arn: queue.arn.clone(),
+        function,
+        batch_size: 10,
+        concurrency: 2,
+        wait_secs: 1,
+    })
+    .collect();
+    event_source::start(deployment, sqs.clone(), sources, None)
 }
 
 /// Polls `done` every 200 ms until it is true; panics naming `what` after `within`.

@@ -84,6 +84,25 @@ pub async fn embed(
         Some(embedder.embed(&inputs).await?)
     };
     if let Some(embeddings) = &embeddings {
+        // Recorded now, in its own statement: the provider has billed these
+        // tokens even if this batch's vectors are never stored (a concurrent
+        // duplicate stored them first, or this instance dies).
+        let usd = if embeddings.service == "mock" {
+            0.0
+        } else {
+            embeddings.billed_tokens as f64 * pipeline.cost.embedding_usd_per_million_tokens / 1e6
+        };
+        let spend = Spend {
+            tenant: &job.tenant,
+            job_id,
+            service: embeddings.service,
+            model: &embeddings.model,
+            units: embeddings.billed_tokens as i64,
+            unit: "tokens",
+            usd,
+            requests: embeddings.requests,
+        };
+        cost::record(&pipeline.db.get().await?, &spend).await?;
         for (chunk, vector) in to_embed.iter().zip(&embeddings.vectors) {
             fresh.insert(&chunk.text_sha256, Some(Vector::from(vector.clone())));
         }
@@ -135,7 +154,7 @@ pub async fn embed(
             &[&job_id, &indexes, &vectors, &models],
         )
         .await?;
-    if let Some(embeddings) = &embeddings {
+    if embeddings.is_some() {
         let hashes: Vec<&[u8]> = to_embed.iter().map(|c| c.text_sha256.as_slice()).collect();
         let new_vectors: Vec<&Vector> = to_embed
             .iter()
@@ -148,22 +167,6 @@ pub async fn embed(
             &[&hashes, &fresh_model, &dims, &new_vectors],
         )
         .await?;
-        let usd = if embeddings.service == "mock" {
-            0.0
-        } else {
-            embeddings.billed_tokens as f64 * pipeline.cost.embedding_usd_per_million_tokens / 1e6
-        };
-        let spend = Spend {
-            tenant: &job.tenant,
-            job_id,
-            service: embeddings.service,
-            model: fresh_model,
-            units: embeddings.billed_tokens as i64,
-            unit: "tokens",
-            usd,
-            requests: embeddings.requests,
-        };
-        cost::record(&tx, &spend).await?;
     }
     let progress = tx
         .query_one(

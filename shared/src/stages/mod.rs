@@ -241,6 +241,23 @@ async fn job_in_state(
     let job = jobs::find(&pipeline.db.get().await?, job_id).await?;
     match job {
         Some(job) if job.state == expected => Ok(Some(job)),
+        // This stage's work is done but the message came back: the instance
+        // that did it may have died before sending the next stage's messages.
+        // Send them again (every stage is idempotent) rather than leave the
+        // job to the sweeper.
+        Some(job)
+            if matches!(
+                (expected, job.state),
+                (JobState::Queued, JobState::Parsed) | (JobState::Parsed, JobState::Chunked)
+            ) =>
+        {
+            tracing::info!(%job_id, stage, state = %job.state, "redelivered after its work was done; next stage sent again");
+            pipeline
+                .queue
+                .send(resume_messages(&job, pipeline.embed_batch_size))
+                .await?;
+            Ok(None)
+        }
         Some(job) => {
             tracing::info!(%job_id, stage, state = %job.state, "stale message: job already moved; acknowledged");
             Ok(None)
