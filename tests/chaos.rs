@@ -12,7 +12,7 @@ use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
 use docpipe_shared::ids;
-use docpipe_tests::local_aws::LocalAws;
+use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, spawn_openai};
 use futures::StreamExt;
 use serde_json::json;
@@ -90,21 +90,6 @@ fn documents(rng: &mut Rng) -> Vec<(String, Vec<u8>)> {
 
 fn key(name: &str) -> String {
     format!("uploads/{TENANT}/{name}")
-}
-
-/// An S3 notification as the uploads queue receives it.
-fn notification(bucket: &str, key: &str, event: &str) -> String {
-    json!({"Records": [{
-        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
-        "eventTime": "2026-11-23T03:00:00.000Z", "eventName": event,
-        "userIdentity": {"principalId": "AWS:CHAOS"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "CHAOS0000000000", "x-amz-id-2": "chaos"},
-        "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
-               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "CHAOS"}, "arn": format!("arn:aws:s3:::{bucket}")},
-               "object": {"key": key, "size": 1, "eTag": "chaos", "sequencer": "0A1B"}}
-    }]})
-    .to_string()
 }
 
 /// The reference: the same documents in process, no faults, no chaos.
@@ -209,7 +194,7 @@ async fn every_document_ends_exactly_once_under_chaos() {
     // Deletes before the creates they follow.
     let early_deletes: Vec<usize> = (0..5).map(|_| rng.below(VALID_DOCUMENTS)).collect();
     for &n in &early_deletes {
-        let body = notification(&bucket, &key(&documents[n].0), "ObjectRemoved:Delete");
+        let body = s3_notification(&bucket, &key(&documents[n].0), "ObjectRemoved:Delete");
         stack.send(&stack.resources.uploads.url, &body).await;
     }
     // Embed batches before their job is even chunked.
@@ -255,7 +240,7 @@ async fn every_document_ends_exactly_once_under_chaos() {
     let mut duplicates = 0;
     for _ in 0..20 {
         let (name, bytes) = &documents[rng.below(documents.len())];
-        let created = notification(&bucket, &key(name), "ObjectCreated:Put");
+        let created = s3_notification(&bucket, &key(name), "ObjectCreated:Put");
         stack.send(&stack.resources.uploads.url, &created).await;
         stack.put(&key(name), bytes.clone()).await;
         for (queue, stage) in [

@@ -242,6 +242,23 @@ impl LocalAws {
     }
 }
 
+/// An S3 notification as the uploads queue receives it, for events S3
+/// would not send in this order (or at all).
+pub fn s3_notification(bucket: &str, key: &str, event: &str) -> String {
+    serde_json::json!({"Records": [{
+        "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "us-east-1",
+        "eventTime": "2026-11-23T03:00:00.000Z", "eventName": event,
+        "userIdentity": {"principalId": "AWS:TEST"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "TEST000000000000", "x-amz-id-2": "test"},
+        "s3": {"s3SchemaVersion": "1.0", "configurationId": "uploads",
+               "bucket": {"name": bucket, "ownerIdentity": {"principalId": "TEST"},
+                          "arn": format!("arn:aws:s3:::{bucket}")},
+               "object": {"key": key, "size": 1, "eTag": "test", "sequencer": "0A1B"}}
+    }]})
+    .to_string()
+}
+
 /// The event-source runner over the stack's four queues: batches of 10, two
 /// pollers per queue, 1 s long polls.
 fn runner_for(

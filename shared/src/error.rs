@@ -23,6 +23,11 @@ pub enum Rejection {
     UnreadablePdf { detail: String },
     #[error("document has no extractable text")]
     NoText,
+    #[error(
+        "text has a run of {chars} characters without whitespace (at most {limit}): \
+         not prose to chunk and embed (an encoded blob?)"
+    )]
+    UnbrokenText { chars: usize, limit: usize },
     #[error("object key {key:?} is not of the form uploads/<tenant>/<path>: {detail}")]
     InvalidKey { key: String, detail: String },
     #[error("object {key:?} no longer exists (deleted before it was processed)")]
@@ -57,6 +62,7 @@ impl Rejection {
             Rejection::Binary { .. } => "binary_content",
             Rejection::UnreadablePdf { .. } => "unreadable_pdf",
             Rejection::NoText => "no_text",
+            Rejection::UnbrokenText { .. } => "unbroken_text",
             Rejection::InvalidKey { .. } => "invalid_key",
             Rejection::ObjectMissing { .. } => "object_missing",
             Rejection::EmbeddingRejected { .. } => "embedding_rejected",

@@ -42,6 +42,11 @@ pub struct ParsedDocument {
     pub pages: Option<u32>,
 }
 
+/// Longest run of characters without whitespace a document may hold: far
+/// beyond any word or URL, short of a blob that would cost thousands of
+/// meaningless chunks.
+pub const MAX_UNBROKEN_CHARS: usize = 64 * 1024;
+
 /// Width for HTML rendering: wide enough that lines are never wrapped.
 const HTML_LINE_WIDTH: usize = 1 << 20;
 
@@ -60,6 +65,17 @@ pub fn parse(key: &str, bytes: &[u8]) -> Result<ParsedDocument, Rejection> {
     };
     if text.trim().is_empty() {
         return Err(Rejection::NoText);
+    }
+    let longest = text
+        .split(char::is_whitespace)
+        .map(|run| run.chars().count())
+        .max()
+        .unwrap_or(0);
+    if longest > MAX_UNBROKEN_CHARS {
+        return Err(Rejection::UnbrokenText {
+            chars: longest,
+            limit: MAX_UNBROKEN_CHARS,
+        });
     }
     Ok(ParsedDocument {
         format,
