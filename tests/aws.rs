@@ -20,20 +20,6 @@ fn guide(topic: &str) -> String {
         .collect()
 }
 
-async fn chunks_of(stack: &LocalAws, key: &str) -> i64 {
-    stack
-        .test_db
-        .client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM upload_pipeline.document_chunks WHERE source_key = $1",
-            &[&key],
-        )
-        .await
-        .unwrap()
-        .get(0)
-}
-
 #[tokio::test]
 async fn an_upload_becomes_searchable_with_no_command_in_between() {
     let stack = LocalAws::start(VARS).await;
@@ -49,7 +35,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     stack
         .wait_for_state("uploads/acme/tides.md", "complete")
         .await;
-    assert!(chunks_of(&stack, key).await > 1);
+    assert!(stack.chunks_of(key).await > 1);
 
     let pipeline = &stack.deployment.pipeline;
     let hits = search(
@@ -85,7 +71,7 @@ async fn keys_with_spaces_and_unicode_keep_their_names() {
     let key = "uploads/acme/Sea charts/Über die Gezeiten + Häfen (v2) 日本.md";
     stack.put(key, guide("charts")).await;
     stack.wait_for_state(key, "complete").await;
-    assert!(chunks_of(&stack, key).await > 1);
+    assert!(stack.chunks_of(key).await > 1);
 }
 
 #[tokio::test]
@@ -124,10 +110,10 @@ async fn deleting_the_object_removes_its_chunks_and_parsed_text() {
         stack.jobs_of(key).await.is_empty()
     })
     .await;
-    assert_eq!(chunks_of(&stack, key).await, 0);
+    assert_eq!(stack.chunks_of(key).await, 0);
     assert!(!stack.object_exists(&parsed).await);
     assert!(
-        chunks_of(&stack, "uploads/acme/stays.md").await > 0,
+        stack.chunks_of("uploads/acme/stays.md").await > 0,
         "other documents stay"
     );
 }
@@ -151,17 +137,7 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_its_job_says_why() {
     stack.wait_for_state(key, "failed").await;
     let (_, code) = stack.jobs_of(key).await.pop().unwrap();
     assert_eq!(code.as_deref(), Some("retries_exhausted"));
-    let message: String = stack
-        .test_db
-        .client()
-        .await
-        .query_one(
-            "SELECT error_message FROM upload_pipeline.upload_jobs WHERE source_key = $1",
-            &[&key],
-        )
-        .await
-        .unwrap()
-        .get(0);
+    let message = stack.error_message(key).await.unwrap();
     assert!(
         message.starts_with(&format!(
             "gave up after {MAX_RECEIVE_COUNT} attempts; last error: openai "

@@ -38,26 +38,12 @@ async fn stack_with(vars: &[(&str, &str)]) -> Bad {
     let stack = LocalAws::start(&all).await;
     stack.put(CONTROL, CONTROL_TEXT).await;
     stack.wait_for_state(CONTROL, "complete").await;
-    let control_chunks = chunks_of(&stack, CONTROL).await;
+    let control_chunks = stack.chunks_of(CONTROL).await;
     assert!(control_chunks > 0);
     Bad {
         stack,
         control_chunks,
     }
-}
-
-async fn chunks_of(stack: &LocalAws, key: &str) -> i64 {
-    stack
-        .test_db
-        .client()
-        .await
-        .query_one(
-            "SELECT count(*) FROM upload_pipeline.document_chunks WHERE source_key = $1",
-            &[&key],
-        )
-        .await
-        .unwrap()
-        .get(0)
 }
 
 impl Bad {
@@ -70,18 +56,7 @@ impl Bad {
     }
 
     async fn job_failed(&self, key: &str, code: &str, says: &str) {
-        let message: Option<String> = self
-            .stack
-            .test_db
-            .client()
-            .await
-            .query_one(
-                "SELECT error_message FROM upload_pipeline.upload_jobs WHERE source_key = $1",
-                &[&key],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let message = self.stack.error_message(key).await;
         let (_, recorded) = self.stack.jobs_of(key).await.pop().unwrap();
         assert_eq!(recorded.as_deref(), Some(code), "{key}: {message:?}");
         let message = message.unwrap_or_default();
@@ -94,12 +69,26 @@ impl Bad {
         self.stack
             .send(&self.stack.resources.uploads.url, body)
             .await;
-        self.untouched("", 0).await;
-        assert_eq!(
-            self.stack.test_db.count("upload_jobs").await,
-            1,
-            "only the control's job"
-        );
+        self.nothing_recorded("").await;
+    }
+
+    /// An `ObjectCreated` notification for `key` (whether S3 has it or not).
+    async fn created_ignored(&self, key: &str) {
+        let bucket = &self.stack.resources.bucket;
+        self.notification_ignored(&s3_notification(bucket, key, "ObjectCreated:Put"))
+            .await;
+    }
+
+    /// A real upload whose key no tenant owns: no document or job made.
+    async fn upload_ignored(&self, key: &str, body: &str) {
+        self.stack.put(key, body).await;
+        self.nothing_recorded(key).await;
+    }
+
+    async fn nothing_recorded(&self, key: &str) {
+        self.untouched(key, 0).await;
+        let jobs = self.stack.test_db.count("upload_jobs").await;
+        assert_eq!(jobs, 1, "only the control's job");
     }
 
     /// The control document as it was; no chunks for `key`; `dead` messages
@@ -111,9 +100,9 @@ impl Bad {
             stack.jobs_of(CONTROL).await,
             [("complete".to_string(), None)]
         );
-        assert_eq!(chunks_of(stack, CONTROL).await, self.control_chunks);
+        assert_eq!(stack.chunks_of(CONTROL).await, self.control_chunks);
         assert_eq!(
-            chunks_of(stack, key).await,
+            stack.chunks_of(key).await,
             0,
             "{key} has no searchable chunk"
         );
@@ -235,7 +224,7 @@ async fn utf16_text_with_a_bom_is_decoded() {
     bad.stack
         .wait_for_state("uploads/acme/utf16.txt", "complete")
         .await;
-    assert!(chunks_of(&bad.stack, "uploads/acme/utf16.txt").await > 0);
+    assert!(bad.stack.chunks_of("uploads/acme/utf16.txt").await > 0);
 }
 
 #[tokio::test]
@@ -307,61 +296,34 @@ async fn unsupported_extension() {
 #[tokio::test]
 async fn key_outside_uploads() {
     let bad = stack().await;
-    let bucket = &bad.stack.resources.bucket;
-    bad.notification_ignored(&s3_notification(
-        bucket,
-        "elsewhere/acme/x.txt",
-        "ObjectCreated:Put",
-    ))
-    .await;
+    bad.created_ignored("elsewhere/acme/x.txt").await;
 }
 
 #[tokio::test]
 async fn key_with_dot_dot_segments() {
     let bad = stack().await;
-    let bucket = &bad.stack.resources.bucket;
     let key = "uploads/acme/../globex/x.txt";
     bad.stack.put(key, "sneaky").await;
-    bad.notification_ignored(&s3_notification(bucket, key, "ObjectCreated:Put"))
-        .await;
+    bad.created_ignored(key).await;
 }
 
 #[tokio::test]
 async fn tenant_segment_missing() {
     let bad = stack().await;
-    bad.stack.put("uploads/x.txt", "no tenant").await;
-    bad.untouched("uploads/x.txt", 0).await;
-    assert_eq!(
-        bad.stack.test_db.count("upload_jobs").await,
-        1,
-        "only the control's job"
-    );
+    bad.upload_ignored("uploads/x.txt", "no tenant").await;
 }
 
 #[tokio::test]
 async fn tenant_segment_invalid() {
     let bad = stack().await;
-    bad.stack
-        .put("uploads/acme corp!/x.txt", "bad tenant")
+    bad.upload_ignored("uploads/acme corp!/x.txt", "bad tenant")
         .await;
-    bad.untouched("uploads/acme corp!/x.txt", 0).await;
-    assert_eq!(
-        bad.stack.test_db.count("upload_jobs").await,
-        1,
-        "only the control's job"
-    );
 }
 
 #[tokio::test]
 async fn event_for_an_object_already_deleted() {
     let bad = stack().await;
-    let bucket = &bad.stack.resources.bucket;
-    bad.notification_ignored(&s3_notification(
-        bucket,
-        "uploads/acme/gone.txt",
-        "ObjectCreated:Put",
-    ))
-    .await;
+    bad.created_ignored("uploads/acme/gone.txt").await;
 }
 
 #[tokio::test]
@@ -403,8 +365,7 @@ async fn message_for_an_unknown_job() {
     bad.stack
         .send(&bad.stack.resources.chunk.url, message)
         .await;
-    bad.untouched("", 0).await;
-    assert_eq!(bad.stack.test_db.count("upload_jobs").await, 1);
+    bad.nothing_recorded("").await;
 }
 
 #[tokio::test]

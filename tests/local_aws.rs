@@ -194,6 +194,35 @@ impl LocalAws {
             .collect()
     }
 
+    /// The document's searchable chunks.
+    pub async fn chunks_of(&self, key: &str) -> i64 {
+        self.test_db
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM upload_pipeline.document_chunks WHERE source_key = $1",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
+    /// The error message of the document's latest job.
+    pub async fn error_message(&self, key: &str) -> Option<String> {
+        self.test_db
+            .client()
+            .await
+            .query_one(
+                "SELECT error_message FROM upload_pipeline.upload_jobs
+                  WHERE source_key = $1 ORDER BY created_at DESC LIMIT 1",
+                &[&key],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// `(state, error_code)` of the document's jobs, oldest first.
     pub async fn jobs_of(&self, key: &str) -> Vec<(String, Option<String>)> {
         self.test_db
