@@ -907,3 +907,75 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
     assert!(size > 10_000, "screenshot of {size} bytes");
     println!("dashboard screenshot: {screenshot}");
 }
+
+/// Tenant isolation in the SQL itself, not only in the routes: each read of
+/// jobs, documents, history and chunks names the tenant, so a crafted id of
+/// another tenant finds nothing even if a route forgot to check.
+#[tokio::test]
+async fn reads_by_id_find_nothing_for_another_tenant() {
+    use docpipe_shared::{search, status};
+    let api = served().await;
+    let pipeline = &api._stack.deployment.pipeline;
+    let client = pipeline.db.get().await.unwrap();
+    let acme_job: uuid::Uuid = api.acme_job.parse().unwrap();
+    let fog = document_id("acme", "uploads/acme/fog-signals.txt");
+
+    assert!(
+        status::tenant_job(&client, "acme", acme_job)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        status::tenant_job(&client, "globex", acme_job)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        status::document(&client, "acme", fog)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        status::document(&client, "globex", fog)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        !status::history(&client, "acme", acme_job)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        status::history(&client, "globex", acme_job)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let page = status::jobs(&client, "globex", None, Some(acme_job), 50)
+        .await
+        .unwrap();
+    assert!(
+        page.is_empty(),
+        "another tenant's id as a page cursor finds no page"
+    );
+    let only_acme = search::SearchFilter {
+        key_prefix: None,
+        document_ids: Some(vec![fog]),
+    };
+    let hits = search::search(
+        &pipeline.db,
+        pipeline.embedder.as_ref(),
+        "globex",
+        "fog",
+        10,
+        &only_acme,
+    )
+    .await
+    .unwrap();
+    assert!(hits.is_empty(), "{hits:?}");
+}

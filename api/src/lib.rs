@@ -213,16 +213,18 @@ async fn tenant_metrics(
     }))
 }
 
-/// A job's outcome and history, if it exists.
+/// `tenant`'s job `id` with its history, if there is one. Every query names
+/// the tenant, so a crafted id of another tenant finds nothing.
 async fn job_detail(
     client: &docpipe_shared::db::Client,
+    tenant: &str,
     id: Uuid,
 ) -> Result<Option<JobDetail>, ApiError> {
-    let Some(outcome) = status::outcomes(client, &[id]).await?.pop() else {
+    let Some(outcome) = status::tenant_job(client, tenant, id).await? else {
         return Ok(None);
     };
     Ok(Some(JobDetail {
-        history: status::history(client, id).await?,
+        history: status::history(client, tenant, id).await?,
         outcome,
     }))
 }
@@ -233,9 +235,9 @@ async fn job(
     Path(id): Path<String>,
 ) -> Result<Json<JobDetail>, ApiError> {
     let id = parse_id(&id, "job id")?;
-    match job_detail(&api.db().await?, id).await? {
-        Some(detail) if detail.outcome.tenant == tenant => Ok(Json(detail)),
-        _ => Err(ApiError::not_found("job")),
+    match job_detail(&api.db().await?, &tenant, id).await? {
+        Some(detail) => Ok(Json(detail)),
+        None => Err(ApiError::not_found("job")),
     }
 }
 
@@ -243,10 +245,9 @@ async fn job(
 async fn own_document(api: &Api, tenant: &str, id: &str) -> Result<status::Document, ApiError> {
     let id = parse_id(id, "document id")?;
     let client = api.db().await?;
-    match status::document(&client, id).await? {
-        Some(document) if document.tenant == tenant => Ok(document),
-        _ => Err(ApiError::not_found("document")),
-    }
+    status::document(&client, tenant, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("document"))
 }
 
 #[derive(Debug, Serialize)]
@@ -263,7 +264,7 @@ async fn document(
 ) -> Result<Json<DocumentDetail>, ApiError> {
     let document = own_document(&api, &tenant, &id).await?;
     let latest_job = match document.latest_job_id {
-        Some(job_id) => job_detail(&api.db().await?, job_id).await?,
+        Some(job_id) => job_detail(&api.db().await?, &tenant, job_id).await?,
         None => None,
     };
     Ok(Json(DocumentDetail {

@@ -84,6 +84,20 @@ pub async fn outcomes(client: &impl GenericClient, job_ids: &[Uuid]) -> Result<V
         .collect())
 }
 
+/// `tenant`'s job `id`; another tenant's id finds nothing.
+pub async fn tenant_job(
+    client: &impl GenericClient,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<JobOutcome>> {
+    let sql = format!("{OUTCOME_SELECT} WHERE id = $1 AND tenant = $2");
+    Ok(client
+        .query_opt(&sql, &[&id, &tenant])
+        .await?
+        .as_ref()
+        .map(outcome))
+}
+
 /// A document: whose, where its upload is, and its latest job.
 #[derive(Debug, Clone, Serialize)]
 pub struct Document {
@@ -93,11 +107,17 @@ pub struct Document {
     pub latest_job_id: Option<Uuid>,
 }
 
-pub async fn document(client: &impl GenericClient, id: Uuid) -> Result<Option<Document>> {
+/// `tenant`'s document `id`; another tenant's id finds nothing.
+pub async fn document(
+    client: &impl GenericClient,
+    tenant: &str,
+    id: Uuid,
+) -> Result<Option<Document>> {
     Ok(client
         .query_opt(
-            "SELECT id, tenant, source_key, latest_job_id FROM upload_pipeline.documents WHERE id = $1",
-            &[&id],
+            "SELECT id, tenant, source_key, latest_job_id FROM upload_pipeline.documents
+              WHERE id = $1 AND tenant = $2",
+            &[&id, &tenant],
         )
         .await?
         .map(|row| Document {
@@ -206,14 +226,19 @@ pub struct JobEvent {
 }
 
 /// A job's audit history, oldest first.
-pub async fn history(client: &impl GenericClient, job_id: Uuid) -> Result<Vec<JobEvent>> {
+pub async fn history(
+    client: &impl GenericClient,
+    tenant: &str,
+    job_id: Uuid,
+) -> Result<Vec<JobEvent>> {
     let sql = concat!(
-        "SELECT from_state, to_state, action, detail, ",
-        "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') ",
-        "FROM upload_pipeline.events WHERE job_id = $1 ORDER BY id"
+        "SELECT e.from_state, e.to_state, e.action, e.detail, ",
+        "to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') ",
+        "FROM upload_pipeline.events e JOIN upload_pipeline.upload_jobs j ON j.id = e.job_id ",
+        "WHERE e.job_id = $1 AND j.tenant = $2 ORDER BY e.id"
     );
     Ok(client
-        .query(sql, &[&job_id])
+        .query(sql, &[&job_id, &tenant])
         .await?
         .iter()
         .map(|row| JobEvent {
@@ -238,7 +263,7 @@ pub async fn jobs(
     let sql = format!(
         "{OUTCOME_SELECT} WHERE tenant = $1 AND ($2::text IS NULL OR state = $2)
            AND ($3::uuid IS NULL OR (created_at, id) <
-                (SELECT created_at, id FROM upload_pipeline.upload_jobs WHERE id = $3))
+                (SELECT created_at, id FROM upload_pipeline.upload_jobs WHERE id = $3 AND tenant = $1))
          ORDER BY created_at DESC, id DESC LIMIT $4"
     );
     let state = state.map(JobState::as_str);
