@@ -38,6 +38,8 @@ pub const TABLES: &[&str] = &[
 pub struct TestDb {
     pub url: String,
     name: String,
+    /// The cluster's admin URL, which created the database and drops it.
+    admin: String,
     /// Where this test's local blob store lives; removed on drop.
     pub blob_dir: PathBuf,
 }
@@ -53,8 +55,8 @@ fn with_database(url: &str, name: &str) -> String {
     }
 }
 
-async fn admin_execute(sql: &str) {
-    let (client, connection) = tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls)
+async fn admin_execute(admin_url: &str, sql: &str) {
+    let (client, connection) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .expect("connect to DATABASE_URL");
     let connection = tokio::spawn(connection);
@@ -69,19 +71,30 @@ async fn admin_execute(sql: &str) {
 impl TestDb {
     /// A fresh, unmigrated database.
     pub async fn empty() -> TestDb {
+        TestDb::empty_on(&admin_url()).await
+    }
+
+    /// A fresh, unmigrated database in the cluster of `admin`.
+    pub async fn empty_on(admin: &str) -> TestDb {
         let name = format!("docpipe_test_{}", uuid::Uuid::new_v4().simple());
-        admin_execute(&format!("CREATE DATABASE {name}")).await;
+        admin_execute(admin, &format!("CREATE DATABASE {name}")).await;
         let blob_dir = std::env::temp_dir().join(&name);
         TestDb {
-            url: with_database(&admin_url(), &name),
+            url: with_database(admin, &name),
             name,
+            admin: admin.to_string(),
             blob_dir,
         }
     }
 
     /// A fresh database migrated with `vars` (e.g. EMBEDDING_DIMS).
     pub async fn migrated(vars: &[(&str, &str)]) -> TestDb {
-        let test_db = TestDb::empty().await;
+        TestDb::migrated_on(&admin_url(), vars).await
+    }
+
+    /// [`TestDb::migrated`] in the cluster of `admin`.
+    pub async fn migrated_on(admin: &str, vars: &[(&str, &str)]) -> TestDb {
+        let test_db = TestDb::empty_on(admin).await;
         db::migrate(&test_db.config(vars)).await.expect("migrate");
         test_db
     }
@@ -138,6 +151,7 @@ impl TestDb {
 impl Drop for TestDb {
     fn drop(&mut self) {
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+        let admin = self.admin.clone();
         let _ = std::fs::remove_dir_all(&self.blob_dir);
         // Drop runs outside any async context: use a runtime of its own.
         let _ = std::thread::spawn(move || {
@@ -145,7 +159,7 @@ impl Drop for TestDb {
                 .enable_all()
                 .build()
                 .unwrap()
-                .block_on(admin_execute(&sql))
+                .block_on(admin_execute(&admin, &sql))
         })
         .join();
     }

@@ -57,6 +57,11 @@ impl LocalAws {
     /// timeout must outlast the slowest batch, as the template's 6× the
     /// function timeout does, or messages come back while still in hand.
     pub async fn start_with_queues(vars: &[(&str, &str)], settings: QueueSettings) -> LocalAws {
+        LocalAws::start_on(&crate::admin_url(), vars, settings).await
+    }
+
+    /// [`LocalAws::start_with_queues`] with its database in the cluster of `admin`.
+    pub async fn start_on(admin: &str, vars: &[(&str, &str)], settings: QueueSettings) -> LocalAws {
         let sdk = sdk_config().await;
         let s3 = aws::s3_client(&sdk, true);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -65,7 +70,7 @@ impl LocalAws {
         let resources = provision::provision(&cloudformation, &sqs, &stack, &settings)
             .await
             .expect("the template's bucket and queues");
-        let test_db = TestDb::migrated(vars).await;
+        let test_db = TestDb::migrated_on(admin, vars).await;
         let aws_config = AwsConfig {
             bucket: resources.bucket.clone(),
             queues: resources.stage_queue_urls(),

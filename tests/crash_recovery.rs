@@ -1,0 +1,174 @@
+//! Postgres restarted in the middle of a run: the functions' connection pools
+//! recover, the messages whose handling failed meanwhile come back from SQS,
+//! and every document still ends exactly once. The database is a cluster of
+//! this test's own (`scripts/local-postgres` with `DOCPIPE_PG_DATA`), so the
+//! restart disturbs no other test.
+
+use docpipe_local_runner::provision::QueueSettings;
+use docpipe_tests::local_aws::LocalAws;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const DOCUMENTS: usize = 60;
+const WITHIN: Duration = Duration::from_secs(120);
+
+/// A Postgres cluster of the test's own, stopped and removed on drop.
+struct OwnPostgres {
+    port: u16,
+    data: PathBuf,
+}
+
+impl OwnPostgres {
+    fn start() -> OwnPostgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let local_dir = std::env::var("DOCPIPE_LOCAL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local")));
+        let postgres = OwnPostgres {
+            port,
+            data: local_dir.join(format!("pgdata-crash-{port}")),
+        };
+        postgres.script("up");
+        postgres
+    }
+
+    fn admin_url(&self) -> String {
+        format!("postgres://docpipe@127.0.0.1:{}/docpipe", self.port)
+    }
+
+    fn script(&self, command: &str) {
+        let status = Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/local-postgres"
+        ))
+        .arg(command)
+        .env("DOCPIPE_PG_PORT", self.port.to_string())
+        .env("DOCPIPE_PG_DATA", &self.data)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .expect("scripts/local-postgres");
+        assert!(status.success(), "scripts/local-postgres {command}");
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        self.script("down");
+        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_file(self.data.with_extension("log"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_restart_mid_run_loses_nothing() {
+    let postgres = OwnPostgres::start();
+    let queues = QueueSettings {
+        visibility_timeout_secs: 3,
+        max_receive_count: 10,
+    };
+    let vars = [
+        ("EMBEDDING_DIMS", "64"),
+        ("CHUNK_TOKENS", "64"),
+        ("CHUNK_OVERLAP_TOKENS", "8"),
+    ];
+    let stack = LocalAws::start_on(&postgres.admin_url(), &vars, queues).await;
+
+    let keys: Vec<String> = (0..DOCUMENTS)
+        .map(|n| format!("uploads/acme/log-{n:02}.md"))
+        .collect();
+    let put = async |n: usize| {
+        let text: String = (0..1 + n % 6)
+            .map(|p| format!("Entry {n}.{p}: the keeper logs the tide, the fog and the light.\n\n"))
+            .collect();
+        stack.put(&keys[n], text).await;
+    };
+    // Half the uploads, then the database goes away while they are in
+    // flight; the other half arrive while it is down; it is back after 3 s.
+    for n in 0..DOCUMENTS / 2 {
+        put(n).await;
+    }
+    let db = stack.test_db.client().await;
+    let ended_before: i64 = db
+        .query_one(
+            "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(db);
+    postgres.script("down");
+    for n in DOCUMENTS / 2..DOCUMENTS {
+        put(n).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.script("up");
+
+    let db = stack.test_db.client().await;
+    let deadline = Instant::now() + WITHIN;
+    loop {
+        let complete: i64 = db
+            .query_one(
+                "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if complete as usize == DOCUMENTS {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{complete} of {DOCUMENTS} complete after {WITHIN:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    stack.wait_idle(WITHIN).await;
+    assert!(
+        (ended_before as usize) < DOCUMENTS,
+        "the restart came while work was in flight ({ended_before} done before it)"
+    );
+    for key in &keys {
+        assert_eq!(
+            stack.jobs_of(key).await,
+            [("complete".to_string(), None)],
+            "{key}"
+        );
+    }
+    let row = db
+        .query_one(
+            "SELECT (SELECT coalesce(sum(chunk_count), 0)::int8 FROM upload_pipeline.upload_jobs),
+                    (SELECT count(*) FROM upload_pipeline.document_chunks),
+                    (SELECT count(*) FROM upload_pipeline.document_chunk_buffer)
+                  + (SELECT count(*) FROM upload_pipeline.document_vector_buffer)",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (expected, stored, buffered): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!(
+        (stored, buffered),
+        (expected, 0),
+        "every chunk once, no buffer left"
+    );
+    let resources = &stack.resources;
+    let mut dead = 0;
+    for queue in [
+        &resources.uploads,
+        &resources.parse,
+        &resources.chunk,
+        &resources.embed,
+    ] {
+        dead += stack.depth(&queue.dlq_url).await;
+    }
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    println!(
+        "postgres restarted with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after, {stored} chunks"
+    );
+}
