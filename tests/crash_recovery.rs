@@ -1,14 +1,22 @@
-//! Postgres restarted in the middle of a run: the functions' connection pools
-//! recover, the messages whose handling failed meanwhile come back from SQS,
-//! and every document still ends exactly once. The database is a cluster of
-//! this test's own (`scripts/local-postgres` with `DOCPIPE_PG_DATA`), so the
-//! restart disturbs no other test.
+//! Postgres, then the AWS endpoint, gone in the middle of a run: the
+//! functions' connections recover, the messages whose handling failed
+//! meanwhile come back from SQS, and every document still ends exactly once.
+//! The database is a cluster of this test's own (`scripts/local-postgres`
+//! with `DOCPIPE_PG_DATA`), so its restart disturbs no other test; the
+//! emulator sits behind a proxy of the test's own that drops every
+//! connection and refuses new ones for the outage (LocalStack's community
+//! edition keeps no state across a real restart, so a restart would lose the
+//! queues themselves, which SQS never does).
 
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_tests::local_aws::LocalAws;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 const DOCUMENTS: usize = 60;
 const WITHIN: Duration = Duration::from_secs(120);
@@ -170,5 +178,132 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     assert_eq!(dead, 0, "nothing dead-lettered");
     println!(
         "postgres restarted with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after, {stored} chunks"
+    );
+}
+
+/// A TCP proxy to the emulator that can be taken down (every connection
+/// dropped, new ones closed at once) and brought back.
+struct Outage {
+    url: String,
+    up: Arc<AtomicBool>,
+    connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+impl Outage {
+    async fn proxy_to(target: &str) -> Outage {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        let (is_up, tasks) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_up.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes
+                }
+                let target = target.clone();
+                tasks.lock().await.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Outage {
+            url,
+            up,
+            connections,
+        }
+    }
+
+    async fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.connections.lock().await.abort_all();
+    }
+
+    fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aws_outage_mid_run_loses_nothing() {
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (scripts/test sets it)");
+    let outage = Outage::proxy_to(&endpoint).await;
+    // Set in code, so the clients prefer it to AWS_ENDPOINT_URL.
+    let mut sdk = docpipe_tests::local_aws::sdk_config().await.into_builder();
+    sdk.set_endpoint_url(Some(outage.url.clone()));
+    sdk.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
+    let sdk = sdk.build();
+    let queues = QueueSettings {
+        visibility_timeout_secs: 3,
+        max_receive_count: 10,
+    };
+    let vars = [
+        ("EMBEDDING_DIMS", "64"),
+        ("CHUNK_TOKENS", "64"),
+        ("CHUNK_OVERLAP_TOKENS", "8"),
+    ];
+    let stack = LocalAws::start_with_sdk(sdk, &docpipe_tests::admin_url(), &vars, queues).await;
+    // Uploads go straight to the emulator, so some arrive during the outage.
+    let direct =
+        docpipe_shared::aws::s3_client(&docpipe_tests::local_aws::sdk_config().await, true);
+    let keys: Vec<String> = (0..DOCUMENTS)
+        .map(|n| format!("uploads/acme/log-{n:02}.md"))
+        .collect();
+    let put = async |n: usize| {
+        let text = format!("Entry {n}: the keeper logs the tide, the fog and the light.\n\n")
+            .repeat(1 + n % 6);
+        direct
+            .put_object()
+            .bucket(&stack.resources.bucket)
+            .key(&keys[n])
+            .body(text.into_bytes().into())
+            .send()
+            .await
+            .expect("PutObject");
+    };
+    for n in 0..DOCUMENTS / 2 {
+        put(n).await;
+    }
+    outage.down().await;
+    for n in DOCUMENTS / 2..DOCUMENTS {
+        put(n).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ended_before: i64 = stack
+        .test_db
+        .column::<i64>("SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'")
+        .await[0];
+    outage.up();
+
+    stack.wait_idle(WITHIN).await;
+    for key in &keys {
+        stack.wait_for_state(key, "complete").await;
+        assert_eq!(
+            stack.jobs_of(key).await,
+            [("complete".to_string(), None)],
+            "{key}"
+        );
+    }
+    assert!(
+        (ended_before as usize) < DOCUMENTS,
+        "{ended_before} done before the endpoint came back"
+    );
+    let resources = &stack.resources;
+    let mut dead = 0;
+    for queue in [
+        &resources.uploads,
+        &resources.parse,
+        &resources.chunk,
+        &resources.embed,
+    ] {
+        dead += stack.depth(&queue.dlq_url).await;
+    }
+    assert_eq!(dead, 0, "nothing dead-lettered");
+    println!(
+        "AWS endpoint down 3 s with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after"
     );
 }

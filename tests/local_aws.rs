@@ -62,7 +62,16 @@ impl LocalAws {
 
     /// [`LocalAws::start_with_queues`] with its database in the cluster of `admin`.
     pub async fn start_on(admin: &str, vars: &[(&str, &str)], settings: QueueSettings) -> LocalAws {
-        let sdk = sdk_config().await;
+        LocalAws::start_with_sdk(sdk_config().await, admin, vars, settings).await
+    }
+
+    /// A stack reached with `sdk`'s settings (e.g. through a proxy).
+    pub async fn start_with_sdk(
+        sdk: aws_config::SdkConfig,
+        admin: &str,
+        vars: &[(&str, &str)],
+        settings: QueueSettings,
+    ) -> LocalAws {
         let s3 = aws::s3_client(&sdk, true);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
