@@ -307,3 +307,49 @@ async fn an_aws_outage_mid_run_loses_nothing() {
         "AWS endpoint down 3 s with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after"
     );
 }
+
+/// A runner killed after committing a stage but before its message got out
+/// leaves a job with no message anywhere (here: the queues are purged, as
+/// after a DLQ that nobody redrives). The sweeper, on its schedule, finds it
+/// idle past its state's timeout, sends its next message again, and the job
+/// completes; one it cannot move is failed `stuck` (tests/stages.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
+    use docpipe_shared::config::SweepPolicy;
+    use docpipe_shared::stages::ingest;
+    let mut stack = LocalAws::start(&[("EMBEDDING_DIMS", "64")]).await;
+    stack.runner.abort_all(); // the runner dies
+    while stack.runner.join_next().await.is_some() {}
+    let key = "uploads/acme/lost.md";
+    stack
+        .put(
+            key,
+            "# Lost\n\nThe relief keeper finds the log open at the last entry.",
+        )
+        .await;
+    let pipeline = &stack.deployment.pipeline;
+    let ingested = ingest::ingest(pipeline, key, "lost-1").await.unwrap();
+    for queue in [&stack.resources.uploads, &stack.resources.parse] {
+        stack
+            .sqs
+            .purge_queue()
+            .queue_url(&queue.url)
+            .send()
+            .await
+            .expect("PurgeQueue");
+    }
+    let _runner = stack.start_runner().await; // a new instance: nothing to do
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(stack.jobs_of(key).await, [("queued".to_string(), None)]);
+
+    let policy = SweepPolicy {
+        queued_timeout: Duration::from_secs(1),
+        ..SweepPolicy::default()
+    };
+    let report = docpipe_shared::sweeper::sweep(pipeline, &policy)
+        .await
+        .unwrap();
+    assert_eq!(report.resumed, [ingested.job_id]);
+    stack.wait_for_state(key, "complete").await;
+    assert!(stack.chunks_of(key).await > 0);
+}
