@@ -106,17 +106,11 @@ impl Bad {
             0,
             "{key} has no searchable chunk"
         );
-        let resources = &stack.resources;
-        let mut dead_letters = 0;
-        for queue in [
-            &resources.uploads,
-            &resources.parse,
-            &resources.chunk,
-            &resources.embed,
-        ] {
-            dead_letters += stack.depth(&queue.dlq_url).await;
-        }
-        assert_eq!(dead_letters, dead, "dead-lettered messages");
+        assert_eq!(
+            stack.dead_letter_count().await,
+            dead,
+            "dead-lettered messages"
+        );
     }
 }
 

@@ -165,17 +165,7 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
         (expected, 0),
         "every chunk once, no buffer left"
     );
-    let resources = &stack.resources;
-    let mut dead = 0;
-    for queue in [
-        &resources.uploads,
-        &resources.parse,
-        &resources.chunk,
-        &resources.embed,
-    ] {
-        dead += stack.depth(&queue.dlq_url).await;
-    }
-    assert_eq!(dead, 0, "nothing dead-lettered");
+    assert_eq!(stack.dead_letter_count().await, 0, "nothing dead-lettered");
     println!(
         "postgres restarted with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after, {stored} chunks"
     );
@@ -292,17 +282,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
         (ended_before as usize) < DOCUMENTS,
         "{ended_before} done before the endpoint came back"
     );
-    let resources = &stack.resources;
-    let mut dead = 0;
-    for queue in [
-        &resources.uploads,
-        &resources.parse,
-        &resources.chunk,
-        &resources.embed,
-    ] {
-        dead += stack.depth(&queue.dlq_url).await;
-    }
-    assert_eq!(dead, 0, "nothing dead-lettered");
+    assert_eq!(stack.dead_letter_count().await, 0, "nothing dead-lettered");
     println!(
         "AWS endpoint down 3 s with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after"
     );

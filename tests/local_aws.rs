@@ -191,6 +191,16 @@ impl LocalAws {
         depth.waiting + depth.in_flight
     }
 
+    /// Messages in all four dead-letter queues.
+    pub async fn dead_letter_count(&self) -> u64 {
+        let r = &self.resources;
+        let mut total = 0;
+        for queue in [&r.uploads, &r.parse, &r.chunk, &r.embed] {
+            total += self.depth(&queue.dlq_url).await;
+        }
+        total
+    }
+
     /// The bodies in a dead-letter queue (received, left in place).
     pub async fn dead_letters(&self, dlq_url: &str) -> Vec<String> {
         let out = self
