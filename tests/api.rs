@@ -802,15 +802,7 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
         .unwrap();
     let reason = reason.unwrap();
     wait_until(WITHIN, "4 complete and 1 dead letter", async || {
-        let db = stack.test_db.client().await;
-        let complete: i64 = db
-            .query_one(
-                "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
+        let complete = stack.count_in_state("complete").await;
         complete == 4 && stack.depth(&stack.resources.parse.dlq_url).await == 1
     })
     .await;

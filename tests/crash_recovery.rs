@@ -9,17 +9,27 @@
 //! queues themselves, which SQS never does).
 
 use docpipe_local_runner::provision::QueueSettings;
-use docpipe_tests::local_aws::LocalAws;
+use docpipe_tests::local_aws::{LocalAws, wait_until};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 const DOCUMENTS: usize = 60;
 const WITHIN: Duration = Duration::from_secs(120);
+const VARS: [(&str, &str); 3] = [
+    ("EMBEDDING_DIMS", "64"),
+    ("CHUNK_TOKENS", "64"),
+    ("CHUNK_OVERLAP_TOKENS", "8"),
+];
+/// Failed handling comes back after 3 s, and an outage uses few receives.
+const QUEUES: QueueSettings = QueueSettings {
+    visibility_timeout_secs: 3,
+    max_receive_count: 10,
+};
 
 /// A Postgres cluster of the test's own, stopped and removed on drop.
 struct OwnPostgres {
@@ -75,16 +85,7 @@ impl Drop for OwnPostgres {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_mid_run_loses_nothing() {
     let postgres = OwnPostgres::start();
-    let queues = QueueSettings {
-        visibility_timeout_secs: 3,
-        max_receive_count: 10,
-    };
-    let vars = [
-        ("EMBEDDING_DIMS", "64"),
-        ("CHUNK_TOKENS", "64"),
-        ("CHUNK_OVERLAP_TOKENS", "8"),
-    ];
-    let stack = LocalAws::start_on(&postgres.admin_url(), &vars, queues).await;
+    let stack = LocalAws::start_on(&postgres.admin_url(), &VARS, QUEUES).await;
 
     let keys: Vec<String> = (0..DOCUMENTS)
         .map(|n| format!("uploads/acme/log-{n:02}.md"))
@@ -100,16 +101,7 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     for n in 0..DOCUMENTS / 2 {
         put(n).await;
     }
-    let db = stack.test_db.client().await;
-    let ended_before: i64 = db
-        .query_one(
-            "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    drop(db);
+    let ended_before = stack.count_in_state("complete").await;
     postgres.script("down");
     for n in DOCUMENTS / 2..DOCUMENTS {
         put(n).await;
@@ -117,26 +109,11 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     postgres.script("up");
 
+    wait_until(WITHIN, "every document complete", async || {
+        stack.count_in_state("complete").await as usize == DOCUMENTS
+    })
+    .await;
     let db = stack.test_db.client().await;
-    let deadline = Instant::now() + WITHIN;
-    loop {
-        let complete: i64 = db
-            .query_one(
-                "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'",
-                &[],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        if complete as usize == DOCUMENTS {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{complete} of {DOCUMENTS} complete after {WITHIN:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
     stack.wait_idle(WITHIN).await;
     assert!(
         (ended_before as usize) < DOCUMENTS,
@@ -227,16 +204,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
     sdk.set_endpoint_url(Some(outage.url.clone()));
     sdk.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
     let sdk = sdk.build();
-    let queues = QueueSettings {
-        visibility_timeout_secs: 3,
-        max_receive_count: 10,
-    };
-    let vars = [
-        ("EMBEDDING_DIMS", "64"),
-        ("CHUNK_TOKENS", "64"),
-        ("CHUNK_OVERLAP_TOKENS", "8"),
-    ];
-    let stack = LocalAws::start_with_sdk(sdk, &docpipe_tests::admin_url(), &vars, queues).await;
+    let stack = LocalAws::start_with_sdk(sdk, &docpipe_tests::admin_url(), &VARS, QUEUES).await;
     // Uploads go straight to the emulator, so some arrive during the outage.
     let direct =
         docpipe_shared::aws::s3_client(&docpipe_tests::local_aws::sdk_config().await, true);
@@ -263,10 +231,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
         put(n).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let ended_before: i64 = stack
-        .test_db
-        .column::<i64>("SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'")
-        .await[0];
+    let ended_before = stack.count_in_state("complete").await;
     outage.up();
 
     stack.wait_idle(WITHIN).await;

@@ -232,6 +232,20 @@ impl LocalAws {
             .get(0)
     }
 
+    /// How many jobs are in `state`.
+    pub async fn count_in_state(&self, state: &str) -> i64 {
+        self.test_db
+            .client()
+            .await
+            .query_one(
+                "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = $1",
+                &[&state],
+            )
+            .await
+            .unwrap()
+            .get(0)
+    }
+
     /// The error message of the document's latest job.
     pub async fn error_message(&self, key: &str) -> Option<String> {
         self.test_db
