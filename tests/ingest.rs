@@ -3,7 +3,7 @@
 
 use docpipe_shared::config::Config;
 use docpipe_shared::stages::ingest::Change;
-use docpipe_shared::{db, embedding, search, status};
+use docpipe_shared::{bulk, db, embedding, search, status};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, spawn_mock_openai};
 
 async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
@@ -74,6 +74,62 @@ async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
             .all(|(_, i)| i.change == Change::Unchanged)
     );
     assert_eq!(test_db.row_counts().await, before);
+}
+
+async fn search_index_exists(client: &tokio_postgres::Client) -> bool {
+    client
+        .query_opt(
+            "SELECT 1 FROM pg_indexes WHERE indexname = 'document_chunks_embedding_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothing() {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[]);
+    let client = test_db.client().await;
+    let pool = db::connect(&config).await.unwrap();
+    let mut pooled = pool.get().await.unwrap();
+
+    assert!(bulk::defer_search_index(&mut pooled).await.unwrap());
+    // A second (concurrent) bulk load finds it deferred already.
+    assert!(!bulk::defer_search_index(&mut pooled).await.unwrap());
+    assert!(!search_index_exists(&client).await);
+    let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
+    assert!(outcomes.values().all(|o| o.state == "complete"));
+    // Without the index, search scans: the same answer.
+    let query = "spring tides and neap tides";
+    let expected = Some("uploads/acme/tide-tables.md".to_string());
+    assert_eq!(top_hit(&config, "acme", query).await, expected);
+
+    // The load "died" here; its definition was kept, so the next rebuild restores it.
+    let rebuilt = bulk::rebuild_deferred_indexes(&mut pooled).await.unwrap();
+    assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
+    assert_eq!(rebuilt[0].name, "document_chunks_embedding_idx");
+    assert!(search_index_exists(&client).await);
+    assert!(
+        bulk::rebuild_deferred_indexes(&mut pooled)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let definition: String = client
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'document_chunks_embedding_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(
+        definition.contains("USING hnsw (embedding vector_cosine_ops)"),
+        "{definition}"
+    );
+    assert_eq!(top_hit(&config, "acme", query).await, expected);
 }
 
 #[tokio::test]

@@ -32,6 +32,7 @@ pub const TABLES: &[&str] = &[
     "embedding_cache",
     "cost_ledger",
     "service_breakers",
+    "deferred_indexes",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use docpipe_shared::config::Config;
 use docpipe_shared::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::stages::ingest::{Change, check_tenant};
-use docpipe_shared::{JobState, db, search, status, telemetry};
+use docpipe_shared::{JobState, bulk, db, search, status, telemetry};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -41,6 +41,10 @@ enum Command {
         paths: Vec<PathBuf>,
         #[arg(long)]
         tenant: String,
+        /// A bulk load: drop the HNSW search index while loading and build it
+        /// once after (faster for large loads; searches scan meanwhile).
+        #[arg(long)]
+        defer_index: bool,
     },
     /// Find the chunks nearest to a text, within one tenant.
     Search {
@@ -83,14 +87,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Migrate => {
-            let report = db::migrate(&Config::from_env()?).await?;
+            let config = Config::from_env()?;
+            let report = db::migrate(&config).await?;
             match report.applied.as_slice() {
                 [] => println!("schema is up to date"),
                 applied => println!("applied {}", applied.join(", ")),
             }
+            build_deferred_indexes(&db::pool(&config)?).await?;
         }
-        Command::Ingest { paths, tenant } => {
-            return ingest(&Config::from_env()?, &paths, &tenant).await;
+        Command::Ingest {
+            paths,
+            tenant,
+            defer_index,
+        } => {
+            return ingest(&Config::from_env()?, &paths, &tenant, defer_index).await;
         }
         Command::Search {
             query,
@@ -205,7 +215,26 @@ fn print_overview(overview: &status::Overview, json: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn ingest(config: &Config, paths: &[PathBuf], tenant: &str) -> anyhow::Result<ExitCode> {
+/// Builds the search index if a bulk load deferred it (this run's, or one
+/// that was interrupted).
+async fn build_deferred_indexes(pool: &db::Pool) -> anyhow::Result<()> {
+    let mut client = pool.get().await?;
+    for index in bulk::rebuild_deferred_indexes(&mut client).await? {
+        println!(
+            "built index {} in {:.1} s",
+            index.name,
+            index.took.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+async fn ingest(
+    config: &Config,
+    paths: &[PathBuf],
+    tenant: &str,
+    defer_index: bool,
+) -> anyhow::Result<ExitCode> {
     check_tenant(tenant)?;
     let started = Instant::now();
     let files = upload_keys(tenant, paths).context("reading input paths")?;
@@ -214,6 +243,12 @@ async fn ingest(config: &Config, paths: &[PathBuf], tenant: &str) -> anyhow::Res
     }
     let pool = db::connect(config).await?;
     let mut local = LocalPipeline::new(config, pool.clone())?;
+    if defer_index {
+        let mut client = pool.get().await?;
+        bulk::defer_search_index(&mut client).await?;
+    } else {
+        build_deferred_indexes(&pool).await?;
+    }
     for (key, file) in &files {
         local
             .upload(key, file)
@@ -240,6 +275,9 @@ async fn ingest(config: &Config, paths: &[PathBuf], tenant: &str) -> anyhow::Res
         })
         .await;
     bar.finish_and_clear();
+    if defer_index {
+        build_deferred_indexes(&pool).await?;
+    }
 
     let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
     let outcomes = status::outcomes(&pool.get().await?, &job_ids).await?;

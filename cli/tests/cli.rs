@@ -36,7 +36,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes\n"
     );
 
     let samples = samples_dir().display().to_string();
@@ -48,8 +48,17 @@ async fn ingest_search_status_and_a_rerun() {
         stdout(&first)
     );
 
-    let again = docpipe(&test_db, &["ingest", &samples, "--tenant", "demo"]);
+    // A bulk load builds the search index once, after loading.
+    let again = docpipe(
+        &test_db,
+        &["ingest", &samples, "--tenant", "demo", "--defer-index"],
+    );
     assert_eq!(again.status.code(), Some(0));
+    assert!(
+        stdout(&again).starts_with("built index document_chunks_embedding_idx in "),
+        "{}",
+        stdout(&again)
+    );
     assert!(
         stdout(&again).contains("(4 unchanged since the last run)\nnew chunks 0, tokens 0"),
         "{}",

@@ -2,7 +2,7 @@
 
 use crate::config::Config;
 use crate::error::ConfigError;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::path::Path;
@@ -13,7 +13,7 @@ use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use deadpool_postgres::{Client, Transaction};
+pub use deadpool_postgres::{Client, Pool, Transaction};
 
 /// SQL for a `timestamptz` column as RFC 3339 text in UTC, usable in `concat!`.
 macro_rules! utc_text {
@@ -44,6 +44,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V4__service_breakers",
         include_str!("../../migrations/V4__service_breakers.sql"),
+    ),
+    (
+        "V5__deferred_indexes",
+        include_str!("../../migrations/V5__deferred_indexes.sql"),
     ),
 ];
 

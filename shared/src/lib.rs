@@ -6,6 +6,7 @@
 
 pub mod aws;
 pub mod blob;
+pub mod bulk;
 pub mod chunking;
 pub mod config;
 pub mod cost;

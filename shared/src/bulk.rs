@@ -1,0 +1,85 @@
+//! Bulk loads: the HNSW search index is dropped while a large load runs and
+//! built once after it. Building the graph once is several times faster than
+//! inserting each vector into it (README, Performance); meanwhile searches
+//! are exact scans, and the build blocks writes to `document_chunks`.
+
+use crate::error::Result;
+use std::time::{Duration, Instant};
+use tokio_postgres::Client;
+
+/// The HNSW index over `document_chunks.embedding` (migrations/V1).
+const SEARCH_INDEX: &str = "document_chunks_embedding_idx";
+
+/// Drops the search index for a bulk load, keeping its definition in
+/// `deferred_indexes` in the same transaction. Returns whether an index was
+/// dropped (not when it is already deferred, e.g. by a concurrent load).
+pub async fn defer_search_index(client: &mut Client) -> Result<bool> {
+    let tx = client.transaction().await?;
+    let kept = tx
+        .execute(
+            "INSERT INTO upload_pipeline.deferred_indexes (name, definition)
+             SELECT indexname, indexdef FROM pg_indexes
+              WHERE schemaname = 'upload_pipeline' AND indexname = $1
+             ON CONFLICT DO NOTHING",
+            &[&SEARCH_INDEX],
+        )
+        .await?;
+    if kept == 1 {
+        // A fixed identifier: DDL takes no parameters.
+        tx.batch_execute("DROP INDEX upload_pipeline.document_chunks_embedding_idx")
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(kept == 1)
+}
+
+/// An index built again, and how long its build took.
+#[derive(Debug)]
+pub struct Rebuilt {
+    pub name: String,
+    pub took: Duration,
+}
+
+/// Builds every deferred index, each in its own transaction with the removal
+/// of its `deferred_indexes` row; a concurrent caller waits on that row and
+/// then finds nothing left to do.
+pub async fn rebuild_deferred_indexes(client: &mut Client) -> Result<Vec<Rebuilt>> {
+    let names: Vec<String> = client
+        .query(
+            "SELECT name FROM upload_pipeline.deferred_indexes ORDER BY name",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut rebuilt = Vec::new();
+    for name in names {
+        let started = Instant::now();
+        let tx = client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                "SELECT definition FROM upload_pipeline.deferred_indexes WHERE name = $1 FOR UPDATE",
+                &[&name],
+            )
+            .await?
+        else {
+            continue;
+        };
+        // Postgres's own text (pg_get_indexdef), saved when the index was dropped.
+        let definition: String = row.get(0);
+        tx.batch_execute(&definition).await?;
+        tx.execute(
+            "DELETE FROM upload_pipeline.deferred_indexes WHERE name = $1",
+            &[&name],
+        )
+        .await?;
+        tx.commit().await?;
+        tracing::info!(index = %name, took_ms = started.elapsed().as_millis() as u64, "deferred index built");
+        rebuilt.push(Rebuilt {
+            name,
+            took: started.elapsed(),
+        });
+    }
+    Ok(rebuilt)
+}
