@@ -3,17 +3,23 @@
 //! against the machine's raw limit: a binary COPY of the same rows into an
 //! unindexed table.
 //!
-//!   cargo run --release -p docpipe-tests --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR] [--defer-index]
+//!   cargo run --profile perf -p docpipe-tests --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR] [--defer-index] [--via in-process|local-stack]
 //!
-//! Needs DATABASE_URL (a Postgres with pgvector); other settings as for docpipe.
+//! Needs DATABASE_URL (a Postgres with pgvector), and for `--via local-stack`
+//! LocalStack (`scripts/localstack up`); other settings as for docpipe.
 
 use clap::Parser;
+use clap::ValueEnum;
+use docpipe_local_runner::provision::QueueSettings;
 use docpipe_shared::local::{LocalPipeline, upload_keys};
-use docpipe_shared::{JobState, bulk, db, status};
+use docpipe_shared::{bulk, db};
 use docpipe_tests::corpus::generate;
+use docpipe_tests::local_aws::LocalAws;
+use docpipe_tests::spawn_mock_openai;
 use docpipe_tests::{ScratchDir, TestDb};
 use pgvector::Vector;
 use std::path::PathBuf;
+use std::time::Duration;
 use std::time::Instant;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -41,6 +47,19 @@ struct Args {
     /// As `docpipe ingest --defer-index`: drop the HNSW index, build it after.
     #[arg(long)]
     defer_index: bool,
+    /// Where the pipeline runs.
+    #[arg(long, value_enum, default_value = "in-process")]
+    via: Via,
+}
+
+/// Where the pipeline runs.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Via {
+    /// In this process, as `docpipe ingest` (the `mock` embedder).
+    InProcess,
+    /// LocalStack S3 + SQS and the event-source runner, as deployed, with
+    /// `mock-openai` over HTTP.
+    LocalStack,
 }
 
 #[tokio::main]
@@ -59,56 +78,77 @@ async fn main() {
             scratch.0.clone()
         }
     };
-    let vars = [("EMBEDDING_DIMS", dims.as_str())];
-    let test_db = TestDb::migrated(&vars).await;
-    let min_tokens = args.chunk_min_tokens.map(|n| n.to_string());
-    let chunking = min_tokens.as_deref().map(|n| ("CHUNK_MIN_TOKENS", n));
-    let config = test_db.config(&[&vars[..], chunking.as_slice()].concat());
-    let pool = db::connect(&config).await.expect("connect");
-    let mut local = LocalPipeline::new(&config, pool.clone()).expect("pipeline");
     let files = upload_keys("bench", &[corpus]).expect("corpus");
     let bytes: u64 = files
         .iter()
         .map(|(_, f)| std::fs::metadata(f).unwrap().len())
         .sum();
-    for (key, file) in &files {
-        local.upload(key, file).await.expect("upload");
-    }
+    let min_tokens = args.chunk_min_tokens.map(|n| n.to_string());
+    let mut vars = vec![("EMBEDDING_DIMS", dims.as_str())];
+    vars.extend(min_tokens.as_deref().map(|n| ("CHUNK_MIN_TOKENS", n)));
 
-    let started = Instant::now();
-    if args.defer_index {
-        bulk::defer_search_index(&mut pool.get().await.unwrap())
-            .await
-            .unwrap();
-    }
-    let run = local
-        .run(files.iter().map(|(k, _)| k.clone()).collect(), |_| {})
-        .await;
-    let loaded = started.elapsed().as_secs_f64();
-    bulk::rebuild_deferred_indexes(&mut pool.get().await.unwrap())
+    let (seconds, loaded, test_db) = match args.via {
+        Via::InProcess => {
+            let test_db = TestDb::migrated(&vars).await;
+            let config = test_db.config(&vars);
+            let pool = db::connect(&config).await.expect("connect");
+            let mut local = LocalPipeline::new(&config, pool.clone()).expect("pipeline");
+            for (key, file) in &files {
+                local.upload(key, file).await.expect("upload");
+            }
+            let keys = files.iter().map(|(k, _)| k.clone()).collect();
+            let (seconds, loaded) = timed(&pool, args.defer_index, async {
+                local.run(keys, |_| {}).await;
+            })
+            .await;
+            (seconds, loaded, test_db)
+        }
+        Via::LocalStack => {
+            let openai = spawn_mock_openai(args.dims.into(), Some("sk-bench")).await;
+            vars.extend([
+                ("EMBEDDING_PROVIDER", "openai"),
+                ("OPENAI_BASE_URL", openai.as_str()),
+                ("OPENAI_API_KEY", "sk-bench"),
+                ("EMBEDDING_MODEL", "text-embedding-3-small"),
+            ]);
+            // As deployed: messages stay hidden for longer than any batch takes.
+            let settings = QueueSettings {
+                visibility_timeout_secs: 120,
+                max_receive_count: 5,
+            };
+            let stack = LocalAws::start_with_queues(&vars, settings).await;
+            let pool = stack.deployment.pipeline.db.clone();
+            let (seconds, loaded) = timed(&pool, args.defer_index, async {
+                for (key, file) in &files {
+                    stack.put(key, std::fs::read(file).unwrap()).await;
+                }
+                let ended = || async {
+                    stack.count_in_state("complete").await + stack.count_in_state("failed").await
+                };
+                while ended().await < files.len() as i64 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+            .await;
+            (seconds, loaded, stack.test_db)
+        }
+    };
+
+    let client = test_db.client().await;
+    let totals = client
+        .query_one(
+            "SELECT count(*) FILTER (WHERE state = 'complete'), sum(chunk_count)::int8, sum(token_count)::int8
+               FROM upload_pipeline.upload_jobs",
+            &[],
+        )
         .await
         .unwrap();
-    let seconds = started.elapsed().as_secs_f64();
-
-    let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
-    let outcomes = status::outcomes(&pool.get().await.unwrap(), &job_ids)
-        .await
-        .unwrap();
-    let complete = outcomes
-        .iter()
-        .filter(|o| o.state == JobState::Complete.as_str())
-        .count();
-    let chunks: i64 = outcomes
-        .iter()
-        .map(|o| i64::from(o.chunk_count.unwrap_or(0)))
-        .sum();
-    let tokens: i64 = outcomes.iter().map(|o| o.token_count.unwrap_or(0)).sum();
+    let (complete, chunks, tokens): (i64, i64, i64) = (totals.get(0), totals.get(1), totals.get(2));
     println!(
-        "docpipe-bench: {} documents ({complete} complete), {:.1} MB, {chunks} chunks, {tokens} tokens, dims {dims}, \
-         embedder {}, {} cores",
+        "docpipe-bench ({}): {} documents ({complete} complete), {:.1} MB, {chunks} chunks, {tokens} tokens, dims {dims}, {} cores",
+        args.via.to_possible_value().unwrap().get_name(),
         files.len(),
         bytes as f64 / 1e6,
-        config.embedding.model,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
     );
     println!(
@@ -124,7 +164,7 @@ async fn main() {
             seconds - loaded
         );
     }
-    let raw = raw_copy(&test_db.client().await).await;
+    let raw = raw_copy(&client).await;
     println!(
         "  raw limit: binary COPY of the same {} rows into an unindexed table {:.2} s: {:.0} rows/s; \
          docpipe end to end {:.1} % of it{}",
@@ -138,13 +178,27 @@ async fn main() {
             String::new()
         }
     );
-    if complete != files.len() {
+    if complete != files.len() as i64 {
         eprintln!(
             "docpipe-bench: {} documents did not complete",
-            files.len() - complete
+            files.len() as i64 - complete
         );
         std::process::exit(1);
     }
+}
+
+/// Runs `load`, deferring the search index around it if asked; returns the
+/// seconds in all and the seconds before the index build.
+async fn timed(pool: &db::Pool, defer_index: bool, load: impl Future<Output = ()>) -> (f64, f64) {
+    let started = Instant::now();
+    let mut client = pool.get().await.unwrap();
+    if defer_index {
+        bulk::defer_search_index(&mut client).await.unwrap();
+    }
+    load.await;
+    let loaded = started.elapsed().as_secs_f64();
+    bulk::rebuild_deferred_indexes(&mut client).await.unwrap();
+    (started.elapsed().as_secs_f64(), loaded)
 }
 
 struct RawCopy {

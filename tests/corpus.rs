@@ -32,27 +32,84 @@ pub fn generate(dir: &ScratchDir, total_bytes: usize, docs: usize) {
     let per_doc = total_bytes / docs;
     for doc in 0..docs {
         let markdown = doc % 3 == 0;
-        let mut text = String::with_capacity(per_doc + 200);
-        let mut section = 0;
-        while text.len() < per_doc {
-            if markdown && text.len() >= section * 4000 {
-                section += 1;
-                text.push_str(&format!("\n## Section {section} of document {doc}\n\n"));
-            }
-            for _ in 0..(4 + rng.below(6)) {
-                let words = 6 + rng.below(14);
-                for w in 0..words {
-                    let word = WORDS[rng.below(WORDS.len())];
-                    text.push_str(word);
-                    text.push(if w + 1 == words { '.' } else { ' ' });
-                }
-                text.push(' ');
-            }
-            text.push_str("\n\n");
-        }
         dir.write(
             &format!("doc-{doc:04}.{}", if markdown { "md" } else { "txt" }),
-            text,
+            document(&mut rng, per_doc, markdown, doc),
         );
     }
+}
+
+/// About `bytes` of generated paragraphs (under `##` sections if `markdown`).
+pub fn document(rng: &mut Rng, bytes: usize, markdown: bool, doc: usize) -> String {
+    let mut text = String::with_capacity(bytes + 200);
+    let mut section = 0;
+    while text.len() < bytes {
+        if markdown && text.len() >= section * 4000 {
+            section += 1;
+            text.push_str(&format!("\n## Section {section} of document {doc}\n\n"));
+        }
+        for _ in 0..(4 + rng.below(6)) {
+            let words = 6 + rng.below(14);
+            for w in 0..words {
+                let word = WORDS[rng.below(WORDS.len())];
+                text.push_str(word);
+                text.push(if w + 1 == words { '.' } else { ' ' });
+            }
+            text.push(' ');
+        }
+        text.push_str("\n\n");
+    }
+    text
+}
+
+/// A PDF of `pages` pages of generated text (Helvetica, one text layer, no
+/// compression), written by hand: objects, then the cross-reference table.
+pub fn pdf(rng: &mut Rng, pages: usize) -> Vec<u8> {
+    let mut objects: Vec<String> = vec![
+        "<< /Type /Catalog /Pages 2 0 R >>".into(),
+        String::new(), // the page tree, once the pages are known
+        "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
+    ];
+    let mut kids = Vec::new();
+    for _ in 0..pages {
+        let mut content = String::from("BT /F1 10 Tf 12 TL 56 780 Td\n");
+        for _ in 0..60 {
+            let line: Vec<&str> = (0..12).map(|_| WORDS[rng.below(WORDS.len())]).collect();
+            content.push_str(&format!("({}) Tj T*\n", line.join(" ")));
+        }
+        content.push_str("ET");
+        objects.push(format!(
+            "<< /Length {} >>\nstream\n{content}\nendstream",
+            content.len()
+        ));
+        let contents = objects.len();
+        objects.push(format!(
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] \
+             /Resources << /Font << /F1 3 0 R >> >> /Contents {contents} 0 R >>"
+        ));
+        kids.push(format!("{} 0 R", objects.len()));
+    }
+    objects[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+        kids.join(" ")
+    );
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (n, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n{object}\nendobj\n", n + 1).bytes());
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .bytes(),
+    );
+    out
 }

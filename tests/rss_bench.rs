@@ -1,0 +1,103 @@
+//! `docpipe-rss-bench`: peak memory (RSS) of `docpipe ingest` on one large
+//! document: a 50 MB text file and a 300-page PDF, each in a process of its
+//! own, so parse and chunk of that one document are what the peak holds.
+//!
+//!   cargo build --profile perf -p docpipe-cli
+//!   cargo run --profile perf -p docpipe-tests --bin docpipe-rss-bench -- [--docpipe target/perf/docpipe] [--mb 50] [--pages 300]
+//!
+//! Needs DATABASE_URL (a Postgres with pgvector). Vectors are 64-dim mock
+//! ones (the vector size does not change what parse and chunk hold).
+
+use clap::Parser;
+use docpipe_tests::corpus::{Rng, document, pdf};
+use docpipe_tests::{ScratchDir, TestDb};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "docpipe-rss-bench")]
+struct Args {
+    /// The `docpipe` binary to measure.
+    #[arg(long, default_value = "target/perf/docpipe")]
+    docpipe: PathBuf,
+    /// Size of the text file in MB.
+    #[arg(long, default_value_t = 50)]
+    mb: usize,
+    /// Pages of the PDF.
+    #[arg(long, default_value_t = 300)]
+    pages: usize,
+}
+
+/// Runs `docpipe ingest file` in a fresh database; returns its peak RSS in
+/// bytes (the kernel's count for that process, from wait4) and the seconds taken.
+async fn ingest(docpipe: &Path, file: &Path) -> (u64, f64, String) {
+    const DIMS: [(&str, &str); 1] = [("EMBEDDING_DIMS", "64")];
+    let test_db = TestDb::migrated(&DIMS).await;
+    let started = Instant::now();
+    #[allow(
+        clippy::zombie_processes,
+        reason = "reaped by wait4 below, for its rusage"
+    )]
+    let child = std::process::Command::new(docpipe)
+        .args(["ingest", "--tenant", "rss", "--defer-index"])
+        .arg(file)
+        .env("DATABASE_URL", &test_db.url)
+        .env("DOCPIPE_BLOB_DIR", &test_db.blob_dir)
+        .envs(DIMS)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", docpipe.display()));
+    let pid = child.id() as libc::pid_t;
+    let output = std::thread::spawn(move || {
+        let mut stdout = String::new();
+        std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut stdout).unwrap();
+        stdout
+    });
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
+    let stdout = output.join().unwrap();
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "docpipe ingest failed: {stdout}"
+    );
+    // ru_maxrss is in KiB on Linux.
+    (
+        usage.ru_maxrss as u64 * 1024,
+        started.elapsed().as_secs_f64(),
+        stdout,
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let scratch = ScratchDir::new();
+    let mut rng = Rng(0x5eed_d0c5);
+    let text = scratch.write(
+        "large.txt",
+        document(&mut rng, args.mb * 1_000_000, false, 0),
+    );
+    let pdf = scratch.write("large.pdf", pdf(&mut rng, args.pages));
+    println!("docpipe-rss-bench: {}", args.docpipe.display());
+    println!("| document | size | peak RSS | time | docpipe says |");
+    println!("|---|---|---|---|---|");
+    for (name, file) in [
+        (format!("{} MB text", args.mb), text),
+        (format!("{}-page PDF", args.pages), pdf),
+    ] {
+        let size = std::fs::metadata(&file).unwrap().len();
+        let (rss, seconds, stdout) = ingest(&args.docpipe, &file).await;
+        println!(
+            "| {name} | {:.1} MB | {:.1} MB | {seconds:.1} s | {} |",
+            size as f64 / 1e6,
+            rss as f64 / 1e6,
+            stdout
+                .lines()
+                .find(|l| l.starts_with("new chunks"))
+                .unwrap_or_default()
+        );
+    }
+}
