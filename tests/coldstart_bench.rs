@@ -31,6 +31,9 @@ struct Args {
     /// Cold starts per function.
     #[arg(long, default_value_t = 20)]
     runs: u32,
+    /// Only these functions (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// Each function and the sample event it handles first.
@@ -167,7 +170,10 @@ async fn main() {
     );
     println!("| function | binary size | cold start median | p90 | max |");
     println!("|---|---|---|---|---|");
-    for (function, event_file) in FUNCTIONS {
+    for (function, event_file) in FUNCTIONS
+        .iter()
+        .filter(|(f, _)| args.only.is_empty() || args.only.iter().any(|o| o == f))
+    {
         let binary = args.bin_dir.join(function);
         let event = if event_file.is_empty() {
             "{}".to_string()

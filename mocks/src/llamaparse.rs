@@ -120,7 +120,7 @@ async fn upload(
     let Some((name, bytes)) = file else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "field required: file");
     };
-    let outcome = docpipe_shared::parsing::parse(&name, &bytes)
+    let outcome = docpipe_shared::parsing::parse(&name, bytes)
         .map(|doc| (doc.text, doc.pages.unwrap_or(1)))
         .map_err(|reason| reason.to_string());
     let id = uuid::Uuid::new_v4().to_string();

@@ -110,12 +110,18 @@ impl BlobStore for S3BlobStore {
             }
             .into());
         }
-        let body = object
-            .body
-            .collect()
+        // Into one buffer of the object's size as it streams in: collecting
+        // the parts first and joining them would hold the object twice.
+        let mut buffer = Vec::with_capacity(size as usize);
+        let mut body = object.body;
+        while let Some(part) = body
+            .try_next()
             .await
-            .map_err(|e| Error::transient("S3 GetObject body", e))?;
-        Ok(body.into_bytes())
+            .map_err(|e| Error::transient("S3 GetObject body", e))?
+        {
+            buffer.extend_from_slice(&part);
+        }
+        Ok(Bytes::from(buffer))
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {

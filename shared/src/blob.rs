@@ -101,7 +101,9 @@ impl BlobStore for LocalBlobStore {
         }
         // Write then rename, so a reader never sees half an object.
         let partial = path.with_extension(format!("partial-{}", std::process::id()));
-        tokio::fs::write(&partial, &body).await?;
+        // By value, as a Vec (no copy when the buffer is ours alone): tokio
+        // copies a borrowed buffer before writing it.
+        tokio::fs::write(&partial, Vec::from(body)).await?;
         tokio::fs::rename(&partial, &path).await?;
         Ok(())
     }

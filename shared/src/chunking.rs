@@ -9,18 +9,55 @@
 //! chunks and a re-ingest pays the embedding provider for just those.
 
 use crate::config::ChunkingConfig;
-use text_splitter::{ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter};
+use std::sync::OnceLock;
+use text_splitter::{
+    ChunkConfig, ChunkConfigError, ChunkSizer, Characters, MarkdownSplitter, TextSplitter,
+};
 use tiktoken_rs::CoreBPE;
 
-/// One piece of a document, with where it came from.
+/// One piece of a document, with where it came from. The text stays in the
+/// document: a large one is not held twice.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Chunk {
     pub index: u32,
-    pub text: String,
+    /// Byte range of the chunk in the parsed text.
+    pub bytes: std::ops::Range<usize>,
     pub token_count: u32,
     /// Offsets in characters (not bytes) into the parsed text.
     pub char_start: u32,
     pub char_end: u32,
+}
+
+impl Chunk {
+    /// The chunk's text in `document`, the text it was cut from.
+    pub fn text<'t>(&self, document: &'t str) -> &'t str {
+        &document[self.bytes.clone()]
+    }
+}
+
+/// Text is chunked a window at a time, each window tokenized on its own, so
+/// the token offsets held stay bounded whatever the document's size (a 50 MB
+/// text has ~10 M tokens). A window ends at the first paragraph break after
+/// this many bytes; smaller documents are one window.
+const WINDOW_BYTES: usize = 1 << 20;
+
+/// Where the window starting at `start` ends: a paragraph break past
+/// [`WINDOW_BYTES`], else a line break, else any whitespace (parsing refuses
+/// longer unbroken runs), else the text's end.
+fn window_end(text: &str, start: usize) -> usize {
+    let from = text.ceil_char_boundary(start + WINDOW_BYTES);
+    if from >= text.len() {
+        return text.len();
+    }
+    let rest = &text[from..];
+    let after_breaks = |at: usize| at + rest[at..].find(|c| c != '\n').unwrap_or(rest.len() - at);
+    let end = rest
+        .find("\n\n")
+        .map(after_breaks)
+        .or_else(|| rest.find('\n').map(after_breaks))
+        .or_else(|| rest.find(char::is_whitespace).map(|at| at + 1))
+        .unwrap_or(rest.len());
+    text.ceil_char_boundary(from + end)
 }
 
 /// Splits documents into chunks of at most `max_tokens` cl100k tokens, cut
@@ -29,13 +66,22 @@ pub struct Chunker {
     max_tokens: usize,
     min_tokens: usize,
     overlap_tokens: usize,
-    /// Exact splitter, for the rare chunk the fast one lets run over.
-    exact: TextSplitter<&'static CoreBPE>,
+    /// Exact splitter, for the rare chunk the fast one lets run over; built
+    /// on first use, as the tokenizer is.
+    exact: OnceLock<TextSplitter<&'static CoreBPE>>,
 }
 
-/// The cl100k tokenizer, loaded once per process.
+/// The cl100k tokenizer, built once per process on first use: building it
+/// is most of a cold start (~40 ms), which functions that never tokenize
+/// (ingest, parse, embed, sweeper, migrate) should not pay.
 pub fn tokenizer() -> &'static CoreBPE {
     tiktoken_rs::cl100k_base_singleton()
+}
+
+/// Builds the tokenizer on a thread of its own, for a process that will
+/// need it: the build then overlaps the rest of its start-up.
+pub fn warm_up_tokenizer() {
+    std::thread::spawn(tokenizer);
 }
 
 /// Sizes any slice of one text from a single tokenization of the whole text:
@@ -45,19 +91,21 @@ pub fn tokenizer() -> &'static CoreBPE {
 /// alone by a token or two at its edges; [`Chunker::chunk`] checks exactly.
 struct TokenOffsets<'t> {
     text: &'t str,
-    /// Byte offset at which each token of `text` starts, ascending.
-    starts: Vec<usize>,
+    /// Byte offset at which each token of `text` starts, ascending (a window
+    /// is far below 4 GiB).
+    starts: Vec<u32>,
 }
 
 impl<'t> TokenOffsets<'t> {
     fn new(text: &'t str) -> Self {
-        let mut starts = Vec::new();
+        // Each token's id is replaced by its offset in place: no second vector.
+        let mut starts = tokenizer().encode_ordinary(text);
         let mut offset = 0;
-        for token in tokenizer().encode_ordinary(text) {
-            starts.push(offset);
+        for slot in &mut starts {
+            let token = std::mem::replace(slot, offset);
             offset += tokenizer()
                 .decode_bytes(&[token])
-                .map_or(0, |bytes| bytes.len());
+                .map_or(0, |bytes| bytes.len() as u32);
         }
         TokenOffsets { text, starts }
     }
@@ -69,7 +117,7 @@ impl ChunkSizer for TokenOffsets<'_> {
         if start > self.text.len() || start + chunk.len() > self.text.len() {
             return tokenizer().encode_ordinary(chunk).len();
         }
-        let end = start + chunk.len();
+        let (start, end) = (start as u32, (start + chunk.len()) as u32);
         // Tokens starting inside the slice, plus one straddling its start.
         let first = self.starts.partition_point(|&s| s < start);
         let past_end = self.starts.partition_point(|&s| s < end);
@@ -90,12 +138,21 @@ fn chunk_config<S: ChunkSizer>(
 
 impl Chunker {
     pub fn new(config: &ChunkingConfig) -> Result<Chunker, ChunkConfigError> {
-        let exact = chunk_config(config.max_tokens, config.overlap_tokens, tokenizer())?;
+        // Checks the sizes now, without building the tokenizer.
+        chunk_config(config.max_tokens, config.overlap_tokens, Characters)?;
         Ok(Chunker {
             max_tokens: config.max_tokens,
             min_tokens: config.min_tokens,
             overlap_tokens: config.overlap_tokens,
-            exact: TextSplitter::new(exact),
+            exact: OnceLock::new(),
+        })
+    }
+
+    fn exact(&self) -> &TextSplitter<&'static CoreBPE> {
+        self.exact.get_or_init(|| {
+            let config = chunk_config(self.max_tokens, self.overlap_tokens, tokenizer())
+                .expect("the sizes passed Chunker::new");
+            TextSplitter::new(config)
         })
     }
 
@@ -127,9 +184,31 @@ impl Chunker {
     }
 
     pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
-        let sizer = TokenOffsets::new(text);
+        let mut chunks = Vec::new();
+        let (mut start, mut start_chars) = (0, 0);
+        while start < text.len() {
+            let window = &text[start..window_end(text, start)];
+            self.chunk_window(text, window, start_chars, markdown, &mut chunks);
+            start += window.len();
+            start_chars += window.chars().count();
+        }
+        chunks
+    }
+
+    /// Appends the chunks of `window`, a slice of `document` starting
+    /// `window_chars` characters into it.
+    fn chunk_window(
+        &self,
+        document: &str,
+        window: &str,
+        window_chars: usize,
+        markdown: bool,
+        out: &mut Vec<Chunk>,
+    ) {
+        let sizer = TokenOffsets::new(window);
         let mut pieces: Vec<(usize, &str)> = Vec::new();
-        for (offset, section) in Self::sections(text, self.min_tokens, &sizer) {
+        for (offset, section) in Self::sections(window, self.min_tokens, &sizer) {
+            let offset = window_chars + offset;
             let trimmed = section.trim();
             if trimmed.is_empty() {
                 continue;
@@ -170,23 +249,23 @@ impl Chunker {
             if tokens <= self.max_tokens {
                 chunks.push((char_offset, piece, tokens));
             } else {
-                for sub in self.exact.chunk_char_indices(piece) {
+                for sub in self.exact().chunk_char_indices(piece) {
                     let tokens = tokenizer().encode_ordinary(sub.chunk).len();
                     chunks.push((char_offset + sub.char_offset, sub.chunk, tokens));
                 }
             }
         }
-        chunks
-            .into_iter()
-            .enumerate()
-            .map(|(index, (char_offset, piece, tokens))| Chunk {
-                index: index as u32,
+        for (char_offset, piece, tokens) in chunks {
+            // Every piece is a slice of the document.
+            let start = piece.as_ptr() as usize - document.as_ptr() as usize;
+            out.push(Chunk {
+                index: out.len() as u32,
+                bytes: start..start + piece.len(),
                 token_count: tokens as u32,
                 char_start: char_offset as u32,
                 char_end: (char_offset + piece.chars().count()) as u32,
-                text: piece.to_string(),
-            })
-            .collect()
+            });
+        }
     }
 }
 
@@ -260,7 +339,7 @@ mod tests {
                     let span: String = chars[chunk.char_start as usize..chunk.char_end as usize]
                         .iter()
                         .collect();
-                    assert_eq!(span, chunk.text, "chunk {i} offsets");
+                    assert_eq!(span, chunk.text(&text), "chunk {i} offsets");
                 }
                 // Chunks cover the text in order.
                 assert!(chunks.windows(2).all(|w| w[0].char_start < w[1].char_start));
@@ -303,9 +382,9 @@ mod tests {
     }
 
     /// Share of `fast` chunks that the exact splitter also produces.
-    fn agreement(fast: &[Chunk], exact: &[&str]) -> f64 {
+    fn agreement(text: &str, fast: &[Chunk], exact: &[&str]) -> f64 {
         fast.iter()
-            .filter(|c| exact.contains(&c.text.as_str()))
+            .filter(|c| exact.contains(&c.text(text)))
             .count() as f64
             / fast.len() as f64
     }
@@ -322,10 +401,11 @@ mod tests {
             .collect();
         let chunker = chunker(100, 10);
         let texts = |paragraphs: &[String]| -> Vec<String> {
+            let text = paragraphs.join("\n\n");
             chunker
-                .chunk(&paragraphs.join("\n\n"), false)
+                .chunk(&text, false)
                 .into_iter()
-                .map(|c| c.text)
+                .map(|c| c.text(&text).to_string())
                 .collect()
         };
         let before = texts(&paragraphs);
@@ -354,7 +434,7 @@ mod tests {
         ] {
             let fast = chunker(max, overlap).chunk(&text, false);
             let exact = exact_chunks(&text, max, overlap);
-            let share = agreement(&fast, &exact);
+            let share = agreement(&text, &fast, &exact);
             assert!(
                 share >= at_least,
                 "{max}/{overlap}: {share:.2} of chunks agree"
@@ -397,21 +477,50 @@ mod tests {
         );
         let chunks = chunker(80, 0).chunk(&text, true);
         assert!(
-            chunks.iter().any(|c| c.text.starts_with("# Two")),
+            chunks.iter().any(|c| c.text(&text).starts_with("# Two")),
             "{chunks:#?}"
         );
         assert!(
             chunks
                 .iter()
-                .all(|c| !(c.text.contains("alpha") && c.text.contains("beta")))
+                .map(|c| c.text(&text))
+                .all(|t| !(t.contains("alpha") && t.contains("beta")))
         );
     }
 
     #[test]
+    fn a_text_of_several_windows_is_chunked_as_one() {
+        // Paragraph-sized lines, so windows end at line breaks too.
+        let text = sample_text().repeat(3 * WINDOW_BYTES / sample_text().len() + 1);
+        let chunks = chunker(512, 64).chunk(&text, false);
+        let char_offsets: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
+        let byte_at = |chars: u32| char_offsets.get(chars as usize).copied().unwrap_or(text.len());
+        for (i, chunk) in chunks.iter().enumerate() {
+            assert_eq!(chunk.index as usize, i);
+            assert_eq!(
+                byte_at(chunk.char_start)..byte_at(chunk.char_end),
+                chunk.bytes,
+                "chunk {i}"
+            );
+            assert!(chunk.token_count <= 512);
+        }
+        // Together the chunks hold all the text, in order: only whitespace
+        // falls between neighbours, across windows too.
+        assert!(chunks.len() > 3 * WINDOW_BYTES / 4096, "{}", chunks.len());
+        assert_eq!(text[..chunks[0].bytes.start].trim(), "");
+        assert_eq!(text[chunks.last().unwrap().bytes.end..].trim(), "");
+        for pair in chunks.windows(2) {
+            let gap = pair[0].bytes.end.min(pair[1].bytes.start)..pair[1].bytes.start;
+            assert_eq!(text[gap].trim(), "", "between chunks {}", pair[0].index);
+        }
+    }
+
+    #[test]
     fn short_text_is_one_chunk() {
-        let chunks = chunker(512, 64).chunk("  Just a line.  ", false);
+        let text = "  Just a line.  ";
+        let chunks = chunker(512, 64).chunk(text, false);
         assert_eq!(chunks.len(), 1);
-        assert_eq!(chunks[0].text, "Just a line.");
+        assert_eq!(chunks[0].text(text), "Just a line.");
         assert_eq!((chunks[0].char_start, chunks[0].char_end), (2, 14));
     }
 }

@@ -2,6 +2,7 @@
 //! out one embed message per batch.
 
 use super::{Pipeline, blocking, job_in_state};
+use crate::chunking::Chunk;
 use crate::error::{Error, Result};
 use crate::ids;
 use crate::jobs;
@@ -29,27 +30,17 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .parsed_key
         .ok_or_else(|| Error::Transient(format!("parsed job {job_id} has no parsed_key")))?;
     let bytes = pipeline.blobs.get(&parsed_key, u64::MAX).await?;
-    let text = String::from_utf8(bytes.to_vec()).map_err(|e| Error::transient("parsed text", e))?;
+    // No copy when the buffer is the blob store's alone (it is for local files).
+    let text =
+        String::from_utf8(Vec::from(bytes)).map_err(|e| Error::transient("parsed text", e))?;
     let chunker = pipeline.chunker.clone();
     let markdown = parsed_key.ends_with(".md");
-    let chunks = blocking(move || chunker.chunk(&text, markdown)).await?;
-
-    let hashes: Vec<[u8; 32]> = chunks
-        .iter()
-        .map(|c| ids::sha256(c.text.as_bytes()))
-        .collect();
-    let indexes: Vec<i32> = chunks.iter().map(|c| c.index as i32).collect();
-    let chunk_ids: Vec<Uuid> = chunks
-        .iter()
-        .zip(&hashes)
-        .map(|(c, h)| ids::chunk_id(job_id, c.index, h))
-        .collect();
-    let texts: Vec<&str> = chunks.iter().map(|c| c.text.as_str()).collect();
-    let hash_refs: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-    let tokens: Vec<i32> = chunks.iter().map(|c| c.token_count as i32).collect();
-    let starts: Vec<i32> = chunks.iter().map(|c| c.char_start as i32).collect();
-    let ends: Vec<i32> = chunks.iter().map(|c| c.char_end as i32).collect();
-    let total_tokens: i64 = tokens.iter().map(|&t| i64::from(t)).sum();
+    let (text, chunks) = blocking(move || {
+        let chunks = chunker.chunk(&text, markdown);
+        (text, chunks)
+    })
+    .await?;
+    let total_tokens: i64 = chunks.iter().map(|c| i64::from(c.token_count)).sum();
     let count = chunks.len() as u32;
 
     let mut client = pipeline.db.get().await?;
@@ -65,15 +56,9 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     {
         return Ok(None);
     }
-    // One statement for all chunks; replays insert nothing new.
-    tx.execute(
-        "INSERT INTO upload_pipeline.document_chunk_buffer
-             (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end)
-         SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[], $7::int4[], $8::int4[])
-         ON CONFLICT DO NOTHING",
-        &[&job_id, &indexes, &chunk_ids, &texts, &hash_refs, &tokens, &starts, &ends],
-    )
-    .await?;
+    for batch in chunks.chunks(INSERT_BATCH) {
+        buffer_chunks(&tx, job_id, &text, batch).await?;
+    }
     tx.execute(
         "UPDATE upload_pipeline.upload_jobs SET chunk_count = $2, token_count = $3, embedded_chunks = 0 WHERE id = $1",
         &[&job_id, &(count as i32), &total_tokens],
@@ -87,6 +72,43 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .collect();
     pipeline.queue.send(messages).await?;
     Ok(None)
+}
+
+/// Chunk rows per statement: the parameters of one statement are held in
+/// memory whole, so a very large document goes in several.
+const INSERT_BATCH: usize = 2000;
+
+/// One statement for a batch of chunks; replays insert nothing new.
+async fn buffer_chunks(
+    tx: &deadpool_postgres::Transaction<'_>,
+    job_id: Uuid,
+    document: &str,
+    chunks: &[Chunk],
+) -> Result<()> {
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text(document)).collect();
+    let hashes: Vec<[u8; 32]> = texts.iter().map(|t| ids::sha256(t.as_bytes())).collect();
+    let chunk_ids: Vec<Uuid> = chunks
+        .iter()
+        .zip(&hashes)
+        .map(|(c, h)| ids::chunk_id(job_id, c.index, h))
+        .collect();
+    let hash_refs: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
+    let column = |value: fn(&Chunk) -> u32| -> Vec<i32> {
+        chunks.iter().map(|c| value(c) as i32).collect()
+    };
+    let indexes = column(|c| c.index);
+    let tokens = column(|c| c.token_count);
+    let starts = column(|c| c.char_start);
+    let ends = column(|c| c.char_end);
+    tx.execute(
+        "INSERT INTO upload_pipeline.document_chunk_buffer
+             (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end)
+         SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[], $7::int4[], $8::int4[])
+         ON CONFLICT DO NOTHING",
+        &[&job_id, &indexes, &chunk_ids, &texts, &hash_refs, &tokens, &starts, &ends],
+    )
+    .await?;
+    Ok(())
 }
 
 #[cfg(test)]

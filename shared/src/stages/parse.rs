@@ -64,7 +64,7 @@ async fn parse_locally(pipeline: &Pipeline, job: &Job) -> Result<Parsed> {
         .get(&job.source_key, pipeline.max_file_bytes)
         .await?;
     let key = job.source_key.clone();
-    let document = blocking(move || parsing::parse(&key, &bytes)).await??;
+    let document = blocking(move || parsing::parse(&key, bytes)).await??;
     Ok(Parsed {
         markdown: document.format.is_markdown(),
         format: format!("{:?}", document.format).to_lowercase(),
