@@ -335,9 +335,9 @@ fn runner_for(
 ) -> JoinSet<()> {
     let sources = [
         (&resources.uploads, Function::Uploads),
-        (&resources.parse, Function::Stage),
-        (&resources.chunk, Function::Stage),
-        (&resources.embed, Function::Stage),
+        (&resources.parse, Function::Parse),
+        (&resources.chunk, Function::Chunk),
+        (&resources.embed, Function::Embed),
     ]
     .into_iter()
     .map(|(queue, function)| EventSource {

@@ -5,7 +5,7 @@ use docpipe_shared::blob::{BlobStore, LocalBlobStore};
 use docpipe_shared::config::SweepPolicy;
 use docpipe_shared::queue::{Queue, Stage, StageMessage};
 use docpipe_shared::stages::ingest::{Change, ingest};
-use docpipe_shared::stages::{Pipeline, handle};
+use docpipe_shared::stages::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
 use docpipe_shared::sweeper::{SweepReport, sweep};
 use docpipe_shared::{JobState, Result, db};
 use docpipe_tests::TestDb;
@@ -190,6 +190,30 @@ async fn every_stage_replayed_leaves_the_same_rows() {
         "buffers are emptied at the end"
     );
     assert_eq!(f.test_db.count("document_vector_buffer").await, 0);
+}
+
+#[tokio::test]
+async fn a_stage_function_sends_another_stage_s_message_on_to_its_queue() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
+    f.queue.take();
+    let parse = message(job_id, Stage::Parse);
+    let before = f.rows().await;
+    // The chunk function got a parse message: it does not parse, it forwards.
+    let handled = handle_stages::<ChunkStage>(&f.pipeline, &parse)
+        .await
+        .unwrap();
+    assert_eq!(handled.ended, None);
+    assert_eq!(f.queue.take(), std::slice::from_ref(&parse));
+    assert_eq!(f.rows().await, before);
+    assert_eq!(f.state(job_id).await, JobState::Queued);
+    // The parse function runs it.
+    handle_stages::<ParseStage>(&f.pipeline, &parse)
+        .await
+        .unwrap();
+    assert_eq!(f.state(job_id).await, JobState::Parsed);
+    assert_eq!(f.queue.take(), [message(job_id, Stage::Chunk)]);
 }
 
 #[tokio::test]

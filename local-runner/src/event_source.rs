@@ -7,6 +7,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use docpipe_shared::lambda::{self, Deployment};
+use docpipe_shared::stages::{ChunkStage, EmbedStage, ParseStage};
 use futures::FutureExt;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -18,7 +19,9 @@ use tokio::task::JoinSet;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Function {
     Uploads,
-    Stage,
+    Parse,
+    Chunk,
+    Embed,
 }
 
 /// One queue → function mapping.
@@ -84,7 +87,15 @@ fn succeeded(event: &SqsEvent, response: &SqsBatchResponse) -> Vec<String> {
 async fn invoke(deployment: &Deployment, function: Function, event: &SqsEvent) -> SqsBatchResponse {
     let handled = match function {
         Function::Uploads => lambda::handle_upload_events(deployment, event.clone()).boxed(),
-        Function::Stage => lambda::handle_stage_events(deployment, event.clone()).boxed(),
+        Function::Parse => {
+            lambda::handle_stage_events::<ParseStage>(deployment, event.clone()).boxed()
+        }
+        Function::Chunk => {
+            lambda::handle_stage_events::<ChunkStage>(deployment, event.clone()).boxed()
+        }
+        Function::Embed => {
+            lambda::handle_stage_events::<EmbedStage>(deployment, event.clone()).boxed()
+        }
     };
     AssertUnwindSafe(handled)
         .catch_unwind()

@@ -85,9 +85,9 @@ async fn main() -> Result<(), Error> {
             let mut sources = Vec::new();
             for (url, function) in [
                 (&uploads_queue_url, Function::Uploads),
-                (&queues.parse, Function::Stage),
-                (&queues.chunk, Function::Stage),
-                (&queues.embed, Function::Stage),
+                (&queues.parse, Function::Parse),
+                (&queues.chunk, Function::Chunk),
+                (&queues.embed, Function::Embed),
             ] {
                 sources.push(EventSource {
                     queue_arn: provision::queue_arn(&sqs, url).await?,

@@ -11,7 +11,7 @@
 use crate::config::ChunkingConfig;
 use std::sync::OnceLock;
 use text_splitter::{
-    ChunkConfig, ChunkConfigError, ChunkSizer, Characters, MarkdownSplitter, TextSplitter,
+    Characters, ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter,
 };
 use tiktoken_rs::CoreBPE;
 
@@ -494,7 +494,12 @@ mod tests {
         let text = sample_text().repeat(3 * WINDOW_BYTES / sample_text().len() + 1);
         let chunks = chunker(512, 64).chunk(&text, false);
         let char_offsets: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
-        let byte_at = |chars: u32| char_offsets.get(chars as usize).copied().unwrap_or(text.len());
+        let byte_at = |chars: u32| {
+            char_offsets
+                .get(chars as usize)
+                .copied()
+                .unwrap_or(text.len())
+        };
         for (i, chunk) in chunks.iter().enumerate() {
             assert_eq!(chunk.index as usize, i);
             assert_eq!(

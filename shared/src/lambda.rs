@@ -9,7 +9,7 @@ use crate::error::{ConfigError, Error, Result};
 use crate::queue::StageMessage;
 use crate::s3_notification::{self, ObjectEvent};
 use crate::secrets;
-use crate::stages::{self, Pipeline, ingest};
+use crate::stages::{self, Pipeline, Stages, ingest};
 use crate::sweeper::{self, SweepReport};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::sync::Arc;
@@ -146,7 +146,10 @@ async fn handle_notification(deployment: &Deployment, record: &SqsMessage) -> Re
 /// `parse`, `chunk`, `embed`: one stage message per record. Transient errors
 /// are retried by redelivery; on the last receive before the dead-letter
 /// queue the job is failed with the error, so it says why.
-pub async fn handle_stage_events(deployment: &Deployment, event: SqsEvent) -> SqsBatchResponse {
+pub async fn handle_stage_events<S: Stages>(
+    deployment: &Deployment,
+    event: SqsEvent,
+) -> SqsBatchResponse {
     each_record(event, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or_default();
         let body = record.body.as_deref().unwrap_or_default();
@@ -157,7 +160,7 @@ pub async fn handle_stage_events(deployment: &Deployment, event: SqsEvent) -> Sq
                 return false;
             }
         };
-        let Err(error) = stages::handle(&deployment.pipeline, &message).await else {
+        let Err(error) = stages::handle_stages::<S>(&deployment.pipeline, &message).await else {
             return true;
         };
         let attempts = receive_count(&record);

@@ -223,7 +223,10 @@ mod tests {
 
     #[test]
     fn bad_input_gets_a_specific_reason() {
-        assert_eq!(parse("a.txt", Bytes::from_static(b"")), Err(Rejection::EmptyFile));
+        assert_eq!(
+            parse("a.txt", Bytes::from_static(b"")),
+            Err(Rejection::EmptyFile)
+        );
         assert_eq!(
             parse("a.exe", Bytes::from_static(b"MZ")),
             Err(Rejection::UnsupportedType {
@@ -238,7 +241,10 @@ mod tests {
             parse("a.txt", Bytes::from_static(b"caf\xE9 au lait")),
             Err(Rejection::NotUtf8 { offset: 3 })
         );
-        assert_eq!(parse("a.txt", Bytes::from_static(b"  \n\t ")), Err(Rejection::NoText));
+        assert_eq!(
+            parse("a.txt", Bytes::from_static(b"  \n\t ")),
+            Err(Rejection::NoText)
+        );
         assert_eq!(
             parse("a.html", Bytes::from_static(b"<script>only()</script>")),
             Err(Rejection::NoText)

@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    docpipe_lambda::serve_sqs(docpipe_lambda::SqsFunction::Uploads).await
+    docpipe_lambda::serve_uploads().await
 }

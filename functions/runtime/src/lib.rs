@@ -5,17 +5,9 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use docpipe_shared::config::{Config, Env};
 use docpipe_shared::lambda::{self, Deployment};
+use docpipe_shared::stages::Stages;
 use docpipe_shared::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-
-/// Which queue a function consumes.
-#[derive(Debug, Clone, Copy)]
-pub enum SqsFunction {
-    /// S3 notifications: `ingest`.
-    Uploads,
-    /// Stage messages: `parse`, `chunk`, `embed`.
-    Stage,
-}
 
 async fn cold_start() -> Result<Deployment, Error> {
     telemetry::init("info");
@@ -25,14 +17,24 @@ async fn cold_start() -> Result<Deployment, Error> {
     })
 }
 
-/// Serves SQS batches, answering with the failed records only.
-pub async fn serve_sqs(function: SqsFunction) -> Result<(), Error> {
+/// `ingest`: serves batches of S3 notifications, answering with the failed
+/// records only.
+pub async fn serve_uploads() -> Result<(), Error> {
     let deployment = &cold_start().await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(match function {
-            SqsFunction::Uploads => lambda::handle_upload_events(deployment, event.payload).await,
-            SqsFunction::Stage => lambda::handle_stage_events(deployment, event.payload).await,
-        })
+        Ok::<SqsBatchResponse, Error>(lambda::handle_upload_events(deployment, event.payload).await)
+    }))
+    .await
+}
+
+/// `parse`, `chunk`, `embed`: serves batches of the stage `S`'s messages,
+/// answering with the failed records only. Only `S`'s code is in the binary.
+pub async fn serve_stage<S: Stages>() -> Result<(), Error> {
+    let deployment = &cold_start().await?;
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        Ok::<SqsBatchResponse, Error>(
+            lambda::handle_stage_events::<S>(deployment, event.payload).await,
+        )
     }))
     .await
 }

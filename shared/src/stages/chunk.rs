@@ -93,9 +93,8 @@ async fn buffer_chunks(
         .map(|(c, h)| ids::chunk_id(job_id, c.index, h))
         .collect();
     let hash_refs: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-    let column = |value: fn(&Chunk) -> u32| -> Vec<i32> {
-        chunks.iter().map(|c| value(c) as i32).collect()
-    };
+    let column =
+        |value: fn(&Chunk) -> u32| -> Vec<i32> { chunks.iter().map(|c| value(c) as i32).collect() };
     let indexes = column(|c| c.index);
     let tokens = column(|c| c.token_count);
     let starts = column(|c| c.char_start);

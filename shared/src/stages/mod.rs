@@ -118,12 +118,49 @@ pub struct Handled {
     pub ended: Option<JobState>,
 }
 
+/// The stages a process runs. Each Lambda function runs one, and the code of
+/// the others (PDF and HTML parsing, the tokenizer and its tables) is left
+/// out of its binary: the arms of the stages it does not run are compiled
+/// out. The local pipeline and tests run them all.
+pub trait Stages {
+    const PARSE: bool;
+    const CHUNK: bool;
+    const EMBED: bool;
+}
+
+macro_rules! stages {
+    ($($name:ident: $parse:literal, $chunk:literal, $embed:literal;)*) => {$(
+        pub struct $name;
+        impl Stages for $name {
+            const PARSE: bool = $parse;
+            const CHUNK: bool = $chunk;
+            const EMBED: bool = $embed;
+        }
+    )*};
+}
+
+stages! {
+    AllStages: true, true, true;
+    ParseStage: true, false, false;
+    ChunkStage: false, true, false;
+    EmbedStage: false, false, true;
+}
+
 /// Runs one stage message. A rejection fails the job and is handled (the
 /// message is done); a transient error is returned so the message is retried.
 pub async fn handle(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
+    handle_stages::<AllStages>(pipeline, message).await
+}
+
+/// [`handle`] in a process that runs the stages `S` only. A message for
+/// another stage (on the wrong queue) is sent on to its own queue.
+pub async fn handle_stages<S: Stages>(
+    pipeline: &Pipeline,
+    message: &StageMessage,
+) -> Result<Handled> {
     let handled = metrics::scope(
         message.stage.name(),
-        run_stage(pipeline, message).instrument(stage_span(message)),
+        run_stage::<S>(pipeline, message).instrument(stage_span(message)),
     )
     .await;
     pipeline.record_breakers().await;
@@ -141,16 +178,26 @@ pub fn stage_span(message: &StageMessage) -> tracing::Span {
     )
 }
 
-async fn run_stage(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
+async fn run_stage<S: Stages>(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
     let job_id = message.job_id;
     let started = std::time::Instant::now();
     let result = match message.stage {
-        Stage::Parse | Stage::ParseCheck { .. } => parse::parse(pipeline, message).await,
-        Stage::Chunk => chunk::chunk(pipeline, message).await,
+        Stage::Parse | Stage::ParseCheck { .. } if S::PARSE => {
+            parse::parse(pipeline, message).await
+        }
+        Stage::Chunk if S::CHUNK => chunk::chunk(pipeline, message).await,
         Stage::Embed {
             first_chunk,
             chunk_count,
-        } => embed::embed(pipeline, job_id, first_chunk, chunk_count).await,
+        } if S::EMBED => embed::embed(pipeline, job_id, first_chunk, chunk_count).await,
+        _ => {
+            tracing::warn!("message for another stage's queue; sent on to its own");
+            pipeline.queue.send(vec![message.clone()]).await?;
+            return Ok(Handled {
+                job_id,
+                ended: None,
+            });
+        }
     };
     match result {
         Ok(ended) => {
