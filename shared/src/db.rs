@@ -49,6 +49,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V5__deferred_indexes",
         include_str!("../../migrations/V5__deferred_indexes.sql"),
     ),
+    (
+        "V6__vectors_written_once",
+        include_str!("../../migrations/V6__vectors_written_once.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -9,16 +9,17 @@ use crate::jobs;
 use crate::metrics::{self, Metric};
 use crate::state::JobState;
 use pgvector::Vector;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
 
-/// A chunk of the batch that has no vector in the buffer yet.
+/// A chunk of the batch that is not embedded yet.
 struct Pending {
     index: i32,
     text: String,
     text_sha256: Vec<u8>,
     tokens: i32,
-    cached: Option<Vector>,
+    /// Whether the cache holds its vector already.
+    cached: bool,
 }
 
 pub async fn embed(
@@ -39,10 +40,10 @@ pub async fn embed(
         .get()
         .await?
         .query(
-            "SELECT b.chunk_index, b.text, b.text_sha256, b.token_count, c.embedding
+            "SELECT b.chunk_index, b.text, b.text_sha256, b.token_count,
+                    EXISTS (SELECT 1 FROM upload_pipeline.embedding_cache c
+                             WHERE c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5)
                FROM upload_pipeline.document_chunk_buffer b
-               LEFT JOIN upload_pipeline.embedding_cache c
-                      ON c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5
               WHERE b.job_id = $1 AND b.chunk_index >= $2 AND b.chunk_index < $3
                 AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_vector_buffer v
                                  WHERE v.job_id = b.job_id AND v.chunk_index = b.chunk_index)
@@ -61,13 +62,11 @@ pub async fn embed(
         .collect();
 
     // Pay once per distinct uncached text, outside any transaction.
-    let mut fresh: HashMap<&[u8], Option<Vector>> = HashMap::new();
-    let mut to_embed = Vec::new();
-    for chunk in pending.iter().filter(|c| c.cached.is_none()) {
-        if fresh.insert(&chunk.text_sha256, None).is_none() {
-            to_embed.push(chunk);
-        }
-    }
+    let mut seen = HashSet::new();
+    let to_embed: Vec<&Pending> = pending
+        .iter()
+        .filter(|c| !c.cached && seen.insert(c.text_sha256.as_slice()))
+        .collect();
     let inputs: Vec<EmbedInput> = to_embed
         .iter()
         .map(|c| EmbedInput {
@@ -103,33 +102,15 @@ pub async fn embed(
             requests: embeddings.requests,
         };
         cost::record(&pipeline.db.get().await?, &spend).await?;
-        for (chunk, vector) in to_embed.iter().zip(&embeddings.vectors) {
-            fresh.insert(&chunk.text_sha256, Some(Vector::from(vector.clone())));
-        }
     }
     let indexes: Vec<i32> = pending.iter().map(|c| c.index).collect();
-    let vectors: Vec<&Vector> = pending
-        .iter()
-        .map(|c| {
-            c.cached
-                .as_ref()
-                .or_else(|| fresh[c.text_sha256.as_slice()].as_ref())
-                .expect("embedded above")
-        })
-        .collect();
-    let hits = pending.iter().filter(|c| c.cached.is_some()).count();
+    let hits = pending.iter().filter(|c| c.cached).count();
     metrics::add(Metric::CacheHits, hits as f64);
     // Fresh vectors may come from a fallback model (hybrid mode); cached ones are the provider's.
     let fresh_model = embeddings.as_ref().map_or(model, |e| e.model.as_str());
     let models: Vec<&str> = pending
         .iter()
-        .map(|c| {
-            if c.cached.is_some() {
-                model
-            } else {
-                fresh_model
-            }
-        })
+        .map(|c| if c.cached { model } else { fresh_model })
         .collect();
 
     let mut client = pipeline.db.get().await?;
@@ -146,28 +127,30 @@ pub async fn embed(
         Some(locked) if locked.state == JobState::Chunked => {}
         _ => return Ok(None),
     }
-    let inserted = tx
-        .execute(
-            "INSERT INTO upload_pipeline.document_vector_buffer (job_id, chunk_index, embedding, model)
-             SELECT $1, i, e, m FROM unnest($2::int4[], $3::vector[], $4::text[]) AS t(i, e, m)
-             ON CONFLICT DO NOTHING",
-            &[&job_id, &indexes, &vectors, &models],
-        )
-        .await?;
-    if embeddings.is_some() {
+    // New vectors are written once, to the cache; finalize reads them there.
+    if let Some(embeddings) = &embeddings {
         let hashes: Vec<&[u8]> = to_embed.iter().map(|c| c.text_sha256.as_slice()).collect();
-        let new_vectors: Vec<&Vector> = to_embed
+        let vectors: Vec<Vector> = embeddings
+            .vectors
             .iter()
-            .map(|c| fresh[c.text_sha256.as_slice()].as_ref().expect("embedded"))
+            .map(|v| Vector::from(v.clone()))
             .collect();
         tx.execute(
             "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
              SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
              ON CONFLICT DO NOTHING",
-            &[&hashes, &fresh_model, &dims, &new_vectors],
+            &[&hashes, &fresh_model, &dims, &vectors],
         )
         .await?;
     }
+    let inserted = tx
+        .execute(
+            "INSERT INTO upload_pipeline.document_vector_buffer (job_id, chunk_index, model)
+             SELECT $1, i, m FROM unnest($2::int4[], $3::text[]) AS t(i, m)
+             ON CONFLICT DO NOTHING",
+            &[&job_id, &indexes, &models],
+        )
+        .await?;
     let progress = tx
         .query_one(
             "UPDATE upload_pipeline.upload_jobs
@@ -181,7 +164,7 @@ pub async fn embed(
     let total = total
         .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;
     let ended = if embedded >= total {
-        Some(finalize::finalize(&tx, &job, latest_job_id).await?)
+        Some(finalize::finalize(&tx, &job, latest_job_id, dims).await?)
     } else {
         None
     };

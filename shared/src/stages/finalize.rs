@@ -1,7 +1,8 @@
 //! Finalize: when a job's last vector lands, swap the document's searchable
-//! chunks for the job's, in the caller's transaction.
+//! chunks for the job's, in the caller's transaction, each with its vector
+//! from the embedding cache.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::jobs::{self, Job};
 use crate::state::JobState;
 use deadpool_postgres::GenericClient;
@@ -13,6 +14,7 @@ pub async fn finalize(
     tx: &impl GenericClient,
     job: &Job,
     latest_job_id: Option<Uuid>,
+    dims: i32,
 ) -> Result<JobState> {
     if latest_job_id != Some(job.id) {
         let detail = serde_json::json!({ "latest_job": latest_job_id });
@@ -30,13 +32,28 @@ pub async fn finalize(
                  (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
                   token_count, char_start, char_end, model, embedding)
              SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
-                    b.token_count, b.char_start, b.char_end, v.model, v.embedding
+                    b.token_count, b.char_start, b.char_end, v.model, c.embedding
                FROM upload_pipeline.document_chunk_buffer b
                JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
+               JOIN upload_pipeline.embedding_cache c
+                 ON c.text_sha256 = b.text_sha256 AND c.model = v.model AND c.dims = $5
               WHERE b.job_id = $1",
-            &[&job.id, &job.document_id, &job.tenant, &job.source_key],
+            &[
+                &job.id,
+                &job.document_id,
+                &job.tenant,
+                &job.source_key,
+                &dims,
+            ],
         )
         .await?;
+    // Every chunk must go live with its vector; fewer would be a lost vector.
+    if Some(chunks) != job.chunk_count.map(|n| n as u64) {
+        return Err(Error::Transient(format!(
+            "job {} has {:?} chunks but {chunks} went live; not finalized",
+            job.id, job.chunk_count
+        )));
+    }
     tx.execute(
         "UPDATE upload_pipeline.documents SET live_job_id = $2, updated_at = now() WHERE id = $1",
         &[&job.document_id, &job.id],

@@ -19,6 +19,8 @@ use crate::metrics::{self, Metric};
 use crate::queue::{Queue, Stage, StageMessage};
 use crate::state::JobState;
 use deadpool_postgres::Pool;
+use futures::FutureExt;
+use futures::future::BoxFuture;
 use std::sync::Arc;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -178,27 +180,39 @@ pub fn stage_span(message: &StageMessage) -> tracing::Span {
     )
 }
 
-async fn run_stage<S: Stages>(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
-    let job_id = message.job_id;
-    let started = std::time::Instant::now();
-    let result = match message.stage {
+/// The work for `message`, if this process runs its stage. Chosen outside
+/// any async state machine, and boxed: an async `match` would keep every
+/// arm's code (the unreachable states of its state machine), so the binary
+/// would hold all stages again.
+fn stage_work<'a, S: Stages>(
+    pipeline: &'a Pipeline,
+    message: &'a StageMessage,
+) -> Option<BoxFuture<'a, Result<Option<JobState>>>> {
+    Some(match message.stage {
         Stage::Parse | Stage::ParseCheck { .. } if S::PARSE => {
-            parse::parse(pipeline, message).await
+            parse::parse(pipeline, message).boxed()
         }
-        Stage::Chunk if S::CHUNK => chunk::chunk(pipeline, message).await,
+        Stage::Chunk if S::CHUNK => chunk::chunk(pipeline, message).boxed(),
         Stage::Embed {
             first_chunk,
             chunk_count,
-        } if S::EMBED => embed::embed(pipeline, job_id, first_chunk, chunk_count).await,
-        _ => {
-            tracing::warn!("message for another stage's queue; sent on to its own");
-            pipeline.queue.send(vec![message.clone()]).await?;
-            return Ok(Handled {
-                job_id,
-                ended: None,
-            });
-        }
+        } if S::EMBED => embed::embed(pipeline, message.job_id, first_chunk, chunk_count).boxed(),
+        _ => return None,
+    })
+}
+
+async fn run_stage<S: Stages>(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
+    let job_id = message.job_id;
+    let started = std::time::Instant::now();
+    let Some(work) = stage_work::<S>(pipeline, message) else {
+        tracing::warn!("message for another stage's queue; sent on to its own");
+        pipeline.queue.send(vec![message.clone()]).await?;
+        return Ok(Handled {
+            job_id,
+            ended: None,
+        });
     };
+    let result = work.await;
     match result {
         Ok(ended) => {
             count_ended(ended);
