@@ -35,8 +35,12 @@ pub async fn finalize(
                     b.token_count, b.char_start, b.char_end, v.model, c.embedding
                FROM upload_pipeline.document_chunk_buffer b
                JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
-               JOIN upload_pipeline.embedding_cache c
-                 ON c.text_sha256 = b.text_sha256 AND c.model = v.model AND c.dims = $5
+               -- One primary-key lookup per chunk (LIMIT keeps the planner from
+               -- hashing the whole cache, which grows with every document).
+               CROSS JOIN LATERAL (
+                   SELECT embedding FROM upload_pipeline.embedding_cache
+                    WHERE text_sha256 = b.text_sha256 AND model = v.model AND dims = $5
+                    LIMIT 1) c
               WHERE b.job_id = $1",
             &[
                 &job.id,
