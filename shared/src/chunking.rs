@@ -72,8 +72,9 @@ pub struct Chunker {
 }
 
 /// The cl100k tokenizer, built once per process on first use: building it
-/// is most of a cold start (~40 ms), which functions that never tokenize
-/// (ingest, parse, embed, sweeper, migrate) should not pay.
+/// is most of a cold start (~60 ms), which functions that never tokenize
+/// (ingest, parse, embed, sweeper, migrate; api for short queries) should
+/// not pay.
 pub fn tokenizer() -> &'static CoreBPE {
     tiktoken_rs::cl100k_base_singleton()
 }

@@ -29,6 +29,22 @@ pub struct SearchFilter {
     pub document_ids: Option<Vec<Uuid>>,
 }
 
+/// Queries up to this long are not tokenized: their length in bytes is
+/// within any embedding model's input limit, and the tokenizer's build
+/// (~60 ms) would be most of a cold api's first search.
+const UNTOKENIZED_QUERY_BYTES: usize = 2048;
+
+/// The query's tokens as the embedder's limits count them: for a short query
+/// its byte length, an upper bound (every cl100k token is at least one
+/// byte), which reserves a little more of the rate limit than it uses.
+fn query_tokens(query: &str) -> u32 {
+    if query.len() <= UNTOKENIZED_QUERY_BYTES {
+        query.len() as u32
+    } else {
+        tokenizer().encode_ordinary(query).len() as u32
+    }
+}
+
 /// The `top_k` chunks of `tenant` nearest to `query` that pass `filter`,
 /// among vectors of the embedder's model only.
 pub async fn search(
@@ -39,7 +55,7 @@ pub async fn search(
     top_k: u32,
     filter: &SearchFilter,
 ) -> Result<Vec<SearchHit>> {
-    let tokens = tokenizer().encode_ordinary(query).len() as u32;
+    let tokens = query_tokens(query);
     let embedded = embedder
         .embed(&[EmbedInput {
             text: query,
@@ -90,4 +106,25 @@ pub async fn search(
             score: 1.0 - row.get::<_, f64>("distance"),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_query_s_tokens_never_count_fewer_than_the_tokenizer_s() {
+        let short = "Où est la bibliothèque? 図書館はどこですか 🦀🦀";
+        let long = short.repeat(60);
+        assert!(long.len() > UNTOKENIZED_QUERY_BYTES);
+        for query in [short, long.as_str()] {
+            let exact = tokenizer().encode_ordinary(query).len() as u32;
+            assert!(query_tokens(query) >= exact, "{query}");
+        }
+        assert_eq!(query_tokens(short), short.len() as u32);
+        assert_eq!(
+            query_tokens(&long),
+            tokenizer().encode_ordinary(&long).len() as u32
+        );
+    }
 }
