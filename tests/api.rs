@@ -62,7 +62,7 @@ async fn served() -> Served {
     };
     Served {
         base,
-        http: reqwest::Client::new(),
+        http: docpipe_tests::http_client(),
         acme_job: job_of("uploads/acme/fog-signals.txt").await,
         globex_job: job_of("uploads/globex/plans.md").await,
         _stack: stack,
@@ -163,7 +163,7 @@ fn check_documented(method: &str, path: &str, status: u16, body: &Value) {
 #[tokio::test]
 async fn every_documented_route_is_served() {
     let (base, _stack) = serve_api(&[]).await;
-    let http = reqwest::Client::new();
+    let http = docpipe_tests::http_client();
     let mut operations = 0;
     for (template, item) in OPENAPI["paths"].as_object().unwrap() {
         let path = template.replace("{id}", "00000000-0000-0000-0000-000000000000");
@@ -651,7 +651,7 @@ async fn health_reports_every_part_and_the_dead_letters() {
 #[tokio::test]
 async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
     let (base, _stack) = serve_api(&[]).await;
-    let http = reqwest::Client::new();
+    let http = docpipe_tests::http_client();
     let api = async |key, method, path: &str, body: Value| {
         let body = (!body.is_null()).then(|| body.to_string());
         call(&http, &base, Some(key), method, path, body.as_deref()).await

@@ -359,13 +359,14 @@ async fn every_document_ends_exactly_once_under_chaos() {
     );
 
     // The ledger holds every token the provider accepted, once.
-    let stats: serde_json::Value =
-        reqwest::get(format!("{}/mock/stats", url.trim_end_matches("/v1")))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let stats: serde_json::Value = docpipe_tests::http_client()
+        .get(format!("{}/mock/stats", url.trim_end_matches("/v1")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let ledger: i64 = db
         .query_one(
             "SELECT coalesce(sum(units), 0)::int8 FROM upload_pipeline.cost_ledger WHERE unit = 'tokens'",

@@ -6,6 +6,11 @@ use docpipe_shared::config::{Config, Env};
 use docpipe_shared::{db, secrets};
 use docpipe_tests::TestDb;
 use docpipe_tests::local_aws::sdk_config;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls::pki_types::PrivateKeyDer;
 
 async fn client() -> aws_sdk_secretsmanager::Client {
     aws_sdk_secretsmanager::Client::new(&sdk_config().await)
@@ -94,7 +99,7 @@ async fn secrets_become_the_database_url_and_the_api_keys() {
 }
 
 #[tokio::test]
-async fn a_missing_secret_names_the_setting_and_sslmode_require_never_falls_back() {
+async fn a_missing_secret_names_the_setting() {
     let client = client().await;
     let env = lookup(vec![(
         "OPENAI_API_KEY_SECRET_ID",
@@ -105,15 +110,97 @@ async fn a_missing_secret_names_the_setting_and_sslmode_require_never_falls_back
         .unwrap_err()
         .to_string();
     assert!(error.starts_with("OPENAI_API_KEY_SECRET_ID=\"docpipe-test-no-such-secret\" is invalid: cannot read the secret"), "{error}");
+}
 
-    // The local cluster has no TLS: `require` must fail, not go on in plaintext.
+/// A Postgres endpoint with TLS, in front of the local cluster (whose build
+/// has none): answers the client's SSLRequest with `S`, terminates TLS with
+/// `cert`, and passes the session on in plaintext. Returns its address and
+/// a count of completed handshakes.
+async fn tls_front(
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
+    let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(
+        docpipe_shared::tls::crypto_provider(),
+    )
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![cert.cert.der().clone()], key)
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let cluster: tokio_postgres::Config = docpipe_tests::admin_url().parse().unwrap();
+    let cluster_port = cluster.get_ports()[0];
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    let count = handshakes.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let (acceptor, count) = (acceptor.clone(), count.clone());
+            tokio::spawn(async move {
+                let mut ssl_request = [0u8; 8];
+                socket.read_exact(&mut ssl_request).await?;
+                assert_eq!(ssl_request, [0, 0, 0, 8, 4, 210, 22, 47], "an SSLRequest");
+                socket.write_all(b"S").await?;
+                let mut tls = acceptor.accept(socket).await?;
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut server =
+                    tokio::net::TcpStream::connect(("127.0.0.1", cluster_port)).await?;
+                tokio::io::copy_bidirectional(&mut tls, &mut server).await
+            });
+        }
+    });
+    (address, handshakes)
+}
+
+#[tokio::test]
+async fn sslmode_require_verifies_the_server_and_never_falls_back_to_plaintext() {
     let test_db = TestDb::migrated(&[]).await;
-    let config = test_db.config(&[]);
-    let url = format!("{}?sslmode=require", test_db.url);
-    let config = Config {
+    let with = |url: String, ca_file: Option<PathBuf>| Config {
         database_url: docpipe_shared::config::Secret::new(url),
-        ..config
+        database_ca_file: ca_file,
+        ..test_db.config(&[])
     };
-    let error = db::connect(&config).await.unwrap_err().to_string();
+
+    // The local cluster has no TLS: `require` fails, it does not go on in plaintext.
+    let plain = with(format!("{}?sslmode=require", test_db.url), None);
+    let error = db::connect(&plain).await.unwrap_err().to_string();
     assert!(error.contains("TLS") || error.contains("SSL"), "{error}");
+
+    // A server whose certificate no trusted root signed: refused.
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (front, handshakes) = tls_front(&cert).await;
+    let port = test_db
+        .url
+        .parse::<tokio_postgres::Config>()
+        .unwrap()
+        .get_ports()[0];
+    let url = test_db
+        .url
+        .replace(&format!(":{port}/"), &format!(":{}/", front.port()))
+        + "?sslmode=require";
+    let error = db::connect(&with(url.clone(), None))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("UnknownIssuer"), "{error}");
+    assert_eq!(handshakes.load(Ordering::SeqCst), 0);
+
+    // Trusted through DATABASE_CA_FILE: connected over TLS.
+    let scratch = docpipe_tests::ScratchDir::new();
+    let ca_file = scratch.0.join("ca.pem");
+    std::fs::write(&ca_file, cert.cert.pem()).unwrap();
+    let pool = db::connect(&with(url, Some(ca_file))).await.unwrap();
+    let one: i32 = pool
+        .get()
+        .await
+        .unwrap()
+        .query_one("SELECT 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(one, 1);
+    assert!(handshakes.load(Ordering::SeqCst) >= 1);
 }

@@ -26,6 +26,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .operation_timeout(Duration::from_secs(120))
         .build();
     aws_config::defaults(BehaviorVersion::latest())
+        .http_client(crate::tls::aws_http_client())
         .timeout_config(timeouts)
         .load()
         .await

@@ -7,7 +7,6 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
@@ -119,8 +118,7 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, ConfigErro
             "no trusted root certificates on this system".into(),
         ));
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid(e.to_string()))?
         .with_root_certificates(roots)
@@ -128,14 +126,26 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, ConfigErro
     Ok(MakeRustlsConnect::new(tls))
 }
 
+/// A failure to connect, with its causes: "error performing TLS handshake"
+/// alone would not say that the server's certificate has an unknown issuer.
+fn not_connected(error: deadpool_postgres::PoolError) -> ConfigError {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !message.contains(&cause_text) {
+            message = format!("{message}: {cause_text}");
+        }
+        source = cause.source();
+    }
+    ConfigError::Database(message)
+}
+
 /// Connects, checks that the schema exists with the configured vector size,
 /// and returns a pool. Every long-running process starts here.
 pub async fn connect(config: &Config) -> Result<Pool, ConfigError> {
     let pool = pool(config)?;
-    let client = pool
-        .get()
-        .await
-        .map_err(|e| ConfigError::Database(e.to_string()))?;
+    let client = pool.get().await.map_err(not_connected)?;
     match table_dims(&client).await? {
         None => {
             return Err(ConfigError::NotMigrated(
@@ -177,10 +187,7 @@ pub struct MigrationReport {
 pub async fn migrate(config: &Config) -> Result<MigrationReport, ConfigError> {
     // One connection, over TLS when the URL asks for it, as the pool's are.
     let pool = pool(config)?;
-    let mut pooled = pool
-        .get()
-        .await
-        .map_err(|e| ConfigError::Database(e.to_string()))?;
+    let mut pooled = pool.get().await.map_err(not_connected)?;
     let client: &mut tokio_postgres::Client = &mut pooled;
 
     let dims = config.embedding.dims;

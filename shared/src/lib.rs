@@ -30,6 +30,7 @@ pub mod state;
 pub mod status;
 pub mod sweeper;
 pub mod telemetry;
+pub mod tls;
 
 pub use error::{ConfigError, Error, Rejection, Result};
 pub use state::JobState;
