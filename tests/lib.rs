@@ -229,12 +229,12 @@ pub async fn ingest_locally(
     )
 }
 
-/// The sample documents shipped in `samples/docs`.
 /// A client for the tests' own calls to a server (the API, a mock's stats).
 pub fn http_client() -> reqwest::Client {
     docpipe_shared::external::http_client(std::time::Duration::from_secs(60)).unwrap()
 }
 
+/// The sample documents shipped in `samples/docs`.
 pub fn samples_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/docs"))
 }

@@ -25,8 +25,8 @@ pub async fn defer_search_index(client: &mut Client) -> Result<bool> {
         )
         .await?;
     if kept == 1 {
-        // A fixed identifier: DDL takes no parameters.
-        tx.batch_execute("DROP INDEX upload_pipeline.document_chunks_embedding_idx")
+        // A constant identifier: DDL takes no parameters.
+        tx.batch_execute(&format!("DROP INDEX upload_pipeline.{SEARCH_INDEX}"))
             .await?;
     }
     tx.commit().await?;
@@ -75,11 +75,9 @@ pub async fn rebuild_deferred_indexes(client: &mut Client) -> Result<Vec<Rebuilt
         )
         .await?;
         tx.commit().await?;
-        tracing::info!(index = %name, took_ms = started.elapsed().as_millis() as u64, "deferred index built");
-        rebuilt.push(Rebuilt {
-            name,
-            took: started.elapsed(),
-        });
+        let took = started.elapsed();
+        tracing::info!(index = %name, took_ms = took.as_millis() as u64, "deferred index built");
+        rebuilt.push(Rebuilt { name, took });
     }
     Ok(rebuilt)
 }

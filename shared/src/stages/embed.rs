@@ -107,7 +107,11 @@ pub async fn embed(
     let hits = pending.iter().filter(|c| c.cached).count();
     metrics::add(Metric::CacheHits, hits as f64);
     // Fresh vectors may come from a fallback model (hybrid mode); cached ones are the provider's.
-    let fresh_model = embeddings.as_ref().map_or(model, |e| e.model.as_str());
+    let fresh = embeddings.map(|e| {
+        let vectors: Vec<Vector> = e.vectors.into_iter().map(Vector::from).collect();
+        (e.model, vectors)
+    });
+    let fresh_model = fresh.as_ref().map_or(model, |(m, _)| m.as_str());
     let models: Vec<&str> = pending
         .iter()
         .map(|c| if c.cached { model } else { fresh_model })
@@ -128,18 +132,13 @@ pub async fn embed(
         _ => return Ok(None),
     }
     // New vectors are written once, to the cache; finalize reads them there.
-    if let Some(embeddings) = &embeddings {
+    if let Some((_, vectors)) = &fresh {
         let hashes: Vec<&[u8]> = to_embed.iter().map(|c| c.text_sha256.as_slice()).collect();
-        let vectors: Vec<Vector> = embeddings
-            .vectors
-            .iter()
-            .map(|v| Vector::from(v.clone()))
-            .collect();
         tx.execute(
             "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
              SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
              ON CONFLICT DO NOTHING",
-            &[&hashes, &fresh_model, &dims, &vectors],
+            &[&hashes, &fresh_model, &dims, vectors],
         )
         .await?;
     }
