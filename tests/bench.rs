@@ -62,8 +62,14 @@ enum Via {
     LocalStack,
 }
 
+fn main() {
+    // Documents are parsed in children of this executable: one parses here and exits.
+    docpipe_shared::parsing::sandbox::serve_if_child();
+    bench_main()
+}
+
 #[tokio::main]
-async fn main() {
+async fn bench_main() {
     let args = Args::parse();
     let dims = args.dims.to_string();
     let scratch = ScratchDir::new();

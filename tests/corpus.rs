@@ -1,6 +1,7 @@
 //! A deterministic generated corpus for benches.
 
 use crate::ScratchDir;
+use std::io::Write;
 
 pub const WORDS: &[&str] = &[
     "the", "harbour", "keeper", "light", "ship", "tide", "fog", "signal", "lens", "lamp", "stairs",
@@ -112,4 +113,83 @@ pub fn pdf(rng: &mut Rng, pages: usize) -> Vec<u8> {
         .bytes(),
     );
     out
+}
+
+/// A PDF of `pages` pages that all show one FlateDecode stream of about
+/// `content_len` bytes of text operators drawing `text`: a compression bomb
+/// (one page, a huge stream) or page amplification (many pages).
+pub fn flate_pdf(content_len: usize, pages: usize, text: &str) -> Vec<u8> {
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+    let line = format!("BT /F1 10 Tf 56 780 Td ({text}) Tj ET\n");
+    let block = line.repeat(4096 / line.len() + 1);
+    let mut written = 0;
+    while written < content_len {
+        encoder.write_all(block.as_bytes()).unwrap();
+        written += block.len();
+    }
+    let stream = encoder.finish().unwrap();
+    let mut objects: Vec<Vec<u8>> = vec![
+        b"<< /Type /Catalog /Pages 2 0 R >>".to_vec(),
+        Vec::new(),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+            .to_vec(),
+    ];
+    let mut content = format!(
+        "<< /Length {} /Filter /FlateDecode >>\nstream\n",
+        stream.len()
+    )
+    .into_bytes();
+    content.extend_from_slice(&stream);
+    content.extend_from_slice(b"\nendstream");
+    objects.push(content);
+    // Every page shows the one stream (object 4).
+    let kids: Vec<String> = (0..pages).map(|i| format!("{} 0 R", 5 + i)).collect();
+    for _ in 0..pages {
+        objects.push(
+            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] \
+              /Resources << /Font << /F1 3 0 R >> >> /Contents 4 0 R >>"
+                .to_vec(),
+        );
+    }
+    objects[1] = format!(
+        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
+        kids.join(" ")
+    )
+    .into_bytes();
+    let mut out = b"%PDF-1.4\n".to_vec();
+    let mut offsets = Vec::new();
+    for (n, object) in objects.iter().enumerate() {
+        offsets.push(out.len());
+        out.extend(format!("{} 0 obj\n", n + 1).bytes());
+        out.extend_from_slice(object);
+        out.extend(b"\nendobj\n");
+    }
+    let xref = out.len();
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    for offset in offsets {
+        out.extend(format!("{offset:010} 00000 n \n").bytes());
+    }
+    out.extend(
+        format!(
+            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
+            objects.len() + 1
+        )
+        .bytes(),
+    );
+    out
+}
+
+/// HTML with `depth` `tag` elements nested in one another around a word.
+pub fn deep_html(tag: &str, depth: usize) -> String {
+    format!(
+        "<html><body>{}deep inside{}</body></html>",
+        format!("<{tag}>").repeat(depth),
+        format!("</{tag}>").repeat(depth)
+    )
+}
+
+/// HTML with one table row of `cells` cells.
+pub fn wide_table(cells: usize) -> String {
+    let cells: String = (0..cells).map(|i| format!("<td>c{i}</td>")).collect();
+    format!("<html><body><table><tr>{cells}</tr></table></body></html>")
 }

@@ -55,22 +55,28 @@ impl OwnPostgres {
         postgres
     }
 
+    /// What `scripts/local-postgres up` prints: `DATABASE_URL=postgres://…`.
     fn admin_url(&self) -> String {
-        format!("postgres://docpipe@127.0.0.1:{}/docpipe", self.port)
+        let printed = self.script("env");
+        let url = printed.trim().strip_prefix("export DATABASE_URL=");
+        url.expect("scripts/local-postgres env prints the URL")
+            .to_string()
     }
 
-    fn script(&self, command: &str) {
-        let status = Command::new(concat!(
+    /// Runs the script on this cluster; what it printed.
+    fn script(&self, command: &str) -> String {
+        let output = Command::new(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../scripts/local-postgres"
         ))
         .arg(command)
         .env("DOCPIPE_PG_PORT", self.port.to_string())
         .env("DOCPIPE_PG_DATA", &self.data)
-        .stdout(std::process::Stdio::null())
-        .status()
+        .stderr(std::process::Stdio::inherit())
+        .output()
         .expect("scripts/local-postgres");
-        assert!(status.success(), "scripts/local-postgres {command}");
+        assert!(output.status.success(), "scripts/local-postgres {command}");
+        String::from_utf8(output.stdout).unwrap()
     }
 }
 

@@ -21,6 +21,19 @@ pub fn admin_url() -> String {
     )
 }
 
+/// The executable the tests' pipelines parse in: `docpipe-parse-sandbox`,
+/// beside the test binaries (cargo builds a package's binaries for its
+/// integration tests). `None` elsewhere (a bench serves children itself).
+pub fn parse_sandbox_exe() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let mut dir = exe.parent()?;
+    if dir.ends_with("deps") {
+        dir = dir.parent()?;
+    }
+    let path = dir.join("docpipe-parse-sandbox");
+    path.exists().then_some(path)
+}
+
 /// Every table of the `upload_pipeline` schema.
 pub const TABLES: &[&str] = &[
     "documents",
@@ -102,7 +115,11 @@ impl TestDb {
 
     /// Configuration for this database and blob dir, defaults plus `vars`.
     pub fn config(&self, vars: &[(&str, &str)]) -> Config {
-        let mut map: HashMap<String, String> = HashMap::from([
+        let mut map: HashMap<String, String> = parse_sandbox_exe()
+            .map(|exe| ("PARSE_SANDBOX_EXE".to_string(), exe.display().to_string()))
+            .into_iter()
+            .collect();
+        map.extend([
             ("DATABASE_URL".to_string(), self.url.clone()),
             (
                 "DOCPIPE_BLOB_DIR".to_string(),

@@ -53,8 +53,14 @@ enum Bench {
 
 const DIMS: &str = "64";
 
+fn main() {
+    // Documents are parsed in children of this executable: one parses here and exits.
+    docpipe_shared::parsing::sandbox::serve_if_child();
+    bench_main()
+}
+
 #[tokio::main]
-async fn main() {
+async fn bench_main() {
     match Args::parse().bench {
         Bench::Rate {
             tpm,

@@ -46,7 +46,7 @@ async fn secrets_become_the_database_url_and_the_api_keys() {
         &client,
         &serde_json::json!({
             "username": url.get_user().unwrap(),
-            "password": "not checked by the local cluster",
+            "password": String::from_utf8_lossy(url.get_password().unwrap_or_default()),
             "host": "db-instance.invalid",
             "port": 1,
             "dbname": "postgres",

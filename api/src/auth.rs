@@ -69,20 +69,42 @@ fn authorizer_value(extensions: &Extensions, name: &str) -> Option<String> {
         .or_else(|| authorizer.fields.get(name)?.as_str().map(str::to_string))
 }
 
-/// `key:tenant,key:tenant` (the `API_KEYS` setting) as a map.
+/// `key:tenant,key:tenant` (the `API_KEYS` setting) as a map. A key given
+/// twice is refused: one of its tenants would silently lose it, or gain
+/// the other's documents.
 pub fn parse_api_keys(text: &str) -> Result<HashMap<String, String>, String> {
-    text.split(',')
-        .filter(|pair| !pair.trim().is_empty())
-        .map(|pair| {
-            let (key, tenant) = pair.split_once(':').ok_or_else(|| {
-                "API_KEYS must be key:tenant pairs separated by commas".to_string()
-            })?;
-            let (key, tenant) = (key.trim(), tenant.trim());
-            if key.len() < 16 {
-                return Err("each API key needs 16 or more characters".to_string());
-            }
-            check_tenant(tenant).map_err(|e| format!("API_KEYS: {e}"))?;
-            Ok((key.to_string(), tenant.to_string()))
-        })
-        .collect()
+    let mut keys = HashMap::new();
+    for pair in text.split(',').filter(|pair| !pair.trim().is_empty()) {
+        let (key, tenant) = pair
+            .split_once(':')
+            .ok_or_else(|| "API_KEYS must be key:tenant pairs separated by commas".to_string())?;
+        let (key, tenant) = (key.trim(), tenant.trim());
+        if key.len() < 16 {
+            return Err("each API key needs 16 or more characters".to_string());
+        }
+        check_tenant(tenant).map_err(|e| format!("API_KEYS: {e}"))?;
+        if keys.insert(key.to_string(), tenant.to_string()).is_some() {
+            return Err(format!(
+                "API_KEYS names one key twice (for tenant {tenant}); each key must be unique"
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_api_keys;
+
+    #[test]
+    fn api_keys_are_pairs_of_a_unique_key_and_a_tenant() {
+        let keys = parse_api_keys("aaaaaaaaaaaaaaaa:acme, bbbbbbbbbbbbbbbb:other").unwrap();
+        assert_eq!(keys["aaaaaaaaaaaaaaaa"], "acme");
+        assert_eq!(keys["bbbbbbbbbbbbbbbb"], "other");
+        let twice = parse_api_keys("aaaaaaaaaaaaaaaa:acme,aaaaaaaaaaaaaaaa:other").unwrap_err();
+        assert!(twice.contains("twice"), "{twice}");
+        assert!(parse_api_keys("short:acme").is_err());
+        assert!(parse_api_keys("aaaaaaaaaaaaaaaa").is_err());
+        assert!(parse_api_keys("aaaaaaaaaaaaaaaa:bad tenant").is_err());
+    }
 }

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod health;
+pub mod server;
 mod uploads;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -145,6 +146,10 @@ impl IntoResponse for ApiError {
 
 impl From<docpipe_shared::Error> for ApiError {
     fn from(error: docpipe_shared::Error) -> Self {
+        if let docpipe_shared::Error::Rejected(reason) = &error {
+            // The request's own data (e.g. the database refused a value of it).
+            return ApiError::bad_request(reason.to_string());
+        }
         tracing::error!(%error, "request failed");
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -401,6 +406,13 @@ impl SearchFilterRequest {
             return Err(ApiError::bad_request(format!(
                 "filter.document_ids must name 1 to {MAX_FILTER_IDS} documents"
             )));
+        }
+        if let Some(prefix) = &self.key_prefix
+            && prefix.chars().any(char::is_control)
+        {
+            return Err(ApiError::bad_request(
+                "filter.key_prefix must not contain control characters (NUL, newlines…)",
+            ));
         }
         Ok(search::SearchFilter {
             key_prefix: self

@@ -3,6 +3,7 @@
 //! `.local/aws.env`), with `API_KEYS=key:tenant,…` naming who may call it,
 //! listening on `API_LISTEN` (default 127.0.0.1:3000).
 
+use docpipe_api::server::{ServerTimeouts, serve};
 use docpipe_api::{Api, Auth, parse_api_keys, router};
 use docpipe_shared::config::{AwsConfig, Config};
 use docpipe_shared::lambda::Deployment;
@@ -24,6 +25,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     })?;
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     tracing::info!(%listen, "docpipe-api listening");
-    axum::serve(listener, router(Arc::new(api))).await?;
+    serve(listener, router(Arc::new(api)), ServerTimeouts::default()).await?;
     Ok(())
 }

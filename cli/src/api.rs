@@ -2,6 +2,7 @@
 //! the database, as any client would (the API key decides the tenant).
 
 use anyhow::{Context, bail};
+use docpipe_shared::cost::usd;
 use docpipe_shared::search::SearchHit;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -92,13 +93,13 @@ pub fn print_status(status: &Value) {
         println!("  {state:<11} {count}");
     }
     println!(
-        "completed in the last hour {}; today {} tokens, {} pages, ${:.4} (all tenants ${:.4} of ${:.2} budget)",
+        "completed in the last hour {}; today {} tokens, {} pages, {} (all tenants {} of {} budget)",
         metrics["completed_last_hour"],
         metrics["tokens_today"],
         metrics["pages_today"],
-        metrics["usd_today"].as_f64().unwrap_or(0.0),
-        metrics["usd_today_all_tenants"].as_f64().unwrap_or(0.0),
-        metrics["daily_budget_usd"].as_f64().unwrap_or(0.0),
+        usd(metrics["usd_today"].as_f64().unwrap_or(0.0)),
+        usd(metrics["usd_today_all_tenants"].as_f64().unwrap_or(0.0)),
+        usd(metrics["daily_budget_usd"].as_f64().unwrap_or(0.0)),
     );
     for queue in health["queues"].as_array().into_iter().flatten() {
         println!(

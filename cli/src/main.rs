@@ -64,8 +64,14 @@ enum Command {
     },
 }
 
+fn main() -> ExitCode {
+    // Documents are parsed in children of this executable: one parses here and exits.
+    docpipe_shared::parsing::sandbox::serve_if_child();
+    cli_main()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn cli_main() -> ExitCode {
     // The summary reports every failure; logs below errors would repeat it.
     telemetry::init("error");
     match run(Cli::parse()).await {

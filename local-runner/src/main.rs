@@ -47,8 +47,14 @@ enum Command {
     },
 }
 
+fn main() -> Result<(), Error> {
+    // Documents are parsed in children of this executable: one parses here and exits.
+    docpipe_shared::parsing::sandbox::serve_if_child();
+    runner_main()
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Error> {
+async fn runner_main() -> Result<(), Error> {
     telemetry::init("info");
     let sdk = aws::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);

@@ -23,6 +23,9 @@ pub struct FaultKnobs {
     pub rate_limit_rate: f64,
     /// The `Retry-After` of injected 429s, in seconds.
     pub retry_after_secs: u64,
+    /// Instead, a `Retry-After` sent as it is (`inf`, `1e12`, `-1`, `soon`),
+    /// without `retry-after-ms`: what a broken or hostile provider may send.
+    pub retry_after_raw: Option<String>,
     /// Share of requests answered 200 with a body that is not the contract's JSON.
     pub malformed_rate: f64,
     /// Share of embedding requests answered with vectors one dimension short.
@@ -50,6 +53,10 @@ impl FaultKnobs {
         let mut knobs = serde_json::Map::new();
         for (name, value) in std::env::vars() {
             if let Some(knob) = name.strip_prefix("MOCK_FAULT_") {
+                if knob == "RETRY_AFTER_RAW" {
+                    knobs.insert(knob.to_ascii_lowercase(), value.into());
+                    continue;
+                }
                 let number: serde_json::Number = value
                     .parse()
                     .map_err(|_| format!("{name}={value:?} is not a number"))?;

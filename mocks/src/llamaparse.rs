@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use docpipe_shared::parsing::ParseLimits;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -120,7 +121,11 @@ async fn upload(
     let Some((name, bytes)) = file else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "field required: file");
     };
-    let outcome = docpipe_shared::parsing::parse(&name, bytes)
+    let outcome = docpipe_shared::parsing::Format::from_key(&name)
+        .and_then(|format| {
+            let bounds = ParseLimits::default().bounds(format, bytes.len());
+            docpipe_shared::parsing::parse(&name, bytes, &bounds)
+        })
         .map(|doc| (doc.text, doc.pages.unwrap_or(1)))
         .map_err(|reason| reason.to_string());
     let id = uuid::Uuid::new_v4().to_string();

@@ -234,8 +234,21 @@ async fn embeddings(
             );
         }
         Some(Fault::RateLimited) => {
-            let retry_after = Duration::from_secs(mock.faults.knobs().retry_after_secs.max(1));
-            return rate_limited("Rate limit reached for requests", retry_after);
+            let knobs = mock.faults.knobs();
+            let message = "Rate limit reached for requests";
+            if let Some(raw) = knobs.retry_after_raw {
+                let mut response = error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    Some("rate_limit_exceeded"),
+                    message,
+                );
+                if let Ok(value) = HeaderValue::from_str(&raw) {
+                    response.headers_mut().insert("retry-after", value);
+                }
+                return response;
+            }
+            let retry_after = Duration::from_secs(knobs.retry_after_secs.max(1));
+            return rate_limited(message, retry_after);
         }
         Some(Fault::Malformed) => return (StatusCode::OK, "{\"data\": [").into_response(),
         _ => {}

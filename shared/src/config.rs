@@ -158,6 +158,11 @@ pub struct Config {
     pub chunking: ChunkingConfig,
     pub embed_batch_size: usize,
     pub max_file_bytes: u64,
+    /// What parsing one document may cost.
+    pub parse_limits: crate::parsing::ParseLimits,
+    /// The executable parse children run (`PARSE_SANDBOX_EXE`); by default
+    /// the running one.
+    pub parse_sandbox_exe: Option<PathBuf>,
     /// Where the local blob store keeps objects (CLI and tests; S3 in Lambda).
     pub local_blob_dir: PathBuf,
 }
@@ -469,6 +474,32 @@ impl Config {
             ));
         }
 
+        let parse = crate::parsing::ParseLimits::default();
+        let parse_limits = crate::parsing::ParseLimits {
+            timeout: Duration::from_secs(
+                env.parsed("PARSE_TIMEOUT_SECS", parse.timeout.as_secs())?,
+            ),
+            memory_bytes: env
+                .parsed("PARSE_MEMORY_MB", parse.memory_bytes >> 20)?
+                .saturating_mul(1 << 20),
+            max_chars: env.parsed("PARSE_MAX_CHARS", parse.max_chars)?,
+            chars_per_byte: env.parsed("PARSE_CHARS_PER_BYTE", parse.chars_per_byte)?,
+            max_depth: env.parsed("PARSE_MAX_DEPTH", parse.max_depth)?,
+            max_pages: env.parsed("PARSE_MAX_PAGES", parse.max_pages)?,
+            concurrency: env.parsed("PARSE_CONCURRENCY", parse.concurrency)?,
+        };
+        if parse_limits.timeout.is_zero() || parse_limits.memory_bytes < 64 << 20 {
+            return Err(invalid(
+                "PARSE_TIMEOUT_SECS/PARSE_MEMORY_MB",
+                format!(
+                    "{:?}/{}",
+                    parse_limits.timeout,
+                    parse_limits.memory_bytes >> 20
+                ),
+                "parsing needs at least 1 s and 64 MB",
+            ));
+        }
+
         Ok(Config {
             database_url: Secret::new(env.required("DATABASE_URL")?),
             database_ca_file: env.get("DATABASE_CA_FILE").map(Into::into),
@@ -483,6 +514,8 @@ impl Config {
             chunking,
             embed_batch_size,
             max_file_bytes: env.parsed("MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,
+            parse_limits,
+            parse_sandbox_exe: env.get("PARSE_SANDBOX_EXE").map(PathBuf::from),
             local_blob_dir: PathBuf::from(
                 env.get("DOCPIPE_BLOB_DIR")
                     .unwrap_or_else(|| ".local/blobs".to_string()),

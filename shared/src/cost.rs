@@ -91,8 +91,9 @@ impl Spending {
         if self.usd_today >= policy.daily_budget_usd {
             return Some(Wait {
                 reason: format!(
-                    "daily budget reached: ${:.4} spent today of ${:.2} (DAILY_BUDGET_USD); resumes at 00:00 UTC",
-                    self.usd_today, policy.daily_budget_usd
+                    "daily budget reached: {} spent today of {} (DAILY_BUDGET_USD); resumes at 00:00 UTC",
+                    usd(self.usd_today),
+                    usd(policy.daily_budget_usd)
                 ),
                 until: self.day_ends,
             });
@@ -110,6 +111,19 @@ impl Spending {
     }
 }
 
+/// Dollars with the decimals the amount needs, at least two and at most six:
+/// a budget of $0.005 reads `$0.005`, not `$0.01`.
+pub fn usd(amount: f64) -> String {
+    let six = format!("{amount:.6}");
+    let trimmed = six.trim_end_matches('0');
+    let decimals = trimmed.split_once('.').map_or(0, |(_, d)| d.len());
+    if decimals >= 2 {
+        format!("${trimmed}")
+    } else {
+        format!("${amount:.2}")
+    }
+}
+
 /// Refuses a new paid call while spending is stopped.
 pub async fn check_allowance(client: &impl GenericClient, policy: &CostPolicy) -> Result<()> {
     match spending(client).await?.stop(policy) {
@@ -118,5 +132,19 @@ pub async fn check_allowance(client: &impl GenericClient, policy: &CostPolicy) -
             Err(Error::Waiting(wait))
         }
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usd;
+
+    #[test]
+    fn dollars_keep_the_decimals_they_need() {
+        assert_eq!(usd(5.0), "$5.00");
+        assert_eq!(usd(0.005), "$0.005");
+        assert_eq!(usd(0.1 + 0.2), "$0.30");
+        assert_eq!(usd(0.000_123), "$0.000123");
+        assert_eq!(usd(12.5), "$12.50");
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 /// Why a document cannot be processed. Recorded on the job as `error_code`
 /// (stable, for machines) and `error_message` (readable, for people).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     #[error(
         "unsupported file type {extension:?}; supported: .txt, .md, .markdown, .html, .htm, .pdf"
@@ -28,6 +28,21 @@ pub enum Rejection {
          not prose to chunk and embed (an encoded blob?)"
     )]
     UnbrokenText { chars: usize, limit: usize },
+    #[error(
+        "document gives over {limit} characters of text ({chars} so far; PARSE_MAX_CHARS, \
+         PARSE_CHARS_PER_BYTE)"
+    )]
+    TooMuchText { chars: usize, limit: usize },
+    #[error("elements nest {depth} deep, over the limit of {limit} (PARSE_MAX_DEPTH)")]
+    TooDeep { depth: usize, limit: usize },
+    #[error("PDF has {pages} pages, over the limit of {limit} (PARSE_MAX_PAGES)")]
+    TooManyPages { pages: usize, limit: usize },
+    #[error("parsing took longer than {secs} s (PARSE_TIMEOUT_SECS)")]
+    ParserTimedOut { secs: u64 },
+    #[error("parsing needed more than {limit_mb} MB of memory (PARSE_MEMORY_MB)")]
+    ParseMemory { limit_mb: u64 },
+    #[error("the parser stopped on this document: {detail}")]
+    ParserCrashed { detail: String },
     #[error("object key {key:?} is not of the form uploads/<tenant>/<path>: {detail}")]
     InvalidKey { key: String, detail: String },
     #[error("object {key:?} no longer exists (deleted before it was processed)")]
@@ -45,6 +60,8 @@ pub enum Rejection {
     ParseFailed { detail: String },
     #[error("LlamaParse did not finish within {secs} s (LLAMAPARSE_JOB_TIMEOUT_SECS)")]
     ParseTimedOut { secs: u64 },
+    #[error("the database refused the document's data: {detail}")]
+    DataRefused { detail: String },
     #[error("gave up after {attempts} attempts; last error: {last_error}")]
     RetriesExhausted { attempts: u32, last_error: String },
     #[error("stuck in {state}: no progress after the sweeper resumed it {resumes} times")]
@@ -63,6 +80,12 @@ impl Rejection {
             Rejection::UnreadablePdf { .. } => "unreadable_pdf",
             Rejection::NoText => "no_text",
             Rejection::UnbrokenText { .. } => "unbroken_text",
+            Rejection::TooMuchText { .. } => "too_much_text",
+            Rejection::TooDeep { .. } => "too_deep",
+            Rejection::TooManyPages { .. } => "too_many_pages",
+            Rejection::ParserTimedOut { .. } => "parse_timeout",
+            Rejection::ParseMemory { .. } => "parse_memory",
+            Rejection::ParserCrashed { .. } => "parse_crashed",
             Rejection::InvalidKey { .. } => "invalid_key",
             Rejection::ObjectMissing { .. } => "object_missing",
             Rejection::EmbeddingRejected { .. } => "embedding_rejected",
@@ -70,6 +93,7 @@ impl Rejection {
             Rejection::ChunkTooLong { .. } => "chunk_too_long",
             Rejection::ParseFailed { .. } => "parse_failed",
             Rejection::ParseTimedOut { .. } => "parse_timeout",
+            Rejection::DataRefused { .. } => "data_refused",
             Rejection::RetriesExhausted { .. } => "retries_exhausted",
             Rejection::Stuck { .. } => "stuck",
         }
@@ -119,10 +143,21 @@ impl Error {
     }
 }
 
+/// SQLSTATE classes that no retry can fix.
+const DATA_FAULT_CLASSES: [&str; 2] = ["22", "54"];
+
 impl From<tokio_postgres::Error> for Error {
     fn from(err: tokio_postgres::Error) -> Self {
         // Show the server's message (it names the constraint or column), not just "db error".
         match err.as_db_error() {
+            // Data exceptions (22: a NUL in text, a bad encoding, a value out
+            // of range) and program limits (54: a row or value too large) are
+            // the data's fault: the same statement would fail every time.
+            Some(db) if DATA_FAULT_CLASSES.contains(&&db.code().code()[..2]) => {
+                Error::Rejected(Rejection::DataRefused {
+                    detail: format!("{}: {}", db.code().code(), db.message()),
+                })
+            }
             Some(db) => {
                 Error::Transient(format!("database: {}: {}", db.code().code(), db.message()))
             }

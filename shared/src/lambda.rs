@@ -220,21 +220,27 @@ mod tests {
         event.records[0].body.as_deref().unwrap()
     }
 
-    /// The sample events for `cargo lambda invoke` are what the handlers read.
+    /// The bucket `scripts/local up` makes: the template's name for the stack
+    /// `docpipe` in LocalStack's account and region.
+    const LOCAL_BUCKET: &str = "docpipe-uploads-000000000000-us-east-1";
+
+    /// The sample events for `cargo lambda invoke` are what the handlers read,
+    /// for the bucket of the local stack (another bucket's are ignored).
     #[test]
     fn sample_events_are_valid() {
         let put = event(include_str!("../../events/ingest-s3-put.json"));
         let changes = s3_notification::parse(body(&put)).unwrap();
         assert_eq!(changes[0].event, ObjectEvent::Created);
         assert_eq!(changes[0].key, "uploads/demo/fog signals.txt");
+        assert_eq!(changes[0].bucket, LOCAL_BUCKET);
         assert_eq!(receive_count(&put.records[0]), 1);
         let delete = event(include_str!("../../events/ingest-s3-delete.json"));
-        assert_eq!(
-            s3_notification::parse(body(&delete)).unwrap()[0].event,
-            ObjectEvent::Removed
-        );
+        let removed = &s3_notification::parse(body(&delete)).unwrap()[0];
+        assert_eq!(removed.event, ObjectEvent::Removed);
+        assert_eq!(removed.bucket, LOCAL_BUCKET);
         let test = event(include_str!("../../events/ingest-s3-test-event.json"));
         assert_eq!(s3_notification::parse(body(&test)).unwrap(), []);
+        assert!(body(&test).contains(LOCAL_BUCKET));
         for (json, stage) in [
             (include_str!("../../events/parse.json"), "parse"),
             (include_str!("../../events/chunk.json"), "chunk"),

@@ -295,7 +295,13 @@ pub fn upload_keys(
             if name.starts_with('.') {
                 continue;
             }
-            if entry.file_type()?.is_dir() {
+            let kind = entry.file_type()?;
+            if kind.is_symlink() {
+                // A link may lead out of the folder (to ~/.ssh, /etc): never followed.
+                tracing::warn!(path = %entry.path().display(), "symbolic link skipped");
+                continue;
+            }
+            if kind.is_dir() {
                 walk(&entry.path(), &format!("{prefix}{name}/"), out)?;
             } else {
                 out.push((format!("{prefix}{name}"), entry.path()));
@@ -320,4 +326,30 @@ pub fn upload_keys(
     files.sort();
     files.dedup_by(|a, b| a.0 == b.0);
     Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upload_keys;
+
+    #[test]
+    fn folders_are_walked_without_following_links_out() {
+        let root = std::env::temp_dir().join(format!("docpipe-walk-{}", uuid::Uuid::new_v4()));
+        let folder = root.join("corpus");
+        std::fs::create_dir_all(folder.join("sub")).unwrap();
+        std::fs::write(folder.join("a.md"), "a").unwrap();
+        std::fs::write(folder.join("sub/b.txt"), "b").unwrap();
+        std::fs::write(folder.join(".hidden.txt"), "h").unwrap();
+        std::fs::write(root.join("secret.txt"), "not for upload").unwrap();
+        std::os::unix::fs::symlink(root.join("secret.txt"), folder.join("link.txt")).unwrap();
+        std::os::unix::fs::symlink(&root, folder.join("up")).unwrap();
+
+        let keys: Vec<String> = upload_keys("acme", &[folder])
+            .unwrap()
+            .into_iter()
+            .map(|(key, _)| key)
+            .collect();
+        assert_eq!(keys, ["uploads/acme/a.md", "uploads/acme/sub/b.txt"]);
+        std::fs::remove_dir_all(root).unwrap();
+    }
 }

@@ -46,7 +46,7 @@ impl ExternalService {
         ExternalService {
             name,
             breaker: CircuitBreaker::new(policy.breaker_threshold, policy.breaker_cool_down),
-            limiter,
+            limiter: limiter.capped(policy.max_wait),
             policy: policy.clone(),
             reported_changes: AtomicU64::new(u64::MAX),
             called: AtomicBool::new(false),

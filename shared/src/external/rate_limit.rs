@@ -13,7 +13,7 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter as Gcra};
 use std::num::NonZeroU32;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 type Limiter = Gcra<NotKeyed, InMemoryState, DefaultClock, NoOpMiddleware>;
 
@@ -21,6 +21,9 @@ pub struct RateLimiter {
     tokens: Option<(Limiter, u32)>,
     requests: Option<Limiter>,
     paused_until: Mutex<Option<Instant>>,
+    /// The longest pause a service may impose on this process: whatever it
+    /// asks, callers never wait longer (a longer wait goes back to the queue).
+    max_pause: Duration,
 }
 
 /// A limiter allowing `per_minute` cells a minute, at most `burst` at once.
@@ -49,7 +52,14 @@ impl RateLimiter {
             }),
             requests: requests_per_minute.map(|rpm| gcra(rpm, NonZeroU32::MIN)),
             paused_until: Mutex::new(None),
+            max_pause: Duration::MAX,
         }
+    }
+
+    /// Pauses the service asks for last at most `max_pause`.
+    pub fn capped(mut self, max_pause: Duration) -> Self {
+        self.max_pause = max_pause;
+        self
     }
 
     /// The most tokens one request may carry under this limiter.
@@ -79,9 +89,12 @@ impl RateLimiter {
         }
     }
 
-    /// Stops every caller for `wait` (the service said so).
+    /// Stops every caller for `wait` (the service said so), at most the cap.
     pub fn pause(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let now = Instant::now();
+        let Some(until) = now.checked_add(wait.min(self.max_pause)) else {
+            return;
+        };
         let mut paused = self.paused_until.lock().unwrap();
         if paused.is_none_or(|current| current < until) {
             *paused = Some(until);
@@ -111,15 +124,32 @@ impl RateLimiter {
     }
 }
 
-/// When the service may be called again, from `retry-after-ms` or `retry-after` (seconds).
+/// When the service may be called again, from `retry-after-ms` or
+/// `retry-after` (seconds or an HTTP date). Whatever a service sends, this
+/// never panics: garbage and negative values are `None` (the caller's own
+/// backoff applies), infinite or huge ones saturate (and are capped by the
+/// caller).
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     let header = |name| headers.get(name).and_then(|v| v.to_str().ok());
     if let Some(ms) = header("retry-after-ms").and_then(|v| v.trim().parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+        return seconds(ms / 1000.0);
     }
-    header("retry-after")
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|secs| Duration::from_secs_f64(secs.max(0.0)))
+    let value = header("retry-after")?.trim();
+    match value.parse::<f64>() {
+        Ok(secs) => seconds(secs),
+        Err(_) => httpdate::parse_http_date(value)
+            .ok()
+            .map(|at| at.duration_since(SystemTime::now()).unwrap_or_default()),
+    }
+}
+
+/// A wait of `secs` seconds: `None` for NaN or a negative number, saturating
+/// at [`Duration::MAX`].
+fn seconds(secs: f64) -> Option<Duration> {
+    if secs.is_nan() || secs < 0.0 {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX))
 }
 
 /// OpenAI's reset durations: `6m0s`, `1.5s`, `20ms`, `1h2m3s`.
@@ -147,7 +177,7 @@ pub fn parse_reset(value: &str) -> Option<Duration> {
             };
         rest = tail;
     }
-    Some(Duration::from_secs_f64(total))
+    seconds(total)
 }
 
 #[cfg(test)]
@@ -162,6 +192,49 @@ mod tests {
         assert_eq!(parse_reset("1h2m3s"), Some(Duration::from_secs(3723)));
         assert_eq!(parse_reset("soon"), None);
         assert_eq!(parse_reset(""), None);
+        assert_eq!(parse_reset("99999999999999999999999h"), Some(Duration::MAX));
+    }
+
+    #[test]
+    fn hostile_retry_after_values_never_panic() {
+        let headers = |name: &'static str, value: &str| {
+            let mut map = reqwest::header::HeaderMap::new();
+            map.insert(name, value.parse().unwrap());
+            retry_after(&map)
+        };
+        assert_eq!(headers("retry-after", "2"), Some(Duration::from_secs(2)));
+        assert_eq!(headers("retry-after", "inf"), Some(Duration::MAX));
+        assert_eq!(
+            headers("retry-after", "1e12"),
+            Some(Duration::from_secs(1_000_000_000_000))
+        );
+        assert_eq!(headers("retry-after", "1e400"), Some(Duration::MAX));
+        assert_eq!(headers("retry-after", "-5"), None);
+        assert_eq!(headers("retry-after", "NaN"), None);
+        assert_eq!(headers("retry-after", "soon, maybe"), None);
+        assert_eq!(headers("retry-after-ms", "inf"), Some(Duration::MAX));
+        assert_eq!(headers("retry-after-ms", "-1"), None);
+        assert_eq!(
+            headers("retry-after-ms", "250"),
+            Some(Duration::from_millis(250))
+        );
+        let past = headers("retry-after", "Wed, 21 Oct 2015 07:28:00 GMT");
+        assert_eq!(past, Some(Duration::ZERO));
+    }
+
+    #[tokio::test]
+    async fn a_huge_pause_is_capped() {
+        let limiter =
+            RateLimiter::new(None, NonZeroU32::MIN, None).capped(Duration::from_millis(100));
+        limiter.pause(Duration::MAX);
+        limiter.pause(Duration::from_secs(1_000_000_000_000));
+        let start = Instant::now();
+        limiter.acquire(1).await;
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_millis(90) && waited < Duration::from_secs(2),
+            "{waited:?}"
+        );
     }
 
     #[tokio::test]

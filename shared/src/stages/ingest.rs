@@ -55,6 +55,11 @@ pub fn tenant_of(key: &str) -> Result<&str, Rejection> {
         key: key.to_string(),
         detail: detail.to_string(),
     };
+    if key.chars().any(char::is_control) {
+        return Err(invalid(
+            "control characters (NUL, newlines…) are not allowed in keys",
+        ));
+    }
     let rest = key
         .strip_prefix(UPLOAD_PREFIX)
         .ok_or_else(|| invalid("not under uploads/"))?;
@@ -342,6 +347,9 @@ mod tests {
             "uploads/acme/../other/a.txt",
             "uploads/acme/./a.txt",
             "uploads/acme/dir//a.txt",
+            "uploads/acme/a\0.txt",
+            "uploads/acme/a\n.txt",
+            "uploads/acme/\u{7f}.txt",
         ] {
             assert!(
                 matches!(tenant_of(bad), Err(Rejection::InvalidKey { .. })),

@@ -33,6 +33,8 @@ pub struct Pipeline {
     pub embedder: Arc<dyn Embedder>,
     pub chunker: Arc<Chunker>,
     pub max_file_bytes: u64,
+    /// Where documents are parsed: child processes within the parse limits.
+    pub parser: crate::parsing::sandbox::ParseSandbox,
     pub embed_batch_size: u32,
     pub cost: CostPolicy,
     /// LlamaParse, when `PARSER=llamaparse` and not `SERVICE_MODE=mock`.
@@ -73,6 +75,10 @@ impl Pipeline {
             embedder,
             chunker: Arc::new(chunker),
             max_file_bytes: config.max_file_bytes,
+            parser: crate::parsing::sandbox::ParseSandbox::new(
+                config.parse_limits.clone(),
+                config.parse_sandbox_exe.clone(),
+            ),
             embed_batch_size: config.embed_batch_size as u32,
             cost: config.cost.clone(),
             llamaparse: remote_parser(config)?,

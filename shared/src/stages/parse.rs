@@ -3,7 +3,7 @@
 //! layers are parsed here; extensions configured for LlamaParse are uploaded
 //! to it and checked on with delayed messages until its markdown is ready.
 
-use super::{Pipeline, RemoteParser, blocking, job_in_state};
+use super::{Pipeline, RemoteParser, job_in_state};
 use crate::cost::{self, Spend};
 use crate::error::{Rejection, Result};
 use crate::jobs::{self, Job};
@@ -59,12 +59,8 @@ pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
 }
 
 async fn parse_locally(pipeline: &Pipeline, job: &Job) -> Result<Parsed> {
-    let bytes = pipeline
-        .blobs
-        .get(&job.source_key, pipeline.max_file_bytes)
-        .await?;
-    let key = job.source_key.clone();
-    let document = blocking(move || parsing::parse(&key, bytes)).await??;
+    let read = pipeline.blobs.get(&job.source_key, pipeline.max_file_bytes);
+    let document = pipeline.parser.parse(&job.source_key, read).await?;
     Ok(Parsed {
         markdown: document.format.is_markdown(),
         format: format!("{:?}", document.format).to_lowercase(),
@@ -119,6 +115,9 @@ async fn parse_remotely(
         JobStatus::Failed(detail) => Err(Rejection::ParseFailed { detail }.into()),
         JobStatus::Done => {
             let result = remote.client.result(request_id).await?;
+            // LlamaParse's text is held to PARSE_MAX_CHARS like any other.
+            let bounds = pipeline.parser.limits().bounds(parsing::Format::Text, 0);
+            parsing::check_length(result.markdown.chars().count(), &bounds)?;
             Ok(Some(Parsed {
                 text: result.markdown,
                 markdown: true,

@@ -1,10 +1,19 @@
 //! Turns uploaded bytes into text: plain text, markdown, HTML and PDF (text layer).
+//!
+//! Every parse is bounded: the text it may give ([`OutputBounds`]: characters,
+//! HTML nesting depth, PDF pages) here, and its time and memory by the
+//! [`sandbox`] that runs it in a child process.
+
+pub mod sandbox;
 
 use crate::error::Rejection;
 use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// What kind of document a key names, by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Text,
     Markdown,
@@ -32,6 +41,76 @@ impl Format {
     pub fn is_markdown(self) -> bool {
         self == Format::Markdown
     }
+
+    /// Formats whose text can be far larger than their bytes (markup that
+    /// multiplies, compressed streams).
+    fn amplifies(self) -> bool {
+        matches!(self, Format::Html | Format::Pdf)
+    }
+}
+
+/// What parsing one document may cost. The defaults fit a 256 MB function
+/// handling a 100 MiB file; each is a setting (README, Configuration).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseLimits {
+    /// Wall time of one parse (`PARSE_TIMEOUT_SECS`).
+    pub timeout: Duration,
+    /// Address space of the process that parses (`PARSE_MEMORY_MB`).
+    pub memory_bytes: u64,
+    /// Characters of text any document may give (`PARSE_MAX_CHARS`)...
+    pub max_chars: usize,
+    /// ...and an HTML or PDF file at most this many per byte of itself
+    /// (`PARSE_CHARS_PER_BYTE`), but never fewer than [`MIN_CHARS_ALLOWED`].
+    pub chars_per_byte: usize,
+    /// Deepest element nesting of an HTML document (`PARSE_MAX_DEPTH`).
+    pub max_depth: usize,
+    /// Most pages of a PDF (`PARSE_MAX_PAGES`).
+    pub max_pages: usize,
+    /// Parses at once in one process (`PARSE_CONCURRENCY`).
+    pub concurrency: usize,
+}
+
+/// Characters of text any HTML or PDF file may give, however small.
+pub const MIN_CHARS_ALLOWED: usize = 1 << 20;
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 512 << 20,
+            max_chars: 64 << 20,
+            chars_per_byte: 16,
+            max_depth: 256,
+            max_pages: 10_000,
+            concurrency: 2,
+        }
+    }
+}
+
+impl ParseLimits {
+    /// The bounds on the text of a document of `size` bytes in `format`.
+    pub fn bounds(&self, format: Format, size: usize) -> OutputBounds {
+        let max_chars = if format.amplifies() {
+            size.saturating_mul(self.chars_per_byte)
+                .max(MIN_CHARS_ALLOWED)
+                .min(self.max_chars)
+        } else {
+            self.max_chars
+        };
+        OutputBounds {
+            max_chars,
+            max_depth: self.max_depth,
+            max_pages: self.max_pages,
+        }
+    }
+}
+
+/// The most text one document may give, and the structure it may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputBounds {
+    pub max_chars: usize,
+    pub max_depth: usize,
+    pub max_pages: usize,
 }
 
 /// The text of a document, ready for chunking.
@@ -48,24 +127,28 @@ pub struct ParsedDocument {
 /// meaningless chunks.
 pub const MAX_UNBROKEN_CHARS: usize = 64 * 1024;
 
-/// Width for HTML rendering: wide enough that lines are never wrapped.
-const HTML_LINE_WIDTH: usize = 1 << 20;
+/// Width for HTML rendering: a page's width. Tables are rendered a cell to a
+/// row ("raw" mode), so no cell is padded out to the width of its column.
+const HTML_LINE_WIDTH: usize = 200;
 
-/// Text of the file. Takes the bytes so that UTF-8 text becomes the document
-/// without a copy (a 50 MB file is held once, not twice).
-pub fn parse(key: &str, bytes: Bytes) -> Result<ParsedDocument, Rejection> {
+/// Text of the file, within `bounds`. Takes the bytes so that UTF-8 text
+/// becomes the document without a copy (a 50 MB file is held once, not
+/// twice). Runs in this process with no bound on its time or memory: the
+/// pipeline runs it through [`sandbox::ParseSandbox`].
+pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDocument, Rejection> {
     let format = Format::from_key(key)?;
     if bytes.is_empty() {
         return Err(Rejection::EmptyFile);
     }
     let (text, pages) = match format {
         Format::Text | Format::Markdown => (decode_text(bytes)?, None),
-        Format::Html => (html_to_text(&decode_text(bytes)?)?, None),
+        Format::Html => (html_to_text(&decode_text(bytes)?, bounds)?, None),
         Format::Pdf => {
-            let pages = pdf_pages(&bytes)?;
+            let pages = pdf_pages(&bytes, bounds)?;
             (pages.join("\n\n"), Some(pages.len() as u32))
         }
     };
+    check_length(text.chars().count(), bounds)?;
     if text.trim().is_empty() {
         return Err(Rejection::NoText);
     }
@@ -87,14 +170,32 @@ pub fn parse(key: &str, bytes: Bytes) -> Result<ParsedDocument, Rejection> {
     })
 }
 
+/// Refuses text over the bounds.
+pub fn check_length(chars: usize, bounds: &OutputBounds) -> Result<(), Rejection> {
+    if chars > bounds.max_chars {
+        return Err(Rejection::TooMuchText {
+            chars,
+            limit: bounds.max_chars,
+        });
+    }
+    Ok(())
+}
+
 /// UTF-8 (with or without BOM) or BOM-marked UTF-16; anything else is refused
-/// rather than guessed at.
+/// rather than guessed at, and so is a NUL character (no text holds one, and
+/// Postgres cannot store it).
 fn decode_text(bytes: Bytes) -> Result<String, Rejection> {
     let utf16 = |bytes: &[u8], to_u16: fn([u8; 2]) -> u16| {
         let units: Vec<u16> = bytes
             .chunks_exact(2)
             .map(|pair| to_u16([pair[0], pair[1]]))
             .collect();
+        if let Some(unit) = units.iter().position(|&u| u == 0) {
+            // Offset in the file: the BOM, then two bytes a unit.
+            return Err(Rejection::Binary {
+                offset: 2 + 2 * unit,
+            });
+        }
         String::from_utf16(&units).map_err(|_| Rejection::NotUtf8 { offset: 0 })
     };
     match bytes[..] {
@@ -115,30 +216,99 @@ fn decode_utf8(bytes: Bytes) -> Result<String, Rejection> {
     })
 }
 
-fn html_to_text(html: &str) -> Result<String, Rejection> {
-    html2text::config::plain_no_decorate()
-        .string_from_read(html.as_bytes(), HTML_LINE_WIDTH)
+/// The text of an HTML document, its nesting checked before it is rendered
+/// (rendering time and text grow with the square of the depth).
+fn html_to_text(html: &str, bounds: &OutputBounds) -> Result<String, Rejection> {
+    let config = html2text::config::plain_no_decorate()
+        .raw_mode(true)
+        .allow_width_overflow();
+    let dom = config
+        .parse_html(html.as_bytes())
+        .map_err(|_| Rejection::NoText)?;
+    let depth = html_depth(&dom.document);
+    if depth > bounds.max_depth {
+        return Err(Rejection::TooDeep {
+            depth,
+            limit: bounds.max_depth,
+        });
+    }
+    let tree = config
+        .dom_to_render_tree(&dom)
+        .map_err(|_| Rejection::NoText)?;
+    config
+        .render_to_string(tree, HTML_LINE_WIDTH)
         .map_err(|_| Rejection::NoText)
 }
 
-/// Text of each page. The PDF crate can panic on malformed files; that is
-/// the file's fault, so it becomes a rejection.
-fn pdf_pages(bytes: &[u8]) -> Result<Vec<String>, Rejection> {
-    let extracted = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem_by_pages(bytes));
-    match extracted {
-        Ok(Ok(pages)) => Ok(pages),
-        Ok(Err(e)) => Err(Rejection::UnreadablePdf {
-            detail: e.to_string(),
-        }),
-        Err(_) => Err(Rejection::UnreadablePdf {
-            detail: "the file is malformed".into(),
-        }),
+/// How deep elements nest below `root` (without recursion: the depth is the
+/// attacker's to choose).
+fn html_depth(root: &html2text::Handle) -> usize {
+    let mut deepest = 0;
+    let mut pending = vec![(root.clone(), 0)];
+    while let Some((node, depth)) = pending.pop() {
+        deepest = deepest.max(depth);
+        pending.extend(
+            node.children
+                .borrow()
+                .iter()
+                .map(|child| (child.clone(), depth + 1)),
+        );
     }
+    deepest
+}
+
+/// Text of each page, up to the first page that cannot be read, within the
+/// bounds (checked page by page, so a file whose pages repeat one huge
+/// stream stops early). NULs (font-encoding artefacts of the extractor, not
+/// text) are dropped. The PDF crate can panic on malformed files; that is
+/// the file's fault, so it becomes a rejection.
+fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<Vec<String>, Rejection> {
+    let unreadable = |detail: String| Rejection::UnreadablePdf { detail };
+    let extract = || {
+        let mut document =
+            lopdf::Document::load_mem(bytes).map_err(|e| unreadable(e.to_string()))?;
+        if document.is_encrypted() {
+            document
+                .decrypt("")
+                .map_err(|e| unreadable(e.to_string()))?;
+        }
+        let numbers: Vec<u32> = document.get_pages().into_keys().collect();
+        if numbers.len() > bounds.max_pages {
+            return Err(Rejection::TooManyPages {
+                pages: numbers.len(),
+                limit: bounds.max_pages,
+            });
+        }
+        let mut pages = Vec::with_capacity(numbers.len());
+        let mut chars = 0;
+        for number in numbers {
+            let mut text = String::new();
+            let mut output = pdf_extract::PlainTextOutput::new(&mut text);
+            if pdf_extract::output_doc_page(&document, &mut output, number).is_err() {
+                break;
+            }
+            text.retain(|c| c != '\0');
+            chars += text.chars().count();
+            check_length(chars, bounds)?;
+            pages.push(text);
+        }
+        Ok(pages)
+    };
+    std::panic::catch_unwind(extract).unwrap_or_else(|_| {
+        Err(Rejection::UnreadablePdf {
+            detail: "the file is malformed".into(),
+        })
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse(key: &str, bytes: Bytes) -> Result<ParsedDocument, Rejection> {
+        let bounds = ParseLimits::default().bounds(Format::from_key(key)?, bytes.len());
+        super::parse(key, bytes, &bounds)
+    }
 
     fn parsed(key: &str, bytes: &[u8]) -> String {
         parse(key, Bytes::copy_from_slice(bytes)).unwrap().text

@@ -1,0 +1,321 @@
+//! Untrusted documents are parsed in a child process that the OS bounds:
+//! the same executable, started again with [`CHILD_ENV`] set, under
+//! `RLIMIT_AS` (memory) and `RLIMIT_CPU`, killed at a wall-clock deadline or
+//! once its text passes the document's bound. A hostile file (a compression
+//! bomb, markup nested ten thousand deep) then costs at most its limits and
+//! fails alone with a reason, and the process handling other tenants'
+//! documents survives it: a thread cannot be stopped or have its memory
+//! bounded, a child process can. Why not in-process limits alone: the PDF and
+//! HTML crates allocate and loop inside calls we cannot interrupt.
+//!
+//! Every binary that parses calls [`serve_if_child`] first thing in `main`.
+
+use super::{Format, OutputBounds, ParseLimits, ParsedDocument};
+use crate::error::{Error, Rejection, Result};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// Set in a parse child's environment: it parses its stdin and exits.
+pub const CHILD_ENV: &str = "DOCPIPE_PARSE_CHILD";
+
+/// Whether this executable serves as a parse child ([`serve_if_child`] ran).
+static SERVES_CHILDREN: AtomicBool = AtomicBool::new(false);
+
+/// In a parse child, parses the document on stdin, writes the answer to
+/// stdout and exits; otherwise notes that this executable can be one.
+pub fn serve_if_child() {
+    if std::env::var_os(CHILD_ENV).is_none() {
+        SERVES_CHILDREN.store(true, Ordering::Relaxed);
+        return;
+    }
+    std::process::exit(match serve_child() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("parse child: {e}");
+            2
+        }
+    })
+}
+
+/// The first line a parent writes to its child; the document's bytes follow.
+#[derive(Serialize, Deserialize)]
+struct Request {
+    key: String,
+    bounds: OutputBounds,
+}
+
+/// The first line a child writes back; on success, the text follows.
+#[derive(Serialize, Deserialize)]
+enum Answer {
+    Parsed { format: Format, pages: Option<u32> },
+    Rejected(Rejection),
+}
+
+fn serve_child() -> std::io::Result<()> {
+    let mut stdin = std::io::stdin().lock();
+    let mut header = String::new();
+    stdin.read_line(&mut header)?;
+    let request: Request = serde_json::from_str(&header)?;
+    let mut bytes = Vec::new();
+    stdin.read_to_end(&mut bytes)?;
+    let parsed = std::panic::catch_unwind(|| {
+        super::parse(&request.key, Bytes::from(bytes), &request.bounds)
+    })
+    .unwrap_or_else(|panic| {
+        let detail = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".into());
+        Err(Rejection::ParserCrashed { detail })
+    });
+    let mut stdout = std::io::stdout().lock();
+    let (answer, text) = match parsed {
+        Ok(document) => (
+            Answer::Parsed {
+                format: document.format,
+                pages: document.pages,
+            },
+            document.text,
+        ),
+        Err(reason) => (Answer::Rejected(reason), String::new()),
+    };
+    serde_json::to_writer(&mut stdout, &answer)?;
+    stdout.write_all(b"\n")?;
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// Runs parses in child processes within [`ParseLimits`], a bounded number
+/// at once.
+pub struct ParseSandbox {
+    limits: ParseLimits,
+    /// The executable started as a child; `None` parses in this process,
+    /// bounded in output only (a library user that serves no children).
+    executable: Option<PathBuf>,
+    running: Semaphore,
+}
+
+/// The most of a child's error output kept to explain how it ended.
+const STDERR_KEPT: usize = 4096;
+
+impl ParseSandbox {
+    /// Children are `executable` (`PARSE_SANDBOX_EXE`), or this executable
+    /// if it serves them.
+    pub fn new(limits: ParseLimits, executable: Option<PathBuf>) -> ParseSandbox {
+        let executable = executable.or_else(|| {
+            SERVES_CHILDREN
+                .load(Ordering::Relaxed)
+                .then(|| std::env::current_exe().ok())
+                .flatten()
+        });
+        if executable.is_none() {
+            tracing::warn!(
+                "documents are parsed in-process, without time or memory limits: \
+                 call parsing::sandbox::serve_if_child in main or set PARSE_SANDBOX_EXE"
+            );
+        }
+        ParseSandbox {
+            running: Semaphore::new(limits.concurrency.max(1)),
+            limits,
+            executable,
+        }
+    }
+
+    pub fn limits(&self) -> &ParseLimits {
+        &self.limits
+    }
+
+    /// The text of the document at `key`, whose bytes `read` fetches once a
+    /// parse slot is free (so a process holds at most `concurrency`
+    /// documents). The document's faults (and its limits) are rejections;
+    /// failing to start a child is transient.
+    pub async fn parse(
+        &self,
+        key: &str,
+        read: impl Future<Output = Result<Bytes>>,
+    ) -> Result<ParsedDocument> {
+        let format = Format::from_key(key)?;
+        let _turn = self
+            .running
+            .acquire()
+            .await
+            .map_err(|e| Error::transient("parse slots", e))?;
+        let bytes = read.await?;
+        let bounds = self.limits.bounds(format, bytes.len());
+        let Some(executable) = &self.executable else {
+            let key = key.to_string();
+            return tokio::task::spawn_blocking(move || super::parse(&key, bytes, &bounds))
+                .await
+                .map_err(|e| Error::transient("parse thread", e))?
+                .map_err(Error::from);
+        };
+        self.in_child(executable, key, bytes, bounds).await
+    }
+
+    async fn in_child(
+        &self,
+        executable: &PathBuf,
+        key: &str,
+        bytes: Bytes,
+        bounds: OutputBounds,
+    ) -> Result<ParsedDocument> {
+        let limits = &self.limits;
+        let mut command = tokio::process::Command::new(executable);
+        command
+            // The child needs nothing of ours: no secrets, no settings.
+            .env_clear()
+            .env(CHILD_ENV, "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let memory = limits.memory_bytes;
+        let cpu_secs = limits.timeout.as_secs() + 1;
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between
+        // fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                set_limit(libc::RLIMIT_AS, memory)?;
+                set_limit(libc::RLIMIT_CPU, cpu_secs)?;
+                set_limit(libc::RLIMIT_CORE, 0)
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| Error::transient("starting the parse child", e))?;
+        let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(Error::Transient("parse child without pipes".into()));
+        };
+        // Read to the end, keeping the first few KB: a child never blocks on it.
+        let errors = tokio::spawn(async move {
+            let mut kept = Vec::new();
+            let mut buffer = [0u8; 8192];
+            while let Ok(n @ 1..) = stderr.read(&mut buffer).await {
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buffer[..n.min(room)]);
+            }
+            String::from_utf8_lossy(&kept).into_owned()
+        });
+        let mut header = serde_json::to_vec(&Request {
+            key: key.to_string(),
+            bounds,
+        })
+        .map_err(|e| Error::transient("parse request", e))?;
+        header.push(b'\n');
+        // A header line, then at most four bytes a character.
+        let most = 64 * 1024 + 4 * bounds.max_chars as u64;
+        let feed = async move {
+            // A child that stops early (its answer is already out) closes its
+            // stdin: not an error of ours.
+            let _ = stdin.write_all(&header).await;
+            let _ = stdin.write_all(&bytes).await;
+        };
+        let read = async move {
+            let mut out = Vec::new();
+            let read = stdout.take(most + 1).read_to_end(&mut out).await;
+            read.map(|_| out)
+        };
+        let exchange = async { tokio::join!(feed, read).1 };
+        let output = match tokio::time::timeout(limits.timeout, exchange).await {
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(Rejection::ParserTimedOut {
+                    secs: limits.timeout.as_secs(),
+                }
+                .into());
+            }
+            Ok(read) => read.map_err(|e| Error::transient("reading the parse child", e))?,
+        };
+        if output.len() as u64 > most {
+            let _ = child.kill().await;
+            return Err(Rejection::TooMuchText {
+                chars: bounds.max_chars + 1,
+                limit: bounds.max_chars,
+            }
+            .into());
+        }
+        let status = match tokio::time::timeout(limits.timeout, child.wait()).await {
+            Ok(status) => status.map_err(|e| Error::transient("waiting for the parse child", e))?,
+            Err(_) => {
+                let _ = child.kill().await;
+                return Err(Rejection::ParserTimedOut {
+                    secs: limits.timeout.as_secs(),
+                }
+                .into());
+            }
+        };
+        let errors = errors.await.unwrap_or_default();
+        if !status.success() {
+            return Err(self.ended_badly(status, &errors).into());
+        }
+        answer(output)
+    }
+
+    /// Why a child ended without an answer: its limits, or a crash.
+    fn ended_badly(&self, status: std::process::ExitStatus, errors: &str) -> Rejection {
+        use std::os::unix::process::ExitStatusExt;
+        tracing::warn!(?status, errors, "parse child failed");
+        let limits = &self.limits;
+        if errors.contains("memory allocation") || errors.contains("out of memory") {
+            return Rejection::ParseMemory {
+                limit_mb: limits.memory_bytes >> 20,
+            };
+        }
+        match status.signal() {
+            Some(libc::SIGXCPU | libc::SIGKILL) => Rejection::ParserTimedOut {
+                secs: limits.timeout.as_secs(),
+            },
+            Some(signal) => Rejection::ParserCrashed {
+                detail: format!("ended by signal {signal}"),
+            },
+            None => Rejection::ParserCrashed {
+                detail: format!("exit status {}", status.code().unwrap_or(-1)),
+            },
+        }
+    }
+}
+
+/// The document from a child's output.
+fn answer(mut output: Vec<u8>) -> Result<ParsedDocument> {
+    let malformed = |detail: String| Error::Transient(format!("parse child's answer: {detail}"));
+    let newline = output
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or_else(|| malformed("no header line".into()))?;
+    let answer: Answer =
+        serde_json::from_slice(&output[..newline]).map_err(|e| malformed(e.to_string()))?;
+    match answer {
+        Answer::Rejected(reason) => Err(reason.into()),
+        Answer::Parsed { format, pages } => {
+            output.drain(..=newline);
+            let text = String::from_utf8(output).map_err(|e| malformed(e.to_string()))?;
+            Ok(ParsedDocument {
+                format,
+                text,
+                pages,
+            })
+        }
+    }
+}
+
+fn set_limit(resource: libc::__rlimit_resource_t, value: u64) -> std::io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
+    // SAFETY: a plain system call on a value we own.
+    if unsafe { libc::setrlimit(resource, &limit) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
