@@ -94,21 +94,30 @@ pub fn pdf(rng: &mut Rng, pages: usize) -> Vec<u8> {
         "<< /Type /Pages /Kids [{}] /Count {pages} >>",
         kids.join(" ")
     );
+    pdf_file(objects.iter().map(|object| object.as_bytes()))
+}
+
+/// A PDF file of `objects` (numbered from 1; the first is the catalog):
+/// each object, then the cross-reference table and the trailer.
+fn pdf_file<'a>(objects: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let count = objects.len();
     let mut out = b"%PDF-1.4\n".to_vec();
     let mut offsets = Vec::new();
-    for (n, object) in objects.iter().enumerate() {
+    for (n, object) in objects.enumerate() {
         offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n{object}\nendobj\n", n + 1).bytes());
+        out.extend(format!("{} 0 obj\n", n + 1).bytes());
+        out.extend_from_slice(object);
+        out.extend(b"\nendobj\n");
     }
     let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
+    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", count + 1).bytes());
     for offset in offsets {
         out.extend(format!("{offset:010} 00000 n \n").bytes());
     }
     out.extend(
         format!(
             "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
+            count + 1
         )
         .bytes(),
     );
@@ -156,27 +165,7 @@ pub fn flate_pdf(content_len: usize, pages: usize, text: &str) -> Vec<u8> {
         kids.join(" ")
     )
     .into_bytes();
-    let mut out = b"%PDF-1.4\n".to_vec();
-    let mut offsets = Vec::new();
-    for (n, object) in objects.iter().enumerate() {
-        offsets.push(out.len());
-        out.extend(format!("{} 0 obj\n", n + 1).bytes());
-        out.extend_from_slice(object);
-        out.extend(b"\nendobj\n");
-    }
-    let xref = out.len();
-    out.extend(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).bytes());
-    for offset in offsets {
-        out.extend(format!("{offset:010} 00000 n \n").bytes());
-    }
-    out.extend(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .bytes(),
-    );
-    out
+    pdf_file(objects.iter().map(Vec::as_slice))
 }
 
 /// HTML with `depth` `tag` elements nested in one another around a word.
