@@ -304,7 +304,7 @@ async fn a_tenant_never_sees_another_tenants_jobs_or_hits() {
         .await;
     assert_eq!(status, 404);
 
-    // Metrics count the caller's jobs only; the budget is shared.
+    // Metrics count the caller's jobs and spending only, against its own budget.
     let (status, acme) = api.call(Some(ACME_KEY), "GET", "/v1/metrics", None).await;
     assert_eq!(status, 200);
     let (_, globex) = api.call(Some(GLOBEX_KEY), "GET", "/v1/metrics", None).await;
@@ -322,7 +322,8 @@ async fn a_tenant_never_sees_another_tenants_jobs_or_hits() {
         ),
         (&json!(1), &json!(1))
     );
-    assert_eq!(acme["daily_budget_usd"], 5.0);
+    assert_eq!(acme["daily_budget_usd"], 1.0);
+    assert!(acme.get("usd_today_all_tenants").is_none(), "{acme}");
     assert!(
         acme["tokens_today"].as_i64().unwrap() > globex["tokens_today"].as_i64().unwrap(),
         "{acme} {globex}"
@@ -859,7 +860,7 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
         seen["failures"],
         json!([{"key": "uploads/acme/broken.pdf", "reason": reason}])
     );
-    assert_eq!(seen["budget"], "$5.0000");
+    assert_eq!(seen["budget"], "$1.0000");
     assert_eq!(seen["completed_last_hour"], 4);
     assert!(seen["throughput_bars"].as_u64().unwrap() >= 1, "{seen}");
     assert!(
@@ -962,6 +963,7 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
     let hits = search::search(
         &pipeline.db,
         pipeline.embedder.as_ref(),
+        &pipeline.cost,
         "globex",
         "fog",
         10,
@@ -970,4 +972,35 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
     .await
     .unwrap();
     assert!(hits.is_empty(), "{hits:?}");
+}
+
+#[tokio::test]
+async fn a_tenant_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
+    let stack = LocalAws::start(&[]).await;
+    let keys = format!("{ACME_KEY}:acme, {GLOBEX_KEY}:globex");
+    let per_minute = [("TENANT_API_REQUESTS_PER_MINUTE", "5")];
+    let base = stack.serve_api_with(&keys, &per_minute).await;
+    let http = docpipe_tests::http_client();
+    for _ in 0..5 {
+        let (status, _) = call(&http, &base, Some(ACME_KEY), "GET", "/v1/jobs", None).await;
+        assert_eq!(status, 200);
+    }
+    let (status, body) = call(&http, &base, Some(ACME_KEY), "GET", "/v1/jobs", None).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["error"]["code"], "rate_limited");
+    let again = http
+        .get(format!("{base}/v1/metrics"))
+        .bearer_auth(ACME_KEY)
+        .send()
+        .await
+        .unwrap();
+    let retry_after: u64 = again.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry_after), "{retry_after}");
+    // Another tenant is not slowed by acme's burst.
+    let (status, _) = call(&http, &base, Some(GLOBEX_KEY), "GET", "/v1/jobs", None).await;
+    assert_eq!(status, 200);
 }

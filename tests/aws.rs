@@ -41,6 +41,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     let hits = search(
         &pipeline.db,
         &*pipeline.embedder,
+        &pipeline.cost,
         "acme",
         "foghorns fog signals",
         3,

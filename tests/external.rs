@@ -567,6 +567,7 @@ async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_pag
     let hits = docpipe_shared::search::search(
         &pool,
         embedder.as_ref(),
+        &config.cost,
         "acme",
         "Fresnel lens bends the light",
         1,
@@ -605,4 +606,116 @@ async fn a_llamaparse_job_that_never_finishes_fails_the_document() {
         Some("LlamaParse did not finish within 2 s (LLAMAPARSE_JOB_TIMEOUT_SECS)")
     );
     assert_eq!(mock.submitted(), 1);
+}
+
+/// Tokens each tenant was billed for, from the ledger.
+async fn billed_tokens(test_db: &TestDb, tenant: &str) -> i64 {
+    let rows = test_db
+        .client()
+        .await
+        .query(
+            "SELECT coalesce(sum(units), 0)::int8 FROM upload_pipeline.cost_ledger
+              WHERE tenant = $1 AND unit = 'tokens'",
+            &[&tenant],
+        )
+        .await
+        .unwrap();
+    rows[0].get(0)
+}
+
+#[tokio::test]
+async fn a_tenant_never_learns_from_its_bill_what_another_holds() {
+    let (url, _mock) = mock_with(FaultKnobs::default()).await;
+    let samples = samples_dir();
+    let paragraph = [samples.join("fog-signals.txt")];
+
+    // Per tenant (the default): the same text is billed to each tenant that sends it.
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let config = test_db.config(&openai(&url, &[]));
+    ingest_locally(&config, "acme", &paragraph).await;
+    let acme = billed_tokens(&test_db, "acme").await;
+    assert!(acme > 0);
+    let (_, outcomes) = ingest_locally(&config, "globex", &paragraph).await;
+    assert!(outcomes.values().all(|o| o.state == "complete"));
+    assert_eq!(
+        billed_tokens(&test_db, "globex").await,
+        acme,
+        "globex pays for its own copy: its bill says nothing of acme's"
+    );
+    // Its own re-upload under another name is a cache hit, as before.
+    let scratch = ScratchDir::new();
+    let copy = scratch.write("copy.txt", std::fs::read(&paragraph[0]).unwrap());
+    ingest_locally(&config, "globex", std::slice::from_ref(&copy)).await;
+    assert_eq!(billed_tokens(&test_db, "globex").await, acme);
+
+    // Shared within a trust domain, when configured: paid once.
+    let shared_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let shared = shared_db.config(&openai(&url, &[("EMBEDDING_CACHE_SCOPE", "shared")]));
+    ingest_locally(&shared, "acme", &paragraph).await;
+    ingest_locally(&shared, "globex", &paragraph).await;
+    assert_eq!(billed_tokens(&shared_db, "acme").await, acme);
+    assert_eq!(billed_tokens(&shared_db, "globex").await, 0);
+}
+
+#[tokio::test]
+async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
+    let (url, mock) = mock_with(FaultKnobs::default()).await;
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    // $1 per thousand tokens; each tenant may spend a cent a day.
+    let config = test_db.config(&openai(
+        &url,
+        &[
+            ("EMBEDDING_USD_PER_MILLION_TOKENS", "1000"),
+            ("TENANT_DAILY_BUDGET_USD", "0.01"),
+        ],
+    ));
+    let pool = db::connect(&config).await.unwrap();
+    let embedder = docpipe_shared::embedding::from_config(&config).unwrap();
+    let search = async |tenant: &str| {
+        let query = "where does the fog signal sound at neap tides in the harbour";
+        let filter = Default::default();
+        docpipe_shared::search::search(
+            &pool,
+            embedder.as_ref(),
+            &config.cost,
+            tenant,
+            query,
+            3,
+            &filter,
+        )
+        .await
+    };
+    search("acme").await.unwrap();
+    let sent = mock
+        .accepted()
+        .iter()
+        .map(|(_, tokens)| tokens)
+        .sum::<u64>();
+    assert!(sent > 10, "the query's tokens: {sent}");
+    assert_eq!(
+        billed_tokens(&test_db, "acme").await,
+        sent as i64,
+        "the search's tokens are in the ledger"
+    );
+    // Over its cent: acme's next search is refused before any call goes out.
+    let refused = search("acme").await.unwrap_err();
+    let Error::Waiting(wait) = refused else {
+        panic!("{refused}")
+    };
+    assert!(wait.reason.contains("tenant acme"), "{}", wait.reason);
+    assert_eq!(mock.accepted().len(), 1);
+    // Another tenant searches on.
+    search("globex").await.unwrap();
+    assert_eq!(mock.accepted().len(), 2);
+    // An override in tenant_limits lifts acme's budget.
+    test_db
+        .client()
+        .await
+        .execute(
+            "INSERT INTO upload_pipeline.tenant_limits (tenant, daily_budget_usd) VALUES ('acme', 1)",
+            &[],
+        )
+        .await
+        .unwrap();
+    search("acme").await.unwrap();
 }

@@ -12,6 +12,7 @@ async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
     let hits = search::search(
         &pool,
         embedder.as_ref(),
+        &config.cost,
         tenant,
         query,
         3,
@@ -154,11 +155,23 @@ async fn the_openai_client_over_http_gives_the_same_results() {
             .as_deref(),
         Some("uploads/acme/harbour-rules.html")
     );
-    // The provider's billed tokens (tiktoken in the mock) are what the ledger holds.
+    // The provider's billed tokens (tiktoken in the mock) are what the ledger
+    // holds: the chunks' for the jobs, and the search's query without a job.
     let client = test_db.client().await;
+    let searched: i64 = client
+        .query_one(
+            "SELECT count(*) FROM upload_pipeline.cost_ledger
+              WHERE service = 'openai' AND job_id IS NULL AND tenant = 'acme' AND units > 0",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(searched, 1, "the search's query is billed");
     let row = client
         .query_one(
-            "SELECT (SELECT sum(units)::bigint FROM upload_pipeline.cost_ledger WHERE service = 'openai'),
+            "SELECT (SELECT sum(units)::bigint FROM upload_pipeline.cost_ledger
+                      WHERE service = 'openai' AND job_id IS NOT NULL),
                     (SELECT sum(token_count)::bigint FROM upload_pipeline.document_chunks),
                     (SELECT count(DISTINCT model) FROM upload_pipeline.document_chunks),
                     (SELECT min(model) FROM upload_pipeline.document_chunks)",

@@ -46,6 +46,7 @@ pub const TABLES: &[&str] = &[
     "cost_ledger",
     "service_breakers",
     "deferred_indexes",
+    "tenant_limits",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

@@ -125,12 +125,18 @@ impl LocalAws {
     /// The HTTP API over this stack on a loopback port, with `API_KEYS`
     /// `api_keys`; returns its base URL.
     pub async fn serve_api(&self, api_keys: &str) -> String {
-        let env: Vec<(&str, String)> = self
+        self.serve_api_with(api_keys, &[]).await
+    }
+
+    /// [`LocalAws::serve_api`] with the API's own settings `vars` besides.
+    pub async fn serve_api_with(&self, api_keys: &str, vars: &[(&str, &str)]) -> String {
+        let mut env: Vec<(&str, String)> = self
             .resources
             .env()
             .iter()
             .map(|(name, value)| (*name, value.to_string()))
             .collect();
+        env.extend(vars.iter().map(|(name, value)| (*name, value.to_string())));
         let keys = docpipe_api::parse_api_keys(api_keys).expect("API keys");
         let api = docpipe_api::Api::new(
             self.deployment.clone(),

@@ -42,7 +42,11 @@ impl FromRequestParts<Arc<Api>> for Tenant {
         };
         // A tenant names folders and rows: one that could not is refused here too.
         match tenant {
-            Some(tenant) if check_tenant(&tenant).is_ok() => Ok(Tenant(tenant)),
+            Some(tenant) if check_tenant(&tenant).is_ok() => {
+                // Every route acts for a tenant: each request counts against its rate.
+                api.admit(&tenant).await?;
+                Ok(Tenant(tenant))
+            }
             _ => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

@@ -5,6 +5,7 @@
 
 pub mod auth;
 mod health;
+mod rate_limit;
 pub mod server;
 mod uploads;
 
@@ -16,10 +17,11 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use docpipe_shared::lambda::Deployment;
 use docpipe_shared::stages::ingest::{self, Reprocess};
-use docpipe_shared::{JobState, search, status};
+use docpipe_shared::{JobState, cost, search, status};
 use serde::{Deserialize, Serialize};
+use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
 pub use auth::{Auth, Tenant, parse_api_keys};
@@ -44,6 +46,8 @@ pub struct Api {
     pub queues: Vec<WatchedQueue>,
     /// How long a presigned upload URL stays valid.
     pub upload_url_ttl: Duration,
+    /// Each tenant's requests a minute.
+    rates: rate_limit::TenantRates,
 }
 
 /// A queue and its dead-letter queue, as health reports them.
@@ -58,7 +62,8 @@ impl Api {
     /// The API over `deployment`, with the uploads queue, the dead-letter
     /// queues and the upload URL lifetime from `env`: `UPLOADS_QUEUE_URL`,
     /// `UPLOADS_DLQ_URL`, `PARSE_DLQ_URL`, `CHUNK_DLQ_URL`, `EMBED_DLQ_URL`,
-    /// `UPLOAD_URL_TTL_SECS` (default 900).
+    /// `UPLOAD_URL_TTL_SECS` (default 900), `TENANT_API_REQUESTS_PER_MINUTE`
+    /// (default 600).
     pub fn new(
         deployment: Arc<Deployment>,
         auth: Auth,
@@ -88,12 +93,36 @@ impl Api {
                 .filter(|secs| (60..=7 * 24 * 3600).contains(secs))
                 .ok_or_else(|| format!("UPLOAD_URL_TTL_SECS={text}: must be 60 to 604800"))?,
         };
+        let per_minute = match env("TENANT_API_REQUESTS_PER_MINUTE") {
+            None => NonZeroU32::new(600),
+            Some(text) => text.parse().ok().and_then(NonZeroU32::new),
+        }
+        .ok_or("TENANT_API_REQUESTS_PER_MINUTE must be a whole number of 1 or more")?;
         Ok(Api {
             deployment,
             auth,
             queues,
             upload_url_ttl: Duration::from_secs(ttl),
+            rates: rate_limit::TenantRates::new(per_minute),
         })
+    }
+
+    /// Counts a request of `tenant`: 429 once it is over its allowance.
+    async fn admit(&self, tenant: &str) -> Result<(), ApiError> {
+        let override_per_minute = async {
+            let client = self.deployment.pipeline.db.get().await.ok()?;
+            cost::api_requests_per_minute(&client, tenant).await.ok()?
+        };
+        self.rates
+            .admit(tenant, override_per_minute)
+            .await
+            .map_err(|over| {
+                let message = format!(
+                    "tenant {tenant} is over its {} requests a minute; retry later",
+                    over.per_minute
+                );
+                ApiError::too_many("rate_limited", message, over.retry_in)
+            })
     }
 
     async fn db(&self) -> Result<docpipe_shared::db::Client, ApiError> {
@@ -113,6 +142,8 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// Seconds to wait before asking again (`Retry-After`), for a 429.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -121,6 +152,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429: come back in `wait` (at least a second).
+    fn too_many(code: &'static str, message: impl Into<String>, wait: Duration) -> Self {
+        ApiError {
+            retry_after: Some(wait.as_secs_f64().ceil().max(1.0) as u64),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, code, message)
         }
     }
 
@@ -140,15 +180,32 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }
 
 impl From<docpipe_shared::Error> for ApiError {
     fn from(error: docpipe_shared::Error) -> Self {
-        if let docpipe_shared::Error::Rejected(reason) = &error {
+        match &error {
             // The request's own data (e.g. the database refused a value of it).
-            return ApiError::bad_request(reason.to_string());
+            docpipe_shared::Error::Rejected(reason) => {
+                return ApiError::bad_request(reason.to_string());
+            }
+            // The caller's spending (or the deployment's) is stopped for now.
+            docpipe_shared::Error::Waiting(wait) => {
+                let left = wait
+                    .until
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default();
+                return ApiError::too_many("spending_stopped", wait.reason.clone(), left);
+            }
+            docpipe_shared::Error::Transient(_) => {}
         }
         tracing::error!(%error, "request failed");
         ApiError::new(
@@ -203,7 +260,10 @@ struct MetricsReport {
     tenant: String,
     #[serde(flatten)]
     metrics: status::TenantMetrics,
-    daily_budget_usd: f64,
+    /// The caller's own limits, and its paid requests in the last hour.
+    #[serde(flatten)]
+    limits: cost::TenantLimits,
+    requests_last_hour: i64,
 }
 
 /// The caller's jobs per state, throughput and spending today.
@@ -211,10 +271,15 @@ async fn tenant_metrics(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
 ) -> Result<Json<MetricsReport>, ApiError> {
+    let client = api.db().await?;
+    let policy = &api.deployment.pipeline.cost;
     Ok(Json(MetricsReport {
-        metrics: status::tenant_metrics(&api.db().await?, &tenant).await?,
+        metrics: status::tenant_metrics(&client, &tenant).await?,
+        limits: cost::tenant_limits(&client, policy, &tenant).await?,
+        requests_last_hour: cost::spending(&client, Some(&tenant))
+            .await?
+            .requests_last_hour,
         tenant,
-        daily_budget_usd: api.deployment.pipeline.cost.daily_budget_usd,
     }))
 }
 
@@ -458,6 +523,7 @@ async fn search_chunks(
     let hits = search::search(
         &pipeline.db,
         pipeline.embedder.as_ref(),
+        &pipeline.cost,
         &tenant,
         query,
         request.top_k,

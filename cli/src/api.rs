@@ -93,13 +93,14 @@ pub fn print_status(status: &Value) {
         println!("  {state:<11} {count}");
     }
     println!(
-        "completed in the last hour {}; today {} tokens, {} pages, {} (all tenants {} of {} budget)",
+        "completed in the last hour {}; today {} tokens, {} pages, {} of a {} budget; {} of {} paid requests in the last hour",
         metrics["completed_last_hour"],
         metrics["tokens_today"],
         metrics["pages_today"],
         usd(metrics["usd_today"].as_f64().unwrap_or(0.0)),
-        usd(metrics["usd_today_all_tenants"].as_f64().unwrap_or(0.0)),
         usd(metrics["daily_budget_usd"].as_f64().unwrap_or(0.0)),
+        metrics["requests_last_hour"],
+        metrics["hourly_request_cap"],
     );
     for queue in health["queues"].as_array().into_iter().flatten() {
         println!(

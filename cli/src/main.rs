@@ -125,8 +125,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let pool = db::connect(&config).await?;
                     let embedder = docpipe_shared::embedding::from_config(&config)?;
                     let filter = Default::default();
-                    search::search(&pool, embedder.as_ref(), &tenant, &query, top_k, &filter)
-                        .await?
+                    let (embedder, cost) = (embedder.as_ref(), &config.cost);
+                    search::search(&pool, embedder, cost, &tenant, &query, top_k, &filter).await?
                 }
             };
             print_hits(&hits, json)?;
@@ -304,6 +304,12 @@ async fn ingest(
                 t + o.token_count.unwrap_or(0),
             )
         });
+    let new_jobs: Vec<_> = job_ids
+        .iter()
+        .filter(|id| !unchanged.contains(*id))
+        .copied()
+        .collect();
+    let paid = status::tokens_paid(&pool.get().await?, &new_jobs).await?;
     let seconds = started.elapsed().as_secs_f64();
 
     println!(
@@ -314,7 +320,8 @@ async fn ingest(
         unchanged.len()
     );
     println!(
-        "new chunks {chunks}, tokens {tokens}, {seconds:.2} s ({:.0} chunks/s)",
+        "new chunks {chunks}, tokens {tokens} ({paid} paid, {} reused from the cache), {seconds:.2} s ({:.0} chunks/s)",
+        (tokens - paid).max(0),
         chunks as f64 / seconds.max(1e-9)
     );
     for outcome in &failed {

@@ -36,7 +36,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits\n"
     );
 
     let samples = samples_dir().display().to_string();
@@ -64,7 +64,6 @@ async fn ingest_search_status_and_a_rerun() {
         "{}",
         stdout(&again)
     );
-
     let search = docpipe(
         &test_db,
         &[
@@ -83,6 +82,28 @@ async fn ingest_search_status_and_a_rerun() {
     let overview: serde_json::Value = serde_json::from_slice(&status.stdout).expect("JSON status");
     assert_eq!(overview["jobs_by_state"]["complete"], 4);
     assert_eq!(overview["documents"], 4);
+
+    // The same text under another name: its tokens are counted, none paid.
+    let scratch = ScratchDir::new();
+    let fog = std::fs::read(samples_dir().join("fog-signals.txt")).unwrap();
+    let copy = scratch.write("fog copy.txt", fog);
+    let reused = docpipe(
+        &test_db,
+        &["ingest", copy.to_str().unwrap(), "--tenant", "demo"],
+    );
+    let summary = stdout(&reused);
+    let tokens = summary
+        .split("tokens ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap();
+    assert!(tokens.parse::<u32>().unwrap() > 0, "{summary}");
+    assert!(
+        summary.contains(&format!(
+            "tokens {tokens} (0 paid, {tokens} reused from the cache)"
+        )),
+        "{summary}"
+    );
 }
 
 #[tokio::test]

@@ -61,6 +61,27 @@ pub enum ServiceMode {
     Hybrid,
 }
 
+/// Which tenants reuse one another's cached vectors (`EMBEDDING_CACHE_SCOPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheScope {
+    /// Each tenant its own cache (the default): what a tenant is billed never
+    /// tells whether another tenant holds a text.
+    Tenant,
+    /// One cache for every tenant of the deployment: for tenants that trust
+    /// one another (one organisation), who then pay once for a shared text.
+    Shared,
+}
+
+impl CacheScope {
+    /// The cache scope `tenant`'s vectors are kept and found in.
+    pub fn of(self, tenant: &str) -> &str {
+        match self {
+            CacheScope::Tenant => tenant,
+            CacheScope::Shared => "",
+        }
+    }
+}
+
 /// Retries, backoff and circuit breaker for calls to external services.
 #[derive(Debug, Clone)]
 pub struct ExternalPolicy {
@@ -78,10 +99,14 @@ pub struct ExternalPolicy {
 /// recorded per call in `cost_ledger`.
 #[derive(Debug, Clone)]
 pub struct CostPolicy {
-    /// New external calls stop for the day once this much is spent.
+    /// New external calls stop for the day once all tenants spent this much.
     pub daily_budget_usd: f64,
     /// New external calls stop once this many went out in the last hour.
     pub hourly_request_cap: u32,
+    /// The same limits for each tenant alone, unless `tenant_limits` says
+    /// otherwise for it: one tenant at its limit never stops another.
+    pub tenant_daily_budget_usd: f64,
+    pub tenant_hourly_request_cap: u32,
     pub embedding_usd_per_million_tokens: f64,
     pub llamaparse_usd_per_page: f64,
 }
@@ -157,6 +182,7 @@ pub struct Config {
     pub cost: CostPolicy,
     pub chunking: ChunkingConfig,
     pub embed_batch_size: usize,
+    pub cache_scope: CacheScope,
     pub max_file_bytes: u64,
     /// What parsing one document may cost.
     pub parse_limits: crate::parsing::ParseLimits,
@@ -435,6 +461,8 @@ impl Config {
         let cost = CostPolicy {
             daily_budget_usd: env.parsed("DAILY_BUDGET_USD", 5.0)?,
             hourly_request_cap: env.parsed("HOURLY_REQUEST_CAP", 5000)?,
+            tenant_daily_budget_usd: env.parsed("TENANT_DAILY_BUDGET_USD", 1.0)?,
+            tenant_hourly_request_cap: env.parsed("TENANT_HOURLY_REQUEST_CAP", 1000)?,
             embedding_usd_per_million_tokens: env.parsed(
                 "EMBEDDING_USD_PER_MILLION_TOKENS",
                 list_price_per_million_tokens(&embedding.model),
@@ -513,6 +541,17 @@ impl Config {
             cost,
             chunking,
             embed_batch_size,
+            cache_scope: match env.get("EMBEDDING_CACHE_SCOPE").as_deref() {
+                None | Some("tenant") => CacheScope::Tenant,
+                Some("shared") => CacheScope::Shared,
+                Some(other) => {
+                    return Err(invalid(
+                        "EMBEDDING_CACHE_SCOPE",
+                        other,
+                        "expected tenant or shared",
+                    ));
+                }
+            },
             max_file_bytes: env.parsed("MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,
             parse_limits,
             parse_sandbox_exe: env.get("PARSE_SANDBOX_EXE").map(PathBuf::from),

@@ -5,6 +5,7 @@
 //! fail) and the sweeper resumes it when spending may go on.
 
 use crate::config::CostPolicy;
+use crate::embedding::Embeddings;
 use crate::error::{Error, Result, Wait};
 use crate::metrics::{self, Metric};
 use deadpool_postgres::GenericClient;
@@ -15,7 +16,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone)]
 pub struct Spend<'a> {
     pub tenant: &'a str,
-    pub job_id: Uuid,
+    /// `None` for spending outside jobs (a search's query).
+    pub job_id: Option<Uuid>,
     pub service: &'a str,
     pub model: &'a str,
     pub units: i64,
@@ -23,6 +25,31 @@ pub struct Spend<'a> {
     pub unit: &'a str,
     pub usd: f64,
     pub requests: u32,
+}
+
+/// What `embeddings` cost `tenant` (for `job_id`, or a search's query).
+/// The in-process mock is free.
+pub fn embedding_spend<'a>(
+    policy: &CostPolicy,
+    tenant: &'a str,
+    job_id: Option<Uuid>,
+    embeddings: &'a Embeddings,
+) -> Spend<'a> {
+    let usd = if embeddings.service == "mock" {
+        0.0
+    } else {
+        embeddings.billed_tokens as f64 * policy.embedding_usd_per_million_tokens / 1e6
+    };
+    Spend {
+        tenant,
+        job_id,
+        service: embeddings.service,
+        model: &embeddings.model,
+        units: embeddings.billed_tokens as i64,
+        unit: "tokens",
+        usd,
+        requests: embeddings.requests,
+    }
 }
 
 pub async fn record(client: &impl GenericClient, spend: &Spend<'_>) -> Result<()> {
@@ -54,7 +81,8 @@ pub async fn record(client: &impl GenericClient, spend: &Spend<'_>) -> Result<()
     Ok(())
 }
 
-/// Spending so far: today (UTC) and over the last hour.
+/// Spending so far, today (UTC) and over the last hour, of all tenants or
+/// of one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spending {
     pub usd_today: f64,
@@ -65,7 +93,15 @@ pub struct Spending {
     pub hour_frees: Option<SystemTime>,
 }
 
-pub async fn spending(client: &impl GenericClient) -> Result<Spending> {
+/// How much one tenant may spend: the defaults, or its row in `tenant_limits`.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct TenantLimits {
+    pub daily_budget_usd: f64,
+    pub hourly_request_cap: i64,
+}
+
+/// Spending of `tenant`, or of every tenant (`None`).
+pub async fn spending(client: &impl GenericClient, tenant: Option<&str>) -> Result<Spending> {
     let row = client
         .query_one(
             "SELECT coalesce(sum(usd) FILTER (WHERE day = (now() AT TIME ZONE 'utc')::date), 0)::float8,
@@ -73,8 +109,9 @@ pub async fn spending(client: &impl GenericClient) -> Result<Spending> {
                     (date_trunc('day', now() AT TIME ZONE 'utc') + interval '1 day') AT TIME ZONE 'utc',
                     min(created_at) FILTER (WHERE created_at > now() - interval '1 hour') + interval '1 hour'
                FROM upload_pipeline.cost_ledger
-              WHERE created_at > now() - interval '25 hours'",
-            &[],
+              WHERE created_at > now() - interval '25 hours'
+                AND ($1::text IS NULL OR tenant = $1)",
+            &[&tenant],
         )
         .await?;
     Ok(Spending {
@@ -85,29 +122,129 @@ pub async fn spending(client: &impl GenericClient) -> Result<Spending> {
     })
 }
 
+/// `tenant`'s limits: its overrides in `tenant_limits`, else the policy's defaults.
+pub async fn tenant_limits(
+    client: &impl GenericClient,
+    policy: &CostPolicy,
+    tenant: &str,
+) -> Result<TenantLimits> {
+    let row = client
+        .query_opt(
+            "SELECT daily_budget_usd, hourly_request_cap FROM upload_pipeline.tenant_limits
+              WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await?;
+    let budget: Option<f64> = row.as_ref().and_then(|r| r.get(0));
+    let cap: Option<i32> = row.as_ref().and_then(|r| r.get(1));
+    Ok(TenantLimits {
+        daily_budget_usd: budget.unwrap_or(policy.tenant_daily_budget_usd),
+        hourly_request_cap: i64::from(cap.unwrap_or(policy.tenant_hourly_request_cap as i32)),
+    })
+}
+
+/// `tenant`'s own API requests a minute, if `tenant_limits` sets them.
+pub async fn api_requests_per_minute(
+    client: &impl GenericClient,
+    tenant: &str,
+) -> Result<Option<u32>> {
+    let row = client
+        .query_opt(
+            "SELECT api_requests_per_minute FROM upload_pipeline.tenant_limits WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await?;
+    let per_minute: Option<i32> = row.and_then(|r| r.get(0));
+    Ok(per_minute.and_then(|n| u32::try_from(n).ok()))
+}
+
 impl Spending {
-    /// Why no new paid call may start now, if so.
-    pub fn stop(&self, policy: &CostPolicy) -> Option<Wait> {
-        if self.usd_today >= policy.daily_budget_usd {
+    /// Why no new paid call may start now under these limits, if so; `who`
+    /// names whose limits they are in the reason.
+    pub fn stop(&self, budget_usd: f64, request_cap: i64, who: &Limits) -> Option<Wait> {
+        if self.usd_today >= budget_usd {
             return Some(Wait {
                 reason: format!(
-                    "daily budget reached: {} spent today of {} (DAILY_BUDGET_USD); resumes at 00:00 UTC",
+                    "daily budget reached: {} spent today of {} by {} ({}); resumes at 00:00 UTC",
                     usd(self.usd_today),
-                    usd(policy.daily_budget_usd)
+                    usd(budget_usd),
+                    who.name,
+                    who.budget_setting
                 ),
                 until: self.day_ends,
             });
         }
-        if self.requests_last_hour >= i64::from(policy.hourly_request_cap) {
+        if self.requests_last_hour >= request_cap {
             return Some(Wait {
                 reason: format!(
-                    "hourly request cap reached: {} requests in the last hour (HOURLY_REQUEST_CAP={})",
-                    self.requests_last_hour, policy.hourly_request_cap
+                    "hourly request cap reached: {} requests in the last hour of {} by {} ({})",
+                    self.requests_last_hour, request_cap, who.name, who.cap_setting
                 ),
                 until: self.hour_frees.unwrap_or_else(SystemTime::now),
             });
         }
         None
+    }
+}
+
+/// Whose limits stopped spending, and the settings that set them.
+pub struct Limits {
+    name: String,
+    budget_setting: &'static str,
+    cap_setting: &'static str,
+}
+
+impl Limits {
+    fn deployment() -> Limits {
+        Limits {
+            name: "all tenants".into(),
+            budget_setting: "DAILY_BUDGET_USD",
+            cap_setting: "HOURLY_REQUEST_CAP",
+        }
+    }
+
+    fn tenant(tenant: &str) -> Limits {
+        Limits {
+            name: format!("tenant {tenant}"),
+            budget_setting: "TENANT_DAILY_BUDGET_USD or tenant_limits",
+            cap_setting: "TENANT_HOURLY_REQUEST_CAP or tenant_limits",
+        }
+    }
+}
+
+/// Why no new paid call may start for `tenant` now (its own limits, then
+/// the deployment's), if so; `None` for `tenant` checks the deployment's only.
+pub async fn stopped(
+    client: &impl GenericClient,
+    policy: &CostPolicy,
+    tenant: Option<&str>,
+) -> Result<Option<Wait>> {
+    if let Some(tenant) = tenant {
+        let limits = tenant_limits(client, policy, tenant).await?;
+        let own = spending(client, Some(tenant)).await?;
+        let who = Limits::tenant(tenant);
+        if let Some(wait) = own.stop(limits.daily_budget_usd, limits.hourly_request_cap, &who) {
+            return Ok(Some(wait));
+        }
+    }
+    let all = spending(client, None).await?;
+    let cap = i64::from(policy.hourly_request_cap);
+    Ok(all.stop(policy.daily_budget_usd, cap, &Limits::deployment()))
+}
+
+/// Refuses a new paid call for `tenant` while its spending, or the
+/// deployment's, is stopped.
+pub async fn check_allowance(
+    client: &impl GenericClient,
+    policy: &CostPolicy,
+    tenant: Option<&str>,
+) -> Result<()> {
+    match stopped(client, policy, tenant).await? {
+        Some(wait) => {
+            tracing::warn!(reason = %wait.reason, "spending stopped; job waits");
+            Err(Error::Waiting(wait))
+        }
+        None => Ok(()),
     }
 }
 
@@ -121,17 +258,6 @@ pub fn usd(amount: f64) -> String {
         format!("${trimmed}")
     } else {
         format!("${amount:.2}")
-    }
-}
-
-/// Refuses a new paid call while spending is stopped.
-pub async fn check_allowance(client: &impl GenericClient, policy: &CostPolicy) -> Result<()> {
-    match spending(client).await?.stop(policy) {
-        Some(wait) => {
-            tracing::warn!(reason = %wait.reason, "spending stopped; job waits");
-            Err(Error::Waiting(wait))
-        }
-        None => Ok(()),
     }
 }
 

@@ -52,6 +52,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V6__vectors_written_once",
         include_str!("../../migrations/V6__vectors_written_once.sql"),
     ),
+    (
+        "V7__tenant_scoped_cache_and_limits",
+        include_str!("../../migrations/V7__tenant_scoped_cache_and_limits.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

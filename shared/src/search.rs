@@ -1,6 +1,8 @@
 //! Tenant-scoped similarity search over `document_chunks`.
 
 use crate::chunking::tokenizer;
+use crate::config::CostPolicy;
+use crate::cost;
 use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
 use deadpool_postgres::Pool;
@@ -46,22 +48,33 @@ fn query_tokens(query: &str) -> u32 {
 }
 
 /// The `top_k` chunks of `tenant` nearest to `query` that pass `filter`,
-/// among vectors of the embedder's model only.
+/// among vectors of the embedder's model only. The query's embedding is a
+/// paid call like any other: refused (`Error::Waiting`) while the tenant's
+/// or the deployment's spending is stopped, and recorded in the ledger.
 pub async fn search(
     db: &Pool,
     embedder: &dyn Embedder,
+    policy: &CostPolicy,
     tenant: &str,
     query: &str,
     top_k: u32,
     filter: &SearchFilter,
 ) -> Result<Vec<SearchHit>> {
     let tokens = query_tokens(query);
+    if embedder.billable() {
+        cost::check_allowance(&db.get().await?, policy, Some(tenant)).await?;
+    }
     let embedded = embedder
         .embed(&[EmbedInput {
             text: query,
             tokens,
         }])
         .await?;
+    cost::record(
+        &db.get().await?,
+        &cost::embedding_spend(policy, tenant, None, &embedded),
+    )
+    .await?;
     let query_vector = Vector::from(embedded.vectors.into_iter().next().unwrap_or_default());
     let mut client = db.get().await?;
     let tx = client.transaction().await?;

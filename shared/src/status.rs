@@ -73,6 +73,19 @@ fn outcome(row: &tokio_postgres::Row) -> JobOutcome {
     }
 }
 
+/// Embedding tokens the provider billed for these jobs (the rest of their
+/// tokens came from the cache).
+pub async fn tokens_paid(client: &impl GenericClient, job_ids: &[Uuid]) -> Result<i64> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(units), 0)::int8 FROM upload_pipeline.cost_ledger
+              WHERE job_id = ANY($1) AND unit = 'tokens'",
+            &[&job_ids],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// The outcome of each of these jobs, in no particular order.
 pub async fn outcomes(client: &impl GenericClient, job_ids: &[Uuid]) -> Result<Vec<JobOutcome>> {
     let sql = format!("{OUTCOME_SELECT} WHERE id = ANY($1)");
@@ -129,7 +142,7 @@ pub async fn document(
 }
 
 /// One tenant's figures: jobs per state, completions in the last hour, and
-/// spending today (UTC) against the daily budget all tenants share.
+/// its spending today (UTC). Nothing of other tenants.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantMetrics {
     pub jobs_by_state: BTreeMap<String, i64>,
@@ -140,8 +153,6 @@ pub struct TenantMetrics {
     pub tokens_today: i64,
     pub pages_today: i64,
     pub usd_today: f64,
-    /// Every tenant's spending today, which the daily budget caps.
-    pub usd_today_all_tenants: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -172,10 +183,9 @@ pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result
                  WHERE tenant = $1 AND state = 'complete' AND state_changed_at > now() - interval '1 hour'),
                coalesce(sum(units) FILTER (WHERE tenant = $1 AND unit = 'tokens'), 0)::int8,
                coalesce(sum(units) FILTER (WHERE tenant = $1 AND unit = 'pages'), 0)::int8,
-               coalesce(sum(usd) FILTER (WHERE tenant = $1), 0)::float8,
-               coalesce(sum(usd), 0)::float8
+               coalesce(sum(usd) FILTER (WHERE tenant = $1), 0)::float8
              FROM upload_pipeline.cost_ledger
-            WHERE day = (now() AT TIME ZONE 'utc')::date",
+            WHERE day = (now() AT TIME ZONE 'utc')::date AND tenant = $1",
             &[&tenant],
         )
         .await?;
@@ -210,7 +220,6 @@ pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result
         tokens_today: row.get(1),
         pages_today: row.get(2),
         usd_today: row.get(3),
-        usd_today_all_tenants: row.get(4),
     })
 }
 

@@ -34,6 +34,7 @@ pub async fn embed(
     let embedder = &pipeline.embedder;
     let model = embedder.model();
     let dims = embedder.dims() as i32;
+    let scope = pipeline.cache_scope.of(&job.tenant);
     let end = first_chunk.saturating_add(chunk_count).min(i32::MAX as u32) as i32;
     let pending: Vec<Pending> = pipeline
         .db
@@ -42,13 +43,14 @@ pub async fn embed(
         .query(
             "SELECT b.chunk_index, b.text, b.text_sha256, b.token_count,
                     EXISTS (SELECT 1 FROM upload_pipeline.embedding_cache c
-                             WHERE c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5)
+                             WHERE c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5
+                               AND c.scope = $6)
                FROM upload_pipeline.document_chunk_buffer b
               WHERE b.job_id = $1 AND b.chunk_index >= $2 AND b.chunk_index < $3
                 AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_vector_buffer v
                                  WHERE v.job_id = b.job_id AND v.chunk_index = b.chunk_index)
               ORDER BY b.chunk_index",
-            &[&job_id, &(first_chunk as i32), &end, &model, &dims],
+            &[&job_id, &(first_chunk as i32), &end, &model, &dims, &scope],
         )
         .await?
         .into_iter()
@@ -78,7 +80,8 @@ pub async fn embed(
         None
     } else {
         if embedder.billable() {
-            cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost).await?;
+            let db = pipeline.db.get().await?;
+            cost::check_allowance(&db, &pipeline.cost, Some(&job.tenant)).await?;
         }
         Some(embedder.embed(&inputs).await?)
     };
@@ -86,21 +89,7 @@ pub async fn embed(
         // Recorded now, in its own statement: the provider has billed these
         // tokens even if this batch's vectors are never stored (a concurrent
         // duplicate stored them first, or this instance dies).
-        let usd = if embeddings.service == "mock" {
-            0.0
-        } else {
-            embeddings.billed_tokens as f64 * pipeline.cost.embedding_usd_per_million_tokens / 1e6
-        };
-        let spend = Spend {
-            tenant: &job.tenant,
-            job_id,
-            service: embeddings.service,
-            model: &embeddings.model,
-            units: embeddings.billed_tokens as i64,
-            unit: "tokens",
-            usd,
-            requests: embeddings.requests,
-        };
+        let spend = cost::embedding_spend(&pipeline.cost, &job.tenant, Some(job_id), embeddings);
         cost::record(&pipeline.db.get().await?, &spend).await?;
     }
     let indexes: Vec<i32> = pending.iter().map(|c| c.index).collect();
@@ -134,13 +123,8 @@ pub async fn embed(
     // New vectors are written once, to the cache; finalize reads them there.
     if let Some((_, vectors)) = &fresh {
         let hashes: Vec<&[u8]> = to_embed.iter().map(|c| c.text_sha256.as_slice()).collect();
-        tx.execute(
-            "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
-             SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
-             ON CONFLICT DO NOTHING",
-            &[&hashes, &fresh_model, &dims, vectors],
-        )
-        .await?;
+        let scopes = vec![scope; hashes.len()];
+        cache_vectors(&tx, &hashes, &scopes, fresh_model, dims, vectors).await?;
     }
     let inserted = tx
         .execute(
@@ -163,7 +147,7 @@ pub async fn embed(
     let total = total
         .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;
     let ended = if embedded >= total {
-        Some(finalize::finalize(&tx, &job, latest_job_id, dims).await?)
+        Some(finalize::finalize(&tx, &job, latest_job_id, dims, scope).await?)
     } else {
         None
     };
@@ -201,7 +185,8 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
         })
         .collect();
     if embedder.billable() {
-        cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost).await?;
+        // Several tenants' chunks at once: the deployment's limits.
+        cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost, None).await?;
     }
     let embeddings = embedder.embed(&inputs).await?;
     if embeddings.model != embedder.model() {
@@ -212,6 +197,11 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     let hashes: Vec<Vec<u8>> = texts
         .iter()
         .map(|(text, _)| crate::ids::sha256(text.as_bytes()).to_vec())
+        .collect();
+    let hashes: Vec<&[u8]> = hashes.iter().map(Vec::as_slice).collect();
+    let scopes: Vec<&str> = rows
+        .iter()
+        .map(|row| pipeline.cache_scope.of(row.get(1)))
         .collect();
     let model = embedder.model();
     let mut client = pipeline.db.get().await?;
@@ -224,13 +214,8 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
             &[&ids, &vectors, &model, &fallback],
         )
         .await?;
-    tx.execute(
-        "INSERT INTO upload_pipeline.embedding_cache (text_sha256, model, dims, embedding)
-         SELECT h, $2, $3, e FROM unnest($1::bytea[], $4::vector[]) AS t(h, e)
-         ON CONFLICT DO NOTHING",
-        &[&hashes, &model, &(embedder.dims() as i32), &vectors],
-    )
-    .await?;
+    let dims = embedder.dims() as i32;
+    cache_vectors(&tx, &hashes, &scopes, model, dims, &vectors).await?;
     // The bill, shared among the jobs by their chunks' tokens.
     let mut per_job: HashMap<(String, Uuid), i64> = HashMap::new();
     for row in &rows {
@@ -242,7 +227,7 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
         let billed = embeddings.billed_tokens as f64 * share;
         let spend = Spend {
             tenant,
-            job_id: *job_id,
+            job_id: Some(*job_id),
             service: embeddings.service,
             model,
             units: billed.round() as i64,
@@ -255,4 +240,24 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     tx.commit().await?;
     tracing::info!(replaced, "fallback vectors replaced with the provider's");
     Ok(replaced)
+}
+
+/// Keeps each new vector in the cache under its text's hash, in its scope.
+async fn cache_vectors(
+    client: &impl deadpool_postgres::GenericClient,
+    hashes: &[&[u8]],
+    scopes: &[&str],
+    model: &str,
+    dims: i32,
+    vectors: &[Vector],
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO upload_pipeline.embedding_cache (text_sha256, scope, model, dims, embedding)
+             SELECT h, s, $3, $4, e FROM unnest($1::bytea[], $2::text[], $5::vector[]) AS t(h, s, e)
+             ON CONFLICT DO NOTHING",
+            &[&hashes, &scopes, &model, &dims, &vectors],
+        )
+        .await?;
+    Ok(())
 }

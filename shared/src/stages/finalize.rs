@@ -15,6 +15,8 @@ pub async fn finalize(
     job: &Job,
     latest_job_id: Option<Uuid>,
     dims: i32,
+    // The cache scope the job's vectors are kept in.
+    scope: &str,
 ) -> Result<JobState> {
     if latest_job_id != Some(job.id) {
         let detail = serde_json::json!({ "latest_job": latest_job_id });
@@ -40,6 +42,7 @@ pub async fn finalize(
                CROSS JOIN LATERAL (
                    SELECT embedding FROM upload_pipeline.embedding_cache
                     WHERE text_sha256 = b.text_sha256 AND model = v.model AND dims = $5
+                      AND scope = $6
                     LIMIT 1) c
               WHERE b.job_id = $1",
             &[
@@ -48,6 +51,7 @@ pub async fn finalize(
                 &job.tenant,
                 &job.source_key,
                 &dims,
+                &scope,
             ],
         )
         .await?;

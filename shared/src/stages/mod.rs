@@ -36,6 +36,8 @@ pub struct Pipeline {
     /// Where documents are parsed: child processes within the parse limits.
     pub parser: crate::parsing::sandbox::ParseSandbox,
     pub embed_batch_size: u32,
+    /// Whose cached vectors a tenant may reuse.
+    pub cache_scope: crate::config::CacheScope,
     pub cost: CostPolicy,
     /// LlamaParse, when `PARSER=llamaparse` and not `SERVICE_MODE=mock`.
     pub llamaparse: Option<RemoteParser>,
@@ -80,6 +82,7 @@ impl Pipeline {
                 config.parse_sandbox_exe.clone(),
             ),
             embed_batch_size: config.embed_batch_size as u32,
+            cache_scope: config.cache_scope,
             cost: config.cost.clone(),
             llamaparse: remote_parser(config)?,
         })

@@ -149,7 +149,7 @@ async fn submit(
     message: &StageMessage,
 ) -> Result<()> {
     let db = pipeline.db.get().await?;
-    cost::check_allowance(&db, &pipeline.cost).await?;
+    cost::check_allowance(&db, &pipeline.cost, Some(&job.tenant)).await?;
     if !jobs::claim_parse_request(&db, job.id).await? {
         tracing::info!("another delivery is submitting this document to LlamaParse");
         return Ok(());
@@ -211,7 +211,7 @@ async fn store(
     if let Some((pages, requests)) = parsed.billed {
         let spend = Spend {
             tenant: &job.tenant,
-            job_id,
+            job_id: Some(job_id),
             service: "llamaparse",
             model: "llamaparse",
             units: i64::from(pages),

@@ -1,0 +1,114 @@
+//! Each tenant's request rate on the API: its own allowance a minute
+//! (`TENANT_API_REQUESTS_PER_MINUTE`, or its `tenant_limits` row), so one
+//! tenant's burst never slows another's. Counted per process: in Lambda per
+//! container, with API Gateway's throttling bounding the whole.
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{Quota, RateLimiter};
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+type Limiter = RateLimiter<
+    governor::state::NotKeyed,
+    governor::state::InMemoryState,
+    DefaultClock,
+    governor::middleware::NoOpMiddleware,
+>;
+
+/// How often a tenant's allowance is read again (an override takes effect
+/// within this).
+const RECHECK: Duration = Duration::from_secs(60);
+
+pub struct TenantRates {
+    default_per_minute: NonZeroU32,
+    tenants: Mutex<HashMap<String, Allowance>>,
+}
+
+struct Allowance {
+    per_minute: NonZeroU32,
+    limiter: Arc<Limiter>,
+    read_at: Instant,
+}
+
+/// A tenant over its allowance, and when it may ask again.
+#[derive(Debug)]
+pub struct OverLimit {
+    pub per_minute: u32,
+    pub retry_in: Duration,
+}
+
+impl TenantRates {
+    pub fn new(default_per_minute: NonZeroU32) -> TenantRates {
+        TenantRates {
+            default_per_minute,
+            tenants: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts one request of `tenant`; `override_per_minute` reads its own
+    /// allowance (awaited only when due).
+    pub async fn admit(
+        &self,
+        tenant: &str,
+        override_per_minute: impl Future<Output = Option<u32>>,
+    ) -> Result<(), OverLimit> {
+        let due = self
+            .tenants
+            .lock()
+            .unwrap()
+            .get(tenant)
+            .is_none_or(|allowance| allowance.read_at.elapsed() > RECHECK);
+        if due {
+            let per_minute = override_per_minute
+                .await
+                .and_then(NonZeroU32::new)
+                .unwrap_or(self.default_per_minute);
+            let mut tenants = self.tenants.lock().unwrap();
+            let allowance = tenants
+                .entry(tenant.to_string())
+                .or_insert_with(|| Allowance {
+                    per_minute,
+                    limiter: Arc::new(RateLimiter::direct(Quota::per_minute(per_minute))),
+                    read_at: Instant::now(),
+                });
+            if allowance.per_minute != per_minute {
+                allowance.per_minute = per_minute;
+                allowance.limiter = Arc::new(RateLimiter::direct(Quota::per_minute(per_minute)));
+            }
+            allowance.read_at = Instant::now();
+        }
+        let (limiter, per_minute) = {
+            let tenants = self.tenants.lock().unwrap();
+            let allowance = &tenants[tenant];
+            (allowance.limiter.clone(), allowance.per_minute.get())
+        };
+        limiter.check().map_err(|not_until| OverLimit {
+            per_minute,
+            retry_in: not_until.wait_time_from(DefaultClock::default().now()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_tenant_has_its_own_allowance() {
+        let rates = TenantRates::new(NonZeroU32::new(3).unwrap());
+        for _ in 0..3 {
+            rates.admit("acme", async { None }).await.unwrap();
+        }
+        let over = rates.admit("acme", async { None }).await.unwrap_err();
+        assert_eq!(over.per_minute, 3);
+        assert!(over.retry_in > Duration::from_secs(10), "{over:?}");
+        // Another tenant is untouched, and one with an override has its own.
+        rates.admit("globex", async { None }).await.unwrap();
+        for _ in 0..5 {
+            rates.admit("initech", async { Some(5) }).await.unwrap();
+        }
+        assert!(rates.admit("initech", async { Some(5) }).await.is_err());
+    }
+}
