@@ -5,12 +5,17 @@
 //! just after it completes meanwhile, and the process handling both
 //! survives. Parsing runs in child processes bounded by the `PARSE_*` limits.
 
+use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_shared::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_shared::queue::{Stage, StageMessage};
+use docpipe_shared::stages::{self, EmbedStage};
 use docpipe_tests::corpus::{deep_html, flate_pdf, wide_table};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use docpipe_tests::spawn_openai;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const CONTROL: &str = "uploads/acme/control.md";
@@ -266,4 +271,98 @@ async fn hostile_retry_after_values_never_stall_the_process() {
             .await;
     }
     assert_eq!(stack.dead_letter_count().await, 0);
+}
+
+/// An embedder that panics on a text holding `word`: a bug met by one
+/// record of a batch.
+struct PanicsOn {
+    inner: Arc<dyn Embedder>,
+    word: &'static str,
+}
+
+#[async_trait::async_trait]
+impl Embedder for PanicsOn {
+    fn billable(&self) -> bool {
+        self.inner.billable()
+    }
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+    fn dims(&self) -> usize {
+        self.inner.dims()
+    }
+    async fn embed(&self, inputs: &[EmbedInput<'_>]) -> docpipe_shared::Result<Embeddings> {
+        if inputs.iter().any(|input| input.text.contains(self.word)) {
+            panic!("the embedder met {}", self.word);
+        }
+        self.inner.embed(inputs).await
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
+    let mut stack = stack(&[]).await;
+    // This test delivers the messages itself, as one Lambda batch.
+    stack.runner.abort_all();
+    let mut deployment = stack.new_deployment().await;
+    let pipeline = &deployment.pipeline;
+    let mut jobs = Vec::new();
+    for (key, text) in [
+        (
+            "uploads/evil/poison.md",
+            "# Poison\n\nThis paragraph holds the word kraken.",
+        ),
+        (CONTROL, CONTROL_TEXT),
+    ] {
+        stack.put(key, text).await;
+        let ingested = stages::ingest::ingest(pipeline, key, "test").await.unwrap();
+        for stage in [Stage::Parse, Stage::Chunk] {
+            let message = StageMessage {
+                job_id: ingested.job_id,
+                correlation_id: "test".into(),
+                stage,
+            };
+            stages::handle(pipeline, &message).await.unwrap();
+        }
+        jobs.push(ingested.job_id);
+    }
+    deployment.pipeline.embedder = Arc::new(PanicsOn {
+        inner: deployment.pipeline.embedder.clone(),
+        word: "kraken",
+    });
+    let mut event = SqsEvent::default();
+    event.records = jobs
+        .iter()
+        .enumerate()
+        .map(|(n, job_id)| {
+            let message = StageMessage {
+                job_id: *job_id,
+                correlation_id: "test".into(),
+                stage: Stage::Embed {
+                    first_chunk: 0,
+                    chunk_count: 100,
+                },
+            };
+            let mut record = SqsMessage::default();
+            record.message_id = Some(format!("m{n}"));
+            record.body = Some(serde_json::to_string(&message).unwrap());
+            record
+        })
+        .collect();
+    let response =
+        docpipe_shared::lambda::handle_stage_events::<EmbedStage>(&deployment, event).await;
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "both records are done with: {:?}",
+        response.batch_item_failures
+    );
+    let (_, code) = stack.jobs_of("uploads/evil/poison.md").await.pop().unwrap();
+    assert_eq!(code.as_deref(), Some("stage_panicked"));
+    let message = stack.error_message("uploads/evil/poison.md").await.unwrap();
+    assert!(message.contains("kraken"), "{message}");
+    assert_eq!(
+        stack.jobs_of(CONTROL).await,
+        [("complete".to_string(), None)]
+    );
+    assert!(stack.chunks_of(CONTROL).await > 0);
 }

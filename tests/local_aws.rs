@@ -116,10 +116,18 @@ impl LocalAws {
     /// Another runner on the same queues, as a new Lambda container: its
     /// own clients, connection pool and breakers.
     pub async fn start_runner(&self) -> JoinSet<()> {
-        let deployment = Deployment::new(&self.config, self.aws_config.clone(), &self.sdk)
+        runner_for(
+            Arc::new(self.new_deployment().await),
+            &self.sqs,
+            &self.resources,
+        )
+    }
+
+    /// A new container's clients and settings for this stack.
+    pub async fn new_deployment(&self) -> Deployment {
+        Deployment::new(&self.config, self.aws_config.clone(), &self.sdk)
             .await
-            .expect("deployment");
-        runner_for(Arc::new(deployment), &self.sqs, &self.resources)
+            .expect("deployment")
     }
 
     /// The HTTP API over this stack on a loopback port, with `API_KEYS`

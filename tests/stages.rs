@@ -258,6 +258,13 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
     let jobs_in_chunks: Vec<Uuid> = f.test_db.column(LIVE_JOBS).await;
     assert_eq!(jobs_in_chunks, [v2.job_id]);
     assert_eq!(f.state(v1).await, JobState::Complete);
+    // The older version's parsed text goes once the newer one is live.
+    let text = |job| docpipe_shared::stages::parse::parsed_key("acme", job, true);
+    assert!(
+        f.blobs.get(&text(v1), u64::MAX).await.is_err(),
+        "v1's text remains"
+    );
+    assert!(f.blobs.get(&text(v2.job_id), u64::MAX).await.is_ok());
 
     // The first content again: its job is requeued and every vector comes from the cache.
     f.upload(&document("first")).await;
@@ -379,6 +386,43 @@ async fn the_sweeper_resumes_stuck_jobs_then_fails_them() {
         row.get::<_, &str>(2),
         "stuck in queued: no progress after the sweeper resumed it 2 times"
     );
+}
+
+#[tokio::test]
+async fn a_job_that_progresses_between_resumes_is_never_stuck() {
+    let f = fixture().await;
+    f.upload(&document("first")).await;
+    let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
+    f.queue.take(); // the parse message is lost
+    let policy = SweepPolicy {
+        queued_timeout: Duration::from_secs(600),
+        parsed_timeout: Duration::from_secs(600),
+        chunked_timeout: Duration::from_secs(600),
+        max_retries: 2,
+        batch: 10,
+    };
+    let resume = async || {
+        f.test_db
+            .client()
+            .await
+            .execute(
+                "UPDATE upload_pipeline.upload_jobs SET updated_at = now() - interval '1 hour'",
+                &[],
+            )
+            .await
+            .unwrap();
+        let report = sweep(&f.pipeline, &policy).await.unwrap();
+        assert_eq!((report.resumed, report.failed), (vec![job_id], vec![]));
+        f.queue.take()
+    };
+    // Two resumes while queued; the second one's parse message is handled.
+    resume().await;
+    let parse = resume().await;
+    handle(&f.pipeline, &parse[0]).await.unwrap();
+    f.queue.take(); // the chunk message is lost
+    // The job moved on: two more resumes in `parsed`, not `stuck`.
+    assert_eq!(resume().await, [message(job_id, Stage::Chunk)]);
+    assert_eq!(resume().await, [message(job_id, Stage::Chunk)]);
 }
 
 #[tokio::test]

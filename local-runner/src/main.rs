@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, Error, QueueSettings};
+use docpipe_shared::ConfigError;
 use docpipe_shared::aws;
 use docpipe_shared::config::AwsConfig;
 use docpipe_shared::lambda::Deployment;
@@ -47,6 +48,27 @@ enum Command {
     },
 }
 
+/// How long the runner waits at start for the database to accept connections.
+const START_WAIT: Duration = Duration::from_secs(120);
+
+/// The deployment, once the database accepts connections: a Lambda whose
+/// cold start fails is started again by the next invocation, so the runner
+/// tries again while the database is unreachable (restarting, in crash
+/// recovery) rather than exit. A configuration error ends it at once.
+async fn deployment_when_ready(sdk: &aws_config::SdkConfig) -> Result<Deployment, Error> {
+    let started = std::time::Instant::now();
+    loop {
+        let config = docpipe_shared::config::Config::from_env()?;
+        match Deployment::new(&config, AwsConfig::from_env()?, sdk).await {
+            Err(ConfigError::Database(reason)) if started.elapsed() < START_WAIT => {
+                tracing::warn!(%reason, "database not ready; trying again in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            deployment => return Ok(deployment?),
+        }
+    }
+}
+
 fn main() -> Result<(), Error> {
     // Documents are parsed in children of this executable: one parses here and exits.
     docpipe_shared::parsing::sandbox::serve_if_child();
@@ -79,14 +101,7 @@ async fn runner_main() -> Result<(), Error> {
             concurrency,
             sweep_every_secs,
         } => {
-            let deployment = Arc::new(
-                Deployment::new(
-                    &docpipe_shared::config::Config::from_env()?,
-                    AwsConfig::from_env()?,
-                    &sdk,
-                )
-                .await?,
-            );
+            let deployment = Arc::new(deployment_when_ready(&sdk).await?);
             let queues = &deployment.aws.queues;
             let mut sources = Vec::new();
             for (url, function) in [

@@ -186,6 +186,9 @@ pub struct Config {
     pub max_file_bytes: u64,
     /// What parsing one document may cost.
     pub parse_limits: crate::parsing::ParseLimits,
+    /// The longest one delivery of a message may be worked on
+    /// (`STAGE_DEADLINE_SECS`; in Lambda, the function timeout).
+    pub stage_deadline: Duration,
     /// The executable parse children run (`PARSE_SANDBOX_EXE`); by default
     /// the running one.
     pub parse_sandbox_exe: Option<PathBuf>,
@@ -516,6 +519,15 @@ impl Config {
             max_pages: env.parsed("PARSE_MAX_PAGES", parse.max_pages)?,
             concurrency: env.parsed("PARSE_CONCURRENCY", parse.concurrency)?,
         };
+        let stage_deadline = Duration::from_secs(env.parsed("STAGE_DEADLINE_SECS", 120)?);
+        if parse_limits.timeout >= stage_deadline {
+            // Else a slow parse would end as a lost delivery, retried, not as parse_timeout.
+            return Err(invalid(
+                "PARSE_TIMEOUT_SECS",
+                parse_limits.timeout.as_secs(),
+                "must be below STAGE_DEADLINE_SECS (default 120)",
+            ));
+        }
         if parse_limits.timeout.is_zero() || parse_limits.memory_bytes < 64 << 20 {
             return Err(invalid(
                 "PARSE_TIMEOUT_SECS/PARSE_MEMORY_MB",
@@ -554,6 +566,7 @@ impl Config {
             },
             max_file_bytes: env.parsed("MAX_FILE_BYTES", DEFAULT_MAX_FILE_BYTES)?,
             parse_limits,
+            stage_deadline,
             parse_sandbox_exe: env.get("PARSE_SANDBOX_EXE").map(PathBuf::from),
             local_blob_dir: PathBuf::from(
                 env.get("DOCPIPE_BLOB_DIR")

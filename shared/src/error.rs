@@ -62,6 +62,8 @@ pub enum Rejection {
     ParseTimedOut { secs: u64 },
     #[error("the database refused the document's data: {detail}")]
     DataRefused { detail: String },
+    #[error("processing stopped with an internal error on this document (a bug): {detail}")]
+    StagePanicked { detail: String },
     #[error("gave up after {attempts} attempts; last error: {last_error}")]
     RetriesExhausted { attempts: u32, last_error: String },
     #[error("stuck in {state}: no progress after the sweeper resumed it {resumes} times")]
@@ -94,6 +96,7 @@ impl Rejection {
             Rejection::ParseFailed { .. } => "parse_failed",
             Rejection::ParseTimedOut { .. } => "parse_timeout",
             Rejection::DataRefused { .. } => "data_refused",
+            Rejection::StagePanicked { .. } => "stage_panicked",
             Rejection::RetriesExhausted { .. } => "retries_exhausted",
             Rejection::Stuck { .. } => "stuck",
         }

@@ -139,7 +139,7 @@ pub async fn claim_waited(tx: &impl GenericClient, limit: u32) -> Result<Vec<Job
 pub async fn touch(client: &impl GenericClient, job_id: Uuid) -> Result<()> {
     client
         .execute(
-            "UPDATE upload_pipeline.upload_jobs SET updated_at = now() WHERE id = $1",
+            "UPDATE upload_pipeline.upload_jobs SET updated_at = now(), sweep_count = 0 WHERE id = $1",
             &[&job_id],
         )
         .await?;
@@ -292,7 +292,9 @@ pub async fn transition(
         .execute(
             "UPDATE upload_pipeline.upload_jobs
                 SET state = $3, state_changed_at = now(), updated_at = now(),
-                    waiting_reason = NULL, waiting_until = NULL
+                    waiting_reason = NULL, waiting_until = NULL,
+                    -- Progress: the sweeper's count of resumes without any starts again.
+                    sweep_count = 0
               WHERE id = $1 AND state = $2",
             &[&job_id, &from.as_str(), &to.as_str()],
         )

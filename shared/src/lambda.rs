@@ -5,14 +5,15 @@
 use crate::aws::{self, S3BlobStore, SqsQueue};
 use crate::config::{AwsConfig, Config, Env};
 use crate::db;
+use crate::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{ConfigError, Error, Result};
-use crate::queue::StageMessage;
 use crate::s3_notification::{self, ObjectEvent};
 use crate::secrets;
-use crate::stages::{self, Pipeline, Stages, ingest};
+use crate::stages::{Pipeline, Stages, ingest};
 use crate::sweeper::{self, SweepReport};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use std::sync::Arc;
+use std::time::Duration;
 use tracing::Instrument;
 
 /// A function's clients and settings, built once per container and reused
@@ -20,6 +21,8 @@ use tracing::Instrument;
 pub struct Deployment {
     pub pipeline: Pipeline,
     pub aws: AwsConfig,
+    /// Attempts (the queues' `maxReceiveCount`) and the deadline of each.
+    pub delivery: DeliveryPolicy,
     /// The clients behind the pipeline's blob store and queue, for what
     /// only the API does with them (presigned uploads, queue depths).
     pub s3: aws_sdk_s3::Client,
@@ -47,8 +50,15 @@ impl Deployment {
         let blobs = S3BlobStore::new(s3.clone(), &aws.bucket);
         let queue = SqsQueue::new(sqs.clone(), aws.queues.clone());
         let pipeline = Pipeline::new(config, db, Arc::new(blobs), Arc::new(queue))?;
+        let delivery = DeliveryPolicy {
+            max_attempts: aws.max_receive_count,
+            deadline: config.stage_deadline,
+            // SQS waits its visibility timeout between deliveries.
+            first_backoff: Duration::ZERO,
+        };
         Ok(Deployment {
             pipeline,
+            delivery,
             aws,
             s3,
             sqs,
@@ -106,6 +116,11 @@ pub async fn handle_upload_events(deployment: &Deployment, event: SqsEvent) -> S
 }
 
 async fn handle_notification(deployment: &Deployment, record: &SqsMessage) -> Result<()> {
+    let deadline = deployment.delivery.deadline;
+    delivery::isolated(deadline, handle_changes(deployment, record)).await?
+}
+
+async fn handle_changes(deployment: &Deployment, record: &SqsMessage) -> Result<()> {
     let body = record.body.as_deref().unwrap_or_default();
     let changes = s3_notification::parse(body)
         .map_err(|e| Error::Transient(format!("unreadable S3 notification: {e}")))?;
@@ -152,26 +167,17 @@ pub async fn handle_stage_events<S: Stages>(
 ) -> SqsBatchResponse {
     each_record(event, |record| async move {
         let message_id = record.message_id.as_deref().unwrap_or_default();
-        let body = record.body.as_deref().unwrap_or_default();
-        let message: StageMessage = match serde_json::from_str(body) {
+        let message = match delivery::decode(record.body.as_deref().unwrap_or_default()) {
             Ok(message) => message,
             Err(error) => {
-                tracing::error!(message_id, %error, "unreadable stage message; will reach the dead-letter queue");
+                tracing::error!(message_id, %error, "will reach the dead-letter queue");
                 return false;
             }
         };
-        let Err(error) = stages::handle_stages::<S>(&deployment.pipeline, &message).await else {
-            return true;
-        };
-        let attempts = receive_count(&record);
-        let last = attempts >= deployment.aws.max_receive_count;
-        stages::stage_span(&message).in_scope(|| {
-            tracing::warn!(message_id, attempts, last, %error, "stage failed; will be retried")
-        });
-        if last {
-            stages::give_up(&deployment.pipeline, &message, attempts, &error).await;
-        }
-        false
+        let attempt = receive_count(&record);
+        let policy = &deployment.delivery;
+        let verdict = delivery::stage_message::<S>(&deployment.pipeline, &message, attempt, policy);
+        matches!(verdict.await, Verdict::Done(_))
     })
     .await
 }
@@ -210,7 +216,7 @@ pub async fn handle_schedule(deployment: &Deployment) -> Result<SweepReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::Stage;
+    use crate::queue::{Stage, StageMessage};
 
     fn event(json: &str) -> SqsEvent {
         serde_json::from_str(json).expect("a Lambda SQS event")

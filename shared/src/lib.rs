@@ -11,6 +11,7 @@ pub mod chunking;
 pub mod config;
 pub mod cost;
 pub mod db;
+pub mod delivery;
 pub mod embedding;
 pub mod error;
 pub mod external;

@@ -1,9 +1,11 @@
 //! The whole pipeline in one process: a directory as the blob store, an
-//! in-process queue, and the same stage handlers as Lambda. Transient errors
-//! are retried with backoff, as SQS redelivery would, then fail the job.
+//! in-process queue, and the same stage handlers as Lambda, under the same
+//! delivery policy (`delivery`): transient errors are retried with backoff,
+//! as SQS redelivery would, then fail the job.
 
 use crate::blob::LocalBlobStore;
 use crate::config::Config;
+use crate::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{ConfigError, Error, Result};
 use crate::jobs;
 use crate::queue::{Queue, StageMessage};
@@ -11,9 +13,7 @@ use crate::stages::{self, Pipeline, ingest::Change, ingest::Ingested};
 use crate::state::JobState;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use futures::FutureExt;
 use std::collections::VecDeque;
-use std::panic::AssertUnwindSafe;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -86,28 +86,10 @@ enum Work {
     Stage(StageMessage),
 }
 
-impl std::fmt::Display for Work {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Work::Ingest(key) => write!(f, "ingest {key}"),
-            Work::Stage(message) => write!(f, "{} {}", message.stage.name(), message.job_id),
-        }
-    }
-}
-
-impl Work {
-    /// A stage's span, so a retry's log line names the upload.
-    fn span(&self) -> tracing::Span {
-        match self {
-            Work::Ingest(_) => tracing::Span::none(),
-            Work::Stage(message) => stages::stage_span(message),
-        }
-    }
-}
-
-enum Done {
-    Ingested(String, Ingested),
-    Handled(stages::Handled),
+/// What one attempt at a piece of work came to.
+enum Outcome {
+    Ingested(String, Result<Ingested>),
+    Stage(StageMessage, Verdict),
 }
 
 pub struct LocalPipeline {
@@ -116,6 +98,7 @@ pub struct LocalPipeline {
     inbox: mpsc::UnboundedReceiver<StageMessage>,
     delayed: Arc<AtomicUsize>,
     concurrency: usize,
+    delivery: DeliveryPolicy,
 }
 
 impl LocalPipeline {
@@ -134,6 +117,11 @@ impl LocalPipeline {
             inbox,
             delayed,
             concurrency: config.db_pool_size.max(1),
+            delivery: DeliveryPolicy {
+                max_attempts: MAX_ATTEMPTS,
+                deadline: config.stage_deadline,
+                first_backoff: FIRST_BACKOFF,
+            },
         })
     }
 
@@ -172,16 +160,12 @@ impl LocalPipeline {
                     stage_work.pop_front().or_else(|| ingests.pop_front())
             {
                 let pipeline = self.pipeline.clone();
+                let policy = self.delivery;
                 tasks.spawn(async move {
                     if attempt > 1 {
-                        tokio::time::sleep(FIRST_BACKOFF * 2u32.pow(attempt - 2)).await;
+                        tokio::time::sleep(policy.backoff(attempt)).await;
                     }
-                    let result = AssertUnwindSafe(perform(&pipeline, &work))
-                        .catch_unwind()
-                        .await;
-                    let result =
-                        result.unwrap_or_else(|_| Err(Error::Transient("stage panicked".into())));
-                    (work, attempt, result)
+                    (attempt, perform(&pipeline, work, attempt, &policy).await)
                 });
             }
             if tasks.is_empty() {
@@ -197,9 +181,9 @@ impl LocalPipeline {
             let Some(joined) = tasks.join_next().await else {
                 break;
             };
-            let (work, attempt, result) = joined.expect("task panics are caught inside the task");
-            match (work, result) {
-                (_, Ok(Done::Ingested(key, ingested))) => {
+            let (attempt, outcome) = joined.expect("panics are caught inside the task");
+            match outcome {
+                Outcome::Ingested(key, Ok(ingested)) => {
                     progress(Progress::Ingested {
                         key: &key,
                         ingested: &ingested,
@@ -212,7 +196,20 @@ impl LocalPipeline {
                     }
                     run.ingested.push((key, ingested));
                 }
-                (_, Ok(Done::Handled(handled))) => {
+                Outcome::Ingested(key, Err(error))
+                    if error.is_transient() && attempt < self.delivery.max_attempts =>
+                {
+                    tracing::warn!(key, attempt, %error, "retrying");
+                    ingests.push_back((Work::Ingest(key), attempt + 1));
+                }
+                Outcome::Ingested(key, Err(error)) => {
+                    progress(Progress::IngestFailed {
+                        key: &key,
+                        error: &error,
+                    });
+                    run.not_ingested.push((key, error.to_string()));
+                }
+                Outcome::Stage(_, Verdict::Done(handled)) => {
                     if let Some(state) = handled.ended {
                         progress(Progress::JobEnded {
                             job_id: handled.job_id,
@@ -220,30 +217,16 @@ impl LocalPipeline {
                         });
                     }
                 }
-                (work, Err(error)) if error.is_transient() && attempt < MAX_ATTEMPTS => {
-                    work.span()
-                        .in_scope(|| tracing::warn!(work = %work, attempt, %error, "retrying"));
-                    let queue = if matches!(work, Work::Ingest(_)) {
-                        &mut ingests
-                    } else {
-                        &mut stage_work
-                    };
-                    queue.push_back((work, attempt + 1));
+                Outcome::Stage(message, Verdict::Retry(_)) => {
+                    stage_work.push_back((Work::Stage(message), attempt + 1));
                 }
-                (Work::Stage(message), Err(error)) => {
-                    if stages::give_up(&self.pipeline, &message, attempt, &error).await {
+                Outcome::Stage(message, Verdict::GaveUp { job_failed, .. }) => {
+                    if job_failed {
                         progress(Progress::JobEnded {
                             job_id: message.job_id,
                             state: JobState::Failed,
                         });
                     }
-                }
-                (Work::Ingest(key), Err(error)) => {
-                    progress(Progress::IngestFailed {
-                        key: &key,
-                        error: &error,
-                    });
-                    run.not_ingested.push((key, error.to_string()));
                 }
             }
         }
@@ -265,15 +248,26 @@ impl LocalPipeline {
     }
 }
 
-async fn perform(pipeline: &Pipeline, work: &Work) -> Result<Done> {
+async fn perform(
+    pipeline: &Pipeline,
+    work: Work,
+    attempt: u32,
+    policy: &DeliveryPolicy,
+) -> Outcome {
     match work {
         Work::Ingest(key) => {
             // Each local upload gets its own correlation id, as an S3 request would.
             let correlation_id = uuid::Uuid::new_v4().to_string();
-            let ingested = stages::ingest::ingest(pipeline, key, &correlation_id).await?;
-            Ok(Done::Ingested(key.clone(), ingested))
+            let ingest = stages::ingest::ingest(pipeline, &key, &correlation_id);
+            let ingested = delivery::isolated(policy.deadline, ingest).await;
+            Outcome::Ingested(key, ingested.unwrap_or_else(|trouble| Err(trouble.into())))
         }
-        Work::Stage(message) => Ok(Done::Handled(stages::handle(pipeline, message).await?)),
+        Work::Stage(message) => {
+            let verdict =
+                delivery::stage_message::<stages::AllStages>(pipeline, &message, attempt, policy)
+                    .await;
+            Outcome::Stage(message, verdict)
+        }
     }
 }
 

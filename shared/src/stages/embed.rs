@@ -137,7 +137,8 @@ pub async fn embed(
     let progress = tx
         .query_one(
             "UPDATE upload_pipeline.upload_jobs
-                SET embedded_chunks = embedded_chunks + $2, updated_at = now()
+                SET embedded_chunks = embedded_chunks + $2, updated_at = now(),
+                    sweep_count = CASE WHEN $2 > 0 THEN 0 ELSE sweep_count END
               WHERE id = $1
           RETURNING embedded_chunks, chunk_count",
             &[&job_id, &(inserted as i32)],
@@ -146,13 +147,22 @@ pub async fn embed(
     let (embedded, total): (i32, Option<i32>) = (progress.get(0), progress.get(1));
     let total = total
         .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;
-    let ended = if embedded >= total {
+    let finalized = if embedded >= total {
         Some(finalize::finalize(&tx, &job, latest_job_id, dims, scope).await?)
     } else {
         None
     };
     tx.commit().await?;
-    Ok(ended)
+    let Some(finalized) = finalized else {
+        return Ok(None);
+    };
+    for key in &finalized.stale_texts {
+        // Committed already: a text left behind costs storage, not correctness.
+        if let Err(error) = pipeline.blobs.delete(key).await {
+            tracing::warn!(key, %error, "could not delete an older version's parsed text");
+        }
+    }
+    Ok(Some(finalized.state))
 }
 
 /// Replaces up to `limit` searchable vectors made by the fallback model (hybrid

@@ -8,6 +8,14 @@ use crate::state::JobState;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
+/// What finalizing did.
+pub struct Finalized {
+    pub state: JobState,
+    /// The parsed text of the document's older versions, no longer needed
+    /// once this one is live: to delete after the commit.
+    pub stale_texts: Vec<String>,
+}
+
 /// Makes `job` the document's live version, or supersedes it if a newer
 /// version arrived meanwhile. The caller holds the document and job locks.
 pub async fn finalize(
@@ -17,11 +25,14 @@ pub async fn finalize(
     dims: i32,
     // The cache scope the job's vectors are kept in.
     scope: &str,
-) -> Result<JobState> {
+) -> Result<Finalized> {
     if latest_job_id != Some(job.id) {
         let detail = serde_json::json!({ "latest_job": latest_job_id });
         jobs::transition(tx, job.id, JobState::Chunked, JobState::Superseded, detail).await?;
-        return Ok(JobState::Superseded);
+        return Ok(Finalized {
+            state: JobState::Superseded,
+            stale_texts: Vec::new(),
+        });
     }
     tx.execute(
         "DELETE FROM upload_pipeline.document_chunks WHERE document_id = $1",
@@ -75,5 +86,22 @@ pub async fn finalize(
         serde_json::json!({ "chunks": chunks }),
     )
     .await?;
-    Ok(JobState::Complete)
+    // Older versions (this one is the latest) will not be chunked again.
+    let stale_texts = tx
+        .query(
+            "UPDATE upload_pipeline.upload_jobs j SET parsed_key = NULL
+               FROM (SELECT id, parsed_key FROM upload_pipeline.upload_jobs
+                      WHERE document_id = $1 AND id <> $2 AND parsed_key IS NOT NULL) old
+              WHERE j.id = old.id
+          RETURNING old.parsed_key",
+            &[&job.document_id, &job.id],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    Ok(Finalized {
+        state: JobState::Complete,
+        stale_texts,
+    })
 }

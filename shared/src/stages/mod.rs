@@ -289,8 +289,24 @@ async fn record_give_up(pipeline: &Pipeline, job_id: Uuid, attempts: u32, error:
         last_error,
     };
     tracing::error!(%job_id, attempts, %error, "giving up on message");
+    record_failure(pipeline, job_id, &reason).await
+}
+
+/// Fails the job of `message` with `reason` (its work cannot go on: it
+/// panicked). Returns whether the job failed now.
+pub async fn fail_job(pipeline: &Pipeline, message: &StageMessage, reason: &Rejection) -> bool {
+    let job_id = message.job_id;
+    let span = stage_span(message);
+    span.in_scope(|| tracing::error!(code = reason.code(), %reason, "job failed"));
+    metrics::error(reason.code());
+    record_failure(pipeline, job_id, reason)
+        .instrument(span)
+        .await
+}
+
+async fn record_failure(pipeline: &Pipeline, job_id: Uuid, reason: &Rejection) -> bool {
     let failed = match pipeline.db.get().await {
-        Ok(mut client) => jobs::fail(&mut client, job_id, &reason).await,
+        Ok(mut client) => jobs::fail(&mut client, job_id, reason).await,
         Err(e) => Err(e.into()),
     };
     failed.unwrap_or_else(|e| {
