@@ -32,11 +32,15 @@ struct Args {
     /// Hostile documents instead (the classes of tests/hostile_input.rs).
     #[arg(long)]
     hostile: bool,
+    /// Text files of `--mb` each handled at once (as a batch of records is;
+    /// the deployed functions take 10), instead of one text and one PDF.
+    #[arg(long, default_value_t = 1)]
+    docs: usize,
 }
 
 /// Runs `docpipe ingest file` in a fresh database; returns its peak RSS in
 /// bytes (the kernel's count for that process, from wait4) and the seconds taken.
-async fn ingest(docpipe: &Path, file: &Path) -> (u64, f64, String) {
+async fn ingest(docpipe: &Path, file: &Path, at_once: usize) -> (u64, f64, String) {
     const DIMS: [(&str, &str); 1] = [("EMBEDDING_DIMS", "64")];
     let test_db = TestDb::migrated(&DIMS).await;
     let started = Instant::now();
@@ -49,6 +53,8 @@ async fn ingest(docpipe: &Path, file: &Path) -> (u64, f64, String) {
         .arg(file)
         .env("DATABASE_URL", &test_db.url)
         .env("DOCPIPE_BLOB_DIR", &test_db.blob_dir)
+        // The CLI works on as many documents at once as it has connections.
+        .env("DB_POOL_SIZE", at_once.to_string())
         .envs(DIMS)
         .stdout(std::process::Stdio::piped())
         .spawn()
@@ -106,6 +112,13 @@ async fn main() {
                 scratch.write("pages.pdf", flate_pdf(60_000, 3000, "the same words")),
             ),
         ]
+    } else if args.docs > 1 {
+        for n in 0..args.docs {
+            let text = document(&mut rng, args.mb * 1_000_000, false, n);
+            scratch.write(&format!("batch/{n}.txt"), text);
+        }
+        let name = format!("{} text files of {} MB at once", args.docs, args.mb);
+        vec![(name, scratch.0.join("batch"))]
     } else {
         let text = document(&mut rng, args.mb * 1_000_000, false, 0);
         vec![
@@ -123,8 +136,11 @@ async fn main() {
     println!("| document | size | peak RSS | time | docpipe says |");
     println!("|---|---|---|---|---|");
     for (name, file) in documents {
-        let size = std::fs::metadata(&file).unwrap().len();
-        let (rss, seconds, stdout) = ingest(&args.docpipe, &file).await;
+        let size = match std::fs::read_dir(&file) {
+            Ok(files) => files.map(|f| f.unwrap().metadata().unwrap().len()).sum(),
+            Err(_) => std::fs::metadata(&file).unwrap().len(),
+        };
+        let (rss, seconds, stdout) = ingest(&args.docpipe, &file, args.docs).await;
         println!(
             "| {name} | {:.1} MB | {:.1} MB | {seconds:.1} s | {} |",
             size as f64 / 1e6,

@@ -1,7 +1,7 @@
 //! The blob store and queue in AWS: S3 and SQS through the SDK. Emulators are
 //! reached the same way, through `AWS_ENDPOINT_URL`; nothing here knows them.
 
-use crate::blob::{BlobStore, ObjectInfo};
+use crate::blob::{BlobStore, ObjectInfo, check_size};
 use crate::config::QueueUrls;
 use crate::error::{Error, Rejection, Result};
 use crate::queue::{Queue, Stage, StageMessage};
@@ -12,6 +12,7 @@ use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// SQS takes at most ten messages per batch call.
@@ -64,6 +65,42 @@ impl S3BlobStore {
     }
 }
 
+impl S3BlobStore {
+    /// The object's size and body, unread; one over `max_bytes` is refused
+    /// (dropping the body closes the connection without reading it).
+    async fn open(&self, key: &str, max_bytes: u64) -> Result<(u64, ByteStream)> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_no_such_key() => Rejection::ObjectMissing {
+                    key: key.to_string(),
+                }
+                .into(),
+                _ => transient("S3 GetObject", e),
+            })?;
+        let size = object.content_length().unwrap_or(0).max(0) as u64;
+        check_size(size, max_bytes)?;
+        Ok((size, object.body))
+    }
+}
+
+/// Hands each part of `body` to `take` as it arrives.
+async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<()> {
+    while let Some(part) = body
+        .try_next()
+        .await
+        .map_err(|e| Error::transient("S3 GetObject body", e))?
+    {
+        take(&part);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl BlobStore for S3BlobStore {
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
@@ -88,41 +125,19 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes> {
-        let object = self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| match e.as_service_error() {
-                Some(service) if service.is_no_such_key() => Rejection::ObjectMissing {
-                    key: key.to_string(),
-                }
-                .into(),
-                _ => transient("S3 GetObject", e),
-            })?;
-        let size = object.content_length().unwrap_or(0).max(0) as u64;
-        if size > max_bytes {
-            // Dropping the body closes the connection without reading it.
-            return Err(Rejection::TooLarge {
-                size,
-                limit: max_bytes,
-            }
-            .into());
-        }
         // Into one buffer of the object's size as it streams in: collecting
         // the parts first and joining them would hold the object twice.
+        let (size, body) = self.open(key, max_bytes).await?;
         let mut buffer = Vec::with_capacity(size as usize);
-        let mut body = object.body;
-        while let Some(part) = body
-            .try_next()
-            .await
-            .map_err(|e| Error::transient("S3 GetObject body", e))?
-        {
-            buffer.extend_from_slice(&part);
-        }
+        each_part(body, |part| buffer.extend_from_slice(part)).await?;
         Ok(Bytes::from(buffer))
+    }
+
+    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]> {
+        let (_, body) = self.open(key, max_bytes).await?;
+        let mut hasher = Sha256::new();
+        each_part(body, |part| hasher.update(part)).await?;
+        Ok(hasher.finalize().into())
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {

@@ -3,6 +3,7 @@
 use crate::error::{Error, Rejection, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 
 /// What is known about an object without reading it.
@@ -19,6 +20,9 @@ pub trait BlobStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<ObjectInfo>;
     /// The whole object; refuses (without reading) one over `max_bytes`.
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes>;
+    /// The SHA-256 of the object, read as a stream (never held whole);
+    /// refuses (without reading) one over `max_bytes`.
+    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]>;
     async fn put(&self, key: &str, body: Bytes) -> Result<()>;
     /// Removes the object; removing one that does not exist is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
@@ -51,6 +55,21 @@ impl LocalBlobStore {
     }
 }
 
+/// What a streamed hash reads at a time.
+const HASH_BUFFER_BYTES: usize = 256 * 1024;
+
+/// Refuses an object over `max_bytes`, before anything of it is read.
+pub fn check_size(size: u64, max_bytes: u64) -> Result<()> {
+    if size > max_bytes {
+        return Err(Rejection::TooLarge {
+            size,
+            limit: max_bytes,
+        }
+        .into());
+    }
+    Ok(())
+}
+
 fn missing_or_transient(key: &str, err: std::io::Error) -> Error {
     if err.kind() == std::io::ErrorKind::NotFound {
         Rejection::ObjectMissing {
@@ -80,18 +99,27 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes> {
-        let size = self.head(key).await?.size;
-        if size > max_bytes {
-            return Err(Rejection::TooLarge {
-                size,
-                limit: max_bytes,
-            }
-            .into());
-        }
+        check_size(self.head(key).await?.size, max_bytes)?;
         let bytes = tokio::fs::read(self.path_of(key)?)
             .await
             .map_err(|e| missing_or_transient(key, e))?;
         Ok(Bytes::from(bytes))
+    }
+
+    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]> {
+        use tokio::io::AsyncReadExt;
+        check_size(self.head(key).await?.size, max_bytes)?;
+        let mut file = tokio::fs::File::open(self.path_of(key)?)
+            .await
+            .map_err(|e| missing_or_transient(key, e))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0; HASH_BUFFER_BYTES];
+        loop {
+            match file.read(&mut buffer).await? {
+                0 => return Ok(hasher.finalize().into()),
+                n => hasher.update(&buffer[..n]),
+            }
+        }
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
@@ -151,6 +179,11 @@ mod tests {
             Bytes::from_static(b"hello")
         );
         assert_eq!(store.head("uploads/t/a b.txt").await.unwrap().size, 5);
+        assert_eq!(
+            store.sha256("uploads/t/a b.txt", 5).await.unwrap(),
+            crate::ids::sha256(b"hello")
+        );
+        assert!(store.sha256("uploads/t/a b.txt", 4).await.is_err());
         let err = store.get("uploads/t/a b.txt", 4).await.unwrap_err();
         assert!(
             matches!(

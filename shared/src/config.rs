@@ -182,6 +182,8 @@ pub struct Config {
     pub cost: CostPolicy,
     pub chunking: ChunkingConfig,
     pub embed_batch_size: usize,
+    /// Texts a process chunks at once (`CHUNK_CONCURRENCY`).
+    pub chunk_concurrency: usize,
     pub cache_scope: CacheScope,
     pub max_file_bytes: u64,
     /// What parsing one document may cost.
@@ -553,6 +555,7 @@ impl Config {
             cost,
             chunking,
             embed_batch_size,
+            chunk_concurrency: env.parsed("CHUNK_CONCURRENCY", 2)?,
             cache_scope: match env.get("EMBEDDING_CACHE_SCOPE").as_deref() {
                 None | Some("tenant") => CacheScope::Tenant,
                 Some("shared") => CacheScope::Shared,

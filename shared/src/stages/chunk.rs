@@ -29,6 +29,12 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let parsed_key = job
         .parsed_key
         .ok_or_else(|| Error::Transient(format!("parsed job {job_id} has no parsed_key")))?;
+    // A process holds at most CHUNK_CONCURRENCY texts (and their chunks) at once.
+    let _turn = pipeline
+        .chunk_slots
+        .acquire()
+        .await
+        .map_err(|e| Error::transient("chunk slots", e))?;
     let bytes = pipeline.blobs.get(&parsed_key, u64::MAX).await?;
     // No copy when the buffer is the blob store's alone (it is for local files).
     let text =

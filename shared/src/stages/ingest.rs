@@ -114,7 +114,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
         // Never read an oversized object; its version identifies it instead.
         ids::sha256(format!("unread:{}", object.version).as_bytes())
     } else {
-        ids::sha256(&pipeline.blobs.get(key, pipeline.max_file_bytes).await?)
+        pipeline.blobs.sha256(key, pipeline.max_file_bytes).await?
     };
     let job_id = ids::job_id(document_id, &content_sha256);
 

@@ -35,6 +35,8 @@ pub struct Pipeline {
     pub max_file_bytes: u64,
     /// Where documents are parsed: child processes within the parse limits.
     pub parser: crate::parsing::sandbox::ParseSandbox,
+    /// Texts being chunked at once (`CHUNK_CONCURRENCY`): each is held whole.
+    pub chunk_slots: tokio::sync::Semaphore,
     pub embed_batch_size: u32,
     /// Whose cached vectors a tenant may reuse.
     pub cache_scope: crate::config::CacheScope,
@@ -81,6 +83,7 @@ impl Pipeline {
                 config.parse_limits.clone(),
                 config.parse_sandbox_exe.clone(),
             ),
+            chunk_slots: tokio::sync::Semaphore::new(config.chunk_concurrency.max(1)),
             embed_batch_size: config.embed_batch_size as u32,
             cache_scope: config.cache_scope,
             cost: config.cost.clone(),
