@@ -79,7 +79,29 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// Jobs idle for ten minutes are resumed, twice, then failed.
+const TWO_RESUMES: SweepPolicy = SweepPolicy {
+    queued_timeout: Duration::from_secs(600),
+    parsed_timeout: Duration::from_secs(600),
+    chunked_timeout: Duration::from_secs(600),
+    max_retries: 2,
+    batch: 10,
+};
+
 impl Fixture {
+    /// Every job as if it had not moved for an hour.
+    async fn idle_for_an_hour(&self) {
+        self.test_db
+            .client()
+            .await
+            .execute(
+                "UPDATE upload_pipeline.upload_jobs SET updated_at = now() - interval '1 hour'",
+                &[],
+            )
+            .await
+            .unwrap();
+    }
+
     async fn upload(&self, text: &str) {
         self.blobs.put(KEY, text.to_string().into()).await.unwrap();
     }
@@ -331,30 +353,13 @@ async fn the_sweeper_resumes_stuck_jobs_then_fails_them() {
     f.upload(&document("first")).await;
     let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
     f.queue.take(); // the parse message is lost
-    let policy = SweepPolicy {
-        queued_timeout: Duration::from_secs(600),
-        parsed_timeout: Duration::from_secs(600),
-        chunked_timeout: Duration::from_secs(600),
-        max_retries: 2,
-        batch: 10,
-    };
-    let idle_for_an_hour = async || {
-        f.test_db
-            .client()
-            .await
-            .execute(
-                "UPDATE upload_pipeline.upload_jobs SET updated_at = now() - interval '1 hour'",
-                &[],
-            )
-            .await
-            .unwrap();
-    };
+    let policy = TWO_RESUMES;
 
     let report = sweep(&f.pipeline, &policy).await.unwrap();
     assert_eq!(report, SweepReport::default(), "a fresh job is not stuck");
 
     for resume in 1..=2 {
-        idle_for_an_hour().await;
+        f.idle_for_an_hour().await;
         let report = sweep(&f.pipeline, &policy).await.unwrap();
         assert_eq!(
             (report.resumed, report.failed),
@@ -368,7 +373,7 @@ async fn the_sweeper_resumes_stuck_jobs_then_fails_them() {
             "a resumed job's clock restarts"
         );
     }
-    idle_for_an_hour().await;
+    f.idle_for_an_hour().await;
     let report = sweep(&f.pipeline, &policy).await.unwrap();
     assert_eq!((report.resumed, report.failed), (vec![], vec![job_id]));
     assert!(f.queue.take().is_empty());
@@ -394,23 +399,9 @@ async fn a_job_that_progresses_between_resumes_is_never_stuck() {
     f.upload(&document("first")).await;
     let job_id = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap().job_id;
     f.queue.take(); // the parse message is lost
-    let policy = SweepPolicy {
-        queued_timeout: Duration::from_secs(600),
-        parsed_timeout: Duration::from_secs(600),
-        chunked_timeout: Duration::from_secs(600),
-        max_retries: 2,
-        batch: 10,
-    };
+    let policy = TWO_RESUMES;
     let resume = async || {
-        f.test_db
-            .client()
-            .await
-            .execute(
-                "UPDATE upload_pipeline.upload_jobs SET updated_at = now() - interval '1 hour'",
-                &[],
-            )
-            .await
-            .unwrap();
+        f.idle_for_an_hour().await;
         let report = sweep(&f.pipeline, &policy).await.unwrap();
         assert_eq!((report.resumed, report.failed), (vec![job_id], vec![]));
         f.queue.take()
