@@ -420,13 +420,34 @@ async fn documents_are_shown_reprocessed_and_deleted_by_their_own_tenant_only() 
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let api = served().await;
-    let cases: [(&str, &str, Option<&str>, u16, &str); 23] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 26] = [
         (
             "POST",
             "/v1/search",
             Some(r#"{"query":"fog","filter":{"document_ids":[]}}"#),
             400,
             "filter.document_ids must name 1 to 100 documents",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","filter":{"key_prefix":"a\u0000b"}}"#),
+            400,
+            "filter.key_prefix must not contain control characters",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"a\u0000.txt","size":10}"#),
+            400,
+            "control characters",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"line\nbreak.txt","size":10}"#),
+            400,
+            "control characters",
         ),
         (
             "POST",
