@@ -26,8 +26,10 @@ struct Served {
 /// The API over a fresh stack, with `vars` configuring the pipeline.
 async fn serve_api(vars: &[(&str, &str)]) -> (String, LocalAws) {
     let stack = LocalAws::start(vars).await;
+    // acme operates the deployment: it sees the queues' figures.
+    let operators = [("API_OPERATOR_TENANTS", "acme")];
     let base = stack
-        .serve_api(&format!("{ACME_KEY}:acme, {GLOBEX_KEY}:globex"))
+        .serve_api_with(&format!("{ACME_KEY}:acme, {GLOBEX_KEY}:globex"), &operators)
         .await;
     (base, stack)
 }
@@ -655,6 +657,13 @@ async fn health_reports_every_part_and_the_dead_letters() {
     );
     // The mock embedder calls no external service.
     assert_eq!(health["services"], json!([]));
+    // A tenant that is not an operator learns nothing of the others' messages.
+    let (_, theirs) = api.call(Some(GLOBEX_KEY), "GET", "/v1/health", None).await;
+    for queue in theirs["queues"].as_array().unwrap() {
+        assert_eq!(queue["status"], "ok", "{theirs}");
+        assert!(queue["dead_letters"].is_null(), "{theirs}");
+        assert!(queue.get("waiting").is_none() && queue.get("in_flight").is_none());
+    }
 
     // A message no function can read ends in the dead-letter queue; health counts it.
     let stack = &api._stack;

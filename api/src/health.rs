@@ -24,6 +24,8 @@ pub struct Health {
     pub services: Vec<ServiceHealth>,
 }
 
+/// A queue's reachability; its depths (every tenant's messages) for
+/// operators only: nothing one tenant sees may tell how busy another is.
 #[derive(Debug, Serialize)]
 pub struct QueueHealth {
     pub name: &'static str,
@@ -32,6 +34,17 @@ pub struct QueueHealth {
     pub depth: Option<QueueDepth>,
     /// Messages that failed every delivery and wait for an operator.
     pub dead_letters: Option<u64>,
+}
+
+impl QueueHealth {
+    /// Without the figures of every tenant's messages.
+    fn for_a_tenant(self) -> QueueHealth {
+        QueueHealth {
+            depth: None,
+            dead_letters: None,
+            ..self
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +104,10 @@ fn services(api: &Api, reported: Vec<ServiceBreaker>) -> Vec<ServiceHealth> {
     services
 }
 
-pub async fn report(State(api): State<Arc<Api>>, _caller: Tenant) -> (StatusCode, Json<Health>) {
+pub async fn report(
+    State(api): State<Arc<Api>>,
+    Tenant(caller): Tenant,
+) -> (StatusCode, Json<Health>) {
     let deployment = &api.deployment;
     let (breakers, storage, queues) = futures::join!(
         async {
@@ -111,6 +127,11 @@ pub async fn report(State(api): State<Arc<Api>>, _caller: Tenant) -> (StatusCode
         "degraded"
     } else {
         "ok"
+    };
+    let queues = if api.operators.contains(&caller) {
+        queues
+    } else {
+        queues.into_iter().map(QueueHealth::for_a_tenant).collect()
     };
     let code = if status == "down" {
         StatusCode::SERVICE_UNAVAILABLE

@@ -48,6 +48,9 @@ pub struct Api {
     pub upload_url_ttl: Duration,
     /// Each tenant's requests a minute.
     rates: rate_limit::TenantRates,
+    /// Tenants that see deployment-wide figures (every tenant's messages in
+    /// the queues): the operators' (`API_OPERATOR_TENANTS`).
+    pub operators: std::collections::HashSet<String>,
 }
 
 /// A queue and its dead-letter queue, as health reports them.
@@ -63,7 +66,7 @@ impl Api {
     /// queues and the upload URL lifetime from `env`: `UPLOADS_QUEUE_URL`,
     /// `UPLOADS_DLQ_URL`, `PARSE_DLQ_URL`, `CHUNK_DLQ_URL`, `EMBED_DLQ_URL`,
     /// `UPLOAD_URL_TTL_SECS` (default 900), `TENANT_API_REQUESTS_PER_MINUTE`
-    /// (default 600).
+    /// (default 600), `API_OPERATOR_TENANTS` (none).
     pub fn new(
         deployment: Arc<Deployment>,
         auth: Auth,
@@ -104,6 +107,12 @@ impl Api {
             queues,
             upload_url_ttl: Duration::from_secs(ttl),
             rates: rate_limit::TenantRates::new(per_minute),
+            operators: env("API_OPERATOR_TENANTS")
+                .unwrap_or_default()
+                .split(',')
+                .map(|tenant| tenant.trim().to_string())
+                .filter(|tenant| !tenant.is_empty())
+                .collect(),
         })
     }
 

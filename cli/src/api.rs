@@ -107,9 +107,9 @@ pub fn print_status(status: &Value) {
             "queue {:<8} {}  waiting {}, in flight {}, dead letters {}",
             text(&queue["name"]),
             text(&queue["status"]),
-            queue["waiting"],
-            queue["in_flight"],
-            queue["dead_letters"]
+            figure(&queue["waiting"]),
+            figure(&queue["in_flight"]),
+            figure(&queue["dead_letters"])
         );
     }
     for service in health["services"].as_array().into_iter().flatten() {
@@ -136,4 +136,9 @@ pub fn print_status(status: &Value) {
 
 fn text(value: &Value) -> &str {
     value.as_str().unwrap_or("")
+}
+
+/// A count the API may withhold (queue figures are for operators): `—` then.
+fn figure(value: &Value) -> String {
+    value.as_u64().map_or("—".to_string(), |n| n.to_string())
 }
