@@ -59,10 +59,6 @@ impl S3BlobStore {
             bucket: bucket.into(),
         }
     }
-
-    pub fn bucket(&self) -> &str {
-        &self.bucket
-    }
 }
 
 impl S3BlobStore {

@@ -2,8 +2,8 @@
 //! overlap between neighbours. The splitting itself is text-splitter's.
 //!
 //! Chunks follow paragraphs: the text is first cut at blank lines into
-//! sections of one paragraph each (a paragraph under a quarter of the chunk
-//! size, a heading say, joins the next), and only a section over the chunk
+//! sections of one paragraph each (a paragraph under `CHUNK_MIN_TOKENS`, by
+//! default an eighth of the chunk size, a heading say, joins the next), and only a section over the chunk
 //! size is split further. Where a cut falls depends on the paragraph alone,
 //! not on everything before it, so editing a paragraph changes only its own
 //! chunks and a re-ingest pays the embedding provider for just those.

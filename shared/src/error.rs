@@ -1,9 +1,12 @@
-//! Errors carry their class from where they arise: a [`Rejection`] is the
-//! document's fault and fails the job; anything else is transient and retried.
+//! Errors carry their class from where they arise: a [`Rejection`] is final
+//! (the document's fault, a provider's refusal, or a job given up on) and
+//! fails the job; anything else is transient and retried.
 
 use std::fmt;
 
-/// Why a document cannot be processed. Recorded on the job as `error_code`
+/// Why a job ended without its document being searchable, for good: its
+/// content, a provider's refusal, or the pipeline giving up on it (retries
+/// used up, stuck, the object gone). Recorded on the job as `error_code`
 /// (stable, for machines) and `error_message` (readable, for people).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {

@@ -37,6 +37,16 @@ impl Format {
         }
     }
 
+    /// The format's name as stored and shown (`text`, `markdown`, `html`, `pdf`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Text => "text",
+            Format::Markdown => "markdown",
+            Format::Html => "html",
+            Format::Pdf => "pdf",
+        }
+    }
+
     /// Markdown keeps its structure through parsing, so chunking can follow it.
     pub fn is_markdown(self) -> bool {
         self == Format::Markdown
@@ -388,6 +398,10 @@ mod tests {
 
     #[test]
     fn formats_come_from_the_extension() {
+        for format in [Format::Text, Format::Markdown, Format::Html, Format::Pdf] {
+            let serialized = serde_json::to_string(&format).unwrap();
+            assert_eq!(serialized, format!("\"{}\"", format.name()));
+        }
         assert_eq!(Format::from_key("uploads/t/a.TXT"), Ok(Format::Text));
         assert_eq!(
             Format::from_key("uploads/t/dir.v2/a.md"),

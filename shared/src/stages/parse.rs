@@ -63,7 +63,7 @@ async fn parse_locally(pipeline: &Pipeline, job: &Job) -> Result<Parsed> {
     let document = pipeline.parser.parse(&job.source_key, read).await?;
     Ok(Parsed {
         markdown: document.format.is_markdown(),
-        format: format!("{:?}", document.format).to_lowercase(),
+        format: document.format.name().to_string(),
         pages: document.pages,
         text: document.text,
         billed: None,
