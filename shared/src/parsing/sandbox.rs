@@ -115,12 +115,6 @@ impl ParseSandbox {
                 .then(|| std::env::current_exe().ok())
                 .flatten()
         });
-        if executable.is_none() {
-            tracing::warn!(
-                "documents are parsed in-process, without time or memory limits: \
-                 call parsing::sandbox::serve_if_child in main or set PARSE_SANDBOX_EXE"
-            );
-        }
         ParseSandbox {
             running: Semaphore::new(limits.concurrency.max(1)),
             limits,
@@ -150,6 +144,15 @@ impl ParseSandbox {
         let bytes = read.await?;
         let bounds = self.limits.bounds(format, bytes.len());
         let Some(executable) = &self.executable else {
+            // Said once, when a document is first parsed so: processes that
+            // never parse (embed, the API) have nothing to warn about.
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                tracing::warn!(
+                    "documents are parsed in-process, without time or memory limits: \
+                     call parsing::sandbox::serve_if_child in main or set PARSE_SANDBOX_EXE"
+                )
+            });
             let key = key.to_string();
             return tokio::task::spawn_blocking(move || super::parse(&key, bytes, &bounds))
                 .await
