@@ -59,9 +59,7 @@ impl S3BlobStore {
             bucket: bucket.into(),
         }
     }
-}
 
-impl S3BlobStore {
     /// The object's size and body, unread; one over `max_bytes` is refused
     /// (dropping the body closes the connection without reading it).
     async fn open(&self, key: &str, max_bytes: u64) -> Result<(u64, ByteStream)> {

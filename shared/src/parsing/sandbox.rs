@@ -68,12 +68,9 @@ fn serve_child() -> std::io::Result<()> {
         super::parse(&request.key, Bytes::from(bytes), &request.bounds)
     })
     .unwrap_or_else(|panic| {
-        let detail = panic
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "a panic".into());
-        Err(Rejection::ParserCrashed { detail })
+        Err(Rejection::ParserCrashed {
+            detail: crate::delivery::panic_message(panic.as_ref()),
+        })
     });
     let mut stdout = std::io::stdout().lock();
     let (answer, text) = match parsed {
@@ -170,6 +167,14 @@ impl ParseSandbox {
         bounds: OutputBounds,
     ) -> Result<ParsedDocument> {
         let limits = &self.limits;
+        // One wall deadline for the child, from its start to its exit.
+        let deadline = tokio::time::Instant::now() + limits.timeout;
+        let timed_out = || {
+            Err(Rejection::ParserTimedOut {
+                secs: limits.timeout.as_secs(),
+            }
+            .into())
+        };
         let mut command = tokio::process::Command::new(executable);
         command
             // The child needs nothing of ours: no secrets, no settings.
@@ -228,13 +233,10 @@ impl ParseSandbox {
             read.map(|_| out)
         };
         let exchange = async { tokio::join!(feed, read).1 };
-        let output = match tokio::time::timeout(limits.timeout, exchange).await {
+        let output = match tokio::time::timeout_at(deadline, exchange).await {
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(Rejection::ParserTimedOut {
-                    secs: limits.timeout.as_secs(),
-                }
-                .into());
+                return timed_out();
             }
             Ok(read) => read.map_err(|e| Error::transient("reading the parse child", e))?,
         };
@@ -246,14 +248,11 @@ impl ParseSandbox {
             }
             .into());
         }
-        let status = match tokio::time::timeout(limits.timeout, child.wait()).await {
+        let status = match tokio::time::timeout_at(deadline, child.wait()).await {
             Ok(status) => status.map_err(|e| Error::transient("waiting for the parse child", e))?,
             Err(_) => {
                 let _ = child.kill().await;
-                return Err(Rejection::ParserTimedOut {
-                    secs: limits.timeout.as_secs(),
-                }
-                .into());
+                return timed_out();
             }
         };
         let errors = errors.await.unwrap_or_default();
