@@ -753,9 +753,8 @@ async fn in_lambda_the_tenant_is_the_authorizers_claim() {
         Auth::Authorizer {
             claim: "tenant".into(),
         },
-        |_| None,
-    )
-    .unwrap();
+        &Default::default(),
+    );
     let app = router(Arc::new(lambda_api));
     let event: Value = serde_json::from_str(include_str!("../events/api-search.json")).unwrap();
     let call = async |event: &Value| -> (u16, Value) {
@@ -992,7 +991,7 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
     };
     let hits = search::search(
         &pipeline.db,
-        pipeline.embedder.as_ref(),
+        pipeline.embedding().unwrap().embedder.as_ref(),
         &pipeline.cost,
         "globex",
         "fog",

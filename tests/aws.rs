@@ -40,7 +40,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     let pipeline = &stack.deployment.pipeline;
     let hits = search(
         &pipeline.db,
-        &*pipeline.embedder,
+        &*pipeline.embedding().unwrap().embedder,
         &pipeline.cost,
         "acme",
         "foghorns fog signals",

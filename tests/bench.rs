@@ -97,7 +97,7 @@ async fn bench_main() {
         Via::InProcess => {
             let test_db = TestDb::migrated(&vars).await;
             let config = test_db.config(&vars);
-            let pool = db::connect(&config).await.expect("connect");
+            let pool = db::connect(&config.database).await.expect("connect");
             let mut local = LocalPipeline::new(&config, pool.clone()).expect("pipeline");
             for (key, file) in &files {
                 local.upload(key, file).await.expect("upload");

@@ -10,17 +10,11 @@
 //! `events/`: stage messages for unknown jobs, an S3 test event, a sweep, a
 //! search, a migration with nothing to apply.
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::{get, post};
 use clap::Parser;
 use docpipe_tests::TestDb;
+use docpipe_tests::lambda_runtime_api::invoke_once;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use std::time::Duration;
 
 #[derive(Parser)]
 #[command(name = "docpipe-coldstart-bench")]
@@ -47,99 +41,12 @@ const FUNCTIONS: &[(&str, &str)] = &[
     ("migrate", ""),
 ];
 
-/// How the first invocation ended, as the function reported it.
-enum Outcome {
-    Response,
-    Error(String),
-}
-
-/// One invocation on offer; what the function answered goes to `done`.
-struct RuntimeApi {
-    event: Mutex<Option<String>>,
-    done: mpsc::UnboundedSender<Outcome>,
-}
-
-async fn next(State(api): State<Arc<RuntimeApi>>) -> (HeaderMap, String) {
-    let Some(event) = api.event.lock().unwrap().take() else {
-        // One event per cold start: the process is stopped after it.
-        std::future::pending::<()>().await;
-        unreachable!()
-    };
-    let mut headers = HeaderMap::new();
-    let deadline = std::time::SystemTime::now() + Duration::from_secs(60);
-    let deadline_ms = deadline
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    headers.insert("lambda-runtime-aws-request-id", "bench-1".parse().unwrap());
-    headers.insert(
-        "lambda-runtime-deadline-ms",
-        deadline_ms.to_string().parse().unwrap(),
-    );
-    headers.insert(
-        "lambda-runtime-invoked-function-arn",
-        "arn:aws:lambda:us-east-1:000000000000:function:bench"
-            .parse()
-            .unwrap(),
-    );
-    (headers, event)
-}
-
-/// Serves the Runtime API on a free port; returns its `host:port`.
-async fn serve_runtime_api(api: Arc<RuntimeApi>) -> String {
-    let respond = |outcome: fn(String) -> Outcome| {
-        move |State(api): State<Arc<RuntimeApi>>, body: String| async move {
-            let _ = api.done.send(outcome(body));
-            axum::http::StatusCode::ACCEPTED
-        }
-    };
-    let app = Router::new()
-        .route("/2018-06-01/runtime/invocation/next", get(next))
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/response",
-            post(respond(|_| Outcome::Response)),
-        )
-        .route(
-            "/2018-06-01/runtime/invocation/{id}/error",
-            post(respond(Outcome::Error)),
-        )
-        .route(
-            "/2018-06-01/runtime/init/error",
-            post(respond(Outcome::Error)),
-        )
-        .with_state(api);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap().to_string();
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    address
-}
-
 /// One cold start: process start to the first event's response.
-async fn cold_start(binary: &Path, event: &str, env: &[(&str, String)]) -> Duration {
-    let (done, mut outcomes) = mpsc::unbounded_channel();
-    let api = Arc::new(RuntimeApi {
-        event: Mutex::new(Some(event.to_string())),
-        done,
-    });
-    let address = serve_runtime_api(api).await;
-    let started = Instant::now();
-    let mut child = tokio::process::Command::new(binary)
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("AWS_LAMBDA_RUNTIME_API", &address)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", binary.display()));
-    let outcome = tokio::time::timeout(Duration::from_secs(30), outcomes.recv())
-        .await
-        .unwrap_or_else(|_| panic!("{}: no answer within 30 s", binary.display()));
-    let took = started.elapsed();
-    child.kill().await.unwrap();
-    match outcome {
-        Some(Outcome::Response) => took,
-        Some(Outcome::Error(body)) => panic!("{}: {body}", binary.display()),
-        None => unreachable!("the sender lives in the server"),
+async fn cold_start(binary: &Path, event: &str, env: &[(&str, &str)]) -> Duration {
+    let invocation = invoke_once(binary, env, event).await;
+    match invocation.answer {
+        Ok(_) => invocation.took,
+        Err(error) => panic!("{}: {error}", binary.display()),
     }
 }
 
@@ -154,9 +61,6 @@ async fn main() {
         ("AWS_ACCESS_KEY_ID", "test".into()),
         ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ("AWS_ENDPOINT_URL", "http://127.0.0.1:4566".into()),
-        ("AWS_LAMBDA_FUNCTION_NAME", "bench".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("DOCPIPE_BUCKET", "docpipe-bench".into()),
         ("UPLOADS_QUEUE_URL", queue("uploads")),
         ("PARSE_QUEUE_URL", queue("parse")),
@@ -185,6 +89,7 @@ async fn main() {
         };
         let mut times = Vec::new();
         for _ in 0..args.runs {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             times.push(cold_start(&binary, &event, &env).await);
         }
         times.sort();

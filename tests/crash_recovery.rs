@@ -266,7 +266,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
 /// completes; one it cannot move is failed `stuck` (tests/stages.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
-    use docpipe_shared::config::SweepPolicy;
+    use docpipe_shared::settings::SweepPolicy;
     use docpipe_shared::stages::ingest;
     let mut stack = LocalAws::start(&[("EMBEDDING_DIMS", "64")]).await;
     stack.runner.abort_all(); // the runner dies

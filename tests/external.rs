@@ -6,11 +6,11 @@
 use docpipe_mocks::faults::{Fault, FaultKnobs};
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::config::{Config, Env, SweepPolicy};
 use docpipe_shared::embedding::openai::OpenAiEmbedder;
 use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
 use docpipe_shared::external::breaker::BreakerState;
 use docpipe_shared::local::LocalPipeline;
+use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
 use docpipe_shared::stages::Pipeline;
 use docpipe_shared::{Error, Rejection, db, status, sweeper};
 use docpipe_tests::{
@@ -33,21 +33,17 @@ fn openai<'a>(url: &'a str, more: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a st
     vars
 }
 
-fn config(url: &str, vars: &[(&str, &str)]) -> Config {
-    let mut all = vars.to_vec();
-    all.extend(openai(
+/// The OpenAI provider at `url`, with `vars` over the defaults.
+fn config(url: &str, vars: &[(&str, &str)]) -> PipelineSettings {
+    let defaults = openai(
         url,
         &[
             ("DATABASE_URL", "postgres://unused"),
             ("EXTERNAL_FIRST_BACKOFF_MS", "10"),
         ],
-    ));
-    Config::from_lookup(Env(|name| {
-        all.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.to_string())
-    }))
-    .unwrap()
+    );
+    let env = Env::from_pairs(defaults.into_iter().chain(vars.iter().copied()));
+    PipelineSettings::load(&env, Parts::EMBED).unwrap()
 }
 
 async fn mock_with(faults: FaultKnobs) -> (String, Arc<MockOpenAi>) {
@@ -61,7 +57,7 @@ async fn mock_with(faults: FaultKnobs) -> (String, Arc<MockOpenAi>) {
 
 fn client(url: &str, vars: &[(&str, &str)]) -> OpenAiEmbedder {
     let config = config(url, vars);
-    OpenAiEmbedder::new(&config.embedding, &config.external).unwrap()
+    OpenAiEmbedder::new(config.embedding(), &config.external).unwrap()
 }
 
 const TEXTS: [&str; 3] = ["the fog horn", "a lighthouse keeper", "spring tides"];
@@ -74,8 +70,8 @@ fn inputs() -> Vec<EmbedInput<'static>> {
 }
 
 /// What `docpipe status` shows.
-async fn overview(config: &Config) -> status::Overview {
-    let pool = db::connect(config).await.unwrap();
+async fn overview(config: &PipelineSettings) -> status::Overview {
+    let pool = db::connect(&config.database).await.unwrap();
     status::overview(&pool.get().await.unwrap()).await.unwrap()
 }
 
@@ -361,7 +357,7 @@ async fn hybrid_falls_back_to_the_mock_outside_production_and_replaces_it_later(
 
     // The provider is back: the sweeper swaps every fallback vector for a real one.
     mock.faults.set_knobs(FaultKnobs::default());
-    let pool = db::connect(&config).await.unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
     let local = LocalPipeline::new(&config, pool).unwrap();
     let pipeline: &Pipeline = local.pipeline();
     let report = sweeper::sweep(pipeline, &SweepPolicy::default())
@@ -446,7 +442,7 @@ async fn past_the_daily_budget_jobs_wait_and_resume_when_spending_may_go_on() {
         .await
         .unwrap();
     let config = test_db.config(&vars("100"));
-    let pool = db::connect(&config).await.unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
     let mut local = LocalPipeline::new(&config, pool).unwrap();
     let report = sweeper::sweep(local.pipeline(), &SweepPolicy::default())
         .await
@@ -562,8 +558,8 @@ async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_pag
         .column("SELECT count(*) FROM upload_pipeline.events WHERE action = 'parse_submitted'")
         .await;
     assert_eq!(submitted, [3]);
-    let pool = db::connect(&config).await.unwrap();
-    let embedder = docpipe_shared::embedding::from_config(&config).unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
+    let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
     let hits = docpipe_shared::search::search(
         &pool,
         embedder.as_ref(),
@@ -669,8 +665,8 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
             ("TENANT_DAILY_BUDGET_USD", "0.01"),
         ],
     ));
-    let pool = db::connect(&config).await.unwrap();
-    let embedder = docpipe_shared::embedding::from_config(&config).unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
+    let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
     let search = async |tenant: &str| {
         let query = "where does the fog signal sound at neap tides in the harbour";
         let filter = Default::default();

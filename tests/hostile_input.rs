@@ -321,8 +321,9 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         }
         jobs.push(ingested.job_id);
     }
-    deployment.pipeline.embedder = Arc::new(PanicsOn {
-        inner: deployment.pipeline.embedder.clone(),
+    let embedding = deployment.pipeline.embedding.as_mut().unwrap();
+    embedding.embedder = Arc::new(PanicsOn {
+        inner: embedding.embedder.clone(),
         word: "kraken",
     });
     let mut event = SqsEvent::default();

@@ -1,14 +1,14 @@
 //! The whole pipeline in-process over real Postgres, with the mock embedder
 //! and with the OpenAI client against mock-openai over real HTTP.
 
-use docpipe_shared::config::Config;
+use docpipe_shared::settings::PipelineSettings;
 use docpipe_shared::stages::ingest::Change;
 use docpipe_shared::{bulk, db, embedding, search, status};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, spawn_mock_openai};
 
-async fn top_hit(config: &Config, tenant: &str, query: &str) -> Option<String> {
-    let pool = db::connect(config).await.unwrap();
-    let embedder = embedding::from_config(config).unwrap();
+async fn top_hit(config: &PipelineSettings, tenant: &str, query: &str) -> Option<String> {
+    let pool = db::connect(&config.database).await.unwrap();
+    let embedder = embedding::from_settings(config).unwrap();
     let hits = search::search(
         &pool,
         embedder.as_ref(),
@@ -93,7 +93,7 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
     let test_db = TestDb::migrated(&[]).await;
     let config = test_db.config(&[]);
     let client = test_db.client().await;
-    let pool = db::connect(&config).await.unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
     let mut pooled = pool.get().await.unwrap();
 
     assert!(bulk::defer_search_index(&mut pooled).await.unwrap());

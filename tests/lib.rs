@@ -2,12 +2,13 @@
 //! database per test, the mock servers on loopback ports, sample files.
 
 pub mod corpus;
+pub mod lambda_runtime_api;
 pub mod local_aws;
 
 use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::config::{Config, Env};
 use docpipe_shared::local::{LocalPipeline, LocalRun, upload_keys};
+use docpipe_shared::settings::{Env, Parts, PipelineSettings};
 use docpipe_shared::{db, status};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -110,12 +111,14 @@ impl TestDb {
     /// [`TestDb::migrated`] in the cluster of `admin`.
     pub async fn migrated_on(admin: &str, vars: &[(&str, &str)]) -> TestDb {
         let test_db = TestDb::empty_on(admin).await;
-        db::migrate(&test_db.config(vars)).await.expect("migrate");
+        db::migrate(&test_db.config(vars).database)
+            .await
+            .expect("migrate");
         test_db
     }
 
-    /// Configuration for this database and blob dir, defaults plus `vars`.
-    pub fn config(&self, vars: &[(&str, &str)]) -> Config {
+    /// Settings of every part for this database and blob dir, defaults plus `vars`.
+    pub fn config(&self, vars: &[(&str, &str)]) -> PipelineSettings {
         let mut map: HashMap<String, String> = parse_sandbox_exe()
             .map(|exe| ("PARSE_SANDBOX_EXE".to_string(), exe.display().to_string()))
             .into_iter()
@@ -128,7 +131,7 @@ impl TestDb {
             ),
         ]);
         map.extend(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        Config::from_lookup(Env(move |name| map.get(name).cloned())).expect("test config")
+        PipelineSettings::load(&Env::from_pairs(map), Parts::ALL).expect("test settings")
     }
 
     /// A plain connection for assertions.
@@ -221,11 +224,11 @@ pub async fn spawn_mock_openai(default_dims: usize, api_key: Option<&str>) -> St
 /// Uploads `paths` for `tenant` and runs the in-process pipeline until no work
 /// is left; returns the run and each job's outcome by key.
 pub async fn ingest_locally(
-    config: &Config,
+    config: &PipelineSettings,
     tenant: &str,
     paths: &[PathBuf],
 ) -> (LocalRun, HashMap<String, status::JobOutcome>) {
-    let pool = db::connect(config).await.unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
     let mut local = LocalPipeline::new(config, pool.clone()).unwrap();
     let files = upload_keys(tenant, paths).unwrap();
     for (key, file) in &files {

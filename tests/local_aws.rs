@@ -6,8 +6,8 @@ use crate::TestDb;
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, QueueSettings, Resources};
 use docpipe_shared::aws;
-use docpipe_shared::config::{AwsConfig, SweepPolicy};
 use docpipe_shared::lambda::Deployment;
+use docpipe_shared::settings::{AwsResources, PipelineSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -37,8 +37,8 @@ pub struct LocalAws {
     /// The event-source runner started with the stack; `abort_all` kills it
     /// mid-batch, as a Lambda container dies.
     pub runner: JoinSet<()>,
-    config: docpipe_shared::config::Config,
-    aws_config: AwsConfig,
+    config: PipelineSettings,
+    aws_config: AwsResources,
     sdk: aws_config::SdkConfig,
 }
 
@@ -80,18 +80,11 @@ impl LocalAws {
             .await
             .expect("the template's bucket and queues");
         let test_db = TestDb::migrated_on(admin, vars).await;
-        let aws_config = AwsConfig {
+        let aws_config = AwsResources {
             bucket: resources.bucket.clone(),
             queues: resources.stage_queue_urls(),
             s3_force_path_style: true,
             max_receive_count: settings.max_receive_count,
-            sweep: SweepPolicy {
-                queued_timeout: Duration::from_secs(900),
-                parsed_timeout: Duration::from_secs(900),
-                chunked_timeout: Duration::from_secs(1800),
-                max_retries: 3,
-                batch: 100,
-            },
         };
         let config = test_db.config(vars);
         let deployment = Arc::new(
@@ -146,12 +139,14 @@ impl LocalAws {
             .collect();
         env.extend(vars.iter().map(|(name, value)| (*name, value.to_string())));
         let keys = docpipe_api::parse_api_keys(api_keys).expect("API keys");
+        let settings = docpipe_shared::settings::Env::from_pairs(env)
+            .load()
+            .expect("the API's settings");
         let api = docpipe_api::Api::new(
             self.deployment.clone(),
             docpipe_api::Auth::ApiKeys(keys),
-            |name| env.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone()),
-        )
-        .expect("the API's settings");
+            &settings,
+        );
         let address = crate::serve(docpipe_api::router(Arc::new(api))).await;
         format!("http://{address}")
     }

@@ -213,7 +213,7 @@ async fn reingest(mb: f64, edited: f64, chunk_min_tokens: Option<usize>) {
         "docpipe-provider-bench reingest: {mb} MB, {changed} of {paragraphs} paragraphs edited ({:.1} %), \
          CHUNK_MIN_TOKENS {}; first run {chunks} chunks, paid {first} tokens; re-ingest {second} tokens = {:.1} % of the first",
         100.0 * changed as f64 / paragraphs as f64,
-        config.chunking.min_tokens,
+        config.chunking.as_ref().unwrap().min_tokens(),
         100.0 * second as f64 / first as f64,
     );
 }

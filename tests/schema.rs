@@ -6,7 +6,7 @@ use docpipe_tests::{TABLES, TestDb};
 #[tokio::test]
 async fn migrate_is_idempotent_and_creates_every_table() {
     let test_db = TestDb::migrated(&[]).await;
-    let report = db::migrate(&test_db.config(&[])).await.unwrap();
+    let report = db::migrate(&test_db.config(&[]).database).await.unwrap();
     assert!(report.applied.is_empty(), "{:?}", report.applied);
     let mut tables: Vec<String> = test_db
         .column("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'upload_pipeline'")
@@ -37,11 +37,13 @@ async fn migrate_is_idempotent_and_creates_every_table() {
 #[tokio::test]
 async fn the_vector_size_is_fixed_at_migration() {
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", "384")]).await;
-    db::connect(&test_db.config(&[("EMBEDDING_DIMS", "384")]))
+    db::connect(&test_db.config(&[("EMBEDDING_DIMS", "384")]).database)
         .await
         .expect("same size connects");
 
-    let err = db::connect(&test_db.config(&[])).await.unwrap_err();
+    let err = db::connect(&test_db.config(&[]).database)
+        .await
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -58,7 +60,7 @@ async fn the_vector_size_is_fixed_at_migration() {
         )
     );
 
-    let err = db::migrate(&test_db.config(&[("EMBEDDING_DIMS", "768")]))
+    let err = db::migrate(&test_db.config(&[("EMBEDDING_DIMS", "768")]).database)
         .await
         .unwrap_err();
     assert!(
@@ -76,6 +78,8 @@ async fn the_vector_size_is_fixed_at_migration() {
 #[tokio::test]
 async fn an_unmigrated_database_is_a_clear_error() {
     let test_db = TestDb::empty().await;
-    let err = db::connect(&test_db.config(&[])).await.unwrap_err();
+    let err = db::connect(&test_db.config(&[]).database)
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("run `docpipe migrate`"), "{err}");
 }

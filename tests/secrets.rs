@@ -2,7 +2,7 @@
 //! URL from an RDS-style secret, API keys from plain ones, the template's
 //! placeholder as no key, and clear errors that never show a secret.
 
-use docpipe_shared::config::{Config, Env};
+use docpipe_shared::settings::{DatabaseSettings, Env};
 use docpipe_shared::{db, secrets};
 use docpipe_tests::TestDb;
 use docpipe_tests::local_aws::sdk_config;
@@ -29,12 +29,8 @@ async fn secret(client: &aws_sdk_secretsmanager::Client, value: &str) -> String 
         .unwrap()
 }
 
-fn lookup(vars: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
-    move |name| {
-        vars.iter()
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| v.clone())
-    }
+fn lookup(vars: Vec<(&'static str, String)>) -> Env {
+    Env::from_pairs(vars)
 }
 
 #[tokio::test]
@@ -73,15 +69,7 @@ async fn secrets_become_the_database_url_and_the_api_keys() {
         !settings.contains_key("LLAMA_CLOUD_API_KEY"),
         "the placeholder is no key"
     );
-    let config = Config::from_lookup(Env(|name| {
-        settings.get(name).cloned().or_else(|| {
-            [("EMBEDDING_DIMS", "1536")]
-                .iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        })
-    }))
-    .unwrap();
+    let config: DatabaseSettings = env.overlay(settings).load().unwrap();
     let pool = db::connect(&config)
         .await
         .expect("the URL from the secret connects");
@@ -158,10 +146,10 @@ async fn tls_front(
 #[tokio::test]
 async fn sslmode_require_verifies_the_server_and_never_falls_back_to_plaintext() {
     let test_db = TestDb::migrated(&[]).await;
-    let with = |url: String, ca_file: Option<PathBuf>| Config {
-        database_url: docpipe_shared::config::Secret::new(url),
+    let with = |url: String, ca_file: Option<PathBuf>| DatabaseSettings {
+        database_url: Some(url.into()),
         database_ca_file: ca_file,
-        ..test_db.config(&[])
+        ..test_db.config(&[]).database
     };
 
     // The local cluster has no TLS: `require` fails, it does not go on in plaintext.

@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use docpipe_shared::blob::{BlobStore, LocalBlobStore};
-use docpipe_shared::config::SweepPolicy;
 use docpipe_shared::queue::{Queue, Stage, StageMessage};
+use docpipe_shared::settings::SweepPolicy;
 use docpipe_shared::stages::ingest::{Change, ingest};
 use docpipe_shared::stages::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
 use docpipe_shared::sweeper::{SweepReport, sweep};
@@ -67,7 +67,7 @@ async fn fixture() -> Fixture {
     ];
     let test_db = TestDb::migrated(&vars).await;
     let config = test_db.config(&vars);
-    let pool = db::connect(&config).await.unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
     let blobs = LocalBlobStore::new(&test_db.blob_dir);
     let queue = Arc::new(HeldQueue::default());
     let pipeline = Pipeline::new(&config, pool, Arc::new(blobs.clone()), queue.clone()).unwrap();

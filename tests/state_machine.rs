@@ -55,7 +55,7 @@ async fn state_and_moves(pool: &deadpool_postgres::Pool, job_id: Uuid) -> (JobSt
 #[tokio::test]
 async fn every_legal_move_happens_once_and_every_illegal_one_is_refused() {
     let test_db = TestDb::migrated(&[]).await;
-    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let pool = db::connect(&test_db.config(&[]).database).await.unwrap();
     for from in JobState::ALL {
         for to in JobState::ALL {
             let job_id = job_in(&pool, from).await;
@@ -95,7 +95,7 @@ async fn every_legal_move_happens_once_and_every_illegal_one_is_refused() {
 #[tokio::test]
 async fn a_stale_move_is_a_no_op() {
     let test_db = TestDb::migrated(&[]).await;
-    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let pool = db::connect(&test_db.config(&[]).database).await.unwrap();
     let job_id = job_in(&pool, JobState::Parsed).await;
     let client = pool.get().await.unwrap();
     // A duplicate parse message expects `queued`; the job has moved on.
@@ -114,7 +114,7 @@ async fn a_stale_move_is_a_no_op() {
 #[tokio::test]
 async fn a_rolled_back_move_leaves_no_trace() {
     let test_db = TestDb::migrated(&[]).await;
-    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let pool = db::connect(&test_db.config(&[]).database).await.unwrap();
     let job_id = job_in(&pool, JobState::Queued).await;
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
@@ -136,7 +136,7 @@ async fn a_rolled_back_move_leaves_no_trace() {
 #[tokio::test]
 async fn failing_records_the_reason_once() {
     let test_db = TestDb::migrated(&[]).await;
-    let pool = db::connect(&test_db.config(&[])).await.unwrap();
+    let pool = db::connect(&test_db.config(&[]).database).await.unwrap();
     let job_id = job_in(&pool, JobState::Parsed).await;
     let reason = Rejection::NoText;
     assert!(

@@ -7,6 +7,7 @@ pub mod auth;
 mod health;
 mod rate_limit;
 pub mod server;
+mod settings;
 mod uploads;
 
 use axum::extract::rejection::{JsonRejection, QueryRejection};
@@ -16,9 +17,11 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use docpipe_shared::lambda::Deployment;
+use docpipe_shared::settings::{Env, Parts};
 use docpipe_shared::stages::ingest::{self, Reprocess};
 use docpipe_shared::{JobState, cost, search, status};
 use serde::{Deserialize, Serialize};
+pub use settings::ApiSettings;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -62,58 +65,39 @@ pub struct WatchedQueue {
 }
 
 impl Api {
-    /// The API over `deployment`, with the uploads queue, the dead-letter
-    /// queues and the upload URL lifetime from `env`: `UPLOADS_QUEUE_URL`,
-    /// `UPLOADS_DLQ_URL`, `PARSE_DLQ_URL`, `CHUNK_DLQ_URL`, `EMBED_DLQ_URL`,
-    /// `UPLOAD_URL_TTL_SECS` (default 900), `TENANT_API_REQUESTS_PER_MINUTE`
-    /// (default 600), `API_OPERATOR_TENANTS` (none).
-    pub fn new(
-        deployment: Arc<Deployment>,
-        auth: Auth,
-        env: impl Fn(&str) -> Option<String>,
-    ) -> Result<Api, String> {
+    /// The API over `deployment`, with the queues it watches, the upload
+    /// URL lifetime, the rate limit and the operators from `settings`.
+    pub fn new(deployment: Arc<Deployment>, auth: Auth, settings: &ApiSettings) -> Api {
         let stages = &deployment.aws.queues;
         let mut queues = Vec::new();
-        for (name, url, dlq) in [
-            ("uploads", env("UPLOADS_QUEUE_URL"), "UPLOADS_DLQ_URL"),
-            ("parse", Some(stages.parse.clone()), "PARSE_DLQ_URL"),
-            ("chunk", Some(stages.chunk.clone()), "CHUNK_DLQ_URL"),
-            ("embed", Some(stages.embed.clone()), "EMBED_DLQ_URL"),
+        for (name, url, dead_letter_url) in [
+            (
+                "uploads",
+                settings.uploads_queue_url.clone(),
+                &settings.uploads_dlq_url,
+            ),
+            ("parse", Some(stages.parse.clone()), &settings.parse_dlq_url),
+            ("chunk", Some(stages.chunk.clone()), &settings.chunk_dlq_url),
+            ("embed", Some(stages.embed.clone()), &settings.embed_dlq_url),
         ] {
             if let Some(url) = url {
                 queues.push(WatchedQueue {
                     name,
                     url,
-                    dead_letter_url: env(dlq),
+                    dead_letter_url: dead_letter_url.clone(),
                 });
             }
         }
-        let ttl = match env("UPLOAD_URL_TTL_SECS") {
-            None => 900,
-            Some(text) => text
-                .parse::<u64>()
-                .ok()
-                .filter(|secs| (60..=7 * 24 * 3600).contains(secs))
-                .ok_or_else(|| format!("UPLOAD_URL_TTL_SECS={text}: must be 60 to 604800"))?,
-        };
-        let per_minute = match env("TENANT_API_REQUESTS_PER_MINUTE") {
-            None => NonZeroU32::new(600),
-            Some(text) => text.parse().ok().and_then(NonZeroU32::new),
-        }
-        .ok_or("TENANT_API_REQUESTS_PER_MINUTE must be a whole number of 1 or more")?;
-        Ok(Api {
+        let per_minute =
+            NonZeroU32::new(settings.tenant_api_requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        Api {
             deployment,
             auth,
             queues,
-            upload_url_ttl: Duration::from_secs(ttl),
+            upload_url_ttl: settings.upload_url_ttl,
             rates: rate_limit::TenantRates::new(per_minute),
-            operators: env("API_OPERATOR_TENANTS")
-                .unwrap_or_default()
-                .split(',')
-                .map(|tenant| tenant.trim().to_string())
-                .filter(|tenant| !tenant.is_empty())
-                .collect(),
-        })
+            operators: settings.api_operator_tenants.iter().cloned().collect(),
+        }
     }
 
     /// Counts a request of `tenant`: 429 once it is over its allowance.
@@ -531,7 +515,7 @@ async fn search_chunks(
     let pipeline = &api.deployment.pipeline;
     let hits = search::search(
         &pipeline.db,
-        pipeline.embedder.as_ref(),
+        pipeline.embedding()?.embedder.as_ref(),
         &pipeline.cost,
         &tenant,
         query,
@@ -547,12 +531,12 @@ async fn search_chunks(
 /// is the authorizer's `TENANT_CLAIM` (default `tenant`).
 pub async fn serve_lambda() -> Result<(), lambda_http::Error> {
     docpipe_shared::telemetry::init("info");
-    let deployment = Deployment::from_env().await.inspect_err(|e| {
+    // Search embeds queries: the API builds the embedder and no other part.
+    let deployment = Deployment::from_env(Parts::EMBED).await.inspect_err(|e| {
         tracing::error!(error = %e, "configuration error");
     })?;
-    let claim = std::env::var("TENANT_CLAIM").unwrap_or_else(|_| "tenant".into());
-    let api = Api::new(Arc::new(deployment), Auth::Authorizer { claim }, |name| {
-        std::env::var(name).ok()
-    })?;
+    let settings: ApiSettings = Env::from_process().load()?;
+    let claim = settings.tenant_claim.clone();
+    let api = Api::new(Arc::new(deployment), Auth::Authorizer { claim }, &settings);
     lambda_http::run(router(Arc::new(api))).await
 }

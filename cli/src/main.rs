@@ -5,8 +5,8 @@ mod api;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use docpipe_shared::config::Config;
 use docpipe_shared::local::{LocalPipeline, Progress, upload_keys};
+use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
 use docpipe_shared::stages::ingest::{Change, check_tenant};
 use docpipe_shared::{JobState, bulk, db, search, status, telemetry};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     match cli.command {
         Command::Migrate => {
-            let config = Config::from_env()?;
+            let config: DatabaseSettings = Env::from_process().load()?;
             let report = db::migrate(&config).await?;
             match report.applied.as_slice() {
                 [] => println!("schema is up to date"),
@@ -106,7 +106,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             defer_index,
         } => {
-            return ingest(&Config::from_env()?, &paths, &tenant, defer_index).await;
+            let settings = PipelineSettings::load(&Env::from_process(), Parts::ALL)?;
+            return ingest(&settings, &paths, &tenant, defer_index).await;
         }
         Command::Search {
             query,
@@ -121,9 +122,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 (Some(api), None) => api.search(&query, top_k).await?,
                 (None, None) => bail!("--tenant is required (or --api with an API key)"),
                 (None, Some(tenant)) => {
-                    let config = Config::from_env()?;
-                    let pool = db::connect(&config).await?;
-                    let embedder = docpipe_shared::embedding::from_config(&config)?;
+                    let config = PipelineSettings::load(&Env::from_process(), Parts::EMBED)?;
+                    let pool = db::connect(&config.database).await?;
+                    let embedder = docpipe_shared::embedding::from_settings(&config)?;
                     let filter = Default::default();
                     let (embedder, cost) = (embedder.as_ref(), &config.cost);
                     search::search(&pool, embedder, cost, &tenant, &query, top_k, &filter).await?
@@ -141,7 +142,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             None => {
-                let pool = db::connect(&Config::from_env()?).await?;
+                let pool = db::connect(&Env::from_process().load()?).await?;
                 let overview = status::overview(&pool.get().await?).await?;
                 print_overview(&overview, json)?;
             }
@@ -236,7 +237,7 @@ async fn build_deferred_indexes(pool: &db::Pool) -> anyhow::Result<()> {
 }
 
 async fn ingest(
-    config: &Config,
+    config: &PipelineSettings,
     paths: &[PathBuf],
     tenant: &str,
     defer_index: bool,
@@ -247,7 +248,7 @@ async fn ingest(
     if files.is_empty() {
         bail!("no files found in {paths:?}");
     }
-    let pool = db::connect(config).await?;
+    let pool = db::connect(&config.database).await?;
     let mut local = LocalPipeline::new(config, pool.clone())?;
     if defer_index {
         let mut client = pool.get().await?;

@@ -7,6 +7,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use docpipe_shared::lambda::{self, Deployment};
+use docpipe_shared::settings::SweepPolicy;
 use docpipe_shared::stages::{ChunkStage, EmbedStage, ParseStage};
 use futures::FutureExt;
 use std::collections::HashSet;
@@ -167,13 +168,19 @@ async fn poll(deployment: Arc<Deployment>, sqs: aws_sdk_sqs::Client, source: Eve
     }
 }
 
-/// Starts polling every source and, if `sweep_every` is set, sweeping on that
+/// The sweeper's schedule: how often, and its policy.
+pub struct Sweeps {
+    pub every: Duration,
+    pub policy: SweepPolicy,
+}
+
+/// Starts polling every source and, if `sweeps` is set, sweeping on that
 /// schedule. Runs until the returned tasks are aborted (or dropped).
 pub fn start(
     deployment: Arc<Deployment>,
     sqs: aws_sdk_sqs::Client,
     sources: Vec<EventSource>,
-    sweep_every: Option<Duration>,
+    sweeps: Option<Sweeps>,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for source in sources {
@@ -181,12 +188,12 @@ pub fn start(
             tasks.spawn(poll(deployment.clone(), sqs.clone(), source.clone()));
         }
     }
-    if let Some(every) = sweep_every {
+    if let Some(Sweeps { every, policy }) = sweeps {
         tasks.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
-                if let Err(error) = lambda::handle_schedule(&deployment).await {
+                if let Err(error) = lambda::handle_schedule(&deployment, &policy).await {
                     tracing::warn!(%error, "sweep failed");
                 }
             }

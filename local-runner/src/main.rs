@@ -7,8 +7,8 @@ use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, Error, QueueSettings};
 use docpipe_shared::ConfigError;
 use docpipe_shared::aws;
-use docpipe_shared::config::AwsConfig;
 use docpipe_shared::lambda::Deployment;
+use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
 use docpipe_shared::telemetry;
 use std::sync::Arc;
 use std::time::Duration;
@@ -58,8 +58,9 @@ const START_WAIT: Duration = Duration::from_secs(120);
 async fn deployment_when_ready(sdk: &aws_config::SdkConfig) -> Result<Deployment, Error> {
     let started = std::time::Instant::now();
     loop {
-        let config = docpipe_shared::config::Config::from_env()?;
-        match Deployment::new(&config, AwsConfig::from_env()?, sdk).await {
+        let env = Env::from_process();
+        let settings = PipelineSettings::load(&env, Parts::ALL)?;
+        match Deployment::new(&settings, env.load()?, sdk).await {
             Err(ConfigError::Database(reason)) if started.elapsed() < START_WAIT => {
                 tracing::warn!(%reason, "database not ready; trying again in 1 s");
                 tokio::time::sleep(Duration::from_secs(1)).await;
@@ -119,8 +120,15 @@ async fn runner_main() -> Result<(), Error> {
                     wait_secs: 20,
                 });
             }
-            let sweep_every = (sweep_every_secs > 0).then(|| Duration::from_secs(sweep_every_secs));
-            let mut tasks = event_source::start(deployment, sqs, sources, sweep_every);
+            let sweeps = (sweep_every_secs > 0)
+                .then(|| -> Result<_, Error> {
+                    Ok(event_source::Sweeps {
+                        every: Duration::from_secs(sweep_every_secs),
+                        policy: Env::from_process().load::<SweepPolicy>()?,
+                    })
+                })
+                .transpose()?;
+            let mut tasks = event_source::start(deployment, sqs, sources, sweeps);
             tracing::info!("polling; Ctrl-C stops");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

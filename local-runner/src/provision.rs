@@ -7,7 +7,7 @@
 
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
-use docpipe_shared::config::QueueUrls;
+use docpipe_shared::settings::QueueUrls;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -178,10 +178,15 @@ fn references(value: &Value, names: &mut BTreeSet<String>) {
     }
 }
 
+/// The whole template, in CloudFormation's JSON form.
+pub fn template() -> Result<Value, Error> {
+    to_json(serde_norway::from_str(TEMPLATE)?)
+}
+
 /// The template cut down to its storage and queues, with the parameters,
 /// conditions and mappings they use.
 pub fn storage_and_queues_template() -> Result<Value, Error> {
-    let full = to_json(serde_norway::from_str(TEMPLATE)?)?;
+    let full = template()?;
     let section = |name: &str| full[name].as_object().cloned().unwrap_or_default();
     let resources: Map<String, Value> = STORAGE_AND_QUEUES
         .iter()

@@ -38,7 +38,7 @@ pub struct MockOpenAiConfig {
 impl Default for MockOpenAiConfig {
     fn default() -> Self {
         MockOpenAiConfig {
-            default_dims: docpipe_shared::config::DEFAULT_EMBEDDING_DIMS,
+            default_dims: docpipe_shared::settings::DEFAULT_EMBEDDING_DIMS,
             api_key: None,
             tokens_per_window: None,
             limit_window: Duration::from_secs(60),

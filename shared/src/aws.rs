@@ -2,9 +2,9 @@
 //! reached the same way, through `AWS_ENDPOINT_URL`; nothing here knows them.
 
 use crate::blob::{BlobStore, ObjectInfo, check_size};
-use crate::config::QueueUrls;
 use crate::error::{Error, Rejection, Result};
 use crate::queue::{Queue, Stage, StageMessage};
+use crate::settings::QueueUrls;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -33,7 +33,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
-/// An S3 client; `force_path_style` for emulators (see [`crate::config::AwsConfig`]).
+/// An S3 client; `force_path_style` for emulators (see [`crate::settings::AwsConfig`]).
 pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(force_path_style)

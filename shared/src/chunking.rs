@@ -8,7 +8,7 @@
 //! not on everything before it, so editing a paragraph changes only its own
 //! chunks and a re-ingest pays the embedding provider for just those.
 
-use crate::config::ChunkingConfig;
+use crate::settings::ChunkingSettings;
 use std::sync::OnceLock;
 use text_splitter::{
     Characters, ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter,
@@ -138,12 +138,12 @@ fn chunk_config<S: ChunkSizer>(
 }
 
 impl Chunker {
-    pub fn new(config: &ChunkingConfig) -> Result<Chunker, ChunkConfigError> {
+    pub fn new(config: &ChunkingSettings) -> Result<Chunker, ChunkConfigError> {
         // Checks the sizes now, without building the tokenizer.
         chunk_config(config.max_tokens, config.overlap_tokens, Characters)?;
         Ok(Chunker {
             max_tokens: config.max_tokens,
-            min_tokens: config.min_tokens,
+            min_tokens: config.min_tokens(),
             overlap_tokens: config.overlap_tokens,
             exact: OnceLock::new(),
         })
@@ -280,11 +280,11 @@ mod tests {
     }
 
     fn chunker(max_tokens: usize, overlap_tokens: usize) -> Chunker {
-        Chunker::new(&ChunkingConfig {
+        Chunker::new(&ChunkingSettings::new(
             max_tokens,
-            min_tokens: min_tokens(max_tokens),
+            min_tokens(max_tokens),
             overlap_tokens,
-        })
+        ))
         .unwrap()
     }
 

@@ -4,10 +4,10 @@
 //! hourly request cap are checked; past either, the job waits (it does not
 //! fail) and the sweeper resumes it when spending may go on.
 
-use crate::config::CostPolicy;
 use crate::embedding::Embeddings;
 use crate::error::{Error, Result, Wait};
 use crate::metrics::{self, Metric};
+use crate::settings::CostPolicy;
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
 use uuid::Uuid;

@@ -1,7 +1,7 @@
 //! Postgres: connection pool, migrations, and the startup schema check.
 
-use crate::config::Config;
 use crate::error::ConfigError;
+use crate::settings::DatabaseSettings;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -66,7 +66,7 @@ const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn pg_config(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::Invalid {
-        name: "DATABASE_URL",
+        name: "DATABASE_URL".into(),
         value: "(hidden)".to_string(),
         reason: e.to_string(),
     })?;
@@ -78,8 +78,8 @@ fn pg_config(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
 /// A pool over `DATABASE_URL`. Connections are made lazily. With
 /// `sslmode=require` they use TLS, verifying the server against the system's
 /// roots plus `DATABASE_CA_FILE` (a PEM bundle, e.g. RDS's) if set.
-pub fn pool(config: &Config) -> Result<Pool, ConfigError> {
-    let pg = pg_config(config.database_url.expose())?;
+pub fn pool(config: &DatabaseSettings) -> Result<Pool, ConfigError> {
+    let pg = pg_config(config.url())?;
     let manager_config = ManagerConfig {
         recycling_method: RecyclingMethod::Fast,
     };
@@ -100,7 +100,7 @@ pub fn pool(config: &Config) -> Result<Pool, ConfigError> {
 
 fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
-        name: "DATABASE_CA_FILE",
+        name: "DATABASE_CA_FILE".into(),
         value: ca_file.map_or_else(String::new, |p| p.display().to_string()),
         reason,
     };
@@ -147,7 +147,7 @@ fn not_connected(error: deadpool_postgres::PoolError) -> ConfigError {
 
 /// Connects, checks that the schema exists with the configured vector size,
 /// and returns a pool. Every long-running process starts here.
-pub async fn connect(config: &Config) -> Result<Pool, ConfigError> {
+pub async fn connect(config: &DatabaseSettings) -> Result<Pool, ConfigError> {
     let pool = pool(config)?;
     let client = pool.get().await.map_err(not_connected)?;
     match table_dims(&client).await? {
@@ -156,9 +156,9 @@ pub async fn connect(config: &Config) -> Result<Pool, ConfigError> {
                 "table upload_pipeline.document_chunks is missing".into(),
             ));
         }
-        Some(in_table) if in_table != config.embedding.dims => {
+        Some(in_table) if in_table != config.vector_dims => {
             return Err(ConfigError::DimensionMismatch {
-                configured: config.embedding.dims,
+                configured: config.vector_dims,
                 in_table,
             });
         }
@@ -188,13 +188,13 @@ pub struct MigrationReport {
 
 /// Applies pending migrations with refinery. The vector size is fixed when the
 /// schema is first created; migrating with another size is refused.
-pub async fn migrate(config: &Config) -> Result<MigrationReport, ConfigError> {
+pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, ConfigError> {
     // One connection, over TLS when the URL asks for it, as the pool's are.
     let pool = pool(config)?;
     let mut pooled = pool.get().await.map_err(not_connected)?;
     let client: &mut tokio_postgres::Client = &mut pooled;
 
-    let dims = config.embedding.dims;
+    let dims = config.vector_dims;
     if let Some(in_table) = table_dims(client).await?
         && in_table != dims
     {

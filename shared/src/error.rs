@@ -190,13 +190,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{name} is not set")]
-    Missing { name: &'static str },
+    Missing { name: String },
     #[error("{name}={value:?} is invalid: {reason}")]
     Invalid {
-        name: &'static str,
+        name: String,
         value: String,
         reason: String,
     },
+    /// A setting that does not read as its type (the message names it).
+    #[error("{0}")]
+    Unreadable(String),
     #[error(
         "EMBEDDING_DIMS={configured} but the database's vector columns have {in_table} dimensions; \
          set EMBEDDING_DIMS={in_table} or migrate a fresh database with the new size"

@@ -3,12 +3,12 @@
 //! it builds, so both run the same code.
 
 use crate::aws::{self, S3BlobStore, SqsQueue};
-use crate::config::{AwsConfig, Config, Env};
 use crate::db;
 use crate::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{ConfigError, Error, Result};
 use crate::s3_notification::{self, ObjectEvent};
 use crate::secrets;
+use crate::settings::{AwsResources, DatabaseSettings, Env, Parts, PipelineSettings, SweepPolicy};
 use crate::stages::{Pipeline, Stages, ingest};
 use crate::sweeper::{self, SweepReport};
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -20,7 +20,7 @@ use tracing::Instrument;
 /// by every invocation.
 pub struct Deployment {
     pub pipeline: Pipeline,
-    pub aws: AwsConfig,
+    pub aws: AwsResources,
     /// Attempts (the queues' `maxReceiveCount`) and the deadline of each.
     pub delivery: DeliveryPolicy,
     /// The clients behind the pipeline's blob store and queue, for what
@@ -30,21 +30,21 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// From the environment and the secrets it names, as a Lambda cold start does.
-    pub async fn from_env() -> std::result::Result<Deployment, ConfigError> {
+    /// A function's pipeline with `parts` from the environment and the
+    /// secrets it names, as a Lambda cold start builds it: only the settings
+    /// (and keys) of those parts are read.
+    pub async fn from_env(parts: Parts) -> std::result::Result<Deployment, ConfigError> {
         let sdk = aws::sdk_config().await;
-        let settings = settings(&sdk).await?;
-        let config = Config::from_lookup(Env(settings.clone()))?;
-        let aws = AwsConfig::from_lookup(Env(settings))?;
-        Deployment::new(&config, aws, &sdk).await
+        let env = settings(&sdk).await?;
+        Deployment::new(&PipelineSettings::load(&env, parts)?, env.load()?, &sdk).await
     }
 
     pub async fn new(
-        config: &Config,
-        aws: AwsConfig,
+        config: &PipelineSettings,
+        aws: AwsResources,
         sdk: &aws_config::SdkConfig,
     ) -> std::result::Result<Deployment, ConfigError> {
-        let db = db::connect(config).await?;
+        let db = db::connect(&config.database).await?;
         let s3 = aws::s3_client(sdk, aws.s3_force_path_style);
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let blobs = S3BlobStore::new(s3.clone(), &aws.bucket);
@@ -52,7 +52,7 @@ impl Deployment {
         let pipeline = Pipeline::new(config, db, Arc::new(blobs), Arc::new(queue))?;
         let delivery = DeliveryPolicy {
             max_attempts: aws.max_receive_count,
-            deadline: config.stage_deadline,
+            deadline: config.stages.stage_deadline,
             // SQS waits its visibility timeout between deliveries.
             first_backoff: Duration::ZERO,
         };
@@ -183,19 +183,17 @@ pub async fn handle_stage_events<S: Stages>(
 }
 
 /// The process environment with the secrets it names laid over it.
-pub async fn settings(
-    sdk: &aws_config::SdkConfig,
-) -> std::result::Result<impl Fn(&str) -> Option<String> + Clone, ConfigError> {
+pub async fn settings(sdk: &aws_config::SdkConfig) -> std::result::Result<Env, ConfigError> {
     let client = aws_sdk_secretsmanager::Client::new(sdk);
-    let from_env = |name: &str| std::env::var(name).ok();
-    let secrets = Arc::new(secrets::resolve(&client, &from_env).await?);
-    Ok(move |name: &str| secrets.get(name).cloned().or_else(|| from_env(name)))
+    let env = Env::from_process();
+    let secrets = secrets::resolve(&client, &env).await?;
+    Ok(env.overlay(secrets))
 }
 
 /// `migrate`: applies the migrations the database lacks (the deploy step
 /// invokes it after each deploy).
 pub async fn handle_migrate(
-    config: &Config,
+    config: &DatabaseSettings,
 ) -> std::result::Result<db::MigrationReport, ConfigError> {
     let report = db::migrate(config).await?;
     tracing::info!(applied = ?report.applied, "migrations applied");
@@ -203,8 +201,8 @@ pub async fn handle_migrate(
 }
 
 /// `sweeper`: one sweep per scheduled invocation.
-pub async fn handle_schedule(deployment: &Deployment) -> Result<SweepReport> {
-    let report = sweeper::sweep(&deployment.pipeline, &deployment.aws.sweep).await?;
+pub async fn handle_schedule(deployment: &Deployment, policy: &SweepPolicy) -> Result<SweepReport> {
+    let report = sweeper::sweep(&deployment.pipeline, policy).await?;
     tracing::info!(
         resumed = report.resumed.len(),
         failed = report.failed.len(),

@@ -3,10 +3,10 @@
 //! exchange through [`ExternalService`]; the waiting between them is done by
 //! delayed queue messages, never by sleeping in a function.
 
-use crate::config::{ExternalPolicy, LlamaParseConfig, Secret};
 use crate::error::{Error, Rejection, Result};
 use crate::external::rate_limit::RateLimiter;
 use crate::external::{self, ExternalService, Failure};
+use crate::settings::{ExposeSecret, ExternalPolicy, LlamaParseSettings, Secret};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
@@ -64,12 +64,12 @@ struct ErrorBody {
 }
 
 impl LlamaParseClient {
-    pub fn new(config: &LlamaParseConfig, policy: &ExternalPolicy) -> Result<Self> {
+    pub fn new(config: &LlamaParseSettings, policy: &ExternalPolicy) -> Result<Self> {
         let http = external::http_client(config.timeout)?;
         Ok(LlamaParseClient {
             http,
             base_url: format!("{}/api/v1/parsing", config.base_url),
-            api_key: config.api_key.clone(),
+            api_key: config.api_key(),
             extensions: config.extensions.clone(),
             service: ExternalService::new(
                 "llamaparse",
@@ -148,7 +148,7 @@ impl LlamaParseClient {
         what: &str,
     ) -> Result<T, Failure> {
         let request = request
-            .bearer_auth(self.api_key.expose())
+            .bearer_auth(self.api_key.expose_secret())
             .header("accept", "application/json");
         let (status, headers, body) = external::send(request, what).await?;
         if !status.is_success() {

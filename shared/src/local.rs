@@ -4,11 +4,11 @@
 //! as SQS redelivery would, then fail the job.
 
 use crate::blob::LocalBlobStore;
-use crate::config::Config;
 use crate::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{ConfigError, Error, Result};
 use crate::jobs;
 use crate::queue::{Queue, StageMessage};
+use crate::settings::PipelineSettings;
 use crate::stages::{self, Pipeline, ingest::Change, ingest::Ingested};
 use crate::state::JobState;
 use async_trait::async_trait;
@@ -102,10 +102,10 @@ pub struct LocalPipeline {
 }
 
 impl LocalPipeline {
-    pub fn new(config: &Config, db: Pool) -> std::result::Result<Self, ConfigError> {
+    pub fn new(config: &PipelineSettings, db: Pool) -> std::result::Result<Self, ConfigError> {
         let (sender, inbox) = mpsc::unbounded_channel();
         let delayed = Arc::new(AtomicUsize::new(0));
-        let blobs = LocalBlobStore::new(&config.local_blob_dir);
+        let blobs = LocalBlobStore::new(&config.stages.local_blob_dir);
         let queue = InProcessQueue {
             sender,
             delayed: delayed.clone(),
@@ -116,10 +116,10 @@ impl LocalPipeline {
             blobs,
             inbox,
             delayed,
-            concurrency: config.db_pool_size.max(1),
+            concurrency: config.database.db_pool_size.max(1),
             delivery: DeliveryPolicy {
                 max_attempts: MAX_ATTEMPTS,
-                deadline: config.stage_deadline,
+                deadline: config.stages.stage_deadline,
                 first_backoff: FIRST_BACKOFF,
             },
         })

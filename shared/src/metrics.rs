@@ -191,12 +191,12 @@ enum Sink {
 fn sink() -> &'static Sink {
     static SINK: OnceLock<Sink> = OnceLock::new();
     SINK.get_or_init(|| {
-        let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
-        match std::env::var("EMF_OUTPUT").ok().as_deref() {
+        let settings = crate::settings::TelemetrySettings::from_process();
+        match settings.emf_output.as_deref() {
             Some("off") => Sink::Off,
             Some("stdout") => Sink::Stdout,
-            None | Some("") if in_lambda => Sink::Stdout,
-            None | Some("") => Sink::Off,
+            None if settings.in_lambda() => Sink::Stdout,
+            None => Sink::Off,
             Some(path) => match std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)

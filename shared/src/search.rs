@@ -1,10 +1,10 @@
 //! Tenant-scoped similarity search over `document_chunks`.
 
 use crate::chunking::tokenizer;
-use crate::config::CostPolicy;
 use crate::cost;
 use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
+use crate::settings::CostPolicy;
 use deadpool_postgres::Pool;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};

@@ -1,6 +1,6 @@
 //! Secrets Manager, read once per cold start. A function's environment names
 //! secrets (`*_SECRET_ID`, an ARN or a name), never holds them; what they
-//! hold is laid over the environment for [`Config`](crate::config::Config):
+//! hold is laid over the environment ([`Env::overlay`](crate::settings::Env::overlay)):
 //!
 //! - `DATABASE_SECRET_ID`: an RDS-style JSON secret (`username`, `password`,
 //!   optionally `host`, `port`, `dbname`) → `DATABASE_URL`, with
@@ -12,6 +12,7 @@
 //!   placeholder value `unset` counts as no key.
 
 use crate::error::ConfigError;
+use crate::settings::Env;
 use serde::Deserialize;
 use std::collections::HashMap;
 
@@ -26,19 +27,19 @@ const API_KEYS: [(&str, &str); 2] = [
 /// Settings read from the secrets the environment names, by variable name.
 pub async fn resolve(
     client: &aws_sdk_secretsmanager::Client,
-    env: &impl Fn(&str) -> Option<String>,
+    env: &Env,
 ) -> Result<HashMap<&'static str, String>, ConfigError> {
     let mut settings = HashMap::new();
     for (name, id_name) in API_KEYS {
-        if let Some(id) = env(id_name).filter(|id| !id.is_empty()) {
-            let key = fetch(client, id_name, &id).await?;
+        if let Some(id) = env.get(id_name) {
+            let key = fetch(client, id_name, id).await?;
             if key.trim() != PLACEHOLDER && !key.trim().is_empty() {
                 settings.insert(name, key.trim().to_string());
             }
         }
     }
-    if let Some(id) = env("DATABASE_SECRET_ID").filter(|id| !id.is_empty()) {
-        let secret = fetch(client, "DATABASE_SECRET_ID", &id).await?;
+    if let Some(id) = env.get("DATABASE_SECRET_ID") {
+        let secret = fetch(client, "DATABASE_SECRET_ID", id).await?;
         settings.insert("DATABASE_URL", database_url(&secret, env)?);
     }
     Ok(settings)
@@ -50,7 +51,7 @@ async fn fetch(
     id: &str,
 ) -> Result<String, ConfigError> {
     let invalid = |reason: String| ConfigError::Invalid {
-        name: id_name,
+        name: id_name.into(),
         value: id.to_string(),
         reason,
     };
@@ -80,18 +81,15 @@ struct DatabaseSecret {
 }
 
 /// A libpq key/value connection string from the secret and the environment.
-fn database_url(
-    secret: &str,
-    env: &impl Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
+fn database_url(secret: &str, env: &Env) -> Result<String, ConfigError> {
     let invalid = |reason: &str| ConfigError::Invalid {
-        name: "DATABASE_SECRET_ID",
+        name: "DATABASE_SECRET_ID".into(),
         value: "(hidden)".into(),
         reason: reason.into(),
     };
     let secret: DatabaseSecret = serde_json::from_str(secret)
         .map_err(|_| invalid("not JSON with string `username` and `password`"))?;
-    let setting = |name: &str| env(name).filter(|v| !v.is_empty());
+    let setting = |name: &str| env.get(name).map(String::from);
     let host = setting("DATABASE_HOST")
         .or(secret.host)
         .ok_or_else(|| invalid("no host: set DATABASE_HOST or put `host` in the secret"))?;
@@ -126,12 +124,8 @@ mod tests {
     use super::*;
     use std::str::FromStr;
 
-    fn env(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
-        move |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }
+    fn env(vars: &[(&str, &str)]) -> Env {
+        Env::from_pairs(vars.iter().copied())
     }
 
     #[test]

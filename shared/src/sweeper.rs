@@ -2,10 +2,10 @@
 //! silently, fails the ones that stay stuck, and resumes jobs whose wait for
 //! spending (budget, request cap) is over.
 
-use crate::config::SweepPolicy;
 use crate::error::{Rejection, Result};
 use crate::jobs;
 use crate::metrics::{self, Metric};
+use crate::settings::SweepPolicy;
 use crate::stages::{self, Pipeline, embed};
 use crate::state::JobState;
 use uuid::Uuid;

@@ -9,11 +9,8 @@ use tracing_subscriber::EnvFilter;
 pub fn init(default_level: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let in_lambda = std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some();
-    let json = match std::env::var("LOG_FORMAT") {
-        Ok(format) => format == "json",
-        Err(_) => in_lambda,
-    };
+    let settings = crate::settings::TelemetrySettings::from_process();
+    let (json, in_lambda) = (settings.json_logs(), settings.in_lambda());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -3,15 +3,17 @@
 //! itself is in `docpipe_shared::lambda`.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use docpipe_shared::config::{Config, Env};
 use docpipe_shared::lambda::{self, Deployment};
-use docpipe_shared::stages::Stages;
+use docpipe_shared::settings::{DatabaseSettings, Parts, SweepPolicy};
+use docpipe_shared::stages::{self, Stages};
 use docpipe_shared::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
-async fn cold_start() -> Result<Deployment, Error> {
+/// The function's pipeline with `parts`: it reads their settings, and
+/// their keys, and no other.
+async fn cold_start(parts: Parts) -> Result<Deployment, Error> {
     telemetry::init("info");
-    Deployment::from_env().await.map_err(|e| {
+    Deployment::from_env(parts).await.map_err(|e| {
         tracing::error!(error = %e, "configuration error");
         e.into()
     })
@@ -20,7 +22,7 @@ async fn cold_start() -> Result<Deployment, Error> {
 /// `ingest`: serves batches of S3 notifications, answering with the failed
 /// records only.
 pub async fn serve_uploads() -> Result<(), Error> {
-    let deployment = &cold_start().await?;
+    let deployment = &cold_start(Parts::NONE).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(lambda::handle_upload_events(deployment, event.payload).await)
     }))
@@ -30,7 +32,7 @@ pub async fn serve_uploads() -> Result<(), Error> {
 /// `parse`, `chunk`, `embed`: serves batches of the stage `S`'s messages,
 /// answering with the failed records only. Only `S`'s code is in the binary.
 pub async fn serve_stage<S: Stages>() -> Result<(), Error> {
-    let deployment = &cold_start().await?;
+    let deployment = &cold_start(stages::parts::<S>()).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(
             lambda::handle_stage_events::<S>(deployment, event.payload).await,
@@ -39,12 +41,14 @@ pub async fn serve_stage<S: Stages>() -> Result<(), Error> {
     .await
 }
 
-/// Serves scheduled invocations (any payload): one sweep each.
+/// Serves scheduled invocations (any payload): one sweep each. The embedder
+/// replaces fallback vectors once the provider answers again.
 pub async fn serve_schedule() -> Result<(), Error> {
-    let deployment = &cold_start().await?;
+    let deployment = &cold_start(Parts::EMBED).await?;
+    let policy = &docpipe_shared::settings::Env::from_process().load::<SweepPolicy>()?;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(lambda::handle_schedule(deployment).await?)
+            Ok::<_, Error>(lambda::handle_schedule(deployment, policy).await?)
         },
     ))
     .await
@@ -55,8 +59,7 @@ pub async fn serve_schedule() -> Result<(), Error> {
 pub async fn serve_migrate() -> Result<(), Error> {
     telemetry::init("info");
     let sdk = docpipe_shared::aws::sdk_config().await;
-    let settings = lambda::settings(&sdk).await?;
-    let config = &Config::from_lookup(Env(settings))?;
+    let config = &lambda::settings(&sdk).await?.load::<DatabaseSettings>()?;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
             Ok::<_, Error>(lambda::handle_migrate(config).await?)

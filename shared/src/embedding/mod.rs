@@ -4,9 +4,9 @@ pub mod mock;
 pub mod openai;
 pub mod router;
 
-use crate::config::{Config, EmbeddingProvider, ServiceMode};
 use crate::error::Result;
 use crate::external::ExternalService;
+use crate::settings::{EmbeddingProvider, PipelineSettings, ServiceMode};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -48,23 +48,24 @@ pub trait Embedder: Send + Sync {
     }
 }
 
-/// The embedder the configuration names, routed by `SERVICE_MODE`.
-pub fn from_config(config: &Config) -> Result<Arc<dyn Embedder>> {
-    let embedding = &config.embedding;
+/// The embedder the settings name, routed by `SERVICE_MODE` (settings
+/// loaded with [`Parts::EMBED`](crate::settings::Parts)).
+pub fn from_settings(settings: &PipelineSettings) -> Result<Arc<dyn Embedder>> {
+    let (embedding, services) = (settings.embedding(), &settings.services);
     let stand_in = || Arc::new(mock::MockEmbedder::new(mock::MODEL, embedding.dims));
     let configured: Arc<dyn Embedder> = match embedding.provider {
         EmbeddingProvider::Mock => {
-            Arc::new(mock::MockEmbedder::new(&embedding.model, embedding.dims))
+            Arc::new(mock::MockEmbedder::new(embedding.model(), embedding.dims))
         }
         EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => {
-            Arc::new(openai::OpenAiEmbedder::new(embedding, &config.external)?)
+            Arc::new(openai::OpenAiEmbedder::new(embedding, &settings.external)?)
         }
     };
-    Ok(match config.mode {
+    Ok(match services.mode {
         ServiceMode::Mock => stand_in(),
         ServiceMode::Real => configured,
-        ServiceMode::Hybrid if config.production || !configured.billable() => {
-            if config.production {
+        ServiceMode::Hybrid if services.production() || !configured.billable() => {
+            if services.production() {
                 tracing::warn!("SERVICE_MODE=hybrid never falls back to mocks in production");
             }
             configured

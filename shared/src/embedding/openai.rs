@@ -4,10 +4,10 @@
 //! and a checked response.
 
 use super::{EmbedInput, Embedder, Embeddings};
-use crate::config::{EmbeddingConfig, EmbeddingProvider, ExternalPolicy, Secret};
 use crate::error::{Error, Rejection, Result};
 use crate::external::rate_limit::RateLimiter;
 use crate::external::{self, ExternalService, Failure};
+use crate::settings::{EmbeddingProvider, EmbeddingSettings, ExposeSecret, ExternalPolicy, Secret};
 use async_trait::async_trait;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
@@ -103,37 +103,39 @@ struct ErrorDetail {
 }
 
 impl OpenAiEmbedder {
-    pub fn new(config: &EmbeddingConfig, policy: &ExternalPolicy) -> Result<Self> {
+    pub fn new(config: &EmbeddingSettings, policy: &ExternalPolicy) -> Result<Self> {
         let http = external::http_client(config.timeout)?;
         let (url, auth, service_name) = match config.provider {
             EmbeddingProvider::Azure => (
                 format!(
                     "{}/openai/deployments/{}/embeddings?api-version={}",
-                    config.base_url, config.model, config.azure_api_version
+                    config.base_url(),
+                    config.model(),
+                    config.azure_api_version
                 ),
-                Auth::ApiKey(config.api_key.clone()),
+                Auth::ApiKey(config.api_key()),
                 "azure",
             ),
             _ => (
-                format!("{}/embeddings", config.base_url),
-                Auth::Bearer(config.api_key.clone()),
+                format!("{}/embeddings", config.base_url()),
+                Auth::Bearer(config.api_key()),
                 "openai",
             ),
         };
         let max_request_tokens =
             NonZeroU32::new(config.max_request_tokens).unwrap_or(NonZeroU32::MIN);
         let limiter = RateLimiter::new(
-            config.tokens_per_minute,
+            config.tokens_per_minute(),
             max_request_tokens,
-            config.requests_per_minute,
+            config.requests_per_minute(),
         );
         Ok(OpenAiEmbedder {
             http,
             url,
             auth,
-            model: config.model.clone(),
+            model: config.model().to_string(),
             dims: config.dims,
-            send_dimensions: config.send_dimensions,
+            send_dimensions: config.send_dimensions(),
             max_input_tokens: config.max_input_tokens,
             max_inputs_per_request: config.max_inputs_per_request.max(1),
             // A request never carries more than the token limiter lets out at once.
@@ -154,8 +156,8 @@ impl OpenAiEmbedder {
         };
         let request = self.http.post(&self.url).json(&body);
         let request = match &self.auth {
-            Auth::Bearer(key) => request.bearer_auth(key.expose()),
-            Auth::ApiKey(key) => request.header("api-key", key.expose()),
+            Auth::Bearer(key) => request.bearer_auth(key.expose_secret()),
+            Auth::ApiKey(key) => request.header("api-key", key.expose_secret()),
         };
         let (status, headers, bytes) = external::send(request, "embeddings request").await?;
         self.service.limiter.observe(&headers);
@@ -301,23 +303,18 @@ impl Embedder for OpenAiEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Config, Env};
+    use crate::settings::Env;
 
     fn embedder(vars: &[(&str, &str)]) -> OpenAiEmbedder {
-        // The first setting of a name wins.
-        let mut all = vars.to_vec();
-        all.extend_from_slice(&[
-            ("DATABASE_URL", "postgres://x"),
-            ("EMBEDDING_PROVIDER", "openai"),
-            ("OPENAI_API_KEY", "sk-test"),
-        ]);
-        let config = Config::from_lookup(Env(|name| {
-            all.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
-        }))
-        .unwrap();
-        OpenAiEmbedder::new(&config.embedding, &config.external).unwrap()
+        let env = Env::from_pairs(
+            [
+                ("EMBEDDING_PROVIDER", "openai"),
+                ("OPENAI_API_KEY", "sk-test"),
+            ]
+            .into_iter()
+            .chain(vars.iter().copied()),
+        );
+        OpenAiEmbedder::new(&env.load().unwrap(), &env.load().unwrap()).unwrap()
     }
 
     #[test]

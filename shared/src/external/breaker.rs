@@ -9,10 +9,6 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Defaults: five failures in a row open the breaker for a minute.
-pub const DEFAULT_THRESHOLD: u32 = 5;
-pub const DEFAULT_COOL_DOWN: Duration = Duration::from_secs(60);
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakerState {

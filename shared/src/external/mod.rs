@@ -6,8 +6,8 @@ pub mod breaker;
 pub mod health;
 pub mod rate_limit;
 
-use crate::config::ExternalPolicy;
 use crate::error::{Error, Result};
+use crate::settings::ExternalPolicy;
 use backon::{BackoffBuilder, ExponentialBuilder};
 use breaker::CircuitBreaker;
 use bytes::Bytes;

@@ -30,8 +30,9 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .parsed_key
         .ok_or_else(|| Error::Transient(format!("parsed job {job_id} has no parsed_key")))?;
     // A process holds at most CHUNK_CONCURRENCY texts (and their chunks) at once.
-    let _turn = pipeline
-        .chunk_slots
+    let chunking = pipeline.chunking()?;
+    let _turn = chunking
+        .slots
         .acquire()
         .await
         .map_err(|e| Error::transient("chunk slots", e))?;
@@ -39,7 +40,7 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     // No copy when the buffer is the blob store's alone (it is for local files).
     let text =
         String::from_utf8(Vec::from(bytes)).map_err(|e| Error::transient("parsed text", e))?;
-    let chunker = pipeline.chunker.clone();
+    let chunker = chunking.chunker.clone();
     let markdown = parsed_key.ends_with(".md");
     let (text, chunks) = blocking(move || {
         let chunks = chunker.chunk(&text, markdown);

@@ -1,7 +1,7 @@
 //! Embed: vectors for one batch of a job's chunks, reusing cached vectors.
 //! The batch that completes the job finalizes it, exactly once.
 
-use super::{Pipeline, finalize};
+use super::{Embedding, Pipeline, finalize};
 use crate::cost::{self, Spend};
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
@@ -31,10 +31,13 @@ pub async fn embed(
     let Some(job) = super::job_in_state(pipeline, job_id, JobState::Chunked, "embed").await? else {
         return Ok(None);
     };
-    let embedder = &pipeline.embedder;
+    let Embedding {
+        embedder,
+        cache_scope,
+    } = pipeline.embedding()?;
     let model = embedder.model();
     let dims = embedder.dims() as i32;
-    let scope = pipeline.cache_scope.of(&job.tenant);
+    let scope = cache_scope.of(&job.tenant);
     let end = first_chunk.saturating_add(chunk_count).min(i32::MAX as u32) as i32;
     let pending: Vec<Pending> = pipeline
         .db
@@ -169,7 +172,10 @@ pub async fn embed(
 /// mode, provider down) with the provider's, once the provider answers again.
 /// Returns how many were replaced.
 pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result<u64> {
-    let embedder = &pipeline.embedder;
+    let Embedding {
+        embedder,
+        cache_scope,
+    } = pipeline.embedding()?;
     let Some(fallback) = embedder.fallback_model() else {
         return Ok(0);
     };
@@ -209,10 +215,7 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
         .map(|(text, _)| crate::ids::sha256(text.as_bytes()).to_vec())
         .collect();
     let hashes: Vec<&[u8]> = hashes.iter().map(Vec::as_slice).collect();
-    let scopes: Vec<&str> = rows
-        .iter()
-        .map(|row| pipeline.cache_scope.of(row.get(1)))
-        .collect();
+    let scopes: Vec<&str> = rows.iter().map(|row| cache_scope.of(row.get(1))).collect();
     let model = embedder.model();
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;

@@ -9,7 +9,6 @@ pub mod parse;
 
 use crate::blob::BlobStore;
 use crate::chunking::Chunker;
-use crate::config::{Config, CostPolicy, ParserProvider, ServiceMode};
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Rejection, Result};
 use crate::external::{self, ExternalService};
@@ -17,6 +16,10 @@ use crate::jobs::{self, Job};
 use crate::llamaparse::LlamaParseClient;
 use crate::metrics::{self, Metric};
 use crate::queue::{Queue, Stage, StageMessage};
+use crate::settings::{
+    CacheScope, ChunkingSettings, CostPolicy, EmbeddingSettings, ParserSettings, Parts,
+    PipelineSettings, ServiceMode, invalid,
+};
 use crate::state::JobState;
 use deadpool_postgres::Pool;
 use futures::FutureExt;
@@ -25,24 +28,40 @@ use std::sync::Arc;
 use tracing::Instrument;
 use uuid::Uuid;
 
-/// Everything a stage needs, built once per process and shared.
+/// Everything a stage needs, built once per process and shared. The parts
+/// only some stages use are built by the processes that run those stages.
 pub struct Pipeline {
     pub db: Pool,
     pub blobs: Arc<dyn BlobStore>,
     pub queue: Arc<dyn Queue>,
-    pub embedder: Arc<dyn Embedder>,
-    pub chunker: Arc<Chunker>,
     pub max_file_bytes: u64,
-    /// Where documents are parsed: child processes within the parse limits.
-    pub parser: crate::parsing::sandbox::ParseSandbox,
-    /// Texts being chunked at once (`CHUNK_CONCURRENCY`): each is held whole.
-    pub chunk_slots: tokio::sync::Semaphore,
     pub embed_batch_size: u32,
-    /// Whose cached vectors a tenant may reuse.
-    pub cache_scope: crate::config::CacheScope,
     pub cost: CostPolicy,
+    pub parsing: Option<Parsing>,
+    pub chunking: Option<Chunking>,
+    pub embedding: Option<Embedding>,
+}
+
+/// What the parse stage uses.
+pub struct Parsing {
+    /// Where documents are parsed: child processes within the parse limits.
+    pub sandbox: crate::parsing::sandbox::ParseSandbox,
     /// LlamaParse, when `PARSER=llamaparse` and not `SERVICE_MODE=mock`.
     pub llamaparse: Option<RemoteParser>,
+}
+
+/// What the chunk stage uses.
+pub struct Chunking {
+    pub chunker: Arc<Chunker>,
+    /// Texts being chunked at once (`CHUNK_CONCURRENCY`): each is held whole.
+    pub slots: tokio::sync::Semaphore,
+}
+
+/// What the embed stage, search and the sweeper use.
+pub struct Embedding {
+    pub embedder: Arc<dyn Embedder>,
+    /// Whose cached vectors a tenant may reuse.
+    pub cache_scope: CacheScope,
 }
 
 /// LlamaParse and how long to wait for it.
@@ -56,45 +75,56 @@ pub struct RemoteParser {
 }
 
 impl Pipeline {
+    /// The pipeline with the parts `settings` were loaded with.
     pub fn new(
-        config: &Config,
+        settings: &PipelineSettings,
         db: Pool,
         blobs: Arc<dyn BlobStore>,
         queue: Arc<dyn Queue>,
     ) -> std::result::Result<Pipeline, ConfigError> {
-        let chunker = Chunker::new(&config.chunking).map_err(|e| ConfigError::Invalid {
-            name: "CHUNK_OVERLAP_TOKENS",
-            value: config.chunking.overlap_tokens.to_string(),
-            reason: e.to_string(),
-        })?;
-        let embedder = embedding::from_config(config).map_err(|e| ConfigError::Invalid {
-            name: "EMBEDDING_PROVIDER",
-            value: format!("{:?}", config.embedding.provider),
-            reason: e.to_string(),
-        })?;
         Ok(Pipeline {
             db,
             blobs,
             queue,
-            embedder,
-            chunker: Arc::new(chunker),
-            max_file_bytes: config.max_file_bytes,
-            parser: crate::parsing::sandbox::ParseSandbox::new(
-                config.parse_limits.clone(),
-                config.parse_sandbox_exe.clone(),
-            ),
-            chunk_slots: tokio::sync::Semaphore::new(config.chunk_concurrency.max(1)),
-            embed_batch_size: config.embed_batch_size as u32,
-            cache_scope: config.cache_scope,
-            cost: config.cost.clone(),
-            llamaparse: remote_parser(config)?,
+            max_file_bytes: settings.stages.max_file_bytes,
+            embed_batch_size: settings.stages.embed_batch_size as u32,
+            cost: settings.cost.clone(),
+            parsing: settings
+                .parser
+                .as_ref()
+                .map(|parser| parsing(parser, settings))
+                .transpose()?,
+            chunking: settings.chunking.as_ref().map(chunking).transpose()?,
+            embedding: settings
+                .embedding
+                .as_ref()
+                .map(|embedding| embedder(embedding, settings))
+                .transpose()?,
         })
+    }
+
+    pub fn parsing(&self) -> Result<&Parsing> {
+        self.parsing.as_ref().ok_or_else(|| not_built("parser"))
+    }
+
+    pub fn chunking(&self) -> Result<&Chunking> {
+        self.chunking.as_ref().ok_or_else(|| not_built("chunker"))
+    }
+
+    pub fn embedding(&self) -> Result<&Embedding> {
+        self.embedding.as_ref().ok_or_else(|| not_built("embedder"))
     }
 
     /// The external services this pipeline calls.
     pub fn external_services(&self) -> Vec<&ExternalService> {
-        let mut services = self.embedder.services();
-        services.extend(self.llamaparse.iter().map(|remote| remote.client.service()));
+        let mut services = Vec::new();
+        services.extend(self.embedding.iter().flat_map(|e| e.embedder.services()));
+        services.extend(
+            self.parsing
+                .iter()
+                .flat_map(|p| &p.llamaparse)
+                .map(|remote| remote.client.service()),
+        );
         services
     }
 
@@ -104,24 +134,72 @@ impl Pipeline {
     }
 }
 
-fn remote_parser(config: &Config) -> std::result::Result<Option<RemoteParser>, ConfigError> {
-    if config.parser != ParserProvider::LlamaParse || config.mode == ServiceMode::Mock {
-        return Ok(None);
-    }
-    let llamaparse = &config.llamaparse;
-    let client =
-        LlamaParseClient::new(llamaparse, &config.external).map_err(|e| ConfigError::Invalid {
-            name: "LLAMAPARSE_BASE_URL",
-            value: llamaparse.base_url.clone(),
-            reason: e.to_string(),
-        })?;
-    Ok(Some(RemoteParser {
-        client,
-        job_timeout: llamaparse.job_timeout,
-        first_poll_delay: llamaparse.first_poll_delay,
-        max_poll_delay: llamaparse.max_poll_delay,
-        local_fallback: config.mode == ServiceMode::Hybrid && !config.production,
-    }))
+/// A part this process was not built with was asked for: a message routed
+/// to the wrong function. Retried, so it is not lost, and then kept in the
+/// dead-letter queue.
+fn not_built(part: &str) -> Error {
+    Error::Transient(format!(
+        "this function has no {part}: its settings were not loaded"
+    ))
+}
+
+fn parsing(
+    parser: &ParserSettings,
+    settings: &PipelineSettings,
+) -> std::result::Result<Parsing, ConfigError> {
+    let sandbox = crate::parsing::sandbox::ParseSandbox::new(
+        parser.limits(),
+        parser.parse_sandbox_exe.clone(),
+    );
+    let services = &settings.services;
+    let Some(llamaparse) = settings
+        .llamaparse
+        .as_ref()
+        .filter(|_| services.mode != ServiceMode::Mock)
+    else {
+        return Ok(Parsing {
+            sandbox,
+            llamaparse: None,
+        });
+    };
+    let client = LlamaParseClient::new(llamaparse, &settings.external)
+        .map_err(|e| invalid("LLAMAPARSE_BASE_URL", &llamaparse.base_url, &e.to_string()))?;
+    Ok(Parsing {
+        sandbox,
+        llamaparse: Some(RemoteParser {
+            client,
+            job_timeout: llamaparse.job_timeout,
+            first_poll_delay: llamaparse.first_poll_delay,
+            max_poll_delay: llamaparse.max_poll_delay,
+            local_fallback: services.falls_back(),
+        }),
+    })
+}
+
+fn chunking(settings: &ChunkingSettings) -> std::result::Result<Chunking, ConfigError> {
+    let chunker = Chunker::new(settings).map_err(|e| {
+        invalid(
+            "CHUNK_OVERLAP_TOKENS",
+            settings.overlap_tokens,
+            &e.to_string(),
+        )
+    })?;
+    Ok(Chunking {
+        chunker: Arc::new(chunker),
+        slots: tokio::sync::Semaphore::new(settings.concurrency.max(1)),
+    })
+}
+
+fn embedder(
+    embedding: &EmbeddingSettings,
+    settings: &PipelineSettings,
+) -> std::result::Result<Embedding, ConfigError> {
+    let embedder = embedding::from_settings(settings)
+        .map_err(|e| invalid("EMBEDDING_PROVIDER", embedding.provider, &e.to_string()))?;
+    Ok(Embedding {
+        embedder,
+        cache_scope: embedding.cache_scope,
+    })
 }
 
 /// What handling one stage message did.
@@ -158,6 +236,15 @@ stages! {
     ParseStage: true, false, false;
     ChunkStage: false, true, false;
     EmbedStage: false, false, true;
+}
+
+/// The parts of the pipeline a process that runs the stages `S` builds.
+pub const fn parts<S: Stages>() -> Parts {
+    Parts {
+        parse: S::PARSE,
+        chunk: S::CHUNK,
+        embed: S::EMBED,
+    }
 }
 
 /// Runs one stage message. A rejection fails the job and is handled (the

@@ -39,6 +39,7 @@ pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         return Ok(None);
     };
     let remote = pipeline
+        .parsing()?
         .llamaparse
         .as_ref()
         .filter(|remote| remote.client.handles(&job.source_key));
@@ -60,7 +61,11 @@ pub async fn parse(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
 
 async fn parse_locally(pipeline: &Pipeline, job: &Job) -> Result<Parsed> {
     let read = pipeline.blobs.get(&job.source_key, pipeline.max_file_bytes);
-    let document = pipeline.parser.parse(&job.source_key, read).await?;
+    let document = pipeline
+        .parsing()?
+        .sandbox
+        .parse(&job.source_key, read)
+        .await?;
     Ok(Parsed {
         markdown: document.format.is_markdown(),
         format: document.format.name().to_string(),
@@ -116,7 +121,11 @@ async fn parse_remotely(
         JobStatus::Done => {
             let result = remote.client.result(request_id).await?;
             // LlamaParse's text is held to PARSE_MAX_CHARS like any other.
-            let bounds = pipeline.parser.limits().bounds(parsing::Format::Text, 0);
+            let bounds = pipeline
+                .parsing()?
+                .sandbox
+                .limits()
+                .bounds(parsing::Format::Text, 0);
             parsing::check_length(result.markdown.chars().count(), &bounds)?;
             Ok(Some(Parsed {
                 text: result.markdown,

@@ -1,0 +1,102 @@
+//! The API's own settings, read as every other concern's are
+//! ([`Env::load`](docpipe_shared::settings::Env::load)).
+
+use docpipe_shared::ConfigError;
+use docpipe_shared::settings::{Secret, Settings, invalid, secs};
+use serde::Deserialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ApiSettings {
+    /// `UPLOADS_QUEUE_URL` and the dead-letter queues (`UPLOADS_DLQ_URL`,
+    /// `PARSE_DLQ_URL`, `CHUNK_DLQ_URL`, `EMBED_DLQ_URL`) `GET /v1/health`
+    /// reports, beside the stage queues.
+    pub uploads_queue_url: Option<String>,
+    pub uploads_dlq_url: Option<String>,
+    pub parse_dlq_url: Option<String>,
+    pub chunk_dlq_url: Option<String>,
+    pub embed_dlq_url: Option<String>,
+    /// `UPLOAD_URL_TTL_SECS` (900, 60 to 604 800): how long a presigned
+    /// upload URL stays valid.
+    #[serde(rename = "upload_url_ttl_secs", deserialize_with = "secs")]
+    pub upload_url_ttl: Duration,
+    /// `TENANT_API_REQUESTS_PER_MINUTE` (600): each tenant's requests a
+    /// minute, unless its `tenant_limits` row says otherwise.
+    pub tenant_api_requests_per_minute: u32,
+    /// `API_OPERATOR_TENANTS` (none): tenants that see deployment-wide
+    /// figures (every tenant's messages in the queues), comma-separated.
+    pub api_operator_tenants: Vec<String>,
+    /// `TENANT_CLAIM` (tenant): in Lambda, the authorizer's claim that
+    /// names the tenant (`custom:tenant` for a Cognito attribute).
+    pub tenant_claim: String,
+    /// `API_KEYS` (the local server): `key:tenant` pairs, comma-separated.
+    pub api_keys: Option<Secret>,
+    /// `API_LISTEN` (127.0.0.1:3000): the local server's address.
+    pub api_listen: String,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings {
+            uploads_queue_url: None,
+            uploads_dlq_url: None,
+            parse_dlq_url: None,
+            chunk_dlq_url: None,
+            embed_dlq_url: None,
+            upload_url_ttl: Duration::from_secs(900),
+            tenant_api_requests_per_minute: 600,
+            api_operator_tenants: Vec::new(),
+            tenant_claim: "tenant".into(),
+            api_keys: None,
+            api_listen: "127.0.0.1:3000".into(),
+        }
+    }
+}
+
+impl Settings for ApiSettings {
+    fn check(mut self) -> Result<Self, ConfigError> {
+        let ttl = self.upload_url_ttl.as_secs();
+        if !(60..=7 * 24 * 3600).contains(&ttl) {
+            return Err(invalid("UPLOAD_URL_TTL_SECS", ttl, "must be 60 to 604800"));
+        }
+        if self.tenant_api_requests_per_minute == 0 {
+            return Err(invalid(
+                "TENANT_API_REQUESTS_PER_MINUTE",
+                0,
+                "must be a whole number of 1 or more",
+            ));
+        }
+        self.api_operator_tenants = self
+            .api_operator_tenants
+            .iter()
+            .map(|tenant| tenant.trim().to_string())
+            .filter(|tenant| !tenant.is_empty())
+            .collect();
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use docpipe_shared::settings::Env;
+
+    #[test]
+    fn limits_are_checked_and_operators_listed() {
+        let env = |vars: &[(&str, &str)]| Env::from_pairs(vars.iter().copied());
+        let settings: ApiSettings = env(&[("API_OPERATOR_TENANTS", "acme, ops,")])
+            .load()
+            .unwrap();
+        assert_eq!(settings.api_operator_tenants, ["acme", "ops"]);
+        assert_eq!(settings.upload_url_ttl, Duration::from_secs(900));
+        let err = env(&[("UPLOAD_URL_TTL_SECS", "30")])
+            .load::<ApiSettings>()
+            .unwrap_err();
+        assert!(err.to_string().contains("must be 60 to 604800"), "{err}");
+        let err = env(&[("TENANT_API_REQUESTS_PER_MINUTE", "0")])
+            .load::<ApiSettings>()
+            .unwrap_err();
+        assert!(err.to_string().contains("1 or more"), "{err}");
+    }
+}

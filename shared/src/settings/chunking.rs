@@ -1,0 +1,103 @@
+//! Chunking: how large chunks are and how many texts a process holds at once.
+
+use super::{Settings, invalid};
+use crate::error::ConfigError;
+use serde::Deserialize;
+
+/// Default chunk size in cl100k tokens.
+pub const DEFAULT_CHUNK_TOKENS: usize = 512;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ChunkingSettings {
+    /// `CHUNK_TOKENS` (512): the largest chunk, in cl100k tokens.
+    #[serde(rename = "chunk_tokens")]
+    pub max_tokens: usize,
+    /// `CHUNK_MIN_TOKENS` (an eighth of `CHUNK_TOKENS`): paragraphs join until
+    /// a chunk holds this many tokens. Smaller: an edited paragraph re-embeds
+    /// less beside itself, at more rows.
+    #[serde(rename = "chunk_min_tokens")]
+    min_tokens: Option<usize>,
+    /// `CHUNK_OVERLAP_TOKENS` (64): overlap between neighbouring chunks.
+    #[serde(rename = "chunk_overlap_tokens")]
+    pub overlap_tokens: usize,
+    /// `CHUNK_CONCURRENCY` (2): texts a process chunks at once, each held whole.
+    #[serde(rename = "chunk_concurrency")]
+    pub concurrency: usize,
+}
+
+impl Default for ChunkingSettings {
+    fn default() -> Self {
+        ChunkingSettings {
+            max_tokens: DEFAULT_CHUNK_TOKENS,
+            min_tokens: None,
+            overlap_tokens: 64,
+            concurrency: 2,
+        }
+    }
+}
+
+impl Settings for ChunkingSettings {
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.max_tokens == 0 {
+            return Err(invalid("CHUNK_TOKENS", 0, "must be at least 1"));
+        }
+        if self.min_tokens() > self.max_tokens {
+            return Err(invalid(
+                "CHUNK_MIN_TOKENS",
+                self.min_tokens(),
+                "must not exceed CHUNK_TOKENS",
+            ));
+        }
+        if self.overlap_tokens >= self.max_tokens {
+            return Err(invalid(
+                "CHUNK_OVERLAP_TOKENS",
+                self.overlap_tokens,
+                "must be smaller than CHUNK_TOKENS",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+impl ChunkingSettings {
+    pub fn new(max_tokens: usize, min_tokens: usize, overlap_tokens: usize) -> Self {
+        ChunkingSettings {
+            max_tokens,
+            min_tokens: Some(min_tokens),
+            overlap_tokens,
+            ..ChunkingSettings::default()
+        }
+    }
+
+    pub fn min_tokens(&self) -> usize {
+        self.min_tokens.unwrap_or(self.max_tokens / 8)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::env;
+    use super::*;
+
+    #[test]
+    fn sizes_are_checked_against_each_other() {
+        let defaults = env(&[]).load::<ChunkingSettings>().unwrap();
+        assert_eq!((defaults.max_tokens, defaults.min_tokens()), (512, 64));
+        assert_eq!(defaults.overlap_tokens, 64);
+        let err = env(&[("CHUNK_TOKENS", "64"), ("CHUNK_OVERLAP_TOKENS", "64")])
+            .load::<ChunkingSettings>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("smaller than CHUNK_TOKENS"),
+            "{err}"
+        );
+        let err = env(&[("CHUNK_TOKENS", "64"), ("CHUNK_MIN_TOKENS", "65")])
+            .load::<ChunkingSettings>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("must not exceed CHUNK_TOKENS"),
+            "{err}"
+        );
+    }
+}

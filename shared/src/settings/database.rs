@@ -1,0 +1,56 @@
+//! Postgres: where it is and how many connections a process keeps.
+
+use super::{Secret, Settings, embedding};
+use crate::error::ConfigError;
+use serde::Deserialize;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct DatabaseSettings {
+    /// `DATABASE_URL` (required; in Lambda built from `DATABASE_SECRET_ID`).
+    pub database_url: Option<Secret>,
+    /// `DATABASE_CA_FILE`: extra root certificates (PEM) for TLS to Postgres
+    /// (`sslmode=require`).
+    pub database_ca_file: Option<PathBuf>,
+    /// `DB_POOL_SIZE` (8): connections a process keeps.
+    pub db_pool_size: usize,
+    /// `EMBEDDING_DIMS` (1536): the size of the schema's vector columns,
+    /// checked against the database at connect.
+    #[serde(rename = "embedding_dims")]
+    pub vector_dims: usize,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        DatabaseSettings {
+            database_url: None,
+            database_ca_file: None,
+            db_pool_size: 8,
+            vector_dims: embedding::DEFAULT_EMBEDDING_DIMS,
+        }
+    }
+}
+
+impl Settings for DatabaseSettings {
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.database_url.is_none() {
+            return Err(ConfigError::Missing {
+                name: "DATABASE_URL".into(),
+            });
+        }
+        embedding::check_dims(self.vector_dims)?;
+        Ok(self)
+    }
+}
+
+impl DatabaseSettings {
+    /// The connection string (present: [`Settings::check`] refuses its absence).
+    pub fn url(&self) -> &str {
+        use secrecy::ExposeSecret;
+        self.database_url
+            .as_ref()
+            .map(|url| url.expose_secret())
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,266 @@
+//! The embedding provider: which, its model, its limits, and whose cached
+//! vectors a tenant reuses.
+
+use super::{Secret, Settings, choice, invalid, secs};
+use crate::error::ConfigError;
+use serde::Deserialize;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+/// Default dimension: OpenAI text-embedding-3-small.
+pub const DEFAULT_EMBEDDING_DIMS: usize = 1536;
+/// pgvector's HNSW index takes `vector` columns of at most this many dimensions.
+pub const MAX_HNSW_DIMS: usize = 2000;
+
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Deserialize,
+    strum::EnumString,
+    strum::VariantNames,
+    strum::Display,
+)]
+#[serde(try_from = "String")]
+#[strum(serialize_all = "lowercase")]
+pub enum EmbeddingProvider {
+    /// In-process, deterministic, free.
+    #[default]
+    Mock,
+    /// Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI).
+    OpenAi,
+    /// An Azure OpenAI deployment: `EMBEDDING_MODEL` names the deployment.
+    Azure,
+}
+choice!(EmbeddingProvider, "EMBEDDING_PROVIDER");
+
+/// Which tenants reuse one another's cached vectors (`EMBEDDING_CACHE_SCOPE`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::EnumString, strum::VariantNames,
+)]
+#[serde(try_from = "String")]
+#[strum(serialize_all = "lowercase")]
+pub enum CacheScope {
+    /// Each tenant its own cache (the default): what a tenant is billed never
+    /// tells whether another tenant holds a text.
+    #[default]
+    Tenant,
+    /// One cache for every tenant of the deployment: for tenants that trust
+    /// one another (one organisation), who then pay once for a shared text.
+    Shared,
+}
+choice!(CacheScope, "EMBEDDING_CACHE_SCOPE");
+
+impl CacheScope {
+    /// The cache scope `tenant`'s vectors are kept and found in.
+    pub fn of(self, tenant: &str) -> &str {
+        match self {
+            CacheScope::Tenant => tenant,
+            CacheScope::Shared => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct EmbeddingSettings {
+    /// `EMBEDDING_PROVIDER`: mock (default), openai or azure.
+    #[serde(rename = "embedding_provider")]
+    pub provider: EmbeddingProvider,
+    /// `EMBEDDING_MODEL`: by default the mock's, or text-embedding-3-small.
+    #[serde(rename = "embedding_model")]
+    model: Option<String>,
+    /// `EMBEDDING_DIMS` (1536, at most 2000).
+    #[serde(rename = "embedding_dims")]
+    pub dims: usize,
+    /// `OPENAI_BASE_URL`: up to and including `/v1`.
+    #[serde(rename = "openai_base_url")]
+    base_url: String,
+    /// `OPENAI_API_KEY` (required for openai and azure).
+    #[serde(rename = "openai_api_key")]
+    api_key: Option<Secret>,
+    /// `EMBEDDING_SEND_DIMENSIONS`: send the `dimensions` parameter (by
+    /// default for text-embedding-3-*, the only models that accept it).
+    #[serde(rename = "embedding_send_dimensions")]
+    send_dimensions: Option<bool>,
+    /// `EMBEDDING_TIMEOUT_SECS` (60) of each request.
+    #[serde(rename = "embedding_timeout_secs", deserialize_with = "secs")]
+    pub timeout: Duration,
+    /// `AZURE_OPENAI_API_VERSION`: Azure's `api-version` query parameter.
+    #[serde(rename = "azure_openai_api_version")]
+    pub azure_api_version: String,
+    /// The provider's limits: tokens per input (`EMBEDDING_MAX_INPUT_TOKENS`,
+    /// 8192), inputs (`EMBEDDING_MAX_INPUTS`, 2048) and tokens
+    /// (`EMBEDDING_MAX_REQUEST_TOKENS`, 300 000) per request.
+    #[serde(rename = "embedding_max_input_tokens")]
+    pub max_input_tokens: u32,
+    #[serde(rename = "embedding_max_inputs")]
+    pub max_inputs_per_request: usize,
+    #[serde(rename = "embedding_max_request_tokens")]
+    pub max_request_tokens: u32,
+    /// `EMBEDDING_TPM`, `EMBEDDING_RPM`: client-side limits shared by every
+    /// call in this process (per container in Lambda); none by default.
+    #[serde(rename = "embedding_tpm")]
+    tokens_per_minute: Option<u32>,
+    #[serde(rename = "embedding_rpm")]
+    requests_per_minute: Option<u32>,
+    /// `EMBEDDING_USD_PER_MILLION_TOKENS`: by default the list price of the
+    /// model ([`list_price_per_million_tokens`]).
+    #[serde(rename = "embedding_usd_per_million_tokens")]
+    usd_per_million_tokens: Option<f64>,
+    /// `EMBEDDING_CACHE_SCOPE`: tenant (default) or shared.
+    #[serde(rename = "embedding_cache_scope")]
+    pub cache_scope: CacheScope,
+}
+
+impl Default for EmbeddingSettings {
+    fn default() -> Self {
+        EmbeddingSettings {
+            provider: EmbeddingProvider::Mock,
+            model: None,
+            dims: DEFAULT_EMBEDDING_DIMS,
+            base_url: "https://api.openai.com/v1".into(),
+            api_key: None,
+            send_dimensions: None,
+            timeout: Duration::from_secs(60),
+            azure_api_version: "2024-10-21".into(),
+            max_input_tokens: 8192,
+            max_inputs_per_request: 2048,
+            max_request_tokens: 300_000,
+            tokens_per_minute: None,
+            requests_per_minute: None,
+            usd_per_million_tokens: None,
+            cache_scope: CacheScope::Tenant,
+        }
+    }
+}
+
+impl Settings for EmbeddingSettings {
+    fn check(mut self) -> Result<Self, ConfigError> {
+        check_dims(self.dims)?;
+        if self.provider != EmbeddingProvider::Mock && self.api_key.is_none() {
+            return Err(ConfigError::Missing {
+                name: "OPENAI_API_KEY".into(),
+            });
+        }
+        for (name, limit) in [
+            ("EMBEDDING_TPM", self.tokens_per_minute),
+            ("EMBEDDING_RPM", self.requests_per_minute),
+        ] {
+            if limit == Some(0) {
+                return Err(invalid(name, 0, "must be at least 1 (unset for no limit)"));
+            }
+        }
+        self.base_url = self.base_url.trim_end_matches('/').to_string();
+        Ok(self)
+    }
+}
+
+/// The schema's vector columns must fit pgvector's HNSW index.
+pub(super) fn check_dims(dims: usize) -> Result<(), ConfigError> {
+    if dims == 0 || dims > MAX_HNSW_DIMS {
+        return Err(invalid(
+            "EMBEDDING_DIMS",
+            dims,
+            "must be 1..=2000 (pgvector's HNSW limit); for larger models request fewer with the `dimensions` parameter",
+        ));
+    }
+    Ok(())
+}
+
+impl EmbeddingSettings {
+    pub fn model(&self) -> &str {
+        self.model.as_deref().unwrap_or(match self.provider {
+            EmbeddingProvider::Mock => crate::embedding::mock::MODEL,
+            EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => "text-embedding-3-small",
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The key (empty for the mock, which needs none).
+    pub fn api_key(&self) -> Secret {
+        self.api_key.clone().unwrap_or_default()
+    }
+
+    pub fn send_dimensions(&self) -> bool {
+        self.send_dimensions
+            .unwrap_or_else(|| self.model().starts_with("text-embedding-3"))
+    }
+
+    pub fn tokens_per_minute(&self) -> Option<NonZeroU32> {
+        self.tokens_per_minute.and_then(NonZeroU32::new)
+    }
+
+    pub fn requests_per_minute(&self) -> Option<NonZeroU32> {
+        self.requests_per_minute.and_then(NonZeroU32::new)
+    }
+
+    pub fn usd_per_million_tokens(&self) -> f64 {
+        self.usd_per_million_tokens
+            .unwrap_or_else(|| list_price_per_million_tokens(self.model()))
+    }
+}
+
+/// OpenAI's list prices (USD per million input tokens, 2026-11); other models
+/// are free unless `EMBEDDING_USD_PER_MILLION_TOKENS` says otherwise.
+fn list_price_per_million_tokens(model: &str) -> f64 {
+    match model {
+        "text-embedding-3-small" => 0.02,
+        "text-embedding-3-large" => 0.13,
+        "text-embedding-ada-002" => 0.10,
+        _ => 0.0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::env;
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_mock() {
+        let settings = env(&[]).load::<EmbeddingSettings>().unwrap();
+        assert_eq!(settings.provider, EmbeddingProvider::Mock);
+        assert_eq!(settings.dims, 1536);
+        assert_eq!(settings.model(), crate::embedding::mock::MODEL);
+        assert_eq!(settings.usd_per_million_tokens(), 0.0);
+    }
+
+    #[test]
+    fn a_provider_needs_its_key_and_dims_fit_the_index() {
+        let err = env(&[("EMBEDDING_PROVIDER", "openai")])
+            .load::<EmbeddingSettings>()
+            .unwrap_err();
+        assert_eq!(err.to_string(), "OPENAI_API_KEY is not set");
+        let err = env(&[("EMBEDDING_DIMS", "3072")])
+            .load::<EmbeddingSettings>()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("EMBEDDING_DIMS=\"3072\" is invalid"),
+            "{err}"
+        );
+        let err = env(&[("EMBEDDING_TPM", "0")])
+            .load::<EmbeddingSettings>()
+            .unwrap_err();
+        assert!(err.to_string().starts_with("EMBEDDING_TPM=\"0\""), "{err}");
+        let openai = env(&[
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-live-123"),
+            ("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1/"),
+        ])
+        .load::<EmbeddingSettings>()
+        .unwrap();
+        assert_eq!(openai.model(), "text-embedding-3-small");
+        assert!(openai.send_dimensions());
+        assert_eq!(openai.usd_per_million_tokens(), 0.02);
+        assert_eq!(openai.base_url(), "http://127.0.0.1:8080/v1");
+        assert!(!format!("{openai:?}").contains("sk-live-123"));
+    }
+}

@@ -1,0 +1,190 @@
+//! Parsing: which parser, LlamaParse's endpoint and key, and what one parse
+//! may cost.
+
+use super::{Secret, Settings, choice, invalid, secs};
+use crate::error::ConfigError;
+use crate::parsing::ParseLimits;
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::EnumString, strum::VariantNames,
+)]
+#[serde(try_from = "String")]
+#[strum(serialize_all = "lowercase")]
+pub enum ParserProvider {
+    /// In-process parsers for text, markdown, HTML and PDF text layers.
+    #[default]
+    Local,
+    /// LlamaParse (LlamaCloud) for the configured extensions, local for the rest.
+    LlamaParse,
+}
+choice!(ParserProvider, "PARSER");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ParserSettings {
+    /// `PARSER`: local (default) or llamaparse.
+    #[serde(rename = "parser")]
+    pub provider: ParserProvider,
+    /// `PARSE_TIMEOUT_SECS` (30): wall time of one parse; below `STAGE_DEADLINE_SECS`.
+    #[serde(rename = "parse_timeout_secs", deserialize_with = "secs")]
+    timeout: Duration,
+    /// `PARSE_MEMORY_MB` (512): address space of the process that parses.
+    parse_memory_mb: u64,
+    /// `PARSE_MAX_CHARS` (64 Mi): characters of text any document may give...
+    parse_max_chars: usize,
+    /// ...`PARSE_CHARS_PER_BYTE` (16): and an HTML or PDF file per byte of itself.
+    parse_chars_per_byte: usize,
+    /// `PARSE_MAX_DEPTH` (256): deepest element nesting of an HTML document.
+    parse_max_depth: usize,
+    /// `PARSE_MAX_PAGES` (10 000): most pages of a PDF.
+    parse_max_pages: usize,
+    /// `PARSE_CONCURRENCY` (2): parses at once in one process.
+    parse_concurrency: usize,
+    /// `PARSE_SANDBOX_EXE`: the executable parse children run; by default
+    /// the running one.
+    pub parse_sandbox_exe: Option<PathBuf>,
+}
+
+/// LlamaParse's endpoint, key and patience (with `PARSER=llamaparse`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct LlamaParseSettings {
+    /// `LLAMAPARSE_BASE_URL`: up to, not including, `/api/v1`.
+    #[serde(rename = "llamaparse_base_url")]
+    pub base_url: String,
+    /// `LLAMA_CLOUD_API_KEY` (required with `PARSER=llamaparse`).
+    #[serde(rename = "llama_cloud_api_key")]
+    api_key: Option<Secret>,
+    /// `LLAMAPARSE_EXTENSIONS` (pdf): extensions sent to LlamaParse, comma-separated.
+    #[serde(rename = "llamaparse_extensions")]
+    pub extensions: Vec<String>,
+    /// `LLAMAPARSE_HTTP_TIMEOUT_SECS` (60) of each request.
+    #[serde(rename = "llamaparse_http_timeout_secs", deserialize_with = "secs")]
+    pub timeout: Duration,
+    /// `LLAMAPARSE_JOB_TIMEOUT_SECS` (1800): a parse job not done after this
+    /// long fails the document.
+    #[serde(rename = "llamaparse_job_timeout_secs", deserialize_with = "secs")]
+    pub job_timeout: Duration,
+    /// `LLAMAPARSE_FIRST_POLL_SECS` (2): first delay before checking a
+    /// submitted job; doubles up to `LLAMAPARSE_MAX_POLL_SECS` (60).
+    #[serde(rename = "llamaparse_first_poll_secs", deserialize_with = "secs")]
+    pub first_poll_delay: Duration,
+    #[serde(rename = "llamaparse_max_poll_secs", deserialize_with = "secs")]
+    pub max_poll_delay: Duration,
+}
+
+impl Default for LlamaParseSettings {
+    fn default() -> Self {
+        LlamaParseSettings {
+            base_url: "https://api.cloud.llamaindex.ai".into(),
+            api_key: None,
+            extensions: vec!["pdf".into()],
+            timeout: Duration::from_secs(60),
+            job_timeout: Duration::from_secs(1800),
+            first_poll_delay: Duration::from_secs(2),
+            max_poll_delay: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Settings for LlamaParseSettings {
+    fn check(mut self) -> Result<Self, ConfigError> {
+        if self.api_key.is_none() {
+            return Err(ConfigError::Missing {
+                name: "LLAMA_CLOUD_API_KEY".into(),
+            });
+        }
+        self.base_url = self.base_url.trim_end_matches('/').to_string();
+        self.extensions = self
+            .extensions
+            .iter()
+            .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+            .filter(|e| !e.is_empty())
+            .collect();
+        Ok(self)
+    }
+}
+
+impl LlamaParseSettings {
+    pub fn api_key(&self) -> Secret {
+        self.api_key.clone().unwrap_or_default()
+    }
+}
+
+impl Default for ParserSettings {
+    fn default() -> Self {
+        let limits = ParseLimits::default();
+        ParserSettings {
+            provider: ParserProvider::Local,
+            timeout: limits.timeout,
+            parse_memory_mb: limits.memory_bytes >> 20,
+            parse_max_chars: limits.max_chars,
+            parse_chars_per_byte: limits.chars_per_byte,
+            parse_max_depth: limits.max_depth,
+            parse_max_pages: limits.max_pages,
+            parse_concurrency: limits.concurrency,
+            parse_sandbox_exe: None,
+        }
+    }
+}
+
+impl Settings for ParserSettings {
+    fn check(self) -> Result<Self, ConfigError> {
+        if self.timeout.is_zero() || self.parse_memory_mb < 64 {
+            return Err(invalid(
+                "PARSE_TIMEOUT_SECS/PARSE_MEMORY_MB",
+                format!("{:?}/{}", self.timeout, self.parse_memory_mb),
+                "parsing needs at least 1 s and 64 MB",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+impl ParserSettings {
+    /// What parsing one document may cost.
+    pub fn limits(&self) -> ParseLimits {
+        ParseLimits {
+            timeout: self.timeout,
+            memory_bytes: self.parse_memory_mb.saturating_mul(1 << 20),
+            max_chars: self.parse_max_chars,
+            chars_per_byte: self.parse_chars_per_byte,
+            max_depth: self.parse_max_depth,
+            max_pages: self.parse_max_pages,
+            concurrency: self.parse_concurrency,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::env;
+    use super::*;
+
+    #[test]
+    fn llamaparse_needs_its_key_and_limits_read_in_their_units() {
+        let err = env(&[]).load::<LlamaParseSettings>().unwrap_err();
+        assert_eq!(err.to_string(), "LLAMA_CLOUD_API_KEY is not set");
+        let llamaparse = env(&[
+            ("LLAMA_CLOUD_API_KEY", "llx-1"),
+            ("LLAMAPARSE_EXTENSIONS", ".PDF, docx,"),
+            ("LLAMAPARSE_JOB_TIMEOUT_SECS", "60"),
+        ])
+        .load::<LlamaParseSettings>()
+        .unwrap();
+        assert_eq!(llamaparse.extensions, ["pdf", "docx"]);
+        assert_eq!(llamaparse.job_timeout, Duration::from_secs(60));
+        let settings = env(&[("PARSE_MEMORY_MB", "384")])
+            .load::<ParserSettings>()
+            .unwrap();
+        assert_eq!(settings.limits().memory_bytes, 384 << 20);
+        assert_eq!(settings.limits().timeout, Duration::from_secs(30));
+        let err = env(&[("PARSE_MEMORY_MB", "32")])
+            .load::<ParserSettings>()
+            .unwrap_err();
+        assert!(err.to_string().contains("at least 1 s and 64 MB"), "{err}");
+    }
+}
