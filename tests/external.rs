@@ -6,6 +6,7 @@
 use docpipe_mocks::faults::{Fault, FaultKnobs};
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
+use docpipe_shared::JobState;
 use docpipe_shared::embedding::openai::OpenAiEmbedder;
 use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
 use docpipe_shared::external::breaker::BreakerState;
@@ -318,7 +319,10 @@ async fn status_shows_the_breaker_an_outage_opened_until_an_instance_finds_the_s
     // The outage ends; a new instance (a fresh process) calls and reports.
     mock.faults.set_knobs(FaultKnobs::default());
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples.join("tide-tables.md")]).await;
-    assert_eq!(outcomes["uploads/acme/tide-tables.md"].state, "complete");
+    assert_eq!(
+        outcomes["uploads/acme/tide-tables.md"].state,
+        JobState::Complete
+    );
     assert_eq!(
         breakers().await,
         [("openai".to_string(), "closed".to_string())]
@@ -350,7 +354,7 @@ async fn hybrid_falls_back_to_the_mock_outside_production_and_replaces_it_later(
     let config = test_db.config(&vars);
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert!(
-        outcomes.values().all(|o| o.state == "complete"),
+        outcomes.values().all(|o| o.state == JobState::Complete),
         "{outcomes:?}"
     );
     assert_eq!(chunk_models(&test_db).await, [mock::MODEL]);
@@ -385,7 +389,8 @@ async fn hybrid_falls_back_to_the_mock_outside_production_and_replaces_it_later(
     assert!(
         outcomes
             .values()
-            .all(|o| o.state == "failed" && o.error_code.as_deref() == Some("retries_exhausted")),
+            .all(|o| o.state == JobState::Failed
+                && o.error_code.as_deref() == Some("retries_exhausted")),
         "{outcomes:?}"
     );
     assert_eq!(production.count("document_chunks").await, 0);
@@ -408,7 +413,7 @@ async fn past_the_daily_budget_jobs_wait_and_resume_when_spending_may_go_on() {
     let first = samples.join("fog-signals.txt");
     let config = test_db.config(&vars("0.01"));
     let (_, outcomes) = ingest_locally(&config, "acme", &[first]).await;
-    assert!(outcomes.values().all(|o| o.state == "complete"));
+    assert!(outcomes.values().all(|o| o.state == JobState::Complete));
     let spent: Vec<f64> = test_db
         .column("SELECT sum(usd)::float8 FROM upload_pipeline.cost_ledger")
         .await;
@@ -420,7 +425,7 @@ async fn past_the_daily_budget_jobs_wait_and_resume_when_spending_may_go_on() {
     let second = samples.join("tide-tables.md");
     let (_, outcomes) = ingest_locally(&config, "acme", &[second]).await;
     let waiting = &outcomes["uploads/acme/tide-tables.md"];
-    assert_eq!(waiting.state, "chunked", "waits, does not fail");
+    assert_eq!(waiting.state, JobState::Chunked, "waits, does not fail");
     let reasons: Vec<String> = test_db
         .column("SELECT waiting_reason FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL")
         .await;
@@ -514,9 +519,9 @@ async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_pag
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir(), broken]).await;
     for (key, outcome) in &outcomes {
         let expected = if key.ends_with("broken.pdf") {
-            "failed"
+            JobState::Failed
         } else {
-            "complete"
+            JobState::Complete
         };
         assert_eq!(
             outcome.state, expected,
@@ -595,7 +600,7 @@ async fn a_llamaparse_job_that_never_finishes_fails_the_document() {
     let pdf = samples_dir().join("lighthouse-handbook.pdf");
     let (_, outcomes) = ingest_locally(&config, "acme", &[pdf]).await;
     let outcome = &outcomes["uploads/acme/lighthouse-handbook.pdf"];
-    assert_eq!(outcome.state, "failed");
+    assert_eq!(outcome.state, JobState::Failed);
     assert_eq!(outcome.error_code.as_deref(), Some("parse_timeout"));
     assert_eq!(
         outcome.error_message.as_deref(),
@@ -632,7 +637,7 @@ async fn a_tenant_never_learns_from_its_bill_what_another_holds() {
     let acme = billed_tokens(&test_db, "acme").await;
     assert!(acme > 0);
     let (_, outcomes) = ingest_locally(&config, "globex", &paragraph).await;
-    assert!(outcomes.values().all(|o| o.state == "complete"));
+    assert!(outcomes.values().all(|o| o.state == JobState::Complete));
     assert_eq!(
         billed_tokens(&test_db, "globex").await,
         acme,

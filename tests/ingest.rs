@@ -1,6 +1,7 @@
 //! The whole pipeline in-process over real Postgres, with the mock embedder
 //! and with the OpenAI client against mock-openai over real HTTP.
 
+use docpipe_shared::JobState;
 use docpipe_shared::settings::PipelineSettings;
 use docpipe_shared::stages::ingest::Change;
 use docpipe_shared::{bulk, db, embedding, search, status};
@@ -32,7 +33,8 @@ async fn a_folder_becomes_searchable_and_a_rerun_adds_nothing() {
     assert!(run.not_ingested.is_empty());
     for (key, outcome) in &outcomes {
         assert_eq!(
-            outcome.state, "complete",
+            outcome.state,
+            JobState::Complete,
             "{key}: {:?}",
             outcome.error_message
         );
@@ -101,7 +103,7 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
     assert!(!bulk::defer_search_index(&mut pooled).await.unwrap());
     assert!(!search_index_exists(&client).await);
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
-    assert!(outcomes.values().all(|o| o.state == "complete"));
+    assert!(outcomes.values().all(|o| o.state == JobState::Complete));
     // Without the index, search scans: the same answer.
     let query = "spring tides and neap tides";
     let expected = Some("uploads/acme/tide-tables.md".to_string());
@@ -146,7 +148,7 @@ async fn the_openai_client_over_http_gives_the_same_results() {
     let config = test_db.config(&vars);
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert!(
-        outcomes.values().all(|o| o.state == "complete"),
+        outcomes.values().all(|o| o.state == JobState::Complete),
         "{outcomes:#?}"
     );
     assert_eq!(
@@ -287,11 +289,16 @@ async fn uploading_a_failed_document_again_retries_it() {
     let file = [samples_dir().join("fog-signals.txt")];
     let key = "uploads/acme/fog-signals.txt";
     let (_, outcomes) = ingest_locally(&test_db.config(&vars("sk-wrong")), "acme", &file).await;
-    assert_eq!(outcomes[key].state, "failed");
+    assert_eq!(outcomes[key].state, JobState::Failed);
 
     let (run, outcomes) = ingest_locally(&test_db.config(&vars("sk-right")), "acme", &file).await;
     assert_eq!(run.ingested[0].1.change, Change::Requeued);
-    assert_eq!(outcomes[key].state, "complete", "{:?}", outcomes[key]);
+    assert_eq!(
+        outcomes[key].state,
+        JobState::Complete,
+        "{:?}",
+        outcomes[key]
+    );
     assert_eq!(outcomes[key].error_code, None);
 
     let (run, _) = ingest_locally(&test_db.config(&vars("sk-right")), "acme", &file).await;

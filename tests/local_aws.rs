@@ -142,11 +142,13 @@ impl LocalAws {
         let settings = docpipe_shared::settings::Env::from_pairs(env)
             .load()
             .expect("the API's settings");
+        // The API is a function of its own: its own clients and pool.
         let api = docpipe_api::Api::new(
-            self.deployment.clone(),
+            self.new_deployment().await,
             docpipe_api::Auth::ApiKeys(keys),
             &settings,
-        );
+        )
+        .expect("the API over the stack");
         let address = crate::serve(docpipe_api::router(Arc::new(api))).await;
         format!("http://{address}")
     }

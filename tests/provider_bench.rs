@@ -14,6 +14,7 @@
 use clap::{Parser, Subcommand};
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_shared::JobState;
 use docpipe_tests::corpus::{Rng, WORDS, generate};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, spawn_openai};
 use std::time::{Duration, Instant};
@@ -122,7 +123,10 @@ async fn rate(tpm: u32, minutes: f64, rate_limit_rate: f64) {
     let (_, outcomes) = ingest_locally(&config, "bench", std::slice::from_ref(&scratch.0)).await;
     let seconds = started.elapsed().as_secs_f64();
 
-    let complete = outcomes.values().filter(|o| o.state == "complete").count();
+    let complete = outcomes
+        .values()
+        .filter(|o| o.state == JobState::Complete)
+        .count();
     let expected_chunks: i64 = outcomes
         .values()
         .map(|o| i64::from(o.chunk_count.unwrap_or(0)))

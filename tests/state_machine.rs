@@ -56,8 +56,8 @@ async fn state_and_moves(pool: &deadpool_postgres::Pool, job_id: Uuid) -> (JobSt
 async fn every_legal_move_happens_once_and_every_illegal_one_is_refused() {
     let test_db = TestDb::migrated(&[]).await;
     let pool = db::connect(&test_db.config(&[]).database).await.unwrap();
-    for from in JobState::ALL {
-        for to in JobState::ALL {
+    for &from in JobState::ALL {
+        for &to in JobState::ALL {
             let job_id = job_in(&pool, from).await;
             let mut client = pool.get().await.unwrap();
             let tx = client.transaction().await.unwrap();

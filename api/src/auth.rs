@@ -4,7 +4,8 @@
 //! is one of its claims (a JWT authorizer) or context values (a Lambda
 //! authorizer). Locally, an API key maps to a tenant.
 
-use crate::{Api, ApiError};
+use crate::error::ApiError;
+use crate::state::Api;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Extensions, StatusCode, header};

@@ -27,7 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sdk = aws::sdk_config().await;
     let pipeline = PipelineSettings::load(&env, Parts::EMBED)?;
     let deployment = Deployment::new(&pipeline, env.load()?, &sdk).await?;
-    let api = Api::new(Arc::new(deployment), Auth::ApiKeys(api_keys), &settings);
+    let api = Api::new(deployment, Auth::ApiKeys(api_keys), &settings)?;
     let listen = &settings.api_listen;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "docpipe-api listening");

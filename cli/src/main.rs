@@ -294,7 +294,8 @@ async fn ingest(
         .filter(|(_, i)| i.change == Change::Unchanged)
         .map(|(_, i)| i.job_id)
         .collect();
-    let (complete, failed): (Vec<_>, Vec<_>) = outcomes.iter().partition(|o| o.state == "complete");
+    let (complete, failed): (Vec<_>, Vec<_>) =
+        outcomes.iter().partition(|o| o.state == JobState::Complete);
     // New work is what completed in this run, not what was already there.
     let (chunks, tokens) = complete
         .iter()
@@ -326,7 +327,10 @@ async fn ingest(
         chunks as f64 / seconds.max(1e-9)
     );
     for outcome in &failed {
-        let code = outcome.error_code.as_deref().unwrap_or(&outcome.state);
+        let code = outcome
+            .error_code
+            .as_deref()
+            .unwrap_or(outcome.state.as_str());
         println!(
             "  failed {}: {code}: {}",
             outcome.source_key,

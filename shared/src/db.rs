@@ -14,17 +14,42 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use deadpool_postgres::{Client, Pool, Transaction};
 
-/// SQL for a `timestamptz` column as RFC 3339 text in UTC, usable in `concat!`.
-macro_rules! utc_text {
-    ($column:literal) => {
-        concat!(
-            "to_char(",
-            $column,
-            " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-        )
-    };
+/// A `timestamptz` as the API and the CLI show it: RFC 3339 in UTC, to the
+/// second (`2026-11-28T21:04:05Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct UtcTime(time::OffsetDateTime);
+
+impl<'a> tokio_postgres::types::FromSql<'a> for UtcTime {
+    fn from_sql(
+        ty: &tokio_postgres::types::Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let at = time::OffsetDateTime::from_sql(ty, raw)?;
+        Ok(UtcTime(
+            at.to_offset(time::UtcOffset::UTC).replace_nanosecond(0)?,
+        ))
+    }
+
+    fn accepts(ty: &tokio_postgres::types::Type) -> bool {
+        <time::OffsetDateTime as tokio_postgres::types::FromSql>::accepts(ty)
+    }
 }
-pub(crate) use utc_text;
+
+impl std::fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = self
+            .0
+            .format(&time::format_description::well_known::Rfc3339)
+            .map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
+    }
+}
+
+impl serde::Serialize for UtcTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// Versioned migrations, applied in order by refinery. Add new files here.
 const MIGRATIONS: &[(&str, &str)] = &[

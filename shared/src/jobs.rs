@@ -31,14 +31,12 @@ const JOB_COLUMNS: &str = "id, document_id, tenant, source_key, state, parsed_ke
 
 impl Job {
     fn from_row(row: &Row) -> Result<Job> {
-        let state: String = row.get("state");
         Ok(Job {
             id: row.get("id"),
             document_id: row.get("document_id"),
             tenant: row.get("tenant"),
             source_key: row.get("source_key"),
-            state: JobState::parse(&state)
-                .ok_or_else(|| Error::Transient(format!("unknown job state {state:?}")))?,
+            state: row.try_get("state")?,
             parsed_key: row.get("parsed_key"),
             chunk_count: row.get("chunk_count"),
             correlation_id: row.get("correlation_id"),
@@ -78,7 +76,7 @@ pub async fn claim_stuck(
     timeouts: [(JobState, std::time::Duration); 3],
     limit: u32,
 ) -> Result<Vec<Job>> {
-    let states: Vec<&str> = timeouts.iter().map(|(s, _)| s.as_str()).collect();
+    let states: Vec<JobState> = timeouts.iter().map(|(s, _)| *s).collect();
     let secs: Vec<f64> = timeouts.iter().map(|(_, t)| t.as_secs_f64()).collect();
     let sql = format!(
         "SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs j
@@ -109,7 +107,7 @@ pub async fn wait(client: &impl GenericClient, job_id: Uuid, wait: &Wait) -> Res
         )
         .await?;
     if let Some(row) = row {
-        let state = JobState::parse(row.get(0)).expect("an unfinished state");
+        let state: JobState = row.try_get(0)?;
         let detail = serde_json::json!({ "reason": wait.reason });
         record(client, job_id, Some(state), state, "waiting", &detail).await?;
     }
@@ -236,7 +234,7 @@ pub async fn create(tx: &impl GenericClient, job: &NewJob<'_>) -> Result<bool> {
                 &job.source_key,
                 &hex::encode(job.content_sha256),
                 &(job.size_bytes as i64),
-                &JobState::Queued.as_str(),
+                &JobState::Queued,
                 &job.correlation_id,
             ],
         )
@@ -260,13 +258,7 @@ async fn record(
     tx.execute(
         "INSERT INTO upload_pipeline.events (job_id, from_state, to_state, action, detail)
          VALUES ($1, $2, $3, $4, $5)",
-        &[
-            &job_id,
-            &from.map(JobState::as_str),
-            &to.as_str(),
-            &action,
-            detail,
-        ],
+        &[&job_id, &from, &to, &action, detail],
     )
     .await?;
     Ok(())
@@ -296,7 +288,7 @@ pub async fn transition(
                     -- Progress: the sweeper's count of resumes without any starts again.
                     sweep_count = 0
               WHERE id = $1 AND state = $2",
-            &[&job_id, &from.as_str(), &to.as_str()],
+            &[&job_id, &from, &to],
         )
         .await?;
     if moved == 0 {

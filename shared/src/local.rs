@@ -278,43 +278,34 @@ pub fn upload_keys(
     tenant: &str,
     paths: &[std::path::PathBuf],
 ) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
-    fn walk(
-        dir: &Path,
-        prefix: &str,
-        out: &mut Vec<(String, std::path::PathBuf)>,
-    ) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with('.') {
-                continue;
-            }
-            let kind = entry.file_type()?;
-            if kind.is_symlink() {
-                // A link may lead out of the folder (to ~/.ssh, /etc): never followed.
-                tracing::warn!(path = %entry.path().display(), "symbolic link skipped");
-                continue;
-            }
-            if kind.is_dir() {
-                walk(&entry.path(), &format!("{prefix}{name}/"), out)?;
-            } else {
-                out.push((format!("{prefix}{name}"), entry.path()));
-            }
-        }
-        Ok(())
-    }
     let prefix = format!("{}{tenant}/", stages::ingest::UPLOAD_PREFIX);
     let mut files = Vec::new();
     for path in paths {
-        if path.is_dir() {
-            walk(path, &prefix, &mut files)?;
-        } else {
+        if !path.is_dir() {
             let name = path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             std::fs::metadata(path)?;
             files.push((format!("{prefix}{name}"), path.clone()));
+            continue;
+        }
+        let hidden = |entry: &walkdir::DirEntry| {
+            entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.')
+        };
+        // Links are not followed: one may lead out of the folder (to ~/.ssh, /etc).
+        for entry in walkdir::WalkDir::new(path)
+            .into_iter()
+            .filter_entry(|e| !hidden(e))
+        {
+            let entry = entry.map_err(std::io::Error::other)?;
+            if entry.path_is_symlink() {
+                tracing::warn!(path = %entry.path().display(), "symbolic link skipped");
+            } else if entry.file_type().is_file() {
+                let relative = entry.path().strip_prefix(path).unwrap_or(entry.path());
+                let key = format!("{prefix}{}", relative.to_string_lossy());
+                files.push((key, entry.into_path()));
+            }
         }
     }
     files.sort();

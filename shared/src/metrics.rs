@@ -17,7 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The CloudWatch namespace of every metric.
 pub const NAMESPACE: &str = "docpipe";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// A metric; its name is the variant's (`strum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, strum::IntoStaticStr)]
 pub enum Metric {
     /// Stage messages handled (or uploads, or sweeps).
     Messages,
@@ -45,23 +46,7 @@ pub enum Metric {
 
 impl Metric {
     pub fn name(self) -> &'static str {
-        match self {
-            Metric::Messages => "Messages",
-            Metric::Duration => "Duration",
-            Metric::DocumentsIngested => "DocumentsIngested",
-            Metric::JobsCompleted => "JobsCompleted",
-            Metric::JobsFailed => "JobsFailed",
-            Metric::ChunksCreated => "ChunksCreated",
-            Metric::CacheHits => "CacheHits",
-            Metric::EmbeddingTokens => "EmbeddingTokens",
-            Metric::PagesParsed => "PagesParsed",
-            Metric::ExternalRequests => "ExternalRequests",
-            Metric::CostUsd => "CostUsd",
-            Metric::SpendingStopped => "SpendingStopped",
-            Metric::Errors => "Errors",
-            Metric::BreakerOpen => "BreakerOpen",
-            Metric::JobsResumed => "JobsResumed",
-        }
+        self.into()
     }
 
     fn unit(self) -> &'static str {

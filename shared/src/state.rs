@@ -1,12 +1,28 @@
 //! The job state machine: one transition table, checked in one place.
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 /// Where a job is. A stage message is only acted on while the job is in the
-/// state that stage expects; otherwise it is stale and acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+/// state that stage expects; otherwise it is stale and acknowledged. Its
+/// name is its text everywhere: JSON, logs, and the `state` columns (text
+/// with a CHECK of these names, read and written as `JobState`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::Display,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum JobState {
     /// Created by ingest; waiting for parse.
     Queued,
@@ -43,28 +59,14 @@ pub const TRANSITIONS: &[(JobState, JobState, &str)] = {
 };
 
 impl JobState {
-    pub const ALL: [JobState; 6] = [
-        JobState::Queued,
-        JobState::Parsed,
-        JobState::Chunked,
-        JobState::Complete,
-        JobState::Failed,
-        JobState::Superseded,
-    ];
+    pub const ALL: &[JobState] = <JobState as strum::VariantArray>::VARIANTS;
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::Queued => "queued",
-            JobState::Parsed => "parsed",
-            JobState::Chunked => "chunked",
-            JobState::Complete => "complete",
-            JobState::Failed => "failed",
-            JobState::Superseded => "superseded",
-        }
+        self.into()
     }
 
     pub fn parse(s: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|state| state.as_str() == s)
+        s.parse().ok()
     }
 
     /// Terminal states end a job's processing; only a requeue leaves them.
@@ -84,9 +86,33 @@ impl JobState {
     }
 }
 
-impl fmt::Display for JobState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+impl ToSql for JobState {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
+}
+
+impl<'a> FromSql<'a> for JobState {
+    fn from_sql(
+        ty: &Type,
+        raw: &'a [u8],
+    ) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let name = <&str as FromSql>::from_sql(ty, raw)?;
+        JobState::parse(name).ok_or_else(|| format!("unknown job state {name:?}").into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
     }
 }
 
@@ -111,8 +137,8 @@ mod tests {
             (Failed, Queued),
             (Superseded, Queued),
         ];
-        for from in JobState::ALL {
-            for to in JobState::ALL {
+        for &from in JobState::ALL {
+            for &to in JobState::ALL {
                 assert_eq!(
                     from.action_to(to).is_some(),
                     legal.contains(&(from, to)),
@@ -133,7 +159,7 @@ mod tests {
 
     #[test]
     fn names_round_trip() {
-        for state in JobState::ALL {
+        for &state in JobState::ALL {
             assert_eq!(JobState::parse(state.as_str()), Some(state));
             assert_eq!(
                 serde_json::to_string(&state).unwrap(),

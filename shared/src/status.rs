@@ -1,6 +1,6 @@
 //! What the pipeline is doing: jobs per state, failures, per-job outcomes.
 
-use crate::db::utc_text;
+use crate::db::UtcTime;
 use crate::error::Result;
 use crate::external::health::{self, ServiceBreaker};
 use crate::state::JobState;
@@ -17,16 +17,16 @@ pub struct JobOutcome {
     pub job_id: Uuid,
     pub tenant: String,
     pub source_key: String,
-    pub state: String,
+    pub state: JobState,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub chunk_count: Option<i32>,
     pub token_count: Option<i64>,
     /// When the job last changed state (RFC 3339, UTC).
-    pub state_changed_at: String,
+    pub state_changed_at: UtcTime,
     /// Why the job waits (spending stopped), and until when (RFC 3339, UTC).
     pub waiting_reason: Option<String>,
-    pub waiting_until: Option<String>,
+    pub waiting_until: Option<UtcTime>,
 }
 
 /// Jobs waiting for spending to resume, by reason.
@@ -35,7 +35,7 @@ pub struct Waiting {
     pub reason: String,
     pub jobs: i64,
     /// When the last of them may resume (RFC 3339, UTC).
-    pub until: String,
+    pub until: UtcTime,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,13 +49,9 @@ pub struct Overview {
     pub breakers: Vec<ServiceBreaker>,
 }
 
-const OUTCOME_SELECT: &str = concat!(
-    "SELECT id, tenant, source_key, state, error_code, error_message, chunk_count, token_count, ",
-    utc_text!("state_changed_at"),
-    " AS changed, waiting_reason, ",
-    utc_text!("waiting_until"),
-    " AS waiting_until FROM upload_pipeline.upload_jobs"
-);
+const OUTCOME_SELECT: &str = "SELECT id, tenant, source_key, state, error_code, error_message, \
+     chunk_count, token_count, state_changed_at AS changed, waiting_reason, waiting_until \
+     FROM upload_pipeline.upload_jobs";
 
 fn outcome(row: &tokio_postgres::Row) -> JobOutcome {
     JobOutcome {
@@ -158,7 +154,7 @@ pub struct TenantMetrics {
 #[derive(Debug, Clone, Serialize)]
 pub struct MinuteThroughput {
     /// The minute's start (RFC 3339, UTC).
-    pub minute: String,
+    pub minute: UtcTime,
     pub completed: i64,
     pub failed: i64,
     pub chunks: i64,
@@ -191,17 +187,14 @@ pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result
         .await?;
     let throughput = client
         .query(
-            concat!(
-                "SELECT ",
-                utc_text!("date_trunc('minute', state_changed_at)"),
-                ", count(*) FILTER (WHERE state = 'complete'),
-                   count(*) FILTER (WHERE state = 'failed'),
-                   coalesce(sum(chunk_count) FILTER (WHERE state = 'complete'), 0)::int8
-                 FROM upload_pipeline.upload_jobs
-                WHERE tenant = $1 AND state IN ('complete', 'failed')
-                  AND state_changed_at > now() - interval '1 hour'
-                GROUP BY 1 ORDER BY 1"
-            ),
+            "SELECT date_trunc('minute', state_changed_at),
+                    count(*) FILTER (WHERE state = 'complete'),
+                    count(*) FILTER (WHERE state = 'failed'),
+                    coalesce(sum(chunk_count) FILTER (WHERE state = 'complete'), 0)::int8
+               FROM upload_pipeline.upload_jobs
+              WHERE tenant = $1 AND state IN ('complete', 'failed')
+                AND state_changed_at > now() - interval '1 hour'
+              GROUP BY 1 ORDER BY 1",
             &[&tenant],
         )
         .await?
@@ -275,7 +268,6 @@ pub async fn jobs(
                 (SELECT created_at, id FROM upload_pipeline.upload_jobs WHERE id = $3 AND tenant = $1))
          ORDER BY created_at DESC, id DESC LIMIT $4"
     );
-    let state = state.map(JobState::as_str);
     Ok(client
         .query(&sql, &[&tenant, &state, &after, &limit])
         .await?
@@ -313,12 +305,9 @@ pub async fn overview(client: &impl GenericClient) -> Result<Overview> {
         .collect();
     let waiting = client
         .query(
-            concat!(
-                "SELECT waiting_reason, count(*), ",
-                utc_text!("max(waiting_until)"),
-                " FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL
-                 GROUP BY waiting_reason ORDER BY waiting_reason"
-            ),
+            "SELECT waiting_reason, count(*), max(waiting_until)
+               FROM upload_pipeline.upload_jobs WHERE waiting_reason IS NOT NULL
+              GROUP BY waiting_reason ORDER BY waiting_reason",
             &[],
         )
         .await?

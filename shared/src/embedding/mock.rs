@@ -11,7 +11,7 @@ use crate::error::Result;
 use async_trait::async_trait;
 
 /// Model name stored with mock vectors, so they are never mixed with real ones.
-pub const MODEL: &str = "docpipe-mock-embedding-v1";
+pub const MODEL: &str = crate::settings::MOCK_EMBEDDING_MODEL;
 
 #[derive(Debug, Clone)]
 pub struct MockEmbedder {

@@ -4,7 +4,7 @@
 
 use super::ExternalService;
 use super::breaker::BreakerState;
-use crate::db::utc_text;
+use crate::db::UtcTime;
 use crate::error::Result;
 use crate::metrics;
 use deadpool_postgres::{GenericClient, Pool};
@@ -17,17 +17,7 @@ pub struct ServiceBreaker {
     pub service: String,
     pub state: String,
     /// When an instance saw the breaker in this state (RFC 3339, UTC).
-    pub observed_at: String,
-}
-
-impl BreakerState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            BreakerState::Closed => "closed",
-            BreakerState::Open => "open",
-            BreakerState::HalfOpen => "half_open",
-        }
-    }
+    pub observed_at: UtcTime,
 }
 
 /// Writes the state of each breaker this instance has not written since it
@@ -66,7 +56,7 @@ async fn write(
              VALUES ($1, $2, $3)
              ON CONFLICT (service) DO UPDATE SET state = EXCLUDED.state, observed_at = EXCLUDED.observed_at
              WHERE service_breakers.observed_at <= EXCLUDED.observed_at",
-            &[&service, &state.as_str(), &observed_at],
+            &[&service, &<&str>::from(state), &observed_at],
         )
         .await?;
     Ok(())
@@ -76,11 +66,7 @@ async fn write(
 pub async fn read(client: &impl GenericClient) -> Result<Vec<ServiceBreaker>> {
     Ok(client
         .query(
-            concat!(
-                "SELECT service, state, ",
-                utc_text!("observed_at"),
-                " FROM upload_pipeline.service_breakers ORDER BY service"
-            ),
+            "SELECT service, state, observed_at FROM upload_pipeline.service_breakers ORDER BY service",
             &[],
         )
         .await?

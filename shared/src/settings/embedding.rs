@@ -9,6 +9,8 @@ use std::time::Duration;
 
 /// Default dimension: OpenAI text-embedding-3-small.
 pub const DEFAULT_EMBEDDING_DIMS: usize = 1536;
+/// The mock embedder's model name (`EMBEDDING_PROVIDER=mock`).
+pub const MOCK_EMBEDDING_MODEL: &str = "docpipe-mock-embedding-v1";
 /// pgvector's HNSW index takes `vector` columns of at most this many dimensions.
 pub const MAX_HNSW_DIMS: usize = 2000;
 
@@ -174,7 +176,7 @@ pub(super) fn check_dims(dims: usize) -> Result<(), ConfigError> {
 impl EmbeddingSettings {
     pub fn model(&self) -> &str {
         self.model.as_deref().unwrap_or(match self.provider {
-            EmbeddingProvider::Mock => crate::embedding::mock::MODEL,
+            EmbeddingProvider::Mock => MOCK_EMBEDDING_MODEL,
             EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => "text-embedding-3-small",
         })
     }
@@ -228,7 +230,7 @@ mod tests {
         let settings = env(&[]).load::<EmbeddingSettings>().unwrap();
         assert_eq!(settings.provider, EmbeddingProvider::Mock);
         assert_eq!(settings.dims, 1536);
-        assert_eq!(settings.model(), crate::embedding::mock::MODEL);
+        assert_eq!(settings.model(), MOCK_EMBEDDING_MODEL);
         assert_eq!(settings.usd_per_million_tokens(), 0.0);
     }
 

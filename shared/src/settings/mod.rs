@@ -20,6 +20,7 @@ pub use cost::CostPolicy;
 pub use database::DatabaseSettings;
 pub use embedding::{
     CacheScope, DEFAULT_EMBEDDING_DIMS, EmbeddingProvider, EmbeddingSettings, MAX_HNSW_DIMS,
+    MOCK_EMBEDDING_MODEL,
 };
 pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
 pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};

@@ -3,7 +3,8 @@
 //! pipeline, as any other upload does; the API never carries the bytes.
 
 use crate::auth::Tenant;
-use crate::{Api, ApiError};
+use crate::error::ApiError;
+use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
@@ -40,7 +41,7 @@ pub struct Upload {
     expires_at: u64,
 }
 
-pub async fn create(
+pub(super) async fn create(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     request: Result<Json<UploadRequest>, JsonRejection>,
@@ -56,7 +57,8 @@ pub async fn create(
     let invalid = |e: docpipe_shared::Rejection| ApiError::bad_request(format!("name: {e}"));
     tenant_of(&key).map_err(invalid)?;
     Format::from_key(&key).map_err(invalid)?;
-    let limit = api.deployment.pipeline.max_file_bytes;
+    let presigner = &api.presigner;
+    let limit = presigner.max_file_bytes;
     if request.size == 0 {
         return Err(ApiError::bad_request("size must be at least 1 byte"));
     }
@@ -67,16 +69,15 @@ pub async fn create(
             format!("size is {} bytes; at most {limit}", request.size),
         ));
     }
-    let deployment = &api.deployment;
     let upload = aws::presign_put(
-        &deployment.s3,
-        &deployment.aws.bucket,
+        &presigner.s3,
+        &presigner.bucket,
         &key,
         request.size,
-        api.upload_url_ttl,
+        presigner.ttl,
     )
     .await?;
-    let expires_at = (SystemTime::now() + api.upload_url_ttl)
+    let expires_at = (SystemTime::now() + presigner.ttl)
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or(Duration::ZERO)
         .as_secs();

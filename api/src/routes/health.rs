@@ -3,7 +3,7 @@
 //! SDK's or the pool's timeout, so one part down cannot hang the answer.
 
 use crate::auth::Tenant;
-use crate::{Api, WatchedQueue};
+use crate::state::{Api, WatchedQueue};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -53,7 +53,7 @@ pub struct ServiceHealth {
     /// `closed` (calls flow), `open` (calls fail fast), `half_open` (probing).
     pub breaker: String,
     /// When an instance last reported a change; absent before any call.
-    pub observed_at: Option<String>,
+    pub observed_at: Option<docpipe_shared::db::UtcTime>,
 }
 
 fn ok_or_unavailable(ok: bool) -> &'static str {
@@ -61,7 +61,7 @@ fn ok_or_unavailable(ok: bool) -> &'static str {
 }
 
 async fn queue_health(api: &Api, queue: &WatchedQueue) -> QueueHealth {
-    let sqs = &api.deployment.sqs;
+    let sqs = &api.infrastructure.sqs;
     let (depth, dead) = futures::join!(aws::queue_depth(sqs, &queue.url), async {
         match &queue.dead_letter_url {
             Some(url) => Some(aws::queue_depth(sqs, url).await),
@@ -92,7 +92,7 @@ fn services(api: &Api, reported: Vec<ServiceBreaker>) -> Vec<ServiceHealth> {
             observed_at: Some(b.observed_at),
         })
         .collect();
-    for configured in api.deployment.pipeline.external_services() {
+    for configured in api.search.embedder.services() {
         if !services.iter().any(|s| s.service == configured.name) {
             services.push(ServiceHealth {
                 service: configured.name.to_string(),
@@ -104,18 +104,18 @@ fn services(api: &Api, reported: Vec<ServiceBreaker>) -> Vec<ServiceHealth> {
     services
 }
 
-pub async fn report(
+pub(super) async fn report(
     State(api): State<Arc<Api>>,
     Tenant(caller): Tenant,
 ) -> (StatusCode, Json<Health>) {
-    let deployment = &api.deployment;
+    let infrastructure = &api.infrastructure;
     let (breakers, storage, queues) = futures::join!(
         async {
-            let client = deployment.pipeline.db.get().await.ok()?;
+            let client = api.db.get().await.ok()?;
             health::read(&client).await.ok()
         },
-        aws::check_bucket(&deployment.s3, &deployment.aws.bucket),
-        futures::future::join_all(api.queues.iter().map(|q| queue_health(&api, q))),
+        aws::check_bucket(&infrastructure.s3, &infrastructure.bucket),
+        futures::future::join_all(infrastructure.queues.iter().map(|q| queue_health(&api, q))),
     );
     let (database, storage) = (breakers.is_some(), storage.is_ok());
     let services = services(&api, breakers.unwrap_or_default());

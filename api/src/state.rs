@@ -1,0 +1,175 @@
+//! What the routes share: the capabilities they use, each no wider than
+//! they need, so a route's checks run without the services behind the rest.
+
+use crate::auth::Auth;
+use crate::error::ApiError;
+use crate::rate_limit;
+use crate::settings::ApiSettings;
+use docpipe_shared::db::Pool;
+use docpipe_shared::embedding::Embedder;
+use docpipe_shared::lambda::Deployment;
+use docpipe_shared::settings::{CostPolicy, QueueUrls};
+use docpipe_shared::stages::Pipeline;
+use docpipe_shared::{ConfigError, cost};
+use std::collections::HashSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct Api {
+    pub auth: Auth,
+    /// Reads of the caller's jobs, documents and metrics.
+    pub db: Pool,
+    /// The query's embedding, and the prices and budgets it counts against.
+    pub search: Search,
+    /// Deleting and reprocessing documents: the pipeline's own steps.
+    pub pipeline: Arc<Pipeline>,
+    /// Presigned uploads into the bucket.
+    pub presigner: Presigner,
+    /// What `GET /v1/health` looks at besides the database: the bucket, the queues.
+    pub infrastructure: Infrastructure,
+    /// Each tenant's requests a minute.
+    rates: rate_limit::TenantRates,
+    /// Tenants that see deployment-wide figures (every tenant's messages in
+    /// the queues): the operators' (`API_OPERATOR_TENANTS`).
+    pub operators: HashSet<String>,
+}
+
+pub struct Search {
+    pub embedder: Arc<dyn Embedder>,
+    pub cost: CostPolicy,
+}
+
+pub struct Presigner {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    /// How long a presigned upload URL stays valid.
+    pub ttl: Duration,
+    /// The largest upload it signs for.
+    pub max_file_bytes: u64,
+}
+
+pub struct Infrastructure {
+    pub s3: aws_sdk_s3::Client,
+    pub bucket: String,
+    pub sqs: aws_sdk_sqs::Client,
+    /// The queues `GET /v1/health` reports.
+    pub queues: Vec<WatchedQueue>,
+}
+
+/// A queue and its dead-letter queue, as health reports them.
+#[derive(Debug, Clone)]
+pub struct WatchedQueue {
+    pub name: &'static str,
+    pub url: String,
+    pub dead_letter_url: Option<String>,
+}
+
+/// The clients an [`Api`] is made of; none of them connects until used.
+pub struct ApiParts {
+    /// Built with the embedder (`Parts::EMBED`).
+    pub pipeline: Pipeline,
+    pub s3: aws_sdk_s3::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub bucket: String,
+    pub stage_queues: QueueUrls,
+}
+
+impl Api {
+    /// The API over a function's deployment (built with the embedder).
+    pub fn new(
+        deployment: Deployment,
+        auth: Auth,
+        settings: &ApiSettings,
+    ) -> Result<Api, ConfigError> {
+        let parts = ApiParts {
+            pipeline: deployment.pipeline,
+            s3: deployment.s3,
+            sqs: deployment.sqs,
+            bucket: deployment.aws.bucket,
+            stage_queues: deployment.aws.queues,
+        };
+        Api::from_parts(parts, auth, settings)
+    }
+
+    pub fn from_parts(
+        parts: ApiParts,
+        auth: Auth,
+        settings: &ApiSettings,
+    ) -> Result<Api, ConfigError> {
+        let embedder = parts
+            .pipeline
+            .embedding
+            .as_ref()
+            .map(|embedding| embedding.embedder.clone())
+            .ok_or_else(|| ConfigError::Unreadable("the API needs the embedder".into()))?;
+        let stages = &parts.stage_queues;
+        let mut queues = Vec::new();
+        for (name, url, dead_letter_url) in [
+            (
+                "uploads",
+                settings.uploads_queue_url.clone(),
+                &settings.uploads_dlq_url,
+            ),
+            ("parse", Some(stages.parse.clone()), &settings.parse_dlq_url),
+            ("chunk", Some(stages.chunk.clone()), &settings.chunk_dlq_url),
+            ("embed", Some(stages.embed.clone()), &settings.embed_dlq_url),
+        ] {
+            if let Some(url) = url {
+                queues.push(WatchedQueue {
+                    name,
+                    url,
+                    dead_letter_url: dead_letter_url.clone(),
+                });
+            }
+        }
+        let per_minute =
+            NonZeroU32::new(settings.tenant_api_requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        let pipeline = Arc::new(parts.pipeline);
+        Ok(Api {
+            auth,
+            db: pipeline.db.clone(),
+            search: Search {
+                embedder,
+                cost: pipeline.cost.clone(),
+            },
+            presigner: Presigner {
+                s3: parts.s3.clone(),
+                bucket: parts.bucket.clone(),
+                ttl: settings.upload_url_ttl,
+                max_file_bytes: pipeline.max_file_bytes,
+            },
+            infrastructure: Infrastructure {
+                s3: parts.s3,
+                bucket: parts.bucket,
+                sqs: parts.sqs,
+                queues,
+            },
+            pipeline,
+            rates: rate_limit::TenantRates::new(per_minute),
+            operators: settings.api_operator_tenants.iter().cloned().collect(),
+        })
+    }
+
+    /// Counts a request of `tenant`: 429 once it is over its allowance.
+    pub(crate) async fn admit(&self, tenant: &str) -> Result<(), ApiError> {
+        let override_per_minute = async {
+            let client = self.db.get().await.ok()?;
+            cost::api_requests_per_minute(&client, tenant).await.ok()?
+        };
+        self.rates
+            .admit(tenant, override_per_minute)
+            .await
+            .map_err(|over| {
+                let message = format!(
+                    "tenant {tenant} is over its {} requests a minute; retry later",
+                    over.per_minute
+                );
+                ApiError::too_many("rate_limited", message, over.retry_in)
+            })
+    }
+
+    pub(crate) async fn client(&self) -> Result<docpipe_shared::db::Client, ApiError> {
+        Ok(self.db.get().await.map_err(docpipe_shared::Error::from)?)
+    }
+}

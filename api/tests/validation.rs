@@ -1,0 +1,374 @@
+//! What the API checks before it touches any service, in process
+//! (`tower::ServiceExt::oneshot`): who may call, and a clear 4xx for every
+//! bad input. Its clients point at nothing (a database and AWS endpoints
+//! that refuse connections), so an answer that needed one would fail here.
+//! Every answer is checked against `api/openapi.yaml`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::Request;
+use docpipe_api::{Api, ApiParts, ApiSettings, Auth, OPENAPI, parse_api_keys, router};
+use docpipe_shared::aws::SqsQueue;
+use docpipe_shared::blob::LocalBlobStore;
+use docpipe_shared::db;
+use docpipe_shared::settings::{Env, Parts, PipelineSettings, QueueUrls};
+use docpipe_shared::stages::Pipeline;
+use docpipe_tests::openapi::{OPENAPI as DOCUMENT, check_documented};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use tower::ServiceExt;
+
+const ACME_KEY: &str = "acme-key-0123456789";
+
+/// Nothing listens there: refused at once.
+const NOWHERE: &str = "http://127.0.0.1:1";
+
+fn app() -> Router {
+    let env = Env::from_pairs([
+        ("DATABASE_URL", "postgres://docpipe:x@127.0.0.1:1/docpipe"),
+        ("EMBEDDING_DIMS", "64"),
+    ]);
+    let settings = PipelineSettings::load(&env, Parts::EMBED).unwrap();
+    let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .endpoint_url(NOWHERE)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(NOWHERE)
+            .build(),
+    );
+    let queue = |name: &str| format!("{NOWHERE}/000000000000/{name}");
+    let stage_queues = QueueUrls {
+        parse: queue("parse"),
+        chunk: queue("chunk"),
+        embed: queue("embed"),
+    };
+    let blobs = LocalBlobStore::new(std::env::temp_dir().join("docpipe-api-validation"));
+    let pipeline = Pipeline::new(
+        &settings,
+        db::pool(&settings.database).unwrap(),
+        Arc::new(blobs),
+        Arc::new(SqsQueue::new(sqs.clone(), stage_queues.clone())),
+    )
+    .unwrap();
+    let parts = ApiParts {
+        pipeline,
+        s3,
+        sqs,
+        bucket: "docpipe-validation".into(),
+        stage_queues,
+    };
+    let keys = parse_api_keys(&format!("{ACME_KEY}:acme")).unwrap();
+    let api = Api::from_parts(parts, Auth::ApiKeys(keys), &ApiSettings::default()).unwrap();
+    router(Arc::new(api))
+}
+
+/// One request through the router; its answer must be what `api/openapi.yaml` says.
+async fn call(
+    app: &Router,
+    key: Option<&str>,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> (u16, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    if body.is_some() {
+        request = request.header("content-type", "application/json");
+    }
+    let request = request
+        .body(Body::from(body.unwrap_or_default().to_string()))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status().as_u16();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+    check_documented(method, path, status, &body);
+    (status, body)
+}
+
+#[tokio::test]
+async fn every_documented_route_is_served() {
+    let app = app();
+    let mut operations = 0;
+    for (template, item) in DOCUMENT["paths"].as_object().unwrap() {
+        let path = template.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        for method in item.as_object().unwrap().keys() {
+            let public = item[method]["security"] == json!([]);
+            let (status, _) = call(&app, None, &method.to_uppercase(), &path, None).await;
+            assert_eq!(
+                status,
+                if public { 200 } else { 401 },
+                "{method} {template}"
+            );
+            operations += 1;
+        }
+    }
+    assert_eq!(operations, 10);
+    let yaml = app
+        .clone()
+        .oneshot(
+            Request::get("/v1/openapi.yaml")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(yaml.headers()["content-type"], "application/yaml");
+    let text = axum::body::to_bytes(yaml.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(text, OPENAPI.as_bytes());
+}
+
+#[tokio::test]
+async fn every_route_wants_a_known_key() {
+    let app = app();
+    for (method, path, body) in [
+        ("GET", "/v1/health", None),
+        ("GET", "/v1/jobs", None),
+        ("GET", "/v1/metrics", None),
+        (
+            "GET",
+            "/v1/documents/00000000-0000-0000-0000-000000000000",
+            None,
+        ),
+        ("GET", "/v1/jobs/00000000-0000-0000-0000-000000000000", None),
+        ("POST", "/v1/search", Some(r#"{"query":"fog"}"#)),
+        ("POST", "/v1/uploads", Some(r#"{"name":"a.txt","size":3}"#)),
+        (
+            "DELETE",
+            "/v1/documents/00000000-0000-0000-0000-000000000000",
+            None,
+        ),
+    ] {
+        for key in [None, Some("not-a-key-of-anyone-at-all")] {
+            let (status, body) = call(&app, key, method, path, body).await;
+            assert_eq!(status, 401, "{method} {path} with {key:?}");
+            assert_eq!(body["error"]["code"], "unauthorized");
+        }
+    }
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
+    let app = app();
+    let cases: [(&str, &str, Option<&str>, u16, &str); 25] = [
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","filter":{"document_ids":[]}}"#),
+            400,
+            "filter.document_ids must name 1 to 100 documents",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","filter":{"key_prefix":"a\u0000b"}}"#),
+            400,
+            "filter.key_prefix must not contain control characters",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"a\u0000.txt","size":10}"#),
+            400,
+            "control characters",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"line\nbreak.txt","size":10}"#),
+            400,
+            "control characters",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","filter":{"tenant":"globex"}}"#),
+            422,
+            "unknown field `tenant`",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"../globex/x.txt","size":10}"#),
+            400,
+            "'..' segments",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"a//b.txt","size":10}"#),
+            400,
+            "without empty",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"tool.exe","size":10}"#),
+            400,
+            "unsupported",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"empty.txt","size":0}"#),
+            400,
+            "size must be at least 1 byte",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"huge.txt","size":1000000000000}"#),
+            413,
+            "at most",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"x.txt"}"#),
+            422,
+            "missing field `size`",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            Some(r#"{"name":"x.txt","size":-1}"#),
+            422,
+            "invalid value",
+        ),
+        ("GET", "/v1/nothing-here", None, 404, "no such route"),
+        (
+            "GET",
+            "/v1/documents/xyz",
+            None,
+            400,
+            "document id must be a UUID",
+        ),
+        (
+            "POST",
+            "/v1/documents/xyz/reprocess",
+            None,
+            400,
+            "document id must be a UUID",
+        ),
+        (
+            "GET",
+            "/v1/jobs?state=bogus",
+            None,
+            400,
+            "state must be one of queued",
+        ),
+        (
+            "GET",
+            "/v1/jobs?limit=0",
+            None,
+            400,
+            "limit must be 1 to 200",
+        ),
+        (
+            "GET",
+            "/v1/jobs?after=xyz",
+            None,
+            400,
+            "after must be a UUID",
+        ),
+        (
+            "GET",
+            "/v1/jobs?colour=red",
+            None,
+            400,
+            "unknown field `colour`",
+        ),
+        (
+            "GET",
+            "/v1/jobs/not-a-uuid",
+            None,
+            400,
+            "job id must be a UUID",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"   "}"#),
+            400,
+            "query must not be empty",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","top_k":0}"#),
+            400,
+            "top_k must be 1 to 100",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","top_k":101}"#),
+            400,
+            "top_k must be 1 to 100",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","topk":3}"#),
+            422,
+            "unknown field `topk`",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog""#),
+            400,
+            "EOF while parsing",
+        ),
+    ];
+    for (method, path, body, expected, message) in cases {
+        let (status, answer) = call(&app, Some(ACME_KEY), method, path, body).await;
+        assert_eq!(status, expected, "{method} {path} {body:?}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{method} {path} {body:?}: {text}");
+    }
+    // Oversized inputs: a key over S3's limit, a query over ours, a body
+    // over 64 KiB (read no further).
+    let oversized = [
+        (
+            "/v1/uploads",
+            format!(r#"{{"name":"{}.txt","size":5}}"#, "n".repeat(1100)),
+            400,
+            "at most 1024",
+        ),
+        (
+            "/v1/search",
+            format!(r#"{{"query":"{}"}}"#, "fog ".repeat(3000)),
+            400,
+            "at most 8192",
+        ),
+        (
+            "/v1/search",
+            format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000)),
+            413,
+            "length limit exceeded",
+        ),
+    ];
+    for (path, body, expected, message) in oversized {
+        let (status, answer) = call(&app, Some(ACME_KEY), "POST", path, Some(&body)).await;
+        assert_eq!(status, expected, "{path}: {answer}");
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(message), "{path}: {text}");
+    }
+}
