@@ -5,7 +5,7 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use docpipe_shared::lambda::{self, Deployment};
 use docpipe_shared::settings::{DatabaseSettings, Parts, SweepPolicy};
-use docpipe_shared::stages::{self, Stages};
+use docpipe_shared::stages::Stages;
 use docpipe_shared::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
@@ -32,7 +32,7 @@ pub async fn serve_uploads() -> Result<(), Error> {
 /// `parse`, `chunk`, `embed`: serves batches of the stage `S`'s messages,
 /// answering with the failed records only. Only `S`'s code is in the binary.
 pub async fn serve_stage<S: Stages>() -> Result<(), Error> {
-    let deployment = &cold_start(stages::parts::<S>()).await?;
+    let deployment = &cold_start(S::PARTS).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(
             lambda::handle_stage_events::<S>(deployment, event.payload).await,

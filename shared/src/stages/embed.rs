@@ -7,6 +7,7 @@ use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
 use crate::jobs;
 use crate::metrics::{self, Metric};
+use crate::queue::{Stage, StageMessage};
 use crate::state::JobState;
 use pgvector::Vector;
 use std::collections::{HashMap, HashSet};
@@ -22,12 +23,20 @@ struct Pending {
     cached: bool,
 }
 
-pub async fn embed(
-    pipeline: &Pipeline,
-    job_id: Uuid,
-    first_chunk: u32,
-    chunk_count: u32,
-) -> Result<Option<JobState>> {
+/// Embeds the batch of chunks `message` names; the batch that completes
+/// the job finalizes it.
+pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option<JobState>> {
+    let Stage::Embed {
+        first_chunk,
+        chunk_count,
+    } = message.stage
+    else {
+        return Err(Error::Transient(format!(
+            "not an embed message: {:?}",
+            message.stage
+        )));
+    };
+    let job_id = message.job_id;
     let Some(job) = super::job_in_state(pipeline, job_id, JobState::Chunked, "embed").await? else {
         return Ok(None);
     };

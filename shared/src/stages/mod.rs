@@ -210,40 +210,105 @@ pub struct Handled {
     pub ended: Option<JobState>,
 }
 
-/// The stages a process runs. Each Lambda function runs one, and the code of
-/// the others (PDF and HTML parsing, the tokenizer and its tables) is left
-/// out of its binary: the arms of the stages it does not run are compiled
-/// out. The local pipeline and tests run them all.
+/// One stage of the pipeline: which messages it takes, and its work on one.
+/// Every stage has this shape, so a process runs one stage or all alike.
+pub trait StageHandler {
+    /// The parts of the pipeline it uses: what a process running it builds
+    /// (and whose settings, and keys, it reads).
+    const PARTS: Parts;
+    fn accepts(message: &StageMessage) -> bool;
+    /// The work for `message` (one it accepts); `Some(state)` when it ended the job.
+    fn run<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> BoxFuture<'a, Result<Option<JobState>>>;
+}
+
+pub struct ParseStage;
+pub struct ChunkStage;
+pub struct EmbedStage;
+
+impl StageHandler for ParseStage {
+    const PARTS: Parts = Parts {
+        parse: true,
+        ..Parts::NONE
+    };
+    fn accepts(message: &StageMessage) -> bool {
+        matches!(message.stage, Stage::Parse | Stage::ParseCheck { .. })
+    }
+    fn run<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> BoxFuture<'a, Result<Option<JobState>>> {
+        parse::parse(pipeline, message).boxed()
+    }
+}
+
+impl StageHandler for ChunkStage {
+    const PARTS: Parts = Parts {
+        chunk: true,
+        ..Parts::NONE
+    };
+    fn accepts(message: &StageMessage) -> bool {
+        matches!(message.stage, Stage::Chunk)
+    }
+    fn run<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> BoxFuture<'a, Result<Option<JobState>>> {
+        chunk::chunk(pipeline, message).boxed()
+    }
+}
+
+impl StageHandler for EmbedStage {
+    const PARTS: Parts = Parts::EMBED;
+    fn accepts(message: &StageMessage) -> bool {
+        matches!(message.stage, Stage::Embed { .. })
+    }
+    fn run<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> BoxFuture<'a, Result<Option<JobState>>> {
+        embed::embed(pipeline, message).boxed()
+    }
+}
+
+/// The stages a process runs: one (each Lambda function), or all
+/// ([`AllStages`]: the local pipeline and tests). A stage's code is in a
+/// binary only if the binary runs it.
 pub trait Stages {
-    const PARSE: bool;
-    const CHUNK: bool;
-    const EMBED: bool;
+    const PARTS: Parts;
+    /// The work for `message`, if this process runs its stage. Chosen
+    /// outside any async state machine, and boxed: an async `match` would
+    /// keep every arm's code (the unreachable states of its state machine),
+    /// so the binary would hold all stages again.
+    fn work<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> Option<BoxFuture<'a, Result<Option<JobState>>>>;
 }
 
-macro_rules! stages {
-    ($($name:ident: $parse:literal, $chunk:literal, $embed:literal;)*) => {$(
-        pub struct $name;
-        impl Stages for $name {
-            const PARSE: bool = $parse;
-            const CHUNK: bool = $chunk;
-            const EMBED: bool = $embed;
-        }
-    )*};
+impl<S: StageHandler> Stages for S {
+    const PARTS: Parts = S::PARTS;
+    fn work<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> Option<BoxFuture<'a, Result<Option<JobState>>>> {
+        S::accepts(message).then(|| S::run(pipeline, message))
+    }
 }
 
-stages! {
-    AllStages: true, true, true;
-    ParseStage: true, false, false;
-    ChunkStage: false, true, false;
-    EmbedStage: false, false, true;
-}
+pub struct AllStages;
 
-/// The parts of the pipeline a process that runs the stages `S` builds.
-pub const fn parts<S: Stages>() -> Parts {
-    Parts {
-        parse: S::PARSE,
-        chunk: S::CHUNK,
-        embed: S::EMBED,
+impl Stages for AllStages {
+    const PARTS: Parts = Parts::ALL;
+    fn work<'a>(
+        pipeline: &'a Pipeline,
+        message: &'a StageMessage,
+    ) -> Option<BoxFuture<'a, Result<Option<JobState>>>> {
+        ParseStage::work(pipeline, message)
+            .or_else(|| ChunkStage::work(pipeline, message))
+            .or_else(|| EmbedStage::work(pipeline, message))
     }
 }
 
@@ -279,31 +344,10 @@ pub fn stage_span(message: &StageMessage) -> tracing::Span {
     )
 }
 
-/// The work for `message`, if this process runs its stage. Chosen outside
-/// any async state machine, and boxed: an async `match` would keep every
-/// arm's code (the unreachable states of its state machine), so the binary
-/// would hold all stages again.
-fn stage_work<'a, S: Stages>(
-    pipeline: &'a Pipeline,
-    message: &'a StageMessage,
-) -> Option<BoxFuture<'a, Result<Option<JobState>>>> {
-    Some(match message.stage {
-        Stage::Parse | Stage::ParseCheck { .. } if S::PARSE => {
-            parse::parse(pipeline, message).boxed()
-        }
-        Stage::Chunk if S::CHUNK => chunk::chunk(pipeline, message).boxed(),
-        Stage::Embed {
-            first_chunk,
-            chunk_count,
-        } if S::EMBED => embed::embed(pipeline, message.job_id, first_chunk, chunk_count).boxed(),
-        _ => return None,
-    })
-}
-
 async fn run_stage<S: Stages>(pipeline: &Pipeline, message: &StageMessage) -> Result<Handled> {
     let job_id = message.job_id;
     let started = std::time::Instant::now();
-    let Some(work) = stage_work::<S>(pipeline, message) else {
+    let Some(work) = S::work(pipeline, message) else {
         tracing::warn!("message for another stage's queue; sent on to its own");
         pipeline.queue.send(vec![message.clone()]).await?;
         return Ok(Handled {
