@@ -4,7 +4,7 @@
 //! presigned URL, and a clear 4xx for every bad input.
 
 use docpipe_api::{Api, Auth, router};
-use docpipe_shared::ids::document_id;
+use docpipe_shared::domain::ids::document_id;
 use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
 use docpipe_tests::openapi::check_documented;
 use docpipe_tests::samples_dir;
@@ -622,7 +622,8 @@ async fn an_unknown_job_is_not_found() {
 /// another tenant finds nothing even if a route forgot to check.
 #[tokio::test]
 async fn reads_by_id_find_nothing_for_another_tenant() {
-    use docpipe_shared::{search, status};
+    use docpipe_shared::search;
+    use docpipe_shared::store::status;
     let api = served().await;
     let pipeline = &api._stack.deployment.pipeline;
     let client = pipeline.db.get().await.unwrap();

@@ -2,7 +2,7 @@
 //! queue, the event-source runner invokes the functions' handlers, and the
 //! document becomes searchable chunks in Postgres.
 
-use docpipe_shared::queue::{Stage, StageMessage};
+use docpipe_shared::adapters::queue::{Stage, StageMessage};
 use docpipe_shared::search::search;
 use docpipe_tests::local_aws::{LocalAws, MAX_RECEIVE_COUNT, WITHIN, wait_until};
 use uuid::Uuid;

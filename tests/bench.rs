@@ -11,8 +11,9 @@
 use clap::Parser;
 use clap::ValueEnum;
 use docpipe_local_runner::provision::QueueSettings;
-use docpipe_shared::local::{LocalPipeline, upload_keys};
-use docpipe_shared::{bulk, db};
+use docpipe_shared::drivers::local::{LocalPipeline, upload_keys};
+use docpipe_shared::store::bulk;
+use docpipe_shared::store::db;
 use docpipe_tests::corpus::generate;
 use docpipe_tests::local_aws::LocalAws;
 use docpipe_tests::spawn_mock_openai;

@@ -11,7 +11,7 @@
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
-use docpipe_shared::ids;
+use docpipe_shared::domain::ids;
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, spawn_openai};
 use futures::StreamExt;
@@ -143,7 +143,7 @@ async fn chunk_ids(test_db: &TestDb) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_document_ends_exactly_once_under_chaos() {
     // Warnings and errors (retries, redeliveries) to stderr, shown if the test fails.
-    docpipe_shared::telemetry::init("warn");
+    docpipe_shared::ops::telemetry::init("warn");
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

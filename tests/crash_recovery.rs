@@ -212,8 +212,10 @@ async fn an_aws_outage_mid_run_loses_nothing() {
     let sdk = sdk.build();
     let stack = LocalAws::start_with_sdk(sdk, &docpipe_tests::admin_url(), &VARS, QUEUES).await;
     // Uploads go straight to the emulator, so some arrive during the outage.
-    let direct =
-        docpipe_shared::aws::s3_client(&docpipe_tests::local_aws::sdk_config().await, true);
+    let direct = docpipe_shared::adapters::aws::s3_client(
+        &docpipe_tests::local_aws::sdk_config().await,
+        true,
+    );
     let keys: Vec<String> = (0..DOCUMENTS)
         .map(|n| format!("uploads/acme/log-{n:02}.md"))
         .collect();
@@ -266,8 +268,8 @@ async fn an_aws_outage_mid_run_loses_nothing() {
 /// completes; one it cannot move is failed `stuck` (tests/stages.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
+    use docpipe_shared::pipeline::ingest;
     use docpipe_shared::settings::SweepPolicy;
-    use docpipe_shared::stages::ingest;
     let mut stack = LocalAws::start(&[("EMBEDDING_DIMS", "64")]).await;
     stack.runner.abort_all(); // the runner dies
     while stack.runner.join_next().await.is_some() {}
@@ -297,7 +299,7 @@ async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
         queued_timeout: Duration::from_secs(1),
         ..SweepPolicy::default()
     };
-    let report = docpipe_shared::sweeper::sweep(pipeline, &policy)
+    let report = docpipe_shared::pipeline::sweeper::sweep(pipeline, &policy)
         .await
         .unwrap();
     assert_eq!(report.resumed, [ingested.job_id]);

@@ -7,13 +7,16 @@ use docpipe_mocks::faults::{Fault, FaultKnobs};
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
 use docpipe_shared::JobState;
+use docpipe_shared::drivers::local::LocalPipeline;
 use docpipe_shared::embedding::openai::OpenAiEmbedder;
 use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
 use docpipe_shared::external::breaker::BreakerState;
-use docpipe_shared::local::LocalPipeline;
+use docpipe_shared::pipeline::Pipeline;
+use docpipe_shared::pipeline::sweeper;
 use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
-use docpipe_shared::stages::Pipeline;
-use docpipe_shared::{Error, Rejection, db, status, sweeper};
+use docpipe_shared::store::db;
+use docpipe_shared::store::status;
+use docpipe_shared::{Error, Rejection};
 use docpipe_tests::{
     ScratchDir, TestDb, ingest_locally, samples_dir, spawn_llamaparse, spawn_openai,
 };

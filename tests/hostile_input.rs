@@ -9,9 +9,9 @@ use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_shared::adapters::queue::{Stage, StageMessage};
 use docpipe_shared::embedding::{EmbedInput, Embedder, Embeddings};
-use docpipe_shared::queue::{Stage, StageMessage};
-use docpipe_shared::stages::{self, EmbedStage};
+use docpipe_shared::pipeline::{self, EmbedStage};
 use docpipe_tests::corpus::{deep_html, flate_pdf, wide_table};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use docpipe_tests::spawn_openai;
@@ -310,14 +310,16 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         (CONTROL, CONTROL_TEXT),
     ] {
         stack.put(key, text).await;
-        let ingested = stages::ingest::ingest(pipeline, key, "test").await.unwrap();
+        let ingested = pipeline::ingest::ingest(pipeline, key, "test")
+            .await
+            .unwrap();
         for stage in [Stage::Parse, Stage::Chunk] {
             let message = StageMessage {
                 job_id: ingested.job_id,
                 correlation_id: "test".into(),
                 stage,
             };
-            stages::handle(pipeline, &message).await.unwrap();
+            pipeline::handle(pipeline, &message).await.unwrap();
         }
         jobs.push(ingested.job_id);
     }
@@ -346,7 +348,8 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         })
         .collect();
     let response =
-        docpipe_shared::lambda::handle_stage_events::<EmbedStage>(&deployment, event).await;
+        docpipe_shared::drivers::handlers::handle_stage_events::<EmbedStage>(&deployment, event)
+            .await;
     assert!(
         response.batch_item_failures.is_empty(),
         "both records are done with: {:?}",

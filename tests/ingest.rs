@@ -2,9 +2,12 @@
 //! and with the OpenAI client against mock-openai over real HTTP.
 
 use docpipe_shared::JobState;
+use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::stages::ingest::Change;
-use docpipe_shared::{bulk, db, embedding, search, status};
+use docpipe_shared::store::bulk;
+use docpipe_shared::store::db;
+use docpipe_shared::store::status;
+use docpipe_shared::{embedding, search};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, spawn_mock_openai};
 
 async fn top_hit(config: &PipelineSettings, tenant: &str, query: &str) -> Option<String> {

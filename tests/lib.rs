@@ -8,9 +8,10 @@ pub mod openapi;
 
 use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::local::{LocalPipeline, LocalRun, upload_keys};
+use docpipe_shared::drivers::local::{LocalPipeline, LocalRun, upload_keys};
 use docpipe_shared::settings::{Env, Parts, PipelineSettings};
-use docpipe_shared::{db, status};
+use docpipe_shared::store::db;
+use docpipe_shared::store::status;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -5,8 +5,8 @@
 use crate::TestDb;
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, QueueSettings, Resources};
-use docpipe_shared::aws;
-use docpipe_shared::lambda::Deployment;
+use docpipe_shared::adapters::aws;
+use docpipe_shared::drivers::Deployment;
 use docpipe_shared::settings::{AwsResources, PipelineSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

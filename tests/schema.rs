@@ -1,6 +1,7 @@
 //! Migrations and the startup check of the vector size.
 
-use docpipe_shared::{ConfigError, db};
+use docpipe_shared::ConfigError;
+use docpipe_shared::store::db;
 use docpipe_tests::{TABLES, TestDb};
 
 #[tokio::test]

@@ -1,13 +1,14 @@
 //! Each stage handler run directly, twice and concurrently: replays change nothing.
 
 use async_trait::async_trait;
-use docpipe_shared::blob::{BlobStore, LocalBlobStore};
-use docpipe_shared::queue::{Queue, Stage, StageMessage};
+use docpipe_shared::adapters::blob::{BlobStore, LocalBlobStore};
+use docpipe_shared::adapters::queue::{Queue, Stage, StageMessage};
+use docpipe_shared::pipeline::ingest::{Change, ingest};
+use docpipe_shared::pipeline::sweeper::{SweepReport, sweep};
+use docpipe_shared::pipeline::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
 use docpipe_shared::settings::SweepPolicy;
-use docpipe_shared::stages::ingest::{Change, ingest};
-use docpipe_shared::stages::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
-use docpipe_shared::sweeper::{SweepReport, sweep};
-use docpipe_shared::{JobState, Result, db};
+use docpipe_shared::store::db;
+use docpipe_shared::{JobState, Result};
 use docpipe_tests::TestDb;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -281,7 +282,7 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
     assert_eq!(jobs_in_chunks, [v2.job_id]);
     assert_eq!(f.state(v1).await, JobState::Complete);
     // The older version's parsed text goes once the newer one is live.
-    let text = |job| docpipe_shared::stages::parse::parsed_key("acme", job, true);
+    let text = |job| docpipe_shared::domain::keys::parsed_key("acme", job, true);
     assert!(
         f.blobs.get(&text(v1), u64::MAX).await.is_err(),
         "v1's text remains"

@@ -1,7 +1,9 @@
 //! Every job move against real Postgres: conditional, audited, atomic.
 
-use docpipe_shared::jobs::{self, NewJob};
-use docpipe_shared::{JobState, Rejection, db, ids};
+use docpipe_shared::domain::ids;
+use docpipe_shared::store::db;
+use docpipe_shared::store::jobs::{self, NewJob};
+use docpipe_shared::{JobState, Rejection};
 use docpipe_tests::TestDb;
 use uuid::Uuid;
 

@@ -9,7 +9,7 @@ use crate::state::Api;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Extensions, StatusCode, header};
-use docpipe_shared::stages::ingest::check_tenant;
+use docpipe_shared::domain::keys::Tenant as TenantName;
 use lambda_http::request::RequestContext;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,7 +43,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
         };
         // A tenant names folders and rows: one that could not is refused here too.
         match tenant {
-            Some(tenant) if check_tenant(&tenant).is_ok() => {
+            Some(tenant) if TenantName::new(&tenant).is_ok() => {
                 // Every route acts for a tenant: each request counts against its rate.
                 api.admit(&tenant).await?;
                 Ok(Tenant(tenant))
@@ -87,7 +87,7 @@ pub fn parse_api_keys(text: &str) -> Result<HashMap<String, String>, String> {
         if key.len() < 16 {
             return Err("each API key needs 16 or more characters".to_string());
         }
-        check_tenant(tenant).map_err(|e| format!("API_KEYS: {e}"))?;
+        TenantName::new(tenant).map_err(|e| format!("API_KEYS: {e}"))?;
         if keys.insert(key.to_string(), tenant.to_string()).is_some() {
             return Err(format!(
                 "API_KEYS names one key twice (for tenant {tenant}); each key must be unique"

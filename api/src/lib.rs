@@ -19,7 +19,7 @@ pub use routes::{
 pub use settings::ApiSettings;
 pub use state::{Api, ApiParts, Infrastructure, Presigner, Search, WatchedQueue};
 
-use docpipe_shared::lambda::Deployment;
+use docpipe_shared::drivers::Deployment;
 use docpipe_shared::settings::{Env, Parts};
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ use std::sync::Arc;
 /// API Gateway's requests go through the same router as locally. The tenant
 /// is the authorizer's `TENANT_CLAIM` (default `tenant`).
 pub async fn serve_lambda() -> Result<(), lambda_http::Error> {
-    docpipe_shared::telemetry::init("info");
+    docpipe_shared::ops::telemetry::init("info");
     // Search embeds queries: the API builds the embedder and no other part.
     let deployment = Deployment::from_env(Parts::EMBED).await.inspect_err(|e| {
         tracing::error!(error = %e, "configuration error");

@@ -5,11 +5,11 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::rate_limit;
 use crate::settings::ApiSettings;
-use docpipe_shared::db::Pool;
+use docpipe_shared::drivers::Deployment;
 use docpipe_shared::embedding::Embedder;
-use docpipe_shared::lambda::Deployment;
+use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::settings::{CostPolicy, QueueUrls};
-use docpipe_shared::stages::Pipeline;
+use docpipe_shared::store::db::Pool;
 use docpipe_shared::{ConfigError, cost};
 use std::collections::HashSet;
 use std::num::NonZeroU32;
@@ -169,7 +169,7 @@ impl Api {
             })
     }
 
-    pub(crate) async fn client(&self) -> Result<docpipe_shared::db::Client, ApiError> {
+    pub(crate) async fn client(&self) -> Result<docpipe_shared::store::db::Client, ApiError> {
         Ok(self.db.get().await.map_err(docpipe_shared::Error::from)?)
     }
 }

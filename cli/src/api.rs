@@ -17,7 +17,7 @@ pub struct ApiClient {
 impl ApiClient {
     pub fn new(base: &str, key: Option<String>) -> anyhow::Result<ApiClient> {
         let key = key.context("--api needs an API key: set DOCPIPE_API_KEY (or --api-key)")?;
-        docpipe_shared::tls::crypto_provider();
+        docpipe_shared::ops::tls::crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))

@@ -5,10 +5,15 @@ mod api;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use docpipe_shared::local::{LocalPipeline, Progress, upload_keys};
+use docpipe_shared::domain::keys::Tenant;
+use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
+use docpipe_shared::ops::telemetry;
+use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
-use docpipe_shared::stages::ingest::{Change, check_tenant};
-use docpipe_shared::{JobState, bulk, db, search, status, telemetry};
+use docpipe_shared::store::bulk;
+use docpipe_shared::store::db;
+use docpipe_shared::store::status;
+use docpipe_shared::{JobState, search};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -242,7 +247,7 @@ async fn ingest(
     tenant: &str,
     defer_index: bool,
 ) -> anyhow::Result<ExitCode> {
-    check_tenant(tenant)?;
+    Tenant::new(tenant)?;
     let started = Instant::now();
     let files = upload_keys(tenant, paths).context("reading input paths")?;
     if files.is_empty() {

@@ -6,9 +6,9 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
-use docpipe_shared::lambda::{self, Deployment};
+use docpipe_shared::drivers::{Deployment, handlers};
+use docpipe_shared::pipeline::{ChunkStage, EmbedStage, ParseStage};
 use docpipe_shared::settings::SweepPolicy;
-use docpipe_shared::stages::{ChunkStage, EmbedStage, ParseStage};
 use futures::FutureExt;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -87,15 +87,15 @@ fn succeeded(event: &SqsEvent, response: &SqsBatchResponse) -> Vec<String> {
 /// invocation does, instead of ending the poller.
 async fn invoke(deployment: &Deployment, function: Function, event: &SqsEvent) -> SqsBatchResponse {
     let handled = match function {
-        Function::Uploads => lambda::handle_upload_events(deployment, event.clone()).boxed(),
+        Function::Uploads => handlers::handle_upload_events(deployment, event.clone()).boxed(),
         Function::Parse => {
-            lambda::handle_stage_events::<ParseStage>(deployment, event.clone()).boxed()
+            handlers::handle_stage_events::<ParseStage>(deployment, event.clone()).boxed()
         }
         Function::Chunk => {
-            lambda::handle_stage_events::<ChunkStage>(deployment, event.clone()).boxed()
+            handlers::handle_stage_events::<ChunkStage>(deployment, event.clone()).boxed()
         }
         Function::Embed => {
-            lambda::handle_stage_events::<EmbedStage>(deployment, event.clone()).boxed()
+            handlers::handle_stage_events::<EmbedStage>(deployment, event.clone()).boxed()
         }
     };
     AssertUnwindSafe(handled)
@@ -193,7 +193,7 @@ pub fn start(
             let mut ticks = tokio::time::interval(every);
             loop {
                 ticks.tick().await;
-                if let Err(error) = lambda::handle_schedule(&deployment, &policy).await {
+                if let Err(error) = handlers::handle_schedule(&deployment, &policy).await {
                     tracing::warn!(%error, "sweep failed");
                 }
             }

@@ -6,10 +6,10 @@ use clap::{Parser, Subcommand};
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, Error, QueueSettings};
 use docpipe_shared::ConfigError;
-use docpipe_shared::aws;
-use docpipe_shared::lambda::Deployment;
+use docpipe_shared::adapters::aws;
+use docpipe_shared::drivers::Deployment;
+use docpipe_shared::ops::telemetry;
 use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
-use docpipe_shared::telemetry;
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 
 use crate::embedding::Embeddings;
 use crate::error::{Error, Result, Wait};
-use crate::metrics::{self, Metric};
+use crate::ops::metrics::{self, Metric};
 use crate::settings::CostPolicy;
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;

@@ -1,37 +1,28 @@
 //! docpipe: documents in S3 become searchable vectors in Postgres.
 //!
-//! Everything the Lambda functions and the CLI do lives here. Domain types know
-//! nothing of AWS; stages run over the [`blob::BlobStore`], [`queue::Queue`]
-//! and [`embedding::Embedder`] traits.
+//! The folders follow the flow (ARCHITECTURE.md): `domain` (keys, ids, job
+//! states), `settings` (one struct per concern), `pipeline` (the stages and
+//! the sweeper over the [`adapters::blob::BlobStore`],
+//! [`adapters::queue::Queue`] and [`embedding::Embedder`] traits), the steps'
+//! own machinery (`parsing`, `chunking`, `embedding`, `external`, `cost`,
+//! `search`), `store` (Postgres), `adapters` (S3, SQS, LlamaParse, local
+//! stand-ins), `drivers` (what delivers work: Lambda, the local runner, the
+//! CLI's in-process pipeline) and `ops` (metrics, logs, secrets, TLS).
 
-pub mod aws;
-pub mod blob;
-pub mod bulk;
+pub mod adapters;
 pub mod chunking;
 pub mod cost;
-pub mod db;
-pub mod delivery;
+pub mod domain;
+pub mod drivers;
 pub mod embedding;
 pub mod error;
 pub mod external;
-pub mod ids;
-pub mod jobs;
-pub mod lambda;
-pub mod llamaparse;
-pub mod local;
-pub mod metrics;
+pub mod ops;
 pub mod parsing;
-pub mod queue;
-pub mod s3_notification;
+pub mod pipeline;
 pub mod search;
-pub mod secrets;
 pub mod settings;
-pub mod stages;
-pub mod state;
-pub mod status;
-pub mod sweeper;
-pub mod telemetry;
-pub mod tls;
+pub mod store;
 
+pub use domain::state::JobState;
 pub use error::{ConfigError, Error, Rejection, Result};
-pub use state::JobState;

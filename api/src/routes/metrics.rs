@@ -6,7 +6,8 @@ use crate::error::ApiError;
 use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
-use docpipe_shared::{cost, status};
+use docpipe_shared::cost;
+use docpipe_shared::store::status;
 use serde::Serialize;
 use std::sync::Arc;
 

@@ -6,8 +6,8 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use docpipe_shared::domain::keys::UPLOAD_PREFIX;
 use docpipe_shared::search;
-use docpipe_shared::stages::ingest;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -61,7 +61,7 @@ impl SearchFilterRequest {
         Ok(search::SearchFilter {
             key_prefix: self
                 .key_prefix
-                .map(|prefix| format!("{}{tenant}/{prefix}", ingest::UPLOAD_PREFIX)),
+                .map(|prefix| format!("{UPLOAD_PREFIX}{tenant}/{prefix}")),
             document_ids: self.document_ids,
         })
     }

@@ -9,10 +9,10 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
-use docpipe_shared::aws::{self, PresignedPut};
-use docpipe_shared::ids::document_id;
+use docpipe_shared::adapters::aws::{self, PresignedPut};
+use docpipe_shared::domain::ids::document_id;
+use docpipe_shared::domain::keys::{UPLOAD_PREFIX, UploadKey};
 use docpipe_shared::parsing::Format;
-use docpipe_shared::stages::ingest::{UPLOAD_PREFIX, tenant_of};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -55,7 +55,7 @@ pub(super) async fn create(
         )));
     }
     let invalid = |e: docpipe_shared::Rejection| ApiError::bad_request(format!("name: {e}"));
-    tenant_of(&key).map_err(invalid)?;
+    UploadKey::parse(&key).map_err(invalid)?;
     Format::from_key(&key).map_err(invalid)?;
     let presigner = &api.presigner;
     let limit = presigner.max_file_bytes;

@@ -8,5 +8,5 @@ fn main() -> Result<(), lambda_runtime::Error> {
 
 #[tokio::main]
 async fn serve() -> Result<(), lambda_runtime::Error> {
-    docpipe_lambda::serve_stage::<docpipe_shared::stages::ParseStage>().await
+    docpipe_lambda::serve_stage::<docpipe_shared::pipeline::ParseStage>().await
 }

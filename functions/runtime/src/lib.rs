@@ -1,12 +1,12 @@
 //! The `lambda_runtime` glue of every docpipe function: logging, a cold start
 //! that builds the clients once, then one handler call per event. The work
-//! itself is in `docpipe_shared::lambda`.
+//! itself is in `docpipe_shared::drivers::handlers`.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
-use docpipe_shared::lambda::{self, Deployment};
+use docpipe_shared::drivers::{Deployment, handlers};
+use docpipe_shared::ops::telemetry;
+use docpipe_shared::pipeline::Stages;
 use docpipe_shared::settings::{DatabaseSettings, Parts, SweepPolicy};
-use docpipe_shared::stages::Stages;
-use docpipe_shared::telemetry;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 /// The function's pipeline with `parts`: it reads their settings, and
@@ -24,7 +24,9 @@ async fn cold_start(parts: Parts) -> Result<Deployment, Error> {
 pub async fn serve_uploads() -> Result<(), Error> {
     let deployment = &cold_start(Parts::NONE).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
-        Ok::<SqsBatchResponse, Error>(lambda::handle_upload_events(deployment, event.payload).await)
+        Ok::<SqsBatchResponse, Error>(
+            handlers::handle_upload_events(deployment, event.payload).await,
+        )
     }))
     .await
 }
@@ -35,7 +37,7 @@ pub async fn serve_stage<S: Stages>() -> Result<(), Error> {
     let deployment = &cold_start(S::PARTS).await?;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
         Ok::<SqsBatchResponse, Error>(
-            lambda::handle_stage_events::<S>(deployment, event.payload).await,
+            handlers::handle_stage_events::<S>(deployment, event.payload).await,
         )
     }))
     .await
@@ -48,7 +50,7 @@ pub async fn serve_schedule() -> Result<(), Error> {
     let policy = &docpipe_shared::settings::Env::from_process().load::<SweepPolicy>()?;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(lambda::handle_schedule(deployment, policy).await?)
+            Ok::<_, Error>(handlers::handle_schedule(deployment, policy).await?)
         },
     ))
     .await
@@ -58,11 +60,11 @@ pub async fn serve_schedule() -> Result<(), Error> {
 /// and answers with the migrations applied.
 pub async fn serve_migrate() -> Result<(), Error> {
     telemetry::init("info");
-    let sdk = docpipe_shared::aws::sdk_config().await;
-    let config = &lambda::settings(&sdk).await?.load::<DatabaseSettings>()?;
+    let sdk = docpipe_shared::adapters::aws::sdk_config().await;
+    let config = &handlers::settings(&sdk).await?.load::<DatabaseSettings>()?;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
-            Ok::<_, Error>(lambda::handle_migrate(config).await?)
+            Ok::<_, Error>(handlers::handle_migrate(config).await?)
         },
     ))
     .await

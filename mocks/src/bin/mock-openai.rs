@@ -22,7 +22,7 @@ where
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    docpipe_shared::telemetry::init("info");
+    docpipe_shared::ops::telemetry::init("info");
     let listen = var("MOCK_OPENAI_LISTEN")?.unwrap_or_else(|| "127.0.0.1:8090".to_string());
     let config = MockOpenAiConfig {
         default_dims: var("MOCK_OPENAI_DIMS")?

@@ -4,9 +4,9 @@
 
 use super::ExternalService;
 use super::breaker::BreakerState;
-use crate::db::UtcTime;
 use crate::error::Result;
-use crate::metrics;
+use crate::ops::metrics;
+use crate::store::db::UtcTime;
 use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use std::sync::atomic::Ordering;

@@ -122,7 +122,7 @@ impl ExternalService {
 
 /// An HTTP client for one service: `timeout` per request, 10 s to connect.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client> {
-    crate::tls::crypto_provider();
+    crate::ops::tls::crypto_provider();
     reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(Duration::from_secs(10))

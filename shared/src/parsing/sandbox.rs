@@ -69,7 +69,7 @@ fn serve_child() -> std::io::Result<()> {
     })
     .unwrap_or_else(|panic| {
         Err(Rejection::ParserCrashed {
-            detail: crate::delivery::panic_message(panic.as_ref()),
+            detail: crate::drivers::delivery::panic_message(panic.as_ref()),
         })
     });
     let mut stdout = std::io::stdout().lock();

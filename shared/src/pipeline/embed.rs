@@ -2,13 +2,13 @@
 //! The batch that completes the job finalizes it, exactly once.
 
 use super::{Embedding, Pipeline, finalize};
+use crate::adapters::queue::{Stage, StageMessage};
 use crate::cost::{self, Spend};
+use crate::domain::state::JobState;
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
-use crate::jobs;
-use crate::metrics::{self, Metric};
-use crate::queue::{Stage, StageMessage};
-use crate::state::JobState;
+use crate::ops::metrics::{self, Metric};
+use crate::store::jobs;
 use pgvector::Vector;
 use std::collections::{HashMap, HashSet};
 use uuid::Uuid;
@@ -221,7 +221,7 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     let vectors: Vec<Vector> = embeddings.vectors.into_iter().map(Vector::from).collect();
     let hashes: Vec<Vec<u8>> = texts
         .iter()
-        .map(|(text, _)| crate::ids::sha256(text.as_bytes()).to_vec())
+        .map(|(text, _)| crate::domain::ids::sha256(text.as_bytes()).to_vec())
         .collect();
     let hashes: Vec<&[u8]> = hashes.iter().map(Vec::as_slice).collect();
     let scopes: Vec<&str> = rows.iter().map(|row| cache_scope.of(row.get(1))).collect();

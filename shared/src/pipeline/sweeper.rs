@@ -2,12 +2,12 @@
 //! silently, fails the ones that stay stuck, and resumes jobs whose wait for
 //! spending (budget, request cap) is over.
 
+use crate::domain::state::JobState;
 use crate::error::{Rejection, Result};
-use crate::jobs;
-use crate::metrics::{self, Metric};
+use crate::ops::metrics::{self, Metric};
+use crate::pipeline::{self, Pipeline, embed};
 use crate::settings::SweepPolicy;
-use crate::stages::{self, Pipeline, embed};
-use crate::state::JobState;
+use crate::store::jobs;
 use uuid::Uuid;
 
 /// What one sweep did.
@@ -52,13 +52,13 @@ async fn sweep_once(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRe
         } else {
             tracing::info!(job_id = %job.id, correlation_id = %job.correlation_id, state = %job.state, "resuming stuck job");
             jobs::mark_resumed(&tx, &job).await?;
-            messages.extend(stages::resume_messages(&job, pipeline.embed_batch_size));
+            messages.extend(pipeline::resume_messages(&job, pipeline.embed_batch_size));
             report.resumed.push(job.id);
         }
     }
     for job in jobs::claim_waited(&tx, policy.batch).await? {
         tracing::info!(job_id = %job.id, correlation_id = %job.correlation_id, state = %job.state, "wait over; resuming job");
-        messages.extend(stages::resume_messages(&job, pipeline.embed_batch_size));
+        messages.extend(pipeline::resume_messages(&job, pipeline.embed_batch_size));
         report.unpaused.push(job.id);
     }
     pipeline.queue.send(messages).await?;

@@ -7,10 +7,10 @@
 //! attempt, on which the job is failed with the error, so it says why. The
 //! transports only deliver, acknowledge, and deliver again.
 
+use crate::adapters::queue::StageMessage;
+use crate::domain::state::JobState;
 use crate::error::{Error, Rejection, Result};
-use crate::queue::StageMessage;
-use crate::stages::{self, Handled, Pipeline, Stages};
-use crate::state::JobState;
+use crate::pipeline::{self, Handled, Pipeline, Stages};
 use backon::{BackoffBuilder, ExponentialBuilder};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -114,7 +114,7 @@ pub async fn stage_message<S: Stages>(
 ) -> Verdict {
     let error = match isolated(
         policy.deadline,
-        stages::handle_stages::<S>(pipeline, message),
+        pipeline::handle_stages::<S>(pipeline, message),
     )
     .await
     {
@@ -122,7 +122,7 @@ pub async fn stage_message<S: Stages>(
         Ok(Err(error)) => error,
         Err(Trouble::Panicked(detail)) => {
             let reason = Rejection::StagePanicked { detail };
-            let failed = stages::fail_job(pipeline, message, &reason).await;
+            let failed = pipeline::fail_job(pipeline, message, &reason).await;
             return Verdict::Done(Handled {
                 job_id: message.job_id,
                 ended: failed.then_some(JobState::Failed),
@@ -131,12 +131,12 @@ pub async fn stage_message<S: Stages>(
         Err(timed_out) => timed_out.into(),
     };
     let last = attempt >= policy.max_attempts;
-    stages::stage_span(message)
+    pipeline::stage_span(message)
         .in_scope(|| tracing::warn!(attempt, last, %error, "stage failed; will be retried"));
     if !last {
         return Verdict::Retry(error);
     }
-    let job_failed = stages::give_up(pipeline, message, attempt, &error).await;
+    let job_failed = pipeline::give_up(pipeline, message, attempt, &error).await;
     Verdict::GaveUp { job_failed, error }
 }
 

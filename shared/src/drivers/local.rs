@@ -3,14 +3,14 @@
 //! delivery policy (`delivery`): transient errors are retried with backoff,
 //! as SQS redelivery would, then fail the job.
 
-use crate::blob::LocalBlobStore;
-use crate::delivery::{self, DeliveryPolicy, Verdict};
+use crate::adapters::blob::LocalBlobStore;
+use crate::adapters::queue::{Queue, StageMessage};
+use crate::domain::state::JobState;
+use crate::drivers::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{ConfigError, Error, Result};
-use crate::jobs;
-use crate::queue::{Queue, StageMessage};
+use crate::pipeline::{self, Pipeline, ingest::Change, ingest::Ingested};
 use crate::settings::PipelineSettings;
-use crate::stages::{self, Pipeline, ingest::Change, ingest::Ingested};
-use crate::state::JobState;
+use crate::store::jobs;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
 use std::collections::VecDeque;
@@ -238,7 +238,7 @@ impl LocalPipeline {
         if let Some(job) = jobs::find(&self.pipeline.db.get().await?, ingested.job_id).await? {
             self.pipeline
                 .queue
-                .send(stages::resume_messages(
+                .send(pipeline::resume_messages(
                     &job,
                     self.pipeline.embed_batch_size,
                 ))
@@ -258,13 +258,13 @@ async fn perform(
         Work::Ingest(key) => {
             // Each local upload gets its own correlation id, as an S3 request would.
             let correlation_id = uuid::Uuid::new_v4().to_string();
-            let ingest = stages::ingest::ingest(pipeline, &key, &correlation_id);
+            let ingest = pipeline::ingest::ingest(pipeline, &key, &correlation_id);
             let ingested = delivery::isolated(policy.deadline, ingest).await;
             Outcome::Ingested(key, ingested.unwrap_or_else(|trouble| Err(trouble.into())))
         }
         Work::Stage(message) => {
             let verdict =
-                delivery::stage_message::<stages::AllStages>(pipeline, &message, attempt, policy)
+                delivery::stage_message::<pipeline::AllStages>(pipeline, &message, attempt, policy)
                     .await;
             Outcome::Stage(message, verdict)
         }
@@ -278,7 +278,7 @@ pub fn upload_keys(
     tenant: &str,
     paths: &[std::path::PathBuf],
 ) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
-    let prefix = format!("{}{tenant}/", stages::ingest::UPLOAD_PREFIX);
+    let prefix = format!("{}{tenant}/", crate::domain::keys::UPLOAD_PREFIX);
     let mut files = Vec::new();
     for path in paths {
         if !path.is_dir() {

@@ -2,69 +2,17 @@
 //! these in `lambda_runtime`; the local runner calls them with the SQS events
 //! it builds, so both run the same code.
 
-use crate::aws::{self, S3BlobStore, SqsQueue};
-use crate::db;
-use crate::delivery::{self, DeliveryPolicy, Verdict};
+use crate::adapters::s3_notification::{self, ObjectEvent};
+use crate::drivers::Deployment;
+use crate::drivers::delivery::{self, Verdict};
 use crate::error::{ConfigError, Error, Result};
-use crate::s3_notification::{self, ObjectEvent};
-use crate::secrets;
-use crate::settings::{AwsResources, DatabaseSettings, Env, Parts, PipelineSettings, SweepPolicy};
-use crate::stages::{Pipeline, Stages, ingest};
-use crate::sweeper::{self, SweepReport};
+use crate::ops::secrets;
+use crate::pipeline::sweeper::{self, SweepReport};
+use crate::pipeline::{Stages, ingest};
+use crate::settings::{DatabaseSettings, Env, SweepPolicy};
+use crate::store::db;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
-use std::sync::Arc;
-use std::time::Duration;
 use tracing::Instrument;
-
-/// A function's clients and settings, built once per container and reused
-/// by every invocation.
-pub struct Deployment {
-    pub pipeline: Pipeline,
-    pub aws: AwsResources,
-    /// Attempts (the queues' `maxReceiveCount`) and the deadline of each.
-    pub delivery: DeliveryPolicy,
-    /// The clients behind the pipeline's blob store and queue, for what
-    /// only the API does with them (presigned uploads, queue depths).
-    pub s3: aws_sdk_s3::Client,
-    pub sqs: aws_sdk_sqs::Client,
-}
-
-impl Deployment {
-    /// A function's pipeline with `parts` from the environment and the
-    /// secrets it names, as a Lambda cold start builds it: only the settings
-    /// (and keys) of those parts are read.
-    pub async fn from_env(parts: Parts) -> std::result::Result<Deployment, ConfigError> {
-        let sdk = aws::sdk_config().await;
-        let env = settings(&sdk).await?;
-        Deployment::new(&PipelineSettings::load(&env, parts)?, env.load()?, &sdk).await
-    }
-
-    pub async fn new(
-        config: &PipelineSettings,
-        aws: AwsResources,
-        sdk: &aws_config::SdkConfig,
-    ) -> std::result::Result<Deployment, ConfigError> {
-        let db = db::connect(&config.database).await?;
-        let s3 = aws::s3_client(sdk, aws.s3_force_path_style);
-        let sqs = aws_sdk_sqs::Client::new(sdk);
-        let blobs = S3BlobStore::new(s3.clone(), &aws.bucket);
-        let queue = SqsQueue::new(sqs.clone(), aws.queues.clone());
-        let pipeline = Pipeline::new(config, db, Arc::new(blobs), Arc::new(queue))?;
-        let delivery = DeliveryPolicy {
-            max_attempts: aws.max_receive_count,
-            deadline: config.stages.stage_deadline,
-            // SQS waits its visibility timeout between deliveries.
-            first_backoff: Duration::ZERO,
-        };
-        Ok(Deployment {
-            pipeline,
-            delivery,
-            aws,
-            s3,
-            sqs,
-        })
-    }
-}
 
 /// Runs `handle` on every record concurrently and reports the ones that
 /// failed, so only they are delivered again (`ReportBatchItemFailures`).
@@ -214,7 +162,7 @@ pub async fn handle_schedule(deployment: &Deployment, policy: &SweepPolicy) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::queue::{Stage, StageMessage};
+    use crate::adapters::queue::{Stage, StageMessage};
 
     fn event(json: &str) -> SqsEvent {
         serde_json::from_str(json).expect("a Lambda SQS event")
@@ -232,29 +180,29 @@ mod tests {
     /// for the bucket of the local stack (another bucket's are ignored).
     #[test]
     fn sample_events_are_valid() {
-        let put = event(include_str!("../../events/ingest-s3-put.json"));
+        let put = event(include_str!("../../../events/ingest-s3-put.json"));
         let changes = s3_notification::parse(body(&put)).unwrap();
         assert_eq!(changes[0].event, ObjectEvent::Created);
         assert_eq!(changes[0].key, "uploads/demo/fog signals.txt");
         assert_eq!(changes[0].bucket, LOCAL_BUCKET);
         assert_eq!(receive_count(&put.records[0]), 1);
-        let delete = event(include_str!("../../events/ingest-s3-delete.json"));
+        let delete = event(include_str!("../../../events/ingest-s3-delete.json"));
         let removed = &s3_notification::parse(body(&delete)).unwrap()[0];
         assert_eq!(removed.event, ObjectEvent::Removed);
         assert_eq!(removed.bucket, LOCAL_BUCKET);
-        let test = event(include_str!("../../events/ingest-s3-test-event.json"));
+        let test = event(include_str!("../../../events/ingest-s3-test-event.json"));
         assert_eq!(s3_notification::parse(body(&test)).unwrap(), []);
         assert!(body(&test).contains(LOCAL_BUCKET));
         for (json, stage) in [
-            (include_str!("../../events/parse.json"), "parse"),
-            (include_str!("../../events/chunk.json"), "chunk"),
-            (include_str!("../../events/embed.json"), "embed"),
+            (include_str!("../../../events/parse.json"), "parse"),
+            (include_str!("../../../events/chunk.json"), "chunk"),
+            (include_str!("../../../events/embed.json"), "embed"),
         ] {
             let message: StageMessage = serde_json::from_str(body(&event(json))).unwrap();
             assert_eq!(message.stage.name(), stage);
         }
         let embed: StageMessage =
-            serde_json::from_str(body(&event(include_str!("../../events/embed.json")))).unwrap();
+            serde_json::from_str(body(&event(include_str!("../../../events/embed.json")))).unwrap();
         assert_eq!(
             embed.stage,
             Stage::Embed {
@@ -263,7 +211,7 @@ mod tests {
             }
         );
         let schedule: serde_json::Value =
-            serde_json::from_str(include_str!("../../events/sweeper-schedule.json")).unwrap();
+            serde_json::from_str(include_str!("../../../events/sweeper-schedule.json")).unwrap();
         assert_eq!(schedule["detail-type"], "Scheduled Event");
     }
 }

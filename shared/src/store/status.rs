@@ -1,9 +1,9 @@
 //! What the pipeline is doing: jobs per state, failures, per-job outcomes.
 
-use crate::db::UtcTime;
+use crate::domain::state::JobState;
 use crate::error::Result;
 use crate::external::health::{self, ServiceBreaker};
-use crate::state::JobState;
+use crate::store::db::UtcTime;
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use std::collections::BTreeMap;

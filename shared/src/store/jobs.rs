@@ -1,8 +1,8 @@
 //! Job rows and their state moves. Every move is a conditional UPDATE plus an
 //! `events` row in the caller's transaction.
 
+use crate::domain::state::JobState;
 use crate::error::{Error, Rejection, Result, Wait};
-use crate::state::JobState;
 use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use tokio_postgres::Row;

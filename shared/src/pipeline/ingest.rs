@@ -2,17 +2,15 @@
 //! and job idempotently and send it to parse.
 
 use super::Pipeline;
+use crate::adapters::queue::{Stage, StageMessage};
+use crate::domain::ids;
+use crate::domain::keys::UploadKey;
+use crate::domain::state::JobState;
 use crate::error::{Error, Rejection, Result};
-use crate::ids;
-use crate::jobs::{self, NewJob};
-use crate::metrics::{self, Metric};
-use crate::queue::{Stage, StageMessage};
-use crate::state::JobState;
+use crate::ops::metrics::{self, Metric};
+use crate::store::jobs::{self, NewJob};
 use tracing::Instrument;
 use uuid::Uuid;
-
-/// Where uploads live in the bucket.
-pub const UPLOAD_PREFIX: &str = "uploads/";
 
 /// What ingest did with an object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,53 +30,6 @@ pub struct Ingested {
     pub job_id: Uuid,
     pub state: JobState,
     pub change: Change,
-}
-
-/// Tenants name folders and rows: keep them plain.
-pub fn check_tenant(tenant: &str) -> Result<(), Rejection> {
-    let plain = tenant
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if (1..=64).contains(&tenant.len()) && plain {
-        Ok(())
-    } else {
-        Err(Rejection::InvalidKey {
-            key: format!("{UPLOAD_PREFIX}{tenant}/"),
-            detail: "tenant must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'".into(),
-        })
-    }
-}
-
-/// The tenant of an upload key `uploads/<tenant>/<path>`.
-pub fn tenant_of(key: &str) -> Result<&str, Rejection> {
-    let invalid = |detail: &str| Rejection::InvalidKey {
-        key: key.to_string(),
-        detail: detail.to_string(),
-    };
-    if key.chars().any(char::is_control) {
-        return Err(invalid(
-            "control characters (NUL, newlines…) are not allowed in keys",
-        ));
-    }
-    let rest = key
-        .strip_prefix(UPLOAD_PREFIX)
-        .ok_or_else(|| invalid("not under uploads/"))?;
-    let (tenant, path) = rest
-        .split_once('/')
-        .ok_or_else(|| invalid("no tenant folder"))?;
-    check_tenant(tenant)
-        .map_err(|_| invalid("tenant must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'"))?;
-    if path.is_empty()
-        || path.ends_with('/')
-        || path
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-    {
-        return Err(invalid(
-            "path after the tenant must name a file without empty, '.' or '..' segments",
-        ));
-    }
-    Ok(tenant)
 }
 
 /// The span around handling one upload notification: every line logged for
@@ -106,7 +57,7 @@ pub async fn ingest(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Res
 }
 
 async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> Result<Ingested> {
-    let tenant = tenant_of(key)?;
+    let tenant = UploadKey::parse(key)?.tenant();
     let document_id = ids::document_id(tenant, key);
     let object = pipeline.blobs.head(key).await?;
     let too_large = object.size > pipeline.max_file_bytes;
@@ -215,7 +166,7 @@ pub enum Removal {
 /// Stage messages still in flight for its jobs then find no job and are
 /// acknowledged. Vectors in `embedding_cache` stay: they hold no text.
 pub async fn remove(pipeline: &Pipeline, key: &str) -> Result<Removal> {
-    let tenant = tenant_of(key)?;
+    let tenant = UploadKey::parse(key)?.tenant();
     // Notifications can arrive out of order: only forget a document whose
     // object is really gone.
     match pipeline.blobs.head(key).await {
@@ -325,38 +276,4 @@ async fn send_to_parse(pipeline: &Pipeline, job_id: Uuid, correlation_id: &str) 
         stage: Stage::Parse,
     };
     pipeline.queue.send(vec![message]).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn upload_keys_name_a_tenant_and_a_file() {
-        assert_eq!(tenant_of("uploads/acme/a.txt"), Ok("acme"));
-        assert_eq!(
-            tenant_of("uploads/acme-2_x/dir/sub dir/ü.md"),
-            Ok("acme-2_x")
-        );
-        for bad in [
-            "parsed/acme/a.txt",
-            "uploads/a.txt",
-            "uploads//a.txt",
-            "uploads/ac me/a.txt",
-            "uploads/acme/",
-            "uploads/acme/../other/a.txt",
-            "uploads/acme/./a.txt",
-            "uploads/acme/dir//a.txt",
-            "uploads/acme/a\0.txt",
-            "uploads/acme/a\n.txt",
-            "uploads/acme/\u{7f}.txt",
-        ] {
-            assert!(
-                matches!(tenant_of(bad), Err(Rejection::InvalidKey { .. })),
-                "{bad}"
-            );
-        }
-        assert!(check_tenant(&"t".repeat(65)).is_err());
-        assert!(check_tenant("").is_err());
-    }
 }

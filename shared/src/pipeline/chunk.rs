@@ -2,13 +2,13 @@
 //! out one embed message per batch.
 
 use super::{Pipeline, blocking, job_in_state};
+use crate::adapters::queue::{Stage, StageMessage};
 use crate::chunking::Chunk;
+use crate::domain::ids;
+use crate::domain::state::JobState;
 use crate::error::{Error, Result};
-use crate::ids;
-use crate::jobs;
-use crate::metrics::{self, Metric};
-use crate::queue::{Stage, StageMessage};
-use crate::state::JobState;
+use crate::ops::metrics::{self, Metric};
+use crate::store::jobs;
 use uuid::Uuid;
 
 /// Embed stages for batches `[first, first + count)` covering `total` chunks.

@@ -181,7 +181,7 @@ mod tests {
         assert_eq!(store.head("uploads/t/a b.txt").await.unwrap().size, 5);
         assert_eq!(
             store.sha256("uploads/t/a b.txt", 5).await.unwrap(),
-            crate::ids::sha256(b"hello")
+            crate::domain::ids::sha256(b"hello")
         );
         assert!(store.sha256("uploads/t/a b.txt", 4).await.is_err());
         let err = store.get("uploads/t/a b.txt", 4).await.unwrap_err();

@@ -6,21 +6,22 @@ pub mod embed;
 pub mod finalize;
 pub mod ingest;
 pub mod parse;
+pub mod sweeper;
 
-use crate::blob::BlobStore;
+use crate::adapters::blob::BlobStore;
+use crate::adapters::llamaparse::LlamaParseClient;
+use crate::adapters::queue::{Queue, Stage, StageMessage};
 use crate::chunking::Chunker;
+use crate::domain::state::JobState;
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Rejection, Result};
 use crate::external::{self, ExternalService};
-use crate::jobs::{self, Job};
-use crate::llamaparse::LlamaParseClient;
-use crate::metrics::{self, Metric};
-use crate::queue::{Queue, Stage, StageMessage};
+use crate::ops::metrics::{self, Metric};
 use crate::settings::{
     CacheScope, ChunkingSettings, CostPolicy, EmbeddingSettings, ParserSettings, Parts,
     PipelineSettings, ServiceMode, invalid,
 };
-use crate::state::JobState;
+use crate::store::jobs::{self, Job};
 use deadpool_postgres::Pool;
 use futures::FutureExt;
 use futures::future::BoxFuture;

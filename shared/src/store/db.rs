@@ -55,31 +55,31 @@ impl serde::Serialize for UtcTime {
 const MIGRATIONS: &[(&str, &str)] = &[
     (
         "V1__schema",
-        include_str!("../../migrations/V1__schema.sql"),
+        include_str!("../../../migrations/V1__schema.sql"),
     ),
     (
         "V2__correlation_and_sweeps",
-        include_str!("../../migrations/V2__correlation_and_sweeps.sql"),
+        include_str!("../../../migrations/V2__correlation_and_sweeps.sql"),
     ),
     (
         "V3__external_services",
-        include_str!("../../migrations/V3__external_services.sql"),
+        include_str!("../../../migrations/V3__external_services.sql"),
     ),
     (
         "V4__service_breakers",
-        include_str!("../../migrations/V4__service_breakers.sql"),
+        include_str!("../../../migrations/V4__service_breakers.sql"),
     ),
     (
         "V5__deferred_indexes",
-        include_str!("../../migrations/V5__deferred_indexes.sql"),
+        include_str!("../../../migrations/V5__deferred_indexes.sql"),
     ),
     (
         "V6__vectors_written_once",
-        include_str!("../../migrations/V6__vectors_written_once.sql"),
+        include_str!("../../../migrations/V6__vectors_written_once.sql"),
     ),
     (
         "V7__tenant_scoped_cache_and_limits",
-        include_str!("../../migrations/V7__tenant_scoped_cache_and_limits.sql"),
+        include_str!("../../../migrations/V7__tenant_scoped_cache_and_limits.sql"),
     ),
 ];
 
@@ -147,7 +147,7 @@ fn tls_connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, ConfigErro
             "no trusted root certificates on this system".into(),
         ));
     }
-    let tls = rustls::ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+    let tls = rustls::ClientConfig::builder_with_provider(crate::ops::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| invalid(e.to_string()))?
         .with_root_certificates(roots)

@@ -1,9 +1,9 @@
 //! The blob store and queue in AWS: S3 and SQS through the SDK. Emulators are
 //! reached the same way, through `AWS_ENDPOINT_URL`; nothing here knows them.
 
-use crate::blob::{BlobStore, ObjectInfo, check_size};
+use crate::adapters::blob::{BlobStore, ObjectInfo, check_size};
+use crate::adapters::queue::{Queue, Stage, StageMessage};
 use crate::error::{Error, Rejection, Result};
-use crate::queue::{Queue, Stage, StageMessage};
 use crate::settings::QueueUrls;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
@@ -27,7 +27,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .operation_timeout(Duration::from_secs(120))
         .build();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::tls::aws_http_client())
+        .http_client(crate::ops::tls::aws_http_client())
         .timeout_config(timeouts)
         .load()
         .await
@@ -236,7 +236,7 @@ impl Queue for SqsQueue {
             .send_message()
             .queue_url(self.url_for(message.stage))
             .message_body(body)
-            .delay_seconds(delay.min(crate::queue::MAX_DELAY).as_secs() as i32)
+            .delay_seconds(delay.min(crate::adapters::queue::MAX_DELAY).as_secs() as i32)
             .send()
             .await
             .map_err(|e| transient("SQS SendMessage", e))?;

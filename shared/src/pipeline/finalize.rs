@@ -2,9 +2,9 @@
 //! chunks for the job's, in the caller's transaction, each with its vector
 //! from the embedding cache.
 
+use crate::domain::state::JobState;
 use crate::error::{Error, Result};
-use crate::jobs::{self, Job};
-use crate::state::JobState;
+use crate::store::jobs::{self, Job};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 

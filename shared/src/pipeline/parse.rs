@@ -4,25 +4,16 @@
 //! to it and checked on with delayed messages until its markdown is ready.
 
 use super::{Pipeline, RemoteParser, job_in_state};
+use crate::adapters::llamaparse::JobStatus;
+use crate::adapters::queue::{Stage, StageMessage};
 use crate::cost::{self, Spend};
+use crate::domain::keys;
+use crate::domain::state::JobState;
 use crate::error::{Rejection, Result};
-use crate::jobs::{self, Job};
-use crate::llamaparse::JobStatus;
 use crate::parsing;
-use crate::queue::{Stage, StageMessage};
-use crate::state::JobState;
+use crate::store::jobs::{self, Job};
 use bytes::Bytes;
 use std::time::Duration;
-use uuid::Uuid;
-
-/// Where a job's parsed text is stored. Markdown keeps its extension so chunk
-/// can follow its structure.
-pub fn parsed_key(tenant: &str, job_id: Uuid, markdown: bool) -> String {
-    format!(
-        "parsed/{tenant}/{job_id}.{}",
-        if markdown { "md" } else { "txt" }
-    )
-}
 
 /// A document's text, however it was parsed.
 struct Parsed {
@@ -191,7 +182,7 @@ async fn store(
     parsed: Parsed,
 ) -> Result<Option<JobState>> {
     let job_id = job.id;
-    let parsed_key = parsed_key(&job.tenant, job_id, parsed.markdown);
+    let parsed_key = keys::parsed_key(&job.tenant, job_id, parsed.markdown);
     let chars = parsed.text.chars().count() as i64;
     let detail = serde_json::json!({
         "format": parsed.format,

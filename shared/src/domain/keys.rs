@@ -1,0 +1,149 @@
+//! The bucket's keys and the tenants they name: every rule about them is
+//! here. A tenant owns `uploads/<tenant>/…` (its documents) and
+//! `parsed/<tenant>/…` (their text); nothing else may name a tenant.
+
+use crate::error::Rejection;
+use std::fmt;
+use uuid::Uuid;
+
+/// Where uploads live in the bucket.
+pub const UPLOAD_PREFIX: &str = "uploads/";
+/// Where parsed text lives.
+pub const PARSED_PREFIX: &str = "parsed/";
+
+const TENANT_RULE: &str = "tenant must be 1-64 characters of A-Z, a-z, 0-9, '-' and '_'";
+
+/// A tenant's name, checked: it names folders and rows, so it stays plain.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Tenant(String);
+
+impl Tenant {
+    pub fn new(name: &str) -> Result<Tenant, Rejection> {
+        let plain = name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if (1..=64).contains(&name.len()) && plain {
+            Ok(Tenant(name.to_string()))
+        } else {
+            Err(Rejection::InvalidKey {
+                key: format!("{UPLOAD_PREFIX}{name}/"),
+                detail: TENANT_RULE.into(),
+            })
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The folder of the tenant's uploads, with `path` (a name or a prefix) under it.
+    pub fn upload_path(&self, path: &str) -> String {
+        format!("{UPLOAD_PREFIX}{}/{path}", self.0)
+    }
+
+    /// Where a job's parsed text is stored. Markdown keeps its extension so
+    /// chunk can follow its structure.
+    pub fn parsed_key(&self, job_id: Uuid, markdown: bool) -> String {
+        parsed_key(&self.0, job_id, markdown)
+    }
+}
+
+impl fmt::Display for Tenant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// [`Tenant::parsed_key`] for a tenant read back from a job row.
+pub fn parsed_key(tenant: &str, job_id: Uuid, markdown: bool) -> String {
+    format!(
+        "{PARSED_PREFIX}{tenant}/{job_id}.{}",
+        if markdown { "md" } else { "txt" }
+    )
+}
+
+/// An upload key `uploads/<tenant>/<path>`, checked: a plain tenant, a path
+/// that names a file (no empty, `.` or `..` segments), no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadKey<'a> {
+    key: &'a str,
+    tenant: &'a str,
+}
+
+impl<'a> UploadKey<'a> {
+    pub fn parse(key: &'a str) -> Result<UploadKey<'a>, Rejection> {
+        let invalid = |detail: &str| Rejection::InvalidKey {
+            key: key.to_string(),
+            detail: detail.to_string(),
+        };
+        if key.chars().any(char::is_control) {
+            return Err(invalid(
+                "control characters (NUL, newlines…) are not allowed in keys",
+            ));
+        }
+        let rest = key
+            .strip_prefix(UPLOAD_PREFIX)
+            .ok_or_else(|| invalid("not under uploads/"))?;
+        let (tenant, path) = rest
+            .split_once('/')
+            .ok_or_else(|| invalid("no tenant folder"))?;
+        Tenant::new(tenant).map_err(|_| invalid(TENANT_RULE))?;
+        if path.is_empty()
+            || path.ends_with('/')
+            || path
+                .split('/')
+                .any(|s| s.is_empty() || s == "." || s == "..")
+        {
+            return Err(invalid(
+                "path after the tenant must name a file without empty, '.' or '..' segments",
+            ));
+        }
+        Ok(UploadKey { key, tenant })
+    }
+
+    pub fn tenant(&self) -> &'a str {
+        self.tenant
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.key
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_keys_name_a_tenant_and_a_file() {
+        let tenant = |key| UploadKey::parse(key).map(|k| k.tenant());
+        assert_eq!(tenant("uploads/acme/a.txt"), Ok("acme"));
+        assert_eq!(tenant("uploads/acme-2_x/dir/sub dir/ü.md"), Ok("acme-2_x"));
+        for bad in [
+            "parsed/acme/a.txt",
+            "uploads/a.txt",
+            "uploads//a.txt",
+            "uploads/ac me/a.txt",
+            "uploads/acme/",
+            "uploads/acme/../other/a.txt",
+            "uploads/acme/./a.txt",
+            "uploads/acme/dir//a.txt",
+            "uploads/acme/a\0.txt",
+            "uploads/acme/a\n.txt",
+            "uploads/acme/\u{7f}.txt",
+        ] {
+            assert!(
+                matches!(UploadKey::parse(bad), Err(Rejection::InvalidKey { .. })),
+                "{bad}"
+            );
+        }
+        assert!(Tenant::new(&"t".repeat(65)).is_err());
+        assert!(Tenant::new("").is_err());
+        let acme = Tenant::new("acme").unwrap();
+        assert_eq!(acme.upload_path("reports/"), "uploads/acme/reports/");
+        assert_eq!(
+            acme.parsed_key(Uuid::nil(), true),
+            "parsed/acme/00000000-0000-0000-0000-000000000000.md"
+        );
+    }
+}

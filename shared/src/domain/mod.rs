@@ -1,0 +1,6 @@
+//! What the pipeline is about, with no I/O: upload keys and tenants, stable
+//! ids, job states.
+
+pub mod ids;
+pub mod keys;
+pub mod state;

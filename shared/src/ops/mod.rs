@@ -1,0 +1,6 @@
+//! Running it: CloudWatch EMF metrics, logs, Secrets Manager, TLS roots.
+
+pub mod metrics;
+pub mod secrets;
+pub mod telemetry;
+pub mod tls;
