@@ -148,8 +148,10 @@ async fn a_compression_bomb_stops_at_the_memory_limit() {
 #[tokio::test]
 async fn pages_sharing_one_stream_stop_at_the_text_limit() {
     // 3 000 pages each showing one 60 KB stream: 180 M characters of text.
+    // The text limit, not the clock, must stop it: the timeout is set past
+    // what reaching the limit takes on a loaded machine.
     let pdf = flate_pdf(60_000, 3000, "the same words on every page");
-    let stack = stack(&[]).await;
+    let stack = stack(&[("PARSE_TIMEOUT_SECS", "15")]).await;
     let message = fails_alone(
         &stack,
         "uploads/evil/pages.pdf",

@@ -5,12 +5,13 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::rate_limit;
 use crate::settings::ApiSettings;
+use docpipe_shared::ConfigError;
 use docpipe_shared::drivers::Deployment;
 use docpipe_shared::embedding::Embedder;
 use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::settings::{CostPolicy, QueueUrls};
 use docpipe_shared::store::db::Pool;
-use docpipe_shared::{ConfigError, cost};
+use docpipe_shared::store::ledger;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -155,7 +156,9 @@ impl Api {
     pub(crate) async fn admit(&self, tenant: &str) -> Result<(), ApiError> {
         let override_per_minute = async {
             let client = self.db.get().await.ok()?;
-            cost::api_requests_per_minute(&client, tenant).await.ok()?
+            ledger::api_requests_per_minute(&client, tenant)
+                .await
+                .ok()?
         };
         self.rates
             .admit(tenant, override_per_minute)

@@ -8,6 +8,7 @@ use crate::embedding::Embeddings;
 use crate::error::{Error, Result, Wait};
 use crate::ops::metrics::{self, Metric};
 use crate::settings::CostPolicy;
+use crate::store::ledger::{self, Spending};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
 use uuid::Uuid;
@@ -61,36 +62,7 @@ pub async fn record(client: &impl GenericClient, spend: &Spend<'_>) -> Result<()
     metrics::add(units, spend.units as f64);
     metrics::add(Metric::CostUsd, spend.usd);
     metrics::add(Metric::ExternalRequests, f64::from(spend.requests));
-    client
-        .execute(
-            "INSERT INTO upload_pipeline.cost_ledger
-                    (tenant, job_id, service, model, units, unit, usd, requests)
-             VALUES ($1, $2, $3, $4, $5, $6, $7::float8::numeric, $8)",
-            &[
-                &spend.tenant,
-                &spend.job_id,
-                &spend.service,
-                &spend.model,
-                &spend.units,
-                &spend.unit,
-                &spend.usd,
-                &(spend.requests as i32),
-            ],
-        )
-        .await?;
-    Ok(())
-}
-
-/// Spending so far, today (UTC) and over the last hour, of all tenants or
-/// of one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Spending {
-    pub usd_today: f64,
-    pub requests_last_hour: i64,
-    /// When the UTC day ends.
-    pub day_ends: SystemTime,
-    /// When the oldest request of the last hour leaves the hour.
-    pub hour_frees: Option<SystemTime>,
+    ledger::insert(client, spend).await
 }
 
 /// How much one tenant may spend: the defaults, or its row in `tenant_limits`.
@@ -100,62 +72,17 @@ pub struct TenantLimits {
     pub hourly_request_cap: i64,
 }
 
-/// Spending of `tenant`, or of every tenant (`None`).
-pub async fn spending(client: &impl GenericClient, tenant: Option<&str>) -> Result<Spending> {
-    let row = client
-        .query_one(
-            "SELECT coalesce(sum(usd) FILTER (WHERE day = (now() AT TIME ZONE 'utc')::date), 0)::float8,
-                    coalesce(sum(requests) FILTER (WHERE created_at > now() - interval '1 hour'), 0)::int8,
-                    (date_trunc('day', now() AT TIME ZONE 'utc') + interval '1 day') AT TIME ZONE 'utc',
-                    min(created_at) FILTER (WHERE created_at > now() - interval '1 hour') + interval '1 hour'
-               FROM upload_pipeline.cost_ledger
-              WHERE created_at > now() - interval '25 hours'
-                AND ($1::text IS NULL OR tenant = $1)",
-            &[&tenant],
-        )
-        .await?;
-    Ok(Spending {
-        usd_today: row.get(0),
-        requests_last_hour: row.get(1),
-        day_ends: row.get(2),
-        hour_frees: row.get(3),
-    })
-}
-
 /// `tenant`'s limits: its overrides in `tenant_limits`, else the policy's defaults.
 pub async fn tenant_limits(
     client: &impl GenericClient,
     policy: &CostPolicy,
     tenant: &str,
 ) -> Result<TenantLimits> {
-    let row = client
-        .query_opt(
-            "SELECT daily_budget_usd, hourly_request_cap FROM upload_pipeline.tenant_limits
-              WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?;
-    let budget: Option<f64> = row.as_ref().and_then(|r| r.get(0));
-    let cap: Option<i32> = row.as_ref().and_then(|r| r.get(1));
+    let (budget, cap) = ledger::tenant_overrides(client, tenant).await?;
     Ok(TenantLimits {
         daily_budget_usd: budget.unwrap_or(policy.tenant_daily_budget_usd),
         hourly_request_cap: i64::from(cap.unwrap_or(policy.tenant_hourly_request_cap as i32)),
     })
-}
-
-/// `tenant`'s own API requests a minute, if `tenant_limits` sets them.
-pub async fn api_requests_per_minute(
-    client: &impl GenericClient,
-    tenant: &str,
-) -> Result<Option<u32>> {
-    let row = client
-        .query_opt(
-            "SELECT api_requests_per_minute FROM upload_pipeline.tenant_limits WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?;
-    let per_minute: Option<i32> = row.and_then(|r| r.get(0));
-    Ok(per_minute.and_then(|n| u32::try_from(n).ok()))
 }
 
 impl Spending {
@@ -221,13 +148,13 @@ pub async fn stopped(
 ) -> Result<Option<Wait>> {
     if let Some(tenant) = tenant {
         let limits = tenant_limits(client, policy, tenant).await?;
-        let own = spending(client, Some(tenant)).await?;
+        let own = ledger::spending(client, Some(tenant)).await?;
         let who = Limits::tenant(tenant);
         if let Some(wait) = own.stop(limits.daily_budget_usd, limits.hourly_request_cap, &who) {
             return Ok(Some(wait));
         }
     }
-    let all = spending(client, None).await?;
+    let all = ledger::spending(client, None).await?;
     let cap = i64::from(policy.hourly_request_cap);
     Ok(all.stop(policy.daily_budget_usd, cap, &Limits::deployment()))
 }

@@ -5,6 +5,7 @@ use crate::cost;
 use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
 use crate::settings::CostPolicy;
+use crate::store::chunks;
 use deadpool_postgres::Pool;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
@@ -76,37 +77,14 @@ pub async fn search(
     )
     .await?;
     let query_vector = Vector::from(embedded.vectors.into_iter().next().unwrap_or_default());
-    let mut client = db.get().await?;
-    let tx = client.transaction().await?;
-    // The tenant filter runs inside the HNSW scan; iterative scans keep going
-    // until enough of this tenant's rows are found.
-    tx.batch_execute(
-        "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
+    let rows = chunks::nearest(
+        &mut db.get().await?,
+        (tenant, embedder.model()),
+        &query_vector,
+        top_k,
+        (filter.key_prefix.as_deref(), filter.document_ids.as_deref()),
     )
     .await?;
-    let rows = tx
-        .query(
-            "WITH hits AS MATERIALIZED (
-                 SELECT document_id, source_key, chunk_index, char_start, char_end, text,
-                        embedding <=> $3 AS distance
-                   FROM upload_pipeline.document_chunks
-                  WHERE tenant = $1 AND model = $2
-                    AND ($5::text IS NULL OR starts_with(source_key, $5))
-                    AND ($6::uuid[] IS NULL OR document_id = ANY($6))
-                  ORDER BY embedding <=> $3
-                  LIMIT $4)
-             SELECT * FROM hits ORDER BY distance",
-            &[
-                &tenant,
-                &embedder.model(),
-                &query_vector,
-                &i64::from(top_k),
-                &filter.key_prefix,
-                &filter.document_ids,
-            ],
-        )
-        .await?;
-    tx.commit().await?;
     Ok(rows
         .iter()
         .map(|row| SearchHit {

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use docpipe_shared::adapters::aws::{self, QueueDepth};
-use docpipe_shared::external::health::{self, ServiceBreaker};
+use docpipe_shared::store::breakers::{self, ServiceBreaker};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -112,7 +112,7 @@ pub(super) async fn report(
     let (breakers, storage, queues) = futures::join!(
         async {
             let client = api.db.get().await.ok()?;
-            health::read(&client).await.ok()
+            breakers::read(&client).await.ok()
         },
         aws::check_bucket(&infrastructure.s3, &infrastructure.bucket),
         futures::future::join_all(infrastructure.queues.iter().map(|q| queue_health(&api, q))),

@@ -7,7 +7,7 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use docpipe_shared::cost;
-use docpipe_shared::store::status;
+use docpipe_shared::store::{ledger, status};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -31,7 +31,7 @@ pub(super) async fn report(
     Ok(Json(MetricsReport {
         metrics: status::tenant_metrics(&client, &tenant).await?,
         limits: cost::tenant_limits(&client, policy, &tenant).await?,
-        requests_last_hour: cost::spending(&client, Some(&tenant))
+        requests_last_hour: ledger::spending(&client, Some(&tenant))
             .await?
             .requests_last_hour,
         tenant,

@@ -4,21 +4,11 @@
 
 use super::ExternalService;
 use super::breaker::BreakerState;
-use crate::error::Result;
 use crate::ops::metrics;
-use crate::store::db::UtcTime;
-use deadpool_postgres::{GenericClient, Pool};
-use serde::Serialize;
+use crate::store::breakers;
+use deadpool_postgres::Pool;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
-
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ServiceBreaker {
-    pub service: String,
-    pub state: String,
-    /// When an instance saw the breaker in this state (RFC 3339, UTC).
-    pub observed_at: UtcTime,
-}
 
 /// Writes the state of each breaker this instance has not written since it
 /// changed, starting with its state after the first call (so a new instance
@@ -34,47 +24,11 @@ pub async fn record(db: &Pool, services: &[&ExternalService]) {
         }
         let state = service.breaker.state();
         metrics::breaker(service.name, state != BreakerState::Closed);
-        match write(db, service.name, state, SystemTime::now()).await {
+        match breakers::write(db, service.name, state, SystemTime::now()).await {
             Ok(()) => service.reported_changes.store(changes, Ordering::Relaxed),
             Err(error) => {
                 tracing::warn!(service = service.name, %error, "could not record breaker state")
             }
         }
     }
-}
-
-async fn write(
-    db: &Pool,
-    service: &str,
-    state: BreakerState,
-    observed_at: SystemTime,
-) -> Result<()> {
-    db.get()
-        .await?
-        .execute(
-            "INSERT INTO upload_pipeline.service_breakers (service, state, observed_at)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (service) DO UPDATE SET state = EXCLUDED.state, observed_at = EXCLUDED.observed_at
-             WHERE service_breakers.observed_at <= EXCLUDED.observed_at",
-            &[&service, &<&str>::from(state), &observed_at],
-        )
-        .await?;
-    Ok(())
-}
-
-/// The last reported state of every external service's breaker, by name.
-pub async fn read(client: &impl GenericClient) -> Result<Vec<ServiceBreaker>> {
-    Ok(client
-        .query(
-            "SELECT service, state, observed_at FROM upload_pipeline.service_breakers ORDER BY service",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| ServiceBreaker {
-            service: row.get(0),
-            state: row.get(1),
-            observed_at: row.get(2),
-        })
-        .collect())
 }

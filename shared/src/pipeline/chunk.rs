@@ -3,13 +3,10 @@
 
 use super::{Pipeline, blocking, job_in_state};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::chunking::Chunk;
-use crate::domain::ids;
 use crate::domain::state::JobState;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
-use crate::store::jobs;
-use uuid::Uuid;
+use crate::store::{chunks, jobs};
 
 /// Embed stages for batches `[first, first + count)` covering `total` chunks.
 pub fn embed_stages(total: u32, batch_size: u32) -> impl Iterator<Item = Stage> {
@@ -63,14 +60,8 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     {
         return Ok(None);
     }
-    for batch in chunks.chunks(INSERT_BATCH) {
-        buffer_chunks(&tx, job_id, &text, batch).await?;
-    }
-    tx.execute(
-        "UPDATE upload_pipeline.upload_jobs SET chunk_count = $2, token_count = $3, embedded_chunks = 0 WHERE id = $1",
-        &[&job_id, &(count as i32), &total_tokens],
-    )
-    .await?;
+    chunks::buffer(&tx, job_id, &text, &chunks).await?;
+    jobs::set_chunked(&tx, job_id, count, total_tokens).await?;
     tx.commit().await?;
     metrics::add(Metric::ChunksCreated, count as f64);
 
@@ -79,42 +70,6 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .collect();
     pipeline.queue.send(messages).await?;
     Ok(None)
-}
-
-/// Chunk rows per statement: the parameters of one statement are held in
-/// memory whole, so a very large document goes in several.
-const INSERT_BATCH: usize = 2000;
-
-/// One statement for a batch of chunks; replays insert nothing new.
-async fn buffer_chunks(
-    tx: &deadpool_postgres::Transaction<'_>,
-    job_id: Uuid,
-    document: &str,
-    chunks: &[Chunk],
-) -> Result<()> {
-    let texts: Vec<&str> = chunks.iter().map(|c| c.text(document)).collect();
-    let hashes: Vec<[u8; 32]> = texts.iter().map(|t| ids::sha256(t.as_bytes())).collect();
-    let chunk_ids: Vec<Uuid> = chunks
-        .iter()
-        .zip(&hashes)
-        .map(|(c, h)| ids::chunk_id(job_id, c.index, h))
-        .collect();
-    let hash_refs: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-    let column =
-        |value: fn(&Chunk) -> u32| -> Vec<i32> { chunks.iter().map(|c| value(c) as i32).collect() };
-    let indexes = column(|c| c.index);
-    let tokens = column(|c| c.token_count);
-    let starts = column(|c| c.char_start);
-    let ends = column(|c| c.char_end);
-    tx.execute(
-        "INSERT INTO upload_pipeline.document_chunk_buffer
-             (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end)
-         SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[], $7::int4[], $8::int4[])
-         ON CONFLICT DO NOTHING",
-        &[&job_id, &indexes, &chunk_ids, &texts, &hash_refs, &tokens, &starts, &ends],
-    )
-    .await?;
-    Ok(())
 }
 
 #[cfg(test)]

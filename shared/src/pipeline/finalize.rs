@@ -5,6 +5,7 @@
 use crate::domain::state::JobState;
 use crate::error::{Error, Result};
 use crate::store::jobs::{self, Job};
+use crate::store::{chunks, documents};
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -34,38 +35,7 @@ pub async fn finalize(
             stale_texts: Vec::new(),
         });
     }
-    tx.execute(
-        "DELETE FROM upload_pipeline.document_chunks WHERE document_id = $1",
-        &[&job.document_id],
-    )
-    .await?;
-    let chunks = tx
-        .execute(
-            "INSERT INTO upload_pipeline.document_chunks
-                 (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
-                  token_count, char_start, char_end, model, embedding)
-             SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
-                    b.token_count, b.char_start, b.char_end, v.model, c.embedding
-               FROM upload_pipeline.document_chunk_buffer b
-               JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
-               -- One primary-key lookup per chunk (LIMIT keeps the planner from
-               -- hashing the whole cache, which grows with every document).
-               CROSS JOIN LATERAL (
-                   SELECT embedding FROM upload_pipeline.embedding_cache
-                    WHERE text_sha256 = b.text_sha256 AND model = v.model AND dims = $5
-                      AND scope = $6
-                    LIMIT 1) c
-              WHERE b.job_id = $1",
-            &[
-                &job.id,
-                &job.document_id,
-                &job.tenant,
-                &job.source_key,
-                &dims,
-                &scope,
-            ],
-        )
-        .await?;
+    let chunks = chunks::go_live(tx, job, dims, scope).await?;
     // Every chunk must go live with its vector; fewer would be a lost vector.
     if Some(chunks) != job.chunk_count.map(|n| n as u64) {
         return Err(Error::Transient(format!(
@@ -73,11 +43,7 @@ pub async fn finalize(
             job.id, job.chunk_count
         )));
     }
-    tx.execute(
-        "UPDATE upload_pipeline.documents SET live_job_id = $2, updated_at = now() WHERE id = $1",
-        &[&job.document_id, &job.id],
-    )
-    .await?;
+    documents::set_live_job(tx, job.document_id, job.id).await?;
     jobs::transition(
         tx,
         job.id,
@@ -87,19 +53,7 @@ pub async fn finalize(
     )
     .await?;
     // Older versions (this one is the latest) will not be chunked again.
-    let stale_texts = tx
-        .query(
-            "UPDATE upload_pipeline.upload_jobs j SET parsed_key = NULL
-               FROM (SELECT id, parsed_key FROM upload_pipeline.upload_jobs
-                      WHERE document_id = $1 AND id <> $2 AND parsed_key IS NOT NULL) old
-              WHERE j.id = old.id
-          RETURNING old.parsed_key",
-            &[&job.document_id, &job.id],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let stale_texts = jobs::release_older_texts(tx, job.document_id, job.id).await?;
     Ok(Finalized {
         state: JobState::Complete,
         stale_texts,

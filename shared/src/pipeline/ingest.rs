@@ -8,6 +8,7 @@ use crate::domain::keys::UploadKey;
 use crate::domain::state::JobState;
 use crate::error::{Error, Rejection, Result};
 use crate::ops::metrics::{self, Metric};
+use crate::store::documents;
 use crate::store::jobs::{self, NewJob};
 use tracing::Instrument;
 use uuid::Uuid;
@@ -72,15 +73,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
     // Upserting the document locks its row: ingests of one key take turns.
-    let previous: Option<Uuid> = tx
-        .query_one(
-            "INSERT INTO upload_pipeline.documents (id, tenant, source_key) VALUES ($1, $2, $3)
-             ON CONFLICT (id) DO UPDATE SET updated_at = now()
-             RETURNING latest_job_id",
-            &[&document_id, &tenant, &key],
-        )
-        .await?
-        .get(0);
+    let previous = documents::upsert(&tx, document_id, tenant, key).await?;
     let new_job = NewJob {
         id: job_id,
         document_id,
@@ -113,11 +106,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
         }
     };
     if previous != Some(job_id) {
-        tx.execute(
-            "UPDATE upload_pipeline.documents SET latest_job_id = $2 WHERE id = $1",
-            &[&document_id, &job_id],
-        )
-        .await?;
+        documents::set_latest_job(&tx, document_id, job_id).await?;
         if let Some(older) = previous
             && let Some(older) = jobs::lock(&tx, older).await?
             && !older.state.is_terminal()
@@ -177,38 +166,20 @@ pub async fn remove(pipeline: &Pipeline, key: &str) -> Result<Removal> {
     let document_id = ids::document_id(tenant, key);
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
-    let locked = tx
-        .query_opt(
-            "SELECT id FROM upload_pipeline.documents WHERE id = $1 FOR UPDATE",
-            &[&document_id],
-        )
-        .await?;
-    if locked.is_none() {
+    if documents::lock(&tx, document_id).await?.is_none() {
         return Ok(Removal::Unknown);
     }
-    let jobs = tx
-        .query(
-            "SELECT parsed_key FROM upload_pipeline.upload_jobs WHERE document_id = $1",
-            &[&document_id],
-        )
-        .await?;
+    let parsed = jobs::parsed_keys(&tx, document_id).await?;
     // Parsed text first: if the commit then fails, the retried delete finds
     // the rows and finishes; the other order could leave text nobody tracks.
-    for parsed_key in jobs
-        .iter()
-        .filter_map(|row| row.get::<_, Option<String>>(0))
-    {
-        pipeline.blobs.delete(&parsed_key).await?;
+    for parsed_key in parsed.iter().flatten() {
+        pipeline.blobs.delete(parsed_key).await?;
     }
-    tx.execute(
-        "DELETE FROM upload_pipeline.documents WHERE id = $1",
-        &[&document_id],
-    )
-    .await?;
+    documents::delete(&tx, document_id).await?;
     tx.commit().await?;
     Ok(Removal::Removed {
         document_id,
-        jobs: jobs.len(),
+        jobs: parsed.len(),
     })
 }
 
@@ -239,13 +210,7 @@ pub async fn reprocess(
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
     // Lock order everywhere: document, then job.
-    let latest: Option<Option<Uuid>> = tx
-        .query_opt(
-            "SELECT latest_job_id FROM upload_pipeline.documents WHERE id = $1 FOR UPDATE",
-            &[&document_id],
-        )
-        .await?
-        .map(|row| row.get(0));
+    let latest = documents::lock(&tx, document_id).await?;
     let Some(job) = (match latest.flatten() {
         Some(job_id) => jobs::lock(&tx, job_id).await?,
         None => None,

@@ -203,11 +203,7 @@ async fn store(
         }
         return Ok(None);
     }
-    tx.execute(
-        "UPDATE upload_pipeline.upload_jobs SET parsed_key = $2, parsed_chars = $3 WHERE id = $1",
-        &[&job_id, &parsed_key, &chars],
-    )
-    .await?;
+    jobs::set_parsed(&tx, job_id, &parsed_key, chars).await?;
     if let Some((pages, requests)) = parsed.billed {
         let spend = Spend {
             tenant: &job.tenant,

@@ -2,7 +2,11 @@
 //! (`jobs`), what status and the API read (`status`), bulk-load indexes
 //! (`bulk`).
 
+pub mod breakers;
 pub mod bulk;
+pub mod chunks;
 pub mod db;
+pub mod documents;
 pub mod jobs;
+pub mod ledger;
 pub mod status;

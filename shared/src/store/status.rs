@@ -2,7 +2,7 @@
 
 use crate::domain::state::JobState;
 use crate::error::Result;
-use crate::external::health::{self, ServiceBreaker};
+use crate::store::breakers::{self, ServiceBreaker};
 use crate::store::db::UtcTime;
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
@@ -324,6 +324,6 @@ pub async fn overview(client: &impl GenericClient) -> Result<Overview> {
         searchable_chunks: counts.get(1),
         recent_failures,
         waiting,
-        breakers: health::read(client).await?,
+        breakers: breakers::read(client).await?,
     })
 }

@@ -1,0 +1,274 @@
+//! The chunk tables: `document_chunk_buffer` (a job's chunks until it goes
+//! live), `document_vector_buffer` (which of them have their vector, from
+//! which model), `embedding_cache` (vectors by text hash, model and scope),
+//! and `document_chunks` (what search finds).
+
+use crate::chunking::Chunk;
+use crate::domain::ids;
+use crate::error::Result;
+use crate::store::jobs::Job;
+use deadpool_postgres::GenericClient;
+use pgvector::Vector;
+use std::ops::Range;
+use uuid::Uuid;
+
+/// Chunk rows per statement: the parameters of one statement are held in
+/// memory whole, so a very large document goes in several.
+const INSERT_BATCH: usize = 2000;
+
+/// Buffers the job's chunks of `document` until the job goes live, a
+/// statement per [`INSERT_BATCH`]; replays insert nothing new.
+pub async fn buffer(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    document: &str,
+    chunks: &[Chunk],
+) -> Result<()> {
+    for batch in chunks.chunks(INSERT_BATCH) {
+        buffer_batch(tx, job_id, document, batch).await?;
+    }
+    Ok(())
+}
+
+async fn buffer_batch(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    document: &str,
+    chunks: &[Chunk],
+) -> Result<()> {
+    let texts: Vec<&str> = chunks.iter().map(|c| c.text(document)).collect();
+    let hashes: Vec<[u8; 32]> = texts.iter().map(|t| ids::sha256(t.as_bytes())).collect();
+    let chunk_ids: Vec<Uuid> = chunks
+        .iter()
+        .zip(&hashes)
+        .map(|(c, h)| ids::chunk_id(job_id, c.index, h))
+        .collect();
+    let hash_refs: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
+    let column =
+        |value: fn(&Chunk) -> u32| -> Vec<i32> { chunks.iter().map(|c| value(c) as i32).collect() };
+    let indexes = column(|c| c.index);
+    let tokens = column(|c| c.token_count);
+    let starts = column(|c| c.char_start);
+    let ends = column(|c| c.char_end);
+    tx.execute(
+        "INSERT INTO upload_pipeline.document_chunk_buffer
+             (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end)
+         SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[], $7::int4[], $8::int4[])
+         ON CONFLICT DO NOTHING",
+        &[&job_id, &indexes, &chunk_ids, &texts, &hash_refs, &tokens, &starts, &ends],
+    )
+    .await?;
+    Ok(())
+}
+
+/// A chunk of the batch that is not embedded yet.
+pub struct Pending {
+    pub index: i32,
+    pub text: String,
+    pub text_sha256: Vec<u8>,
+    pub tokens: i32,
+    /// Whether the cache holds its vector already.
+    pub cached: bool,
+}
+
+/// The chunks `range` of the job not embedded yet, each with whether the
+/// cache holds its vector for `(model, dims, scope)`.
+pub async fn pending(
+    client: &impl GenericClient,
+    job_id: Uuid,
+    range: Range<i32>,
+    (model, dims, scope): (&str, i32, &str),
+) -> Result<Vec<Pending>> {
+    Ok(client
+        .query(
+            "SELECT b.chunk_index, b.text, b.text_sha256, b.token_count,
+                    EXISTS (SELECT 1 FROM upload_pipeline.embedding_cache c
+                             WHERE c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5
+                               AND c.scope = $6)
+               FROM upload_pipeline.document_chunk_buffer b
+              WHERE b.job_id = $1 AND b.chunk_index >= $2 AND b.chunk_index < $3
+                AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_vector_buffer v
+                                 WHERE v.job_id = b.job_id AND v.chunk_index = b.chunk_index)
+              ORDER BY b.chunk_index",
+            &[&job_id, &range.start, &range.end, &model, &dims, &scope],
+        )
+        .await?
+        .into_iter()
+        .map(|row| Pending {
+            index: row.get(0),
+            text: row.get(1),
+            text_sha256: row.get(2),
+            tokens: row.get(3),
+            cached: row.get(4),
+        })
+        .collect())
+}
+
+/// Marks the chunks `indexes` of the job embedded by `models` (one each);
+/// returns how many were not marked before.
+pub async fn record_vectors(
+    tx: &impl GenericClient,
+    job_id: Uuid,
+    indexes: &[i32],
+    models: &[&str],
+) -> Result<u64> {
+    Ok(tx
+        .execute(
+            "INSERT INTO upload_pipeline.document_vector_buffer (job_id, chunk_index, model)
+             SELECT $1, i, m FROM unnest($2::int4[], $3::text[]) AS t(i, m)
+             ON CONFLICT DO NOTHING",
+            &[&job_id, &indexes, &models],
+        )
+        .await?)
+}
+
+/// Keeps each new vector in the cache under its text's hash, in its scope.
+pub async fn cache_vectors(
+    client: &impl GenericClient,
+    hashes: &[&[u8]],
+    scopes: &[&str],
+    model: &str,
+    dims: i32,
+    vectors: &[Vector],
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO upload_pipeline.embedding_cache (text_sha256, scope, model, dims, embedding)
+             SELECT h, s, $3, $4, e FROM unnest($1::bytea[], $2::text[], $5::vector[]) AS t(h, s, e)
+             ON CONFLICT DO NOTHING",
+            &[&hashes, &scopes, &model, &dims, &vectors],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A searchable chunk, as the sweeper re-embeds it.
+pub struct LiveChunk {
+    pub chunk_id: Uuid,
+    pub tenant: String,
+    pub job_id: Uuid,
+    pub text: String,
+    pub tokens: i32,
+}
+
+/// Up to `limit` searchable chunks whose vectors `model` made.
+pub async fn of_model(
+    client: &impl GenericClient,
+    model: &str,
+    limit: u32,
+) -> Result<Vec<LiveChunk>> {
+    Ok(client
+        .query(
+            "SELECT chunk_id, tenant, job_id, text, token_count
+               FROM upload_pipeline.document_chunks WHERE model = $1 LIMIT $2",
+            &[&model, &i64::from(limit)],
+        )
+        .await?
+        .iter()
+        .map(|row| LiveChunk {
+            chunk_id: row.get(0),
+            tenant: row.get(1),
+            job_id: row.get(2),
+            text: row.get(3),
+            tokens: row.get(4),
+        })
+        .collect())
+}
+
+/// Gives the chunks `ids` (still made by `old_model`) `vectors` of `model`;
+/// returns how many changed.
+pub async fn replace_vectors(
+    tx: &impl GenericClient,
+    ids: &[Uuid],
+    vectors: &[Vector],
+    model: &str,
+    old_model: &str,
+) -> Result<u64> {
+    Ok(tx
+        .execute(
+            "UPDATE upload_pipeline.document_chunks c SET embedding = t.e, model = $3
+               FROM unnest($1::uuid[], $2::vector[]) AS t(id, e)
+              WHERE c.chunk_id = t.id AND c.model = $4",
+            &[&ids, &vectors, &model, &old_model],
+        )
+        .await?)
+}
+
+/// Makes the job's buffered chunks the document's searchable ones, each with
+/// its vector from the cache (`dims`, `scope`); returns how many went live.
+pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str) -> Result<u64> {
+    tx.execute(
+        "DELETE FROM upload_pipeline.document_chunks WHERE document_id = $1",
+        &[&job.document_id],
+    )
+    .await?;
+    Ok(tx
+        .execute(
+            "INSERT INTO upload_pipeline.document_chunks
+                 (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
+                  token_count, char_start, char_end, model, embedding)
+             SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
+                    b.token_count, b.char_start, b.char_end, v.model, c.embedding
+               FROM upload_pipeline.document_chunk_buffer b
+               JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
+               -- One primary-key lookup per chunk (LIMIT keeps the planner from
+               -- hashing the whole cache, which grows with every document).
+               CROSS JOIN LATERAL (
+                   SELECT embedding FROM upload_pipeline.embedding_cache
+                    WHERE text_sha256 = b.text_sha256 AND model = v.model AND dims = $5
+                      AND scope = $6
+                    LIMIT 1) c
+              WHERE b.job_id = $1",
+            &[
+                &job.id,
+                &job.document_id,
+                &job.tenant,
+                &job.source_key,
+                &dims,
+                &scope,
+            ],
+        )
+        .await?)
+}
+
+/// The `top_k` chunks of `tenant` (and `model`) nearest to `query`, within
+/// the filter's key prefix and documents, nearest first, with their distance.
+pub async fn nearest(
+    client: &mut deadpool_postgres::Client,
+    (tenant, model): (&str, &str),
+    query: &Vector,
+    top_k: u32,
+    (key_prefix, document_ids): (Option<&str>, Option<&[Uuid]>),
+) -> Result<Vec<tokio_postgres::Row>> {
+    let tx = client.transaction().await?;
+    // The tenant filter runs inside the HNSW scan; iterative scans keep going
+    // until enough of this tenant's rows are found.
+    tx.batch_execute(
+        "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
+    )
+    .await?;
+    let rows = tx
+        .query(
+            "WITH hits AS MATERIALIZED (
+                 SELECT document_id, source_key, chunk_index, char_start, char_end, text,
+                        embedding <=> $3 AS distance
+                   FROM upload_pipeline.document_chunks
+                  WHERE tenant = $1 AND model = $2
+                    AND ($5::text IS NULL OR starts_with(source_key, $5))
+                    AND ($6::uuid[] IS NULL OR document_id = ANY($6))
+                  ORDER BY embedding <=> $3
+                  LIMIT $4)
+             SELECT * FROM hits ORDER BY distance",
+            &[
+                &tenant,
+                &model,
+                query,
+                &i64::from(top_k),
+                &key_prefix,
+                &document_ids,
+            ],
+        )
+        .await?;
+    tx.commit().await?;
+    Ok(rows)
+}
