@@ -28,6 +28,18 @@ pub struct Spend<'a> {
     pub requests: u32,
 }
 
+impl Spend<'_> {
+    /// `fraction` of this spending (units and dollars), with its requests or none.
+    pub fn share(self, fraction: f64, with_requests: bool) -> Self {
+        Spend {
+            units: (self.units as f64 * fraction).round() as i64,
+            usd: self.usd * fraction,
+            requests: if with_requests { self.requests } else { 0 },
+            ..self
+        }
+    }
+}
+
 /// What `embeddings` cost `tenant` (for `job_id`, or a search's query).
 /// The in-process mock is free.
 pub fn embedding_spend<'a>(

@@ -3,7 +3,7 @@
 
 use super::{Embedding, Pipeline, finalize};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::cost::{self, Spend};
+use crate::cost;
 use crate::domain::state::JobState;
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
@@ -155,12 +155,15 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
         // Several tenants' chunks at once: the deployment's limits.
         cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost, None).await?;
     }
-    let embeddings = embedder.embed(&inputs).await?;
+    let mut embeddings = embedder.embed(&inputs).await?;
     if embeddings.model != embedder.model() {
         return Ok(0); // The provider is still down.
     }
     let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
-    let vectors: Vec<Vector> = embeddings.vectors.into_iter().map(Vector::from).collect();
+    let vectors: Vec<Vector> = std::mem::take(&mut embeddings.vectors)
+        .into_iter()
+        .map(Vector::from)
+        .collect();
     let hashes: Vec<[u8; 32]> = rows
         .iter()
         .map(|row| crate::domain::ids::sha256(row.text.as_bytes()))
@@ -180,19 +183,10 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     }
     let total_tokens: i64 = per_job.values().sum::<i64>().max(1);
     for (n, ((tenant, job_id), tokens)) in per_job.iter().enumerate() {
+        let spend = cost::embedding_spend(&pipeline.cost, tenant, Some(*job_id), &embeddings);
         let share = *tokens as f64 / total_tokens as f64;
-        let billed = embeddings.billed_tokens as f64 * share;
-        let spend = Spend {
-            tenant,
-            job_id: Some(*job_id),
-            service: embeddings.service,
-            model,
-            units: billed.round() as i64,
-            unit: "tokens",
-            usd: billed * pipeline.cost.embedding_usd_per_million_tokens / 1e6,
-            requests: if n == 0 { embeddings.requests } else { 0 },
-        };
-        cost::record(&tx, &spend).await?;
+        // The requests once, with the first share.
+        cost::record(&tx, &spend.share(share, n == 0)).await?;
     }
     tx.commit().await?;
     tracing::info!(replaced, "fallback vectors replaced with the provider's");

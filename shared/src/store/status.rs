@@ -219,8 +219,8 @@ pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result
 /// One step of a job's audit history.
 #[derive(Debug, Clone, Serialize)]
 pub struct JobEvent {
-    pub from_state: Option<String>,
-    pub to_state: Option<String>,
+    pub from_state: Option<JobState>,
+    pub to_state: Option<JobState>,
     pub action: String,
     pub detail: serde_json::Value,
     /// RFC 3339, UTC, to the millisecond.
