@@ -14,47 +14,30 @@ pub const MOCK_EMBEDDING_MODEL: &str = "docpipe-mock-embedding-v1";
 /// pgvector's HNSW index takes `vector` columns of at most this many dimensions.
 pub const MAX_HNSW_DIMS: usize = 2000;
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    Deserialize,
-    strum::EnumString,
-    strum::VariantNames,
-    strum::Display,
-)]
-#[serde(try_from = "String")]
-#[strum(serialize_all = "lowercase")]
-pub enum EmbeddingProvider {
-    /// In-process, deterministic, free.
-    #[default]
-    Mock,
-    /// Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI).
-    OpenAi,
-    /// An Azure OpenAI deployment: `EMBEDDING_MODEL` names the deployment.
-    Azure,
+choice! {
+    pub enum EmbeddingProvider from "EMBEDDING_PROVIDER" {
+        /// In-process, deterministic, free.
+        #[default]
+        Mock,
+        /// Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, Ollama, vLLM, TEI).
+        OpenAi,
+        /// An Azure OpenAI deployment: `EMBEDDING_MODEL` names the deployment.
+        Azure,
+    }
 }
-choice!(EmbeddingProvider, "EMBEDDING_PROVIDER");
 
-/// Which tenants reuse one another's cached vectors (`EMBEDDING_CACHE_SCOPE`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::EnumString, strum::VariantNames,
-)]
-#[serde(try_from = "String")]
-#[strum(serialize_all = "lowercase")]
-pub enum CacheScope {
-    /// Each tenant its own cache (the default): what a tenant is billed never
-    /// tells whether another tenant holds a text.
-    #[default]
-    Tenant,
-    /// One cache for every tenant of the deployment: for tenants that trust
-    /// one another (one organisation), who then pay once for a shared text.
-    Shared,
+choice! {
+    /// Which tenants reuse one another's cached vectors (`EMBEDDING_CACHE_SCOPE`).
+    pub enum CacheScope from "EMBEDDING_CACHE_SCOPE" {
+        /// Each tenant its own cache (the default): what a tenant is billed never
+        /// tells whether another tenant holds a text.
+        #[default]
+        Tenant,
+        /// One cache for every tenant of the deployment: for tenants that trust
+        /// one another (one organisation), who then pay once for a shared text.
+        Shared,
+    }
 }
-choice!(CacheScope, "EMBEDDING_CACHE_SCOPE");
 
 impl CacheScope {
     /// The cache scope `tenant`'s vectors are kept and found in.

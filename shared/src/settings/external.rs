@@ -6,36 +6,28 @@ use crate::error::ConfigError;
 use serde::Deserialize;
 use std::time::Duration;
 
-/// Which implementation of each external service runs (`SERVICE_MODE`).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::EnumString, strum::VariantNames,
-)]
-#[serde(try_from = "String")]
-#[strum(serialize_all = "lowercase")]
-pub enum ServiceMode {
-    /// The in-process stand-ins only: mock embedder, local parsers. Free.
-    Mock,
-    /// The configured services only (the default).
-    #[default]
-    Real,
-    /// The configured services; outside production, the stand-ins when a
-    /// service is down (fallback vectors keep the mock's model name).
-    Hybrid,
+choice! {
+    /// Which implementation of each external service runs (`SERVICE_MODE`).
+    pub enum ServiceMode from "SERVICE_MODE" {
+        /// The in-process stand-ins only: mock embedder, local parsers. Free.
+        Mock,
+        /// The configured services only (the default).
+        #[default]
+        Real,
+        /// The configured services; outside production, the stand-ins when a
+        /// service is down (fallback vectors keep the mock's model name).
+        Hybrid,
+    }
 }
-choice!(ServiceMode, "SERVICE_MODE");
 
-/// `DOCPIPE_ENVIRONMENT`: `production` never falls back to stand-ins.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::EnumString, strum::VariantNames,
-)]
-#[serde(try_from = "String")]
-#[strum(serialize_all = "lowercase")]
-enum Environment {
-    #[default]
-    Production,
-    Dev,
+choice! {
+    /// `DOCPIPE_ENVIRONMENT`: `production` never falls back to stand-ins.
+    enum Environment from "DOCPIPE_ENVIRONMENT" {
+        #[default]
+        Production,
+        Dev,
+    }
 }
-choice!(Environment, "DOCPIPE_ENVIRONMENT");
 
 #[derive(Debug, Clone, Copy, Default, Deserialize)]
 #[serde(default)]

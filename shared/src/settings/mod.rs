@@ -128,16 +128,31 @@ pub fn invalid(name: &str, value: impl fmt::Display, reason: &str) -> ConfigErro
     }
 }
 
-/// A setting that names one of a fixed set of choices (`strum` gives the
-/// names); its error says which variable and what it takes.
+/// A setting that names one of a fixed set of choices: the enum, its names
+/// (lower case, by `strum`), and an error that says which variable it is
+/// and what it takes.
 macro_rules! choice {
-    ($type:ty, $name:literal) => {
-        impl TryFrom<String> for $type {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident from $variable:literal {
+            $($(#[$variant_meta:meta])* $variant:ident,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+        #[derive(strum::EnumString, strum::VariantNames, strum::Display)]
+        #[serde(try_from = "String")]
+        #[strum(serialize_all = "lowercase")]
+        $vis enum $name {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
+        impl TryFrom<String> for $name {
             type Error = String;
             fn try_from(value: String) -> Result<Self, String> {
                 value.parse().map_err(|_| {
-                    let choices = <$type as strum::VariantNames>::VARIANTS.join(", ");
-                    format!("{}={value:?} is invalid: expected one of {choices}", $name)
+                    let choices = <$name as strum::VariantNames>::VARIANTS.join(", ");
+                    format!("{}={value:?} is invalid: expected one of {choices}", $variable)
                 })
             }
         }

@@ -8,19 +8,15 @@ use serde::Deserialize;
 use std::path::PathBuf;
 use std::time::Duration;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, strum::EnumString, strum::VariantNames,
-)]
-#[serde(try_from = "String")]
-#[strum(serialize_all = "lowercase")]
-pub enum ParserProvider {
-    /// In-process parsers for text, markdown, HTML and PDF text layers.
-    #[default]
-    Local,
-    /// LlamaParse (LlamaCloud) for the configured extensions, local for the rest.
-    LlamaParse,
+choice! {
+    pub enum ParserProvider from "PARSER" {
+        /// In-process parsers for text, markdown, HTML and PDF text layers.
+        #[default]
+        Local,
+        /// LlamaParse (LlamaCloud) for the configured extensions, local for the rest.
+        LlamaParse,
+    }
 }
-choice!(ParserProvider, "PARSER");
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
