@@ -1,9 +1,13 @@
 //! Creates the deployed stack's bucket and queues in an emulator from
-//! `infrastructure/template.yaml` itself: the template's resources that need
-//! no Lambda, VPC or database (the key, the bucket with its policy and its
-//! S3 → SQS notifications, each queue with its dead-letter queue and
-//! redrive, the uploads queue's policy) go up as a CloudFormation stack, so
-//! local runs and the integration tests use what production deploys.
+//! `infrastructure/template.yaml` itself: the resources it deploys with
+//! `DeployCompute=false` (those without a condition: the key, the bucket
+//! with its policy and its S3 → SQS notifications, each queue with its
+//! dead-letter queue and redrive, the uploads queue's policy) go up as a
+//! CloudFormation stack, so local runs and the integration tests use what
+//! production deploys. The template itself cannot go up as it is: the SAM
+//! transform refuses its local `CodeUri`s even on functions whose condition
+//! is false (LocalStack's, as `sam deploy` would before `sam package`), and
+//! it is over CreateStack's 51 200-byte body.
 
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
@@ -15,22 +19,6 @@ use std::time::{Duration, Instant};
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const TEMPLATE: &str = include_str!("../../infrastructure/template.yaml");
-
-/// The template's resources an emulator can create.
-const STORAGE_AND_QUEUES: [&str; 12] = [
-    "Key",
-    "UploadBucket",
-    "UploadBucketPolicy",
-    "UploadsQueue",
-    "UploadsDeadLetters",
-    "UploadsQueuePolicy",
-    "ParseQueue",
-    "ParseDeadLetters",
-    "ChunkQueue",
-    "ChunkDeadLetters",
-    "EmbedQueue",
-    "EmbedDeadLetters",
-];
 
 const STACK_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -183,20 +171,16 @@ pub fn template() -> Result<Value, Error> {
     to_json(serde_norway::from_str(TEMPLATE)?)
 }
 
-/// The template cut down to its storage and queues, with the parameters,
-/// conditions and mappings they use.
+/// The template cut down to what it deploys with `DeployCompute=false` (its
+/// resources without a condition), with the parameters, conditions and
+/// mappings they use.
 pub fn storage_and_queues_template() -> Result<Value, Error> {
     let full = template()?;
     let section = |name: &str| full[name].as_object().cloned().unwrap_or_default();
-    let resources: Map<String, Value> = STORAGE_AND_QUEUES
-        .iter()
-        .map(|&name| {
-            let resource = full["Resources"][name].clone();
-            (!resource.is_null())
-                .then(|| (name.to_string(), resource))
-                .ok_or_else(|| Error::from(format!("the template has no resource {name}")))
-        })
-        .collect::<Result<_, _>>()?;
+    let resources: Map<String, Value> = section("Resources")
+        .into_iter()
+        .filter(|(_, resource)| resource.get("Condition").is_none())
+        .collect();
     // Conditions may use other conditions and parameters: follow them to the end.
     let conditions = section("Conditions");
     let mut names = BTreeSet::new();
@@ -348,7 +332,23 @@ mod tests {
                 .cloned()
                 .collect()
         };
-        assert_eq!(names("Resources").len(), STORAGE_AND_QUEUES.len());
+        assert_eq!(
+            names("Resources"),
+            [
+                "ChunkDeadLetters",
+                "ChunkQueue",
+                "EmbedDeadLetters",
+                "EmbedQueue",
+                "Key",
+                "ParseDeadLetters",
+                "ParseQueue",
+                "UploadBucket",
+                "UploadBucketPolicy",
+                "UploadsDeadLetters",
+                "UploadsQueue",
+                "UploadsQueuePolicy"
+            ]
+        );
         assert_eq!(
             names("Parameters"),
             [
