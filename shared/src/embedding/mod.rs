@@ -17,6 +17,16 @@ pub struct EmbedInput<'a> {
     pub tokens: u32,
 }
 
+impl<'a> EmbedInput<'a> {
+    /// A stored chunk's text and token count (an `int4` column).
+    pub fn stored(text: &'a str, tokens: i32) -> Self {
+        EmbedInput {
+            text,
+            tokens: tokens.max(0) as u32,
+        }
+    }
+}
+
 /// Vectors in input order, the model that made them, and what the provider
 /// billed for them.
 #[derive(Debug, Clone, PartialEq)]

@@ -56,10 +56,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .collect();
     let inputs: Vec<EmbedInput> = to_embed
         .iter()
-        .map(|c| EmbedInput {
-            text: &c.text,
-            tokens: c.tokens as u32,
-        })
+        .map(|c| EmbedInput::stored(&c.text, c.tokens))
         .collect();
     let embeddings = if inputs.is_empty() {
         None
@@ -146,10 +143,7 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     }
     let inputs: Vec<EmbedInput> = rows
         .iter()
-        .map(|row| EmbedInput {
-            text: &row.text,
-            tokens: row.tokens as u32,
-        })
+        .map(|row| EmbedInput::stored(&row.text, row.tokens))
         .collect();
     if embedder.billable() {
         // Several tenants' chunks at once: the deployment's limits.
