@@ -11,7 +11,8 @@ use std::fmt;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
     #[error(
-        "unsupported file type {extension:?}; supported: .txt, .md, .markdown, .html, .htm, .pdf"
+        "unsupported file type {extension:?}; supported: {}",
+        crate::parsing::supported_extensions()
     )]
     UnsupportedType { extension: String },
     #[error("file is empty (0 bytes)")]

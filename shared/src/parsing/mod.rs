@@ -21,6 +21,27 @@ pub enum Format {
     Pdf,
 }
 
+/// Every extension read, and its format: the one list the upload API's
+/// allow-list, `unsupported_type`'s message and the README follow.
+pub const EXTENSIONS: &[(&str, Format)] = &[
+    ("txt", Format::Text),
+    ("text", Format::Text),
+    ("md", Format::Markdown),
+    ("markdown", Format::Markdown),
+    ("html", Format::Html),
+    ("htm", Format::Html),
+    ("pdf", Format::Pdf),
+];
+
+/// The extensions read, as `unsupported_type` lists them: `.txt, .text, …`.
+pub fn supported_extensions() -> String {
+    let names: Vec<String> = EXTENSIONS
+        .iter()
+        .map(|(ext, _)| format!(".{ext}"))
+        .collect();
+    names.join(", ")
+}
+
 impl Format {
     pub fn from_key(key: &str) -> Result<Format, Rejection> {
         let name = key.rsplit('/').next().unwrap_or(key);
@@ -28,13 +49,11 @@ impl Format {
             Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
             _ => String::new(),
         };
-        match extension.as_str() {
-            "txt" | "text" => Ok(Format::Text),
-            "md" | "markdown" => Ok(Format::Markdown),
-            "html" | "htm" => Ok(Format::Html),
-            "pdf" => Ok(Format::Pdf),
-            _ => Err(Rejection::UnsupportedType { extension }),
-        }
+        EXTENSIONS
+            .iter()
+            .find(|(known, _)| *known == extension)
+            .map(|(_, format)| *format)
+            .ok_or(Rejection::UnsupportedType { extension })
     }
 
     /// The format's name as stored and shown (`text`, `markdown`, `html`, `pdf`).
@@ -386,6 +405,38 @@ fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<Vec<String>, Rejecti
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The README and the upload API's OpenAPI document show the one list,
+    /// where users look for it.
+    #[test]
+    fn the_readme_and_the_api_list_the_supported_extensions() {
+        let readme = include_str!("../../../README.md");
+        let openapi = include_str!("../../../api/openapi.yaml");
+        let openapi = openapi.split_whitespace().collect::<Vec<_>>().join(" ");
+        let (last, others) = EXTENSIONS.split_last().unwrap();
+        let names: Vec<&str> = others.iter().map(|(ext, _)| *ext).collect();
+        let documented = format!("extension {} or {}", names.join(", "), last.0);
+        assert!(
+            openapi.contains(&documented),
+            "openapi.yaml lacks {documented:?}"
+        );
+        let list = supported_extensions();
+        assert_eq!(list, ".txt, .text, .md, .markdown, .html, .htm, .pdf");
+        for place in [
+            format!("| `unsupported_type` | extension is not one of {list} |"),
+            format!("supported: {list}"),
+        ] {
+            assert!(readme.contains(&place), "README lacks {place:?}");
+        }
+        assert!(matches!(
+            Format::from_key("uploads/acme/report.docx"),
+            Err(Rejection::UnsupportedType { extension }) if extension == "docx"
+        ));
+        for (extension, format) in EXTENSIONS {
+            let key = format!("uploads/acme/a.{}", extension.to_uppercase());
+            assert_eq!(Format::from_key(&key), Ok(*format));
+        }
+    }
 
     fn parse(key: &str, bytes: Bytes) -> Result<ParsedDocument, Rejection> {
         let bounds = ParseLimits::default().bounds(Format::from_key(key)?, bytes.len());
