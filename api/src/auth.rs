@@ -24,8 +24,8 @@ pub enum Auth {
     Authorizer { claim: String },
 }
 
-/// The caller's tenant.
-pub struct Tenant(pub String);
+/// The caller's tenant, checked.
+pub struct Tenant(pub TenantName);
 
 impl FromRequestParts<Arc<Api>> for Tenant {
     type Rejection = ApiError;
@@ -42,8 +42,8 @@ impl FromRequestParts<Arc<Api>> for Tenant {
             ),
         };
         // A tenant names folders and rows: one that could not is refused here too.
-        match tenant {
-            Some(tenant) if TenantName::new(&tenant).is_ok() => {
+        match tenant.and_then(|name| TenantName::new(&name).ok()) {
+            Some(tenant) => {
                 // Every route acts for a tenant: each request counts against its rate.
                 api.admit(&tenant).await?;
                 Ok(Tenant(tenant))

@@ -128,7 +128,7 @@ pub(super) async fn report(
     } else {
         "ok"
     };
-    let queues = if api.operators.contains(&caller) {
+    let queues = if api.operators.contains(caller.as_str()) {
         queues
     } else {
         queues.into_iter().map(QueueHealth::for_a_tenant).collect()

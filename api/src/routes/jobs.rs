@@ -74,7 +74,7 @@ pub(super) async fn list(
     query: Result<Query<JobsQuery>, QueryRejection>,
 ) -> Result<Json<JobsPage>, ApiError> {
     let Query(query) = query?;
-    if query.tenant.as_ref().is_some_and(|t| *t != tenant) {
+    if query.tenant.as_ref().is_some_and(|t| t != tenant.as_str()) {
         return Err(ApiError::not_found("tenant"));
     }
     let state = match query.state.as_deref() {

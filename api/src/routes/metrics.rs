@@ -31,9 +31,9 @@ pub(super) async fn report(
     Ok(Json(MetricsReport {
         metrics: status::tenant_metrics(&client, &tenant).await?,
         limits: cost::tenant_limits(&client, policy, &tenant).await?,
-        requests_last_hour: ledger::spending(&client, Some(&tenant))
+        requests_last_hour: ledger::spending(&client, Some(tenant.as_str()))
             .await?
             .requests_last_hour,
-        tenant,
+        tenant: tenant.to_string(),
     }))
 }

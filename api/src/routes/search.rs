@@ -6,7 +6,7 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use docpipe_shared::domain::keys::UPLOAD_PREFIX;
+use docpipe_shared::domain::keys::Tenant as TenantName;
 use docpipe_shared::search;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -43,7 +43,7 @@ struct SearchFilterRequest {
 
 impl SearchFilterRequest {
     /// The filter in the caller's folder: a prefix can never reach another tenant's keys.
-    fn scoped(self, tenant: &str) -> Result<search::SearchFilter, ApiError> {
+    fn scoped(self, tenant: &TenantName) -> Result<search::SearchFilter, ApiError> {
         if let Some(ids) = &self.document_ids
             && !(1..=MAX_FILTER_IDS).contains(&ids.len())
         {
@@ -59,9 +59,7 @@ impl SearchFilterRequest {
             ));
         }
         Ok(search::SearchFilter {
-            key_prefix: self
-                .key_prefix
-                .map(|prefix| format!("{UPLOAD_PREFIX}{tenant}/{prefix}")),
+            key_prefix: self.key_prefix.map(|prefix| tenant.upload_path(&prefix)),
             document_ids: self.document_ids,
         })
     }

@@ -11,7 +11,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use docpipe_shared::adapters::aws::{self, PresignedPut};
 use docpipe_shared::domain::ids::document_id;
-use docpipe_shared::domain::keys::{UPLOAD_PREFIX, UploadKey};
+use docpipe_shared::domain::keys::UploadKey;
 use docpipe_shared::parsing::Format;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -47,7 +47,7 @@ pub(super) async fn create(
     request: Result<Json<UploadRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Upload>), ApiError> {
     let Json(request) = request?;
-    let key = format!("{UPLOAD_PREFIX}{tenant}/{}", request.name);
+    let key = tenant.upload_path(&request.name);
     if key.len() > MAX_KEY_BYTES {
         return Err(ApiError::bad_request(format!(
             "name is too long: the key would be {} bytes; at most {MAX_KEY_BYTES}",

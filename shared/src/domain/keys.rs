@@ -40,11 +40,13 @@ impl Tenant {
     pub fn upload_path(&self, path: &str) -> String {
         format!("{UPLOAD_PREFIX}{}/{path}", self.0)
     }
+}
 
-    /// Where a job's parsed text is stored. Markdown keeps its extension so
-    /// chunk can follow its structure.
-    pub fn parsed_key(&self, job_id: Uuid, markdown: bool) -> String {
-        parsed_key(&self.0, job_id, markdown)
+/// A checked tenant reads as its name wherever a `&str` is taken.
+impl std::ops::Deref for Tenant {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
     }
 }
 
@@ -54,7 +56,8 @@ impl fmt::Display for Tenant {
     }
 }
 
-/// [`Tenant::parsed_key`] for a tenant read back from a job row.
+/// Where a job's parsed text is stored. Markdown keeps its extension so
+/// chunk can follow its structure.
 pub fn parsed_key(tenant: &str, job_id: Uuid, markdown: bool) -> String {
     format!(
         "{PARSED_PREFIX}{tenant}/{job_id}.{}",
@@ -142,7 +145,7 @@ mod tests {
         let acme = Tenant::new("acme").unwrap();
         assert_eq!(acme.upload_path("reports/"), "uploads/acme/reports/");
         assert_eq!(
-            acme.parsed_key(Uuid::nil(), true),
+            parsed_key(&acme, Uuid::nil(), true),
             "parsed/acme/00000000-0000-0000-0000-000000000000.md"
         );
     }

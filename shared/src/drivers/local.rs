@@ -278,7 +278,8 @@ pub fn upload_keys(
     tenant: &str,
     paths: &[std::path::PathBuf],
 ) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
-    let prefix = format!("{}{tenant}/", crate::domain::keys::UPLOAD_PREFIX);
+    let tenant = crate::domain::keys::Tenant::new(tenant).map_err(std::io::Error::other)?;
+    let prefix = tenant.upload_path("");
     let mut files = Vec::new();
     for path in paths {
         if !path.is_dir() {

@@ -152,7 +152,8 @@ macro_rules! choice {
             fn try_from(value: String) -> Result<Self, String> {
                 value.parse().map_err(|_| {
                     let choices = <$name as strum::VariantNames>::VARIANTS.join(", ");
-                    format!("{}={value:?} is invalid: expected one of {choices}", $variable)
+                    let reason = format!("expected one of {choices}");
+                    $crate::settings::invalid($variable, &value, &reason).to_string()
                 })
             }
         }
