@@ -63,20 +63,34 @@ pub fn document(rng: &mut Rng, bytes: usize, markdown: bool, doc: usize) -> Stri
     text
 }
 
-/// A PDF of `pages` pages of generated text (Helvetica, one text layer, no
-/// compression), written by hand: objects, then the cross-reference table.
+/// A PDF of `pages` pages of generated text.
 pub fn pdf(rng: &mut Rng, pages: usize) -> Vec<u8> {
+    let pages: Vec<Vec<String>> = (0..pages)
+        .map(|_| {
+            (0..60)
+                .map(|_| {
+                    let line: Vec<&str> = (0..12).map(|_| WORDS[rng.below(WORDS.len())]).collect();
+                    line.join(" ")
+                })
+                .collect()
+        })
+        .collect();
+    pdf_of_pages(&pages)
+}
+
+/// A PDF whose pages show these lines (Helvetica, one text layer, no
+/// compression), written by hand: objects, then the cross-reference table.
+pub fn pdf_of_pages(pages: &[Vec<String>]) -> Vec<u8> {
     let mut objects: Vec<String> = vec![
         "<< /Type /Catalog /Pages 2 0 R >>".into(),
         String::new(), // the page tree, once the pages are known
         "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>".into(),
     ];
     let mut kids = Vec::new();
-    for _ in 0..pages {
+    for lines in pages {
         let mut content = String::from("BT /F1 10 Tf 12 TL 56 780 Td\n");
-        for _ in 0..60 {
-            let line: Vec<&str> = (0..12).map(|_| WORDS[rng.below(WORDS.len())]).collect();
-            content.push_str(&format!("({}) Tj T*\n", line.join(" ")));
+        for line in lines {
+            content.push_str(&format!("({line}) Tj T*\n"));
         }
         content.push_str("ET");
         objects.push(format!(
@@ -91,8 +105,9 @@ pub fn pdf(rng: &mut Rng, pages: usize) -> Vec<u8> {
         kids.push(format!("{} 0 R", objects.len()));
     }
     objects[1] = format!(
-        "<< /Type /Pages /Kids [{}] /Count {pages} >>",
-        kids.join(" ")
+        "<< /Type /Pages /Kids [{}] /Count {} >>",
+        kids.join(" "),
+        pages.len()
     );
     pdf_file(objects.iter().map(|object| object.as_bytes()))
 }

@@ -282,7 +282,7 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
     assert_eq!(jobs_in_chunks, [v2.job_id]);
     assert_eq!(f.state(v1).await, JobState::Complete);
     // The older version's parsed text goes once the newer one is live.
-    let text = |job| docpipe_shared::domain::keys::parsed_key("acme", job, true);
+    let text = |job| docpipe_shared::domain::keys::parsed_key("acme", job);
     assert!(
         f.blobs.get(&text(v1), u64::MAX).await.is_err(),
         "v1's text remains"

@@ -174,17 +174,36 @@ fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> {
             .take(160)
             .collect();
         println!(
-            "{}. {:.3}  {}  (chunk {}, chars {}-{})",
+            "{}. {:.3}  {}  ({})",
             rank + 1,
             hit.score,
             hit.source_key,
-            hit.chunk_index,
-            hit.char_start,
-            hit.char_end
+            where_in_document(hit)
         );
+        if !hit.headings.is_empty() {
+            println!("   § {}", hit.headings.join(" › "));
+        }
         println!("   {snippet}");
     }
     Ok(())
+}
+
+/// `page 3, rows 2-40, chunk 5`: where a hit is, as far as its document says.
+fn where_in_document(hit: &search::SearchHit) -> String {
+    let range = |name: &str, start: Option<i32>, end: Option<i32>| match (start, end) {
+        (Some(start), Some(end)) if start != end => Some(format!("{name}s {start}-{end}")),
+        (Some(start), _) => Some(format!("{name} {start}")),
+        _ => None,
+    };
+    let mut parts: Vec<String> = [
+        range("page", hit.page_start, hit.page_end),
+        range("row", hit.row_start, hit.row_end),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    parts.push(format!("chunk {}", hit.chunk_index));
+    parts.join(", ")
 }
 
 fn print_overview(overview: &status::Overview, json: bool) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@
 //! not on everything before it, so editing a paragraph changes only its own
 //! chunks and a re-ingest pays the embedding provider for just those.
 
+use crate::parsing::layout::Layout;
 use crate::settings::ChunkingSettings;
 use std::sync::OnceLock;
 use text_splitter::{
@@ -127,6 +128,29 @@ impl ChunkSizer for TokenOffsets<'_> {
     }
 }
 
+/// Where the pages and headings of a window of the text start.
+struct PartStarts<'l> {
+    layout: &'l Layout,
+    /// The window's byte offset in the text the layout marks.
+    window_start: usize,
+}
+
+impl PartStarts<'_> {
+    fn heading(&self, at: usize) -> bool {
+        let at = self.window_start + at;
+        let headings = &self.layout.headings;
+        headings.binary_search_by_key(&at, |h| h.at).is_ok()
+    }
+
+    fn page(&self, at: usize) -> bool {
+        let at = self.window_start + at;
+        self.layout
+            .pages
+            .binary_search_by_key(&at, |p| p.at)
+            .is_ok()
+    }
+}
+
 fn chunk_config<S: ChunkSizer>(
     max_tokens: usize,
     overlap_tokens: usize,
@@ -158,14 +182,17 @@ impl Chunker {
     }
 
     /// Sections of `text` at paragraph breaks, each with its char offset: a
-    /// section ends after a paragraph once it holds `min_tokens`.
+    /// section ends after a paragraph once it holds `min_tokens`, or where a
+    /// page or heading starts (unless the section holds only headings).
     fn sections<'t>(
         text: &'t str,
         min_tokens: usize,
         sizer: &TokenOffsets<'t>,
+        parts: &PartStarts,
     ) -> Vec<(usize, &'t str)> {
         let mut sections = Vec::new();
         let (mut start, mut start_chars, mut chars) = (0, 0, 0);
+        let mut headings_only = parts.heading(0);
         let mut rest = text;
         while let Some(at) = rest.find("\n\n") {
             // Keep the blank line (and any further newlines) with this paragraph.
@@ -173,9 +200,14 @@ impl Chunker {
             let end = text.len() - rest.len() + after;
             chars += rest[..after].chars().count();
             rest = &rest[after..];
-            if sizer.size(&text[start..end]) >= min_tokens {
+            let next_is_heading = parts.heading(end);
+            let part_starts = next_is_heading || parts.page(end);
+            if sizer.size(&text[start..end]) >= min_tokens || (part_starts && !headings_only) {
                 sections.push((start_chars, &text[start..end]));
                 (start, start_chars) = (end, chars);
+                headings_only = next_is_heading;
+            } else {
+                headings_only &= next_is_heading;
             }
         }
         if start < text.len() {
@@ -184,12 +216,18 @@ impl Chunker {
         sections
     }
 
-    pub fn chunk(&self, text: &str, markdown: bool) -> Vec<Chunk> {
+    /// The chunks of `text`, following its markdown structure if `markdown`,
+    /// and starting anew at the pages and headings of its `layout`.
+    pub fn chunk(&self, text: &str, markdown: bool, layout: &Layout) -> Vec<Chunk> {
         let mut chunks = Vec::new();
         let (mut start, mut start_chars) = (0, 0);
         while start < text.len() {
             let window = &text[start..window_end(text, start)];
-            self.chunk_window(text, window, start_chars, markdown, &mut chunks);
+            let parts = PartStarts {
+                layout,
+                window_start: start,
+            };
+            self.chunk_window(text, window, start_chars, markdown, &parts, &mut chunks);
             start += window.len();
             start_chars += window.chars().count();
         }
@@ -204,11 +242,12 @@ impl Chunker {
         window: &str,
         window_chars: usize,
         markdown: bool,
+        parts: &PartStarts,
         out: &mut Vec<Chunk>,
     ) {
         let sizer = TokenOffsets::new(window);
         let mut pieces: Vec<(usize, &str)> = Vec::new();
-        for (offset, section) in Self::sections(window, self.min_tokens, &sizer) {
+        for (offset, section) in Self::sections(window, self.min_tokens, &sizer, parts) {
             let offset = window_chars + offset;
             let trimmed = section.trim();
             if trimmed.is_empty() {
@@ -323,7 +362,7 @@ mod tests {
         let chars: Vec<char> = text.chars().collect();
         for markdown in [false, true] {
             for (max, overlap) in [(512, 64), (100, 0), (64, 16)] {
-                let chunks = chunker(max, overlap).chunk(&text, markdown);
+                let chunks = chunker(max, overlap).chunk(&text, markdown, &Layout::default());
                 assert!(
                     chunks.len() > text.len() / (max * 8),
                     "too few chunks: {}",
@@ -369,7 +408,11 @@ mod tests {
     /// The exact splitter's chunks of each paragraph section.
     fn exact_chunks(text: &str, max: usize, overlap: usize) -> Vec<&str> {
         let splitter = TextSplitter::new(chunk_config(max, overlap, tokenizer()).unwrap());
-        Chunker::sections(text, min_tokens(max), &TokenOffsets::new(text))
+        let parts = PartStarts {
+            layout: &Layout::default(),
+            window_start: 0,
+        };
+        Chunker::sections(text, min_tokens(max), &TokenOffsets::new(text), &parts)
             .into_iter()
             .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
             .collect()
@@ -404,7 +447,7 @@ mod tests {
         let texts = |paragraphs: &[String]| -> Vec<String> {
             let text = paragraphs.join("\n\n");
             chunker
-                .chunk(&text, false)
+                .chunk(&text, false, &Layout::default())
                 .into_iter()
                 .map(|c| c.text(&text).to_string())
                 .collect()
@@ -433,7 +476,7 @@ mod tests {
             (512, 64, 0.9),
             (100, 30, 0.7),
         ] {
-            let fast = chunker(max, overlap).chunk(&text, false);
+            let fast = chunker(max, overlap).chunk(&text, false, &Layout::default());
             let exact = exact_chunks(&text, max, overlap);
             let share = agreement(&text, &fast, &exact);
             assert!(
@@ -452,7 +495,7 @@ mod tests {
     #[test]
     fn overlap_repeats_text_between_neighbours() {
         let text = sample_text();
-        let with = chunker(100, 30).chunk(&text, false);
+        let with = chunker(100, 30).chunk(&text, false, &Layout::default());
         let exact_overlaps = exact_chunks(&text, 100, 30)
             .windows(2)
             .filter(|w| {
@@ -465,7 +508,7 @@ mod tests {
             "{} vs {exact_overlaps}",
             overlapping_pairs(&with)
         );
-        let without = chunker(100, 0).chunk(&text, false);
+        let without = chunker(100, 0).chunk(&text, false, &Layout::default());
         assert_eq!(overlapping_pairs(&without), 0);
     }
 
@@ -476,7 +519,7 @@ mod tests {
             "alpha ".repeat(60),
             "beta ".repeat(60)
         );
-        let chunks = chunker(80, 0).chunk(&text, true);
+        let chunks = chunker(80, 0).chunk(&text, true, &Layout::default());
         assert!(
             chunks.iter().any(|c| c.text(&text).starts_with("# Two")),
             "{chunks:#?}"
@@ -493,7 +536,7 @@ mod tests {
     fn a_text_of_several_windows_is_chunked_as_one() {
         // Paragraph-sized lines, so windows end at line breaks too.
         let text = sample_text().repeat(3 * WINDOW_BYTES / sample_text().len() + 1);
-        let chunks = chunker(512, 64).chunk(&text, false);
+        let chunks = chunker(512, 64).chunk(&text, false, &Layout::default());
         let char_offsets: Vec<usize> = text.char_indices().map(|(at, _)| at).collect();
         let byte_at = |chars: u32| {
             char_offsets
@@ -524,9 +567,41 @@ mod tests {
     #[test]
     fn short_text_is_one_chunk() {
         let text = "  Just a line.  ";
-        let chunks = chunker(512, 64).chunk(text, false);
+        let chunks = chunker(512, 64).chunk(text, false, &Layout::default());
         assert_eq!(chunks.len(), 1);
         assert_eq!(chunks[0].text(text), "Just a line.");
         assert_eq!((chunks[0].char_start, chunks[0].char_end), (2, 14));
+    }
+
+    #[test]
+    fn chunks_start_anew_at_pages_and_headings_but_a_heading_keeps_its_body() {
+        use crate::parsing::layout::TextBuilder;
+        let mut doc = TextBuilder::new(usize::MAX);
+        doc.page(1);
+        doc.paragraph("Short first page.").unwrap();
+        doc.page(2);
+        doc.heading(1, "Installation").unwrap();
+        doc.heading(2, "On Linux").unwrap();
+        doc.paragraph("Run the installer.").unwrap();
+        doc.heading(2, "On Mac").unwrap();
+        doc.paragraph("Drag the app.").unwrap();
+        let (text, layout) = doc.finish();
+        // Without a layout, the short paragraphs join into one chunk.
+        let plain = chunker(512, 0).chunk(&text, false, &Layout::default());
+        assert_eq!(plain.len(), 1);
+        let chunks = chunker(512, 0).chunk(&text, false, &layout);
+        let texts: Vec<&str> = chunks.iter().map(|c| c.text(&text)).collect();
+        assert_eq!(
+            texts,
+            [
+                "Short first page.",
+                "Installation\n\nOn Linux\n\nRun the installer.",
+                "On Mac\n\nDrag the app."
+            ]
+        );
+        let located = layout.locate(chunks.iter().map(|c| c.bytes.clone()));
+        assert_eq!(located[1].headings, ["Installation", "On Linux"]);
+        assert_eq!(located[2].headings, ["Installation", "On Mac"]);
+        assert_eq!(located[2].page_start, Some(2));
     }
 }

@@ -20,6 +20,14 @@ pub struct SearchHit {
     pub score: f64,
     pub char_start: i32,
     pub char_end: i32,
+    /// The pages (slides, sheets) the chunk is on, if the document has pages.
+    pub page_start: Option<i32>,
+    pub page_end: Option<i32>,
+    /// The titles of the headings above the chunk, outermost first.
+    pub headings: Vec<String>,
+    /// The table rows the chunk holds, for spreadsheets and CSV.
+    pub row_start: Option<i32>,
+    pub row_end: Option<i32>,
     pub text: String,
 }
 
@@ -93,6 +101,11 @@ pub async fn search(
             chunk_index: row.get("chunk_index"),
             char_start: row.get("char_start"),
             char_end: row.get("char_end"),
+            page_start: row.get("page_start"),
+            page_end: row.get("page_end"),
+            headings: serde_json::from_value(row.get("headings")).unwrap_or_default(),
+            row_start: row.get("row_start"),
+            row_end: row.get("row_end"),
             text: row.get("text"),
             score: 1.0 - row.get::<_, f64>("distance"),
         })

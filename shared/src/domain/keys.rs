@@ -56,13 +56,10 @@ impl fmt::Display for Tenant {
     }
 }
 
-/// Where a job's parsed text is stored. Markdown keeps its extension so
-/// chunk can follow its structure.
-pub fn parsed_key(tenant: &str, job_id: Uuid, markdown: bool) -> String {
-    format!(
-        "{PARSED_PREFIX}{tenant}/{job_id}.{}",
-        if markdown { "md" } else { "txt" }
-    )
+/// Where a job's parsed text is stored (a [`crate::parsing::StoredText`]).
+pub fn parsed_key(tenant: &str, job_id: Uuid) -> String {
+    let extension = crate::parsing::STORED_TEXT_EXTENSION;
+    format!("{PARSED_PREFIX}{tenant}/{job_id}.{extension}")
 }
 
 /// An upload key `uploads/<tenant>/<path>`, checked: a plain tenant, a path
@@ -145,8 +142,8 @@ mod tests {
         let acme = Tenant::new("acme").unwrap();
         assert_eq!(acme.upload_path("reports/"), "uploads/acme/reports/");
         assert_eq!(
-            parsed_key(&acme, Uuid::nil(), true),
-            "parsed/acme/00000000-0000-0000-0000-000000000000.md"
+            parsed_key(&acme, Uuid::nil()),
+            "parsed/acme/00000000-0000-0000-0000-000000000000.parsed"
         );
     }
 }

@@ -4,10 +4,12 @@
 //! HTML nesting depth, PDF pages) here, and its time and memory by the
 //! [`sandbox`] that runs it in a child process.
 
+pub mod layout;
 pub mod sandbox;
 
 use crate::error::Rejection;
 use bytes::Bytes;
+use layout::{Layout, TextBuilder};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -149,6 +151,51 @@ pub struct ParsedDocument {
     pub text: String,
     /// Pages, for formats that have them.
     pub pages: Option<u32>,
+    pub layout: Layout,
+}
+
+/// A parsed text as stored between parse and chunk: a JSON line with what
+/// chunking needs besides the text, then the text.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoredText {
+    /// Whether chunking may follow markdown structure.
+    pub markdown: bool,
+    pub layout: Layout,
+    #[serde(skip)]
+    pub text: String,
+}
+
+/// The extension of a stored text in this form; texts stored before it
+/// (`.md`, `.txt`) are the bare text.
+pub const STORED_TEXT_EXTENSION: &str = "parsed";
+
+impl StoredText {
+    pub fn to_bytes(&self) -> Bytes {
+        let mut bytes = serde_json::to_vec(self).expect("a layout serializes");
+        bytes.push(b'\n');
+        bytes.extend_from_slice(self.text.as_bytes());
+        bytes.into()
+    }
+
+    /// The text stored under `key`. Takes the bytes so that the text is not
+    /// copied (a 50 MB text is held once).
+    pub fn from_bytes(key: &str, bytes: Bytes) -> Result<StoredText, String> {
+        let mut bytes = Vec::from(bytes);
+        let mut stored = if key.ends_with(STORED_TEXT_EXTENSION) {
+            let line = bytes.iter().position(|&b| b == b'\n').ok_or("no header")?;
+            let stored: StoredText =
+                serde_json::from_slice(&bytes[..line]).map_err(|e| e.to_string())?;
+            bytes.drain(..=line);
+            stored
+        } else {
+            StoredText {
+                markdown: key.ends_with(".md"),
+                ..StoredText::default()
+            }
+        };
+        stored.text = String::from_utf8(bytes).map_err(|e| e.to_string())?;
+        Ok(stored)
+    }
 }
 
 /// Longest run of characters without whitespace a document may hold: far
@@ -169,12 +216,18 @@ pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDoc
     if bytes.is_empty() {
         return Err(Rejection::EmptyFile);
     }
-    let (text, pages) = match format {
-        Format::Text | Format::Markdown => (decode_text(bytes)?, None),
-        Format::Html => (html_to_text(&decode_text(bytes)?, bounds)?, None),
+    let (text, layout, pages) = match format {
+        Format::Text => (decode_text(bytes)?, Layout::default(), None),
+        Format::Markdown => with_headings(decode_text(bytes)?),
+        Format::Html => {
+            let rendered = html_to_text(&decode_text(bytes)?, bounds)?;
+            let (text, layout) = layout::without_heading_marks(&rendered, bounds.max_chars)?;
+            (text, layout, None)
+        }
         Format::Pdf => {
-            let pages = pdf_pages(&bytes, bounds)?;
-            (pages.join("\n\n"), Some(pages.len() as u32))
+            let (text, layout) = pdf_pages(&bytes, bounds)?;
+            let pages = layout.pages.len() as u32;
+            (text, layout, Some(pages))
         }
     };
     check_length(text.chars().count(), bounds)?;
@@ -196,7 +249,18 @@ pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDoc
         format,
         text,
         pages,
+        layout,
     })
+}
+
+/// A markdown text (or one rendered as markdown, like HTML's), with its
+/// headings marked.
+fn with_headings(text: String) -> (String, Layout, Option<u32>) {
+    let layout = Layout {
+        headings: layout::markdown_headings(&text),
+        ..Layout::default()
+    };
+    (text, layout, None)
 }
 
 /// Refuses text over the bounds.
@@ -363,7 +427,7 @@ fn html_depth(root: &html2text::Handle) -> usize {
 /// stream stops early). NULs (font-encoding artefacts of the extractor, not
 /// text) are dropped. The PDF crate can panic on malformed files; that is
 /// the file's fault, so it becomes a rejection.
-fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<Vec<String>, Rejection> {
+fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Rejection> {
     let unreadable = |detail: String| Rejection::UnreadablePdf { detail };
     let extract = || {
         let mut document =
@@ -380,20 +444,18 @@ fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<Vec<String>, Rejecti
                 limit: bounds.max_pages,
             });
         }
-        let mut pages = Vec::with_capacity(numbers.len());
-        let mut chars = 0;
-        for number in numbers {
+        let mut pages = TextBuilder::new(bounds.max_chars);
+        for (page, number) in (1..).zip(numbers) {
             let mut text = String::new();
             let mut output = pdf_extract::PlainTextOutput::new(&mut text);
             if pdf_extract::output_doc_page(&document, &mut output, number).is_err() {
                 break;
             }
             text.retain(|c| c != '\0');
-            chars += text.chars().count();
-            check_length(chars, bounds)?;
-            pages.push(text);
+            pages.page(page);
+            pages.paragraph(&text)?;
         }
-        Ok(pages)
+        Ok(pages.finish())
     };
     std::panic::catch_unwind(extract).unwrap_or_else(|_| {
         Err(Rejection::UnreadablePdf {

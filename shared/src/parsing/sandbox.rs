@@ -10,6 +10,7 @@
 //!
 //! Every binary that parses calls [`serve_if_child`] first thing in `main`.
 
+use super::layout::Layout;
 use super::{Format, OutputBounds, ParseLimits, ParsedDocument};
 use crate::error::{Error, Rejection, Result};
 use bytes::Bytes;
@@ -53,7 +54,11 @@ struct Request {
 /// The first line a child writes back; on success, the text follows.
 #[derive(Serialize, Deserialize)]
 enum Answer {
-    Parsed { format: Format, pages: Option<u32> },
+    Parsed {
+        format: Format,
+        pages: Option<u32>,
+        layout: Layout,
+    },
     Rejected(Rejection),
 }
 
@@ -78,6 +83,7 @@ fn serve_child() -> std::io::Result<()> {
             Answer::Parsed {
                 format: document.format,
                 pages: document.pages,
+                layout: document.layout,
             },
             document.text,
         ),
@@ -98,6 +104,10 @@ pub struct ParseSandbox {
     executable: Option<PathBuf>,
     running: Semaphore,
 }
+
+/// The most a child's header line may take: ~2 MB of headings
+/// ([`super::layout::MAX_HEADINGS`]), ~0.5 MB of pages, row blocks.
+const LAYOUT_BYTES: u64 = 16 << 20;
 
 /// The most of a child's error output kept to explain how it ended.
 const STDERR_KEPT: usize = 4096;
@@ -219,8 +229,9 @@ impl ParseSandbox {
         })
         .map_err(|e| Error::transient("parse request", e))?;
         header.push(b'\n');
-        // A header line, then at most four bytes a character.
-        let most = 64 * 1024 + 4 * bounds.max_chars as u64;
+        // A header line (its layout bounded by the pages, headings and row
+        // blocks a text may mark), then at most four bytes a character.
+        let most = LAYOUT_BYTES + 4 * bounds.max_chars as u64;
         let feed = async move {
             // A child that stops early (its answer is already out) closes its
             // stdin: not an error of ours.
@@ -297,13 +308,18 @@ fn answer(mut output: Vec<u8>) -> Result<ParsedDocument> {
         serde_json::from_slice(&output[..newline]).map_err(|e| malformed(e.to_string()))?;
     match answer {
         Answer::Rejected(reason) => Err(reason.into()),
-        Answer::Parsed { format, pages } => {
+        Answer::Parsed {
+            format,
+            pages,
+            layout,
+        } => {
             output.drain(..=newline);
             let text = String::from_utf8(output).map_err(|e| malformed(e.to_string()))?;
             Ok(ParsedDocument {
                 format,
                 text,
                 pages,
+                layout,
             })
         }
     }

@@ -6,6 +6,7 @@ use crate::adapters::queue::{Stage, StageMessage};
 use crate::domain::state::JobState;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
+use crate::parsing::StoredText;
 use crate::store::{chunks, jobs};
 
 /// Embed stages for batches `[first, first + count)` covering `total` chunks.
@@ -35,13 +36,18 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .map_err(|e| Error::transient("chunk slots", e))?;
     let bytes = pipeline.blobs.get(&parsed_key, u64::MAX).await?;
     // No copy when the buffer is the blob store's alone (it is for local files).
-    let text =
-        String::from_utf8(Vec::from(bytes)).map_err(|e| Error::transient("parsed text", e))?;
+    let stored = StoredText::from_bytes(&parsed_key, bytes)
+        .map_err(|e| Error::Transient(format!("parsed text {parsed_key}: {e}")))?;
     let chunker = chunking.chunker.clone();
-    let markdown = parsed_key.ends_with(".md");
-    let (text, chunks) = blocking(move || {
-        let chunks = chunker.chunk(&text, markdown);
-        (text, chunks)
+    let (text, chunks, provenance) = blocking(move || {
+        let StoredText {
+            markdown,
+            layout,
+            text,
+        } = stored;
+        let chunks = chunker.chunk(&text, markdown, &layout);
+        let provenance = layout.locate(chunks.iter().map(|c| c.bytes.clone()));
+        (text, chunks, provenance)
     })
     .await?;
     let total_tokens: i64 = chunks.iter().map(|c| i64::from(c.token_count)).sum();
@@ -60,7 +66,7 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     {
         return Ok(None);
     }
-    chunks::buffer(&tx, job_id, &text, &chunks).await?;
+    chunks::buffer(&tx, job_id, &text, &chunks, &provenance).await?;
     jobs::set_chunked(&tx, job_id, count, total_tokens).await?;
     tx.commit().await?;
     metrics::add(Metric::ChunksCreated, count as f64);

@@ -10,15 +10,14 @@ use crate::cost::{self, Spend};
 use crate::domain::keys;
 use crate::domain::state::JobState;
 use crate::error::{Rejection, Result};
-use crate::parsing;
+use crate::parsing::{self, StoredText, layout::Layout};
 use crate::store::jobs::{self, Job};
 use bytes::Bytes;
 use std::time::Duration;
 
 /// A document's text, however it was parsed.
 struct Parsed {
-    text: String,
-    markdown: bool,
+    text: StoredText,
     format: String,
     pages: Option<u32>,
     /// Pages LlamaParse billed, and the requests it took.
@@ -58,10 +57,13 @@ async fn parse_locally(pipeline: &Pipeline, job: &Job) -> Result<Parsed> {
         .parse(&job.source_key, read)
         .await?;
     Ok(Parsed {
-        markdown: document.format.is_markdown(),
         format: document.format.name().to_string(),
         pages: document.pages,
-        text: document.text,
+        text: StoredText {
+            markdown: document.format.is_markdown(),
+            layout: document.layout,
+            text: document.text,
+        },
         billed: None,
     })
 }
@@ -118,9 +120,16 @@ async fn parse_remotely(
                 .limits()
                 .bounds(parsing::Format::Text, 0);
             parsing::check_length(result.markdown.chars().count(), &bounds)?;
+            let layout = Layout {
+                headings: parsing::layout::markdown_headings(&result.markdown),
+                ..Layout::default()
+            };
             Ok(Some(Parsed {
-                text: result.markdown,
-                markdown: true,
+                text: StoredText {
+                    markdown: true,
+                    layout,
+                    text: result.markdown,
+                },
                 format: "llamaparse".into(),
                 pages: Some(result.pages),
                 // The upload, each check, and the result.
@@ -182,8 +191,8 @@ async fn store(
     parsed: Parsed,
 ) -> Result<Option<JobState>> {
     let job_id = job.id;
-    let parsed_key = keys::parsed_key(&job.tenant, job_id, parsed.markdown);
-    let chars = parsed.text.chars().count() as i64;
+    let parsed_key = keys::parsed_key(&job.tenant, job_id);
+    let chars = parsed.text.text.chars().count() as i64;
     let detail = serde_json::json!({
         "format": parsed.format,
         "chars": chars,
@@ -191,7 +200,7 @@ async fn store(
     });
     pipeline
         .blobs
-        .put(&parsed_key, Bytes::from(parsed.text))
+        .put(&parsed_key, parsed.text.to_bytes())
         .await?;
 
     let mut client = pipeline.db.get().await?;

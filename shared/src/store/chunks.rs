@@ -6,6 +6,7 @@
 use crate::chunking::Chunk;
 use crate::domain::ids;
 use crate::error::Result;
+use crate::parsing::layout::Provenance;
 use crate::store::jobs::Job;
 use deadpool_postgres::GenericClient;
 use pgvector::Vector;
@@ -23,9 +24,13 @@ pub async fn buffer(
     job_id: Uuid,
     document: &str,
     chunks: &[Chunk],
+    provenance: &[Provenance],
 ) -> Result<()> {
-    for batch in chunks.chunks(INSERT_BATCH) {
-        buffer_batch(tx, job_id, document, batch).await?;
+    for (batch, provenance) in chunks
+        .chunks(INSERT_BATCH)
+        .zip(provenance.chunks(INSERT_BATCH))
+    {
+        buffer_batch(tx, job_id, document, batch, provenance).await?;
     }
     Ok(())
 }
@@ -35,6 +40,7 @@ async fn buffer_batch(
     job_id: Uuid,
     document: &str,
     chunks: &[Chunk],
+    provenance: &[Provenance],
 ) -> Result<()> {
     let texts: Vec<&str> = chunks.iter().map(|c| c.text(document)).collect();
     let hashes: Vec<[u8; 32]> = texts.iter().map(|t| ids::sha256(t.as_bytes())).collect();
@@ -50,12 +56,41 @@ async fn buffer_batch(
     let tokens = column(|c| c.token_count);
     let starts = column(|c| c.char_start);
     let ends = column(|c| c.char_end);
+    let place = |value: fn(&Provenance) -> Option<u32>| -> Vec<Option<i32>> {
+        provenance
+            .iter()
+            .map(|p| value(p).map(|n| n as i32))
+            .collect()
+    };
+    let (page_starts, page_ends) = (place(|p| p.page_start), place(|p| p.page_end));
+    let (row_starts, row_ends) = (place(|p| p.row_start), place(|p| p.row_end));
+    let headings: Vec<serde_json::Value> = provenance
+        .iter()
+        .map(|p| serde_json::json!(p.headings))
+        .collect();
     tx.execute(
         "INSERT INTO upload_pipeline.document_chunk_buffer
-             (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end)
-         SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[], $7::int4[], $8::int4[])
+             (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end,
+              page_start, page_end, headings, row_start, row_end)
+         SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[],
+                                  $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::jsonb[],
+                                  $12::int4[], $13::int4[])
          ON CONFLICT DO NOTHING",
-        &[&job_id, &indexes, &chunk_ids, &texts, &hash_refs, &tokens, &starts, &ends],
+        &[
+            &job_id,
+            &indexes,
+            &chunk_ids,
+            &texts,
+            &hash_refs,
+            &tokens,
+            &starts,
+            &ends,
+            &page_starts,
+            &page_ends,
+            &headings,
+            &row_starts,
+            &row_ends,
+        ],
     )
     .await?;
     Ok(())
@@ -206,9 +241,11 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
         .execute(
             "INSERT INTO upload_pipeline.document_chunks
                  (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
-                  token_count, char_start, char_end, model, embedding)
+                  token_count, char_start, char_end, page_start, page_end, headings,
+                  row_start, row_end, model, embedding)
              SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
-                    b.token_count, b.char_start, b.char_end, v.model, c.embedding
+                    b.token_count, b.char_start, b.char_end, b.page_start, b.page_end,
+                    b.headings, b.row_start, b.row_end, v.model, c.embedding
                FROM upload_pipeline.document_chunk_buffer b
                JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
                -- One primary-key lookup per chunk (LIMIT keeps the planner from
@@ -250,7 +287,8 @@ pub async fn nearest(
     let rows = tx
         .query(
             "WITH hits AS MATERIALIZED (
-                 SELECT document_id, source_key, chunk_index, char_start, char_end, text,
+                 SELECT document_id, source_key, chunk_index, char_start, char_end,
+                        page_start, page_end, headings, row_start, row_end, text,
                         embedding <=> $3 AS distance
                    FROM upload_pipeline.document_chunks
                   WHERE tenant = $1 AND model = $2

@@ -81,6 +81,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V7__tenant_scoped_cache_and_limits",
         include_str!("../../../migrations/V7__tenant_scoped_cache_and_limits.sql"),
     ),
+    (
+        "V8__chunk_provenance",
+        include_str!("../../../migrations/V8__chunk_provenance.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -1,0 +1,96 @@
+//! Each format read end to end over real Postgres, from a fixture the test
+//! writes: the document completes, its text is there without markup, and a
+//! phrase from one page (slide, sheet, section) is found with that page
+//! (slide, sheet, heading path) in its hit.
+
+use docpipe_shared::JobState;
+use docpipe_shared::embedding;
+use docpipe_shared::search::{self, SearchHit};
+use docpipe_shared::settings::PipelineSettings;
+use docpipe_shared::store::db;
+use docpipe_tests::corpus::pdf_of_pages;
+use docpipe_tests::{ScratchDir, TestDb, ingest_locally};
+
+/// A database with `name` (holding `bytes`) ingested for tenant `acme`.
+async fn ingested(name: &str, bytes: &[u8]) -> (TestDb, PipelineSettings) {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[]);
+    let dir = ScratchDir::new();
+    dir.write(name, bytes);
+    let (_, outcomes) = ingest_locally(&config, "acme", std::slice::from_ref(&dir.0)).await;
+    let outcome = &outcomes[&format!("uploads/acme/{name}")];
+    assert_eq!(
+        outcome.state,
+        JobState::Complete,
+        "{name}: {:?}",
+        outcome.error_message
+    );
+    (test_db, config)
+}
+
+async fn top_hit(config: &PipelineSettings, query: &str) -> SearchHit {
+    let pool = db::connect(&config.database).await.unwrap();
+    let embedder = embedding::from_settings(config).unwrap();
+    let hits = search::search(
+        &pool,
+        embedder.as_ref(),
+        &config.cost,
+        "acme",
+        query,
+        3,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    hits.into_iter().next().expect("a hit")
+}
+
+fn assert_no_markup(hit: &SearchHit, markup: &[&str]) {
+    for residue in markup {
+        assert!(!hit.text.contains(residue), "{residue:?} in {:?}", hit.text);
+    }
+}
+
+#[tokio::test]
+async fn a_pdf_hit_names_its_page() {
+    let pages: Vec<Vec<String>> = [
+        "The harbour master keeps the tide log every morning.",
+        "Fog signals sound one long blast every thirty seconds.",
+        "The lantern room is painted red each spring by the keeper.",
+    ]
+    .iter()
+    .map(|line| vec![line.to_string()])
+    .collect();
+    let (_db, config) = ingested("guide.pdf", &pdf_of_pages(&pages)).await;
+    let hit = top_hit(&config, "lantern room painted red each spring").await;
+    assert!(hit.text.contains("lantern room"), "{hit:?}");
+    assert_eq!((hit.page_start, hit.page_end), (Some(3), Some(3)));
+    assert_no_markup(&hit, &["Tj", "BT", "ET"]);
+    let hit = top_hit(&config, "fog signals long blast").await;
+    assert_eq!((hit.page_start, hit.page_end), (Some(2), Some(2)));
+}
+
+#[tokio::test]
+async fn a_markdown_hit_names_its_heading_path() {
+    let text = "# Installation\n\nDocpipe installs in a minute.\n\n\
+                ## On Linux\n\nRun the package manager and start the daemon.\n\n\
+                ## On Mac\n\nDrag the application into the folder.\n\n\
+                # Usage\n\nUpload a file and search it.\n";
+    let (_db, config) = ingested("guide.md", text.as_bytes()).await;
+    let hit = top_hit(&config, "run the package manager and start the daemon").await;
+    assert_eq!(hit.headings, ["Installation", "On Linux"]);
+    assert_eq!(hit.page_start, None);
+    let hit = top_hit(&config, "drag the application into the folder").await;
+    assert_eq!(hit.headings, ["Installation", "On Mac"]);
+}
+
+#[tokio::test]
+async fn an_html_hit_names_its_heading_path() {
+    let html = "<html><body><h1>Harbour guide</h1><p>Welcome aboard.</p>\
+                <h2>Safety</h2><p>Wear a <b>life jacket</b> on the pontoon at all times.</p>\
+                <h2>Mooring</h2><p>Tie up at the <i>visitor berths</i> only.</p></body></html>";
+    let (_db, config) = ingested("guide.html", html.as_bytes()).await;
+    let hit = top_hit(&config, "wear a life jacket on the pontoon").await;
+    assert_eq!(hit.headings, ["Harbour guide", "Safety"]);
+    assert_no_markup(&hit, &["<", ">", "#"]);
+}
