@@ -100,9 +100,9 @@ async fn deleting_the_object_removes_its_chunks_and_parsed_text() {
     stack
         .wait_for_state("uploads/acme/stays.md", "complete")
         .await;
-    let parsed = format!(
-        "parsed/acme/{}.md",
-        stack.test_db.column::<Uuid>("SELECT id FROM upload_pipeline.upload_jobs WHERE source_key = 'uploads/acme/gone soon.md'").await[0]
+    let parsed = docpipe_shared::domain::keys::parsed_key(
+        "acme",
+        stack.test_db.column::<Uuid>("SELECT id FROM upload_pipeline.upload_jobs WHERE source_key = 'uploads/acme/gone soon.md'").await[0],
     );
     assert!(stack.object_exists(&parsed).await);
 
