@@ -279,10 +279,10 @@ async fn chunk_longer_than_the_providers_limit() {
 async fn unsupported_extension() {
     let bad = stack().await;
     bad.upload_fails(
-        "uploads/acme/report.docx",
-        "PK\x03\x04",
+        "uploads/acme/report.rtf",
+        "{\\rtf1 hello}",
         "unsupported_type",
-        "\"docx\"",
+        "\"rtf\"",
     )
     .await;
 }
@@ -413,6 +413,71 @@ async fn llamaparse_job_that_never_finishes() {
         pdf,
         "parse_timeout",
         "LlamaParse did not finish within 3 s",
+    )
+    .await;
+}
+
+/// A `.docx` whose document part unpacks to 129 MiB (a few hundred KB packed).
+#[tokio::test]
+async fn office_zip_bomb() {
+    let bad = stack().await;
+    let bomb = docpipe_tests::office::zip_of(&[("word/document.xml", " ".repeat(129 << 20))]);
+    assert!(bomb.len() < 1 << 20, "{}", bomb.len());
+    bad.upload_fails(
+        "uploads/acme/bomb.docx",
+        bomb,
+        "unpacks_too_large",
+        "PARSE_MAX_UNPACKED_MB",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn password_protected_office_file() {
+    let bad = stack().await;
+    // What Office writes for a protected file: an OLE container, not a ZIP.
+    let mut ole = vec![0xD0, 0xCF, 0x11, 0xE0, 0xA1, 0xB1, 0x1A, 0xE1];
+    ole.resize(4096, 0);
+    bad.upload_fails(
+        "uploads/acme/locked.xlsx",
+        ole,
+        "encrypted_document",
+        "password-protected",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn office_file_holding_an_archive() {
+    let bad = stack().await;
+    let nested = docpipe_tests::office::zip_of(&[
+        ("word/document.xml", "<w:document/>".into()),
+        ("word/embeddings/payload.zip", "PK".into()),
+    ]);
+    bad.upload_fails(
+        "uploads/acme/nested.docx",
+        nested,
+        "nested_archive",
+        "payload.zip",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_json_lines_and_latin1_csv() {
+    let bad = stack().await;
+    bad.upload_fails(
+        "uploads/acme/events.jsonl",
+        "{\"ok\": 1}\n{\"broken\": \n",
+        "unreadable_document",
+        "line 2",
+    )
+    .await;
+    bad.upload_fails(
+        "uploads/acme/crew.csv",
+        b"name,town\nJos\xe9,C\xe1diz\n".to_vec(),
+        "not_utf8",
+        "offset 13",
     )
     .await;
 }

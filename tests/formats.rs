@@ -9,6 +9,7 @@ use docpipe_shared::search::{self, SearchHit};
 use docpipe_shared::settings::PipelineSettings;
 use docpipe_shared::store::db;
 use docpipe_tests::corpus::pdf_of_pages;
+use docpipe_tests::office::{self, Slide, w_paragraph, w_table};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally};
 
 /// A database with `name` (holding `bytes`) ingested for tenant `acme`.
@@ -93,4 +94,124 @@ async fn an_html_hit_names_its_heading_path() {
     let hit = top_hit(&config, "wear a life jacket on the pontoon").await;
     assert_eq!(hit.headings, ["Harbour guide", "Safety"]);
     assert_no_markup(&hit, &["<", ">", "#"]);
+}
+
+#[tokio::test]
+async fn a_docx_reads_headings_lists_tables_headers_and_footnotes() {
+    let body = [
+        w_paragraph(Some("Heading1"), "Installation"),
+        w_paragraph(None, "Docpipe installs in a minute."),
+        w_paragraph(Some("Heading2"), "On Linux"),
+        w_paragraph(None, "Run the package manager and start the daemon."),
+        w_table(&[&["Port", "Service"], &["5432", "Postgres database"]]),
+        w_paragraph(Some("Heading1"), "Usage"),
+        w_paragraph(None, "Upload a file and search it."),
+    ]
+    .concat();
+    let docx = office::docx(&body, "Confidential harbour memo", "Tides per the almanac.");
+    let (_db, config) = ingested("guide.docx", &docx).await;
+    let hit = top_hit(&config, "run the package manager and start the daemon").await;
+    assert_eq!(hit.headings, ["Installation", "On Linux"]);
+    assert!(
+        hit.text.contains("5432 | Postgres database"),
+        "{:?}",
+        hit.text
+    );
+    assert_no_markup(&hit, &["<", "w:", "xml"]);
+    let hit = top_hit(&config, "confidential harbour memo").await;
+    assert_eq!(hit.text.matches("Confidential harbour memo").count(), 1);
+    let hit = top_hit(&config, "tides per the almanac").await;
+    assert!(
+        hit.text.contains("Tides per the almanac."),
+        "{:?}",
+        hit.text
+    );
+}
+
+#[tokio::test]
+async fn a_pptx_hit_names_its_slide_in_presentation_order() {
+    let pptx = office::pptx(&[
+        Slide {
+            title: "Welcome",
+            body: &["The harbour opens at dawn."],
+            notes: None,
+        },
+        Slide {
+            title: "Mooring rules",
+            body: &["Visitors tie up at the outer pontoon."],
+            notes: Some("Remind them about the fee"),
+        },
+        Slide {
+            title: "Questions",
+            body: &["Ask the harbour master."],
+            notes: None,
+        },
+    ]);
+    let (_db, config) = ingested("deck.pptx", &pptx).await;
+    let hit = top_hit(&config, "visitors tie up at the outer pontoon").await;
+    assert_eq!((hit.page_start, hit.page_end), (Some(2), Some(2)));
+    assert_eq!(hit.headings, ["Mooring rules"]);
+    assert!(
+        hit.text.contains("Remind them about the fee"),
+        "{:?}",
+        hit.text
+    );
+    assert_no_markup(&hit, &["<", "a:t"]);
+}
+
+#[tokio::test]
+async fn a_spreadsheet_hit_names_its_sheet_and_rows_with_the_header() {
+    let q2: &[&[&str]] = &[&["Region", "Revenue"], &["North", "100"]];
+    let q3: &[&[&str]] = &[
+        &["Region", "Revenue", "Note"],
+        &["North", "120", "steady"],
+        &["South", "340", "record lighthouse tourism"],
+    ];
+    let (_db, config) = ingested("sales.xlsx", &office::xlsx(&[("Q2", q2), ("Q3", q3)])).await;
+    let hit = top_hit(&config, "record lighthouse tourism").await;
+    assert_eq!(hit.headings, ["Q3"]);
+    assert_eq!((hit.page_start, hit.page_end), (Some(2), Some(2)));
+    assert_eq!((hit.row_start, hit.row_end), (Some(2), Some(3)));
+    assert!(
+        hit.text
+            .contains("Region | Revenue | Note\nNorth | 120 | steady"),
+        "{:?}",
+        hit.text
+    );
+}
+
+#[tokio::test]
+async fn csv_tsv_json_and_jsonl_are_read_as_rows_and_records() {
+    let csv = "name;role\nAda;lighthouse keeper\nBob;harbour pilot\n";
+    let (_db, config) = ingested("crew.csv", csv.as_bytes()).await;
+    let hit = top_hit(&config, "Bob harbour pilot").await;
+    assert!(hit.text.contains("name | role\n"), "{:?}", hit.text);
+    assert!(hit.text.contains("Bob | harbour pilot"), "{:?}", hit.text);
+    assert_eq!(hit.row_start, Some(2));
+
+    let tsv = "ship\tberth\nAurora\tnorth quay\n";
+    let (_db, config) = ingested("berths.tsv", tsv.as_bytes()).await;
+    let hit = top_hit(&config, "Aurora north quay").await;
+    assert!(hit.text.contains("Aurora | north quay"), "{:?}", hit.text);
+
+    let json = r#"{"vessels": [{"name": "Aurora", "home": {"port": "Falmouth"}}]}"#;
+    let (_db, config) = ingested("fleet.json", json.as_bytes()).await;
+    let hit = top_hit(&config, "Aurora Falmouth").await;
+    assert!(
+        hit.text.contains("vessels[0].home.port: Falmouth"),
+        "{:?}",
+        hit.text
+    );
+    assert_no_markup(&hit, &["{", "\""]);
+
+    let jsonl = "{\"event\": \"storm warning\"}\n{\"event\": \"fog at noon\"}\n";
+    let (_db, config) = ingested("log.jsonl", jsonl.as_bytes()).await;
+    let hit = top_hit(&config, "fog at noon").await;
+    // Each record is a paragraph of its own (short ones share a chunk).
+    assert!(
+        hit.text
+            .contains("event: storm warning\n\nevent: fog at noon"),
+        "{:?}",
+        hit.text
+    );
 }

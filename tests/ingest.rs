@@ -198,7 +198,7 @@ async fn bad_files_fail_with_specific_reasons_and_good_ones_still_complete() {
     let dir = ScratchDir::new();
     dir.write("good.txt", "A perfectly ordinary document about harbours.");
     dir.write("empty.txt", "");
-    dir.write("report.docx", "PK\x03\x04 not really");
+    dir.write("report.rtf", "{\\rtf1 not really}");
     dir.write("latin1.txt", b"caf\xe9 cr\xe8me br\xfbl\xe9e");
     dir.write("binary.txt", b"\x7fELF\x02\x01\x01\x00\x00\x00");
     dir.write("huge.txt", "x ".repeat(1500));
@@ -220,7 +220,7 @@ async fn bad_files_fail_with_specific_reasons_and_good_ones_still_complete() {
     };
     assert_eq!(code("good.txt"), ("complete", ""));
     assert_eq!(code("empty.txt"), ("failed", "empty_file"));
-    assert_eq!(code("report.docx"), ("failed", "unsupported_type"));
+    assert_eq!(code("report.rtf"), ("failed", "unsupported_type"));
     assert_eq!(code("latin1.txt"), ("failed", "not_utf8"));
     assert_eq!(code("binary.txt"), ("failed", "binary_content"));
     assert_eq!(code("huge.txt"), ("failed", "too_large"));

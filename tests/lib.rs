@@ -4,6 +4,7 @@
 pub mod corpus;
 pub mod lambda_runtime_api;
 pub mod local_aws;
+pub mod office;
 pub mod openapi;
 
 use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};

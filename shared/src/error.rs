@@ -27,6 +27,18 @@ pub enum Rejection {
     UnreadablePdf { detail: String },
     #[error("document has no extractable text")]
     NoText,
+    #[error("{format} file cannot be read: {detail}")]
+    UnreadableDocument { format: String, detail: String },
+    #[error("document is encrypted or password-protected")]
+    EncryptedDocument,
+    #[error(
+        "archive unpacks to more than {limit_mb} MB (PARSE_MAX_UNPACKED_MB): a compression bomb?"
+    )]
+    UnpacksTooLarge { limit_mb: u64 },
+    #[error("archive holds {entries} files, over the limit of {limit} (PARSE_MAX_ENTRIES)")]
+    TooManyEntries { entries: usize, limit: usize },
+    #[error("archive holds another archive ({name:?}), which is not unpacked")]
+    NestedArchive { name: String },
     #[error(
         "text has a run of {chars} characters without whitespace (at most {limit}): \
          not prose to chunk and embed (an encoded blob?)"
@@ -39,7 +51,7 @@ pub enum Rejection {
     TooMuchText { chars: usize, limit: usize },
     #[error("elements nest {depth} deep, over the limit of {limit} (PARSE_MAX_DEPTH)")]
     TooDeep { depth: usize, limit: usize },
-    #[error("PDF has {pages} pages, over the limit of {limit} (PARSE_MAX_PAGES)")]
+    #[error("document has {pages} pages, over the limit of {limit} (PARSE_MAX_PAGES)")]
     TooManyPages { pages: usize, limit: usize },
     #[error("parsing took longer than {secs} s (PARSE_TIMEOUT_SECS)")]
     ParserTimedOut { secs: u64 },
@@ -85,6 +97,11 @@ impl Rejection {
             Rejection::Binary { .. } => "binary_content",
             Rejection::UnreadablePdf { .. } => "unreadable_pdf",
             Rejection::NoText => "no_text",
+            Rejection::UnreadableDocument { .. } => "unreadable_document",
+            Rejection::EncryptedDocument => "encrypted_document",
+            Rejection::UnpacksTooLarge { .. } => "unpacks_too_large",
+            Rejection::TooManyEntries { .. } => "too_many_entries",
+            Rejection::NestedArchive { .. } => "nested_archive",
             Rejection::UnbrokenText { .. } => "unbroken_text",
             Rejection::TooMuchText { .. } => "too_much_text",
             Rejection::TooDeep { .. } => "too_deep",

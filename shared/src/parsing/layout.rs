@@ -251,6 +251,11 @@ impl TextBuilder {
         self.chars
     }
 
+    /// The most characters it may hold.
+    pub fn max_chars(&self) -> usize {
+        self.max_chars
+    }
+
     pub fn finish(mut self) -> (String, Layout) {
         let kept = self.text.trim_end().len();
         self.text.truncate(kept);

@@ -1,11 +1,20 @@
-//! Turns uploaded bytes into text: plain text, markdown, HTML and PDF (text layer).
+//! Turns uploaded bytes into text and its layout: plain text, markdown, HTML,
+//! PDF (text layer), Word, PowerPoint, spreadsheets, CSV/TSV and JSON.
 //!
 //! Every parse is bounded: the text it may give ([`OutputBounds`]: characters,
 //! HTML nesting depth, PDF pages) here, and its time and memory by the
 //! [`sandbox`] that runs it in a child process.
 
+pub mod archive;
+mod delimited;
+mod docx;
+mod json;
 pub mod layout;
+mod pptx;
 pub mod sandbox;
+mod spreadsheet;
+mod table;
+mod xml;
 
 use crate::error::Rejection;
 use bytes::Bytes;
@@ -21,6 +30,15 @@ pub enum Format {
     Markdown,
     Html,
     Pdf,
+    Docx,
+    Pptx,
+    Xlsx,
+    Xls,
+    Ods,
+    Csv,
+    Tsv,
+    Json,
+    Jsonl,
 }
 
 /// Every extension read, and its format: the one list the upload API's
@@ -33,6 +51,15 @@ pub const EXTENSIONS: &[(&str, Format)] = &[
     ("html", Format::Html),
     ("htm", Format::Html),
     ("pdf", Format::Pdf),
+    ("docx", Format::Docx),
+    ("pptx", Format::Pptx),
+    ("xlsx", Format::Xlsx),
+    ("xls", Format::Xls),
+    ("ods", Format::Ods),
+    ("csv", Format::Csv),
+    ("tsv", Format::Tsv),
+    ("json", Format::Json),
+    ("jsonl", Format::Jsonl),
 ];
 
 /// The extensions read, as `unsupported_type` lists them: `.txt, .text, …`.
@@ -58,13 +85,22 @@ impl Format {
             .ok_or(Rejection::UnsupportedType { extension })
     }
 
-    /// The format's name as stored and shown (`text`, `markdown`, `html`, `pdf`).
+    /// The format's name as stored and shown (`text`, `markdown`, `pdf`…).
     pub fn name(self) -> &'static str {
         match self {
             Format::Text => "text",
             Format::Markdown => "markdown",
             Format::Html => "html",
             Format::Pdf => "pdf",
+            Format::Docx => "docx",
+            Format::Pptx => "pptx",
+            Format::Xlsx => "xlsx",
+            Format::Xls => "xls",
+            Format::Ods => "ods",
+            Format::Csv => "csv",
+            Format::Tsv => "tsv",
+            Format::Json => "json",
+            Format::Jsonl => "jsonl",
         }
     }
 
@@ -74,9 +110,17 @@ impl Format {
     }
 
     /// Formats whose text can be far larger than their bytes (markup that
-    /// multiplies, compressed streams).
+    /// multiplies, compressed streams and archives).
     fn amplifies(self) -> bool {
-        matches!(self, Format::Html | Format::Pdf)
+        !matches!(
+            self,
+            Format::Text
+                | Format::Markdown
+                | Format::Csv
+                | Format::Tsv
+                | Format::Json
+                | Format::Jsonl
+        )
     }
 }
 
@@ -95,8 +139,14 @@ pub struct ParseLimits {
     pub chars_per_byte: usize,
     /// Deepest element nesting of an HTML document (`PARSE_MAX_DEPTH`).
     pub max_depth: usize,
-    /// Most pages of a PDF (`PARSE_MAX_PAGES`).
+    /// Most pages of a PDF, slides of a presentation, sheets of a workbook
+    /// (`PARSE_MAX_PAGES`).
     pub max_pages: usize,
+    /// Most bytes a ZIP-based document (Office, EPUB) may unpack to
+    /// (`PARSE_MAX_UNPACKED_MB`)...
+    pub max_unpacked_bytes: u64,
+    /// ...and most files it may hold (`PARSE_MAX_ENTRIES`).
+    pub max_entries: usize,
     /// Parses at once in one process (`PARSE_CONCURRENCY`).
     pub concurrency: usize,
 }
@@ -113,6 +163,8 @@ impl Default for ParseLimits {
             chars_per_byte: 16,
             max_depth: 256,
             max_pages: 10_000,
+            max_unpacked_bytes: 128 << 20,
+            max_entries: 10_000,
             concurrency: 2,
         }
     }
@@ -132,6 +184,8 @@ impl ParseLimits {
             max_chars,
             max_depth: self.max_depth,
             max_pages: self.max_pages,
+            max_unpacked_bytes: self.max_unpacked_bytes,
+            max_entries: self.max_entries,
         }
     }
 }
@@ -142,6 +196,8 @@ pub struct OutputBounds {
     pub max_chars: usize,
     pub max_depth: usize,
     pub max_pages: usize,
+    pub max_unpacked_bytes: u64,
+    pub max_entries: usize,
 }
 
 /// The text of a document, ready for chunking.
@@ -221,14 +277,18 @@ pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDoc
         Format::Markdown => with_headings(decode_text(bytes)?),
         Format::Html => {
             let rendered = html_to_text(&decode_text(bytes)?, bounds)?;
-            let (text, layout) = layout::without_heading_marks(&rendered, bounds.max_chars)?;
-            (text, layout, None)
+            unpaged(layout::without_heading_marks(&rendered, bounds.max_chars)?)
         }
-        Format::Pdf => {
-            let (text, layout) = pdf_pages(&bytes, bounds)?;
-            let pages = layout.pages.len() as u32;
-            (text, layout, Some(pages))
+        Format::Pdf => paged(pdf_pages(&bytes, bounds)?),
+        Format::Docx => unpaged(docx::parse(&bytes, bounds)?),
+        Format::Pptx => paged(pptx::parse(&bytes, bounds)?),
+        Format::Xlsx | Format::Xls | Format::Ods => {
+            paged(spreadsheet::parse(&bytes, format, bounds)?)
         }
+        Format::Csv | Format::Tsv => {
+            unpaged(delimited::parse(&decode_text(bytes)?, format, bounds)?)
+        }
+        Format::Json | Format::Jsonl => unpaged(json::parse(&decode_text(bytes)?, format, bounds)?),
     };
     check_length(text.chars().count(), bounds)?;
     if text.trim().is_empty() {
@@ -251,6 +311,16 @@ pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDoc
         pages,
         layout,
     })
+}
+
+/// A text and layout whose pages (slides, sheets) are counted.
+fn paged((text, layout): (String, Layout)) -> (String, Layout, Option<u32>) {
+    let pages = layout.pages.len() as u32;
+    (text, layout, Some(pages))
+}
+
+fn unpaged((text, layout): (String, Layout)) -> (String, Layout, Option<u32>) {
+    (text, layout, None)
 }
 
 /// A markdown text (or one rendered as markdown, like HTML's), with its
@@ -483,7 +553,11 @@ mod tests {
             "openapi.yaml lacks {documented:?}"
         );
         let list = supported_extensions();
-        assert_eq!(list, ".txt, .text, .md, .markdown, .html, .htm, .pdf");
+        assert_eq!(
+            list,
+            ".txt, .text, .md, .markdown, .html, .htm, .pdf, .docx, .pptx, .xlsx, .xls, .ods, \
+             .csv, .tsv, .json, .jsonl"
+        );
         for place in [
             format!("| `unsupported_type` | extension is not one of {list} |"),
             format!("supported: {list}"),
@@ -491,8 +565,8 @@ mod tests {
             assert!(readme.contains(&place), "README lacks {place:?}");
         }
         assert!(matches!(
-            Format::from_key("uploads/acme/report.docx"),
-            Err(Rejection::UnsupportedType { extension }) if extension == "docx"
+            Format::from_key("uploads/acme/report.doc"),
+            Err(Rejection::UnsupportedType { extension }) if extension == "doc"
         ));
         for (extension, format) in EXTENSIONS {
             let key = format!("uploads/acme/a.{}", extension.to_uppercase());
@@ -511,7 +585,7 @@ mod tests {
 
     #[test]
     fn formats_come_from_the_extension() {
-        for format in [Format::Text, Format::Markdown, Format::Html, Format::Pdf] {
+        for (_, format) in EXTENSIONS {
             let serialized = serde_json::to_string(&format).unwrap();
             assert_eq!(serialized, format!("\"{}\"", format.name()));
         }
@@ -523,9 +597,9 @@ mod tests {
         assert_eq!(Format::from_key("uploads/t/a.htm"), Ok(Format::Html));
         assert_eq!(Format::from_key("uploads/t/a.pdf"), Ok(Format::Pdf));
         assert_eq!(
-            Format::from_key("uploads/t/a.docx"),
+            Format::from_key("uploads/t/a.doc"),
             Err(Rejection::UnsupportedType {
-                extension: "docx".into()
+                extension: "doc".into()
             })
         );
         assert_eq!(

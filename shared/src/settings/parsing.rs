@@ -35,8 +35,13 @@ pub struct ParserSettings {
     parse_chars_per_byte: usize,
     /// `PARSE_MAX_DEPTH` (256): deepest element nesting of an HTML document.
     parse_max_depth: usize,
-    /// `PARSE_MAX_PAGES` (10 000): most pages of a PDF.
+    /// `PARSE_MAX_PAGES` (10 000): most pages of a PDF (slides, sheets).
     parse_max_pages: usize,
+    /// `PARSE_MAX_UNPACKED_MB` (128): most bytes an Office file or EPUB
+    /// (a ZIP archive) may unpack to...
+    parse_max_unpacked_mb: u64,
+    /// ...`PARSE_MAX_ENTRIES` (10 000): and most files it may hold.
+    parse_max_entries: usize,
     /// `PARSE_CONCURRENCY` (2): parses at once in one process.
     parse_concurrency: usize,
     /// `PARSE_SANDBOX_EXE`: the executable parse children run; by default
@@ -121,6 +126,8 @@ impl Default for ParserSettings {
             parse_chars_per_byte: limits.chars_per_byte,
             parse_max_depth: limits.max_depth,
             parse_max_pages: limits.max_pages,
+            parse_max_unpacked_mb: limits.max_unpacked_bytes >> 20,
+            parse_max_entries: limits.max_entries,
             parse_concurrency: limits.concurrency,
             parse_sandbox_exe: None,
         }
@@ -150,6 +157,8 @@ impl ParserSettings {
             chars_per_byte: self.parse_chars_per_byte,
             max_depth: self.parse_max_depth,
             max_pages: self.parse_max_pages,
+            max_unpacked_bytes: self.parse_max_unpacked_mb.saturating_mul(1 << 20),
+            max_entries: self.parse_max_entries,
             concurrency: self.parse_concurrency,
         }
     }
