@@ -451,8 +451,8 @@ async fn password_protected_office_file() {
 async fn office_file_holding_an_archive() {
     let bad = stack().await;
     let nested = docpipe_tests::office::zip_of(&[
-        ("word/document.xml", "<w:document/>".into()),
-        ("word/embeddings/payload.zip", "PK".into()),
+        ("word/document.xml", "<w:document/>"),
+        ("word/embeddings/payload.zip", "PK"),
     ]);
     bad.upload_fails(
         "uploads/acme/nested.docx",

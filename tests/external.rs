@@ -18,7 +18,7 @@ use docpipe_shared::store::db;
 use docpipe_shared::store::status;
 use docpipe_shared::{Error, Rejection};
 use docpipe_tests::{
-    ScratchDir, TestDb, ingest_locally, samples_dir, spawn_llamaparse, spawn_openai,
+    ScratchDir, TestDb, ingest_locally, samples_dir, search_as, spawn_llamaparse, spawn_openai,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -566,19 +566,7 @@ async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_pag
         .column("SELECT count(*) FROM upload_pipeline.events WHERE action = 'parse_submitted'")
         .await;
     assert_eq!(submitted, [3]);
-    let pool = db::connect(&config.database).await.unwrap();
-    let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
-    let hits = docpipe_shared::search::search(
-        &pool,
-        embedder.as_ref(),
-        &config.cost,
-        "acme",
-        "Fresnel lens bends the light",
-        1,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let hits = search_as(&config, "acme", "Fresnel lens bends the light", 1).await;
     assert_eq!(hits[0].source_key, "uploads/acme/lighthouse-handbook.pdf");
 }
 

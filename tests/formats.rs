@@ -4,13 +4,11 @@
 //! (slide, sheet, heading path) in its hit.
 
 use docpipe_shared::JobState;
-use docpipe_shared::embedding;
-use docpipe_shared::search::{self, SearchHit};
+use docpipe_shared::search::SearchHit;
 use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::db;
 use docpipe_tests::corpus::pdf_of_pages;
 use docpipe_tests::office::{self, Slide, w_paragraph, w_table};
-use docpipe_tests::{ScratchDir, TestDb, ingest_locally};
+use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_as};
 
 /// A database with `name` (holding `bytes`) ingested for tenant `acme`.
 async fn ingested(name: &str, bytes: &[u8]) -> (TestDb, PipelineSettings) {
@@ -30,19 +28,7 @@ async fn ingested(name: &str, bytes: &[u8]) -> (TestDb, PipelineSettings) {
 }
 
 async fn top_hit(config: &PipelineSettings, query: &str) -> SearchHit {
-    let pool = db::connect(&config.database).await.unwrap();
-    let embedder = embedding::from_settings(config).unwrap();
-    let hits = search::search(
-        &pool,
-        embedder.as_ref(),
-        &config.cost,
-        "acme",
-        query,
-        3,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let hits = search_as(config, "acme", query, 3).await;
     hits.into_iter().next().expect("a hit")
 }
 

@@ -7,23 +7,12 @@ use docpipe_shared::settings::PipelineSettings;
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
 use docpipe_shared::store::status;
-use docpipe_shared::{embedding, search};
-use docpipe_tests::{ScratchDir, TestDb, ingest_locally, samples_dir, spawn_mock_openai};
+use docpipe_tests::{
+    ScratchDir, TestDb, ingest_locally, samples_dir, search_as, spawn_mock_openai,
+};
 
 async fn top_hit(config: &PipelineSettings, tenant: &str, query: &str) -> Option<String> {
-    let pool = db::connect(&config.database).await.unwrap();
-    let embedder = embedding::from_settings(config).unwrap();
-    let hits = search::search(
-        &pool,
-        embedder.as_ref(),
-        &config.cost,
-        tenant,
-        query,
-        3,
-        &Default::default(),
-    )
-    .await
-    .unwrap();
+    let hits = search_as(config, tenant, query, 3).await;
     hits.first().map(|hit| hit.source_key.clone())
 }
 

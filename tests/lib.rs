@@ -253,6 +253,30 @@ pub async fn ingest_locally(
     )
 }
 
+/// The `top_k` chunks of `tenant` nearest to `query`, unfiltered, searched
+/// as the API and the CLI search.
+pub async fn search_as(
+    config: &PipelineSettings,
+    tenant: &str,
+    query: &str,
+    top_k: u32,
+) -> Vec<docpipe_shared::search::SearchHit> {
+    let pool = db::connect(&config.database).await.unwrap();
+    let embedder = docpipe_shared::embedding::from_settings(config).unwrap();
+    let (embedder, cost) = (embedder.as_ref(), &config.cost);
+    docpipe_shared::search::search(
+        &pool,
+        embedder,
+        cost,
+        tenant,
+        query,
+        top_k,
+        &Default::default(),
+    )
+    .await
+    .unwrap()
+}
+
 /// A client for the tests' own calls to a server (the API, a mock's stats).
 pub fn http_client() -> reqwest::Client {
     docpipe_shared::external::http_client(std::time::Duration::from_secs(60)).unwrap()

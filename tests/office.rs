@@ -4,12 +4,13 @@
 use std::io::{Cursor, Write};
 use zip::write::SimpleFileOptions;
 
-/// A ZIP of `files`, deflated.
-pub fn zip_of(files: &[(&str, String)]) -> Vec<u8> {
+/// A ZIP of `files` (name, contents), deflated.
+pub fn zip_of(files: &[(impl AsRef<str>, impl AsRef<[u8]>)]) -> Vec<u8> {
     let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
-    for (name, text) in files {
-        zip.start_file(*name, SimpleFileOptions::default()).unwrap();
-        zip.write_all(text.as_bytes()).unwrap();
+    for (name, contents) in files {
+        zip.start_file(name.as_ref(), SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(contents.as_ref()).unwrap();
     }
     zip.finish().unwrap().into_inner()
 }
@@ -103,8 +104,7 @@ fn shape(placeholder: &str, paragraphs: &[&str]) -> String {
 /// order (slide files are numbered by creation, not by position).
 pub fn pptx(slides: &[Slide]) -> Vec<u8> {
     let count = slides.len();
-    let mut files = vec![("[Content_Types].xml", CONTENT_TYPES.to_string())];
-    let mut names = Vec::new();
+    let mut files = vec![("[Content_Types].xml".to_string(), CONTENT_TYPES.to_string())];
     let mut ids = String::new();
     let mut rels = String::new();
     for (i, slide) in slides.iter().enumerate() {
@@ -119,15 +119,15 @@ pub fn pptx(slides: &[Slide]) -> Vec<u8> {
             shape("title", &[slide.title]),
             shape("body", slide.body)
         );
-        names.push((format!("ppt/slides/slide{file}.xml"), body));
+        files.push((format!("ppt/slides/slide{file}.xml"), body));
         if let Some(notes) = slide.notes {
-            names.push((
+            files.push((
                 format!("ppt/slides/_rels/slide{file}.xml.rels"),
                 format!(
                     r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId9" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/notesSlide" Target="../notesSlides/notesSlide{file}.xml"/></Relationships>"#
                 ),
             ));
-            names.push((
+            files.push((
                 format!("ppt/notesSlides/notesSlide{file}.xml"),
                 format!(
                     "<p:notes {P}><p:cSld><p:spTree>{}{}</p:spTree></p:cSld></p:notes>",
@@ -137,18 +137,16 @@ pub fn pptx(slides: &[Slide]) -> Vec<u8> {
             ));
         }
     }
-    names.push((
+    files.push((
         "ppt/presentation.xml".into(),
         format!("<p:presentation {P}><p:sldIdLst>{ids}</p:sldIdLst></p:presentation>"),
     ));
-    names.push((
+    files.push((
         "ppt/_rels/presentation.xml.rels".into(),
         format!(
             r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">{rels}</Relationships>"#
         ),
     ));
-    let names: Vec<(&str, String)> = names.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
-    files.extend(names);
     zip_of(&files)
 }
 
@@ -206,6 +204,5 @@ pub fn xlsx(sheets: &[(&str, &[&[&str]])]) -> Vec<u8> {
         "_rels/.rels".into(),
         r#"<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/officeDocument" Target="xl/workbook.xml"/></Relationships>"#.into(),
     ));
-    let files: Vec<(&str, String)> = files.iter().map(|(n, t)| (n.as_str(), t.clone())).collect();
     zip_of(&files)
 }

@@ -112,7 +112,7 @@ async fn a_failed_document_makes_ingest_exit_non_zero_with_the_reason() {
     assert!(docpipe(&test_db, &["migrate"]).status.success());
     let dir = ScratchDir::new();
     dir.write("notes.txt", "Fine text.");
-    dir.write("slides.pptx", "PK");
+    dir.write("slides.key", "PK");
     let output = docpipe(
         &test_db,
         &["ingest", &dir.0.display().to_string(), "--tenant", "t1"],
@@ -125,14 +125,14 @@ async fn a_failed_document_makes_ingest_exit_non_zero_with_the_reason() {
     );
     assert!(
         text.contains(
-            "failed uploads/t1/slides.pptx: unsupported_type: unsupported file type \"pptx\""
+            "failed uploads/t1/slides.key: unsupported_type: unsupported file type \"key\""
         ),
         "{text}"
     );
 
     let status = docpipe(&test_db, &["status"]);
     assert!(
-        stdout(&status).contains("uploads/t1/slides.pptx  unsupported_type"),
+        stdout(&status).contains("uploads/t1/slides.key  unsupported_type"),
         "{}",
         stdout(&status)
     );

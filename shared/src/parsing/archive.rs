@@ -3,7 +3,7 @@
 //! counted as they unpack (the sizes a ZIP declares are the attacker's to
 //! write), with archives inside refused and encryption named.
 
-use super::OutputBounds;
+use super::{OutputBounds, unreadable};
 use crate::error::Rejection;
 use std::io::{Cursor, Read};
 use zip::ZipArchive;
@@ -136,13 +136,6 @@ fn unpack(
         });
     }
     Ok(())
-}
-
-pub fn unreadable(format: &str, detail: impl std::fmt::Display) -> Rejection {
-    Rejection::UnreadableDocument {
-        format: format.to_string(),
-        detail: detail.to_string().chars().take(300).collect(),
-    }
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ pub fn parse(
     let rows = reader.records().map(|record| {
         record
             .map(|r| r.iter().map(str::to_string).collect())
-            .map_err(|e| super::archive::unreadable(format.name(), e))
+            .map_err(|e| super::unreadable(format.name(), e))
     });
     table::write(&mut doc, 1, rows)?;
     Ok(doc.finish())

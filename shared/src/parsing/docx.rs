@@ -9,7 +9,7 @@ use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::xml::{Node, attribute, local, walk};
 use crate::error::Rejection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 const FORMAT: &str = "docx";
 
@@ -24,7 +24,7 @@ pub fn parse(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Re
     write_part(&body, &styles, &mut doc)?;
     let mut names = archive.names();
     names.sort();
-    let mut seen = Vec::new();
+    let mut seen = HashSet::new();
     for name in names.iter().filter(|n| is_header_or_footer(n)) {
         let Some(xml) = archive.read_text(name)? else {
             continue;
@@ -35,7 +35,7 @@ pub fn parse(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Re
         let (text, _) = part.finish();
         if !text.is_empty() && !seen.contains(&text) {
             doc.paragraph(&text)?;
-            seen.push(text);
+            seen.insert(text);
         }
     }
     if let Some(xml) = archive.read_text("word/footnotes.xml")? {

@@ -18,7 +18,7 @@ pub fn parse(
         } else {
             String::new()
         };
-        super::archive::unreadable(format.name(), format!("{at}{e}"))
+        super::unreadable(format.name(), format!("{at}{e}"))
     };
     let mut doc = TextBuilder::new(bounds.max_chars);
     if format == Format::Jsonl {

@@ -222,7 +222,7 @@ impl TextBuilder {
     }
 
     /// Ends the paragraph under way (a blank line after it).
-    pub fn end_paragraph(&mut self) -> Result<(), Rejection> {
+    fn end_paragraph(&mut self) -> Result<(), Rejection> {
         let ending = if self.text.ends_with('\n') {
             "\n"
         } else {
@@ -244,16 +244,6 @@ impl TextBuilder {
         }
         self.text.push_str(text);
         Ok(())
-    }
-
-    /// Characters written so far.
-    pub fn chars(&self) -> usize {
-        self.chars
-    }
-
-    /// The most characters it may hold.
-    pub fn max_chars(&self) -> usize {
-        self.max_chars
     }
 
     pub fn finish(mut self) -> (String, Layout) {

@@ -200,6 +200,19 @@ pub struct OutputBounds {
     pub max_entries: usize,
 }
 
+impl OutputBounds {
+    /// Refuses a document of more than `max_pages` pages (slides, sheets).
+    pub fn check_pages(&self, pages: usize) -> Result<(), Rejection> {
+        if pages > self.max_pages {
+            return Err(Rejection::TooManyPages {
+                pages,
+                limit: self.max_pages,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// The text of a document, ready for chunking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedDocument {
@@ -331,6 +344,14 @@ fn with_headings(text: String) -> (String, Layout, Option<u32>) {
         ..Layout::default()
     };
     (text, layout, None)
+}
+
+/// Why a `format` file cannot be read, in at most 300 characters of `detail`.
+pub fn unreadable(format: &str, detail: impl std::fmt::Display) -> Rejection {
+    Rejection::UnreadableDocument {
+        format: format.to_string(),
+        detail: detail.to_string().chars().take(300).collect(),
+    }
 }
 
 /// Refuses text over the bounds.
@@ -508,12 +529,7 @@ fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Re
                 .map_err(|e| unreadable(e.to_string()))?;
         }
         let numbers: Vec<u32> = document.get_pages().into_keys().collect();
-        if numbers.len() > bounds.max_pages {
-            return Err(Rejection::TooManyPages {
-                pages: numbers.len(),
-                limit: bounds.max_pages,
-            });
-        }
+        bounds.check_pages(numbers.len())?;
         let mut pages = TextBuilder::new(bounds.max_chars);
         for (page, number) in (1..).zip(numbers) {
             let mut text = String::new();

@@ -2,10 +2,10 @@
 //! page, its title as a heading, then its text frames, its tables a row to a
 //! line, and its speaker notes.
 
-use super::OutputBounds;
-use super::archive::{Archive, unreadable};
+use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::xml::{Node, attribute, local, walk};
+use super::{OutputBounds, unreadable};
 use crate::error::Rejection;
 use std::collections::HashMap;
 
@@ -26,12 +26,7 @@ pub fn parse(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Re
         }
         Ok(())
     })?;
-    if order.len() > bounds.max_pages {
-        return Err(Rejection::TooManyPages {
-            pages: order.len(),
-            limit: bounds.max_pages,
-        });
-    }
+    bounds.check_pages(order.len())?;
     let mut doc = TextBuilder::new(bounds.max_chars);
     for (number, rel) in (1..).zip(&order) {
         let target = relations

@@ -1,9 +1,9 @@
 //! Workbooks (`.xlsx`, `.xls`, `.ods`, read by calamine): each sheet a
 //! page, its name a heading, its rows a table (header repeated per block).
 
-use super::archive::{Archive, unreadable};
+use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
-use super::{Format, OutputBounds, table};
+use super::{Format, OutputBounds, table, unreadable};
 use crate::error::Rejection;
 use calamine::{Data, Ods, Reader, Xls, Xlsx};
 use std::io::Cursor;
@@ -50,12 +50,7 @@ where
     R::Error: std::fmt::Display,
 {
     let sheets = workbook.sheet_names();
-    if sheets.len() > bounds.max_pages {
-        return Err(Rejection::TooManyPages {
-            pages: sheets.len(),
-            limit: bounds.max_pages,
-        });
-    }
+    bounds.check_pages(sheets.len())?;
     let mut doc = TextBuilder::new(bounds.max_chars);
     for (number, sheet) in (1..).zip(&sheets) {
         let range = workbook

@@ -40,12 +40,9 @@ pub fn write(
         block.push('\n');
         block.push_str(&line);
         last = number;
+        // Written through the builder, which stops at the document's bound.
         if block.len() >= BLOCK_CHARS {
             doc.rows(first, last, &std::mem::take(&mut block))?;
-        }
-        // A huge row fails as soon as its text passes the bound.
-        if doc.chars() + block.len() > doc.max_chars() {
-            doc.paragraph(&block)?;
         }
     }
     match header {

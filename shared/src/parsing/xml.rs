@@ -3,7 +3,7 @@
 //! recursion and never expands DTD entities, so neither a deep nesting nor
 //! an entity bomb costs more than the part's length.
 
-use super::archive::unreadable;
+use super::unreadable;
 use crate::error::Rejection;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
