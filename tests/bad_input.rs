@@ -448,6 +448,19 @@ async fn password_protected_office_file() {
 }
 
 #[tokio::test]
+async fn drm_protected_epub() {
+    let bad = stack().await;
+    let book = docpipe_tests::office::epub(&[("Locked", "Chapter text.")], true);
+    bad.upload_fails(
+        "uploads/acme/locked.epub",
+        book,
+        "encrypted_document",
+        "password-protected",
+    )
+    .await;
+}
+
+#[tokio::test]
 async fn office_file_holding_an_archive() {
     let bad = stack().await;
     let nested = docpipe_tests::office::zip_of(&[

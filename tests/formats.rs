@@ -167,6 +167,25 @@ async fn a_spreadsheet_hit_names_its_sheet_and_rows_with_the_header() {
 }
 
 #[tokio::test]
+async fn an_epub_is_read_in_spine_order_through_the_html_path() {
+    let book = office::epub(
+        &[
+            ("The Harbour", "Boats rest in the inner basin overnight."),
+            (
+                "The Lighthouse",
+                "The keeper climbs one hundred steps at dusk.",
+            ),
+        ],
+        false,
+    );
+    let (_db, config) = ingested("book.epub", &book).await;
+    let hit = top_hit(&config, "the keeper climbs one hundred steps at dusk").await;
+    assert_eq!(hit.headings, ["The Lighthouse"]);
+    assert_eq!(hit.chunk_index, 1, "the spine's second chapter");
+    assert_no_markup(&hit, &["<", "#", "color"]);
+}
+
+#[tokio::test]
 async fn csv_tsv_json_and_jsonl_are_read_as_rows_and_records() {
     let csv = "name;role\nAda;lighthouse keeper\nBob;harbour pilot\n";
     let (_db, config) = ingested("crew.csv", csv.as_bytes()).await;

@@ -206,3 +206,46 @@ pub fn xlsx(sheets: &[(&str, &[&[&str]])]) -> Vec<u8> {
     ));
     zip_of(&files)
 }
+
+/// An `.epub` of `chapters` (title, paragraph), in that reading order,
+/// stored under file names in the opposite order; with `drm`, its first
+/// chapter is listed as AES-encrypted, as a DRM'd book's are.
+pub fn epub(chapters: &[(&str, &str)], drm: bool) -> Vec<u8> {
+    let count = chapters.len();
+    let mut files = vec![
+        ("mimetype".to_string(), "application/epub+zip".to_string()),
+        (
+            "META-INF/container.xml".into(),
+            r#"<container xmlns="urn:oasis:names:tc:opendocument:xmlns:container" version="1.0"><rootfiles><rootfile full-path="OEBPS/content.opf" media-type="application/oebps-package+xml"/></rootfiles></container>"#.into(),
+        ),
+    ];
+    let (mut manifest, mut spine) = (String::new(), String::new());
+    for (i, (title, text)) in chapters.iter().enumerate() {
+        let file = count - i;
+        manifest.push_str(&format!(
+            r#"<item id="c{file}" href="text/chapter%20{file}.xhtml" media-type="application/xhtml+xml"/>"#
+        ));
+        spine.push_str(&format!(r#"<itemref idref="c{file}"/>"#));
+        files.push((
+            format!("OEBPS/text/chapter {file}.xhtml"),
+            format!(
+                r#"<html xmlns="http://www.w3.org/1999/xhtml"><head><title>{title}</title><style>p {{ color: red }}</style></head><body><h1>{title}</h1><p>{text}</p></body></html>"#
+            ),
+        ));
+    }
+    files.push((
+        "OEBPS/content.opf".into(),
+        format!(
+            r#"<package xmlns="http://www.idpf.org/2007/opf" version="3.0"><manifest>{manifest}</manifest><spine>{spine}</spine></package>"#
+        ),
+    ));
+    if drm {
+        files.push((
+            "META-INF/encryption.xml".into(),
+            format!(
+                r#"<encryption xmlns="urn:oasis:names:tc:opendocument:xmlns:container" xmlns:enc="http://www.w3.org/2001/04/xmlenc#"><enc:EncryptedData><enc:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/><enc:CipherData><enc:CipherReference URI="OEBPS/text/chapter%20{count}.xhtml"/></enc:CipherData></enc:EncryptedData></encryption>"#
+            ),
+        ));
+    }
+    zip_of(&files)
+}

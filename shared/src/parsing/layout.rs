@@ -300,21 +300,18 @@ pub fn markdown_headings(text: &str) -> Vec<Heading> {
     headings
 }
 
-/// A text rendered as markdown (HTML's is) as plain text: its headings
-/// marked in the layout instead of by `#`s.
-pub fn without_heading_marks(
-    rendered: &str,
-    max_chars: usize,
-) -> Result<(String, Layout), Rejection> {
-    let mut doc = TextBuilder::new(max_chars);
-    let mut at = 0;
-    for heading in markdown_headings(rendered) {
-        doc.paragraph(&rendered[at..heading.at])?;
-        doc.heading(heading.level, &heading.title)?;
-        at = heading.end;
+impl TextBuilder {
+    /// Writes a text rendered as markdown (HTML's is) as plain text: its
+    /// headings marked in the layout instead of by `#`s.
+    pub fn rendered_markdown(&mut self, rendered: &str) -> Result<(), Rejection> {
+        let mut at = 0;
+        for heading in markdown_headings(rendered) {
+            self.paragraph(&rendered[at..heading.at])?;
+            self.heading(heading.level, &heading.title)?;
+            at = heading.end;
+        }
+        self.paragraph(&rendered[at..])
     }
-    doc.paragraph(&rendered[at..])?;
-    Ok(doc.finish())
 }
 
 #[cfg(test)]

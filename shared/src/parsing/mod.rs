@@ -8,6 +8,7 @@
 pub mod archive;
 mod delimited;
 mod docx;
+mod epub;
 mod json;
 pub mod layout;
 mod pptx;
@@ -39,6 +40,7 @@ pub enum Format {
     Tsv,
     Json,
     Jsonl,
+    Epub,
 }
 
 /// Every extension read, and its format: the one list the upload API's
@@ -60,6 +62,7 @@ pub const EXTENSIONS: &[(&str, Format)] = &[
     ("tsv", Format::Tsv),
     ("json", Format::Json),
     ("jsonl", Format::Jsonl),
+    ("epub", Format::Epub),
 ];
 
 /// The extensions read, as `unsupported_type` lists them: `.txt, .text, …`.
@@ -101,6 +104,7 @@ impl Format {
             Format::Tsv => "tsv",
             Format::Json => "json",
             Format::Jsonl => "jsonl",
+            Format::Epub => "epub",
         }
     }
 
@@ -289,9 +293,11 @@ pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDoc
         Format::Text => (decode_text(bytes)?, Layout::default(), None),
         Format::Markdown => with_headings(decode_text(bytes)?),
         Format::Html => {
-            let rendered = html_to_text(&decode_text(bytes)?, bounds)?;
-            unpaged(layout::without_heading_marks(&rendered, bounds.max_chars)?)
+            let mut doc = TextBuilder::new(bounds.max_chars);
+            doc.rendered_markdown(&html_to_text(&decode_text(bytes)?, bounds)?)?;
+            unpaged(doc.finish())
         }
+        Format::Epub => unpaged(epub::parse(&bytes, bounds)?),
         Format::Pdf => paged(pdf_pages(&bytes, bounds)?),
         Format::Docx => unpaged(docx::parse(&bytes, bounds)?),
         Format::Pptx => paged(pptx::parse(&bytes, bounds)?),
@@ -403,7 +409,7 @@ fn decode_utf8(bytes: Bytes) -> Result<String, Rejection> {
 /// The text of an HTML document, its nesting checked before it is parsed
 /// (the parser's time grows with the square of the depth) and again before
 /// it is rendered (so do the rendering's time and text).
-fn html_to_text(html: &str, bounds: &OutputBounds) -> Result<String, Rejection> {
+pub(crate) fn html_to_text(html: &str, bounds: &OutputBounds) -> Result<String, Rejection> {
     let too_deep = |depth| Rejection::TooDeep {
         depth,
         limit: bounds.max_depth,
@@ -572,7 +578,7 @@ mod tests {
         assert_eq!(
             list,
             ".txt, .text, .md, .markdown, .html, .htm, .pdf, .docx, .pptx, .xlsx, .xls, .ods, \
-             .csv, .tsv, .json, .jsonl"
+             .csv, .tsv, .json, .jsonl, .epub"
         );
         for place in [
             format!("| `unsupported_type` | extension is not one of {list} |"),
