@@ -592,6 +592,31 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
     assert_eq!(seen["states"]["complete"], 5, "{seen}");
     assert_eq!(seen["completed_last_hour"], 5, "{seen}");
 
+    // A search shows where each hit is: the PDF's page, the markdown's section.
+    stdin
+        .write_all(b"search Fresnel lens bends the light\n")
+        .await
+        .unwrap();
+    let seen = next_snapshot().await;
+    let top = &seen["hits"][0];
+    assert_eq!(top["key"], "uploads/acme/lighthouse-handbook.pdf", "{seen}");
+    assert!(
+        top["where"].as_str().unwrap().starts_with("page "),
+        "{seen}"
+    );
+    stdin
+        .write_all(b"search spring tides and neap tides\n")
+        .await
+        .unwrap();
+    let seen = next_snapshot().await;
+    let top = &seen["hits"][0];
+    assert_eq!(top["key"], "uploads/acme/tide-tables.md", "{seen}");
+    assert_eq!(
+        top["headings"], "Tide tables for small harbours › Spring and neap tides",
+        "{seen}"
+    );
+    assert_eq!(seen["problems"], json!([]), "{seen}");
+
     stdin.write_all(b"done\n").await.unwrap();
     drop(stdin);
     let status = tokio::time::timeout(WITHIN, browser.wait())

@@ -2,7 +2,8 @@
 // opens the page, types the API key, connects, and reports what is on the
 // screen as one JSON line per snapshot. A line "again" on stdin waits for
 // the page's own auto-refresh (no reload) and reports again; "done" or the
-// end of stdin takes the screenshot and quits.
+// end of stdin takes the screenshot and quits; "search <query>" types the
+// query into the search box, submits it and reports the hits.
 //   node dashboard.mjs <base URL> <API key> <screenshot.png>
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -37,6 +38,8 @@ async function snapshot() {
       completed_last_hour: Number(text("#completed-hour")),
       throughput_bars: document.querySelectorAll("#throughput g[data-minute]").length,
       key_field_empty: document.querySelector("#key").value === "",
+      hits: rows("[data-hit]", (e) => ({ key: e.querySelector("code").textContent,
+        where: e.querySelector(".where").textContent, headings: e.querySelector(".headings").textContent })),
     };
   });
 }
@@ -53,6 +56,15 @@ await page.waitForFunction(() => document.querySelector("#updated").textContent 
 await report();
 
 for await (const line of createInterface({ input: process.stdin })) {
+  if (line.startsWith("search ")) {
+    const query = line.slice("search ".length);
+    await page.getByLabel("Search query").fill(query);
+    await page.getByRole("button", { name: "Search" }).click();
+    await page.waitForFunction((q) => document.querySelector("#hits").dataset.query === q
+      || getComputedStyle(document.querySelector("#error")).display !== "none", query, { timeout: 20000 });
+    await report();
+    continue;
+  }
   if (line.trim() !== "again") break;
   const before = await page.textContent("#updated");
   await page.waitForFunction((previous) => document.querySelector("#updated").textContent !== previous,
