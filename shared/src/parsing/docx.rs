@@ -179,3 +179,30 @@ fn write_part(
         Ok(())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parsing::archive::tests::zip_of;
+    use crate::parsing::{Format, ParseLimits};
+
+    /// A "billion laughs" DTD: quick-xml never expands a document's own
+    /// entities, so the reference costs nothing and gives no text.
+    #[test]
+    fn an_entity_bomb_expands_to_nothing() {
+        let mut dtd = String::from(r#"<!DOCTYPE w:document [<!ENTITY lol0 "lol">"#);
+        for n in 1..10 {
+            let previous = format!("&lol{};", n - 1).repeat(10);
+            dtd.push_str(&format!(r#"<!ENTITY lol{n} "{previous}">"#));
+        }
+        dtd.push(']');
+        dtd.push('>');
+        let xml = format!(
+            r#"<?xml version="1.0"?>{dtd}<w:document xmlns:w="w"><w:body><w:p><w:r><w:t>Real text &amp; more</w:t></w:r></w:p><w:p><w:r><w:t>&lol9;</w:t></w:r></w:p></w:body></w:document>"#
+        );
+        let docx = zip_of(&[("word/document.xml", xml.as_bytes())]);
+        let bounds = ParseLimits::default().bounds(Format::Docx, docx.len());
+        let (text, _) = parse(&docx, &bounds).unwrap();
+        assert_eq!(text, "Real text & more");
+    }
+}
