@@ -361,7 +361,9 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
         call(&http, &base, Some(key), method, path, body.as_deref()).await
     };
     let text = "The keeper of the Skerry light logs every fog signal at dawn.";
-    let request = json!({"name": "logs/skerry light.txt", "size": text.len()});
+    let metadata = json!({"team": "harbour", "year": 2026, "tags": ["log"]});
+    let request =
+        json!({"name": "logs/skerry light.txt", "size": text.len(), "metadata": metadata});
     let (status, answer) = api(ACME_KEY, "POST", "/v1/uploads", request).await;
     assert_eq!(status, 201, "{answer}");
     assert_eq!(answer["key"], "uploads/acme/logs/skerry light.txt");
@@ -388,11 +390,37 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
         document["latest_job"]["state"] == "complete"
     })
     .await;
+    // The metadata given with the upload is the document's, and its hits'.
+    let (_, detail) = api(ACME_KEY, "GET", &document, Value::Null).await;
+    assert_eq!(detail["metadata"], metadata);
+    assert_eq!(detail["metadata_error"], Value::Null);
     let query = json!({"query": "Skerry light fog signal", "top_k": 5});
     let (_, hits) = api(ACME_KEY, "POST", "/v1/search", query.clone()).await;
     let first = &hits["hits"][0];
     assert_eq!(first["source_key"], "uploads/acme/logs/skerry light.txt");
     assert!(first["text"].as_str().unwrap().contains("Skerry"), "{hits}");
+    assert_eq!(first["metadata"], metadata);
+    for (filter, found) in [
+        (json!({"equals": {"key": "team", "value": "harbour"}}), 1),
+        (
+            json!({"andAll": [{"listContains": {"key": "tags", "value": "log"}},
+                           {"greaterThan": {"key": "year", "value": 2025}}]}),
+            1,
+        ),
+        (
+            json!({"key_prefix": "logs/", "equals": {"key": "team", "value": "legal"}}),
+            0,
+        ),
+    ] {
+        let query = json!({"query": "fog", "filter": filter});
+        let (status, hits) = api(ACME_KEY, "POST", "/v1/search", query).await;
+        assert_eq!(status, 200, "{hits}");
+        assert_eq!(
+            hits["hits"].as_array().unwrap().len(),
+            found,
+            "{filter}: {hits}"
+        );
+    }
     // Filters narrow the search, within the caller's folder only.
     let in_folder = json!({"query": "fog", "filter": {"key_prefix": "logs/"}});
     let (_, hits) = api(ACME_KEY, "POST", "/v1/search", in_folder).await;
@@ -699,8 +727,8 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
         "another tenant's id as a page cursor finds no page"
     );
     let only_acme = search::SearchFilter {
-        key_prefix: None,
         document_ids: Some(vec![fog]),
+        ..Default::default()
     };
     let hits = search::search(
         &pipeline.db,

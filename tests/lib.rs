@@ -9,6 +9,7 @@ pub mod openapi;
 
 use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
+use docpipe_shared::domain::keys::Tenant;
 use docpipe_shared::drivers::local::{LocalPipeline, LocalRun, upload_keys};
 use docpipe_shared::settings::{Env, Parts, PipelineSettings};
 use docpipe_shared::store::db;
@@ -261,20 +262,31 @@ pub async fn search_as(
     query: &str,
     top_k: u32,
 ) -> Vec<docpipe_shared::search::SearchHit> {
+    search_filtered(config, tenant, query, top_k, serde_json::json!({}))
+        .await
+        .unwrap()
+}
+
+/// [`search_as`] with `filter` as the API and the CLI take it; a filter that
+/// breaks a rule is the problem they answer with.
+pub async fn search_filtered(
+    config: &PipelineSettings,
+    tenant: &str,
+    query: &str,
+    top_k: u32,
+    filter: serde_json::Value,
+) -> Result<Vec<docpipe_shared::search::SearchHit>, String> {
+    let request: docpipe_shared::search::FilterRequest =
+        serde_json::from_value(filter).map_err(|e| e.to_string())?;
+    let filter = request.scoped(&Tenant::new(tenant).unwrap())?;
     let pool = db::connect(&config.database).await.unwrap();
     let embedder = docpipe_shared::embedding::from_settings(config).unwrap();
     let (embedder, cost) = (embedder.as_ref(), &config.cost);
-    docpipe_shared::search::search(
-        &pool,
-        embedder,
-        cost,
-        tenant,
-        query,
-        top_k,
-        &Default::default(),
+    Ok(
+        docpipe_shared::search::search(&pool, embedder, cost, tenant, query, top_k, &filter)
+            .await
+            .unwrap(),
     )
-    .await
-    .unwrap()
 }
 
 /// A client for the tests' own calls to a server (the API, a mock's stats).

@@ -154,14 +154,26 @@ impl LocalAws {
     }
 
     pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
-        self.s3
+        self.put_with_metadata(key, body, &[]).await
+    }
+
+    /// Puts an object with S3 user metadata (`x-amz-meta-<name>: <value>`).
+    pub async fn put_with_metadata(
+        &self,
+        key: &str,
+        body: impl Into<Vec<u8>>,
+        user_metadata: &[(&str, &str)],
+    ) {
+        let mut put = self
+            .s3
             .put_object()
             .bucket(&self.resources.bucket)
             .key(key)
-            .body(body.into().into())
-            .send()
-            .await
-            .expect("PutObject");
+            .body(body.into().into());
+        for (name, value) in user_metadata {
+            put = put.metadata(*name, *value);
+        }
+        put.send().await.expect("PutObject");
     }
 
     pub async fn delete(&self, key: &str) {

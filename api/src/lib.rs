@@ -13,9 +13,7 @@ mod state;
 
 pub use auth::{Auth, Tenant, parse_api_keys};
 pub use error::ApiError;
-pub use routes::{
-    MAX_BODY_BYTES, MAX_FILTER_IDS, MAX_PAGE, MAX_QUERY_BYTES, MAX_TOP_K, OPENAPI, router,
-};
+pub use routes::{MAX_BODY_BYTES, MAX_PAGE, MAX_QUERY_BYTES, MAX_TOP_K, OPENAPI, router};
 pub use settings::ApiSettings;
 pub use state::{Api, ApiParts, Infrastructure, Presigner, Search, WatchedQueue};
 

@@ -59,12 +59,20 @@ impl ApiClient {
         Ok(serde_json::from_value(answer)?)
     }
 
-    pub async fn search(&self, query: &str, top_k: u32) -> anyhow::Result<Vec<SearchHit>> {
+    pub async fn search(
+        &self,
+        query: &str,
+        top_k: u32,
+        filter: Option<Value>,
+    ) -> anyhow::Result<Vec<SearchHit>> {
         #[derive(serde::Deserialize)]
         struct Hits {
             hits: Vec<SearchHit>,
         }
-        let body = json!({"query": query, "top_k": top_k});
+        let mut body = json!({"query": query, "top_k": top_k});
+        if let Some(filter) = filter {
+            body["filter"] = filter;
+        }
         Ok(self.call::<Hits>("/v1/search", Some(body)).await?.hits)
     }
 

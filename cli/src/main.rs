@@ -5,10 +5,11 @@ mod api;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use docpipe_shared::domain::keys::Tenant;
+use docpipe_shared::domain::keys::{Tenant, sidecar_target};
 use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::ops::telemetry;
 use docpipe_shared::pipeline::ingest::Change;
+use docpipe_shared::pipeline::metadata::Sidecar;
 use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
@@ -59,6 +60,10 @@ enum Command {
         tenant: Option<String>,
         #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
         top_k: u32,
+        /// A filter as the API takes it: `key_prefix`, `document_ids` and a
+        /// metadata condition, e.g. '{"equals":{"key":"team","value":"legal"}}'.
+        #[arg(long, value_parser = parse_json)]
+        filter: Option<serde_json::Value>,
         #[arg(long)]
         json: bool,
     },
@@ -118,19 +123,24 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             query,
             tenant,
             top_k,
+            filter,
             json,
         } => {
             let hits = match (api, tenant) {
                 (Some(_), Some(_)) => {
                     bail!("--tenant is not used with --api: the API key decides the tenant")
                 }
-                (Some(api), None) => api.search(&query, top_k).await?,
+                (Some(api), None) => api.search(&query, top_k, filter).await?,
                 (None, None) => bail!("--tenant is required (or --api with an API key)"),
                 (None, Some(tenant)) => {
+                    let tenant = Tenant::new(&tenant)?;
+                    let filter: search::FilterRequest =
+                        serde_json::from_value(filter.unwrap_or_else(|| serde_json::json!({})))
+                            .context("--filter")?;
+                    let filter = filter.scoped(&tenant).map_err(anyhow::Error::msg)?;
                     let config = PipelineSettings::load(&Env::from_process(), Parts::EMBED)?;
                     let pool = db::connect(&config.database).await?;
                     let embedder = docpipe_shared::embedding::from_settings(&config)?;
-                    let filter = Default::default();
                     let (embedder, cost) = (embedder.as_ref(), &config.cost);
                     search::search(&pool, embedder, cost, &tenant, &query, top_k, &filter).await?
                 }
@@ -154,6 +164,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A command-line argument that must be JSON.
+fn parse_json(text: &str) -> Result<serde_json::Value, String> {
+    serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))
 }
 
 fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> {
@@ -182,6 +197,14 @@ fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> {
         );
         if !hit.headings.is_empty() {
             println!("   § {}", hit.headings.join(" › "));
+        }
+        if !hit.metadata.is_empty() {
+            let attributes: Vec<String> = hit
+                .metadata
+                .iter()
+                .map(|(name, value)| format!("{name}={value}"))
+                .collect();
+            println!("   {}", attributes.join(" "));
         }
         println!("   {snippet}");
     }
@@ -287,7 +310,10 @@ async fn ingest(
             .with_context(|| format!("copying {}", file.display()))?;
     }
 
-    let bar = ProgressBar::new(files.len() as u64);
+    let documents = files
+        .iter()
+        .filter(|(key, _)| sidecar_target(key).is_none());
+    let bar = ProgressBar::new(documents.count() as u64);
     bar.set_style(ProgressStyle::with_template(
         "{bar:40} {pos}/{len} documents {elapsed} {msg}",
     )?);
@@ -364,9 +390,29 @@ async fn ingest(
     for (key, error) in &run.not_ingested {
         println!("  failed {key}: {error}");
     }
-    Ok(if failed.is_empty() && run.not_ingested.is_empty() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let refused: Vec<_> = run
+        .sidecars
+        .iter()
+        .filter_map(|(key, change)| match &change.sidecar {
+            Sidecar::Refused(problem) => Some((key, problem)),
+            _ => None,
+        })
+        .collect();
+    if !run.sidecars.is_empty() {
+        println!(
+            "{} metadata sidecars read, {} refused",
+            run.sidecars.len(),
+            refused.len()
+        );
+    }
+    for (key, problem) in &refused {
+        println!("  refused {key}: {problem}");
+    }
+    Ok(
+        if failed.is_empty() && run.not_ingested.is_empty() && refused.is_empty() {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        },
+    )
 }

@@ -8,7 +8,7 @@ mod search;
 mod uploads;
 
 pub use jobs::MAX_PAGE;
-pub use search::{MAX_FILTER_IDS, MAX_QUERY_BYTES, MAX_TOP_K};
+pub use search::{MAX_QUERY_BYTES, MAX_TOP_K};
 
 use crate::error::ApiError;
 use crate::state::Api;

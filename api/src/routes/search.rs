@@ -1,4 +1,5 @@
-//! `POST /v1/search`: the caller's nearest chunks to a query.
+//! `POST /v1/search`: the caller's nearest chunks to a query, filtered by
+//! key prefix, document ids and metadata (Bedrock's `RetrievalFilter` grammar).
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
@@ -6,18 +7,14 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
-use docpipe_shared::domain::keys::Tenant as TenantName;
 use docpipe_shared::search;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use uuid::Uuid;
 
 /// Largest `top_k` a search may ask for.
 pub const MAX_TOP_K: u32 = 100;
 /// Longest search query, in bytes.
 pub const MAX_QUERY_BYTES: usize = 8192;
-/// Most document ids one search may name.
-pub const MAX_FILTER_IDS: usize = 100;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,43 +23,11 @@ pub(super) struct SearchRequest {
     #[serde(default = "default_top_k")]
     top_k: u32,
     #[serde(default)]
-    filter: SearchFilterRequest,
+    filter: search::FilterRequest,
 }
 
 fn default_top_k() -> u32 {
     10
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SearchFilterRequest {
-    /// A folder or name prefix under the caller's folder (`reports/2026/`).
-    key_prefix: Option<String>,
-    document_ids: Option<Vec<Uuid>>,
-}
-
-impl SearchFilterRequest {
-    /// The filter in the caller's folder: a prefix can never reach another tenant's keys.
-    fn scoped(self, tenant: &TenantName) -> Result<search::SearchFilter, ApiError> {
-        if let Some(ids) = &self.document_ids
-            && !(1..=MAX_FILTER_IDS).contains(&ids.len())
-        {
-            return Err(ApiError::bad_request(format!(
-                "filter.document_ids must name 1 to {MAX_FILTER_IDS} documents"
-            )));
-        }
-        if let Some(prefix) = &self.key_prefix
-            && prefix.chars().any(char::is_control)
-        {
-            return Err(ApiError::bad_request(
-                "filter.key_prefix must not contain control characters (NUL, newlines…)",
-            ));
-        }
-        Ok(search::SearchFilter {
-            key_prefix: self.key_prefix.map(|prefix| tenant.upload_path(&prefix)),
-            document_ids: self.document_ids,
-        })
-    }
 }
 
 #[derive(Debug, Serialize)]
@@ -91,7 +56,10 @@ pub(super) async fn search(
             "top_k must be 1 to {MAX_TOP_K}"
         )));
     }
-    let filter = request.filter.scoped(&tenant)?;
+    let filter = request
+        .filter
+        .scoped(&tenant)
+        .map_err(ApiError::bad_request)?;
     let hits = search::search(
         &api.db,
         api.search.embedder.as_ref(),

@@ -1,6 +1,8 @@
 //! `POST /v1/uploads`: a presigned S3 `PUT` for `uploads/<tenant>/<name>`.
 //! The upload itself goes straight to S3 and its notification starts the
 //! pipeline, as any other upload does; the API never carries the bytes.
+//! Metadata given with the request is written as the document's sidecar,
+//! read whether it lands before or after the upload.
 
 use crate::auth::Tenant;
 use crate::error::ApiError;
@@ -11,7 +13,8 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use docpipe_shared::adapters::aws::{self, PresignedPut};
 use docpipe_shared::domain::ids::document_id;
-use docpipe_shared::domain::keys::UploadKey;
+use docpipe_shared::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_key, sidecar_target};
+use docpipe_shared::domain::metadata::{self, Attributes};
 use docpipe_shared::parsing::Format;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -28,6 +31,9 @@ pub struct UploadRequest {
     name: String,
     /// The file's exact size in bytes: the URL accepts only this many.
     size: u64,
+    /// Attributes to filter searches by, written as the document's sidecar
+    /// (replacing any it has); without them its sidecar is left as it is.
+    metadata: Option<Attributes>,
 }
 
 #[derive(Debug, Serialize)]
@@ -56,7 +62,16 @@ pub(super) async fn create(
     }
     let invalid = |e: docpipe_shared::Rejection| ApiError::bad_request(format!("name: {e}"));
     UploadKey::parse(&key).map_err(invalid)?;
+    if sidecar_target(&key).is_some() {
+        return Err(ApiError::bad_request(format!(
+            "name: names ending {SIDECAR_SUFFIX} are metadata sidecars; give a document's \
+             attributes in `metadata` instead"
+        )));
+    }
     Format::from_key(&key).map_err(invalid)?;
+    if let Some(attributes) = &request.metadata {
+        metadata::check(attributes).map_err(|e| ApiError::bad_request(format!("metadata: {e}")))?;
+    }
     let presigner = &api.presigner;
     let limit = presigner.max_file_bytes;
     if request.size == 0 {
@@ -68,6 +83,13 @@ pub(super) async fn create(
             "too_large",
             format!("size is {} bytes; at most {limit}", request.size),
         ));
+    }
+    if let Some(attributes) = &request.metadata {
+        let sidecar = metadata::sidecar_bytes(attributes);
+        api.pipeline
+            .blobs
+            .put(&sidecar_key(&key), sidecar.into())
+            .await?;
     }
     let upload = aws::presign_put(
         &presigner.s3,

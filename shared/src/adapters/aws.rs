@@ -115,6 +115,12 @@ impl BlobStore for S3BlobStore {
         Ok(ObjectInfo {
             size: object.content_length().unwrap_or(0).max(0) as u64,
             version: object.e_tag().unwrap_or_default().to_string(),
+            user_metadata: object
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
         })
     }
 

@@ -4,6 +4,7 @@ use crate::error::{Error, Rejection, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 /// What is known about an object without reading it.
@@ -12,6 +13,8 @@ pub struct ObjectInfo {
     pub size: u64,
     /// Changes whenever the object is rewritten (S3 ETag, local mtime).
     pub version: String,
+    /// The object's user metadata (S3 `x-amz-meta-*`; none for a local file).
+    pub user_metadata: BTreeMap<String, String>,
 }
 
 #[async_trait]
@@ -95,6 +98,7 @@ impl BlobStore for LocalBlobStore {
         Ok(ObjectInfo {
             size: meta.len(),
             version: format!("{}-{modified}", meta.len()),
+            user_metadata: BTreeMap::new(),
         })
     }
 

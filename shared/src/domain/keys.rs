@@ -62,6 +62,20 @@ pub fn parsed_key(tenant: &str, job_id: Uuid) -> String {
     format!("{PARSED_PREFIX}{tenant}/{job_id}.{extension}")
 }
 
+/// A document's metadata sidecar is its key with this appended (Bedrock
+/// Knowledge Bases' convention): `uploads/acme/report.pdf.metadata.json`.
+pub const SIDECAR_SUFFIX: &str = ".metadata.json";
+
+/// The key of the document a sidecar key gives metadata for, if it is one.
+pub fn sidecar_target(key: &str) -> Option<&str> {
+    key.strip_suffix(SIDECAR_SUFFIX)
+}
+
+/// The sidecar key of the document at `key`.
+pub fn sidecar_key(key: &str) -> String {
+    format!("{key}{SIDECAR_SUFFIX}")
+}
+
 /// An upload key `uploads/<tenant>/<path>`, checked: a plain tenant, a path
 /// that names a file (no empty, `.` or `..` segments), no control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,6 +151,15 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(
+            sidecar_target("uploads/acme/a.pdf.metadata.json"),
+            Some("uploads/acme/a.pdf")
+        );
+        assert_eq!(sidecar_target("uploads/acme/a.json"), None);
+        assert_eq!(
+            sidecar_key("uploads/acme/a.pdf"),
+            "uploads/acme/a.pdf.metadata.json"
+        );
         assert!(Tenant::new(&"t".repeat(65)).is_err());
         assert!(Tenant::new("").is_err());
         let acme = Tenant::new("acme").unwrap();

@@ -1,6 +1,7 @@
 //! What the pipeline is about, with no I/O: upload keys and tenants, stable
-//! ids, job states.
+//! ids, job states, metadata attributes.
 
 pub mod ids;
 pub mod keys;
+pub mod metadata;
 pub mod state;

@@ -3,12 +3,13 @@
 //! it builds, so both run the same code.
 
 use crate::adapters::s3_notification::{self, ObjectEvent};
+use crate::domain::keys::sidecar_target;
 use crate::drivers::Deployment;
 use crate::drivers::delivery::{self, Verdict};
 use crate::error::{ConfigError, Error, Result};
 use crate::ops::secrets;
 use crate::pipeline::sweeper::{self, SweepReport};
-use crate::pipeline::{Stages, ingest};
+use crate::pipeline::{Stages, ingest, metadata};
 use crate::settings::{DatabaseSettings, Env, SweepPolicy};
 use crate::store::db;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
@@ -84,6 +85,13 @@ async fn handle_changes(deployment: &Deployment, record: &SqsMessage) -> Result<
             .unwrap_or_default();
         let span = ingest::upload_span(key, &correlation_id);
         let outcome = match change.event {
+            // Created, rewritten or deleted: the sidecar is read as it is now.
+            _ if sidecar_target(key).is_some() => {
+                metadata::sidecar_changed(&deployment.pipeline, key)
+                    .instrument(span.clone())
+                    .await
+                    .map(|_| ())
+            }
             ObjectEvent::Created => ingest::ingest(&deployment.pipeline, key, &correlation_id)
                 .await
                 .map(|_| ()),

@@ -5,9 +5,11 @@
 
 use crate::adapters::blob::LocalBlobStore;
 use crate::adapters::queue::{Queue, StageMessage};
+use crate::domain::keys::sidecar_target;
 use crate::domain::state::JobState;
 use crate::drivers::delivery::{self, DeliveryPolicy, Verdict};
 use crate::error::{ConfigError, Error, Result};
+use crate::pipeline::metadata::{self, SidecarChange};
 use crate::pipeline::{self, Pipeline, ingest::Change, ingest::Ingested};
 use crate::settings::PipelineSettings;
 use crate::store::jobs;
@@ -77,6 +79,8 @@ pub enum Progress<'a> {
 #[derive(Debug, Default)]
 pub struct LocalRun {
     pub ingested: Vec<(String, Ingested)>,
+    /// Metadata sidecars read, by key.
+    pub sidecars: Vec<(String, SidecarChange)>,
     /// Keys that never became a job (invalid key, vanished file, database down).
     pub not_ingested: Vec<(String, String)>,
 }
@@ -139,13 +143,24 @@ impl LocalPipeline {
         Ok(())
     }
 
-    /// Ingests `keys` and runs every stage until no work is left.
+    /// Ingests `keys` and runs every stage until no work is left. Metadata
+    /// sidecars among them are read first (in either order the documents
+    /// end with the same metadata).
     pub async fn run(
         &mut self,
         keys: Vec<String>,
         mut progress: impl FnMut(Progress<'_>),
     ) -> LocalRun {
         let mut run = LocalRun::default();
+        let (sidecars, keys): (Vec<_>, Vec<_>) = keys
+            .into_iter()
+            .partition(|key| sidecar_target(key).is_some());
+        for key in sidecars {
+            match metadata::sidecar_changed(&self.pipeline, &key).await {
+                Ok(change) => run.sidecars.push((key, change)),
+                Err(error) => run.not_ingested.push((key, error.to_string())),
+            }
+        }
         let mut ingests: VecDeque<(Work, u32)> =
             keys.into_iter().map(|k| (Work::Ingest(k), 1)).collect();
         let mut stage_work: VecDeque<(Work, u32)> = VecDeque::new();

@@ -108,6 +108,30 @@ impl Format {
         }
     }
 
+    /// The format's media type: each chunk's `content_type` attribute.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Format::Text => "text/plain",
+            Format::Markdown => "text/markdown",
+            Format::Html => "text/html",
+            Format::Pdf => "application/pdf",
+            Format::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            Format::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
+            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+            Format::Xls => "application/vnd.ms-excel",
+            Format::Ods => "application/vnd.oasis.opendocument.spreadsheet",
+            Format::Csv => "text/csv",
+            Format::Tsv => "text/tab-separated-values",
+            Format::Json => "application/json",
+            Format::Jsonl => "application/jsonl",
+            Format::Epub => "application/epub+zip",
+        }
+    }
+
     /// Markdown keeps its structure through parsing, so chunking can follow it.
     pub fn is_markdown(self) -> bool {
         self == Format::Markdown

@@ -3,9 +3,9 @@
 
 use super::Pipeline;
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::ids;
 use crate::domain::keys::UploadKey;
 use crate::domain::state::JobState;
+use crate::domain::{ids, metadata};
 use crate::error::{Error, Rejection, Result};
 use crate::ops::metrics::{self, Metric};
 use crate::store::documents;
@@ -61,6 +61,13 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
     let tenant = UploadKey::parse(key)?.tenant();
     let document_id = ids::document_id(tenant, key);
     let object = pipeline.blobs.head(key).await?;
+    let (object_metadata, ignored) = metadata::from_object(&object.user_metadata);
+    if !ignored.is_empty() {
+        tracing::warn!(
+            ?ignored,
+            "S3 user metadata left out of the attributes: reserved or over a limit"
+        );
+    }
     let too_large = object.size > pipeline.max_file_bytes;
     let content_sha256 = if too_large {
         // Never read an oversized object; its version identifies it instead.
@@ -72,8 +79,11 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
 
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
-    // Upserting the document locks its row: ingests of one key take turns.
+    // Ingests of one key, and its sidecar's changes, take turns.
+    documents::lock_key(&tx, key).await?;
     let previous = documents::upsert(&tx, document_id, tenant, key).await?;
+    documents::set_object_metadata(&tx, document_id, &object_metadata).await?;
+    documents::refresh_metadata(&tx, document_id).await?;
     let new_job = NewJob {
         id: job_id,
         document_id,

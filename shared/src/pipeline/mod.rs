@@ -1,5 +1,5 @@
 //! The pipeline: its stages (`ingest`, `parse`, `chunk`, `embed`,
-//! `finalize`) as plain async functions over the blob store, the queue and
+//! `finalize`) and metadata sidecars (`metadata`) as plain async functions over the blob store, the queue and
 //! the embedder, so the same code runs in Lambda and locally; `Pipeline`,
 //! the clients and parts they use; how a message becomes a stage's work
 //! (`stage`), what resumes a job (`resume`), what ends one that cannot go on
@@ -10,6 +10,7 @@ pub mod embed;
 pub mod finalize;
 mod give_up;
 pub mod ingest;
+pub mod metadata;
 pub mod parse;
 mod resume;
 mod stage;

@@ -6,11 +6,15 @@
 use crate::chunking::Chunk;
 use crate::domain::ids;
 use crate::error::Result;
+use crate::parsing::Format;
 use crate::parsing::layout::Provenance;
+use crate::search::SearchFilter;
+use crate::search::filter::SqlCondition;
 use crate::store::jobs::Job;
 use deadpool_postgres::GenericClient;
 use pgvector::Vector;
 use std::ops::Range;
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 /// Chunk rows per statement: the parameters of one statement are held in
@@ -230,8 +234,12 @@ pub async fn replace_vectors(
 }
 
 /// Makes the job's buffered chunks the document's searchable ones, each with
-/// its vector from the cache (`dims`, `scope`); returns how many went live.
+/// its vector from the cache (`dims`, `scope`) and the document's metadata;
+/// returns how many went live.
 pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str) -> Result<u64> {
+    let content_type = Format::from_key(&job.source_key)
+        .ok()
+        .map(Format::media_type);
     tx.execute(
         "DELETE FROM upload_pipeline.document_chunks WHERE document_id = $1",
         &[&job.document_id],
@@ -242,11 +250,12 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
             "INSERT INTO upload_pipeline.document_chunks
                  (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
                   token_count, char_start, char_end, page_start, page_end, headings,
-                  row_start, row_end, model, embedding)
+                  row_start, row_end, model, embedding, content_type, metadata)
              SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
                     b.token_count, b.char_start, b.char_end, b.page_start, b.page_end,
-                    b.headings, b.row_start, b.row_end, v.model, c.embedding
+                    b.headings, b.row_start, b.row_end, v.model, c.embedding, $7, d.metadata
                FROM upload_pipeline.document_chunk_buffer b
+               JOIN upload_pipeline.documents d ON d.id = $2
                JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)
                -- One primary-key lookup per chunk (LIMIT keeps the planner from
                -- hashing the whole cache, which grows with every document).
@@ -263,48 +272,66 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
                 &job.source_key,
                 &dims,
                 &scope,
+                &content_type,
             ],
         )
         .await?)
 }
 
-/// The `top_k` chunks of `tenant` (and `model`) nearest to `query`, within
-/// the filter's key prefix and documents, nearest first, with their distance.
+/// The `top_k` chunks of `tenant` (and `model`) nearest to `query` that
+/// pass `filter`, nearest first, with their distance.
 pub async fn nearest(
     client: &mut deadpool_postgres::Client,
     (tenant, model): (&str, &str),
     query: &Vector,
     top_k: u32,
-    (key_prefix, document_ids): (Option<&str>, Option<&[Uuid]>),
+    filter: &SearchFilter,
 ) -> Result<Vec<tokio_postgres::Row>> {
+    const FIXED_PARAMS: usize = 6;
+    let condition = filter
+        .metadata
+        .as_ref()
+        .map(|condition| SqlCondition::new(condition, FIXED_PARAMS + 1));
+    let where_metadata = condition
+        .as_ref()
+        .map_or(String::new(), |c| format!("AND {}", c.sql));
+    let top_k = i64::from(top_k);
+    let key_prefix = filter.key_prefix.as_deref();
+    let document_ids = filter.document_ids.as_deref();
+    let mut params: Vec<&(dyn ToSql + Sync)> =
+        vec![&tenant, &model, query, &top_k, &key_prefix, &document_ids];
+    if let Some(condition) = &condition {
+        params.extend(
+            condition
+                .params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync)),
+        );
+    }
     let tx = client.transaction().await?;
-    // The tenant filter runs inside the HNSW scan; iterative scans keep going
-    // until enough of this tenant's rows are found.
+    // The filters run inside the HNSW scan; iterative scans keep going until
+    // enough of this tenant's rows that pass them are found.
     tx.batch_execute(
         "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
     )
     .await?;
     let rows = tx
         .query(
-            "WITH hits AS MATERIALIZED (
-                 SELECT document_id, source_key, chunk_index, char_start, char_end,
-                        page_start, page_end, headings, row_start, row_end, text,
-                        embedding <=> $3 AS distance
-                   FROM upload_pipeline.document_chunks
-                  WHERE tenant = $1 AND model = $2
-                    AND ($5::text IS NULL OR starts_with(source_key, $5))
-                    AND ($6::uuid[] IS NULL OR document_id = ANY($6))
-                  ORDER BY embedding <=> $3
-                  LIMIT $4)
-             SELECT * FROM hits ORDER BY distance",
-            &[
-                &tenant,
-                &model,
-                query,
-                &i64::from(top_k),
-                &key_prefix,
-                &document_ids,
-            ],
+            &format!(
+                "WITH hits AS MATERIALIZED (
+                     SELECT document_id, source_key, chunk_index, char_start, char_end,
+                            page_start, page_end, headings, row_start, row_end, metadata, text,
+                            embedding <=> $3 AS distance
+                       FROM upload_pipeline.document_chunks
+                      WHERE tenant = $1 AND model = $2
+                        AND ($5::text IS NULL OR starts_with(source_key, $5))
+                        AND ($6::uuid[] IS NULL OR document_id = ANY($6))
+                        {where_metadata}
+                      ORDER BY embedding <=> $3
+                      LIMIT $4)
+                 SELECT * FROM hits ORDER BY distance"
+            ),
+            &params,
         )
         .await?;
     tx.commit().await?;

@@ -85,6 +85,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V8__chunk_provenance",
         include_str!("../../../migrations/V8__chunk_provenance.sql"),
     ),
+    (
+        "V9__document_metadata",
+        include_str!("../../../migrations/V9__document_metadata.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

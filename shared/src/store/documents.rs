@@ -2,9 +2,22 @@
 //! newest content) and its live one (whose chunks search finds). Lock order
 //! everywhere: the document, then its jobs.
 
+use crate::domain::metadata::Attributes;
 use crate::error::Result;
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
+
+/// Makes the transaction's changes to the document at `key` and to its
+/// sidecar take turns with any other transaction's, until it ends. A row
+/// lock cannot: the document's row may not exist yet, or not be committed.
+pub async fn lock_key(tx: &impl GenericClient, key: &str) -> Result<()> {
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+        &[&key],
+    )
+    .await?;
+    Ok(())
+}
 
 /// Creates the document at `key`, or touches it, and locks its row (ingests
 /// of one key take turns); returns its latest job.
@@ -63,4 +76,48 @@ pub async fn delete(tx: &impl GenericClient, id: Uuid) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// Records the attributes of the document's object (its S3 user metadata).
+pub async fn set_object_metadata(
+    tx: &impl GenericClient,
+    id: Uuid,
+    attributes: &Attributes,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE upload_pipeline.documents SET object_metadata = $2 WHERE id = $1",
+        &[&id, &serde_json::Value::Object(attributes.clone())],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Merges the document's metadata again (its object's attributes, then its
+/// sidecar's over them) and gives it to its searchable chunks, which keep
+/// their vectors: no text changed. Returns whether the metadata changed.
+/// The caller holds [`lock_key`] for the document's key.
+pub async fn refresh_metadata(tx: &impl GenericClient, id: Uuid) -> Result<bool> {
+    let changed = tx
+        .execute(
+            "UPDATE upload_pipeline.documents d
+                SET metadata = merged.metadata, updated_at = now()
+               FROM (SELECT d.id, d.object_metadata || coalesce(s.attributes, '{}') AS metadata
+                       FROM upload_pipeline.documents d
+                       LEFT JOIN upload_pipeline.metadata_sidecars s USING (source_key)
+                      WHERE d.id = $1) merged
+              WHERE d.id = merged.id AND d.metadata IS DISTINCT FROM merged.metadata",
+            &[&id],
+        )
+        .await?
+        == 1;
+    if changed {
+        tx.execute(
+            "UPDATE upload_pipeline.document_chunks c SET metadata = d.metadata
+               FROM upload_pipeline.documents d
+              WHERE d.id = $1 AND c.document_id = d.id",
+            &[&id],
+        )
+        .await?;
+    }
+    Ok(changed)
 }

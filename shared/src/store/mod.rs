@@ -1,6 +1,6 @@
 //! Postgres: the pool and migrations (`db`), job rows and their moves
 //! (`jobs`), what status and the API read (`status`), bulk-load indexes
-//! (`bulk`).
+//! (`bulk`), metadata sidecars (`sidecars`).
 
 pub mod breakers;
 pub mod bulk;
@@ -9,4 +9,5 @@ pub mod db;
 pub mod documents;
 pub mod jobs;
 pub mod ledger;
+pub mod sidecars;
 pub mod status;

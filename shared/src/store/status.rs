@@ -107,13 +107,17 @@ pub async fn tenant_job(
         .map(outcome))
 }
 
-/// A document: whose, where its upload is, and its latest job.
+/// A document: whose, where its upload is, its metadata, and its latest job.
 #[derive(Debug, Clone, Serialize)]
 pub struct Document {
     pub document_id: Uuid,
     pub tenant: String,
     pub source_key: String,
     pub latest_job_id: Option<Uuid>,
+    /// Its attributes: its object's S3 user metadata under its sidecar's.
+    pub metadata: serde_json::Value,
+    /// Why its latest sidecar was not applied, if it was not.
+    pub metadata_error: Option<String>,
 }
 
 /// `tenant`'s document `id`; another tenant's id finds nothing.
@@ -124,8 +128,10 @@ pub async fn document(
 ) -> Result<Option<Document>> {
     Ok(client
         .query_opt(
-            "SELECT id, tenant, source_key, latest_job_id FROM upload_pipeline.documents
-              WHERE id = $1 AND tenant = $2",
+            "SELECT d.id, d.tenant, d.source_key, d.latest_job_id, d.metadata, s.error
+               FROM upload_pipeline.documents d
+               LEFT JOIN upload_pipeline.metadata_sidecars s USING (source_key)
+              WHERE d.id = $1 AND d.tenant = $2",
             &[&id, &tenant],
         )
         .await?
@@ -134,6 +140,8 @@ pub async fn document(
             tenant: row.get(1),
             source_key: row.get(2),
             latest_job_id: row.get(3),
+            metadata: row.get(4),
+            metadata_error: row.get(5),
         }))
 }
 

@@ -1,7 +1,12 @@
-//! Tenant-scoped similarity search over `document_chunks`.
+//! Tenant-scoped similarity search over `document_chunks`, narrowed by a
+//! key prefix, document ids and metadata filters (`filter`).
+
+pub mod filter;
 
 use crate::chunking::tokenizer;
 use crate::cost;
+use crate::domain::keys::Tenant;
+use crate::domain::metadata::Attributes;
 use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
 use crate::settings::CostPolicy;
@@ -28,6 +33,8 @@ pub struct SearchHit {
     /// The table rows the chunk holds, for spreadsheets and CSV.
     pub row_start: Option<i32>,
     pub row_end: Option<i32>,
+    /// The document's metadata attributes (its sidecar's, its object's).
+    pub metadata: Attributes,
     pub text: String,
 }
 
@@ -38,6 +45,50 @@ pub struct SearchFilter {
     pub key_prefix: Option<String>,
     /// Only these documents.
     pub document_ids: Option<Vec<Uuid>>,
+    /// Only chunks whose attributes pass this.
+    pub metadata: Option<filter::Condition>,
+}
+
+/// Most document ids one search may name.
+pub const MAX_FILTER_IDS: usize = 100;
+
+/// A search request's `filter` as a caller gives it (the API's body, the
+/// CLI's `--filter`): `key_prefix`, `document_ids`, and at most one operator
+/// of the metadata grammar beside them, all applying together.
+#[derive(Debug, Default, Deserialize)]
+pub struct FilterRequest {
+    /// A folder or name prefix under the caller's folder (`reports/2026/`).
+    key_prefix: Option<String>,
+    document_ids: Option<Vec<Uuid>>,
+    /// The rest: a metadata filter's operator.
+    #[serde(flatten)]
+    condition: serde_json::Map<String, serde_json::Value>,
+}
+
+impl FilterRequest {
+    /// The filter inside `tenant`'s folder: a prefix can never reach another
+    /// tenant's keys. Its problem, named, if it breaks a rule.
+    pub fn scoped(self, tenant: &Tenant) -> std::result::Result<SearchFilter, String> {
+        if let Some(ids) = &self.document_ids
+            && !(1..=MAX_FILTER_IDS).contains(&ids.len())
+        {
+            return Err(format!(
+                "filter.document_ids must name 1 to {MAX_FILTER_IDS} documents"
+            ));
+        }
+        if let Some(prefix) = &self.key_prefix
+            && prefix.chars().any(char::is_control)
+        {
+            return Err(
+                "filter.key_prefix must not contain control characters (NUL, newlines…)".into(),
+            );
+        }
+        Ok(SearchFilter {
+            key_prefix: self.key_prefix.map(|prefix| tenant.upload_path(&prefix)),
+            document_ids: self.document_ids,
+            metadata: filter::Condition::from_members(&self.condition, "filter")?,
+        })
+    }
 }
 
 /// Queries up to this long are not tokenized: their length in bytes is
@@ -90,7 +141,7 @@ pub async fn search(
         (tenant, embedder.model()),
         &query_vector,
         top_k,
-        (filter.key_prefix.as_deref(), filter.document_ids.as_deref()),
+        filter,
     )
     .await?;
     Ok(rows
@@ -106,6 +157,10 @@ pub async fn search(
             headings: serde_json::from_value(row.get("headings")).unwrap_or_default(),
             row_start: row.get("row_start"),
             row_end: row.get("row_end"),
+            metadata: match row.get("metadata") {
+                serde_json::Value::Object(attributes) => attributes,
+                _ => Attributes::new(),
+            },
             text: row.get("text"),
             score: 1.0 - row.get::<_, f64>("distance"),
         })

@@ -1,0 +1,271 @@
+//! A document's metadata attributes: what users attach to a document (in a
+//! Bedrock-KB-style sidecar, at upload, or as the S3 object's user metadata)
+//! and filter searches by. Every rule about their names, types and sizes is
+//! here, so a sidecar, an upload request and an object's headers are held to
+//! the same ones.
+
+use serde_json::{Map, Value};
+
+/// Attributes as stored: a JSON object of strings, numbers, booleans and
+/// lists of strings.
+pub type Attributes = Map<String, Value>;
+
+/// Names docpipe sets itself, from the document and the chunk: a filter on
+/// one of these reads docpipe's value, so no user attribute may take it.
+pub const RESERVED: &[&str] = &[
+    "source_key",
+    "document_id",
+    "content_type",
+    "chunk_index",
+    "page_start",
+    "page_end",
+    "row_start",
+    "row_end",
+    "headings",
+];
+/// Names under this prefix are Bedrock Knowledge Bases' own (its Retrieve
+/// answers use them), reserved like [`RESERVED`].
+pub const RESERVED_PREFIX: &str = "x-amz-bedrock-kb-";
+
+/// A sidecar is read up to this size (Bedrock KB's limit for one).
+pub const MAX_SIDECAR_BYTES: u64 = 10 * 1024;
+pub const MAX_ATTRIBUTES: usize = 50;
+pub const MAX_NAME_BYTES: usize = 100;
+/// Longest string value, or string in a list.
+pub const MAX_STRING_BYTES: usize = 1024;
+pub const MAX_LIST_ITEMS: usize = 100;
+
+/// Whether docpipe sets the attribute `name` itself.
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.contains(&name) || name.starts_with(RESERVED_PREFIX)
+}
+
+/// Checks a name: 1 to [`MAX_NAME_BYTES`] bytes without control characters,
+/// not reserved.
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME_BYTES {
+        return Err(format!(
+            "attribute name {name:?} must be 1 to {MAX_NAME_BYTES} bytes"
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!("attribute name {name:?} has control characters"));
+    }
+    if is_reserved(name) {
+        return Err(format!(
+            "attribute {name:?} is reserved: docpipe sets it (reserved: {}, and names \
+             starting {RESERVED_PREFIX})",
+            RESERVED.join(", ")
+        ));
+    }
+    Ok(())
+}
+
+fn check_string(name: &str, text: &str) -> Result<(), String> {
+    if text.len() > MAX_STRING_BYTES {
+        return Err(format!(
+            "attribute {name:?} has a string of {} bytes; at most {MAX_STRING_BYTES}",
+            text.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Checks one attribute's value: a string, a number, a boolean or a list of
+/// strings, within the size limits.
+fn check_value(name: &str, value: &Value) -> Result<(), String> {
+    match value {
+        Value::String(text) => check_string(name, text),
+        Value::Number(_) | Value::Bool(_) => Ok(()),
+        Value::Array(items) => {
+            if items.len() > MAX_LIST_ITEMS {
+                return Err(format!(
+                    "attribute {name:?} lists {} items; at most {MAX_LIST_ITEMS}",
+                    items.len()
+                ));
+            }
+            items.iter().try_for_each(|item| match item {
+                Value::String(text) => check_string(name, text),
+                _ => Err(format!(
+                    "attribute {name:?} is a list holding a non-string; lists hold strings only"
+                )),
+            })
+        }
+        Value::Null | Value::Object(_) => Err(format!(
+            "attribute {name:?} must be a string, number, boolean or list of strings"
+        )),
+    }
+}
+
+/// Checks attributes as a user gave them (a sidecar's, an upload request's).
+pub fn check(attributes: &Attributes) -> Result<(), String> {
+    if attributes.len() > MAX_ATTRIBUTES {
+        return Err(format!(
+            "{} attributes; at most {MAX_ATTRIBUTES}",
+            attributes.len()
+        ));
+    }
+    attributes.iter().try_for_each(|(name, value)| {
+        check_name(name)?;
+        check_value(name, value)
+    })
+}
+
+/// A sidecar's value in Bedrock KB's typed form:
+/// `{"value": {"type": "NUMBER", "numberValue": 2024}, "includeForEmbedding": false}`.
+fn typed_value(name: &str, typed: &Map<String, Value>) -> Result<Value, String> {
+    let inner = typed
+        .get("value")
+        .and_then(Value::as_object)
+        .ok_or_else(|| format!("attribute {name:?}: a typed value needs a \"value\" object"))?;
+    let field = match inner.get("type").and_then(Value::as_str) {
+        Some("STRING") => "stringValue",
+        Some("NUMBER") => "numberValue",
+        Some("BOOLEAN") => "booleanValue",
+        Some("STRING_LIST") => "stringListValue",
+        _ => {
+            return Err(format!(
+                "attribute {name:?}: type must be STRING, NUMBER, BOOLEAN or STRING_LIST"
+            ));
+        }
+    };
+    inner
+        .get(field)
+        .cloned()
+        .ok_or_else(|| format!("attribute {name:?}: a typed value needs {field:?}"))
+}
+
+/// Reads a sidecar, `{"metadataAttributes": {"year": 2024, "team": "legal"}}`,
+/// each value plain or in Bedrock KB's typed form.
+pub fn parse_sidecar(bytes: &[u8]) -> Result<Attributes, String> {
+    let document: Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
+    let Some(Value::Object(attributes)) = document.get("metadataAttributes") else {
+        return Err("needs a \"metadataAttributes\" object".into());
+    };
+    let attributes: Attributes = attributes
+        .iter()
+        .map(|(name, value)| match value {
+            Value::Object(typed) => Ok((name.clone(), typed_value(name, typed)?)),
+            plain => Ok((name.clone(), plain.clone())),
+        })
+        .collect::<Result<_, String>>()?;
+    check(&attributes)?;
+    Ok(attributes)
+}
+
+/// The sidecar that sets `attributes`, as the upload API writes it.
+pub fn sidecar_bytes(attributes: &Attributes) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "metadataAttributes": attributes }))
+        .expect("a JSON object serializes")
+}
+
+/// An S3 object's user metadata (`x-amz-meta-*`, strings) as attributes.
+/// Headers that break a rule (a reserved name, say) are left out, and named
+/// in the second list: they are often set by tools, not meant as attributes.
+pub fn from_object<'a>(
+    user_metadata: impl IntoIterator<Item = (&'a String, &'a String)>,
+) -> (Attributes, Vec<String>) {
+    let mut attributes = Attributes::new();
+    let mut ignored = Vec::new();
+    for (name, value) in user_metadata {
+        let value = Value::String(value.clone());
+        match check_name(name).and_then(|()| check_value(name, &value)) {
+            Ok(()) if attributes.len() < MAX_ATTRIBUTES => {
+                attributes.insert(name.clone(), value);
+            }
+            _ => ignored.push(name.clone()),
+        }
+    }
+    (attributes, ignored)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sidecar_gives_plain_and_typed_values() {
+        let sidecar = json!({"metadataAttributes": {
+            "year": 2024, "team": "legal", "tags": ["a", "b"], "draft": false,
+            "region": {"value": {"type": "STRING", "stringValue": "eu"}, "includeForEmbedding": true},
+            "pages": {"value": {"type": "NUMBER", "numberValue": 12}},
+        }});
+        let attributes = parse_sidecar(sidecar.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            Value::Object(attributes),
+            json!({"year": 2024, "team": "legal", "tags": ["a", "b"], "draft": false,
+                   "region": "eu", "pages": 12})
+        );
+    }
+
+    #[test]
+    fn a_bad_sidecar_says_what_is_wrong() {
+        let cases = [
+            (json!({"year": 2024}), "metadataAttributes"),
+            (
+                json!({"metadataAttributes": {"source_key": "x"}}),
+                "reserved",
+            ),
+            (
+                json!({"metadataAttributes": {"x-amz-bedrock-kb-source-uri": "s3://x"}}),
+                "reserved",
+            ),
+            (
+                json!({"metadataAttributes": {"n": null}}),
+                "string, number, boolean",
+            ),
+            (
+                json!({"metadataAttributes": {"deep": {"a": 1}}}),
+                "\"value\" object",
+            ),
+            (
+                json!({"metadataAttributes": {"ids": [1, 2]}}),
+                "strings only",
+            ),
+            (
+                json!({"metadataAttributes": {"s": "x".repeat(1025)}}),
+                "1025 bytes",
+            ),
+            (json!({"metadataAttributes": {"": 1}}), "1 to 100 bytes"),
+            (
+                json!({"metadataAttributes": {"a\nb": 1}}),
+                "control characters",
+            ),
+            (
+                json!({"metadataAttributes": {"t": {"value": {"type": "DATE", "stringValue": "x"}}}}),
+                "type must be",
+            ),
+        ];
+        for (sidecar, says) in cases {
+            let error = parse_sidecar(sidecar.to_string().as_bytes()).unwrap_err();
+            assert!(error.contains(says), "{sidecar}: {error}");
+        }
+        let many: Attributes = (0..51).map(|i| (format!("a{i}"), json!(i))).collect();
+        assert!(check(&many).unwrap_err().contains("at most 50"));
+        assert!(
+            parse_sidecar(b"{nope")
+                .unwrap_err()
+                .contains("not valid JSON")
+        );
+    }
+
+    #[test]
+    fn object_metadata_keeps_what_follows_the_rules() {
+        let headers = [
+            ("team".to_string(), "legal".to_string()),
+            ("content_type".to_string(), "text/evil".to_string()),
+        ];
+        let (attributes, ignored) = from_object(headers.iter().map(|(k, v)| (k, v)));
+        assert_eq!(Value::Object(attributes), json!({"team": "legal"}));
+        assert_eq!(ignored, ["content_type"]);
+    }
+
+    #[test]
+    fn a_written_sidecar_reads_back() {
+        let attributes: Attributes =
+            serde_json::from_value(json!({"year": 2024, "tags": ["x"]})).unwrap();
+        assert_eq!(parse_sidecar(&sidecar_bytes(&attributes)), Ok(attributes));
+    }
+}

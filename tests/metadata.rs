@@ -1,0 +1,198 @@
+//! Metadata sidecars through the deployed shape (LocalStack S3 and its
+//! notifications, the event-source runner, a real database, mock-openai
+//! over HTTP): whichever of a document and its sidecar arrives first, and
+//! however the sidecar is edited, refused or removed, the document and its
+//! chunks end with the same metadata, and no token is spent on it after the
+//! first ingest (the cost ledger records every embedding call).
+
+use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
+use docpipe_tests::spawn_openai;
+use serde_json::{Value, json};
+
+const REPORT: &str = "uploads/acme/report.md";
+const SIDECAR: &str = "uploads/acme/report.md.metadata.json";
+const TEXT: &str = "# Report\n\nThe harbour lease was renewed for ten years.\n\n\
+                    # Budget\n\nNew buoys are bought each spring.\n";
+
+/// A stack whose embeddings come from mock-openai over HTTP.
+async fn stack() -> LocalAws {
+    let (url, _mock) = spawn_openai(MockOpenAiConfig {
+        default_dims: 64,
+        ..MockOpenAiConfig::default()
+    })
+    .await;
+    LocalAws::start(&[
+        ("EMBEDDING_DIMS", "64"),
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test-0123456789"),
+        ("OPENAI_BASE_URL", &url),
+    ])
+    .await
+}
+
+fn sidecar(attributes: Value) -> String {
+    json!({ "metadataAttributes": attributes }).to_string()
+}
+
+/// What the database holds for the report: its tokens paid, its jobs, its
+/// chunk ids, and the metadata of the document and of each chunk.
+struct Seen {
+    tokens: i64,
+    jobs: i64,
+    chunk_ids: Vec<String>,
+    document: Value,
+    chunks: Vec<Value>,
+}
+
+async fn seen(stack: &LocalAws) -> Seen {
+    let db = stack.test_db.client().await;
+    let one = async |sql: &str| db.query_one(sql, &[&REPORT]).await.unwrap();
+    let all = async |sql: &str| db.query(sql, &[&REPORT]).await.unwrap();
+    Seen {
+        tokens: db
+            .query_one(
+                "SELECT coalesce(sum(units), 0)::int8 FROM upload_pipeline.cost_ledger
+                  WHERE unit = 'tokens'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0),
+        jobs: one("SELECT count(*) FROM upload_pipeline.upload_jobs WHERE source_key = $1")
+            .await
+            .get(0),
+        chunk_ids: all("SELECT chunk_id::text FROM upload_pipeline.document_chunks
+              WHERE source_key = $1 ORDER BY chunk_index")
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect(),
+        document: db
+            .query_opt(
+                "SELECT metadata FROM upload_pipeline.documents WHERE source_key = $1",
+                &[&REPORT],
+            )
+            .await
+            .unwrap()
+            .map_or(Value::Null, |row| row.get(0)),
+        chunks: all(
+            "SELECT DISTINCT metadata FROM upload_pipeline.document_chunks WHERE source_key = $1",
+        )
+        .await
+        .iter()
+        .map(|row| row.get(0))
+        .collect(),
+    }
+}
+
+/// Waits until the report and every one of its chunks have `expected`.
+async fn converges(stack: &LocalAws, expected: Value) -> Seen {
+    let what = format!("the report's metadata to be {expected}");
+    wait_until(WITHIN, &what, async || {
+        let now = seen(stack).await;
+        now.document == expected && now.chunks == [expected.clone()]
+    })
+    .await;
+    seen(stack).await
+}
+
+async fn sidecar_error(stack: &LocalAws) -> Option<String> {
+    let db = stack.test_db.client().await;
+    db.query_opt(
+        "SELECT error FROM upload_pipeline.metadata_sidecars WHERE source_key = $1",
+        &[&REPORT],
+    )
+    .await
+    .unwrap()
+    .and_then(|row| row.get(0))
+}
+
+#[tokio::test]
+async fn a_sidecar_after_its_document_edited_refused_and_removed_costs_nothing() {
+    let stack = stack().await;
+    // The object's own S3 user metadata is the first source.
+    stack
+        .put_with_metadata(REPORT, TEXT, &[("owner", "harbour-office")])
+        .await;
+    stack.wait_for_state(REPORT, "complete").await;
+    let first = converges(&stack, json!({"owner": "harbour-office"})).await;
+    assert!(first.tokens > 0 && first.chunk_ids.len() >= 2);
+
+    stack
+        .put(SIDECAR, sidecar(json!({"team": "legal", "year": 2024})))
+        .await;
+    converges(
+        &stack,
+        json!({"owner": "harbour-office", "team": "legal", "year": 2024}),
+    )
+    .await;
+
+    // Edited: a sidecar's attribute wins over the object's of the same name.
+    let edited = json!({"owner": "legal-dept", "team": "finance", "tags": ["a", "b"]});
+    stack.put(SIDECAR, sidecar(edited.clone())).await;
+    converges(&stack, edited.clone()).await;
+
+    // Refused (a reserved name): the last good attributes stay, and why is kept.
+    stack
+        .put(
+            SIDECAR,
+            sidecar(json!({"source_key": "uploads/globex/x.md"})),
+        )
+        .await;
+    wait_until(WITHIN, "the refusal to be recorded", async || {
+        sidecar_error(&stack).await.is_some()
+    })
+    .await;
+    let error = sidecar_error(&stack).await.unwrap();
+    assert!(error.contains("\"source_key\" is reserved"), "{error}");
+    assert_eq!(seen(&stack).await.document, edited);
+
+    // Removed: the object's own metadata is all that is left.
+    stack.delete(SIDECAR).await;
+    let last = converges(&stack, json!({"owner": "harbour-office"})).await;
+    assert_eq!(sidecar_error(&stack).await, None);
+
+    assert_eq!(
+        last.tokens, first.tokens,
+        "no embedding after the first ingest"
+    );
+    assert_eq!(last.jobs, 1, "no job after the first");
+    assert_eq!(last.chunk_ids, first.chunk_ids, "the same chunks");
+}
+
+#[tokio::test]
+async fn a_sidecar_before_its_document_is_read_when_the_document_arrives() {
+    let stack = stack().await;
+    let attributes = json!({"team": "legal", "draft": false});
+    stack.put(SIDECAR, sidecar(attributes.clone())).await;
+    wait_until(WITHIN, "the sidecar to be read", async || {
+        let db = stack.test_db.client().await;
+        let sql = "SELECT count(*) FROM upload_pipeline.metadata_sidecars WHERE source_key = $1";
+        db.query_one(sql, &[&REPORT])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1
+    })
+    .await;
+    assert_eq!(seen(&stack).await.document, Value::Null, "no document yet");
+
+    stack.put(REPORT, TEXT).await;
+    stack.wait_for_state(REPORT, "complete").await;
+    let first = converges(&stack, attributes).await;
+
+    // The same content again with other user metadata: no new job, no tokens.
+    stack
+        .put_with_metadata(REPORT, TEXT, &[("owner", "harbour-office")])
+        .await;
+    let last = converges(
+        &stack,
+        json!({"team": "legal", "draft": false, "owner": "harbour-office"}),
+    )
+    .await;
+    assert_eq!(
+        (last.tokens, last.jobs, &last.chunk_ids),
+        (first.tokens, 1, &first.chunk_ids)
+    );
+}
