@@ -323,6 +323,81 @@ async fn a_run_writes_emf_metric_lines_cloudwatch_can_read() {
     assert!(total("embed", "Duration").unwrap() > 0.0);
 }
 
+/// Sidecars in an ingested folder give their documents metadata (a refused
+/// one fails the run with its reason); `--filter` narrows the search, and
+/// `--json` shows each hit's provenance and metadata.
+#[tokio::test]
+async fn sidecars_give_metadata_that_search_filters_by() {
+    let test_db = TestDb::empty().await;
+    assert!(docpipe(&test_db, &["migrate"]).status.success());
+    let dir = ScratchDir::new();
+    dir.write(
+        "contract.md",
+        "# Lease
+
+The harbour lease runs ten years.",
+    );
+    let attributes = serde_json::json!({"team": "legal", "year": 2024});
+    let sidecar = serde_json::json!({ "metadataAttributes": attributes });
+    dir.write("contract.md.metadata.json", sidecar.to_string());
+    dir.write(
+        "memo.md",
+        "# Memo
+
+The harbour budget is approved.",
+    );
+    dir.write(
+        "memo.md.metadata.json",
+        r#"{"metadataAttributes": {"document_id": "x"}}"#,
+    );
+    let folder = dir.0.display().to_string();
+    let ingest = docpipe(&test_db, &["ingest", &folder, "--tenant", "t"]);
+    assert_eq!(ingest.status.code(), Some(1), "{ingest:?}");
+    let text = stdout(&ingest);
+    assert!(
+        text.starts_with("2 documents: 2 complete, 0 failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "2 metadata sidecars read, 1 refused
+  refused uploads/t/memo.md.metadata.json: \
+             metadata sidecar not applied: attribute \"document_id\" is reserved"
+        ),
+        "{text}"
+    );
+
+    let search = |filter: &str| {
+        let args = [
+            "search", "harbour", "--tenant", "t", "--json", "--filter", filter,
+        ];
+        docpipe(&test_db, &args)
+    };
+    let legal = search(
+        r#"{"andAll": [{"equals": {"key": "team", "value": "legal"}}, {"greaterThan": {"key": "year", "value": 2000}}]}"#,
+    );
+    assert!(legal.status.success(), "{legal:?}");
+    let hits: serde_json::Value = serde_json::from_slice(&legal.stdout).expect("JSON hits");
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    let hit = &hits[0];
+    assert_eq!(hit["source_key"], "uploads/t/contract.md");
+    assert_eq!(hit["metadata"], attributes);
+    assert_eq!(hit["headings"], serde_json::json!(["Lease"]));
+    for field in ["score", "page_start", "page_end", "text"] {
+        assert!(hit.get(field).is_some(), "{field} in {hit}");
+    }
+    let malformed = search(r#"{"greaterThan": {"key": "year", "value": "2000"}}"#);
+    assert_eq!(malformed.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&malformed.stderr);
+    assert!(
+        stderr.contains("filter.greaterThan.value: must be a number, not a string"),
+        "{stderr}"
+    );
+    let not_json = search("{team: legal}");
+    assert_eq!(not_json.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&not_json.stderr).contains("not JSON"));
+}
+
 /// `docpipe --api URL` searches and reports through the HTTP API, with the
 /// key's tenant, and says clearly what is wrong when it cannot. (The API runs
 /// in this process while the binary blocks a thread: two worker threads.)
@@ -361,6 +436,22 @@ async fn search_and_status_through_the_api() {
         "{}",
         stdout(&search)
     );
+    let filtered = api(&[
+        "search",
+        "fog",
+        "--filter",
+        r#"{"equals":{"key":"team","value":"x"}}"#,
+    ]);
+    assert_eq!(stdout(&filtered), "no results\n", "{filtered:?}");
+    let malformed = api(&[
+        "search",
+        "fog",
+        "--filter",
+        r#"{"equal":{"key":"team","value":"x"}}"#,
+    ]);
+    assert_eq!(malformed.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&malformed.stderr);
+    assert!(stderr.contains("unknown operator \"equal\""), "{stderr}");
     let status = api(&["status"]);
     assert!(status.status.success(), "{status:?}");
     let report = stdout(&status);
