@@ -354,7 +354,7 @@ async fn health_reports_every_part_and_the_dead_letters() {
 /// S3, follow the document until it is complete, find it by search.
 #[tokio::test]
 async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
-    let (base, _stack) = serve_api(&[]).await;
+    let (base, stack) = serve_api(&[]).await;
     let http = docpipe_tests::http_client();
     let api = async |key, method, path: &str, body: Value| {
         let body = (!body.is_null()).then(|| body.to_string());
@@ -440,6 +440,17 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
     let by_id = json!({"query": "fog", "filter": {"document_ids": [expected_id]}});
     let (_, hits) = api(GLOBEX_KEY, "POST", "/v1/search", by_id).await;
     assert_eq!(hits["hits"], json!([]));
+
+    // Deleting the document deletes its sidecar too: a new upload of the
+    // name starts without the old metadata.
+    let sidecar = "uploads/acme/logs/skerry light.txt.metadata.json";
+    assert!(stack.object_exists(sidecar).await);
+    let (status, _) = api(ACME_KEY, "DELETE", &document, Value::Null).await;
+    assert_eq!(status, 204);
+    assert!(!stack.object_exists(sidecar).await);
+    let db = stack.test_db.client().await;
+    let sql = "SELECT count(*) FROM upload_pipeline.metadata_sidecars";
+    assert_eq!(db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0), 0);
 }
 
 /// In Lambda the tenant comes from API Gateway's authorizer: a JWT claim or

@@ -2,8 +2,9 @@
 //! and job idempotently and send it to parse.
 
 use super::Pipeline;
+use super::metadata::sidecar_changed;
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::keys::UploadKey;
+use crate::domain::keys::{UploadKey, sidecar_key};
 use crate::domain::state::JobState;
 use crate::domain::{ids, metadata};
 use crate::error::{Error, Rejection, Result};
@@ -193,9 +194,13 @@ pub async fn remove(pipeline: &Pipeline, key: &str) -> Result<Removal> {
     })
 }
 
-/// Deletes an upload and everything made from it, as its S3 delete
-/// notification would (which may still come, and then finds nothing).
+/// Deletes an upload and everything made from it, its metadata sidecar
+/// included, as their S3 delete notifications would (which may still come,
+/// and then find nothing).
 pub async fn delete_upload(pipeline: &Pipeline, key: &str) -> Result<Removal> {
+    let sidecar = sidecar_key(key);
+    pipeline.blobs.delete(&sidecar).await?;
+    sidecar_changed(pipeline, &sidecar).await?;
     pipeline.blobs.delete(key).await?;
     remove(pipeline, key).await
 }
