@@ -52,6 +52,7 @@ pub const TABLES: &[&str] = &[
     "service_breakers",
     "deferred_indexes",
     "tenant_limits",
+    "metadata_sidecars",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

@@ -196,3 +196,47 @@ async fn a_sidecar_before_its_document_is_read_when_the_document_arrives() {
         (first.tokens, 1, &first.chunk_ids)
     );
 }
+
+#[tokio::test]
+async fn a_hostile_sidecar_is_refused_with_its_reason_and_nothing_else_changes() {
+    let stack = stack().await;
+    stack.put(REPORT, TEXT).await;
+    stack.wait_for_state(REPORT, "complete").await;
+    let before = seen(&stack).await;
+    let deep = format!(
+        r#"{{"metadataAttributes": {{"a": {}1{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    let cases = [
+        (
+            "x".repeat(11 * 1024),
+            "sidecar is 11264 bytes; at most 10240",
+        ),
+        (deep[..10_000].to_string(), "recursion limit exceeded"),
+        (
+            "\u{0}\u{1}binary".to_string(),
+            "expected value at line 1 column 1",
+        ),
+        (
+            sidecar(json!({"list": (0..101).map(|i| i.to_string()).collect::<Vec<_>>()})),
+            "lists 101 items; at most 100",
+        ),
+    ];
+    for (body, says) in cases {
+        stack.put(SIDECAR, body).await;
+        let what = format!("the sidecar to be refused: {says}");
+        wait_until(WITHIN, &what, async || {
+            sidecar_error(&stack)
+                .await
+                .is_some_and(|e| e.contains(says))
+        })
+        .await;
+    }
+    let after = seen(&stack).await;
+    assert_eq!(after.document, json!({}));
+    assert_eq!(
+        (after.tokens, after.jobs, after.chunk_ids),
+        (before.tokens, 1, before.chunk_ids)
+    );
+}

@@ -48,7 +48,7 @@ pub fn docx(body: &str, header: &str, footnote: &str) -> Vec<u8> {
             format!(r#"<w:style w:type="paragraph" w:styleId="Heading{n}"><w:name w:val="heading {n}"/></w:style>"#)
         })
         .collect();
-    zip_of(&[
+    let parts = [
         ("[Content_Types].xml", CONTENT_TYPES.to_string()),
         (
             "word/document.xml",
@@ -76,7 +76,15 @@ pub fn docx(body: &str, header: &str, footnote: &str) -> Vec<u8> {
                 w_paragraph(None, footnote)
             ),
         ),
-    ])
+    ];
+    let mut files: Vec<(&str, Vec<u8>)> = parts
+        .into_iter()
+        .map(|(name, xml)| (name, xml.into_bytes()))
+        .collect();
+    // A chart's data, as Word keeps it: a workbook embedded, never read.
+    let chart = zip_of(&[("xl/workbook.xml", "<workbook/>")]);
+    files.push(("word/embeddings/Microsoft_Excel_Worksheet.xlsx", chart));
+    zip_of(&files)
 }
 
 const CONTENT_TYPES: &str = r#"<?xml version="1.0" encoding="UTF-8"?><Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types"/>"#;

@@ -410,6 +410,25 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
             413,
             "length limit exceeded",
         ),
+        (
+            "/v1/search",
+            format!(
+                r#"{{"query":"fog","filter":{}{}}}"#,
+                r#"{"andAll":["#.repeat(200),
+                "]}".repeat(200)
+            ),
+            400,
+            "recursion limit exceeded",
+        ),
+        (
+            "/v1/search",
+            format!(
+                r#"{{"query":"fog","filter":{{"orAll":[{}]}}}}"#,
+                vec![r#"{"equals":{"key":"a","value":1}}"#; 51].join(",")
+            ),
+            400,
+            "more than 50 comparisons",
+        ),
     ];
     for (path, body, expected, message) in oversized {
         let (status, answer) = call(&app, Some(ACME_KEY), "POST", path, Some(&body)).await;

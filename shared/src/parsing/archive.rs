@@ -17,6 +17,13 @@ const ARCHIVE_EXTENSIONS: [&str; 12] = [
     "zip", "jar", "7z", "rar", "gz", "tgz", "bz2", "xz", "docx", "xlsx", "pptx", "epub",
 ];
 
+/// Office keeps the workbook behind each chart, and any Office document
+/// embedded in another, under `…/embeddings/`. They are never opened here
+/// (the bytes a reader unpacks still count), so they are not refused.
+fn embedded_office_document(name: &str, extension: &str) -> bool {
+    name.contains("/embeddings/") && matches!(extension, "docx" | "xlsx" | "pptx")
+}
+
 pub struct Archive<'b> {
     zip: ZipArchive<Cursor<&'b [u8]>>,
     format: &'static str,
@@ -44,7 +51,9 @@ impl<'b> Archive<'b> {
         }
         for name in zip.file_names().flatten() {
             let extension = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase());
-            if extension.is_some_and(|e| ARCHIVE_EXTENSIONS.contains(&e.as_str())) {
+            if extension.is_some_and(|e| {
+                ARCHIVE_EXTENSIONS.contains(&e.as_str()) && !embedded_office_document(&name, &e)
+            }) {
                 return Err(Rejection::NestedArchive {
                     name: name.chars().take(200).collect(),
                 });
@@ -188,6 +197,8 @@ pub mod tests {
                 ..
             })
         ));
+        let chart = zip_of(&[("word/embeddings/Microsoft_Excel_Worksheet.xlsx", b"PK")]);
+        assert!(Archive::open(&chart, "docx", &bounds()).is_ok());
         let nested = zip_of(&[("word/embeddings/inner.ZIP", b"PK")]);
         assert!(matches!(
             Archive::open(&nested, "docx", &bounds()).err(),
