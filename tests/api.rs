@@ -421,6 +421,16 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
             "{filter}: {hits}"
         );
     }
+    for mode in ["hybrid", "vector", "keyword"] {
+        let query =
+            json!({"query": "Skerry light", "mode": mode, "filter": {"key_prefix": "logs/"}});
+        let (status, hits) = api(ACME_KEY, "POST", "/v1/search", query).await;
+        assert_eq!(status, 200, "{hits}");
+        assert_eq!(
+            hits["hits"][0]["source_key"], "uploads/acme/logs/skerry light.txt",
+            "{mode}"
+        );
+    }
     // Filters narrow the search, within the caller's folder only.
     let in_folder = json!({"query": "fog", "filter": {"key_prefix": "logs/"}});
     let (_, hits) = api(ACME_KEY, "POST", "/v1/search", in_folder).await;
@@ -746,9 +756,12 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
         pipeline.embedding().unwrap().embedder.as_ref(),
         &pipeline.cost,
         "globex",
-        "fog",
-        10,
-        &only_acme,
+        &search::Query {
+            text: "fog",
+            top_k: 10,
+            mode: search::SearchMode::Hybrid,
+            filter: &only_acme,
+        },
     )
     .await
     .unwrap();

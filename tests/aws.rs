@@ -3,7 +3,7 @@
 //! document becomes searchable chunks in Postgres.
 
 use docpipe_shared::adapters::queue::{Stage, StageMessage};
-use docpipe_shared::search::search;
+use docpipe_shared::search::{Query, search};
 use docpipe_tests::local_aws::{LocalAws, MAX_RECEIVE_COUNT, WITHIN, wait_until};
 use uuid::Uuid;
 
@@ -38,14 +38,18 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     assert!(stack.chunks_of(key).await > 1);
 
     let pipeline = &stack.deployment.pipeline;
+    let query = Query {
+        text: "foghorns fog signals",
+        top_k: 3,
+        mode: Default::default(),
+        filter: &Default::default(),
+    };
     let hits = search(
         &pipeline.db,
         &*pipeline.embedding().unwrap().embedder,
         &pipeline.cost,
         "acme",
-        "foghorns fog signals",
-        3,
-        &Default::default(),
+        &query,
     )
     .await
     .unwrap();

@@ -666,16 +666,13 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
     let search = async |tenant: &str| {
         let query = "where does the fog signal sound at neap tides in the harbour";
         let filter = Default::default();
-        docpipe_shared::search::search(
-            &pool,
-            embedder.as_ref(),
-            &config.cost,
-            tenant,
-            query,
-            3,
-            &filter,
-        )
-        .await
+        let query = docpipe_shared::search::Query {
+            text: query,
+            top_k: 3,
+            mode: Default::default(),
+            filter: &filter,
+        };
+        docpipe_shared::search::search(&pool, embedder.as_ref(), &config.cost, tenant, &query).await
     };
     search("acme").await.unwrap();
     let sent = mock

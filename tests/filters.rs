@@ -1,11 +1,12 @@
 //! Metadata filters over real Postgres: documents get attributes from their
 //! sidecars, then every operator of the grammar, nested, on attributes and
 //! on the keys docpipe sets, picks exactly the documents it should, within
-//! the caller's tenant only.
+//! the caller's tenant only, in every search mode.
 
 use docpipe_shared::JobState;
+use docpipe_shared::search::SearchMode;
 use docpipe_shared::settings::PipelineSettings;
-use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_filtered};
+use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_filtered, search_in_mode};
 use serde_json::{Value, json};
 
 /// acme's three documents (two with sidecars) and globex's one, ingested.
@@ -52,18 +53,27 @@ async fn documents() -> (TestDb, PipelineSettings) {
     (test_db, config)
 }
 
-/// The names of `tenant`'s documents whose chunks pass `filter`, sorted.
+/// The names of `tenant`'s documents whose chunks pass `filter`, sorted:
+/// the same in every search mode (every document holds the query's word).
 async fn found(config: &PipelineSettings, tenant: &str, filter: Value) -> Vec<String> {
-    let hits = search_filtered(config, tenant, "harbour", 10, filter.clone())
-        .await
-        .unwrap_or_else(|e| panic!("{filter}: {e}"));
-    let mut names: Vec<String> = hits
-        .iter()
-        .map(|hit| hit.source_key.rsplit('/').next().unwrap().to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    let mut found_by_mode = Vec::new();
+    for mode in [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword] {
+        let hits = search_in_mode(config, tenant, "harbour", 10, filter.clone(), mode)
+            .await
+            .unwrap_or_else(|e| panic!("{filter}: {e}"));
+        let mut names: Vec<String> = hits
+            .iter()
+            .map(|hit| hit.source_key.rsplit('/').next().unwrap().to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        found_by_mode.push(names);
+    }
+    assert!(
+        found_by_mode.iter().all(|names| names == &found_by_mode[0]),
+        "{filter}: hybrid, vector, keyword found {found_by_mode:?}"
+    );
+    found_by_mode.remove(0)
 }
 
 #[tokio::test]

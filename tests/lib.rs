@@ -277,14 +277,32 @@ pub async fn search_filtered(
     top_k: u32,
     filter: serde_json::Value,
 ) -> Result<Vec<docpipe_shared::search::SearchHit>, String> {
+    search_in_mode(config, tenant, query, top_k, filter, Default::default()).await
+}
+
+/// [`search_filtered`] ranked by `mode`.
+pub async fn search_in_mode(
+    config: &PipelineSettings,
+    tenant: &str,
+    text: &str,
+    top_k: u32,
+    filter: serde_json::Value,
+    mode: docpipe_shared::search::SearchMode,
+) -> Result<Vec<docpipe_shared::search::SearchHit>, String> {
     let request: docpipe_shared::search::FilterRequest =
         serde_json::from_value(filter).map_err(|e| e.to_string())?;
     let filter = request.scoped(&Tenant::new(tenant).unwrap())?;
     let pool = db::connect(&config.database).await.unwrap();
     let embedder = docpipe_shared::embedding::from_settings(config).unwrap();
     let (embedder, cost) = (embedder.as_ref(), &config.cost);
+    let query = docpipe_shared::search::Query {
+        text,
+        top_k,
+        mode,
+        filter: &filter,
+    };
     Ok(
-        docpipe_shared::search::search(&pool, embedder, cost, tenant, query, top_k, &filter)
+        docpipe_shared::search::search(&pool, embedder, cost, tenant, &query)
             .await
             .unwrap(),
     )

@@ -77,6 +77,52 @@ async fn the_vector_size_is_fixed_at_migration() {
 }
 
 #[tokio::test]
+async fn the_text_search_configuration_is_fixed_at_migration() {
+    let test_db = TestDb::migrated(&[("SEARCH_TEXT_CONFIG", "english")]).await;
+    let client = test_db.client().await;
+    // English stems: "runs" finds "running", as `simple` would not.
+    let stemmed = "SELECT to_tsvector(upload_pipeline.text_search_config(), 'running') @@
+                          websearch_to_tsquery(upload_pipeline.text_search_config(), 'runs')";
+    assert!(
+        client
+            .query_one(stemmed, &[])
+            .await
+            .unwrap()
+            .get::<_, bool>(0)
+    );
+    let config: String = client
+        .query_one("SELECT upload_pipeline.text_search_config()::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(config, "english");
+    let err = db::migrate(&test_db.config(&[]).database)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("the schema was migrated with \"english\"; it is fixed at migration"),
+        "{err}"
+    );
+    for bad in ["English", "simple; DROP TABLE x", "x".repeat(64).as_str()] {
+        let vars = [
+            ("DATABASE_URL", "postgres://x"),
+            ("SEARCH_TEXT_CONFIG", bad),
+        ];
+        let env = docpipe_shared::settings::Env::from_pairs(
+            vars.map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let err = env
+            .load::<docpipe_shared::settings::DatabaseSettings>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("SEARCH_TEXT_CONFIG"),
+            "{bad}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_unmigrated_database_is_a_clear_error() {
     let test_db = TestDb::empty().await;
     let err = db::connect(&test_db.config(&[]).database)

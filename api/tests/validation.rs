@@ -166,7 +166,7 @@ async fn every_route_wants_a_known_key() {
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let app = app();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 31] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 32] = [
         (
             "POST",
             "/v1/search",
@@ -367,6 +367,13 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
             Some(r#"{"query":"fog","top_k":101}"#),
             400,
             "top_k must be 1 to 100",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","mode":"semantic"}"#),
+            422,
+            "unknown variant `semantic`, expected one of `hybrid`, `vector`, `keyword`",
         ),
         (
             "POST",

@@ -3,7 +3,7 @@
 
 use anyhow::{Context, bail};
 use docpipe_shared::cost::usd;
-use docpipe_shared::search::SearchHit;
+use docpipe_shared::search::{SearchHit, SearchMode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -63,13 +63,14 @@ impl ApiClient {
         &self,
         query: &str,
         top_k: u32,
+        mode: SearchMode,
         filter: Option<Value>,
     ) -> anyhow::Result<Vec<SearchHit>> {
         #[derive(serde::Deserialize)]
         struct Hits {
             hits: Vec<SearchHit>,
         }
-        let mut body = json!({"query": query, "top_k": top_k});
+        let mut body = json!({"query": query, "top_k": top_k, "mode": mode});
         if let Some(filter) = filter {
             body["filter"] = filter;
         }

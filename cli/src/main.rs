@@ -10,6 +10,7 @@ use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::ops::telemetry;
 use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::pipeline::metadata::Sidecar;
+use docpipe_shared::search::SearchMode;
 use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
@@ -64,6 +65,9 @@ enum Command {
         /// metadata condition, e.g. '{"equals":{"key":"team","value":"legal"}}'.
         #[arg(long, value_parser = parse_json)]
         filter: Option<serde_json::Value>,
+        /// How hits are ranked: hybrid (keywords and meaning), vector, keyword.
+        #[arg(long, default_value_t = SearchMode::Hybrid)]
+        mode: SearchMode,
         #[arg(long)]
         json: bool,
     },
@@ -124,13 +128,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             top_k,
             filter,
+            mode,
             json,
         } => {
             let hits = match (api, tenant) {
                 (Some(_), Some(_)) => {
                     bail!("--tenant is not used with --api: the API key decides the tenant")
                 }
-                (Some(api), None) => api.search(&query, top_k, filter).await?,
+                (Some(api), None) => api.search(&query, top_k, mode, filter).await?,
                 (None, None) => bail!("--tenant is required (or --api with an API key)"),
                 (None, Some(tenant)) => {
                     let tenant = Tenant::new(&tenant)?;
@@ -142,7 +147,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     let pool = db::connect(&config.database).await?;
                     let embedder = docpipe_shared::embedding::from_settings(&config)?;
                     let (embedder, cost) = (embedder.as_ref(), &config.cost);
-                    search::search(&pool, embedder, cost, &tenant, &query, top_k, &filter).await?
+                    let query = search::Query {
+                        text: &query,
+                        top_k,
+                        mode,
+                        filter: &filter,
+                    };
+                    search::search(&pool, embedder, cost, &tenant, &query).await?
                 }
             };
             print_hits(&hits, json)?;

@@ -24,6 +24,8 @@ pub(super) struct SearchRequest {
     top_k: u32,
     #[serde(default)]
     filter: search::FilterRequest,
+    #[serde(default)]
+    mode: search::SearchMode,
 }
 
 fn default_top_k() -> u32 {
@@ -60,14 +62,18 @@ pub(super) async fn search(
         .filter
         .scoped(&tenant)
         .map_err(ApiError::bad_request)?;
+    let query = search::Query {
+        text: query,
+        top_k: request.top_k,
+        mode: request.mode,
+        filter: &filter,
+    };
     let hits = search::search(
         &api.db,
         api.search.embedder.as_ref(),
         &api.search.cost,
         &tenant,
-        query,
-        request.top_k,
-        &filter,
+        &query,
     )
     .await?;
     Ok(Json(SearchResponse { hits }))

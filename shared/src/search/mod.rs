@@ -2,6 +2,7 @@
 //! key prefix, document ids and metadata filters (`filter`).
 
 pub mod filter;
+pub mod fusion;
 
 use crate::chunking::tokenizer;
 use crate::cost;
@@ -21,7 +22,9 @@ pub struct SearchHit {
     pub document_id: Uuid,
     pub source_key: String,
     pub chunk_index: i32,
-    /// Cosine similarity, 1 = same direction.
+    /// How well it matches, higher is better: in `vector` mode the cosine
+    /// similarity (1 = same direction), in `keyword` mode the full-text rank
+    /// (0 to 1), in `hybrid` mode the fused score ([`fusion`]).
     pub score: f64,
     pub char_start: i32,
     pub char_end: i32,
@@ -107,27 +110,101 @@ fn query_tokens(query: &str) -> u32 {
     }
 }
 
-/// The `top_k` chunks of `tenant` nearest to `query` that pass `filter`,
-/// among vectors of the embedder's model only. The query's embedding is a
-/// paid call like any other: refused (`Error::Waiting`) while the tenant's
-/// or the deployment's spending is stopped, and recorded in the ledger.
+/// How hits are ranked.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::EnumString,
+    strum::Display,
+)]
+#[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
+pub enum SearchMode {
+    /// Both rankings, fused by reciprocal rank ([`fusion`]).
+    #[default]
+    Hybrid,
+    /// Nearest by meaning: the query's embedding against the chunks'.
+    Vector,
+    /// Postgres full-text search: chunks holding every word of the query
+    /// (`websearch_to_tsquery`: `"quoted phrases"`, `or`, `-excluded`).
+    Keyword,
+}
+
+/// A search: its text, how many hits, how they are ranked and narrowed.
+#[derive(Debug, Clone)]
+pub struct Query<'a> {
+    pub text: &'a str,
+    pub top_k: u32,
+    pub mode: SearchMode,
+    pub filter: &'a SearchFilter,
+}
+
+/// Each ranker of a hybrid search offers this many candidates (or `top_k`,
+/// if more) to the fusion.
+const HYBRID_CANDIDATES: u32 = 40;
+
+/// The `top_k` chunks of `tenant` that best match `query` and pass its
+/// filter. Vector ranking reads vectors of the embedder's model only; the
+/// query's embedding is a paid call like any other: refused
+/// (`Error::Waiting`) while the tenant's or the deployment's spending is
+/// stopped, and recorded in the ledger. Keyword search embeds nothing.
 pub async fn search(
     db: &Pool,
     embedder: &dyn Embedder,
     policy: &CostPolicy,
     tenant: &str,
-    query: &str,
-    top_k: u32,
-    filter: &SearchFilter,
+    query: &Query<'_>,
 ) -> Result<Vec<SearchHit>> {
-    let tokens = query_tokens(query);
+    let query_vector = match query.mode {
+        SearchMode::Keyword => None,
+        SearchMode::Vector | SearchMode::Hybrid => {
+            Some(embed_query(db, embedder, policy, tenant, query.text).await?)
+        }
+    };
+    let rankers = chunks::Rankers {
+        vector: query_vector.as_ref().map(|v| (embedder.model(), v)),
+        keywords: (query.mode != SearchMode::Vector).then_some(query.text),
+    };
+    let candidates = match query.mode {
+        SearchMode::Hybrid => query.top_k.max(HYBRID_CANDIDATES),
+        _ => query.top_k,
+    };
+    let rows = chunks::candidates(
+        &mut db.get().await?,
+        tenant,
+        &rankers,
+        candidates,
+        query.filter,
+    )
+    .await?;
+    let ranked: Vec<fusion::Ranked> = rows.iter().map(fusion::Ranked::from_row).collect();
+    Ok(fusion::fuse(&ranked, query.top_k as usize)
+        .into_iter()
+        .map(|(index, score)| hit(&rows[index], score))
+        .collect())
+}
+
+/// The query's vector, its call checked against and recorded in the ledger.
+async fn embed_query(
+    db: &Pool,
+    embedder: &dyn Embedder,
+    policy: &CostPolicy,
+    tenant: &str,
+    text: &str,
+) -> Result<Vector> {
     if embedder.billable() {
         cost::check_allowance(&db.get().await?, policy, Some(tenant)).await?;
     }
     let embedded = embedder
         .embed(&[EmbedInput {
-            text: query,
-            tokens,
+            text,
+            tokens: query_tokens(text),
         }])
         .await?;
     cost::record(
@@ -135,36 +212,30 @@ pub async fn search(
         &cost::embedding_spend(policy, tenant, None, &embedded),
     )
     .await?;
-    let query_vector = Vector::from(embedded.vectors.into_iter().next().unwrap_or_default());
-    let rows = chunks::nearest(
-        &mut db.get().await?,
-        (tenant, embedder.model()),
-        &query_vector,
-        top_k,
-        filter,
-    )
-    .await?;
-    Ok(rows
-        .iter()
-        .map(|row| SearchHit {
-            document_id: row.get("document_id"),
-            source_key: row.get("source_key"),
-            chunk_index: row.get("chunk_index"),
-            char_start: row.get("char_start"),
-            char_end: row.get("char_end"),
-            page_start: row.get("page_start"),
-            page_end: row.get("page_end"),
-            headings: serde_json::from_value(row.get("headings")).unwrap_or_default(),
-            row_start: row.get("row_start"),
-            row_end: row.get("row_end"),
-            metadata: match row.get("metadata") {
-                serde_json::Value::Object(attributes) => attributes,
-                _ => Attributes::new(),
-            },
-            text: row.get("text"),
-            score: 1.0 - row.get::<_, f64>("distance"),
-        })
-        .collect())
+    Ok(Vector::from(
+        embedded.vectors.into_iter().next().unwrap_or_default(),
+    ))
+}
+
+fn hit(row: &tokio_postgres::Row, score: f64) -> SearchHit {
+    SearchHit {
+        document_id: row.get("document_id"),
+        source_key: row.get("source_key"),
+        chunk_index: row.get("chunk_index"),
+        char_start: row.get("char_start"),
+        char_end: row.get("char_end"),
+        page_start: row.get("page_start"),
+        page_end: row.get("page_end"),
+        headings: serde_json::from_value(row.get("headings")).unwrap_or_default(),
+        row_start: row.get("row_start"),
+        row_end: row.get("row_end"),
+        metadata: match row.get("metadata") {
+            serde_json::Value::Object(attributes) => attributes,
+            _ => Attributes::new(),
+        },
+        text: row.get("text"),
+        score,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! Postgres: where it is and how many connections a process keeps.
 
-use super::{Secret, Settings, embedding};
+use super::{Secret, Settings, embedding, invalid};
 use crate::error::ConfigError;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -19,6 +19,11 @@ pub struct DatabaseSettings {
     /// checked against the database at connect.
     #[serde(rename = "embedding_dims")]
     pub vector_dims: usize,
+    /// `SEARCH_TEXT_CONFIG` (`simple`): the Postgres text-search configuration
+    /// keyword search reads chunks with, fixed at migration. `simple` (words
+    /// as written, no stemming, no stop words) suits mixed languages; a
+    /// language's (`english`, `german`…) stems its words.
+    pub search_text_config: String,
 }
 
 impl Default for DatabaseSettings {
@@ -28,6 +33,7 @@ impl Default for DatabaseSettings {
             database_ca_file: None,
             db_pool_size: 8,
             vector_dims: embedding::DEFAULT_EMBEDDING_DIMS,
+            search_text_config: "simple".into(),
         }
     }
 }
@@ -40,6 +46,17 @@ impl Settings for DatabaseSettings {
             });
         }
         embedding::check_dims(self.vector_dims)?;
+        // It is written into the migration's SQL: a plain name only.
+        let name = &self.search_text_config;
+        if !(1..=63).contains(&name.len())
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+        {
+            return Err(invalid(
+                "SEARCH_TEXT_CONFIG",
+                name,
+                "must name a text-search configuration: 1-63 of a-z and '_' (simple, english…)",
+            ));
+        }
         Ok(self)
     }
 }

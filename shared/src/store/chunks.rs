@@ -278,28 +278,35 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
         .await?)
 }
 
-/// The `top_k` chunks of `tenant` (and `model`) nearest to `query` that
-/// pass `filter`, nearest first, with their distance.
-pub async fn nearest(
+/// The rankers of a search: by meaning (vectors of one model, nearest to
+/// the query's), by keywords (the query's words, full-text search), or both.
+pub struct Rankers<'a> {
+    pub vector: Option<(&'a str, &'a Vector)>,
+    pub keywords: Option<&'a str>,
+}
+
+/// What a hit shows of its chunk.
+const HIT_COLUMNS: &str = "chunk_id, document_id, source_key, chunk_index, char_start, char_end, \
+                           page_start, page_end, headings, row_start, row_end, metadata, text";
+
+/// Each ranker's best `limit` chunks of `tenant` that pass `filter`, each row
+/// with its `ranker` (`vector`, `keyword`), its `rank` (1 = best) and the
+/// ranker's `score` (cosine similarity; full-text rank, 0 to 1).
+pub async fn candidates(
     client: &mut deadpool_postgres::Client,
-    (tenant, model): (&str, &str),
-    query: &Vector,
-    top_k: u32,
+    tenant: &str,
+    rankers: &Rankers<'_>,
+    limit: u32,
     filter: &SearchFilter,
 ) -> Result<Vec<tokio_postgres::Row>> {
-    const FIXED_PARAMS: usize = 6;
+    let limit = i64::from(limit);
+    let key_prefix = filter.key_prefix.as_deref();
+    let document_ids = filter.document_ids.as_deref();
+    let mut params: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &limit, &key_prefix, &document_ids];
     let condition = filter
         .metadata
         .as_ref()
-        .map(|condition| SqlCondition::new(condition, FIXED_PARAMS + 1));
-    let where_metadata = condition
-        .as_ref()
-        .map_or(String::new(), |c| format!("AND {}", c.sql));
-    let top_k = i64::from(top_k);
-    let key_prefix = filter.key_prefix.as_deref();
-    let document_ids = filter.document_ids.as_deref();
-    let mut params: Vec<&(dyn ToSql + Sync)> =
-        vec![&tenant, &model, query, &top_k, &key_prefix, &document_ids];
+        .map(|condition| SqlCondition::new(condition, params.len() + 1));
     if let Some(condition) = &condition {
         params.extend(
             condition
@@ -308,6 +315,48 @@ pub async fn nearest(
                 .map(|p| p.as_ref() as &(dyn ToSql + Sync)),
         );
     }
+    // Both rankers see the same chunks: the tenant's, within the filter.
+    let within = format!(
+        "tenant = $1 AND ($3::text IS NULL OR starts_with(source_key, $3))
+         AND ($4::uuid[] IS NULL OR document_id = ANY($4)) {}",
+        condition
+            .as_ref()
+            .map_or(String::new(), |c| format!("AND {}", c.sql))
+    );
+    let mut parts = Vec::new();
+    if let Some((model, vector)) = &rankers.vector {
+        params.push(model);
+        let model = params.len();
+        params.push(*vector);
+        let vector = params.len();
+        // ORDER BY the distance itself and LIMIT: the shape the HNSW index serves.
+        parts.push(format!(
+            "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
+                    1 - distance AS score, *
+               FROM (SELECT {HIT_COLUMNS}, embedding <=> ${vector} AS distance
+                       FROM upload_pipeline.document_chunks
+                      WHERE {within} AND model = ${model}
+                      ORDER BY embedding <=> ${vector} LIMIT $2) nearest"
+        ));
+    }
+    if let Some(keywords) = &rankers.keywords {
+        params.push(keywords);
+        let keywords = params.len();
+        parts.push(format!(
+            "SELECT 'keyword' AS ranker, row_number() OVER (ORDER BY text_rank DESC) AS rank,
+                    text_rank AS score, *
+               FROM (SELECT {HIT_COLUMNS}, ts_rank_cd(text_search, words, 32)::float8 AS text_rank
+                       FROM upload_pipeline.document_chunks,
+                            websearch_to_tsquery(upload_pipeline.text_search_config(), ${keywords}) words
+                      WHERE {within} AND text_search @@ words
+                      ORDER BY text_rank DESC, chunk_id LIMIT $2) matching"
+        ));
+    }
+    let select: Vec<String> = parts.iter().map(|part| format!("({part})")).collect();
+    let sql = format!(
+        "SELECT ranker, rank, score, {HIT_COLUMNS} FROM ({}) ranked ORDER BY ranker DESC, rank",
+        select.join(" UNION ALL ")
+    );
     let tx = client.transaction().await?;
     // The filters run inside the HNSW scan; iterative scans keep going until
     // enough of this tenant's rows that pass them are found.
@@ -315,25 +364,7 @@ pub async fn nearest(
         "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
     )
     .await?;
-    let rows = tx
-        .query(
-            &format!(
-                "WITH hits AS MATERIALIZED (
-                     SELECT document_id, source_key, chunk_index, char_start, char_end,
-                            page_start, page_end, headings, row_start, row_end, metadata, text,
-                            embedding <=> $3 AS distance
-                       FROM upload_pipeline.document_chunks
-                      WHERE tenant = $1 AND model = $2
-                        AND ($5::text IS NULL OR starts_with(source_key, $5))
-                        AND ($6::uuid[] IS NULL OR document_id = ANY($6))
-                        {where_metadata}
-                      ORDER BY embedding <=> $3
-                      LIMIT $4)
-                 SELECT * FROM hits ORDER BY distance"
-            ),
-            &params,
-        )
-        .await?;
+    let rows = tx.query(&sql, &params).await?;
     tx.commit().await?;
     Ok(rows)
 }

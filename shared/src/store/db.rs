@@ -89,10 +89,16 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V9__document_metadata",
         include_str!("../../../migrations/V9__document_metadata.sql"),
     ),
+    (
+        "V10__keyword_search",
+        include_str!("../../../migrations/V10__keyword_search.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.
 const DIMS_PLACEHOLDER: &str = "{embedding_dims}";
+/// The placeholder that stands for the configured text-search configuration.
+const TEXT_CONFIG_PLACEHOLDER: &str = "{text_search_config}";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -213,6 +219,24 @@ async fn table_dims(client: &tokio_postgres::Client) -> Result<Option<usize>, Co
     Ok(row.map(|row| row.get::<_, i32>(0) as usize))
 }
 
+/// The text-search configuration keyword search was migrated with, if it was.
+async fn schema_text_config(
+    client: &tokio_postgres::Client,
+) -> Result<Option<String>, ConfigError> {
+    let function = "upload_pipeline.text_search_config()";
+    let exists: bool = client
+        .query_one("SELECT to_regprocedure($1) IS NOT NULL", &[&function])
+        .await?
+        .get(0);
+    if !exists {
+        return Ok(None);
+    }
+    let row = client
+        .query_one("SELECT upload_pipeline.text_search_config()::text", &[])
+        .await?;
+    Ok(Some(row.get(0)))
+}
+
 /// What `migrate` did.
 #[derive(Debug, serde::Serialize)]
 pub struct MigrationReport {
@@ -236,10 +260,23 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
             in_table,
         });
     }
+    let text_config = &config.search_text_config;
+    if let Some(in_schema) = schema_text_config(client).await?
+        && &in_schema != text_config
+    {
+        return Err(ConfigError::Invalid {
+            name: "SEARCH_TEXT_CONFIG".into(),
+            value: text_config.clone(),
+            reason: format!("the schema was migrated with {in_schema:?}; it is fixed at migration"),
+        });
+    }
     let migrations = MIGRATIONS
         .iter()
         .map(|(name, sql)| {
-            refinery::Migration::unapplied(name, &sql.replace(DIMS_PLACEHOLDER, &dims.to_string()))
+            let sql = sql
+                .replace(DIMS_PLACEHOLDER, &dims.to_string())
+                .replace(TEXT_CONFIG_PLACEHOLDER, text_config);
+            refinery::Migration::unapplied(name, &sql)
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::Database(format!("bad migration file: {e}")))?;

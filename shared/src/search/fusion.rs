@@ -1,0 +1,109 @@
+//! Reciprocal rank fusion: a hybrid search's two rankings (by meaning, by
+//! keywords) become one. Each ranking a chunk appears in adds
+//! `1 / (RRF_K + rank)`, so a chunk near the top of both beats one at the
+//! top of either alone, and neither ranker's raw scores (cosine, `ts_rank`),
+//! which do not compare, need scaling. A single ranking keeps its order and
+//! its own scores.
+
+use uuid::Uuid;
+
+/// The constant of Cormack et al.'s reciprocal rank fusion: it damps how
+/// much the very first ranks count against the rest.
+pub const RRF_K: f64 = 60.0;
+
+/// One chunk as one ranker placed it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    pub chunk_id: Uuid,
+    /// `vector` or `keyword`.
+    pub ranker: String,
+    /// 1 for the ranker's best.
+    pub rank: i64,
+    /// The ranker's own score.
+    pub score: f64,
+}
+
+impl Ranked {
+    pub fn from_row(row: &tokio_postgres::Row) -> Ranked {
+        Ranked {
+            chunk_id: row.get("chunk_id"),
+            ranker: row.get("ranker"),
+            rank: row.get("rank"),
+            score: row.get("score"),
+        }
+    }
+}
+
+/// The best `top_k` chunks of `ranked` (one or two rankers' candidates),
+/// best first, each as the index of its first entry in `ranked` and its
+/// score: the ranker's own when there is one ranker, else the fused one.
+pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<(usize, f64)> {
+    let mut rankers: Vec<&str> = ranked.iter().map(|r| r.ranker.as_str()).collect();
+    rankers.sort_unstable();
+    rankers.dedup();
+    let mut scored: Vec<(usize, f64)> = Vec::new();
+    let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for (index, candidate) in ranked.iter().enumerate() {
+        let score = if rankers.len() > 1 {
+            1.0 / (RRF_K + candidate.rank as f64)
+        } else {
+            candidate.score
+        };
+        match seen.get(&candidate.chunk_id) {
+            Some(&at) => scored[at].1 += score,
+            None => {
+                seen.insert(candidate.chunk_id, scored.len());
+                scored.push((index, score));
+            }
+        }
+    }
+    // Ties (equal fused scores) keep the order the candidates came in.
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.truncate(top_k);
+    scored
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ranked(ranker: &str, ids: &[u128]) -> Vec<Ranked> {
+        ids.iter()
+            .enumerate()
+            .map(|(i, id)| Ranked {
+                chunk_id: Uuid::from_u128(*id),
+                ranker: ranker.into(),
+                rank: i as i64 + 1,
+                score: 1.0 - i as f64 / 10.0,
+            })
+            .collect()
+    }
+
+    fn order(fused: &[(usize, f64)], all: &[Ranked]) -> Vec<u128> {
+        fused
+            .iter()
+            .map(|(i, _)| all[*i].chunk_id.as_u128())
+            .collect()
+    }
+
+    #[test]
+    fn a_chunk_high_in_both_rankings_beats_one_first_in_either() {
+        // Vector: A B C; keyword: C A. A = 1/61 + 1/62 > C = 1/63 + 1/61 > B = 1/62.
+        let mut all = ranked("vector", &[0xA, 0xB, 0xC]);
+        all.extend(ranked("keyword", &[0xC, 0xA]));
+        let fused = fuse(&all, 10);
+        assert_eq!(order(&fused, &all), [0xA, 0xC, 0xB]);
+        let a = 1.0 / 61.0 + 1.0 / 62.0;
+        assert!((fused[0].1 - a).abs() < 1e-12);
+        assert_eq!(order(&fuse(&all, 2), &all), [0xA, 0xC]);
+    }
+
+    #[test]
+    fn one_ranking_keeps_its_order_and_scores() {
+        let all = ranked("keyword", &[3, 1, 2]);
+        let fused = fuse(&all, 2);
+        assert_eq!(order(&fused, &all), [3, 1]);
+        assert_eq!(fused[1].1, 0.9);
+        assert_eq!(fuse(&[], 5), []);
+    }
+}
