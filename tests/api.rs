@@ -422,14 +422,16 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
         );
     }
     for mode in ["hybrid", "vector", "keyword"] {
-        let query =
-            json!({"query": "Skerry light", "mode": mode, "filter": {"key_prefix": "logs/"}});
+        let query = json!({"query": "Skerry light", "mode": mode,
+                           "filter": {"key_prefix": "logs/"}, "context": {"neighbors": 2}});
         let (status, hits) = api(ACME_KEY, "POST", "/v1/search", query).await;
         assert_eq!(status, 200, "{hits}");
+        let first = &hits["hits"][0];
         assert_eq!(
-            hits["hits"][0]["source_key"], "uploads/acme/logs/skerry light.txt",
+            first["source_key"], "uploads/acme/logs/skerry light.txt",
             "{mode}"
         );
+        assert_eq!(first["context"]["text"], text, "{mode}");
     }
     // Filters narrow the search, within the caller's folder only.
     let in_folder = json!({"query": "fog", "filter": {"key_prefix": "logs/"}});
@@ -761,6 +763,7 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
             top_k: 10,
             mode: search::SearchMode::Hybrid,
             filter: &only_acme,
+            context: None,
         },
     )
     .await

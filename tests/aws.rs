@@ -43,6 +43,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
         top_k: 3,
         mode: Default::default(),
         filter: &Default::default(),
+        context: None,
     };
     let hits = search(
         &pipeline.db,

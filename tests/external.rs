@@ -671,6 +671,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
             top_k: 3,
             mode: Default::default(),
             filter: &filter,
+            context: None,
         };
         docpipe_shared::search::search(&pool, embedder.as_ref(), &config.cost, tenant, &query).await
     };

@@ -300,6 +300,7 @@ pub async fn search_in_mode(
         top_k,
         mode,
         filter: &filter,
+        context: None,
     };
     Ok(
         docpipe_shared::search::search(&pool, embedder, cost, tenant, &query)

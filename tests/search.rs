@@ -1,9 +1,11 @@
 //! Search modes over real Postgres: keyword search finds an exact rare term
 //! that vector search ranks below its top_k, vector search finds by meaning
 //! what keyword search cannot, and hybrid search finds both; without an
-//! embedding call in keyword mode.
+//! embedding call in keyword mode. Context around a hit: its neighbours, or
+//! its section within a token budget.
 
-use docpipe_shared::search::{SearchHit, SearchMode};
+use docpipe_shared::search::context::ContextRequest;
+use docpipe_shared::search::{Query, SearchHit, SearchMode};
 use docpipe_shared::settings::PipelineSettings;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
 use serde_json::json;
@@ -99,4 +101,100 @@ async fn keyword_search_reads_phrases_and_exclusions_and_ranks_within_0_and_1() 
     assert!(hits.iter().all(|h| h.source_key.contains("note-")));
     assert!(hits.iter().all(|h| h.score > 0.0 && h.score < 1.0));
     assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+}
+
+/// A guide of two sections, each paragraph a chunk of its own.
+async fn sections() -> (TestDb, PipelineSettings) {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[("CHUNK_TOKENS", "48"), ("CHUNK_OVERLAP_TOKENS", "4")]);
+    let paragraph = |topic: &str| {
+        format!(
+            "The {topic} is checked at dawn by the keeper, who writes what the {topic} shows \
+             in the log and tells the harbour master of any change before the boats go out."
+        )
+    };
+    let alpha: Vec<String> = ["lantern", "foghorn", "barometer", "anemometer"]
+        .iter()
+        .map(|t| paragraph(t))
+        .collect();
+    let beta: Vec<String> = ["tide gauge", "slipway"]
+        .iter()
+        .map(|t| paragraph(t))
+        .collect();
+    let text = format!(
+        "# Alpha\n\n{}\n\n# Beta\n\n{}\n",
+        alpha.join("\n\n"),
+        beta.join("\n\n")
+    );
+    let dir = ScratchDir::new();
+    dir.write("guide.md", text);
+    ingest_locally(&config, "acme", std::slice::from_ref(&dir.0)).await;
+    (test_db, config)
+}
+
+async fn with_context(config: &PipelineSettings, context: ContextRequest) -> SearchHit {
+    let filter = Default::default();
+    let query = Query {
+        text: "what the barometer shows",
+        top_k: 1,
+        mode: SearchMode::Vector,
+        filter: &filter,
+        context: Some(context),
+    };
+    let pool = docpipe_shared::store::db::connect(&config.database)
+        .await
+        .unwrap();
+    let embedder = docpipe_shared::embedding::from_settings(config).unwrap();
+    let hits =
+        docpipe_shared::search::search(&pool, embedder.as_ref(), &config.cost, "acme", &query)
+            .await
+            .unwrap();
+    hits.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn context_brings_neighbours_or_the_section_within_a_budget() {
+    let (_db, config) = sections().await;
+    let plain = &search_in_mode(
+        &config,
+        "acme",
+        "what the barometer shows",
+        1,
+        json!({}),
+        SearchMode::Vector,
+    )
+    .await
+    .unwrap()[0];
+    assert!(plain.text.contains("barometer") && plain.context.is_none());
+    assert!(
+        !serde_json::to_string(plain)
+            .unwrap()
+            .contains("\"context\"")
+    );
+    let at = plain.chunk_index;
+
+    let hit = with_context(&config, ContextRequest::Neighbors(1)).await;
+    let context = hit.context.unwrap();
+    assert_eq!((context.chunk_start, context.chunk_end), (at - 1, at + 1));
+    assert!(context.text.contains("foghorn") && context.text.contains("barometer"));
+    assert!(context.text.contains("anemometer") && !context.text.contains("lantern"));
+    assert_eq!(
+        context.text.matches("barometer is checked").count(),
+        1,
+        "overlaps once"
+    );
+
+    // The whole section, and nothing of the next, however large the budget.
+    let hit = with_context(&config, ContextRequest::MaxTokens(8192)).await;
+    let context = hit.context.unwrap();
+    for topic in ["lantern", "foghorn", "barometer", "anemometer"] {
+        assert!(context.text.contains(topic), "{topic}: {}", context.text);
+    }
+    assert!(!context.text.contains("tide gauge") && !context.text.contains("slipway"));
+
+    // A budget the hit alone fills is the hit alone.
+    let hit = with_context(&config, ContextRequest::MaxTokens(1)).await;
+    let context = hit.context.unwrap();
+    assert_eq!((context.chunk_start, context.chunk_end), (at, at));
+    assert_eq!(context.text, hit.text);
 }

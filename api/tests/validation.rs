@@ -166,7 +166,7 @@ async fn every_route_wants_a_known_key() {
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let app = app();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 32] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 34] = [
         (
             "POST",
             "/v1/search",
@@ -367,6 +367,20 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
             Some(r#"{"query":"fog","top_k":101}"#),
             400,
             "top_k must be 1 to 100",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","context":{"neighbors":11}}"#),
+            400,
+            "context.neighbors must be 1 to 10",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","context":{"neighbors":1,"max_tokens":100}}"#),
+            422,
+            "context: give one of neighbors or max_tokens",
         ),
         (
             "POST",

@@ -3,6 +3,7 @@
 
 use anyhow::{Context, bail};
 use docpipe_shared::cost::usd;
+use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{SearchHit, SearchMode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -64,6 +65,7 @@ impl ApiClient {
         query: &str,
         top_k: u32,
         mode: SearchMode,
+        context: Option<ContextRequest>,
         filter: Option<Value>,
     ) -> anyhow::Result<Vec<SearchHit>> {
         #[derive(serde::Deserialize)]
@@ -73,6 +75,9 @@ impl ApiClient {
         let mut body = json!({"query": query, "top_k": top_k, "mode": mode});
         if let Some(filter) = filter {
             body["filter"] = filter;
+        }
+        if let Some(context) = context {
+            body["context"] = json!(context);
         }
         Ok(self.call::<Hits>("/v1/search", Some(body)).await?.hits)
     }

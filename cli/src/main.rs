@@ -11,6 +11,7 @@ use docpipe_shared::ops::telemetry;
 use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::pipeline::metadata::Sidecar;
 use docpipe_shared::search::SearchMode;
+use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
@@ -68,6 +69,12 @@ enum Command {
         /// How hits are ranked: hybrid (keywords and meaning), vector, keyword.
         #[arg(long, default_value_t = SearchMode::Hybrid)]
         mode: SearchMode,
+        /// Show each hit with up to N chunks before and after it.
+        #[arg(long, value_name = "N", conflicts_with = "context_tokens")]
+        neighbors: Option<u32>,
+        /// Show each hit grown through its section up to T tokens.
+        #[arg(long, value_name = "T")]
+        context_tokens: Option<u32>,
         #[arg(long)]
         json: bool,
     },
@@ -129,13 +136,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             top_k,
             filter,
             mode,
+            neighbors,
+            context_tokens,
             json,
         } => {
+            let context = neighbors
+                .map(ContextRequest::Neighbors)
+                .or(context_tokens.map(ContextRequest::MaxTokens))
+                .map(ContextRequest::checked)
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let hits = match (api, tenant) {
                 (Some(_), Some(_)) => {
                     bail!("--tenant is not used with --api: the API key decides the tenant")
                 }
-                (Some(api), None) => api.search(&query, top_k, mode, filter).await?,
+                (Some(api), None) => api.search(&query, top_k, mode, context, filter).await?,
                 (None, None) => bail!("--tenant is required (or --api with an API key)"),
                 (None, Some(tenant)) => {
                     let tenant = Tenant::new(&tenant)?;
@@ -152,6 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         top_k,
                         mode,
                         filter: &filter,
+                        context,
                     };
                     search::search(&pool, embedder, cost, &tenant, &query).await?
                 }
@@ -217,7 +233,16 @@ fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> {
                 .collect();
             println!("   {}", attributes.join(" "));
         }
-        println!("   {snippet}");
+        match &hit.context {
+            // Asked for: the whole context, as it reads.
+            Some(context) => {
+                println!("   chunks {}-{}:", context.chunk_start, context.chunk_end);
+                for line in context.text.lines() {
+                    println!("{}", format!("   | {line}").trim_end());
+                }
+            }
+            None => println!("   {snippet}"),
+        }
     }
     Ok(())
 }

@@ -393,6 +393,22 @@ The harbour budget is approved.",
         stderr.contains("filter.greaterThan.value: must be a number, not a string"),
         "{stderr}"
     );
+    let args = [
+        "search",
+        "lease",
+        "--tenant",
+        "t",
+        "--mode",
+        "keyword",
+        "--neighbors",
+        "1",
+    ];
+    let keyword = stdout(&docpipe(&test_db, &args));
+    assert!(
+        keyword.contains("uploads/t/contract.md")
+            && keyword.contains("   chunks 0-0:\n   | # Lease\n   |\n   | The harbour lease runs"),
+        "{keyword}"
+    );
     let not_json = search("{team: legal}");
     assert_eq!(not_json.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&not_json.stderr).contains("not JSON"));

@@ -8,6 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use docpipe_shared::search;
+use docpipe_shared::search::context::ContextRequest;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ pub(super) struct SearchRequest {
     filter: search::FilterRequest,
     #[serde(default)]
     mode: search::SearchMode,
+    context: Option<ContextRequest>,
 }
 
 fn default_top_k() -> u32 {
@@ -62,11 +64,17 @@ pub(super) async fn search(
         .filter
         .scoped(&tenant)
         .map_err(ApiError::bad_request)?;
+    let context = request
+        .context
+        .map(ContextRequest::checked)
+        .transpose()
+        .map_err(ApiError::bad_request)?;
     let query = search::Query {
         text: query,
         top_k: request.top_k,
         mode: request.mode,
         filter: &filter,
+        context,
     };
     let hits = search::search(
         &api.db,

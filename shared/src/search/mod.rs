@@ -1,6 +1,7 @@
 //! Tenant-scoped similarity search over `document_chunks`, narrowed by a
 //! key prefix, document ids and metadata filters (`filter`).
 
+pub mod context;
 pub mod filter;
 pub mod fusion;
 
@@ -12,6 +13,7 @@ use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
 use crate::settings::CostPolicy;
 use crate::store::chunks;
+use context::{ContextRequest, HitContext};
 use deadpool_postgres::Pool;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
@@ -39,6 +41,9 @@ pub struct SearchHit {
     /// The document's metadata attributes (its sidecar's, its object's).
     pub metadata: Attributes,
     pub text: String,
+    /// The text around the hit, when the search asks for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<HitContext>,
 }
 
 /// Narrows a search to some of the tenant's documents.
@@ -143,6 +148,8 @@ pub struct Query<'a> {
     pub top_k: u32,
     pub mode: SearchMode,
     pub filter: &'a SearchFilter,
+    /// Text around each hit to return with it.
+    pub context: Option<ContextRequest>,
 }
 
 /// Each ranker of a hybrid search offers this many candidates (or `top_k`,
@@ -184,10 +191,46 @@ pub async fn search(
     )
     .await?;
     let ranked: Vec<fusion::Ranked> = rows.iter().map(fusion::Ranked::from_row).collect();
-    Ok(fusion::fuse(&ranked, query.top_k as usize)
+    let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, query.top_k as usize)
         .into_iter()
         .map(|(index, score)| hit(&rows[index], score))
-        .collect())
+        .collect();
+    if let Some(request) = query.context {
+        add_context(db, tenant, &mut hits, request).await?;
+    }
+    Ok(hits)
+}
+
+/// Gives each hit its context, from one read of the chunks near them all.
+async fn add_context(
+    db: &Pool,
+    tenant: &str,
+    hits: &mut [SearchHit],
+    request: ContextRequest,
+) -> Result<()> {
+    let reach = request.reach();
+    let windows: Vec<(Uuid, i32, i32)> = hits
+        .iter()
+        .map(|hit| {
+            (
+                hit.document_id,
+                hit.chunk_index - reach,
+                hit.chunk_index + reach,
+            )
+        })
+        .collect();
+    let nearby = chunks::nearby(&db.get().await?, tenant, &windows).await?;
+    for hit in hits.iter_mut() {
+        let around: Vec<context::Nearby> = nearby
+            .iter()
+            .filter(|(document, chunk)| {
+                *document == hit.document_id && (chunk.chunk_index - hit.chunk_index).abs() <= reach
+            })
+            .map(|(_, chunk)| chunk.clone())
+            .collect();
+        hit.context = context::around(hit.chunk_index, &around, request);
+    }
+    Ok(())
 }
 
 /// The query's vector, its call checked against and recorded in the ledger.
@@ -235,6 +278,7 @@ fn hit(row: &tokio_postgres::Row, score: f64) -> SearchHit {
         },
         text: row.get("text"),
         score,
+        context: None,
     }
 }
 

@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::parsing::Format;
 use crate::parsing::layout::Provenance;
 use crate::search::SearchFilter;
+use crate::search::context::Nearby;
 use crate::search::filter::SqlCondition;
 use crate::store::jobs::Job;
 use deadpool_postgres::GenericClient;
@@ -367,4 +368,40 @@ pub async fn candidates(
     let rows = tx.query(&sql, &params).await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// The chunks of `tenant` in each window `(document, first index, last
+/// index)`, as a hit's context is made of.
+pub async fn nearby(
+    client: &impl GenericClient,
+    tenant: &str,
+    windows: &[(Uuid, i32, i32)],
+) -> Result<Vec<(Uuid, Nearby)>> {
+    let documents: Vec<Uuid> = windows.iter().map(|w| w.0).collect();
+    let firsts: Vec<i32> = windows.iter().map(|w| w.1).collect();
+    let lasts: Vec<i32> = windows.iter().map(|w| w.2).collect();
+    Ok(client
+        .query(
+            "SELECT DISTINCT c.document_id, c.chunk_index, c.text, c.char_start, c.char_end,
+                    c.token_count, c.headings
+               FROM upload_pipeline.document_chunks c
+               JOIN unnest($2::uuid[], $3::int4[], $4::int4[]) AS w(document_id, first, last)
+                 ON c.document_id = w.document_id AND c.chunk_index BETWEEN w.first AND w.last
+              WHERE c.tenant = $1",
+            &[&tenant, &documents, &firsts, &lasts],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let chunk = Nearby {
+                chunk_index: row.get(1),
+                text: row.get(2),
+                char_start: row.get(3),
+                char_end: row.get(4),
+                tokens: row.get(5),
+                headings: serde_json::from_value(row.get(6)).unwrap_or_default(),
+            };
+            (row.get(0), chunk)
+        })
+        .collect())
 }
