@@ -433,6 +433,38 @@ async fn a_file_uploaded_through_a_presigned_url_becomes_searchable() {
         );
         assert_eq!(first["context"]["text"], text, "{mode}");
     }
+    // The same search as Bedrock's Retrieve asks for it and answers.
+    let retrieve = json!({
+        "retrievalQuery": {"text": "Skerry light fog signal"},
+        "retrievalConfiguration": {"vectorSearchConfiguration": {
+            "numberOfResults": 3, "overrideSearchType": "SEMANTIC",
+            "filter": {"andAll": [{"equals": {"key": "team", "value": "harbour"}},
+                                  {"startsWith": {"key": "source_key", "value": "uploads/acme/logs/"}}]}}}
+    });
+    let (status, answer) = api(ACME_KEY, "POST", "/v1/retrieve", retrieve).await;
+    assert_eq!(status, 200, "{answer}");
+    let result = &answer["retrievalResults"][0];
+    assert_eq!(result["content"], json!({"type": "TEXT", "text": text}));
+    let uri = format!(
+        "s3://{}/uploads/acme/logs/skerry light.txt",
+        stack.resources.bucket
+    );
+    assert_eq!(result["location"]["s3Location"]["uri"], uri);
+    assert_eq!(result["metadata"]["team"], "harbour");
+    assert_eq!(result["metadata"]["x-amz-bedrock-kb-source-uri"], uri);
+    let elsewhere = json!({"retrievalQuery": {"text": "fog"},
+        "retrievalConfiguration": {"vectorSearchConfiguration": {
+            "filter": {"equals": {"key": "team", "value": "legal"}}}}});
+    let (_, answer) = api(ACME_KEY, "POST", "/v1/retrieve", elsewhere).await;
+    assert_eq!(answer["retrievalResults"], json!([]));
+    let (_, answer) = api(
+        GLOBEX_KEY,
+        "POST",
+        "/v1/retrieve",
+        json!({"retrievalQuery": {"text": "Skerry"}}),
+    )
+    .await;
+    assert_eq!(answer["retrievalResults"], json!([]), "another tenant's");
     // Filters narrow the search, within the caller's folder only.
     let in_folder = json!({"query": "fog", "filter": {"key_prefix": "logs/"}});
     let (_, hits) = api(ACME_KEY, "POST", "/v1/search", in_folder).await;

@@ -117,7 +117,7 @@ async fn every_documented_route_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 10);
+    assert_eq!(operations, 11);
     let yaml = app
         .clone()
         .oneshot(
@@ -148,6 +148,11 @@ async fn every_route_wants_a_known_key() {
         ),
         ("GET", "/v1/jobs/00000000-0000-0000-0000-000000000000", None),
         ("POST", "/v1/search", Some(r#"{"query":"fog"}"#)),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(r#"{"retrievalQuery":{"text":"fog"}}"#),
+        ),
         ("POST", "/v1/uploads", Some(r#"{"name":"a.txt","size":3}"#)),
         (
             "DELETE",
@@ -166,7 +171,7 @@ async fn every_route_wants_a_known_key() {
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let app = app();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 34] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 40] = [
         (
             "POST",
             "/v1/search",
@@ -381,6 +386,56 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
             Some(r#"{"query":"fog","context":{"neighbors":1,"max_tokens":100}}"#),
             422,
             "context: give one of neighbors or max_tokens",
+        ),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(r#"{"retrievalQuery":{"text":"fog"},"nextToken":"abc"}"#),
+            400,
+            "nextToken: docpipe answers in one page",
+        ),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(
+                r#"{"retrievalQuery":{"text":"fog"},"retrievalConfiguration":{"vectorSearchConfiguration":{"rerankingConfiguration":{}}}}"#,
+            ),
+            400,
+            "rerankingConfiguration is not supported",
+        ),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(
+                r#"{"retrievalQuery":{"text":"fog"},"retrievalConfiguration":{"vectorSearchConfiguration":{"numberOfResults":0}}}"#,
+            ),
+            400,
+            "retrievalConfiguration.vectorSearchConfiguration.numberOfResults must be 1 to 100",
+        ),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(
+                r#"{"retrievalQuery":{"text":"fog"},"retrievalConfiguration":{"vectorSearchConfiguration":{"filter":{"equals":{"key":"a"}}}}}"#,
+            ),
+            400,
+            "retrievalConfiguration.vectorSearchConfiguration.filter.equals: needs a value",
+        ),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(r#"{"retrievalQuery":{"text":"  "}}"#),
+            400,
+            "retrievalQuery.text must not be empty",
+        ),
+        (
+            "POST",
+            "/v1/retrieve",
+            Some(
+                r#"{"retrievalQuery":{"text":"fog"},"retrievalConfiguration":{"vectorSearchConfiguration":{"overrideSearchType":"KEYWORD"}}}"#,
+            ),
+            422,
+            "unknown variant `KEYWORD`, expected `HYBRID` or `SEMANTIC`",
         ),
         (
             "POST",

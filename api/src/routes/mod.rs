@@ -4,6 +4,7 @@ mod documents;
 mod health;
 mod jobs;
 mod metrics;
+mod retrieve;
 mod search;
 mod uploads;
 
@@ -42,6 +43,7 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/v1/documents/{id}/reprocess", post(documents::reprocess))
         .route("/v1/search", post(search::search))
+        .route("/v1/retrieve", post(retrieve::retrieve))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(api)

@@ -45,21 +45,6 @@ pub(super) async fn search(
     request: Result<Json<SearchRequest>, JsonRejection>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let Json(request) = request?;
-    let query = request.query.trim();
-    if query.is_empty() {
-        return Err(ApiError::bad_request("query must not be empty"));
-    }
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(ApiError::bad_request(format!(
-            "query is {} bytes; at most {MAX_QUERY_BYTES}",
-            query.len()
-        )));
-    }
-    if !(1..=MAX_TOP_K).contains(&request.top_k) {
-        return Err(ApiError::bad_request(format!(
-            "top_k must be 1 to {MAX_TOP_K}"
-        )));
-    }
     let filter = request
         .filter
         .scoped(&tenant)
@@ -70,19 +55,45 @@ pub(super) async fn search(
         .transpose()
         .map_err(ApiError::bad_request)?;
     let query = search::Query {
-        text: query,
+        text: &request.query,
         top_k: request.top_k,
         mode: request.mode,
         filter: &filter,
         context,
     };
-    let hits = search::search(
-        &api.db,
-        api.search.embedder.as_ref(),
-        &api.search.cost,
-        &tenant,
-        &query,
-    )
-    .await?;
+    let hits = run(&api, &tenant, &query, ("query", "top_k")).await?;
     Ok(Json(SearchResponse { hits }))
+}
+
+/// Runs `query` for `tenant` once its text and size are checked, the
+/// problems named by the request's own field names (`names`).
+pub(super) async fn run(
+    api: &Api,
+    tenant: &str,
+    query: &search::Query<'_>,
+    (text_name, top_k_name): (&str, &str),
+) -> Result<Vec<search::SearchHit>, ApiError> {
+    let text = query.text.trim();
+    if text.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{text_name} must not be empty"
+        )));
+    }
+    if text.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "{text_name} is {} bytes; at most {MAX_QUERY_BYTES}",
+            text.len()
+        )));
+    }
+    if !(1..=MAX_TOP_K).contains(&query.top_k) {
+        return Err(ApiError::bad_request(format!(
+            "{top_k_name} must be 1 to {MAX_TOP_K}"
+        )));
+    }
+    let query = search::Query {
+        text,
+        ..query.clone()
+    };
+    let embedder = api.search.embedder.as_ref();
+    Ok(search::search(&api.db, embedder, &api.search.cost, tenant, &query).await?)
 }
