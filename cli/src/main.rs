@@ -2,6 +2,7 @@
 //! the database or (`--api URL`) through the HTTP API.
 
 mod api;
+mod searcher;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
@@ -10,14 +11,15 @@ use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::ops::telemetry;
 use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::pipeline::metadata::Sidecar;
-use docpipe_shared::search::SearchMode;
 use docpipe_shared::search::context::ContextRequest;
+use docpipe_shared::search::{SearchMode, eval};
 use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
 use docpipe_shared::store::status;
 use docpipe_shared::{JobState, search};
 use indicatif::{ProgressBar, ProgressStyle};
+use searcher::Searcher;
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,6 +80,25 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Retrieval quality on labeled queries: recall@1/@5/@10 and MRR@10 of
+    /// the documents each search ranks, per mode.
+    Eval {
+        /// JSON Lines, a query a line: {"query": "…", "relevant": ["report.pdf", …]}
+        /// (names under the tenant's folder, or full keys).
+        #[arg(long)]
+        queries: PathBuf,
+        /// Required without --api; with --api the key decides the tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Modes to measure, comma-separated (default: hybrid,vector,keyword).
+        #[arg(long = "mode", value_delimiter = ',')]
+        modes: Vec<SearchMode>,
+        /// Chunks each search returns; their documents, best hit first, are ranked.
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
+        top_k: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Jobs per state and recent failures.
     Status {
         #[arg(long)]
@@ -106,10 +127,10 @@ async fn cli_main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let api = match (&cli.api, &cli.command) {
-        (Some(url), Command::Search { .. } | Command::Status { .. }) => {
+        (Some(url), Command::Search { .. } | Command::Eval { .. } | Command::Status { .. }) => {
             Some(api::ApiClient::new(url, cli.api_key)?)
         }
-        (Some(_), _) => bail!("--api serves `search` and `status` only"),
+        (Some(_), _) => bail!("--api serves `search`, `eval` and `status` only"),
         (None, _) => None,
     };
     match cli.command {
@@ -146,33 +167,35 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(ContextRequest::checked)
                 .transpose()
                 .map_err(anyhow::Error::msg)?;
-            let hits = match (api, tenant) {
-                (Some(_), Some(_)) => {
-                    bail!("--tenant is not used with --api: the API key decides the tenant")
-                }
-                (Some(api), None) => api.search(&query, top_k, mode, context, filter).await?,
-                (None, None) => bail!("--tenant is required (or --api with an API key)"),
-                (None, Some(tenant)) => {
-                    let tenant = Tenant::new(&tenant)?;
-                    let filter: search::FilterRequest =
-                        serde_json::from_value(filter.unwrap_or_else(|| serde_json::json!({})))
-                            .context("--filter")?;
-                    let filter = filter.scoped(&tenant).map_err(anyhow::Error::msg)?;
-                    let config = PipelineSettings::load(&Env::from_process(), Parts::EMBED)?;
-                    let pool = db::connect(&config.database).await?;
-                    let embedder = docpipe_shared::embedding::from_settings(&config)?;
-                    let (embedder, cost) = (embedder.as_ref(), &config.cost);
-                    let query = search::Query {
-                        text: &query,
-                        top_k,
-                        mode,
-                        filter: &filter,
-                        context,
-                    };
-                    search::search(&pool, embedder, cost, &tenant, &query).await?
-                }
-            };
+            let searcher = Searcher::new(api, tenant).await?;
+            let hits = searcher
+                .search(&query, (top_k, mode), context, filter)
+                .await?;
             print_hits(&hits, json)?;
+        }
+        Command::Eval {
+            queries,
+            tenant,
+            modes,
+            top_k,
+            json,
+        } => {
+            let text = std::fs::read_to_string(&queries)
+                .with_context(|| format!("reading {}", queries.display()))?;
+            let labeled = eval::read_queries(&text)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| queries.display().to_string())?;
+            let searcher = Searcher::new(api, tenant).await?;
+            let modes = if modes.is_empty() {
+                vec![SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword]
+            } else {
+                modes
+            };
+            let mut report = Vec::new();
+            for mode in modes {
+                report.push((mode, evaluate(&searcher, &labeled, mode, top_k).await?));
+            }
+            print_quality(&report, labeled.len(), top_k, json)?;
         }
         Command::Status { json } => match api {
             Some(api) => {
@@ -191,6 +214,68 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The quality of `mode` on `labeled`: each query searched once.
+async fn evaluate(
+    searcher: &Searcher,
+    labeled: &[eval::LabeledQuery],
+    mode: SearchMode,
+    top_k: u32,
+) -> anyhow::Result<eval::Quality> {
+    let mut rankings = Vec::new();
+    for query in labeled {
+        let hits = searcher
+            .search(&query.query, (top_k, mode), None, None)
+            .await?;
+        let keys: Vec<String> = hits
+            .iter()
+            .map(|hit| eval::document_name(&hit.source_key).to_string())
+            .collect();
+        let relevant: HashSet<String> = query
+            .relevant
+            .iter()
+            .map(|key| eval::document_name(key).to_string())
+            .collect();
+        rankings.push((keys, relevant));
+    }
+    let borrowed: Vec<(Vec<&str>, HashSet<&str>)> = rankings
+        .iter()
+        .map(|(keys, relevant)| {
+            let ranked = eval::documents_ranked(keys.iter().map(String::as_str));
+            (ranked, relevant.iter().map(String::as_str).collect())
+        })
+        .collect();
+    Ok(eval::quality(&borrowed))
+}
+
+fn print_quality(
+    report: &[(SearchMode, eval::Quality)],
+    queries: usize,
+    top_k: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let modes: serde_json::Map<String, serde_json::Value> = report
+            .iter()
+            .map(|(mode, quality)| Ok((mode.to_string(), serde_json::to_value(quality)?)))
+            .collect::<anyhow::Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&modes)?);
+        return Ok(());
+    }
+    println!("{queries} queries; documents ranked by their best hit among {top_k} chunks");
+    println!("mode     recall@1  recall@5  recall@10  MRR@10");
+    for (mode, q) in report {
+        println!(
+            "{:<8} {:>8.3}  {:>8.3}  {:>9.3}  {:>6.3}",
+            mode.to_string(),
+            q.recall_at_1,
+            q.recall_at_5,
+            q.recall_at_10,
+            q.mrr_at_10
+        );
+    }
+    Ok(())
 }
 
 /// A command-line argument that must be JSON.

@@ -71,6 +71,8 @@ async fn ingest_search_status_and_a_rerun() {
             "speed limit inside the breakwater",
             "--tenant",
             "demo",
+            "--mode",
+            "vector",
             "--json",
         ],
     );
@@ -414,6 +416,68 @@ The harbour budget is approved.",
     assert!(String::from_utf8_lossy(&not_json.stderr).contains("not JSON"));
 }
 
+/// `docpipe eval` on the samples and their labeled queries: the figures of
+/// each mode, within 0.05 of what they were when the labels were written
+/// (`mock` embedder, so they move only when ranking changes).
+#[tokio::test]
+async fn eval_measures_each_mode_on_the_samples() {
+    let test_db = TestDb::empty().await;
+    assert!(docpipe(&test_db, &["migrate"]).status.success());
+    let samples = samples_dir().display().to_string();
+    assert!(
+        docpipe(&test_db, &["ingest", &samples, "--tenant", "demo"])
+            .status
+            .success()
+    );
+    let queries = samples_dir().join("../queries.jsonl").display().to_string();
+    let args = ["eval", "--queries", &queries, "--tenant", "demo", "--json"];
+    let output = docpipe(&test_db, &args);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for (mode, recall_at_1, mrr) in [
+        ("hybrid", 0.929, 0.964),
+        ("vector", 0.929, 0.964),
+        ("keyword", 0.429, 0.429),
+    ] {
+        let got = &report[mode];
+        assert_eq!(got["queries"], 14);
+        for (figure, expected) in [("recall_at_1", recall_at_1), ("mrr_at_10", mrr)] {
+            let value = got[figure].as_f64().unwrap();
+            assert!(
+                (value - expected).abs() <= 0.05,
+                "{mode} {figure}: {value}, expected {expected}"
+            );
+        }
+    }
+    let text = stdout(&docpipe(
+        &test_db,
+        &[
+            "eval",
+            "--queries",
+            &queries,
+            "--tenant",
+            "demo",
+            "--mode",
+            "keyword",
+        ],
+    ));
+    assert!(
+        text.contains("mode     recall@1  recall@5  recall@10  MRR@10\nkeyword "),
+        "{text}"
+    );
+    let missing = docpipe(
+        &test_db,
+        &[
+            "eval",
+            "--queries",
+            "/nonexistent.jsonl",
+            "--tenant",
+            "demo",
+        ],
+    );
+    assert_eq!(missing.status.code(), Some(2));
+}
+
 /// `docpipe --api URL` searches and reports through the HTTP API, with the
 /// key's tenant, and says clearly what is wrong when it cannot. (The API runs
 /// in this process while the binary blocks a thread: two worker threads.)
@@ -468,6 +532,23 @@ async fn search_and_status_through_the_api() {
     assert_eq!(malformed.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&malformed.stderr);
     assert!(stderr.contains("unknown operator \"equal\""), "{stderr}");
+    let labels = ScratchDir::new();
+    let file = labels.write(
+        "q.jsonl",
+        r#"{"query": "fog bell", "relevant": ["bell.md"]}"#,
+    );
+    let eval = api(&[
+        "eval",
+        "--queries",
+        file.to_str().unwrap(),
+        "--mode",
+        "keyword,vector",
+    ]);
+    let report = stdout(&eval);
+    assert!(
+        report.contains("\nkeyword     1.000     1.000      1.000   1.000\nvector      1.000"),
+        "{eval:?}"
+    );
     let status = api(&["status"]);
     assert!(status.status.success(), "{status:?}");
     let report = stdout(&status);

@@ -2,6 +2,7 @@
 //! key prefix, document ids and metadata filters (`filter`).
 
 pub mod context;
+pub mod eval;
 pub mod filter;
 pub mod fusion;
 
