@@ -7,7 +7,7 @@ use docpipe_shared::domain::keys::Tenant;
 use docpipe_shared::embedding::Embedder;
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{self, SearchHit, SearchMode};
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
+use docpipe_shared::settings::{CostPolicy, Env, Parts, PipelineSettings};
 use docpipe_shared::store::db;
 use serde_json::Value;
 use std::sync::Arc;
@@ -18,7 +18,7 @@ pub enum Searcher {
         tenant: Tenant,
         pool: db::Pool,
         embedder: Arc<dyn Embedder>,
-        config: PipelineSettings,
+        cost: Box<CostPolicy>,
     },
 }
 
@@ -37,7 +37,7 @@ impl Searcher {
                     tenant: Tenant::new(&tenant)?,
                     pool: db::connect(&config.database).await?,
                     embedder: docpipe_shared::embedding::from_settings(&config)?,
-                    config,
+                    cost: Box::new(config.cost),
                 })
             }
         }
@@ -51,14 +51,14 @@ impl Searcher {
         context: Option<ContextRequest>,
         filter: Option<Value>,
     ) -> anyhow::Result<Vec<SearchHit>> {
-        let (tenant, pool, embedder, config) = match self {
+        let (tenant, pool, embedder, cost) = match self {
             Searcher::Api(api) => return api.search(text, top_k, mode, context, filter).await,
             Searcher::Database {
                 tenant,
                 pool,
                 embedder,
-                config,
-            } => (tenant, pool, embedder, config),
+                cost,
+            } => (tenant, pool, embedder, cost),
         };
         let filter: search::FilterRequest =
             serde_json::from_value(filter.unwrap_or_else(|| serde_json::json!({})))
@@ -71,6 +71,6 @@ impl Searcher {
             filter: &filter,
             context,
         };
-        Ok(search::search(pool, embedder.as_ref(), &config.cost, tenant, &query).await?)
+        Ok(search::search(pool, embedder.as_ref(), cost, tenant, &query).await?)
     }
 }
