@@ -677,7 +677,7 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
 
     // A search shows where each hit is: the PDF's page, the markdown's section.
     stdin
-        .write_all(b"search Fresnel lens bends the light\n")
+        .write_all(b"search hybrid Fresnel lens bends the light\n")
         .await
         .unwrap();
     let seen = next_snapshot().await;
@@ -688,7 +688,7 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
         "{seen}"
     );
     stdin
-        .write_all(b"search spring tides and neap tides\n")
+        .write_all(b"search vector spring tides and neap tides\n")
         .await
         .unwrap();
     let seen = next_snapshot().await;
@@ -696,6 +696,27 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
     assert_eq!(top["key"], "uploads/acme/tide-tables.md", "{seen}");
     assert_eq!(
         top["headings"], "Tide tables for small harbours › Spring and neap tides",
+        "{seen}"
+    );
+    // Keyword search wants every word; with context, a hit brings its neighbours.
+    stdin
+        .write_all(b"search keyword how do lenses work\n")
+        .await
+        .unwrap();
+    let seen = next_snapshot().await;
+    assert_eq!(seen["no_results"], true, "{seen}");
+    stdin
+        .write_all(b"context\nsearch keyword neap tides\n")
+        .await
+        .unwrap();
+    let seen = next_snapshot().await;
+    let top = &seen["hits"][0];
+    assert_eq!(top["key"], "uploads/acme/tide-tables.md", "{seen}");
+    let context = top["context"].as_str().unwrap();
+    assert!(
+        context.contains("tide tables")
+            && context.contains("neap tides")
+            && context.contains("chart datum"),
         "{seen}"
     );
     assert_eq!(seen["problems"], json!([]), "{seen}");

@@ -2,8 +2,9 @@
 // opens the page, types the API key, connects, and reports what is on the
 // screen as one JSON line per snapshot. A line "again" on stdin waits for
 // the page's own auto-refresh (no reload) and reports again; "done" or the
-// end of stdin takes the screenshot and quits; "search <query>" types the
-// query into the search box, submits it and reports the hits.
+// end of stdin takes the screenshot and quits; "search <mode> <query>" picks
+// the mode, types the query into the search box, submits it and reports the
+// hits; "context" ticks "with context" for the searches after it.
 //   node dashboard.mjs <base URL> <API key> <screenshot.png>
 import { chromium } from "playwright-core";
 import { createInterface } from "node:readline";
@@ -39,7 +40,9 @@ async function snapshot() {
       throughput_bars: document.querySelectorAll("#throughput g[data-minute]").length,
       key_field_empty: document.querySelector("#key").value === "",
       hits: rows("[data-hit]", (e) => ({ key: e.querySelector("code").textContent,
-        where: e.querySelector(".where").textContent, headings: e.querySelector(".headings").textContent })),
+        where: e.querySelector(".where").textContent, headings: e.querySelector(".headings").textContent,
+        context: e.querySelector(".context")?.textContent ?? null })),
+      no_results: document.querySelector("#hits .muted") !== null,
     };
   });
 }
@@ -57,12 +60,21 @@ await report();
 
 for await (const line of createInterface({ input: process.stdin })) {
   if (line.startsWith("search ")) {
-    const query = line.slice("search ".length);
+    const [, mode, ...words] = line.split(" ");
+    const query = words.join(" ");
+    await page.getByLabel("Search mode").selectOption(mode);
     await page.getByLabel("Search query").fill(query);
     await page.getByRole("button", { name: "Search" }).click();
-    await page.waitForFunction((q) => document.querySelector("#hits").dataset.query === q
-      || getComputedStyle(document.querySelector("#error")).display !== "none", query, { timeout: 20000 });
+    await page.waitForFunction(([q, m]) => {
+      const hits = document.querySelector("#hits");
+      return (hits.dataset.query === q && hits.dataset.mode === m)
+        || getComputedStyle(document.querySelector("#error")).display !== "none";
+    }, [query, mode], { timeout: 20000 });
     await report();
+    continue;
+  }
+  if (line.trim() === "context") {
+    await page.getByLabel("with context").check();
     continue;
   }
   if (line.trim() !== "again") break;

@@ -140,14 +140,14 @@ fn grow(chunks: &[&Nearby], hit: usize, budget: i64) -> (usize, usize) {
 
 /// Consecutive chunks as one text: where one overlaps the one before (they
 /// share their edges, `CHUNK_OVERLAP_TOKENS`), the shared part once; where
-/// text lies between them, a line break.
+/// text lies between them (chunks end at paragraphs), a paragraph break.
 fn join(chunks: &[&Nearby]) -> HitContext {
     let mut text = String::new();
     let mut end = chunks[0].char_start;
     for chunk in chunks {
         let overlap = (end - chunk.char_start).max(0) as usize;
         if chunk.char_start > end && !text.is_empty() {
-            text.push('\n');
+            text.push_str("\n\n");
         }
         text.extend(chunk.text.chars().skip(overlap));
         end = end.max(chunk.char_end);
@@ -219,9 +219,9 @@ mod tests {
         );
         let within = |tokens| around(2, &chunks, ContextRequest::MaxTokens(tokens)).unwrap();
         assert_eq!(within(5).text, "cccc", "the hit alone when it does not fit");
-        assert_eq!(within(20).text, "cccc\ndddd", "after, then before");
-        assert_eq!(within(30).text, "bbbb\ncccc\ndddd");
-        assert_eq!(within(1000).text, "bbbb\ncccc\ndddd", "section B only");
+        assert_eq!(within(20).text, "cccc\n\ndddd", "after, then before");
+        assert_eq!(within(30).text, "bbbb\n\ncccc\n\ndddd");
+        assert_eq!(within(1000).text, "bbbb\n\ncccc\n\ndddd", "section B only");
     }
 
     #[test]
