@@ -808,8 +808,7 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
     };
     let hits = search::search(
         &pipeline.db,
-        pipeline.embedding().unwrap().embedder.as_ref(),
-        &pipeline.cost,
+        &pipeline.search_parts().unwrap(),
         "globex",
         &search::Query {
             text: "fog",

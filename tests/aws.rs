@@ -47,8 +47,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     };
     let hits = search(
         &pipeline.db,
-        &*pipeline.embedding().unwrap().embedder,
-        &pipeline.cost,
+        &pipeline.search_parts().unwrap(),
         "acme",
         &query,
     )

@@ -662,7 +662,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
         ],
     ));
     let pool = db::connect(&config.database).await.unwrap();
-    let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
+    let parts = docpipe_shared::search::SearchParts::from_settings(&config).unwrap();
     let search = async |tenant: &str| {
         let query = "where does the fog signal sound at neap tides in the harbour";
         let filter = Default::default();
@@ -673,7 +673,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
             filter: &filter,
             context: None,
         };
-        docpipe_shared::search::search(&pool, embedder.as_ref(), &config.cost, tenant, &query).await
+        docpipe_shared::search::search(&pool, &parts, tenant, &query).await
     };
     search("acme").await.unwrap();
     let sent = mock

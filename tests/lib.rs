@@ -293,8 +293,7 @@ pub async fn search_in_mode(
         serde_json::from_value(filter).map_err(|e| e.to_string())?;
     let filter = request.scoped(&Tenant::new(tenant).unwrap())?;
     let pool = db::connect(&config.database).await.unwrap();
-    let embedder = docpipe_shared::embedding::from_settings(config).unwrap();
-    let (embedder, cost) = (embedder.as_ref(), &config.cost);
+    let parts = docpipe_shared::search::SearchParts::from_settings(config).unwrap();
     let query = docpipe_shared::search::Query {
         text,
         top_k,
@@ -302,11 +301,9 @@ pub async fn search_in_mode(
         filter: &filter,
         context: None,
     };
-    Ok(
-        docpipe_shared::search::search(&pool, embedder, cost, tenant, &query)
-            .await
-            .unwrap(),
-    )
+    docpipe_shared::search::search(&pool, &parts, tenant, &query)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 /// A client for the tests' own calls to a server (the API, a mock's stats).

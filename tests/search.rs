@@ -144,11 +144,10 @@ async fn with_context(config: &PipelineSettings, context: ContextRequest) -> Sea
     let pool = docpipe_shared::store::db::connect(&config.database)
         .await
         .unwrap();
-    let embedder = docpipe_shared::embedding::from_settings(config).unwrap();
-    let hits =
-        docpipe_shared::search::search(&pool, embedder.as_ref(), &config.cost, "acme", &query)
-            .await
-            .unwrap();
+    let parts = docpipe_shared::search::SearchParts::from_settings(config).unwrap();
+    let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
+        .await
+        .unwrap();
     hits.into_iter().next().unwrap()
 }
 
@@ -197,4 +196,117 @@ async fn context_brings_neighbours_or_the_section_within_a_budget() {
     let context = hit.context.unwrap();
     assert_eq!((context.chunk_start, context.chunk_end), (at, at));
     assert_eq!(context.text, hit.text);
+}
+
+/// The corpus with a reranker at mock-rerank (over HTTP), `vars` beside.
+async fn reranked(
+    vars: &[(&str, &str)],
+) -> (
+    TestDb,
+    PipelineSettings,
+    std::sync::Arc<docpipe_mocks::rerank::MockRerank>,
+) {
+    let (test_db, _) = corpus().await;
+    let mock = docpipe_mocks::rerank::MockRerank::new(Some("rk-test".into()), Default::default());
+    let address = docpipe_tests::serve(mock.router()).await;
+    let url = format!("http://{address}");
+    let mut all = vec![
+        ("RERANK_PROVIDER", "cohere"),
+        ("RERANK_BASE_URL", url.as_str()),
+        ("RERANK_API_KEY", "rk-test"),
+        ("EXTERNAL_MAX_ATTEMPTS", "3"),
+        ("EXTERNAL_FIRST_BACKOFF_MS", "1"),
+    ];
+    all.extend_from_slice(vars);
+    let config = test_db.config(&all);
+    (test_db, config, mock)
+}
+
+async fn rerank_spend(test_db: &TestDb) -> Vec<String> {
+    test_db
+        .column(
+            "SELECT tenant || ' ' || service || ' ' || units || ' ' || unit
+               FROM upload_pipeline.cost_ledger WHERE unit = 'search_units'",
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_reranker_reorders_the_candidates_and_is_paid_for() {
+    let (test_db, config, mock) = reranked(&[]).await;
+    // Vector search alone leaves the manual out of its top 3 (above); the
+    // reranker, seeing the best 40, puts it first: it holds every word.
+    let code = "harbour pump E4711";
+    let hits = search_in_mode(&config, "acme", code, 3, json!({}), SearchMode::Vector)
+        .await
+        .unwrap();
+    assert_eq!(hits[0].source_key, "uploads/acme/manual.md", "{hits:?}");
+    assert_eq!(hits[0].score, 1.0, "the reranker's relevance");
+    assert_eq!(hits.len(), 3);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(mock.requests(), 1);
+    assert_eq!(rerank_spend(&test_db).await, ["acme rerank 1 search_units"]);
+    // Filters still apply before reranking: nothing of the manual is sent.
+    let notes = json!({"startsWith": {"key": "source_key", "value": "uploads/acme/note-"}});
+    let hits = search_in_mode(&config, "acme", code, 3, notes, SearchMode::Hybrid)
+        .await
+        .unwrap();
+    assert!(
+        hits.iter().all(|h| h.source_key.contains("note-")),
+        "{hits:?}"
+    );
+}
+
+#[tokio::test]
+async fn reranking_faults_are_retried_refusals_are_not_and_the_budget_holds() {
+    use docpipe_mocks::faults::FaultKnobs;
+    let (_db, config, mock) = reranked(&[]).await;
+    let search = async |config: &PipelineSettings| {
+        search_in_mode(
+            config,
+            "acme",
+            "impeller seal",
+            3,
+            json!({}),
+            SearchMode::Hybrid,
+        )
+        .await
+    };
+    // The service down: a search fails after EXTERNAL_MAX_ATTEMPTS tries;
+    // off contract, likewise; back, it answers again.
+    mock.faults.set_knobs(FaultKnobs {
+        error_rate: 1.0,
+        ..Default::default()
+    });
+    let error = search(&config).await.unwrap_err();
+    assert!(error.contains("HTTP 503"), "{error}");
+    assert_eq!(mock.requests(), 3, "EXTERNAL_MAX_ATTEMPTS");
+    mock.faults.set_knobs(FaultKnobs {
+        malformed_rate: 1.0,
+        ..Default::default()
+    });
+    let error = search(&config).await.unwrap_err();
+    assert!(error.contains("off contract"), "{error}");
+    mock.faults.set_knobs(FaultKnobs::default());
+    assert!(search(&config).await.is_ok());
+
+    let (_db, wrong_key, _mock) = reranked(&[("RERANK_API_KEY", "rk-wrong")]).await;
+    let before = _mock.requests();
+    let error = search(&wrong_key).await.unwrap_err();
+    assert!(
+        error.contains("rerank service rejected the request: HTTP 401"),
+        "{error}"
+    );
+    assert_eq!(_mock.requests(), before + 1, "a refusal is not retried");
+
+    // A search unit at $1 against a $0.50 daily budget: the first search
+    // spends it, the next is refused until tomorrow.
+    let (_db, costly, _mock) = reranked(&[
+        ("RERANK_USD_PER_1K_SEARCHES", "1000"),
+        ("TENANT_DAILY_BUDGET_USD", "0.5"),
+    ])
+    .await;
+    assert!(search(&costly).await.is_ok());
+    let error = search(&costly).await.unwrap_err();
+    assert!(error.contains("budget"), "{error}");
 }

@@ -15,7 +15,7 @@ pub use auth::{Auth, Tenant, parse_api_keys};
 pub use error::ApiError;
 pub use routes::{MAX_BODY_BYTES, MAX_PAGE, MAX_QUERY_BYTES, MAX_TOP_K, OPENAPI, router};
 pub use settings::ApiSettings;
-pub use state::{Api, ApiParts, Infrastructure, Presigner, Search, WatchedQueue};
+pub use state::{Api, ApiParts, Infrastructure, Presigner, WatchedQueue};
 
 use docpipe_shared::drivers::Deployment;
 use docpipe_shared::settings::{Env, Parts};

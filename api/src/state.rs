@@ -7,9 +7,9 @@ use crate::rate_limit;
 use crate::settings::ApiSettings;
 use docpipe_shared::ConfigError;
 use docpipe_shared::drivers::Deployment;
-use docpipe_shared::embedding::Embedder;
 use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::settings::{CostPolicy, QueueUrls};
+use docpipe_shared::search::SearchParts;
+use docpipe_shared::settings::QueueUrls;
 use docpipe_shared::store::db::Pool;
 use docpipe_shared::store::ledger;
 use std::collections::HashSet;
@@ -22,7 +22,7 @@ pub struct Api {
     /// Reads of the caller's jobs, documents and metrics.
     pub db: Pool,
     /// The query's embedding, and the prices and budgets it counts against.
-    pub search: Search,
+    pub search: SearchParts,
     /// Deleting and reprocessing documents: the pipeline's own steps.
     pub pipeline: Arc<Pipeline>,
     /// Presigned uploads into the bucket.
@@ -34,11 +34,6 @@ pub struct Api {
     /// Tenants that see deployment-wide figures (every tenant's messages in
     /// the queues): the operators' (`API_OPERATOR_TENANTS`).
     pub operators: HashSet<String>,
-}
-
-pub struct Search {
-    pub embedder: Arc<dyn Embedder>,
-    pub cost: CostPolicy,
 }
 
 pub struct Presigner {
@@ -98,12 +93,10 @@ impl Api {
         auth: Auth,
         settings: &ApiSettings,
     ) -> Result<Api, ConfigError> {
-        let embedder = parts
+        let search = parts
             .pipeline
-            .embedding
-            .as_ref()
-            .map(|embedding| embedding.embedder.clone())
-            .ok_or_else(|| ConfigError::Unreadable("the API needs the embedder".into()))?;
+            .search_parts()
+            .map_err(|_| ConfigError::Unreadable("the API needs the embedder".into()))?;
         let stages = &parts.stage_queues;
         let mut queues = Vec::new();
         for (name, url, dead_letter_url) in [
@@ -130,10 +123,7 @@ impl Api {
         Ok(Api {
             auth,
             db: pipeline.db.clone(),
-            search: Search {
-                embedder,
-                cost: pipeline.cost.clone(),
-            },
+            search,
             presigner: Presigner {
                 s3: parts.s3.clone(),
                 bucket: parts.bucket.clone(),

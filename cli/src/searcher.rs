@@ -4,21 +4,18 @@
 use crate::api::ApiClient;
 use anyhow::{Context, bail};
 use docpipe_shared::domain::keys::Tenant;
-use docpipe_shared::embedding::Embedder;
 use docpipe_shared::search::context::ContextRequest;
-use docpipe_shared::search::{self, SearchHit, SearchMode};
-use docpipe_shared::settings::{CostPolicy, Env, Parts, PipelineSettings};
+use docpipe_shared::search::{self, SearchHit, SearchMode, SearchParts};
+use docpipe_shared::settings::{Env, Parts, PipelineSettings};
 use docpipe_shared::store::db;
 use serde_json::Value;
-use std::sync::Arc;
 
 pub enum Searcher {
     Api(ApiClient),
     Database {
         tenant: Tenant,
         pool: db::Pool,
-        embedder: Arc<dyn Embedder>,
-        cost: Box<CostPolicy>,
+        parts: Box<SearchParts>,
     },
 }
 
@@ -36,8 +33,7 @@ impl Searcher {
                 Ok(Searcher::Database {
                     tenant: Tenant::new(&tenant)?,
                     pool: db::connect(&config.database).await?,
-                    embedder: docpipe_shared::embedding::from_settings(&config)?,
-                    cost: Box::new(config.cost),
+                    parts: Box::new(SearchParts::from_settings(&config)?),
                 })
             }
         }
@@ -51,14 +47,13 @@ impl Searcher {
         context: Option<ContextRequest>,
         filter: Option<Value>,
     ) -> anyhow::Result<Vec<SearchHit>> {
-        let (tenant, pool, embedder, cost) = match self {
+        let (tenant, pool, parts) = match self {
             Searcher::Api(api) => return api.search(text, top_k, mode, context, filter).await,
             Searcher::Database {
                 tenant,
                 pool,
-                embedder,
-                cost,
-            } => (tenant, pool, embedder, cost),
+                parts,
+            } => (tenant, pool, parts),
         };
         let filter: search::FilterRequest =
             serde_json::from_value(filter.unwrap_or_else(|| serde_json::json!({})))
@@ -71,6 +66,6 @@ impl Searcher {
             filter: &filter,
             context,
         };
-        Ok(search::search(pool, embedder.as_ref(), cost, tenant, &query).await?)
+        Ok(search::search(pool, parts, tenant, &query).await?)
     }
 }

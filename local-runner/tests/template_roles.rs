@@ -95,6 +95,11 @@ fn each_api_key_is_read_only_by_the_functions_that_use_it() {
             "LLAMA_CLOUD_API_KEY_SECRET_ID",
             &parsers,
         ),
+        (
+            "RerankApiKeySecret",
+            "RERANK_API_KEY_SECRET_ID",
+            &names(&["ApiFunction"]),
+        ),
     ] {
         assert!(
             globals[variable].is_null(),

@@ -22,7 +22,7 @@ pub struct Spend<'a> {
     pub service: &'a str,
     pub model: &'a str,
     pub units: i64,
-    /// `tokens` or `pages`.
+    /// `tokens`, `pages` or `search_units`.
     pub unit: &'a str,
     pub usd: f64,
     pub requests: u32,
@@ -66,10 +66,10 @@ pub fn embedding_spend<'a>(
 }
 
 pub async fn record(client: &impl GenericClient, spend: &Spend<'_>) -> Result<()> {
-    let units = if spend.unit == "pages" {
-        Metric::PagesParsed
-    } else {
-        Metric::EmbeddingTokens
+    let units = match spend.unit {
+        "pages" => Metric::PagesParsed,
+        "search_units" => Metric::RerankSearchUnits,
+        _ => Metric::EmbeddingTokens,
     };
     metrics::add(units, spend.units as f64);
     metrics::add(Metric::CostUsd, spend.usd);

@@ -67,6 +67,8 @@ pub enum Rejection {
     EmbeddingRejected { detail: String },
     #[error("embedding provider returned an unusable response: {detail}")]
     EmbeddingInvalid { detail: String },
+    #[error("rerank service rejected the request: {detail}")]
+    RerankRejected { detail: String },
     #[error(
         "a chunk of {tokens} tokens is over the embedding model's limit of {limit} tokens per input \
          (EMBEDDING_MAX_INPUT_TOKENS); lower CHUNK_TOKENS"
@@ -113,6 +115,7 @@ impl Rejection {
             Rejection::ObjectMissing { .. } => "object_missing",
             Rejection::EmbeddingRejected { .. } => "embedding_rejected",
             Rejection::EmbeddingInvalid { .. } => "embedding_invalid",
+            Rejection::RerankRejected { .. } => "rerank_rejected",
             Rejection::ChunkTooLong { .. } => "chunk_too_long",
             Rejection::ParseFailed { .. } => "parse_failed",
             Rejection::ParseTimedOut { .. } => "parse_timeout",

@@ -5,7 +5,7 @@
 //! the sweeper over the [`adapters::blob::BlobStore`],
 //! [`adapters::queue::Queue`] and [`embedding::Embedder`] traits), the steps'
 //! own machinery (`parsing`, `chunking`, `embedding`, `external`, `cost`,
-//! `search`), `store` (Postgres), `adapters` (S3, SQS, LlamaParse, local
+//! `search`, `rerank`), `store` (Postgres), `adapters` (S3, SQS, LlamaParse, local
 //! stand-ins), `drivers` (what delivers work: Lambda, the local runner, the
 //! CLI's in-process pipeline) and `ops` (metrics, logs, secrets, TLS).
 
@@ -20,6 +20,7 @@ pub mod external;
 pub mod ops;
 pub mod parsing;
 pub mod pipeline;
+pub mod rerank;
 pub mod search;
 pub mod settings;
 pub mod store;

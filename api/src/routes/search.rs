@@ -94,6 +94,5 @@ pub(super) async fn run(
         text,
         ..query.clone()
     };
-    let embedder = api.search.embedder.as_ref();
-    Ok(search::search(&api.db, embedder, &api.search.cost, tenant, &query).await?)
+    Ok(search::search(&api.db, &api.search, tenant, &query).await?)
 }

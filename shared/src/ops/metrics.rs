@@ -33,6 +33,8 @@ pub enum Metric {
     CacheHits,
     EmbeddingTokens,
     PagesParsed,
+    /// Search units billed by the rerank service.
+    RerankSearchUnits,
     ExternalRequests,
     CostUsd,
     /// A job told to wait: the daily budget or the hourly request cap.

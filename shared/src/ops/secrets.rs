@@ -7,8 +7,9 @@
 //!   `DATABASE_HOST` / `DATABASE_PORT` / `DATABASE_NAME` taking precedence
 //!   (the proxy's endpoint, not the instance's) and `sslmode` from
 //!   `DATABASE_SSLMODE` (default `require`).
-//! - `OPENAI_API_KEY_SECRET_ID`, `LLAMA_CLOUD_API_KEY_SECRET_ID`: a plain
-//!   string → `OPENAI_API_KEY`, `LLAMA_CLOUD_API_KEY`. The template's
+//! - `OPENAI_API_KEY_SECRET_ID`, `LLAMA_CLOUD_API_KEY_SECRET_ID`,
+//!   `RERANK_API_KEY_SECRET_ID`: a plain string → `OPENAI_API_KEY`,
+//!   `LLAMA_CLOUD_API_KEY`, `RERANK_API_KEY`. The template's
 //!   placeholder value `unset` counts as no key.
 
 use crate::error::ConfigError;
@@ -19,9 +20,10 @@ use std::collections::HashMap;
 /// The value a new API key secret holds until an operator puts the key.
 pub const PLACEHOLDER: &str = "unset";
 
-const API_KEYS: [(&str, &str); 2] = [
+const API_KEYS: [(&str, &str); 3] = [
     ("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID"),
     ("LLAMA_CLOUD_API_KEY", "LLAMA_CLOUD_API_KEY_SECRET_ID"),
+    ("RERANK_API_KEY", "RERANK_API_KEY_SECRET_ID"),
 ];
 
 /// Settings read from the secrets the environment names, by variable name.

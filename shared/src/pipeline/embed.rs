@@ -35,6 +35,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let Embedding {
         embedder,
         cache_scope,
+        ..
     } = pipeline.embedding()?;
     let model = embedder.model();
     let dims = embedder.dims() as i32;
@@ -133,6 +134,7 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     let Embedding {
         embedder,
         cache_scope,
+        ..
     } = pipeline.embedding()?;
     let Some(fallback) = embedder.fallback_model() else {
         return Ok(0);

@@ -31,6 +31,7 @@ use crate::chunking::Chunker;
 use crate::embedding::{self, Embedder};
 use crate::error::{ConfigError, Error, Result};
 use crate::external::{self, ExternalService};
+use crate::rerank::{self, Reranker};
 use crate::settings::{
     CacheScope, ChunkingSettings, CostPolicy, EmbeddingSettings, ParserSettings, PipelineSettings,
     ServiceMode, invalid,
@@ -72,6 +73,8 @@ pub struct Embedding {
     pub embedder: Arc<dyn Embedder>,
     /// Whose cached vectors a tenant may reuse.
     pub cache_scope: CacheScope,
+    /// Search's reranker, if one is configured.
+    pub reranker: Option<Arc<Reranker>>,
 }
 
 /// LlamaParse and how long to wait for it.
@@ -125,10 +128,26 @@ impl Pipeline {
         self.embedding.as_ref().ok_or_else(|| not_built("embedder"))
     }
 
+    /// What search uses, from this pipeline's embedder and reranker.
+    pub fn search_parts(&self) -> Result<crate::search::SearchParts> {
+        let embedding = self.embedding()?;
+        Ok(crate::search::SearchParts {
+            embedder: embedding.embedder.clone(),
+            reranker: embedding.reranker.clone(),
+            cost: self.cost.clone(),
+        })
+    }
+
     /// The external services this pipeline calls.
     pub fn external_services(&self) -> Vec<&ExternalService> {
         let mut services = Vec::new();
         services.extend(self.embedding.iter().flat_map(|e| e.embedder.services()));
+        services.extend(
+            self.embedding
+                .iter()
+                .flat_map(|e| &e.reranker)
+                .map(|reranker| &reranker.service),
+        );
         services.extend(
             self.parsing
                 .iter()
@@ -206,9 +225,15 @@ fn embedder(
 ) -> std::result::Result<Embedding, ConfigError> {
     let embedder = embedding::from_settings(settings)
         .map_err(|e| invalid("EMBEDDING_PROVIDER", embedding.provider, &e.to_string()))?;
+    let reranker = match &settings.rerank {
+        Some(rerank) => rerank::from_settings(rerank, &settings.external)
+            .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,
+        None => None,
+    };
     Ok(Embedding {
         embedder,
         cache_scope: embedding.cache_scope,
+        reranker,
     })
 }
 

@@ -12,12 +12,14 @@ use crate::domain::keys::Tenant;
 use crate::domain::metadata::Attributes;
 use crate::embedding::{EmbedInput, Embedder};
 use crate::error::Result;
-use crate::settings::CostPolicy;
+use crate::rerank::Reranker;
+use crate::settings::{CostPolicy, PipelineSettings};
 use crate::store::chunks;
 use context::{ContextRequest, HitContext};
 use deadpool_postgres::Pool;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,7 +29,8 @@ pub struct SearchHit {
     pub chunk_index: i32,
     /// How well it matches, higher is better: in `vector` mode the cosine
     /// similarity (1 = same direction), in `keyword` mode the full-text rank
-    /// (0 to 1), in `hybrid` mode the fused score ([`fusion`]).
+    /// (0 to 1), in `hybrid` mode the fused score ([`fusion`]); when a
+    /// reranker is configured, its relevance score.
     pub score: f64,
     pub char_start: i32,
     pub char_end: i32,
@@ -157,18 +160,43 @@ pub struct Query<'a> {
 /// if more) to the fusion.
 const HYBRID_CANDIDATES: u32 = 40;
 
+/// What a search uses: the embedder for the query, the reranker if one is
+/// configured, and the prices and budgets its paid calls count against.
+#[derive(Clone)]
+pub struct SearchParts {
+    pub embedder: Arc<dyn Embedder>,
+    pub reranker: Option<Arc<Reranker>>,
+    pub cost: CostPolicy,
+}
+
+impl SearchParts {
+    /// The parts `settings` (loaded with the embedder) name.
+    pub fn from_settings(settings: &PipelineSettings) -> Result<SearchParts> {
+        let reranker = match &settings.rerank {
+            Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)?,
+            None => None,
+        };
+        Ok(SearchParts {
+            embedder: crate::embedding::from_settings(settings)?,
+            reranker,
+            cost: settings.cost.clone(),
+        })
+    }
+}
+
 /// The `top_k` chunks of `tenant` that best match `query` and pass its
-/// filter. Vector ranking reads vectors of the embedder's model only; the
-/// query's embedding is a paid call like any other: refused
-/// (`Error::Waiting`) while the tenant's or the deployment's spending is
-/// stopped, and recorded in the ledger. Keyword search embeds nothing.
+/// filter, reranked when a reranker is configured. Vector ranking reads
+/// vectors of the embedder's model only; the query's embedding and the
+/// reranking are paid calls like any other: refused (`Error::Waiting`) while
+/// the tenant's or the deployment's spending is stopped, and recorded in the
+/// ledger. Keyword search embeds nothing.
 pub async fn search(
     db: &Pool,
-    embedder: &dyn Embedder,
-    policy: &CostPolicy,
+    parts: &SearchParts,
     tenant: &str,
     query: &Query<'_>,
 ) -> Result<Vec<SearchHit>> {
+    let (embedder, policy) = (parts.embedder.as_ref(), &parts.cost);
     let query_vector = match query.mode {
         SearchMode::Keyword => None,
         SearchMode::Vector | SearchMode::Hybrid => {
@@ -179,10 +207,13 @@ pub async fn search(
         vector: query_vector.as_ref().map(|v| (embedder.model(), v)),
         keywords: (query.mode != SearchMode::Vector).then_some(query.text),
     };
-    let candidates = match query.mode {
+    let mut candidates = match query.mode {
         SearchMode::Hybrid => query.top_k.max(HYBRID_CANDIDATES),
         _ => query.top_k,
     };
+    if let Some(reranker) = &parts.reranker {
+        candidates = candidates.max(reranker.candidates);
+    }
     let rows = chunks::candidates(
         &mut db.get().await?,
         tenant,
@@ -192,10 +223,17 @@ pub async fn search(
     )
     .await?;
     let ranked: Vec<fusion::Ranked> = rows.iter().map(fusion::Ranked::from_row).collect();
-    let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, query.top_k as usize)
+    let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, candidates as usize)
         .into_iter()
         .map(|(index, score)| hit(&rows[index], score))
         .collect();
+    if let Some(reranker) = &parts.reranker
+        && !hits.is_empty()
+    {
+        hits.truncate(reranker.candidates.max(query.top_k) as usize);
+        hits = rerank(db, reranker, policy, tenant, query.text, hits).await?;
+    }
+    hits.truncate(query.top_k as usize);
     if let Some(request) = query.context {
         add_context(db, tenant, &mut hits, request).await?;
     }
@@ -232,6 +270,46 @@ async fn add_context(
         hit.context = context::around(hit.chunk_index, &around, request);
     }
     Ok(())
+}
+
+/// `hits` in the reranker's order, each scored with its relevance; the call
+/// checked against the tenant's allowance and recorded in the ledger.
+async fn rerank(
+    db: &Pool,
+    reranker: &Reranker,
+    policy: &CostPolicy,
+    tenant: &str,
+    text: &str,
+    hits: Vec<SearchHit>,
+) -> Result<Vec<SearchHit>> {
+    cost::check_allowance(&db.get().await?, policy, Some(tenant)).await?;
+    let documents: Vec<&str> = hits.iter().map(|hit| hit.text.as_str()).collect();
+    let reranked = reranker.rerank(text, &documents).await?;
+    let spend = cost::Spend {
+        tenant,
+        job_id: None,
+        service: reranker.service.name,
+        model: &reranker.model,
+        units: reranked.search_units as i64,
+        unit: "search_units",
+        usd: reranked.search_units as f64 * reranker.usd_per_search_unit,
+        requests: reranked.requests,
+    };
+    cost::record(&db.get().await?, &spend).await?;
+    let mut hits: Vec<Option<SearchHit>> = hits.into_iter().map(Some).collect();
+    Ok(reranked
+        .order
+        .into_iter()
+        .filter_map(|(index, relevance)| {
+            let mut hit = hits[index].take()?;
+            hit.score = if relevance.is_finite() {
+                relevance
+            } else {
+                0.0
+            };
+            Some(hit)
+        })
+        .collect())
 }
 
 /// The query's vector, its call checked against and recorded in the ledger.

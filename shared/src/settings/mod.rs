@@ -12,6 +12,7 @@ mod embedding;
 mod external;
 mod parsing;
 mod pipeline;
+mod rerank;
 mod telemetry;
 
 pub use aws::{AwsResources, QueueUrls, SweepPolicy};
@@ -25,6 +26,7 @@ pub use embedding::{
 pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
 pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};
 pub use pipeline::{DEFAULT_MAX_FILE_BYTES, Parts, PipelineSettings, StageSettings};
+pub use rerank::{MAX_RERANK_CANDIDATES, RerankProvider, RerankSettings};
 pub use telemetry::TelemetrySettings;
 
 use crate::error::ConfigError;

@@ -3,7 +3,8 @@
 
 use super::{
     ChunkingSettings, CostPolicy, DatabaseSettings, EmbeddingSettings, Env, ExternalPolicy,
-    LlamaParseSettings, ParserProvider, ParserSettings, ServiceSettings, Settings, invalid, secs,
+    LlamaParseSettings, ParserProvider, ParserSettings, RerankSettings, ServiceSettings, Settings,
+    invalid, secs,
 };
 use crate::error::ConfigError;
 use serde::Deserialize;
@@ -99,6 +100,8 @@ pub struct PipelineSettings {
     pub llamaparse: Option<LlamaParseSettings>,
     pub chunking: Option<ChunkingSettings>,
     pub embedding: Option<EmbeddingSettings>,
+    /// With the embedder: search's reranker (`RERANK_PROVIDER`).
+    pub rerank: Option<RerankSettings>,
 }
 
 impl PipelineSettings {
@@ -140,6 +143,7 @@ impl PipelineSettings {
             parser,
             llamaparse,
             chunking: parts.chunk.then(|| env.load()).transpose()?,
+            rerank: parts.embed.then(|| env.load()).transpose()?,
             embedding,
         })
     }
