@@ -853,3 +853,41 @@ async fn a_tenant_over_its_rate_is_told_when_to_come_back_and_others_are_not() {
     let (status, _) = call(&http, &base, Some(GLOBEX_KEY), "GET", "/v1/jobs", None).await;
     assert_eq!(status, 200);
 }
+
+/// A rerank service that refuses the deployment's key is the deployment's
+/// problem: 503 `provider_refused`, its words in the log, not the caller's.
+#[tokio::test]
+async fn a_refused_rerank_is_a_503_not_the_callers_fault() {
+    let mock = docpipe_mocks::rerank::MockRerank::new(Some("rk-right".into()), Default::default());
+    let url = format!("http://{}", docpipe_tests::serve(mock.router()).await);
+    let (base, stack) = serve_api(&[
+        ("RERANK_PROVIDER", "cohere"),
+        ("RERANK_BASE_URL", &url),
+        ("RERANK_API_KEY", "rk-wrong"),
+    ])
+    .await;
+    stack
+        .put(
+            "uploads/acme/bell.md",
+            "The fog bell rings at the pier head.",
+        )
+        .await;
+    stack
+        .wait_for_state("uploads/acme/bell.md", "complete")
+        .await;
+    let http = docpipe_tests::http_client();
+    let body = json!({"query": "fog bell"}).to_string();
+    let (status, answer) = call(
+        &http,
+        &base,
+        Some(ACME_KEY),
+        "POST",
+        "/v1/search",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "provider_refused");
+    assert!(!answer.to_string().contains("rk-"), "{answer}");
+    assert_eq!(mock.requests(), 1);
+}

@@ -62,7 +62,22 @@ impl IntoResponse for ApiError {
 
 impl From<docpipe_shared::Error> for ApiError {
     fn from(error: docpipe_shared::Error) -> Self {
+        use docpipe_shared::Rejection;
         match &error {
+            // A provider refused the deployment's call: not the caller's
+            // fault, and its words are for the operators (the log).
+            docpipe_shared::Error::Rejected(
+                Rejection::EmbeddingRejected { .. }
+                | Rejection::EmbeddingInvalid { .. }
+                | Rejection::RerankRejected { .. },
+            ) => {
+                tracing::error!(%error, "a provider refused the request");
+                return ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "provider_refused",
+                    "a search provider refused the request; the operators are told",
+                );
+            }
             // The request's own data (e.g. the database refused a value of it).
             docpipe_shared::Error::Rejected(reason) => {
                 return ApiError::bad_request(reason.to_string());
