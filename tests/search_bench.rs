@@ -1,0 +1,476 @@
+//! `docpipe-search-bench`: how fast search answers through the HTTP API, per
+//! mode, and how much of the exact answer HNSW finds, on a scratch database
+//! of generated chunks: 100 tenants of skewed sizes (one holding half the
+//! rows, the rest Zipf-distributed), each chunk with metadata to filter on.
+//!
+//!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
+//!
+//! Texts are 60-120 words drawn Zipf-distributed from a 20 000-word
+//! vocabulary and embedded by the `mock` embedder (hashed bags of words and
+//! word pairs), so vectors have the structure of text (shared rare words
+//! make neighbours), not the uniform noise on which HNSW recall means
+//! nothing. Queries are six consecutive words of a chunk of the tenant.
+//! Rows go in by binary COPY with the HNSW index dropped, then the index is
+//! built once, as `docpipe ingest --defer-index` does. Needs DATABASE_URL.
+
+use clap::Parser;
+use docpipe_api::{Api, ApiParts, ApiSettings, Auth, parse_api_keys, router};
+use docpipe_shared::adapters::aws::SqsQueue;
+use docpipe_shared::adapters::blob::LocalBlobStore;
+use docpipe_shared::embedding::{EmbedInput, Embedder, mock::MockEmbedder};
+use docpipe_shared::pipeline::Pipeline;
+use docpipe_shared::settings::{Env, Parts, PipelineSettings, QueueUrls};
+use docpipe_shared::store::{bulk, db};
+use docpipe_tests::TestDb;
+use docpipe_tests::corpus::Rng;
+use pgvector::Vector;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::types::{ToSql, Type};
+use uuid::Uuid;
+
+#[derive(Parser)]
+#[command(name = "docpipe-search-bench")]
+struct Args {
+    #[arg(long, default_value_t = 100_000)]
+    chunks: usize,
+    #[arg(long, default_value_t = 384)]
+    dims: usize,
+    #[arg(long, default_value_t = 100)]
+    tenants: usize,
+    /// Queries per mode and concurrency.
+    #[arg(long, default_value_t = 200)]
+    queries: usize,
+}
+
+const VOCABULARY: usize = 20_000;
+const CHUNKS_PER_DOCUMENT: usize = 20;
+const TEAMS: [&str; 5] = ["legal", "finance", "ops", "sales", "research"];
+const MODEL: &str = docpipe_shared::settings::MOCK_EMBEDDING_MODEL;
+const KEY: &str = "bench-key-0123456789";
+
+/// A word of rank `rank` (0 the most common).
+fn word(rank: usize) -> String {
+    format!("w{rank:x}")
+}
+
+/// A Zipf-distributed word rank: `VOCABULARY` ** u, so rank r has weight ~1/r.
+fn zipf(rng: &mut Rng) -> usize {
+    let u = (rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64;
+    ((VOCABULARY as f64).powf(u) as usize).saturating_sub(1)
+}
+
+fn text(rng: &mut Rng) -> String {
+    let words = 60 + rng.below(61);
+    (0..words)
+        .map(|_| word(zipf(rng)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Each tenant's share of the rows: the first half of them all, the others
+/// Zipf-distributed over the other half.
+fn tenant_sizes(chunks: usize, tenants: usize) -> Vec<usize> {
+    let harmonic: f64 = (1..tenants).map(|i| 1.0 / i as f64).sum();
+    let mut sizes = vec![chunks / 2];
+    sizes.extend(
+        (1..tenants).map(|i| ((chunks / 2) as f64 / i as f64 / harmonic).max(1.0) as usize),
+    );
+    sizes
+}
+
+fn tenant(i: usize) -> String {
+    format!("t{i:03}")
+}
+
+async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
+    let mut client = test_db.client().await;
+    bulk::defer_search_index(&mut client).await.unwrap();
+    let embedder = MockEmbedder::new(MODEL, args.dims);
+    let mut rng = Rng(0x5ea2_c4b3);
+    let types = [
+        Type::UUID,
+        Type::UUID,
+        Type::UUID,
+        Type::TEXT,
+        Type::TEXT,
+        Type::INT4,
+        Type::TEXT,
+        Type::INT4,
+        Type::INT4,
+        Type::INT4,
+        Type::TEXT,
+        Type::JSONB,
+        Type::TEXT,
+    ];
+    let started = Instant::now();
+    for (t, &size) in sizes.iter().enumerate() {
+        let tenant = tenant(t);
+        let tx = client.transaction().await.unwrap();
+        let documents = size.div_ceil(CHUNKS_PER_DOCUMENT);
+        for d in 0..documents {
+            let key = format!("uploads/{tenant}/doc-{d:05}.txt");
+            let id = docpipe_shared::domain::ids::document_id(&tenant, &key);
+            let metadata = json!({"team": TEAMS[d % TEAMS.len()], "year": 2018 + (d % 8)});
+            tx.execute(
+                "INSERT INTO upload_pipeline.documents (id, tenant, source_key, metadata) VALUES ($1, $2, $3, $4)",
+                &[&id, &tenant, &key, &metadata],
+            )
+            .await
+            .unwrap();
+        }
+        let mut types = types.to_vec();
+        types.push(tx.prepare("SELECT $1::vector").await.unwrap().params()[0].clone());
+        let sink = tx
+            .copy_in(
+                "COPY upload_pipeline.document_chunks (chunk_id, document_id, job_id, tenant, source_key,
+                     chunk_index, text, token_count, char_start, char_end, model, metadata, content_type,
+                     embedding) FROM STDIN BINARY",
+            )
+            .await
+            .unwrap();
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        tokio::pin!(writer);
+        for i in 0..size {
+            let d = i / CHUNKS_PER_DOCUMENT;
+            let key = format!("uploads/{tenant}/doc-{d:05}.txt");
+            let document = docpipe_shared::domain::ids::document_id(&tenant, &key);
+            let body = text(&mut rng);
+            let tokens = body.split(' ').count() as i32 * 2;
+            let embedded = embedder
+                .embed(&[EmbedInput {
+                    text: &body,
+                    tokens: tokens as u32,
+                }])
+                .await
+                .unwrap();
+            let vector = Vector::from(embedded.vectors.into_iter().next().unwrap());
+            let metadata = json!({"team": TEAMS[d % TEAMS.len()], "year": 2018 + (d % 8)});
+            let index = (i % CHUNKS_PER_DOCUMENT) as i32;
+            let end = body.chars().count() as i32;
+            let row: [&(dyn ToSql + Sync); 14] = [
+                &Uuid::new_v4(),
+                &document,
+                &document,
+                &tenant,
+                &key,
+                &index,
+                &body,
+                &tokens,
+                &0i32,
+                &end,
+                &MODEL,
+                &metadata,
+                &"text/plain",
+                &vector,
+            ];
+            writer.as_mut().write(&row).await.unwrap();
+        }
+        writer.finish().await.unwrap();
+        tx.commit().await.unwrap();
+    }
+    started.elapsed()
+}
+
+/// The API over the scratch database, with no AWS behind it (search needs none).
+async fn serve(settings: &PipelineSettings) -> String {
+    let nowhere = "http://127.0.0.1:1";
+    let credentials = aws_sdk_s3::config::Credentials::new("b", "b", None, None, "bench");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .endpoint_url(nowhere)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(nowhere)
+            .build(),
+    );
+    let queues = QueueUrls {
+        parse: format!("{nowhere}/0/parse"),
+        chunk: format!("{nowhere}/0/chunk"),
+        embed: format!("{nowhere}/0/embed"),
+    };
+    let pipeline = Pipeline::new(
+        settings,
+        db::connect(&settings.database).await.unwrap(),
+        Arc::new(LocalBlobStore::new(
+            std::env::temp_dir().join("docpipe-search-bench"),
+        )),
+        Arc::new(SqsQueue::new(sqs.clone(), queues.clone())),
+    )
+    .unwrap();
+    let parts = ApiParts {
+        pipeline,
+        s3,
+        sqs,
+        bucket: "bench".into(),
+        stage_queues: queues,
+    };
+    let keys = (0..100)
+        .map(|t| format!("{KEY}{t:03}:{}", tenant(t)))
+        .collect::<Vec<_>>()
+        .join(",");
+    let api_settings = ApiSettings {
+        tenant_api_requests_per_minute: 10_000_000,
+        ..ApiSettings::default()
+    };
+    let api = Api::from_parts(
+        parts,
+        Auth::ApiKeys(parse_api_keys(&keys).unwrap()),
+        &api_settings,
+    )
+    .unwrap();
+    format!(
+        "http://{}",
+        docpipe_tests::serve(router(Arc::new(api))).await
+    )
+}
+
+/// Six consecutive words of a random chunk of `tenant`.
+async fn queries(test_db: &TestDb, tenant: &str, n: usize) -> Vec<String> {
+    let client = test_db.client().await;
+    let rows = client
+        .query(
+            "SELECT text FROM upload_pipeline.document_chunks WHERE tenant = $1 ORDER BY random() LIMIT $2",
+            &[&tenant, &(n as i64)],
+        )
+        .await
+        .unwrap();
+    rows.iter()
+        .map(|row| {
+            let text: String = row.get(0);
+            text.split(' ')
+                .skip(10)
+                .take(6)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let at = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[at].as_secs_f64() * 1000.0
+}
+
+/// p50/p95/p99 (ms) and queries/s of `bodies` sent `concurrency` at a time.
+async fn measure(
+    base: &str,
+    key: &str,
+    bodies: &[Value],
+    concurrency: usize,
+) -> (f64, f64, f64, f64) {
+    let http = docpipe_tests::http_client();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let started = Instant::now();
+    let workers = (0..concurrency).map(|_| async {
+        let mut times = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(body) = bodies.get(i) else { break };
+            let sent = Instant::now();
+            let response = http
+                .post(format!("{base}/v1/search"))
+                .bearer_auth(key)
+                .json(body)
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                response.status().is_success(),
+                "{:?}",
+                response.text().await
+            );
+            response.bytes().await.unwrap();
+            times.push(sent.elapsed());
+        }
+        times
+    });
+    let mut times: Vec<Duration> = futures::future::join_all(workers).await.concat();
+    let elapsed = started.elapsed().as_secs_f64();
+    times.sort();
+    (
+        percentile(&times, 0.50),
+        percentile(&times, 0.95),
+        percentile(&times, 0.99),
+        times.len() as f64 / elapsed,
+    )
+}
+
+/// Recall@10 of the HNSW answers (as search finds them) against exact
+/// search (index scans off), for `tenant`'s queries, with and without a
+/// metadata filter.
+async fn recall(
+    test_db: &TestDb,
+    settings: &PipelineSettings,
+    tenant: &str,
+    filter: Option<Value>,
+    queries: &[String],
+) -> Option<f64> {
+    let pool = db::connect(&settings.database).await.unwrap();
+    let parts = docpipe_shared::search::SearchParts::from_settings(settings).unwrap();
+    let request: docpipe_shared::search::FilterRequest =
+        serde_json::from_value(filter.clone().unwrap_or(json!({}))).unwrap();
+    let scoped = request
+        .scoped(&docpipe_shared::domain::keys::Tenant::new(tenant).unwrap())
+        .unwrap();
+    let condition = scoped.metadata.clone();
+    let mut found = 0;
+    let mut total = 0;
+    let mut client = test_db.client().await;
+    for text in queries {
+        let query = docpipe_shared::search::Query {
+            text,
+            top_k: 10,
+            mode: docpipe_shared::search::SearchMode::Vector,
+            filter: &scoped,
+            context: None,
+        };
+        let hits = docpipe_shared::search::search(&pool, &parts, tenant, &query)
+            .await
+            .unwrap();
+        let approximate: std::collections::HashSet<(Uuid, i32)> = hits
+            .iter()
+            .map(|h| (h.document_id, h.chunk_index))
+            .collect();
+        let vector = parts
+            .embedder
+            .embed(&[EmbedInput { text, tokens: 8 }])
+            .await
+            .unwrap();
+        let vector = Vector::from(vector.vectors[0].clone());
+        let tx = client.transaction().await.unwrap();
+        tx.batch_execute("SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off")
+            .await
+            .unwrap();
+        let (sql, params) = match &condition {
+            None => (String::new(), Vec::new()),
+            Some(c) => {
+                let c = docpipe_shared::search::filter::SqlCondition::new(c, 3);
+                (format!("AND {}", c.sql), c.params)
+            }
+        };
+        let mut all: Vec<&(dyn ToSql + Sync)> = vec![&tenant, &vector];
+        all.extend(params.iter().map(|p| p.as_ref() as &(dyn ToSql + Sync)));
+        let exact = tx
+            .query(
+                &format!(
+                    "SELECT document_id, chunk_index FROM upload_pipeline.document_chunks
+                      WHERE tenant = $1 {sql} ORDER BY embedding <=> $2 LIMIT 10"
+                ),
+                &all,
+            )
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        total += exact.len();
+        found += exact
+            .iter()
+            .filter(|row| approximate.contains(&(row.get(0), row.get(1))))
+            .count();
+    }
+    // None when no chunk of the tenant passes the filter.
+    (total > 0).then(|| found as f64 / total as f64)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let dims = args.dims.to_string();
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", &dims)]).await;
+    let sizes = tenant_sizes(args.chunks, args.tenants);
+    let loaded = load(&test_db, &args, &sizes).await;
+    let rows = test_db.count("document_chunks").await;
+    let started = Instant::now();
+    let rebuilt = bulk::rebuild_deferred_indexes(&mut test_db.client().await)
+        .await
+        .unwrap();
+    let built = started.elapsed();
+    test_db
+        .client()
+        .await
+        .batch_execute("ANALYZE upload_pipeline.document_chunks")
+        .await
+        .unwrap();
+    println!(
+        "{rows} chunks of {} tenants ({} dims): loaded in {:.1} s, {} index(es) built in {:.1} s",
+        args.tenants,
+        args.dims,
+        loaded.as_secs_f64(),
+        rebuilt.len(),
+        built.as_secs_f64()
+    );
+
+    let settings = PipelineSettings::load(
+        &Env::from_pairs([
+            ("DATABASE_URL", test_db.url.as_str()),
+            ("EMBEDDING_DIMS", dims.as_str()),
+            ("DB_POOL_SIZE", "20"),
+        ]),
+        Parts::EMBED,
+    )
+    .unwrap();
+    let base = serve(&settings).await;
+    // The tenant holding half the rows, and the one nearest 1 %.
+    let small = (1..args.tenants)
+        .min_by_key(|&t| sizes[t].abs_diff(args.chunks / 100))
+        .unwrap();
+    let filter = json!({"andAll": [{"equals": {"key": "team", "value": "legal"}},
+                                   {"greaterThanOrEquals": {"key": "year", "value": 2020}}]});
+    println!("tenant      rows   filter  mode     conc   p50 ms   p95 ms   p99 ms    q/s");
+    for t in [0, small] {
+        let name = tenant(t);
+        let texts = queries(&test_db, &name, args.queries).await;
+        for filtered in [false, true] {
+            for mode in ["vector", "hybrid", "keyword"] {
+                for concurrency in [1, 16] {
+                    let bodies: Vec<Value> = texts
+                        .iter()
+                        .map(|q| {
+                            let mut body = json!({"query": q, "top_k": 10, "mode": mode});
+                            if filtered {
+                                body["filter"] = filter.clone();
+                            }
+                            body
+                        })
+                        .collect();
+                    let key = format!("{KEY}{t:03}");
+                    let (p50, p95, p99, qps) = measure(&base, &key, &bodies, concurrency).await;
+                    println!(
+                        "{name} {:>9}  {:>6}  {mode:<7} {concurrency:>4} {p50:>8.1} {p95:>8.1} {p99:>8.1} {qps:>6.0}",
+                        sizes[t],
+                        if filtered { "yes" } else { "no" }
+                    );
+                }
+            }
+        }
+        for filtered in [None, Some(filter.clone())] {
+            let r = recall(
+                &test_db,
+                &settings,
+                &name,
+                filtered.clone(),
+                &texts[..texts.len().min(50)],
+            )
+            .await;
+            let r = r.map_or("n/a (no chunk passes the filter)".into(), |r| {
+                format!("{r:.3}")
+            });
+            let which = if filtered.is_some() {
+                " (filtered)"
+            } else {
+                ""
+            };
+            println!("{name} recall@10 of HNSW against exact{which}: {r}");
+        }
+    }
+}
