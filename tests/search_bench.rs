@@ -43,6 +43,9 @@ struct Args {
     /// Queries per mode and concurrency.
     #[arg(long, default_value_t = 200)]
     queries: usize,
+    /// `SEARCH_EF_SEARCH` of the searches.
+    #[arg(long, default_value_t = 100)]
+    ef_search: u32,
 }
 
 const VOCABULARY: usize = 20_000;
@@ -415,6 +418,7 @@ async fn main() {
             ("DATABASE_URL", test_db.url.as_str()),
             ("EMBEDDING_DIMS", dims.as_str()),
             ("DB_POOL_SIZE", "20"),
+            ("SEARCH_EF_SEARCH", args.ef_search.to_string().as_str()),
         ]),
         Parts::EMBED,
     )

@@ -75,6 +75,8 @@ pub struct Embedding {
     pub cache_scope: CacheScope,
     /// Search's reranker, if one is configured.
     pub reranker: Option<Arc<Reranker>>,
+    /// Search's HNSW candidate list (`SEARCH_EF_SEARCH`).
+    pub ef_search: u32,
 }
 
 /// LlamaParse and how long to wait for it.
@@ -135,6 +137,7 @@ impl Pipeline {
             embedder: embedding.embedder.clone(),
             reranker: embedding.reranker.clone(),
             cost: self.cost.clone(),
+            ef_search: embedding.ef_search,
         })
     }
 
@@ -234,6 +237,7 @@ fn embedder(
         embedder,
         cache_scope: embedding.cache_scope,
         reranker,
+        ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
     })
 }
 

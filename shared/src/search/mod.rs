@@ -167,6 +167,8 @@ pub struct SearchParts {
     pub embedder: Arc<dyn Embedder>,
     pub reranker: Option<Arc<Reranker>>,
     pub cost: CostPolicy,
+    /// `SEARCH_EF_SEARCH`: the HNSW scan's candidate list.
+    pub ef_search: u32,
 }
 
 impl SearchParts {
@@ -180,6 +182,7 @@ impl SearchParts {
             embedder: crate::embedding::from_settings(settings)?,
             reranker,
             cost: settings.cost.clone(),
+            ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
         })
     }
 }
@@ -216,7 +219,7 @@ pub async fn search(
     }
     let rows = chunks::candidates(
         &mut db.get().await?,
-        tenant,
+        (tenant, parts.ef_search),
         &rankers,
         candidates,
         query.filter,

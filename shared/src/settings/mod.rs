@@ -13,6 +13,7 @@ mod external;
 mod parsing;
 mod pipeline;
 mod rerank;
+mod search;
 mod telemetry;
 
 pub use aws::{AwsResources, QueueUrls, SweepPolicy};
@@ -27,6 +28,7 @@ pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
 pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};
 pub use pipeline::{DEFAULT_MAX_FILE_BYTES, Parts, PipelineSettings, StageSettings};
 pub use rerank::{MAX_RERANK_CANDIDATES, RerankProvider, RerankSettings};
+pub use search::SearchSettings;
 pub use telemetry::TelemetrySettings;
 
 use crate::error::ConfigError;

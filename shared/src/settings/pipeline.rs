@@ -3,8 +3,8 @@
 
 use super::{
     ChunkingSettings, CostPolicy, DatabaseSettings, EmbeddingSettings, Env, ExternalPolicy,
-    LlamaParseSettings, ParserProvider, ParserSettings, RerankSettings, ServiceSettings, Settings,
-    invalid, secs,
+    LlamaParseSettings, ParserProvider, ParserSettings, RerankSettings, SearchSettings,
+    ServiceSettings, Settings, invalid, secs,
 };
 use crate::error::ConfigError;
 use serde::Deserialize;
@@ -100,8 +100,9 @@ pub struct PipelineSettings {
     pub llamaparse: Option<LlamaParseSettings>,
     pub chunking: Option<ChunkingSettings>,
     pub embedding: Option<EmbeddingSettings>,
-    /// With the embedder: search's reranker (`RERANK_PROVIDER`).
+    /// With the embedder: search's reranker (`RERANK_PROVIDER`) and scan.
     pub rerank: Option<RerankSettings>,
+    pub search: Option<SearchSettings>,
 }
 
 impl PipelineSettings {
@@ -144,6 +145,7 @@ impl PipelineSettings {
             llamaparse,
             chunking: parts.chunk.then(|| env.load()).transpose()?,
             rerank: parts.embed.then(|| env.load()).transpose()?,
+            search: parts.embed.then(|| env.load()).transpose()?,
             embedding,
         })
     }

@@ -295,7 +295,7 @@ const HIT_COLUMNS: &str = "chunk_id, document_id, source_key, chunk_index, char_
 /// ranker's `score` (cosine similarity; full-text rank, 0 to 1).
 pub async fn candidates(
     client: &mut deadpool_postgres::Client,
-    tenant: &str,
+    (tenant, ef_search): (&str, u32),
     rankers: &Rankers<'_>,
     limit: u32,
     filter: &SearchFilter,
@@ -361,8 +361,10 @@ pub async fn candidates(
     let tx = client.transaction().await?;
     // The filters run inside the HNSW scan; iterative scans keep going until
     // enough of this tenant's rows that pass them are found.
-    tx.batch_execute(
-        "SET LOCAL hnsw.iterative_scan = relaxed_order; SET LOCAL hnsw.ef_search = 100",
+    tx.execute(
+        "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),
+                set_config('hnsw.ef_search', $1, true)",
+        &[&ef_search.to_string()],
     )
     .await?;
     let rows = tx.query(&sql, &params).await?;

@@ -1,0 +1,56 @@
+//! How search scans: settings docpipe sets on each query itself, so a stock
+//! Postgres (an RDS instance's defaults) answers as measured.
+
+use super::{Settings, invalid};
+use crate::error::ConfigError;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct SearchSettings {
+    /// `SEARCH_EF_SEARCH` (100, 10 to 1000): the HNSW scan's candidate list
+    /// (`hnsw.ef_search`); larger finds more of the true nearest at more cost.
+    pub search_ef_search: u32,
+}
+
+impl Default for SearchSettings {
+    fn default() -> Self {
+        SearchSettings {
+            search_ef_search: 100,
+        }
+    }
+}
+
+impl Settings for SearchSettings {
+    fn check(self) -> Result<Self, ConfigError> {
+        if !(10..=1000).contains(&self.search_ef_search) {
+            return Err(invalid(
+                "SEARCH_EF_SEARCH",
+                self.search_ef_search,
+                "must be 10 to 1000",
+            ));
+        }
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::env;
+    use super::*;
+
+    #[test]
+    fn the_candidate_list_is_bounded() {
+        let load = |value| env(&[("SEARCH_EF_SEARCH", value)]).load::<SearchSettings>();
+        assert_eq!(load("400").unwrap().search_ef_search, 400);
+        for bad in ["9", "1001", "lots"] {
+            assert!(
+                load(bad)
+                    .unwrap_err()
+                    .to_string()
+                    .contains("SEARCH_EF_SEARCH"),
+                "{bad}"
+            );
+        }
+    }
+}
