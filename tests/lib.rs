@@ -346,3 +346,38 @@ impl Drop for ScratchDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// AWS clients and stage queues at an address where nothing listens (a call
+/// is refused at once): for an API whose routes under test never reach AWS
+/// (validation, search).
+pub fn unreachable_aws() -> (
+    aws_sdk_s3::Client,
+    aws_sdk_sqs::Client,
+    docpipe_shared::settings::QueueUrls,
+) {
+    const NOWHERE: &str = "http://127.0.0.1:1";
+    let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(credentials.clone())
+            .endpoint_url(NOWHERE)
+            .build(),
+    );
+    let sqs = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .endpoint_url(NOWHERE)
+            .build(),
+    );
+    let queue = |name: &str| format!("{NOWHERE}/000000000000/{name}");
+    let queues = docpipe_shared::settings::QueueUrls {
+        parse: queue("parse"),
+        chunk: queue("chunk"),
+        embed: queue("embed"),
+    };
+    (s3, sqs, queues)
+}

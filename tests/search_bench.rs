@@ -19,7 +19,7 @@ use docpipe_shared::adapters::aws::SqsQueue;
 use docpipe_shared::adapters::blob::LocalBlobStore;
 use docpipe_shared::embedding::{EmbedInput, Embedder, mock::MockEmbedder};
 use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings, QueueUrls};
+use docpipe_shared::settings::{Env, Parts, PipelineSettings};
 use docpipe_shared::store::{bulk, db};
 use docpipe_tests::TestDb;
 use docpipe_tests::corpus::Rng;
@@ -179,29 +179,7 @@ async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
 
 /// The API over the scratch database, with no AWS behind it (search needs none).
 async fn serve(settings: &PipelineSettings) -> String {
-    let nowhere = "http://127.0.0.1:1";
-    let credentials = aws_sdk_s3::config::Credentials::new("b", "b", None, None, "bench");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(credentials.clone())
-            .endpoint_url(nowhere)
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(credentials)
-            .endpoint_url(nowhere)
-            .build(),
-    );
-    let queues = QueueUrls {
-        parse: format!("{nowhere}/0/parse"),
-        chunk: format!("{nowhere}/0/chunk"),
-        embed: format!("{nowhere}/0/embed"),
-    };
+    let (s3, sqs, queues) = docpipe_tests::unreachable_aws();
     let pipeline = Pipeline::new(
         settings,
         db::connect(&settings.database).await.unwrap(),

@@ -11,7 +11,7 @@ use docpipe_api::{Api, ApiParts, ApiSettings, Auth, OPENAPI, parse_api_keys, rou
 use docpipe_shared::adapters::aws::SqsQueue;
 use docpipe_shared::adapters::blob::LocalBlobStore;
 use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings, QueueUrls};
+use docpipe_shared::settings::{Env, Parts, PipelineSettings};
 use docpipe_shared::store::db;
 use docpipe_tests::openapi::{OPENAPI as DOCUMENT, check_documented};
 use serde_json::{Value, json};
@@ -20,38 +20,13 @@ use tower::ServiceExt;
 
 const ACME_KEY: &str = "acme-key-0123456789";
 
-/// Nothing listens there: refused at once.
-const NOWHERE: &str = "http://127.0.0.1:1";
-
 fn app() -> Router {
     let env = Env::from_pairs([
         ("DATABASE_URL", "postgres://docpipe:x@127.0.0.1:1/docpipe"),
         ("EMBEDDING_DIMS", "64"),
     ]);
     let settings = PipelineSettings::load(&env, Parts::EMBED).unwrap();
-    let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(credentials.clone())
-            .endpoint_url(NOWHERE)
-            .build(),
-    );
-    let sqs = aws_sdk_sqs::Client::from_conf(
-        aws_sdk_sqs::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_sqs::config::Region::new("us-east-1"))
-            .credentials_provider(credentials)
-            .endpoint_url(NOWHERE)
-            .build(),
-    );
-    let queue = |name: &str| format!("{NOWHERE}/000000000000/{name}");
-    let stage_queues = QueueUrls {
-        parse: queue("parse"),
-        chunk: queue("chunk"),
-        embed: queue("embed"),
-    };
+    let (s3, sqs, stage_queues) = docpipe_tests::unreachable_aws();
     let blobs = LocalBlobStore::new(std::env::temp_dir().join("docpipe-api-validation"));
     let pipeline = Pipeline::new(
         &settings,
