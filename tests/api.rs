@@ -816,6 +816,7 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
             mode: search::SearchMode::Hybrid,
             filter: &only_acme,
             context: None,
+            rerank: true,
         },
     )
     .await

@@ -44,6 +44,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
         mode: Default::default(),
         filter: &Default::default(),
         context: None,
+        rerank: true,
     };
     let hits = search(
         &pipeline.db,

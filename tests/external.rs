@@ -672,6 +672,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
             mode: Default::default(),
             filter: &filter,
             context: None,
+            rerank: true,
         };
         docpipe_shared::search::search(&pool, &parts, tenant, &query).await
     };

@@ -300,6 +300,7 @@ pub async fn search_in_mode(
         mode,
         filter: &filter,
         context: None,
+        rerank: true,
     };
     docpipe_shared::search::search(&pool, &parts, tenant, &query)
         .await

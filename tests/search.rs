@@ -140,6 +140,7 @@ async fn with_context(config: &PipelineSettings, context: ContextRequest) -> Sea
         mode: SearchMode::Vector,
         filter: &filter,
         context: Some(context),
+        rerank: true,
     };
     let pool = docpipe_shared::store::db::connect(&config.database)
         .await
@@ -255,6 +256,30 @@ async fn a_reranker_reorders_the_candidates_and_is_paid_for() {
         hits.iter().all(|h| h.source_key.contains("note-")),
         "{hits:?}"
     );
+    assert_eq!(mock.requests(), 2);
+    // A caller may do without it: the search's own order, no call, no cost.
+    let pool = docpipe_shared::store::db::connect(&config.database)
+        .await
+        .unwrap();
+    let parts = docpipe_shared::search::SearchParts::from_settings(&config).unwrap();
+    let query = Query {
+        text: code,
+        top_k: 3,
+        mode: SearchMode::Vector,
+        filter: &Default::default(),
+        context: None,
+        rerank: false,
+    };
+    let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
+        .await
+        .unwrap();
+    assert!(
+        hits.iter()
+            .all(|h| h.source_key != "uploads/acme/manual.md"),
+        "{hits:?}"
+    );
+    assert_eq!(mock.requests(), 2);
+    assert_eq!(rerank_spend(&test_db).await.len(), 2);
 }
 
 #[tokio::test]

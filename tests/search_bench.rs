@@ -323,6 +323,7 @@ async fn recall(
             mode: docpipe_shared::search::SearchMode::Vector,
             filter: &scoped,
             context: None,
+            rerank: true,
         };
         let hits = docpipe_shared::search::search(&pool, &parts, tenant, &query)
             .await

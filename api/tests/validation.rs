@@ -146,7 +146,7 @@ async fn every_route_wants_a_known_key() {
 #[tokio::test]
 async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
     let app = app();
-    let cases: [(&str, &str, Option<&str>, u16, &str); 40] = [
+    let cases: [(&str, &str, Option<&str>, u16, &str); 41] = [
         (
             "POST",
             "/v1/search",
@@ -411,6 +411,13 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
             ),
             422,
             "unknown variant `KEYWORD`, expected `HYBRID` or `SEMANTIC`",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            Some(r#"{"query":"fog","rerank":"no"}"#),
+            422,
+            "rerank: invalid type: string \"no\", expected a boolean",
         ),
         (
             "POST",

@@ -63,16 +63,15 @@ impl ApiClient {
     pub async fn search(
         &self,
         query: &str,
-        top_k: u32,
-        mode: SearchMode,
-        context: Option<ContextRequest>,
+        (top_k, mode): (u32, SearchMode),
+        (context, rerank): (Option<ContextRequest>, bool),
         filter: Option<Value>,
     ) -> anyhow::Result<Vec<SearchHit>> {
         #[derive(serde::Deserialize)]
         struct Hits {
             hits: Vec<SearchHit>,
         }
-        let mut body = json!({"query": query, "top_k": top_k, "mode": mode});
+        let mut body = json!({"query": query, "top_k": top_k, "mode": mode, "rerank": rerank});
         if let Some(filter) = filter {
             body["filter"] = filter;
         }

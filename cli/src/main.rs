@@ -77,6 +77,9 @@ enum Command {
         /// Show each hit grown through its section up to T tokens.
         #[arg(long, value_name = "T")]
         context_tokens: Option<u32>,
+        /// Hits as the search ranks them, without the (paid) reranker.
+        #[arg(long)]
+        no_rerank: bool,
         #[arg(long)]
         json: bool,
     },
@@ -159,6 +162,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             mode,
             neighbors,
             context_tokens,
+            no_rerank,
             json,
         } => {
             let context = neighbors
@@ -169,7 +173,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map_err(anyhow::Error::msg)?;
             let searcher = Searcher::new(api, tenant).await?;
             let hits = searcher
-                .search(&query, (top_k, mode), context, filter)
+                .search(&query, (top_k, mode), (context, !no_rerank), filter)
                 .await?;
             print_hits(&hits, json)?;
         }
@@ -226,7 +230,7 @@ async fn evaluate(
     let mut rankings = Vec::new();
     for query in labeled {
         let hits = searcher
-            .search(&query.query, (top_k, mode), None, None)
+            .search(&query.query, (top_k, mode), (None, true), None)
             .await?;
         let keys: Vec<String> = hits
             .iter()

@@ -44,11 +44,15 @@ impl Searcher {
         &self,
         text: &str,
         (top_k, mode): (u32, SearchMode),
-        context: Option<ContextRequest>,
+        (context, rerank): (Option<ContextRequest>, bool),
         filter: Option<Value>,
     ) -> anyhow::Result<Vec<SearchHit>> {
         let (tenant, pool, parts) = match self {
-            Searcher::Api(api) => return api.search(text, top_k, mode, context, filter).await,
+            Searcher::Api(api) => {
+                return api
+                    .search(text, (top_k, mode), (context, rerank), filter)
+                    .await;
+            }
             Searcher::Database {
                 tenant,
                 pool,
@@ -65,6 +69,7 @@ impl Searcher {
             mode,
             filter: &filter,
             context,
+            rerank,
         };
         Ok(search::search(pool, parts, tenant, &query).await?)
     }

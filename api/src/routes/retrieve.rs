@@ -119,6 +119,7 @@ pub(super) async fn retrieve(
         },
         filter: &filter,
         context: None,
+        rerank: true,
     };
     let names = (
         "retrievalQuery.text",

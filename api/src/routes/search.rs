@@ -28,6 +28,13 @@ pub(super) struct SearchRequest {
     #[serde(default)]
     mode: search::SearchMode,
     context: Option<ContextRequest>,
+    /// `false`: hits as the search ranks them, without the (paid) reranker.
+    #[serde(default = "reranked")]
+    rerank: bool,
+}
+
+fn reranked() -> bool {
+    true
 }
 
 fn default_top_k() -> u32 {
@@ -60,6 +67,7 @@ pub(super) async fn search(
         mode: request.mode,
         filter: &filter,
         context,
+        rerank: request.rerank,
     };
     let hits = run(&api, &tenant, &query, ("query", "top_k")).await?;
     Ok(Json(SearchResponse { hits }))

@@ -154,6 +154,9 @@ pub struct Query<'a> {
     pub filter: &'a SearchFilter,
     /// Text around each hit to return with it.
     pub context: Option<ContextRequest>,
+    /// Whether the reranker, if one is configured, reorders the hits (a
+    /// caller may save its cost).
+    pub rerank: bool,
 }
 
 /// Each ranker of a hybrid search offers this many candidates (or `top_k`,
@@ -214,7 +217,8 @@ pub async fn search(
         SearchMode::Hybrid => query.top_k.max(HYBRID_CANDIDATES),
         _ => query.top_k,
     };
-    if let Some(reranker) = &parts.reranker {
+    let reranker = parts.reranker.as_ref().filter(|_| query.rerank);
+    if let Some(reranker) = reranker {
         candidates = candidates.max(reranker.candidates);
     }
     let rows = chunks::candidates(
@@ -230,7 +234,7 @@ pub async fn search(
         .into_iter()
         .map(|(index, score)| hit(&rows[index], score))
         .collect();
-    if let Some(reranker) = &parts.reranker
+    if let Some(reranker) = reranker
         && !hits.is_empty()
     {
         hits.truncate(reranker.candidates.max(query.top_k) as usize);
