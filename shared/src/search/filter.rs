@@ -291,6 +291,8 @@ fn check_operand(value: &Value, expected: Operand, path: &str) -> Result<(), Str
 pub struct SqlCondition {
     pub sql: String,
     pub params: Vec<Box<dyn ToSql + Sync + Send>>,
+    /// The number of the first parameter.
+    first: usize,
 }
 
 /// The chunk columns a reserved key reads, as JSON (a missing value is NULL).
@@ -315,18 +317,19 @@ impl SqlCondition {
         let mut sql = SqlCondition {
             sql: String::new(),
             params: Vec::new(),
+            first,
         };
-        sql.sql = sql.write(condition, first);
+        sql.sql = sql.write(condition);
         sql
     }
 
     /// A placeholder for `value`.
-    fn param(&mut self, first: usize, value: impl ToSql + Sync + Send + 'static) -> String {
+    fn param(&mut self, value: impl ToSql + Sync + Send + 'static) -> String {
         self.params.push(Box::new(value));
-        format!("${}", first + self.params.len() - 1)
+        format!("${}", self.first + self.params.len() - 1)
     }
 
-    fn write(&mut self, condition: &Condition, first: usize) -> String {
+    fn write(&mut self, condition: &Condition) -> String {
         let (conditions, joiner) = match condition {
             Condition::All(conditions) => (conditions, " AND "),
             Condition::Any(conditions) => (conditions, " OR "),
@@ -334,23 +337,18 @@ impl SqlCondition {
                 comparison,
                 key,
                 value,
-            } => return self.compare(*comparison, key, value, first),
+            } => return self.compare(*comparison, key, value),
         };
-        let parts: Vec<String> = conditions.iter().map(|c| self.write(c, first)).collect();
+        let parts: Vec<String> = conditions.iter().map(|c| self.write(c)).collect();
         format!("({})", parts.join(joiner))
     }
 
-    fn compare(
-        &mut self,
-        comparison: Comparison,
-        key: &str,
-        value: &Value,
-        first: usize,
-    ) -> String {
-        let reserved = metadata::RESERVED.contains(&key);
-        let field = match reserved_column(key) {
+    fn compare(&mut self, comparison: Comparison, key: &str, value: &Value) -> String {
+        let column = reserved_column(key);
+        let reserved = column.is_some();
+        let field = match column {
             Some(column) => column.to_string(),
-            None => format!("(metadata -> {}::text)", self.param(first, key.to_string())),
+            None => format!("(metadata -> {}::text)", self.param(key.to_string())),
         };
         // For attributes, `metadata @> {key: …}` lets the GIN index serve
         // equals and listContains when the planner finds them selective.
@@ -359,19 +357,19 @@ impl SqlCondition {
                 String::new()
             } else {
                 let object = Value::Object(Map::from_iter([(key.to_string(), inner)]));
-                format!("metadata @> {}::jsonb AND ", this.param(first, object))
+                format!("metadata @> {}::jsonb AND ", this.param(object))
             }
         };
         let sql = match comparison {
             Comparison::Equals => {
                 let index = contains(self, value.clone());
-                let v = self.param(first, value.clone());
+                let v = self.param(value.clone());
                 format!("{index}{field} = {v}::jsonb")
             }
             Comparison::NotEquals => {
                 format!(
                     "{field} IS DISTINCT FROM {}::jsonb",
-                    self.param(first, value.clone())
+                    self.param(value.clone())
                 )
             }
             Comparison::GreaterThan
@@ -384,7 +382,7 @@ impl SqlCondition {
                     Comparison::LessThan => "<",
                     _ => "<=",
                 };
-                let n = self.param(first, value.as_f64().unwrap_or_default());
+                let n = self.param(value.as_f64().unwrap_or_default());
                 format!(
                     "CASE WHEN jsonb_typeof({field}) = 'number' \
                      THEN ({field})::float8 {operator} {n}::float8 ELSE false END"
@@ -394,7 +392,7 @@ impl SqlCondition {
                 let values: Vec<Value> = value.as_array().cloned().unwrap_or_default();
                 let any = format!(
                     "coalesce({field} = ANY({}::jsonb[]), false)",
-                    self.param(first, values)
+                    self.param(values)
                 );
                 if comparison == Comparison::In {
                     any
@@ -403,7 +401,7 @@ impl SqlCondition {
                 }
             }
             Comparison::StartsWith => {
-                let s = self.param(first, value.as_str().unwrap_or_default().to_string());
+                let s = self.param(value.as_str().unwrap_or_default().to_string());
                 format!(
                     "CASE WHEN jsonb_typeof({field}) = 'string' \
                      THEN starts_with({field} #>> '{{}}', {s}::text) ELSE false END"
@@ -411,11 +409,11 @@ impl SqlCondition {
             }
             Comparison::ListContains => {
                 let index = contains(self, Value::Array(vec![value.clone()]));
-                let list = self.param(first, Value::Array(vec![value.clone()]));
+                let list = self.param(Value::Array(vec![value.clone()]));
                 format!("{index}coalesce({field} @> {list}::jsonb, false)")
             }
             Comparison::StringContains => {
-                let s = self.param(first, value.as_str().unwrap_or_default().to_string());
+                let s = self.param(value.as_str().unwrap_or_default().to_string());
                 format!(
                     "CASE jsonb_typeof({field}) \
                      WHEN 'string' THEN strpos({field} #>> '{{}}', {s}::text) > 0 \
@@ -548,6 +546,13 @@ mod tests {
         assert!(Condition::parse(&wide, "filter").is_ok());
         let wider = json!({"orAll": vec![leaf; MAX_CONDITIONS + 1]});
         assert!(problem(wider).contains("more than 50 comparisons"));
+    }
+
+    #[test]
+    fn every_reserved_name_reads_its_column() {
+        for name in metadata::RESERVED {
+            assert!(reserved_column(name).is_some(), "{name}");
+        }
     }
 
     #[test]
