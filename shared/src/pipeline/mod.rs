@@ -28,10 +28,10 @@ use crate::adapters::blob::BlobStore;
 use crate::adapters::llamaparse::LlamaParseClient;
 use crate::adapters::queue::Queue;
 use crate::chunking::Chunker;
-use crate::embedding::{self, Embedder};
+use crate::embedding::Embedder;
 use crate::error::{ConfigError, Error, Result};
 use crate::external::{self, ExternalService};
-use crate::rerank::{self, Reranker};
+use crate::search::SearchParts;
 use crate::settings::{
     CacheScope, ChunkingSettings, CostPolicy, EmbeddingSettings, ParserSettings, PipelineSettings,
     ServiceMode, invalid,
@@ -73,10 +73,9 @@ pub struct Embedding {
     pub embedder: Arc<dyn Embedder>,
     /// Whose cached vectors a tenant may reuse.
     pub cache_scope: CacheScope,
-    /// Search's reranker, if one is configured.
-    pub reranker: Option<Arc<Reranker>>,
-    /// Search's HNSW candidate list (`SEARCH_EF_SEARCH`).
-    pub ef_search: u32,
+    /// What search uses: this embedder, the reranker if one is configured,
+    /// the scan's settings.
+    pub search: SearchParts,
 }
 
 /// LlamaParse and how long to wait for it.
@@ -130,15 +129,9 @@ impl Pipeline {
         self.embedding.as_ref().ok_or_else(|| not_built("embedder"))
     }
 
-    /// What search uses, from this pipeline's embedder and reranker.
-    pub fn search_parts(&self) -> Result<crate::search::SearchParts> {
-        let embedding = self.embedding()?;
-        Ok(crate::search::SearchParts {
-            embedder: embedding.embedder.clone(),
-            reranker: embedding.reranker.clone(),
-            cost: self.cost.clone(),
-            ef_search: embedding.ef_search,
-        })
+    /// What search uses: this pipeline's embedder and reranker.
+    pub fn search_parts(&self) -> Result<SearchParts> {
+        Ok(self.embedding()?.search.clone())
     }
 
     /// The external services this pipeline calls.
@@ -148,7 +141,7 @@ impl Pipeline {
         services.extend(
             self.embedding
                 .iter()
-                .flat_map(|e| &e.reranker)
+                .flat_map(|e| &e.search.reranker)
                 .map(|reranker| &reranker.service),
         );
         services.extend(
@@ -226,18 +219,11 @@ fn embedder(
     embedding: &EmbeddingSettings,
     settings: &PipelineSettings,
 ) -> std::result::Result<Embedding, ConfigError> {
-    let embedder = embedding::from_settings(settings)
-        .map_err(|e| invalid("EMBEDDING_PROVIDER", embedding.provider, &e.to_string()))?;
-    let reranker = match &settings.rerank {
-        Some(rerank) => rerank::from_settings(rerank, &settings.external)
-            .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,
-        None => None,
-    };
+    let search = SearchParts::from_settings(settings)?;
     Ok(Embedding {
-        embedder,
+        embedder: search.embedder.clone(),
         cache_scope: embedding.cache_scope,
-        reranker,
-        ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
+        search,
     })
 }
 

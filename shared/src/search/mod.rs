@@ -11,9 +11,9 @@ use crate::cost;
 use crate::domain::keys::Tenant;
 use crate::domain::metadata::Attributes;
 use crate::embedding::{EmbedInput, Embedder};
-use crate::error::Result;
+use crate::error::{ConfigError, Result};
 use crate::rerank::Reranker;
-use crate::settings::{CostPolicy, PipelineSettings};
+use crate::settings::{CostPolicy, PipelineSettings, invalid};
 use crate::store::chunks;
 use context::{ContextRequest, HitContext};
 use deadpool_postgres::Pool;
@@ -175,14 +175,25 @@ pub struct SearchParts {
 }
 
 impl SearchParts {
-    /// The parts `settings` (loaded with the embedder) name.
-    pub fn from_settings(settings: &PipelineSettings) -> Result<SearchParts> {
+    /// The parts `settings` (loaded with the embedder) name; a part that
+    /// cannot be built names its setting.
+    pub fn from_settings(
+        settings: &PipelineSettings,
+    ) -> std::result::Result<SearchParts, ConfigError> {
+        let embedder = crate::embedding::from_settings(settings).map_err(|e| {
+            invalid(
+                "EMBEDDING_PROVIDER",
+                settings.embedding().provider,
+                &e.to_string(),
+            )
+        })?;
         let reranker = match &settings.rerank {
-            Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)?,
+            Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)
+                .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,
             None => None,
         };
         Ok(SearchParts {
-            embedder: crate::embedding::from_settings(settings)?,
+            embedder,
             reranker,
             cost: settings.cost.clone(),
             ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
