@@ -317,6 +317,21 @@ pub fn samples_dir() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../samples/docs"))
 }
 
+/// all-MiniLM-L6-v2, as `scripts/fetch-model` (which `scripts/test` runs)
+/// unpacks it from its PyPI wheel.
+pub fn local_model_dir() -> PathBuf {
+    let dir = PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../.local/models/all-MiniLM-L6-v2"
+    ));
+    assert!(
+        dir.join("model.safetensors").exists(),
+        "{} holds no model: run scripts/fetch-model",
+        dir.display()
+    );
+    dir
+}
+
 /// A scratch directory removed on drop.
 pub struct ScratchDir(pub PathBuf);
 

@@ -1,4 +1,5 @@
-//! Token-aware chunking: cl100k tokens, markdown structure where there is one,
+//! Token-aware chunking: cl100k tokens (or, with the local embedding
+//! provider, the model's own), markdown structure where there is one,
 //! overlap between neighbours. The splitting itself is text-splitter's.
 //!
 //! Chunks follow paragraphs: the text is first cut at blank lines into
@@ -8,6 +9,7 @@
 //! not on everything before it, so editing a paragraph changes only its own
 //! chunks and a re-ingest pays the embedding provider for just those.
 
+use crate::embedding::local::ModelTokenizer;
 use crate::parsing::layout::Layout;
 use crate::settings::ChunkingSettings;
 use std::sync::OnceLock;
@@ -61,15 +63,65 @@ fn window_end(text: &str, start: usize) -> usize {
     text.ceil_char_boundary(from + end)
 }
 
-/// Splits documents into chunks of at most `max_tokens` cl100k tokens, cut
+/// Splits documents into chunks of at most `max_tokens` tokens, cut
 /// at paragraph breaks: paragraphs join until a chunk holds `min_tokens`.
 pub struct Chunker {
     max_tokens: usize,
     min_tokens: usize,
     overlap_tokens: usize,
+    tokens: TokenCount,
     /// Exact splitter, for the rare chunk the fast one lets run over; built
     /// on first use, as the tokenizer is.
-    exact: OnceLock<TextSplitter<&'static CoreBPE>>,
+    exact: OnceLock<TextSplitter<TokenCount>>,
+}
+
+/// Whose tokens chunk sizes count: cl100k's (what the HTTP providers bill
+/// and limit; a fair measure for any model), or a local model's own, so
+/// that every chunk fits the model's window.
+#[derive(Debug, Clone)]
+pub enum TokenCount {
+    Cl100k,
+    Model(ModelTokenizer),
+}
+
+impl TokenCount {
+    fn count(&self, text: &str) -> usize {
+        match self {
+            TokenCount::Cl100k => tokenizer().encode_ordinary(text).len(),
+            TokenCount::Model(model) => model.count(text),
+        }
+    }
+
+    /// The byte offset at which each token of `text` starts, ascending.
+    fn starts(&self, text: &str) -> Vec<u32> {
+        let TokenCount::Model(model) = self else {
+            // Each token's id is replaced by its offset in place: no second vector.
+            let mut starts = tokenizer().encode_ordinary(text);
+            let mut offset = 0;
+            for slot in &mut starts {
+                let token = std::mem::replace(slot, offset);
+                offset += tokenizer()
+                    .decode_bytes(&[token])
+                    .map_or(0, |bytes| bytes.len() as u32);
+            }
+            return starts;
+        };
+        model.token_starts(text)
+    }
+
+    /// The most tokens one chunk may hold, if the model sets a limit.
+    fn window(&self) -> Option<usize> {
+        match self {
+            TokenCount::Cl100k => None,
+            TokenCount::Model(model) => Some(model.text_window()),
+        }
+    }
+}
+
+impl ChunkSizer for TokenCount {
+    fn size(&self, chunk: &str) -> usize {
+        self.count(chunk)
+    }
 }
 
 /// The cl100k tokenizer, built once per process on first use: building it
@@ -93,23 +145,19 @@ pub fn warm_up_tokenizer() {
 /// alone by a token or two at its edges; [`Chunker::chunk`] checks exactly.
 struct TokenOffsets<'t> {
     text: &'t str,
+    tokens: &'t TokenCount,
     /// Byte offset at which each token of `text` starts, ascending (a window
     /// is far below 4 GiB).
     starts: Vec<u32>,
 }
 
 impl<'t> TokenOffsets<'t> {
-    fn new(text: &'t str) -> Self {
-        // Each token's id is replaced by its offset in place: no second vector.
-        let mut starts = tokenizer().encode_ordinary(text);
-        let mut offset = 0;
-        for slot in &mut starts {
-            let token = std::mem::replace(slot, offset);
-            offset += tokenizer()
-                .decode_bytes(&[token])
-                .map_or(0, |bytes| bytes.len() as u32);
+    fn new(text: &'t str, tokens: &'t TokenCount) -> Self {
+        TokenOffsets {
+            text,
+            tokens,
+            starts: tokens.starts(text),
         }
-        TokenOffsets { text, starts }
     }
 }
 
@@ -117,7 +165,7 @@ impl ChunkSizer for TokenOffsets<'_> {
     fn size(&self, chunk: &str) -> usize {
         let start = (chunk.as_ptr() as usize).wrapping_sub(self.text.as_ptr() as usize);
         if start > self.text.len() || start + chunk.len() > self.text.len() {
-            return tokenizer().encode_ordinary(chunk).len();
+            return self.tokens.count(chunk);
         }
         let (start, end) = (start as u32, (start + chunk.len()) as u32);
         // Tokens starting inside the slice, plus one straddling its start.
@@ -162,20 +210,31 @@ fn chunk_config<S: ChunkSizer>(
 }
 
 impl Chunker {
-    pub fn new(config: &ChunkingSettings) -> Result<Chunker, ChunkConfigError> {
+    /// Chunks of `config`'s sizes in `tokens`; none larger than the
+    /// model's window, whatever `CHUNK_TOKENS` says.
+    pub fn new(config: &ChunkingSettings, tokens: TokenCount) -> Result<Chunker, ChunkConfigError> {
+        let max_tokens = tokens
+            .window()
+            .map_or(config.max_tokens, |window| window.min(config.max_tokens));
         // Checks the sizes now, without building the tokenizer.
-        chunk_config(config.max_tokens, config.overlap_tokens, Characters)?;
+        chunk_config(max_tokens, config.overlap_tokens, Characters)?;
         Ok(Chunker {
-            max_tokens: config.max_tokens,
-            min_tokens: config.min_tokens(),
+            max_tokens,
+            min_tokens: config.min_tokens().min(max_tokens),
             overlap_tokens: config.overlap_tokens,
+            tokens,
             exact: OnceLock::new(),
         })
     }
 
-    fn exact(&self) -> &TextSplitter<&'static CoreBPE> {
+    /// The largest chunk, in tokens.
+    pub fn max_tokens(&self) -> usize {
+        self.max_tokens
+    }
+
+    fn exact(&self) -> &TextSplitter<TokenCount> {
         self.exact.get_or_init(|| {
-            let config = chunk_config(self.max_tokens, self.overlap_tokens, tokenizer())
+            let config = chunk_config(self.max_tokens, self.overlap_tokens, self.tokens.clone())
                 .expect("the sizes passed Chunker::new");
             TextSplitter::new(config)
         })
@@ -245,7 +304,7 @@ impl Chunker {
         parts: &PartStarts,
         out: &mut Vec<Chunk>,
     ) {
-        let sizer = TokenOffsets::new(window);
+        let sizer = TokenOffsets::new(window, &self.tokens);
         let mut pieces: Vec<(usize, &str)> = Vec::new();
         for (offset, section) in Self::sections(window, self.min_tokens, &sizer, parts) {
             let offset = window_chars + offset;
@@ -285,12 +344,12 @@ impl Chunker {
             {
                 chunks.pop();
             }
-            let tokens = tokenizer().encode_ordinary(piece).len();
+            let tokens = self.tokens.count(piece);
             if tokens <= self.max_tokens {
                 chunks.push((char_offset, piece, tokens));
             } else {
                 for sub in self.exact().chunk_char_indices(piece) {
-                    let tokens = tokenizer().encode_ordinary(sub.chunk).len();
+                    let tokens = self.tokens.count(sub.chunk);
                     chunks.push((char_offset + sub.char_offset, sub.chunk, tokens));
                 }
             }
@@ -319,11 +378,10 @@ mod tests {
     }
 
     fn chunker(max_tokens: usize, overlap_tokens: usize) -> Chunker {
-        Chunker::new(&ChunkingSettings::new(
-            max_tokens,
-            min_tokens(max_tokens),
-            overlap_tokens,
-        ))
+        Chunker::new(
+            &ChunkingSettings::new(max_tokens, min_tokens(max_tokens), overlap_tokens),
+            TokenCount::Cl100k,
+        )
         .unwrap()
     }
 
@@ -390,7 +448,7 @@ mod tests {
     #[test]
     fn sizes_from_one_tokenization_are_close_to_exact() {
         let text = sample_text();
-        let sizer = TokenOffsets::new(&text);
+        let sizer = TokenOffsets::new(&text, &TokenCount::Cl100k);
         let boundaries: Vec<usize> = text.char_indices().map(|(i, _)| i).step_by(37).collect();
         for window in boundaries.windows(9).step_by(5) {
             let slice = &text[window[0]..window[8]];
@@ -412,10 +470,15 @@ mod tests {
             layout: &Layout::default(),
             window_start: 0,
         };
-        Chunker::sections(text, min_tokens(max), &TokenOffsets::new(text), &parts)
-            .into_iter()
-            .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
-            .collect()
+        Chunker::sections(
+            text,
+            min_tokens(max),
+            &TokenOffsets::new(text, &TokenCount::Cl100k),
+            &parts,
+        )
+        .into_iter()
+        .flat_map(|(_, section)| splitter.chunks(section).collect::<Vec<_>>())
+        .collect()
     }
 
     fn overlapping_pairs(chunks: &[Chunk]) -> usize {

@@ -71,7 +71,7 @@ pub enum Rejection {
     RerankRejected { detail: String },
     #[error(
         "a chunk of {tokens} tokens is over the embedding model's limit of {limit} tokens per input \
-         (EMBEDDING_MAX_INPUT_TOKENS); lower CHUNK_TOKENS"
+         (EMBEDDING_MAX_INPUT_TOKENS, or a local model's window); lower CHUNK_TOKENS"
     )]
     ChunkTooLong { tokens: u32, limit: u32 },
     #[error("LlamaParse could not parse the document: {detail}")]

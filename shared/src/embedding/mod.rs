@@ -1,12 +1,15 @@
 //! Turning chunk text into vectors.
 
+pub mod local;
 pub mod mock;
 pub mod openai;
 pub mod router;
 
-use crate::error::Result;
+use crate::error::{ConfigError, Result};
 use crate::external::ExternalService;
-use crate::settings::{EmbeddingProvider, PipelineSettings, ServiceMode};
+use crate::settings::{
+    EmbeddingProvider, EmbeddingSettings, PipelineSettings, ServiceMode, invalid,
+};
 use async_trait::async_trait;
 use std::sync::Arc;
 
@@ -33,7 +36,7 @@ impl<'a> EmbedInput<'a> {
 pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
     pub model: String,
-    /// The service that made them (`mock`, `openai`, `azure`), for the cost ledger.
+    /// The service that made them (`mock`, `openai`, `azure`, `local`), for the cost ledger.
     pub service: &'static str,
     pub billed_tokens: u64,
     /// HTTP requests it took (0 in-process).
@@ -58,18 +61,26 @@ pub trait Embedder: Send + Sync {
     }
 }
 
+/// Texts the local model embeds in one forward pass.
+const LOCAL_BATCH: usize = 32;
+
 /// The embedder the settings name, routed by `SERVICE_MODE` (settings
-/// loaded with [`Parts::EMBED`](crate::settings::Parts)).
-pub fn from_settings(settings: &PipelineSettings) -> Result<Arc<dyn Embedder>> {
+/// loaded with [`Parts::EMBED`](crate::settings::Parts)); one that cannot
+/// be built names its setting.
+pub fn from_settings(
+    settings: &PipelineSettings,
+) -> std::result::Result<Arc<dyn Embedder>, ConfigError> {
     let (embedding, services) = (settings.embedding(), &settings.services);
     let stand_in = || Arc::new(mock::MockEmbedder::new(mock::MODEL, embedding.dims));
     let configured: Arc<dyn Embedder> = match embedding.provider {
         EmbeddingProvider::Mock => {
             Arc::new(mock::MockEmbedder::new(embedding.model(), embedding.dims))
         }
-        EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => {
-            Arc::new(openai::OpenAiEmbedder::new(embedding, &settings.external)?)
-        }
+        EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => Arc::new(
+            openai::OpenAiEmbedder::new(embedding, &settings.external)
+                .map_err(|e| invalid("EMBEDDING_PROVIDER", embedding.provider, &e.to_string()))?,
+        ),
+        EmbeddingProvider::Local => Arc::new(local_embedder(embedding)?),
     };
     Ok(match services.mode {
         ServiceMode::Mock => stand_in(),
@@ -82,4 +93,29 @@ pub fn from_settings(settings: &PipelineSettings) -> Result<Arc<dyn Embedder>> {
         }
         ServiceMode::Hybrid => Arc::new(router::FallbackEmbedder::new(configured, stand_in())),
     })
+}
+
+/// The local model `EMBEDDING_MODEL_DIR` holds, which must make vectors of
+/// `EMBEDDING_DIMS`.
+fn local_embedder(
+    embedding: &EmbeddingSettings,
+) -> std::result::Result<local::LocalEmbedder, ConfigError> {
+    let dir = embedding.model_dir().ok_or_else(|| ConfigError::Missing {
+        name: "EMBEDDING_MODEL_DIR".into(),
+    })?;
+    let embedder =
+        local::LocalEmbedder::load(embedding.model(), dir, embedding.threads(), LOCAL_BATCH)
+            .map_err(|e| invalid("EMBEDDING_MODEL_DIR", dir.display(), &e.reason))?;
+    if embedder.dims() != embedding.dims {
+        return Err(invalid(
+            "EMBEDDING_DIMS",
+            embedding.dims,
+            &format!(
+                "the model in {} makes {}-dimension vectors",
+                dir.display(),
+                embedder.dims()
+            ),
+        ));
+    }
+    Ok(embedder)
 }

@@ -27,8 +27,9 @@ pub use stage::{
 use crate::adapters::blob::BlobStore;
 use crate::adapters::llamaparse::LlamaParseClient;
 use crate::adapters::queue::Queue;
-use crate::chunking::Chunker;
+use crate::chunking::{Chunker, TokenCount};
 use crate::embedding::Embedder;
+use crate::embedding::local::ModelTokenizer;
 use crate::error::{ConfigError, Error, Result};
 use crate::external::{self, ExternalService};
 use crate::search::SearchParts;
@@ -202,7 +203,14 @@ fn parsing(
 }
 
 fn chunking(settings: &ChunkingSettings) -> std::result::Result<Chunking, ConfigError> {
-    let chunker = Chunker::new(settings).map_err(|e| {
+    let tokens = match settings.model_dir() {
+        Some(dir) => TokenCount::Model(
+            ModelTokenizer::load(dir)
+                .map_err(|e| invalid("EMBEDDING_MODEL_DIR", dir.display(), &e.reason))?,
+        ),
+        None => TokenCount::Cl100k,
+    };
+    let chunker = Chunker::new(settings, tokens).map_err(|e| {
         invalid(
             "CHUNK_OVERLAP_TOKENS",
             settings.overlap_tokens,

@@ -180,13 +180,7 @@ impl SearchParts {
     pub fn from_settings(
         settings: &PipelineSettings,
     ) -> std::result::Result<SearchParts, ConfigError> {
-        let embedder = crate::embedding::from_settings(settings).map_err(|e| {
-            invalid(
-                "EMBEDDING_PROVIDER",
-                settings.embedding().provider,
-                &e.to_string(),
-            )
-        })?;
+        let embedder = crate::embedding::from_settings(settings)?;
         let reranker = match &settings.rerank {
             Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)
                 .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,

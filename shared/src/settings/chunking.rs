@@ -1,8 +1,10 @@
 //! Chunking: how large chunks are and how many texts a process holds at once.
 
-use super::{Settings, invalid};
+use super::embedding::local_model_dir;
+use super::{EmbeddingProvider, Settings, invalid};
 use crate::error::ConfigError;
 use serde::Deserialize;
+use std::path::{Path, PathBuf};
 
 /// Default chunk size in cl100k tokens.
 pub const DEFAULT_CHUNK_TOKENS: usize = 512;
@@ -24,6 +26,13 @@ pub struct ChunkingSettings {
     /// `CHUNK_CONCURRENCY` (2): texts a process chunks at once, each held whole.
     #[serde(rename = "chunk_concurrency")]
     pub concurrency: usize,
+    /// `EMBEDDING_PROVIDER` and `EMBEDDING_MODEL_DIR`: with the local
+    /// provider, chunk sizes count the model's own tokens, and no chunk is
+    /// larger than the model reads.
+    #[serde(rename = "embedding_provider")]
+    provider: EmbeddingProvider,
+    #[serde(rename = "embedding_model_dir")]
+    model_dir: Option<PathBuf>,
 }
 
 impl Default for ChunkingSettings {
@@ -33,12 +42,15 @@ impl Default for ChunkingSettings {
             min_tokens: None,
             overlap_tokens: 64,
             concurrency: 2,
+            provider: EmbeddingProvider::Mock,
+            model_dir: None,
         }
     }
 }
 
 impl Settings for ChunkingSettings {
     fn check(self) -> Result<Self, ConfigError> {
+        local_model_dir(self.provider, self.model_dir.as_deref())?;
         if self.max_tokens == 0 {
             return Err(invalid("CHUNK_TOKENS", 0, "must be at least 1"));
         }
@@ -72,6 +84,13 @@ impl ChunkingSettings {
 
     pub fn min_tokens(&self) -> usize {
         self.min_tokens.unwrap_or(self.max_tokens / 8)
+    }
+
+    /// The directory of the local model whose tokens size chunks, if any.
+    pub fn model_dir(&self) -> Option<&Path> {
+        local_model_dir(self.provider, self.model_dir.as_deref())
+            .ok()
+            .flatten()
     }
 }
 

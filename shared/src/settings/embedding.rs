@@ -5,6 +5,7 @@ use super::{Secret, Settings, choice, invalid, secs};
 use crate::error::ConfigError;
 use serde::Deserialize;
 use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Default dimension: OpenAI text-embedding-3-small.
@@ -23,6 +24,8 @@ choice! {
         OpenAi,
         /// An Azure OpenAI deployment: `EMBEDDING_MODEL` names the deployment.
         Azure,
+        /// A BERT-family sentence model run in-process from `EMBEDDING_MODEL_DIR`.
+        Local,
     }
 }
 
@@ -52,10 +55,11 @@ impl CacheScope {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct EmbeddingSettings {
-    /// `EMBEDDING_PROVIDER`: mock (default), openai or azure.
+    /// `EMBEDDING_PROVIDER`: mock (default), openai, azure or local.
     #[serde(rename = "embedding_provider")]
     pub provider: EmbeddingProvider,
-    /// `EMBEDDING_MODEL`: by default the mock's, or text-embedding-3-small.
+    /// `EMBEDDING_MODEL`: by default the mock's, text-embedding-3-small, or
+    /// for the local provider its directory's name.
     #[serde(rename = "embedding_model")]
     model: Option<String>,
     /// `EMBEDDING_DIMS` (1536, at most 2000).
@@ -99,6 +103,14 @@ pub struct EmbeddingSettings {
     /// `EMBEDDING_CACHE_SCOPE`: tenant (default) or shared.
     #[serde(rename = "embedding_cache_scope")]
     pub cache_scope: CacheScope,
+    /// `EMBEDDING_MODEL_DIR` (required for local): a sentence-transformers
+    /// model directory.
+    #[serde(rename = "embedding_model_dir")]
+    model_dir: Option<PathBuf>,
+    /// `EMBEDDING_THREADS`: threads the local model may use (by default one
+    /// per core).
+    #[serde(rename = "embedding_threads")]
+    threads: Option<usize>,
 }
 
 impl Default for EmbeddingSettings {
@@ -119,6 +131,8 @@ impl Default for EmbeddingSettings {
             requests_per_minute: None,
             usd_per_million_tokens: None,
             cache_scope: CacheScope::Tenant,
+            model_dir: None,
+            threads: None,
         }
     }
 }
@@ -126,10 +140,23 @@ impl Default for EmbeddingSettings {
 impl Settings for EmbeddingSettings {
     fn check(mut self) -> Result<Self, ConfigError> {
         check_dims(self.dims)?;
-        if self.provider != EmbeddingProvider::Mock && self.api_key.is_none() {
-            return Err(ConfigError::Missing {
-                name: "OPENAI_API_KEY".into(),
-            });
+        match self.provider {
+            EmbeddingProvider::OpenAi | EmbeddingProvider::Azure if self.api_key.is_none() => {
+                return Err(ConfigError::Missing {
+                    name: "OPENAI_API_KEY".into(),
+                });
+            }
+            EmbeddingProvider::Local => {
+                let dir = local_model_dir(self.provider, self.model_dir.as_deref())?
+                    .expect("the local provider");
+                if self.model.is_none() {
+                    self.model = dir.file_name().map(|name| name.to_string_lossy().into());
+                }
+            }
+            _ => {}
+        }
+        if self.threads == Some(0) {
+            return Err(invalid("EMBEDDING_THREADS", 0, "must be at least 1"));
         }
         for (name, limit) in [
             ("EMBEDDING_TPM", self.tokens_per_minute),
@@ -141,6 +168,20 @@ impl Settings for EmbeddingSettings {
         }
         self.base_url = self.base_url.trim_end_matches('/').to_string();
         Ok(self)
+    }
+}
+
+/// The local model's directory, when the provider is local; which it needs.
+pub(super) fn local_model_dir(
+    provider: EmbeddingProvider,
+    dir: Option<&Path>,
+) -> Result<Option<&Path>, ConfigError> {
+    match (provider, dir) {
+        (EmbeddingProvider::Local, None) => Err(ConfigError::Missing {
+            name: "EMBEDDING_MODEL_DIR".into(),
+        }),
+        (EmbeddingProvider::Local, dir) => Ok(dir),
+        _ => Ok(None),
     }
 }
 
@@ -161,6 +202,19 @@ impl EmbeddingSettings {
         self.model.as_deref().unwrap_or(match self.provider {
             EmbeddingProvider::Mock => MOCK_EMBEDDING_MODEL,
             EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => "text-embedding-3-small",
+            EmbeddingProvider::Local => "local",
+        })
+    }
+
+    /// The local model's directory (with `EMBEDDING_PROVIDER=local`).
+    pub fn model_dir(&self) -> Option<&Path> {
+        self.model_dir.as_deref()
+    }
+
+    /// Threads the local model may use.
+    pub fn threads(&self) -> usize {
+        self.threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
         })
     }
 
