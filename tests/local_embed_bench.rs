@@ -8,7 +8,7 @@
 //! The chunks are the bench corpus's (`docpipe_tests::corpus`), cut by the
 //! chunker in the model's own tokens at the default settings (so at most 254
 //! tokens each). Each engine runs in a process of its own, which loads the
-//! model, embeds every chunk in batches of 32 with all cores, and reports the
+//! model, embeds every chunk in batches of `--batch` (8) with all cores, and reports the
 //! embedding time (not the load) and its peak RSS (the kernel's high-water
 //! mark, model load included).
 
@@ -36,12 +36,13 @@ struct Args {
     /// The model directory (by default scripts/fetch-model's).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Texts in one forward pass, for both engines (docpipe's own is 8).
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
     /// Internal: embed the chunks in this file and report, as one engine.
     #[arg(long, hide = true)]
     worker: Option<PathBuf>,
 }
-
-const BATCH: usize = 32;
 
 /// The first `count` chunks of the generated corpus, in the model's tokens.
 fn chunks(model: &Path, count: usize) -> Vec<String> {
@@ -72,14 +73,14 @@ fn peak_rss_mb() -> f64 {
     kb / 1024.0
 }
 
-async fn worker(model: &Path, file: &Path) {
+async fn worker(model: &Path, file: &Path, batch: usize) {
     let texts: Vec<String> = std::fs::read_to_string(file)
         .unwrap()
         .lines()
         .map(|line| serde_json::from_str(line).unwrap())
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let embedder = LocalEmbedder::load("bench", model, threads, BATCH).unwrap();
+    let embedder = LocalEmbedder::load("bench", model, threads, batch).unwrap();
     let inputs: Vec<EmbedInput> = texts
         .iter()
         .map(|text| EmbedInput { text, tokens: 0 })
@@ -126,7 +127,7 @@ async fn main() {
     let args = Args::parse();
     let model = args.model.unwrap_or_else(docpipe_tests::local_model_dir);
     if let Some(file) = &args.worker {
-        return worker(&model, file).await;
+        return worker(&model, file, args.batch).await;
     }
     let texts = chunks(&model, args.chunks);
     let file = docpipe_tests::ScratchDir::new();
@@ -145,7 +146,7 @@ async fn main() {
                 run(std::process::Command::new(std::env::current_exe().unwrap())
                     .arg("--model")
                     .arg(&model)
-                    .arg("--worker")
+                    .args(["--batch", &args.batch.to_string(), "--worker"])
                     .arg(&path))
             } else {
                 run(std::process::Command::new(args.python.as_ref().unwrap())
@@ -154,7 +155,7 @@ async fn main() {
                         &model.display().to_string(),
                         &path.display().to_string(),
                     ])
-                    .arg(BATCH.to_string())
+                    .arg(args.batch.to_string())
                     .env("HF_HUB_OFFLINE", "1"))
             };
             tokens = tokens.max(report["tokens"].as_u64().unwrap_or(0));
@@ -168,9 +169,10 @@ async fn main() {
         }
     }
     println!(
-        "{} chunks ({tokens} model tokens, {:.0} a chunk), batches of {BATCH}, {} rounds, {} cores",
+        "{} chunks ({tokens} model tokens, {:.0} a chunk), batches of {}, {} rounds, {} cores",
         texts.len(),
         tokens as f64 / texts.len() as f64,
+        args.batch,
         args.rounds,
         std::thread::available_parallelism().map_or(1, usize::from)
     );
