@@ -74,7 +74,7 @@ CREATE TABLE upload_pipeline.document_chunk_buffer (
 CREATE TABLE upload_pipeline.document_vector_buffer (
     job_id       uuid NOT NULL REFERENCES upload_pipeline.upload_jobs (id) ON DELETE CASCADE,
     chunk_index  integer NOT NULL,
-    embedding    vector({embedding_dims}) NOT NULL,
+    embedding    {vector_type}({embedding_dims}) NOT NULL,
     model        text NOT NULL,
     PRIMARY KEY (job_id, chunk_index)
 );
@@ -92,19 +92,19 @@ CREATE TABLE upload_pipeline.document_chunks (
     char_start   integer NOT NULL,
     char_end     integer NOT NULL,
     model        text NOT NULL,
-    embedding    vector({embedding_dims}) NOT NULL,
+    embedding    {vector_type}({embedding_dims}) NOT NULL,
     UNIQUE (document_id, chunk_index)
 );
 CREATE INDEX document_chunks_tenant_idx ON upload_pipeline.document_chunks (tenant, model);
 CREATE INDEX document_chunks_embedding_idx
-    ON upload_pipeline.document_chunks USING hnsw (embedding vector_cosine_ops);
+    ON upload_pipeline.document_chunks USING hnsw (embedding {vector_ops});
 
 -- Vectors already paid for, reused across jobs and tenants by text hash.
 CREATE TABLE upload_pipeline.embedding_cache (
     text_sha256  bytea NOT NULL,
     model        text NOT NULL,
     dims         integer NOT NULL,
-    embedding    vector({embedding_dims}) NOT NULL,
+    embedding    {vector_type}({embedding_dims}) NOT NULL,
     created_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (text_sha256, model, dims)
 );

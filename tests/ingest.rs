@@ -127,14 +127,17 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
     assert_eq!(top_hit(&config, "acme", query).await, expected);
 }
 
-#[tokio::test]
-async fn the_openai_client_over_http_gives_the_same_results() {
-    let base_url = spawn_mock_openai(1536, Some("sk-test-key")).await;
+/// The samples ingested through mock-openai over HTTP as `model` of `dims`:
+/// every job complete, and a search by a phrase finding its document.
+async fn samples_through_mock_openai(model: &str, dims: usize) -> (TestDb, PipelineSettings) {
+    let base_url = spawn_mock_openai(dims, Some("sk-test-key")).await;
+    let dims = dims.to_string();
     let vars = [
         ("EMBEDDING_PROVIDER", "openai"),
         ("OPENAI_BASE_URL", base_url.as_str()),
         ("OPENAI_API_KEY", "sk-test-key"),
-        ("EMBEDDING_MODEL", "text-embedding-3-small"),
+        ("EMBEDDING_MODEL", model),
+        ("EMBEDDING_DIMS", dims.as_str()),
     ];
     let test_db = TestDb::migrated(&vars).await;
     let config = test_db.config(&vars);
@@ -149,6 +152,47 @@ async fn the_openai_client_over_http_gives_the_same_results() {
             .as_deref(),
         Some("uploads/acme/harbour-rules.html")
     );
+    (test_db, config)
+}
+
+/// text-embedding-3-large's 3 072 dimensions, over pgvector's 2 000 for
+/// `vector`, end to end through mock-openai: stored as `halfvec`, searched
+/// through its HNSW index.
+#[tokio::test]
+async fn a_3072_dimension_model_ingests_and_searches_as_halfvec() {
+    let (test_db, _) = samples_through_mock_openai("text-embedding-3-large", 3072).await;
+    let dims: Vec<i32> = test_db
+        .column("SELECT DISTINCT vector_dims(embedding) FROM upload_pipeline.document_chunks")
+        .await;
+    assert_eq!(dims, [3072]);
+    // A query vector (a `vector`, as search sends it) is ranked through the
+    // halfvec index.
+    let client = test_db.client().await;
+    client
+        .batch_execute("SET enable_seqscan = off")
+        .await
+        .unwrap();
+    let plan: Vec<String> = client
+        .query(
+            "EXPLAIN SELECT chunk_id FROM upload_pipeline.document_chunks
+              ORDER BY embedding <=> $1::vector LIMIT 3",
+            &[&pgvector::Vector::from(vec![0.5f32; 3072])],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        plan.iter()
+            .any(|line| line.contains("document_chunks_embedding_idx")),
+        "{plan:#?}"
+    );
+}
+
+#[tokio::test]
+async fn the_openai_client_over_http_gives_the_same_results() {
+    let (test_db, _) = samples_through_mock_openai("text-embedding-3-small", 1536).await;
     // The provider's billed tokens (tiktoken in the mock) are what the ledger
     // holds: the chunks' for the jobs, and the search's query without a job.
     let client = test_db.client().await;

@@ -130,3 +130,75 @@ async fn an_unmigrated_database_is_a_clear_error() {
         .unwrap_err();
     assert!(err.to_string().contains("run `docpipe migrate`"), "{err}");
 }
+
+/// `format_type` of each vector column (the chunks' and the cache's), and
+/// the HNSW index's definition.
+async fn vector_columns(test_db: &TestDb) -> (Vec<String>, String) {
+    let types = test_db
+        .column(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+              WHERE attname = 'embedding' AND attrelid IN (
+                    'upload_pipeline.document_chunks'::regclass,
+                    'upload_pipeline.embedding_cache'::regclass)",
+        )
+        .await;
+    let index = test_db
+        .column(
+            "SELECT indexdef FROM pg_indexes
+              WHERE schemaname = 'upload_pipeline' AND indexname = 'document_chunks_embedding_idx'",
+        )
+        .await
+        .remove(0);
+    (types, index)
+}
+
+#[tokio::test]
+async fn over_2000_dimensions_are_stored_as_halfvec() {
+    let vars = [("EMBEDDING_DIMS", "3072")];
+    let test_db = TestDb::migrated(&vars).await;
+    let (types, index) = vector_columns(&test_db).await;
+    assert_eq!(types, vec!["halfvec(3072)"; 2]);
+    assert!(
+        index.contains("USING hnsw (embedding halfvec_cosine_ops)"),
+        "{index}"
+    );
+    db::connect(&test_db.config(&vars).database)
+        .await
+        .expect("connects");
+}
+
+#[tokio::test]
+async fn the_storage_is_chosen_and_fixed_at_migration() {
+    let halfvec = [("EMBEDDING_DIMS", "384"), ("EMBEDDING_STORAGE", "halfvec")];
+    let test_db = TestDb::migrated(&halfvec).await;
+    assert_eq!(vector_columns(&test_db).await.0, vec!["halfvec(384)"; 2]);
+    let vector = [("EMBEDDING_DIMS", "384")];
+    for err in [
+        db::connect(&test_db.config(&vector).database)
+            .await
+            .unwrap_err(),
+        db::migrate(&test_db.config(&vector).database)
+            .await
+            .unwrap_err(),
+    ] {
+        assert!(
+            err.to_string().starts_with(
+                "EMBEDDING_STORAGE=\"vector\" is invalid: the schema stores vectors as halfvec"
+            ),
+            "{err}"
+        );
+    }
+    // And `vector` takes no more than pgvector's HNSW index does.
+    let err = docpipe_shared::settings::Env::from_pairs([
+        ("DATABASE_URL", "postgres://127.0.0.1:1/unused"),
+        ("EMBEDDING_DIMS", "3072"),
+        ("EMBEDDING_STORAGE", "vector"),
+    ])
+    .load::<docpipe_shared::settings::DatabaseSettings>()
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("must be 1..=2000 with EMBEDDING_STORAGE=vector"),
+        "{err}"
+    );
+}

@@ -1,5 +1,6 @@
 //! Turning chunk text into vectors.
 
+pub mod bedrock;
 pub mod local;
 pub mod mock;
 pub mod openai;
@@ -30,6 +31,19 @@ impl<'a> EmbedInput<'a> {
     }
 }
 
+/// Refuses inputs over a provider's `limit` of tokens each: cutting a chunk
+/// to fit would silently drop text from search.
+pub fn check_input_tokens(inputs: &[EmbedInput<'_>], limit: u32) -> Result<()> {
+    match inputs.iter().find(|i| i.tokens > limit) {
+        Some(input) => Err(crate::error::Rejection::ChunkTooLong {
+            tokens: input.tokens,
+            limit,
+        }
+        .into()),
+        None => Ok(()),
+    }
+}
+
 /// Vectors in input order, the model that made them, and what the provider
 /// billed for them.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,6 +65,11 @@ pub trait Embedder: Send + Sync {
     fn model(&self) -> &str;
     fn dims(&self) -> usize;
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings>;
+    /// A search query's vector: as a document's, but for models that embed
+    /// queries their own way (Cohere's `search_query`).
+    async fn embed_query(&self, input: EmbedInput<'_>) -> Result<Embeddings> {
+        self.embed(&[input]).await
+    }
     /// The model of stand-in vectors this embedder may produce, to be replaced later.
     fn fallback_model(&self) -> Option<&str> {
         None
@@ -82,6 +101,10 @@ pub fn from_settings(
                 .map_err(|e| invalid("EMBEDDING_PROVIDER", embedding.provider, &e.to_string()))?,
         ),
         EmbeddingProvider::Local => Arc::new(local_embedder(embedding)?),
+        EmbeddingProvider::Bedrock => Arc::new(
+            bedrock::BedrockEmbedder::new(embedding, &settings.external)
+                .map_err(|reason| invalid("EMBEDDING_MODEL", embedding.model(), &reason))?,
+        ),
     };
     Ok(match services.mode {
         ServiceMode::Mock => stand_in(),

@@ -274,14 +274,7 @@ impl Embedder for OpenAiEmbedder {
         vec![&self.service]
     }
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
-        // Cutting a chunk to fit would silently drop text from search.
-        if let Some(input) = inputs.iter().find(|i| i.tokens > self.max_input_tokens) {
-            return Err(Rejection::ChunkTooLong {
-                tokens: input.tokens,
-                limit: self.max_input_tokens,
-            }
-            .into());
-        }
+        super::check_input_tokens(inputs, self.max_input_tokens)?;
         let mut all = Embeddings {
             vectors: Vec::with_capacity(inputs.len()),
             model: self.model.clone(),

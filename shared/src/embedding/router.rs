@@ -18,6 +18,24 @@ impl FallbackEmbedder {
     pub fn new(provider: Arc<dyn Embedder>, fallback: Arc<dyn Embedder>) -> Self {
         FallbackEmbedder { provider, fallback }
     }
+
+    /// `call` on the provider, or on the fallback while the provider is failing.
+    async fn or_fallback<'a, F>(
+        &'a self,
+        call: impl Fn(&'a dyn Embedder) -> F,
+    ) -> Result<Embeddings>
+    where
+        F: std::future::Future<Output = Result<Embeddings>>,
+    {
+        match call(self.provider.as_ref()).await {
+            Err(error) if error.is_transient() => {
+                tracing::warn!(%error, fallback = self.fallback.model(),
+                    "embedding provider unavailable; using the mock (not production)");
+                call(self.fallback.as_ref()).await
+            }
+            result => result,
+        }
+    }
 }
 
 #[async_trait]
@@ -35,14 +53,11 @@ impl Embedder for FallbackEmbedder {
         Some(self.fallback.model())
     }
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
-        match self.provider.embed(inputs).await {
-            Err(error) if error.is_transient() => {
-                tracing::warn!(%error, fallback = self.fallback.model(),
-                    "embedding provider unavailable; using the mock (not production)");
-                self.fallback.embed(inputs).await
-            }
-            result => result,
-        }
+        self.or_fallback(|embedder| embedder.embed(inputs)).await
+    }
+    async fn embed_query(&self, input: EmbedInput<'_>) -> Result<Embeddings> {
+        self.or_fallback(|embedder| embedder.embed_query(input))
+            .await
     }
     fn services(&self) -> Vec<&ExternalService> {
         self.provider.services()

@@ -336,10 +336,10 @@ async fn embed_query(
         cost::check_allowance(&db.get().await?, policy, Some(tenant)).await?;
     }
     let embedded = embedder
-        .embed(&[EmbedInput {
+        .embed_query(EmbedInput {
             text,
             tokens: query_tokens(text),
-        }])
+        })
         .await?;
     cost::record(
         &db.get().await?,

@@ -1,6 +1,6 @@
 //! Postgres: where it is and how many connections a process keeps.
 
-use super::{Secret, Settings, embedding, invalid};
+use super::{Secret, Settings, VectorStorage, embedding, invalid};
 use crate::error::ConfigError;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -19,6 +19,10 @@ pub struct DatabaseSettings {
     /// checked against the database at connect.
     #[serde(rename = "embedding_dims")]
     pub vector_dims: usize,
+    /// `EMBEDDING_STORAGE`: `vector`, or `halfvec` (half the memory; by
+    /// default over 2000 dimensions), fixed at migration.
+    #[serde(rename = "embedding_storage")]
+    pub storage: Option<VectorStorage>,
     /// `SEARCH_TEXT_CONFIG` (`simple`): the Postgres text-search configuration
     /// keyword search reads chunks with, fixed at migration. `simple` (words
     /// as written, no stemming, no stop words) suits mixed languages; a
@@ -33,8 +37,16 @@ impl Default for DatabaseSettings {
             database_ca_file: None,
             db_pool_size: 8,
             vector_dims: embedding::DEFAULT_EMBEDDING_DIMS,
+            storage: None,
             search_text_config: "simple".into(),
         }
+    }
+}
+
+impl DatabaseSettings {
+    /// How the schema stores vectors.
+    pub fn vector_storage(&self) -> VectorStorage {
+        VectorStorage::for_dims(self.storage, self.vector_dims)
     }
 }
 
@@ -45,7 +57,7 @@ impl Settings for DatabaseSettings {
                 name: "DATABASE_URL".into(),
             });
         }
-        embedding::check_dims(self.vector_dims)?;
+        embedding::check_dims(self.vector_dims, self.vector_storage())?;
         // It is written into the migration's SQL: a plain name only.
         let name = &self.search_text_config;
         if !(1..=63).contains(&name.len())

@@ -14,6 +14,53 @@ pub const DEFAULT_EMBEDDING_DIMS: usize = 1536;
 pub const MOCK_EMBEDDING_MODEL: &str = "docpipe-mock-embedding-v1";
 /// pgvector's HNSW index takes `vector` columns of at most this many dimensions.
 pub const MAX_HNSW_DIMS: usize = 2000;
+/// ...and `halfvec` columns (pgvector ≥ 0.7) of at most this many.
+pub const MAX_HALFVEC_HNSW_DIMS: usize = 4000;
+
+choice! {
+    /// How the schema stores vectors (`EMBEDDING_STORAGE`), fixed at migration.
+    pub enum VectorStorage from "EMBEDDING_STORAGE" {
+        /// 4-byte floats, up to 2 000 dimensions.
+        #[default]
+        Vector,
+        /// 2-byte floats, up to 4 000 dimensions: half the table and index.
+        Halfvec,
+    }
+}
+
+impl VectorStorage {
+    /// The storage `explicit` names, else the one `dims` needs.
+    pub fn for_dims(explicit: Option<VectorStorage>, dims: usize) -> VectorStorage {
+        explicit.unwrap_or(if dims > MAX_HNSW_DIMS {
+            VectorStorage::Halfvec
+        } else {
+            VectorStorage::Vector
+        })
+    }
+
+    /// The pgvector column type.
+    pub fn sql_type(self) -> &'static str {
+        match self {
+            VectorStorage::Vector => "vector",
+            VectorStorage::Halfvec => "halfvec",
+        }
+    }
+
+    /// The HNSW operator class for cosine distance on that type.
+    pub fn cosine_ops(self) -> &'static str {
+        match self {
+            VectorStorage::Vector => "vector_cosine_ops",
+            VectorStorage::Halfvec => "halfvec_cosine_ops",
+        }
+    }
+
+    fn max_dims(self) -> usize {
+        match self {
+            VectorStorage::Vector => MAX_HNSW_DIMS,
+            VectorStorage::Halfvec => MAX_HALFVEC_HNSW_DIMS,
+        }
+    }
+}
 
 choice! {
     pub enum EmbeddingProvider from "EMBEDDING_PROVIDER" {
@@ -26,6 +73,9 @@ choice! {
         Azure,
         /// A BERT-family sentence model run in-process from `EMBEDDING_MODEL_DIR`.
         Local,
+        /// Amazon Bedrock (Titan Text Embeddings V2, Cohere Embed v3), signed
+        /// with the process's IAM role: no key.
+        Bedrock,
     }
 }
 
@@ -62,7 +112,7 @@ pub struct EmbeddingSettings {
     /// for the local provider its directory's name.
     #[serde(rename = "embedding_model")]
     model: Option<String>,
-    /// `EMBEDDING_DIMS` (1536, at most 2000).
+    /// `EMBEDDING_DIMS` (1536, at most 4000: over 2000 stored as `halfvec`).
     #[serde(rename = "embedding_dims")]
     pub dims: usize,
     /// `OPENAI_BASE_URL`: up to and including `/v1`.
@@ -139,7 +189,7 @@ impl Default for EmbeddingSettings {
 
 impl Settings for EmbeddingSettings {
     fn check(mut self) -> Result<Self, ConfigError> {
-        check_dims(self.dims)?;
+        check_dims(self.dims, VectorStorage::Halfvec)?;
         match self.provider {
             EmbeddingProvider::OpenAi | EmbeddingProvider::Azure if self.api_key.is_none() => {
                 return Err(ConfigError::Missing {
@@ -185,13 +235,17 @@ pub(super) fn local_model_dir(
     }
 }
 
-/// The schema's vector columns must fit pgvector's HNSW index.
-pub(super) fn check_dims(dims: usize) -> Result<(), ConfigError> {
-    if dims == 0 || dims > MAX_HNSW_DIMS {
+/// The schema's vector columns must fit pgvector's HNSW index on `storage`.
+pub(super) fn check_dims(dims: usize, storage: VectorStorage) -> Result<(), ConfigError> {
+    let most = storage.max_dims();
+    if dims == 0 || dims > most {
         return Err(invalid(
             "EMBEDDING_DIMS",
             dims,
-            "must be 1..=2000 (pgvector's HNSW limit); for larger models request fewer with the `dimensions` parameter",
+            &format!(
+                "must be 1..={most} with EMBEDDING_STORAGE={storage} (pgvector's HNSW limit); \
+                 halfvec takes up to {MAX_HALFVEC_HNSW_DIMS}, or request fewer with the `dimensions` parameter"
+            ),
         ));
     }
     Ok(())
@@ -203,6 +257,7 @@ impl EmbeddingSettings {
             EmbeddingProvider::Mock => MOCK_EMBEDDING_MODEL,
             EmbeddingProvider::OpenAi | EmbeddingProvider::Azure => "text-embedding-3-small",
             EmbeddingProvider::Local => "local",
+            EmbeddingProvider::Bedrock => "amazon.titan-embed-text-v2:0",
         })
     }
 
@@ -246,13 +301,16 @@ impl EmbeddingSettings {
     }
 }
 
-/// OpenAI's list prices (USD per million input tokens, 2026-11); other models
+/// OpenAI's and Bedrock's list prices (USD per million input tokens, 2026-11); other models
 /// are free unless `EMBEDDING_USD_PER_MILLION_TOKENS` says otherwise.
 fn list_price_per_million_tokens(model: &str) -> f64 {
     match model {
         "text-embedding-3-small" => 0.02,
         "text-embedding-3-large" => 0.13,
         "text-embedding-ada-002" => 0.10,
+        // Amazon Bedrock, on-demand (us-east-1).
+        "amazon.titan-embed-text-v2:0" => 0.02,
+        "cohere.embed-english-v3" | "cohere.embed-multilingual-v3" => 0.10,
         _ => 0.0,
     }
 }
@@ -277,12 +335,12 @@ mod tests {
             .load::<EmbeddingSettings>()
             .unwrap_err();
         assert_eq!(err.to_string(), "OPENAI_API_KEY is not set");
-        let err = env(&[("EMBEDDING_DIMS", "3072")])
+        let err = env(&[("EMBEDDING_DIMS", "4001")])
             .load::<EmbeddingSettings>()
             .unwrap_err();
         assert!(
             err.to_string()
-                .starts_with("EMBEDDING_DIMS=\"3072\" is invalid"),
+                .starts_with("EMBEDDING_DIMS=\"4001\" is invalid"),
             "{err}"
         );
         let err = env(&[("EMBEDDING_TPM", "0")])

@@ -21,8 +21,8 @@ pub use chunking::{ChunkingSettings, DEFAULT_CHUNK_TOKENS};
 pub use cost::CostPolicy;
 pub use database::DatabaseSettings;
 pub use embedding::{
-    CacheScope, DEFAULT_EMBEDDING_DIMS, EmbeddingProvider, EmbeddingSettings, MAX_HNSW_DIMS,
-    MOCK_EMBEDDING_MODEL,
+    CacheScope, DEFAULT_EMBEDDING_DIMS, EmbeddingProvider, EmbeddingSettings,
+    MAX_HALFVEC_HNSW_DIMS, MAX_HNSW_DIMS, MOCK_EMBEDDING_MODEL, VectorStorage,
 };
 pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
 pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};

@@ -331,13 +331,15 @@ pub async fn candidates(
         params.push(*vector);
         let vector = params.len();
         // ORDER BY the distance itself and LIMIT: the shape the HNSW index serves.
+        // The query is a `vector`; on `halfvec` storage it is cast (implicitly,
+        // once) to the column's type, so the index serves that too.
         parts.push(format!(
             "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
                     1 - distance AS score, *
-               FROM (SELECT {HIT_COLUMNS}, embedding <=> ${vector} AS distance
+               FROM (SELECT {HIT_COLUMNS}, embedding <=> ${vector}::vector AS distance
                        FROM upload_pipeline.document_chunks
                       WHERE {within} AND model = ${model}
-                      ORDER BY embedding <=> ${vector} LIMIT $2) nearest"
+                      ORDER BY embedding <=> ${vector}::vector LIMIT $2) nearest"
         ));
     }
     if let Some(keywords) = &rankers.keywords {

@@ -97,6 +97,11 @@ const MIGRATIONS: &[(&str, &str)] = &[
 
 /// The placeholder in migrations that stands for the configured vector size.
 const DIMS_PLACEHOLDER: &str = "{embedding_dims}";
+/// The placeholders for the vector columns' type and its HNSW operator class
+/// (`EMBEDDING_STORAGE`). With `vector`, V1 reads as it did before they were
+/// added, so its checksum in deployed schemas still matches.
+const TYPE_PLACEHOLDER: &str = "{vector_type}";
+const OPS_PLACEHOLDER: &str = "{vector_ops}";
 /// The placeholder that stands for the configured text-search configuration.
 const TEXT_CONFIG_PLACEHOLDER: &str = "{text_search_config}";
 
@@ -189,34 +194,50 @@ fn not_connected(error: deadpool_postgres::PoolError) -> ConfigError {
 pub async fn connect(config: &DatabaseSettings) -> Result<Pool, ConfigError> {
     let pool = pool(config)?;
     let client = pool.get().await.map_err(not_connected)?;
-    match table_dims(&client).await? {
-        None => {
-            return Err(ConfigError::NotMigrated(
-                "table upload_pipeline.document_chunks is missing".into(),
-            ));
-        }
-        Some(in_table) if in_table != config.vector_dims => {
-            return Err(ConfigError::DimensionMismatch {
-                configured: config.vector_dims,
-                in_table,
-            });
-        }
-        Some(_) => {}
+    if !check_vectors(&client, config).await? {
+        return Err(ConfigError::NotMigrated(
+            "table upload_pipeline.document_chunks is missing".into(),
+        ));
     }
     drop(client);
     Ok(pool)
 }
 
-/// The vector size of `document_chunks.embedding`, or `None` before migration.
-async fn table_dims(client: &tokio_postgres::Client) -> Result<Option<usize>, ConfigError> {
-    let row = client
+/// Whether the schema exists, and if it does, that its vector columns are
+/// of the configured size and storage (both fixed at migration).
+async fn check_vectors(
+    client: &tokio_postgres::Client,
+    config: &DatabaseSettings,
+) -> Result<bool, ConfigError> {
+    let Some(row) = client
         .query_opt(
-            "SELECT atttypmod FROM pg_attribute \
+            "SELECT atttypmod, atttypid::regtype::text FROM pg_attribute \
              WHERE attrelid = to_regclass('upload_pipeline.document_chunks') AND attname = 'embedding'",
             &[],
         )
-        .await?;
-    Ok(row.map(|row| row.get::<_, i32>(0) as usize))
+        .await?
+    else {
+        return Ok(false);
+    };
+    let (in_table, storage): (i32, String) = (row.get(0), row.get(1));
+    if in_table as usize != config.vector_dims {
+        return Err(ConfigError::DimensionMismatch {
+            configured: config.vector_dims,
+            in_table: in_table as usize,
+        });
+    }
+    let configured = config.vector_storage();
+    if storage != configured.sql_type() {
+        return Err(ConfigError::Invalid {
+            name: "EMBEDDING_STORAGE".into(),
+            value: configured.to_string(),
+            reason: format!(
+                "the schema stores vectors as {storage}; it is fixed at migration \
+                 (set EMBEDDING_STORAGE={storage} or migrate a fresh database)"
+            ),
+        });
+    }
+    Ok(true)
 }
 
 /// The text-search configuration keyword search was migrated with, if it was.
@@ -251,15 +272,8 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
     let mut pooled = pool.get().await.map_err(not_connected)?;
     let client: &mut tokio_postgres::Client = &mut pooled;
 
-    let dims = config.vector_dims;
-    if let Some(in_table) = table_dims(client).await?
-        && in_table != dims
-    {
-        return Err(ConfigError::DimensionMismatch {
-            configured: dims,
-            in_table,
-        });
-    }
+    check_vectors(client, config).await?;
+    let (dims, storage) = (config.vector_dims, config.vector_storage());
     let text_config = &config.search_text_config;
     if let Some(in_schema) = schema_text_config(client).await?
         && &in_schema != text_config
@@ -275,6 +289,8 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
         .map(|(name, sql)| {
             let sql = sql
                 .replace(DIMS_PLACEHOLDER, &dims.to_string())
+                .replace(TYPE_PLACEHOLDER, storage.sql_type())
+                .replace(OPS_PLACEHOLDER, storage.cosine_ops())
                 .replace(TEXT_CONFIG_PLACEHOLDER, text_config);
             refinery::Migration::unapplied(name, &sql)
         })
