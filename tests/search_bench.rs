@@ -4,7 +4,7 @@
 //! rows, the rest Zipf-distributed), each chunk with metadata to filter on.
 //!
 //!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
-//!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only]
+//!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only] [--storage vector|halfvec]
 //!
 //! Texts are 60-120 words drawn Zipf-distributed from a 20 000-word
 //! vocabulary and embedded by the `mock` embedder (hashed bags of words and
@@ -20,11 +20,11 @@ use docpipe_shared::adapters::aws::SqsQueue;
 use docpipe_shared::adapters::blob::LocalBlobStore;
 use docpipe_shared::embedding::{EmbedInput, Embedder, mock::MockEmbedder};
 use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
+use docpipe_shared::settings::{Env, Parts, PipelineSettings, VectorStorage};
 use docpipe_shared::store::{bulk, db};
 use docpipe_tests::TestDb;
 use docpipe_tests::corpus::Rng;
-use pgvector::Vector;
+use pgvector::{HalfVector, Vector};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -53,6 +53,9 @@ struct Args {
     /// Measure recall only, not latency.
     #[arg(long)]
     recall_only: bool,
+    /// How vectors are stored (`EMBEDDING_STORAGE`): vector or halfvec.
+    #[arg(long, default_value = "vector")]
+    storage: VectorStorage,
 }
 
 const VOCABULARY: usize = 20_000;
@@ -132,7 +135,8 @@ async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
             .unwrap();
         }
         let mut types = types.to_vec();
-        types.push(tx.prepare("SELECT $1::vector").await.unwrap().params()[0].clone());
+        let vector_type = format!("SELECT $1::{}", args.storage.sql_type());
+        types.push(tx.prepare(&vector_type).await.unwrap().params()[0].clone());
         let sink = tx
             .copy_in(
                 "COPY upload_pipeline.document_chunks (chunk_id, document_id, job_id, tenant, source_key,
@@ -156,7 +160,11 @@ async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
                 }])
                 .await
                 .unwrap();
-            let vector = Vector::from(embedded.vectors.into_iter().next().unwrap());
+            let vector = embedded.vectors.into_iter().next().unwrap();
+            let vector: Box<dyn ToSql + Sync + Send> = match args.storage {
+                VectorStorage::Vector => Box::new(Vector::from(vector)),
+                VectorStorage::Halfvec => Box::new(HalfVector::from_f32_slice(&vector)),
+            };
             let metadata = json!({"team": TEAMS[d % TEAMS.len()], "year": 2018 + (d % 8)});
             let index = (i % CHUNKS_PER_DOCUMENT) as i32;
             let end = body.chars().count() as i32;
@@ -174,7 +182,7 @@ async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
                 &MODEL,
                 &metadata,
                 &"text/plain",
-                &vector,
+                vector.as_ref(),
             ];
             writer.as_mut().write(&row).await.unwrap();
         }
@@ -350,8 +358,8 @@ async fn recall(
         let exact = tx
             .query(
                 &format!(
-                    "SELECT embedding <=> $2 FROM upload_pipeline.document_chunks
-                      WHERE tenant = $1 {sql} ORDER BY embedding <=> $2 LIMIT 10"
+                    "SELECT embedding <=> $2::vector FROM upload_pipeline.document_chunks
+                      WHERE tenant = $1 {sql} ORDER BY embedding <=> $2::vector LIMIT 10"
                 ),
                 &all,
             )
@@ -378,7 +386,9 @@ async fn recall(
 async fn main() {
     let args = Args::parse();
     let dims = args.dims.to_string();
-    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", &dims)]).await;
+    let storage = args.storage.to_string();
+    let test_db =
+        TestDb::migrated(&[("EMBEDDING_DIMS", &dims), ("EMBEDDING_STORAGE", &storage)]).await;
     let sizes = tenant_sizes(args.chunks, args.tenants);
     let loaded = load(&test_db, &args, &sizes).await;
     let rows = test_db.count("document_chunks").await;
@@ -394,8 +404,10 @@ async fn main() {
             let sql = format!(
                 "DELETE FROM upload_pipeline.deferred_indexes;
                  CREATE INDEX document_chunks_embedding_idx ON upload_pipeline.document_chunks
-                     USING hnsw (embedding vector_cosine_ops) WITH (m = {}, ef_construction = {})",
-                params[0], params[1]
+                     USING hnsw (embedding {}) WITH (m = {}, ef_construction = {})",
+                args.storage.cosine_ops(),
+                params[0],
+                params[1]
             );
             client.batch_execute(&sql).await.unwrap();
             1
@@ -408,19 +420,31 @@ async fn main() {
         .batch_execute("ANALYZE upload_pipeline.document_chunks")
         .await
         .unwrap();
+    let sizes_mb: Vec<f64> = test_db
+        .column(
+            "SELECT unnest(ARRAY[
+                 pg_relation_size('upload_pipeline.document_chunks_embedding_idx'),
+                 pg_table_size('upload_pipeline.document_chunks')]) / 1048576.0::float8",
+        )
+        .await;
     println!(
-        "{rows} chunks of {} tenants ({} dims): loaded in {:.1} s, {} index(es) built in {:.1} s",
+        "{rows} chunks of {} tenants ({} dims, {}): loaded in {:.1} s, {} index(es) built in {:.1} s; \
+         HNSW index {:.0} MB, table {:.0} MB",
         args.tenants,
         args.dims,
+        args.storage,
         loaded.as_secs_f64(),
         rebuilt,
-        built.as_secs_f64()
+        built.as_secs_f64(),
+        sizes_mb[0],
+        sizes_mb[1]
     );
 
     let settings = PipelineSettings::load(
         &Env::from_pairs([
             ("DATABASE_URL", test_db.url.as_str()),
             ("EMBEDDING_DIMS", dims.as_str()),
+            ("EMBEDDING_STORAGE", storage.as_str()),
             ("DB_POOL_SIZE", "20"),
             ("SEARCH_EF_SEARCH", args.ef_search.to_string().as_str()),
         ]),
