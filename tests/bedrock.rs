@@ -168,3 +168,65 @@ fn a_model_docpipe_cannot_speak_to_is_named_at_start() {
         "{err}"
     );
 }
+
+fn bedrock_reranker(model: &str) -> Arc<docpipe_shared::rerank::Reranker> {
+    let settings = Env::from_pairs([("RERANK_PROVIDER", "bedrock"), ("RERANK_MODEL", model)])
+        .load::<docpipe_shared::settings::RerankSettings>()
+        .unwrap();
+    let policy = Env::from_pairs([("EXTERNAL_FIRST_BACKOFF_MS", "10")])
+        .load::<docpipe_shared::settings::ExternalPolicy>()
+        .unwrap();
+    docpipe_shared::rerank::from_settings(&settings, &policy)
+        .unwrap()
+        .expect("a reranker")
+}
+
+#[tokio::test]
+async fn the_bedrock_reranker_reorders_through_signed_calls() {
+    let mock = mock_bedrock(FaultKnobs {
+        rate_limit_rate: 0.5,
+        seed: 1,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let url = std::env::var("AWS_ENDPOINT_URL_BEDROCK_RUNTIME").unwrap();
+    // SAFETY: as in mock_bedrock: this test's process alone, before any call.
+    unsafe { std::env::set_var("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", url) };
+    let reranker = bedrock_reranker("amazon.rerank-v1:0");
+    let documents = [
+        "the tide tables",
+        "the harbour pump and its impeller",
+        "harbour notes",
+    ];
+    let reranked = reranker
+        .rerank("harbour pump impeller", &documents)
+        .await
+        .unwrap();
+    let order: Vec<usize> = reranked.order.iter().map(|(i, _)| *i).collect();
+    assert_eq!(order, [1, 2, 0]);
+    assert_eq!(reranked.search_units, 1);
+    assert!(reranked.requests >= 1);
+    assert_eq!(
+        mock.invocations(),
+        [Invocation {
+            model: "arn:aws:bedrock:us-east-1::foundation-model/amazon.rerank-v1:0".into(),
+            texts: 3,
+            input_type: None,
+        }]
+    );
+    // A model Bedrock cannot rerank with is refused, once, with its reason.
+    let before = mock.requests();
+    let err = bedrock_reranker("amazon.titan-embed-text-v2:0")
+        .rerank("harbour", &documents)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("ValidationException") && err.contains("is not a reranking model"),
+        "{err}"
+    );
+    assert!(
+        mock.requests() - before <= 2,
+        "throttled at most once, then refused once"
+    );
+}

@@ -2,7 +2,8 @@
 //! embedding models docpipe speaks to: Titan Text Embeddings V2 (one text a
 //! call) and Cohere Embed v3 (up to 96 texts, an `input_type`), with their
 //! limits, vectors of the `mock` embedder, errors in Bedrock's REST-JSON form
-//! (`x-amzn-ErrorType`), and the fault knobs. Requests must carry a SigV4
+//! (`x-amzn-ErrorType`), and the fault knobs. Also Bedrock Agent Runtime's
+//! `POST /rerank`, scored as `mock-rerank` scores. Requests must carry a SigV4
 //! signature for the `bedrock` service (the mock has no secret to verify it).
 
 use crate::faults::{Fault, FaultInjector, FaultKnobs};
@@ -98,6 +99,7 @@ impl MockBedrock {
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/model/{model_id}/invoke", post(invoke))
+            .route("/rerank", post(rerank))
             .route("/mock/stats", get(stats))
             .route("/health", get(|| async { "ok" }))
             .with_state(self.clone())
@@ -263,4 +265,110 @@ fn cohere(body: &str, wrong_dims: bool) -> (Result<Value, Refused>, Invocation) 
         }
     };
     (answer, invocation)
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RerankRequest {
+    queries: Vec<RerankQuery>,
+    sources: Vec<RerankSource>,
+    reranking_configuration: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RerankQuery {
+    text_query: TextDocument,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RerankSource {
+    inline_document_source: InlineDocument,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InlineDocument {
+    text_document: TextDocument,
+}
+
+#[derive(Deserialize)]
+struct TextDocument {
+    text: String,
+}
+
+/// Bedrock's `Rerank` takes at most this many sources.
+pub const RERANK_MAX_SOURCES: usize = 1000;
+
+/// Bedrock Agent Runtime's `POST /rerank`: the model (its ARN) must be a
+/// reranking model; sources are scored by the share of the query's words.
+async fn rerank(
+    State(mock): State<Arc<MockBedrock>>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    mock.requests.fetch_add(1, Ordering::Relaxed);
+    if mock.faults.next().await == Some(Fault::RateLimited) {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ThrottlingException",
+            "Too many requests, please wait before trying again.",
+        );
+    }
+    if !signed_for_bedrock(&headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "the request is not signed with SigV4 for bedrock",
+        );
+    }
+    let request: RerankRequest = match serde_json::from_str(&body) {
+        Ok(request) => request,
+        Err(e) => return invalid(format!("Malformed input request: {e}")),
+    };
+    let config = &request.reranking_configuration["bedrockRerankingConfiguration"];
+    let model = config["modelConfiguration"]["modelArn"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    if !model.contains(":foundation-model/amazon.rerank-")
+        && !model.contains(":foundation-model/cohere.rerank-")
+    {
+        return invalid(format!("{model} is not a reranking model"));
+    }
+    let [query] = request.queries.as_slice() else {
+        return invalid("queries must hold one query");
+    };
+    if request.sources.is_empty() || request.sources.len() > RERANK_MAX_SOURCES {
+        return invalid(format!(
+            "sources must hold 1 to {RERANK_MAX_SOURCES} documents"
+        ));
+    }
+    let mut scored: Vec<(usize, f64)> = request
+        .sources
+        .iter()
+        .map(|s| {
+            crate::rerank::relevance(
+                &query.text_query.text,
+                &s.inline_document_source.text_document.text,
+            )
+        })
+        .enumerate()
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let wanted = config["numberOfResults"]
+        .as_u64()
+        .map_or(scored.len(), |n| n as usize);
+    scored.truncate(wanted);
+    mock.invocations.lock().unwrap().push(Invocation {
+        model,
+        texts: request.sources.len(),
+        input_type: None,
+    });
+    let results: Vec<Value> = scored
+        .iter()
+        .map(|(index, score)| json!({"index": index, "relevanceScore": score}))
+        .collect();
+    Json(json!({ "results": results })).into_response()
 }

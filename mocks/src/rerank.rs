@@ -44,6 +44,13 @@ fn words(text: &str) -> HashSet<String> {
         .collect()
 }
 
+/// The share of `query`'s distinct words that `document` holds: the mock
+/// rerankers' relevance, so tests know the order to expect.
+pub fn relevance(query: &str, document: &str) -> f64 {
+    let query = words(query);
+    words(document).intersection(&query).count() as f64 / query.len().max(1) as f64
+}
+
 impl MockRerank {
     pub fn new(api_key: Option<String>, knobs: FaultKnobs) -> Arc<MockRerank> {
         Arc::new(MockRerank {
@@ -104,14 +111,10 @@ async fn rerank(State(mock): State<Arc<MockRerank>>, headers: HeaderMap, body: S
             format!("too many documents: at most {MAX_DOCUMENTS}"),
         );
     }
-    let query = words(&request.query);
     let mut scored: Vec<(usize, f64)> = request
         .documents
         .iter()
-        .map(|document| {
-            let held = words(document).intersection(&query).count();
-            held as f64 / query.len().max(1) as f64
-        })
+        .map(|document| relevance(&request.query, document))
         .enumerate()
         .collect();
     scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));

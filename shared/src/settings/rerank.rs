@@ -13,6 +13,8 @@ choice! {
         None,
         /// Any server of Cohere's `POST /v2/rerank` (Cohere, Jina, Voyage, TEI).
         Cohere,
+        /// Amazon Bedrock's `Rerank` (Agent Runtime), signed with the process's role.
+        Bedrock,
     }
 }
 
@@ -31,9 +33,10 @@ pub struct RerankSettings {
     /// `RERANK_API_KEY`: sent as a bearer token (a self-hosted server may need none).
     #[serde(rename = "rerank_api_key")]
     pub api_key: Option<Secret>,
-    /// `RERANK_MODEL` (rerank-v3.5).
+    /// `RERANK_MODEL`: rerank-v3.5 for cohere; for bedrock a model id
+    /// (amazon.rerank-v1:0, cohere.rerank-v3-5:0) or its ARN.
     #[serde(rename = "rerank_model")]
-    pub model: String,
+    model: Option<String>,
     /// `RERANK_CANDIDATES` (40, at most 100): how many of a search's best
     /// candidates are reranked (or `top_k`, if more).
     #[serde(rename = "rerank_candidates")]
@@ -53,11 +56,20 @@ impl Default for RerankSettings {
             provider: RerankProvider::None,
             base_url: "https://api.cohere.com".into(),
             api_key: None,
-            model: "rerank-v3.5".into(),
+            model: None,
             candidates: 40,
             timeout: Duration::from_secs(10),
             usd_per_thousand_searches: 2.0,
         }
+    }
+}
+
+impl RerankSettings {
+    pub fn model(&self) -> &str {
+        self.model.as_deref().unwrap_or(match self.provider {
+            RerankProvider::Bedrock => "amazon.rerank-v1:0",
+            RerankProvider::None | RerankProvider::Cohere => "rerank-v3.5",
+        })
     }
 }
 
