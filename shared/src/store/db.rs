@@ -309,3 +309,26 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sha2::{Digest, Sha256};
+
+    /// Deployed schemas keep V1's checksum only if, with `vector` storage,
+    /// V1 reads exactly as it did before its type placeholders were added
+    /// (the SHA-256 of that text, from commit 64b070c).
+    #[test]
+    fn v1_with_vector_storage_reads_as_deployed() {
+        let (name, sql) = MIGRATIONS[0];
+        assert_eq!(name, "V1__schema");
+        let storage = crate::settings::VectorStorage::Vector;
+        let text = sql
+            .replace(TYPE_PLACEHOLDER, storage.sql_type())
+            .replace(OPS_PLACEHOLDER, storage.cosine_ops());
+        assert_eq!(
+            hex::encode(Sha256::digest(text.as_bytes())),
+            "c0935326a24a937fb93a1cce4d92cf2aaf25093a36b3be5bbf935a46242fbee9"
+        );
+    }
+}
