@@ -94,19 +94,10 @@ impl TokenCount {
 
     /// The byte offset at which each token of `text` starts, ascending.
     fn starts(&self, text: &str) -> Vec<u32> {
-        let TokenCount::Model(model) = self else {
-            // Each token's id is replaced by its offset in place: no second vector.
-            let mut starts = tokenizer().encode_ordinary(text);
-            let mut offset = 0;
-            for slot in &mut starts {
-                let token = std::mem::replace(slot, offset);
-                offset += tokenizer()
-                    .decode_bytes(&[token])
-                    .map_or(0, |bytes| bytes.len() as u32);
-            }
-            return starts;
-        };
-        model.token_starts(text)
+        match self {
+            TokenCount::Cl100k => cl100k_starts(text),
+            TokenCount::Model(model) => model.token_starts(text),
+        }
     }
 
     /// The most tokens one chunk may hold, if the model sets a limit.
@@ -116,6 +107,20 @@ impl TokenCount {
             TokenCount::Model(model) => Some(model.text_window()),
         }
     }
+}
+
+/// The byte offset at which each cl100k token of `text` starts.
+fn cl100k_starts(text: &str) -> Vec<u32> {
+    // Each token's id is replaced by its offset in place: no second vector.
+    let mut starts = tokenizer().encode_ordinary(text);
+    let mut offset = 0;
+    for slot in &mut starts {
+        let token = std::mem::replace(slot, offset);
+        offset += tokenizer()
+            .decode_bytes(&[token])
+            .map_or(0, |bytes| bytes.len() as u32);
+    }
+    starts
 }
 
 impl ChunkSizer for TokenCount {

@@ -174,7 +174,7 @@ impl Reranker {
         };
         let (client, model_arn) = client
             .get_or_init(|| async {
-                let sdk = crate::adapters::aws::sdk_config().await;
+                let sdk = crate::adapters::aws::sdk_config_without_retries().await;
                 // An id names a foundation model of the client's region.
                 let model_arn = if self.model.starts_with("arn:") {
                     self.model.clone()
@@ -182,16 +182,7 @@ impl Reranker {
                     let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
                     format!("arn:aws:bedrock:{region}::foundation-model/{}", self.model)
                 };
-                // Retries are ExternalService's, with the breaker.
-                let config = aws_sdk_bedrockagentruntime::config::Builder::from(&sdk)
-                    .retry_config(
-                        aws_sdk_bedrockagentruntime::config::retry::RetryConfig::disabled(),
-                    )
-                    .build();
-                (
-                    aws_sdk_bedrockagentruntime::Client::from_conf(config),
-                    model_arn,
-                )
+                (aws_sdk_bedrockagentruntime::Client::new(&sdk), model_arn)
             })
             .await;
         let built = |e: aws_sdk_bedrockagentruntime::error::BuildError| {

@@ -33,6 +33,17 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .await
 }
 
+/// [`sdk_config`] with the SDK's own retries off, for the clients of an
+/// [`ExternalService`](crate::external::ExternalService) (Bedrock): it
+/// retries with its breaker and limiter, and two layers would multiply attempts.
+pub async fn sdk_config_without_retries() -> aws_config::SdkConfig {
+    sdk_config()
+        .await
+        .into_builder()
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build()
+}
+
 /// An S3 client; `force_path_style` for emulators (see [`crate::settings::AwsConfig`]).
 pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(sdk)

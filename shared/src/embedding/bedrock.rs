@@ -138,12 +138,8 @@ impl BedrockEmbedder {
     async fn client(&self) -> &aws_sdk_bedrockruntime::Client {
         self.client
             .get_or_init(|| async {
-                let sdk = crate::adapters::aws::sdk_config().await;
-                // Retries are ExternalService's, with the breaker and limiter.
-                let config = aws_sdk_bedrockruntime::config::Builder::from(&sdk)
-                    .retry_config(aws_sdk_bedrockruntime::config::retry::RetryConfig::disabled())
-                    .build();
-                aws_sdk_bedrockruntime::Client::from_conf(config)
+                let sdk = crate::adapters::aws::sdk_config_without_retries().await;
+                aws_sdk_bedrockruntime::Client::new(&sdk)
             })
             .await
     }

@@ -213,6 +213,8 @@ impl LocalEmbedder {
         batch: usize,
     ) -> std::result::Result<Self, ModelError> {
         let config_path = dir.join("config.json");
+        // The family first, alone: another family's config may not parse as
+        // BERT's, and its name is the clearer reason.
         let model_type: ModelType = read_json(&config_path)?;
         if let Some(kind) = model_type.model_type.filter(|kind| kind != "bert") {
             return Err(model_error(
