@@ -258,6 +258,16 @@ async fn schema_text_config(
     Ok(Some(row.get(0)))
 }
 
+/// A migration's SQL with the configured vector size and storage and
+/// text-search configuration in place of its placeholders.
+fn migration_sql(sql: &str, config: &DatabaseSettings) -> String {
+    let storage = config.vector_storage();
+    sql.replace(DIMS_PLACEHOLDER, &config.vector_dims.to_string())
+        .replace(TYPE_PLACEHOLDER, storage.sql_type())
+        .replace(OPS_PLACEHOLDER, storage.cosine_ops())
+        .replace(TEXT_CONFIG_PLACEHOLDER, &config.search_text_config)
+}
+
 /// What `migrate` did.
 #[derive(Debug, serde::Serialize)]
 pub struct MigrationReport {
@@ -273,7 +283,6 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
     let client: &mut tokio_postgres::Client = &mut pooled;
 
     check_vectors(client, config).await?;
-    let (dims, storage) = (config.vector_dims, config.vector_storage());
     let text_config = &config.search_text_config;
     if let Some(in_schema) = schema_text_config(client).await?
         && &in_schema != text_config
@@ -286,14 +295,7 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
     }
     let migrations = MIGRATIONS
         .iter()
-        .map(|(name, sql)| {
-            let sql = sql
-                .replace(DIMS_PLACEHOLDER, &dims.to_string())
-                .replace(TYPE_PLACEHOLDER, storage.sql_type())
-                .replace(OPS_PLACEHOLDER, storage.cosine_ops())
-                .replace(TEXT_CONFIG_PLACEHOLDER, text_config);
-            refinery::Migration::unapplied(name, &sql)
-        })
+        .map(|(name, sql)| refinery::Migration::unapplied(name, &migration_sql(sql, config)))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::Database(format!("bad migration file: {e}")))?;
     let report = refinery::Runner::new(&migrations)
@@ -316,19 +318,20 @@ mod tests {
     use sha2::{Digest, Sha256};
 
     /// Deployed schemas keep V1's checksum only if, with `vector` storage,
-    /// V1 reads exactly as it did before its type placeholders were added
-    /// (the SHA-256 of that text, from commit 64b070c).
+    /// `migrate` applies V1 exactly as it did before its type placeholders
+    /// were added: the SHA-256 of commit 64b070c's V1 at 1536 dimensions.
     #[test]
     fn v1_with_vector_storage_reads_as_deployed() {
         let (name, sql) = MIGRATIONS[0];
         assert_eq!(name, "V1__schema");
-        let storage = crate::settings::VectorStorage::Vector;
-        let text = sql
-            .replace(TYPE_PLACEHOLDER, storage.sql_type())
-            .replace(OPS_PLACEHOLDER, storage.cosine_ops());
+        let config = DatabaseSettings::default();
         assert_eq!(
-            hex::encode(Sha256::digest(text.as_bytes())),
-            "c0935326a24a937fb93a1cce4d92cf2aaf25093a36b3be5bbf935a46242fbee9"
+            (config.vector_dims, config.vector_storage()),
+            (1536, crate::settings::VectorStorage::Vector)
+        );
+        assert_eq!(
+            hex::encode(Sha256::digest(migration_sql(sql, &config).as_bytes())),
+            "e45c844515b50d89d7867169be38b48d5b30d84fab51a975a1a2ea810e88cddf"
         );
     }
 }
