@@ -325,9 +325,9 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         }
         jobs.push(ingested.job_id);
     }
-    let embedding = deployment.pipeline.embedding.as_mut().unwrap();
-    embedding.embedder = Arc::new(PanicsOn {
-        inner: embedding.embedder.clone(),
+    let search = &mut deployment.pipeline.embedding.as_mut().unwrap().search;
+    search.embedder = Arc::new(PanicsOn {
+        inner: search.embedder.clone(),
         word: "kraken",
     });
     let mut event = SqsEvent::default();

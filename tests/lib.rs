@@ -53,6 +53,7 @@ pub const TABLES: &[&str] = &[
     "deferred_indexes",
     "tenant_limits",
     "metadata_sidecars",
+    "tenant_models",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

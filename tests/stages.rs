@@ -87,6 +87,7 @@ const TWO_RESUMES: SweepPolicy = SweepPolicy {
     chunked_timeout: Duration::from_secs(600),
     max_retries: 2,
     batch: 10,
+    model_change_batch: 100,
 };
 
 impl Fixture {
@@ -444,6 +445,7 @@ async fn a_sweep_skips_jobs_locked_by_a_running_stage() {
         chunked_timeout: Duration::from_secs(1),
         max_retries: 0,
         batch: 10,
+        ..SweepPolicy::default()
     };
     let report = tokio::time::timeout(Duration::from_secs(5), sweep(&f.pipeline, &policy))
         .await

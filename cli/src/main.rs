@@ -11,12 +11,13 @@ use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::ops::telemetry;
 use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::pipeline::metadata::Sidecar;
+use docpipe_shared::pipeline::reembed;
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{SearchMode, eval};
 use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
-use docpipe_shared::store::status;
+use docpipe_shared::store::{models, status};
 use docpipe_shared::{JobState, search};
 use indicatif::{ProgressBar, ProgressStyle};
 use searcher::Searcher;
@@ -102,7 +103,14 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Jobs per state and recent failures.
+    /// Moves a model change (NEXT_EMBEDDING_*) on as the sweeper does, until
+    /// every tenant is switched or nothing more can be done now.
+    Reembed {
+        /// Chunks embedded by the next model per round.
+        #[arg(long, default_value_t = 1000)]
+        chunks: u32,
+    },
+    /// Jobs per state, recent failures, a model change's progress.
     Status {
         #[arg(long)]
         json: bool,
@@ -211,11 +219,20 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
             None => {
-                let pool = db::connect(&Env::from_process().load()?).await?;
+                let env = Env::from_process();
+                let pool = db::connect(&env.load()?).await?;
                 let overview = status::overview(&pool.get().await?).await?;
-                print_overview(&overview, json)?;
+                let model_change = match env.next_model() {
+                    Some(_) => Some(model_change(&env, &pool).await?),
+                    None => None,
+                };
+                print_overview(&overview, model_change.as_ref(), json)?;
             }
         },
+        Command::Reembed { chunks } => {
+            let settings = PipelineSettings::load(&Env::from_process(), Parts::EMBED)?;
+            return reembed(&settings, chunks).await;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -354,9 +371,33 @@ fn where_in_document(hit: &search::SearchHit) -> String {
     parts.join(", ")
 }
 
-fn print_overview(overview: &status::Overview, json: bool) -> anyhow::Result<()> {
+/// A model change's progress, as `status` shows it.
+#[derive(serde::Serialize)]
+struct ModelChangeStatus {
+    current: String,
+    next: String,
+    tenants: Vec<models::TenantProgress>,
+}
+
+async fn model_change(env: &Env, pool: &db::Pool) -> anyhow::Result<ModelChangeStatus> {
+    let settings = PipelineSettings::load(env, Parts::EMBED)?;
+    let change = models::ModelChange::configured(&settings).context("no model change")?;
+    Ok(ModelChangeStatus {
+        current: change.current.to_string(),
+        next: change.next.to_string(),
+        tenants: models::progress(&pool.get().await?, &change).await?,
+    })
+}
+
+fn print_overview(
+    overview: &status::Overview,
+    model_change: Option<&ModelChangeStatus>,
+    json: bool,
+) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&overview)?);
+        let mut status = serde_json::to_value(overview)?;
+        status["model_change"] = serde_json::to_value(model_change)?;
+        println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
     println!(
@@ -391,7 +432,54 @@ fn print_overview(overview: &status::Overview, json: bool) -> anyhow::Result<()>
             breaker.service, breaker.state, breaker.observed_at
         );
     }
+    if let Some(change) = model_change {
+        let switched = change.tenants.iter().filter(|t| t.switched).count();
+        println!(
+            "model change {} -> {}: {switched} of {} tenants switched",
+            change.current,
+            change.next,
+            change.tenants.len()
+        );
+        for tenant in &change.tenants {
+            let state = if tenant.switched {
+                "switched"
+            } else {
+                "building"
+            };
+            println!(
+                "  {:<20} {state:<9} {}/{} chunks with the next model's vectors",
+                tenant.tenant, tenant.ready, tenant.chunks
+            );
+        }
+    }
     Ok(())
+}
+
+/// Moves the model change on until every tenant is switched, or a round
+/// embeds nothing (the next model's provider is down, or spending stopped).
+async fn reembed(settings: &PipelineSettings, chunks: u32) -> anyhow::Result<ExitCode> {
+    let local = LocalPipeline::new(settings, db::connect(&settings.database).await?)?;
+    let pipeline = local.pipeline();
+    if reembed::model_change(pipeline)?.is_none() {
+        bail!("no model change is configured (NEXT_EMBEDDING_MODEL …)");
+    }
+    loop {
+        let report = reembed::advance_model_change(pipeline, chunks).await?;
+        for (tenant, moved) in &report.switched {
+            println!("{tenant}: switched ({moved} chunks)");
+        }
+        let progress = reembed::model_change_progress(pipeline).await?;
+        let waiting: i64 = progress.iter().map(|t| t.chunks - t.ready).sum();
+        if progress.iter().all(|t| t.switched) {
+            println!("every tenant searches the next model");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if report.embedded == 0 {
+            println!("{waiting} chunks still lack the next model's vectors; try again later");
+            return Ok(ExitCode::FAILURE);
+        }
+        println!("embedded {}; {waiting} to go", report.embedded);
+    }
 }
 
 /// Builds the search index if a bulk load deferred it (this run's, or one

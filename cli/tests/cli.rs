@@ -36,7 +36,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits, V8__chunk_provenance, V9__document_metadata, V10__keyword_search\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits, V8__chunk_provenance, V9__document_metadata, V10__keyword_search, V11__model_change\n"
     );
 
     let samples = samples_dir().display().to_string();
@@ -105,6 +105,58 @@ async fn ingest_search_status_and_a_rerun() {
             "tokens {tokens} (0 paid, {tokens} reused from the cache)"
         )),
         "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn status_shows_a_model_change_that_reembed_completes() {
+    let test_db = TestDb::empty().await;
+    let current = [
+        ("EMBEDDING_DIMS", "384"),
+        ("CHUNK_TOKENS", "150"),
+        ("CHUNK_OVERLAP_TOKENS", "20"),
+    ];
+    assert!(
+        docpipe_with(&test_db, &["migrate"], &current)
+            .status
+            .success()
+    );
+    let samples = samples_dir().display().to_string();
+    let ingest = docpipe_with(
+        &test_db,
+        &["ingest", &samples, "--tenant", "demo"],
+        &current,
+    );
+    assert_eq!(ingest.status.code(), Some(0), "{ingest:?}");
+    let model_dir = docpipe_tests::local_model_dir().display().to_string();
+    let changing: Vec<(&str, &str)> = current
+        .into_iter()
+        .chain([
+            ("NEXT_EMBEDDING_PROVIDER", "local"),
+            ("NEXT_EMBEDDING_MODEL_DIR", model_dir.as_str()),
+        ])
+        .collect();
+    let status = stdout(&docpipe_with(&test_db, &["status"], &changing));
+    assert!(
+        status.contains(
+            "model change docpipe-mock-embedding-v1 -> all-MiniLM-L6-v2: 0 of 1 tenants switched\n  \
+             demo                 building  0/8 chunks with the next model's vectors"
+        ),
+        "{status}"
+    );
+    let reembed = docpipe_with(&test_db, &["reembed", "--chunks", "5"], &changing);
+    assert_eq!(
+        stdout(&reembed),
+        "embedded 5; 3 to go\ndemo: switched (8 chunks)\nevery tenant searches the next model\n",
+        "{reembed:?}"
+    );
+    let status = stdout(&docpipe_with(&test_db, &["status"], &changing));
+    assert!(status.contains("1 of 1 tenants switched"), "{status}");
+    let idle = docpipe_with(&test_db, &["reembed"], &current);
+    assert_eq!(idle.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&idle.stderr).contains("no model change is configured"),
+        "{idle:?}"
     );
 }
 

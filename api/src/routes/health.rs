@@ -92,8 +92,7 @@ fn services(api: &Api, reported: Vec<ServiceBreaker>) -> Vec<ServiceHealth> {
             observed_at: Some(b.observed_at),
         })
         .collect();
-    let reranker = api.search.reranker.iter().map(|r| &r.service);
-    for configured in api.search.embedder.services().into_iter().chain(reranker) {
+    for configured in api.search.services() {
         if !services.iter().any(|s| s.service == configured.name) {
             services.push(ServiceHealth {
                 service: configured.name.to_string(),

@@ -90,7 +90,28 @@ const LOCAL_BATCH: usize = 8;
 pub fn from_settings(
     settings: &PipelineSettings,
 ) -> std::result::Result<Arc<dyn Embedder>, ConfigError> {
-    let (embedding, services) = (settings.embedding(), &settings.services);
+    routed(settings.embedding(), settings)
+}
+
+/// During a model change (`NEXT_EMBEDDING_*`), the next model's embedder,
+/// routed the same way; `None` when there is no change, or with
+/// `SERVICE_MODE=mock`, where both models are the mock.
+pub fn next_from_settings(
+    settings: &PipelineSettings,
+) -> std::result::Result<Option<Arc<dyn Embedder>>, ConfigError> {
+    match &settings.next_embedding {
+        Some(next) if settings.services.mode != ServiceMode::Mock => routed(next, settings)
+            .map(Some)
+            .map_err(crate::settings::of_next_model),
+        _ => Ok(None),
+    }
+}
+
+fn routed(
+    embedding: &EmbeddingSettings,
+    settings: &PipelineSettings,
+) -> std::result::Result<Arc<dyn Embedder>, ConfigError> {
+    let services = &settings.services;
     let stand_in = || Arc::new(mock::MockEmbedder::new(mock::MODEL, embedding.dims));
     let configured: Arc<dyn Embedder> = match embedding.provider {
         EmbeddingProvider::Mock => {

@@ -8,12 +8,12 @@ use crate::domain::state::JobState;
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
+use crate::search::Serving;
 use crate::store::chunks::{self, Pending};
 use crate::store::documents;
 use crate::store::jobs;
 use pgvector::Vector;
-use std::collections::{HashMap, HashSet};
-use uuid::Uuid;
+use std::collections::HashSet;
 
 /// Embeds the batch of chunks `message` names; the batch that completes
 /// the job finalizes it.
@@ -33,10 +33,17 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         return Ok(None);
     };
     let Embedding {
-        embedder,
         cache_scope,
-        ..
+        search,
     } = pipeline.embedding()?;
+    // The model the tenant's searches read (during a model change, the one
+    // it switched to, if it did).
+    let Serving {
+        embedder,
+        cost: prices,
+    } = search
+        .serving(&pipeline.db.get().await?, &job.tenant)
+        .await?;
     let model = embedder.model();
     let dims = embedder.dims() as i32;
     let scope = cache_scope.of(&job.tenant);
@@ -64,7 +71,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     } else {
         if embedder.billable() {
             let db = pipeline.db.get().await?;
-            cost::check_allowance(&db, &pipeline.cost, Some(&job.tenant)).await?;
+            cost::check_allowance(&db, prices, Some(&job.tenant)).await?;
         }
         Some(embedder.embed(&inputs).await?)
     };
@@ -72,7 +79,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         // Recorded now, in its own statement: the provider has billed these
         // tokens even if this batch's vectors are never stored (a concurrent
         // duplicate stored them first, or this instance dies).
-        let spend = cost::embedding_spend(&pipeline.cost, &job.tenant, Some(job_id), embeddings);
+        let spend = cost::embedding_spend(prices, &job.tenant, Some(job_id), embeddings);
         cost::record(&pipeline.db.get().await?, &spend).await?;
     }
     let indexes: Vec<i32> = pending.iter().map(|c| c.index).collect();
@@ -125,66 +132,4 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         }
     }
     Ok(Some(finalized.state))
-}
-
-/// Replaces up to `limit` searchable vectors made by the fallback model (hybrid
-/// mode, provider down) with the provider's, once the provider answers again.
-/// Returns how many were replaced.
-pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result<u64> {
-    let Embedding {
-        embedder,
-        cache_scope,
-        ..
-    } = pipeline.embedding()?;
-    let Some(fallback) = embedder.fallback_model() else {
-        return Ok(0);
-    };
-    let rows = chunks::of_model(&pipeline.db.get().await?, fallback, limit).await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let inputs: Vec<EmbedInput> = rows
-        .iter()
-        .map(|row| EmbedInput::stored(&row.text, row.tokens))
-        .collect();
-    if embedder.billable() {
-        // Several tenants' chunks at once: the deployment's limits.
-        cost::check_allowance(&pipeline.db.get().await?, &pipeline.cost, None).await?;
-    }
-    let mut embeddings = embedder.embed(&inputs).await?;
-    if embeddings.model != embedder.model() {
-        return Ok(0); // The provider is still down.
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
-    let vectors: Vec<Vector> = std::mem::take(&mut embeddings.vectors)
-        .into_iter()
-        .map(Vector::from)
-        .collect();
-    let hashes: Vec<[u8; 32]> = rows
-        .iter()
-        .map(|row| crate::domain::ids::sha256(row.text.as_bytes()))
-        .collect();
-    let hashes: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
-    let scopes: Vec<&str> = rows.iter().map(|row| cache_scope.of(&row.tenant)).collect();
-    let model = embedder.model();
-    let mut client = pipeline.db.get().await?;
-    let tx = client.transaction().await?;
-    let replaced = chunks::replace_vectors(&tx, &ids, &vectors, model, fallback).await?;
-    let dims = embedder.dims() as i32;
-    chunks::cache_vectors(&tx, &hashes, &scopes, model, dims, &vectors).await?;
-    // The bill, shared among the jobs by their chunks' tokens.
-    let mut per_job: HashMap<(&str, Uuid), i64> = HashMap::new();
-    for row in &rows {
-        *per_job.entry((&row.tenant, row.job_id)).or_default() += i64::from(row.tokens);
-    }
-    let total_tokens: i64 = per_job.values().sum::<i64>().max(1);
-    for (n, ((tenant, job_id), tokens)) in per_job.iter().enumerate() {
-        let spend = cost::embedding_spend(&pipeline.cost, tenant, Some(*job_id), &embeddings);
-        let share = *tokens as f64 / total_tokens as f64;
-        // The requests once, with the first share.
-        cost::record(&tx, &spend.share(share, n == 0)).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(replaced, "fallback vectors replaced with the provider's");
-    Ok(replaced)
 }

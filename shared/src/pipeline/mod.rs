@@ -12,6 +12,7 @@ mod give_up;
 pub mod ingest;
 pub mod metadata;
 pub mod parse;
+pub mod reembed;
 mod resume;
 mod stage;
 pub mod sweeper;
@@ -28,7 +29,6 @@ use crate::adapters::blob::BlobStore;
 use crate::adapters::llamaparse::LlamaParseClient;
 use crate::adapters::queue::Queue;
 use crate::chunking::{Chunker, TokenCount};
-use crate::embedding::Embedder;
 use crate::embedding::local::ModelTokenizer;
 use crate::error::{ConfigError, Error, Result};
 use crate::external::{self, ExternalService};
@@ -71,11 +71,10 @@ pub struct Chunking {
 
 /// What the embed stage, search and the sweeper use.
 pub struct Embedding {
-    pub embedder: Arc<dyn Embedder>,
     /// Whose cached vectors a tenant may reuse.
     pub cache_scope: CacheScope,
-    /// What search uses: this embedder, the reranker if one is configured,
-    /// the scan's settings.
+    /// The embedders (the deployment's model; during a model change, the
+    /// next one too), the reranker if one is configured, the scan's settings.
     pub search: SearchParts,
 }
 
@@ -138,13 +137,7 @@ impl Pipeline {
     /// The external services this pipeline calls.
     pub fn external_services(&self) -> Vec<&ExternalService> {
         let mut services = Vec::new();
-        services.extend(self.embedding.iter().flat_map(|e| e.embedder.services()));
-        services.extend(
-            self.embedding
-                .iter()
-                .flat_map(|e| &e.search.reranker)
-                .map(|reranker| &reranker.service),
-        );
+        services.extend(self.embedding.iter().flat_map(|e| e.search.services()));
         services.extend(
             self.parsing
                 .iter()
@@ -227,11 +220,9 @@ fn embedder(
     embedding: &EmbeddingSettings,
     settings: &PipelineSettings,
 ) -> std::result::Result<Embedding, ConfigError> {
-    let search = SearchParts::from_settings(settings)?;
     Ok(Embedding {
-        embedder: search.embedder.clone(),
         cache_scope: embedding.cache_scope,
-        search,
+        search: SearchParts::from_settings(settings)?,
     })
 }
 

@@ -1,11 +1,13 @@
 //! The sweeper: resumes jobs whose messages were lost or keep failing
-//! silently, fails the ones that stay stuck, and resumes jobs whose wait for
-//! spending (budget, request cap) is over.
+//! silently, fails the ones that stay stuck, resumes jobs whose wait for
+//! spending (budget, request cap) is over, and re-embeds searchable chunks
+//! (`reembed`: fallback vectors, a model change).
 
 use crate::domain::state::JobState;
 use crate::error::{Rejection, Result};
 use crate::ops::metrics::{self, Metric};
-use crate::pipeline::{self, Pipeline, embed};
+use crate::pipeline::reembed::{self, ModelChangeReport};
+use crate::pipeline::{self, Pipeline};
 use crate::settings::SweepPolicy;
 use crate::store::jobs;
 use uuid::Uuid;
@@ -21,6 +23,8 @@ pub struct SweepReport {
     pub unpaused: Vec<Uuid>,
     /// Searchable vectors of the fallback model replaced with the provider's.
     pub replaced_fallback_vectors: u64,
+    /// A model change's progress (`NEXT_EMBEDDING_*`).
+    pub model_change: ModelChangeReport,
 }
 
 /// Claims up to `policy.batch` stuck jobs and resumes or fails each. The
@@ -67,9 +71,13 @@ async fn sweep_once(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRe
     let resumed = report.resumed.len() + report.unpaused.len();
     metrics::add(Metric::JobsResumed, resumed as f64);
     // Best effort: the provider may still be down; the next sweep tries again.
-    match embed::replace_fallback_vectors(pipeline, policy.batch * 10).await {
+    match reembed::replace_fallback_vectors(pipeline, policy.batch * 10).await {
         Ok(replaced) => report.replaced_fallback_vectors = replaced,
         Err(error) => tracing::warn!(%error, "fallback vectors not replaced yet"),
+    }
+    match reembed::advance_model_change(pipeline, policy.model_change_batch).await {
+        Ok(progress) => report.model_change = progress,
+        Err(error) => tracing::warn!(%error, "model change not moved on this sweep"),
     }
     pipeline.record_breakers().await;
     Ok(report)

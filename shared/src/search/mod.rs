@@ -11,11 +11,13 @@ use crate::cost;
 use crate::domain::keys::Tenant;
 use crate::domain::metadata::Attributes;
 use crate::embedding::{EmbedInput, Embedder};
-use crate::error::{ConfigError, Result};
+use crate::error::{ConfigError, Error, Result};
+use crate::external::ExternalService;
 use crate::rerank::Reranker;
 use crate::settings::{CostPolicy, PipelineSettings, invalid};
-use crate::store::chunks;
+use crate::store::{chunks, models};
 use context::{ContextRequest, HitContext};
+use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
@@ -168,10 +170,26 @@ const HYBRID_CANDIDATES: u32 = 40;
 #[derive(Clone)]
 pub struct SearchParts {
     pub embedder: Arc<dyn Embedder>,
+    /// During a model change, the model tenants move to.
+    pub next: Option<NextModel>,
     pub reranker: Option<Arc<Reranker>>,
     pub cost: CostPolicy,
     /// `SEARCH_EF_SEARCH`: the HNSW scan's candidate list.
     pub ef_search: u32,
+}
+
+/// A model change's next model, and the prices its calls are billed at.
+#[derive(Clone)]
+pub struct NextModel {
+    pub embedder: Arc<dyn Embedder>,
+    pub cost: CostPolicy,
+}
+
+/// The model a tenant's vectors are made by, and its prices.
+#[derive(Clone, Copy)]
+pub struct Serving<'a> {
+    pub embedder: &'a dyn Embedder,
+    pub cost: &'a CostPolicy,
 }
 
 impl SearchParts {
@@ -181,6 +199,14 @@ impl SearchParts {
         settings: &PipelineSettings,
     ) -> std::result::Result<SearchParts, ConfigError> {
         let embedder = crate::embedding::from_settings(settings)?;
+        let next = crate::embedding::next_from_settings(settings)?.map(|embedder| {
+            let mut cost = settings.cost.clone();
+            cost.embedding_usd_per_million_tokens = settings
+                .next_embedding
+                .as_ref()
+                .map_or(0.0, |next| next.usd_per_million_tokens());
+            NextModel { embedder, cost }
+        });
         let reranker = match &settings.rerank {
             Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)
                 .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,
@@ -188,10 +214,45 @@ impl SearchParts {
         };
         Ok(SearchParts {
             embedder,
+            next,
             reranker,
             cost: settings.cost.clone(),
             ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
         })
+    }
+
+    /// The external services search and embedding call: the embedders', the
+    /// reranker's.
+    pub fn services(&self) -> Vec<&ExternalService> {
+        let mut services = self.embedder.services();
+        services.extend(self.next.iter().flat_map(|next| next.embedder.services()));
+        services.extend(self.reranker.iter().map(|reranker| &reranker.service));
+        services
+    }
+
+    /// The model `tenant`'s vectors are made by: the one it switched to
+    /// during a model change, else the deployment's. A tenant switched to a
+    /// model this deployment no longer configures (the change rolled back
+    /// half-way) is an error that says so, not an empty search.
+    pub async fn serving(&self, client: &impl GenericClient, tenant: &str) -> Result<Serving<'_>> {
+        let current = Serving {
+            embedder: self.embedder.as_ref(),
+            cost: &self.cost,
+        };
+        let Some(model) = models::switched_to(client, tenant).await? else {
+            return Ok(current);
+        };
+        match &self.next {
+            _ if model == current.embedder.model() => Ok(current),
+            Some(next) if model == next.embedder.model() => Ok(Serving {
+                embedder: next.embedder.as_ref(),
+                cost: &next.cost,
+            }),
+            _ => Err(Error::Transient(format!(
+                "tenant {tenant} searches vectors of {model}, which neither EMBEDDING_MODEL \
+                 nor NEXT_EMBEDDING_MODEL names: finish or undo the model change"
+            ))),
+        }
     }
 }
 
@@ -207,17 +268,6 @@ pub async fn search(
     tenant: &str,
     query: &Query<'_>,
 ) -> Result<Vec<SearchHit>> {
-    let (embedder, policy) = (parts.embedder.as_ref(), &parts.cost);
-    let query_vector = match query.mode {
-        SearchMode::Keyword => None,
-        SearchMode::Vector | SearchMode::Hybrid => {
-            Some(embed_query(db, embedder, policy, tenant, query.text).await?)
-        }
-    };
-    let rankers = chunks::Rankers {
-        vector: query_vector.as_ref().map(|v| (embedder.model(), v)),
-        keywords: (query.mode != SearchMode::Vector).then_some(query.text),
-    };
     let mut candidates = match query.mode {
         SearchMode::Hybrid => query.top_k.max(HYBRID_CANDIDATES),
         _ => query.top_k,
@@ -226,14 +276,40 @@ pub async fn search(
     if let Some(reranker) = reranker {
         candidates = candidates.max(reranker.candidates);
     }
-    let rows = chunks::candidates(
-        &mut db.get().await?,
-        (tenant, parts.ef_search),
-        &rankers,
-        candidates,
-        query.filter,
-    )
-    .await?;
+    let policy = &parts.cost;
+    let mut asked = 0;
+    let rows = loop {
+        asked += 1;
+        let mut client = db.get().await?;
+        let serving = parts.serving(&client, tenant).await?;
+        let query_vector = match query.mode {
+            SearchMode::Keyword => None,
+            SearchMode::Vector | SearchMode::Hybrid => {
+                Some(embed_query(db, serving.embedder, serving.cost, tenant, query.text).await?)
+            }
+        };
+        let rankers = chunks::Rankers {
+            vector: query_vector.as_ref().map(|v| (serving.embedder.model(), v)),
+            keywords: (query.mode != SearchMode::Vector).then_some(query.text),
+        };
+        let rows = chunks::candidates(
+            &mut client,
+            (tenant, parts.ef_search),
+            &rankers,
+            candidates,
+            query.filter,
+        )
+        .await?;
+        // A model change may have switched the tenant's vectors meanwhile:
+        // then the vector ranking read none; ask again with the new model.
+        let switched = query_vector.is_some()
+            && parts.next.is_some()
+            && asked == 1
+            && parts.serving(&client, tenant).await?.embedder.model() != serving.embedder.model();
+        if !switched {
+            break rows;
+        }
+    };
     let ranked: Vec<fusion::Ranked> = rows.iter().map(fusion::Ranked::from_row).collect();
     let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, candidates as usize)
         .into_iter()

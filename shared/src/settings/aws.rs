@@ -69,6 +69,10 @@ pub struct SweepPolicy {
     /// `SWEEP_BATCH` (100): jobs claimed per run.
     #[serde(rename = "sweep_batch")]
     pub batch: u32,
+    /// `SWEEP_MODEL_CHANGE_CHUNKS` (1000): during a model change, chunks
+    /// embedded by the next model per run.
+    #[serde(rename = "sweep_model_change_chunks")]
+    pub model_change_batch: u32,
 }
 
 impl Default for SweepPolicy {
@@ -79,6 +83,7 @@ impl Default for SweepPolicy {
             chunked_timeout: Duration::from_secs(1800),
             max_retries: 3,
             batch: 100,
+            model_change_batch: 1000,
         }
     }
 }

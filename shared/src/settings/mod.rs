@@ -84,6 +84,27 @@ impl Env {
         self
     }
 
+    /// The variables a model change's next model is read with: each
+    /// `NEXT_`-prefixed variable (`NEXT_EMBEDDING_MODEL`, `NEXT_OPENAI_BASE_URL`…)
+    /// in place of the one it names, the rest as they are. `None` when no
+    /// `NEXT_EMBEDDING_*` variable is set: no change under way.
+    pub fn next_model(&self) -> Option<Env> {
+        if !self
+            .vars
+            .keys()
+            .any(|name| name.starts_with("NEXT_EMBEDDING_"))
+        {
+            return None;
+        }
+        let mut next = self.clone();
+        for (name, value) in &self.vars {
+            if let Some(name) = name.strip_prefix(NEXT) {
+                next.vars.insert(name.to_string(), value.clone());
+            }
+        }
+        Some(next)
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
     }
@@ -99,6 +120,24 @@ impl fmt::Debug for Env {
     /// Names only: values may be secrets.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_set().entries(self.vars.keys()).finish()
+    }
+}
+
+/// The prefix of the variables that configure a model change's next model.
+pub const NEXT: &str = "NEXT_";
+
+/// `error` of the next model's settings, naming the `NEXT_` variable.
+pub fn of_next_model(error: ConfigError) -> ConfigError {
+    match error {
+        ConfigError::Missing { name } => ConfigError::Missing {
+            name: format!("{NEXT}{name}"),
+        },
+        ConfigError::Invalid {
+            name,
+            value,
+            reason,
+        } => invalid(&format!("{NEXT}{name}"), value, &reason),
+        other => other,
     }
 }
 

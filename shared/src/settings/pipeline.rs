@@ -4,7 +4,7 @@
 use super::{
     ChunkingSettings, CostPolicy, DatabaseSettings, EmbeddingSettings, Env, ExternalPolicy,
     LlamaParseSettings, ParserProvider, ParserSettings, RerankSettings, SearchSettings,
-    ServiceSettings, Settings, invalid, secs,
+    ServiceSettings, Settings, invalid, of_next_model, secs,
 };
 use crate::error::ConfigError;
 use serde::Deserialize;
@@ -100,6 +100,9 @@ pub struct PipelineSettings {
     pub llamaparse: Option<LlamaParseSettings>,
     pub chunking: Option<ChunkingSettings>,
     pub embedding: Option<EmbeddingSettings>,
+    /// With the embedder, during a model change: the model each tenant's
+    /// vectors move to (`NEXT_EMBEDDING_*`, [`Env::next_model`]).
+    pub next_embedding: Option<EmbeddingSettings>,
     /// With the embedder: search's reranker (`RERANK_PROVIDER`) and scan.
     pub rerank: Option<RerankSettings>,
     pub search: Option<SearchSettings>,
@@ -131,6 +134,10 @@ impl PipelineSettings {
             .embed
             .then(|| env.load::<EmbeddingSettings>())
             .transpose()?;
+        let next_embedding = match (&embedding, env.next_model()) {
+            (Some(current), Some(next)) => Some(next_model(current, &next)?),
+            _ => None,
+        };
         let mut cost: CostPolicy = env.load()?;
         cost.embedding_usd_per_million_tokens = embedding
             .as_ref()
@@ -147,6 +154,7 @@ impl PipelineSettings {
             rerank: parts.embed.then(|| env.load()).transpose()?,
             search: parts.embed.then(|| env.load()).transpose()?,
             embedding,
+            next_embedding,
         })
     }
 
@@ -154,6 +162,32 @@ impl PipelineSettings {
     pub fn embedding(&self) -> &EmbeddingSettings {
         self.embedding.as_ref().expect("loaded with Parts::embed")
     }
+}
+
+/// A model change's next model: another model making vectors of the same
+/// size (they replace the current model's in the same column). Its errors
+/// name the `NEXT_` variables.
+fn next_model(current: &EmbeddingSettings, env: &Env) -> Result<EmbeddingSettings, ConfigError> {
+    let next = env.load::<EmbeddingSettings>().map_err(of_next_model)?;
+    if next.dims != current.dims {
+        return Err(invalid(
+            "NEXT_EMBEDDING_DIMS",
+            next.dims,
+            &format!(
+                "a model change keeps the vector size (EMBEDDING_DIMS={}): the next model's \
+                 vectors replace the current model's in the same column",
+                current.dims
+            ),
+        ));
+    }
+    if next.model() == current.model() {
+        return Err(invalid(
+            "NEXT_EMBEDDING_MODEL",
+            next.model(),
+            "is the current model (EMBEDDING_MODEL): nothing to change to",
+        ));
+    }
+    Ok(next)
 }
 
 #[cfg(test)]
@@ -178,6 +212,46 @@ mod tests {
         };
         let err = PipelineSettings::load(&without_keys, parse).unwrap_err();
         assert_eq!(err.to_string(), "LLAMA_CLOUD_API_KEY is not set");
+    }
+
+    #[test]
+    fn a_model_change_names_its_next_model_and_keeps_the_vector_size() {
+        let base = [
+            ("DATABASE_URL", "postgres://x"),
+            ("EMBEDDING_PROVIDER", "openai"),
+            ("OPENAI_API_KEY", "sk-live-123"),
+            ("EMBEDDING_DIMS", "1024"),
+        ];
+        let with = |next: &[(&'static str, &'static str)]| {
+            let vars: Vec<_> = base.iter().chain(next).copied().collect();
+            PipelineSettings::load(&env(&vars), Parts::EMBED)
+        };
+        assert!(with(&[]).unwrap().next_embedding.is_none());
+        let settings = with(&[
+            ("NEXT_EMBEDDING_PROVIDER", "bedrock"),
+            ("NEXT_EMBEDDING_MODEL", "cohere.embed-english-v3"),
+        ])
+        .unwrap();
+        let next = settings.next_embedding.unwrap();
+        assert_eq!(next.model(), "cohere.embed-english-v3");
+        assert_eq!((next.dims, next.usd_per_million_tokens()), (1024, 0.10));
+        assert_eq!(
+            settings.embedding.unwrap().model(),
+            "text-embedding-3-small"
+        );
+        let err = with(&[("NEXT_EMBEDDING_MODEL", "text-embedding-3-small")]).unwrap_err();
+        assert!(err.to_string().contains("is the current model"), "{err}");
+        let err = with(&[
+            ("NEXT_EMBEDDING_MODEL", "text-embedding-3-large"),
+            ("NEXT_EMBEDDING_DIMS", "3072"),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().starts_with("NEXT_EMBEDDING_DIMS=\"3072\""),
+            "{err}"
+        );
+        let err = with(&[("NEXT_EMBEDDING_PROVIDER", "local")]).unwrap_err();
+        assert_eq!(err.to_string(), "NEXT_EMBEDDING_MODEL_DIR is not set");
     }
 
     #[test]

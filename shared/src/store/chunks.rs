@@ -191,6 +191,19 @@ pub struct LiveChunk {
     pub tokens: i32,
 }
 
+impl LiveChunk {
+    /// From a row of `chunk_id, tenant, job_id, text, token_count`.
+    pub(crate) fn from_row(row: &tokio_postgres::Row) -> LiveChunk {
+        LiveChunk {
+            chunk_id: row.get(0),
+            tenant: row.get(1),
+            job_id: row.get(2),
+            text: row.get(3),
+            tokens: row.get(4),
+        }
+    }
+}
+
 /// Up to `limit` searchable chunks whose vectors `model` made.
 pub async fn of_model(
     client: &impl GenericClient,
@@ -205,13 +218,7 @@ pub async fn of_model(
         )
         .await?
         .iter()
-        .map(|row| LiveChunk {
-            chunk_id: row.get(0),
-            tenant: row.get(1),
-            job_id: row.get(2),
-            text: row.get(3),
-            tokens: row.get(4),
-        })
+        .map(LiveChunk::from_row)
         .collect())
 }
 

@@ -93,6 +93,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V10__keyword_search",
         include_str!("../../../migrations/V10__keyword_search.sql"),
     ),
+    (
+        "V11__model_change",
+        include_str!("../../../migrations/V11__model_change.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

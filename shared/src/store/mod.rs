@@ -1,6 +1,7 @@
 //! Postgres: the pool and migrations (`db`), job rows and their moves
 //! (`jobs`), what status and the API read (`status`), bulk-load indexes
-//! (`bulk`), metadata sidecars (`sidecars`).
+//! (`bulk`), metadata sidecars (`sidecars`), which model each tenant
+//! searches (`models`).
 
 pub mod breakers;
 pub mod bulk;
@@ -9,5 +10,6 @@ pub mod db;
 pub mod documents;
 pub mod jobs;
 pub mod ledger;
+pub mod models;
 pub mod sidecars;
 pub mod status;

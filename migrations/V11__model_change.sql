@@ -1,0 +1,10 @@
+-- Model changes: which model's vectors each tenant's searches read. A tenant
+-- without a row searches the deployment's model (EMBEDDING_MODEL); during a
+-- change (NEXT_EMBEDDING_*), a tenant's row names the next model from the
+-- moment all its chunks hold that model's vectors, switched in the same
+-- transaction as the vectors.
+CREATE TABLE upload_pipeline.tenant_models (
+    tenant       text PRIMARY KEY,
+    model        text NOT NULL,
+    switched_at  timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,190 @@
+//! The sweeper's re-embedding of searchable chunks: fallback vectors
+//! replaced with the provider's once it answers again, and model changes
+//! moved on, tenant by tenant.
+//!
+//! A model change (`NEXT_EMBEDDING_*`): each sweep embeds a batch of the
+//! chunks whose text has no next-model vector in the cache yet, then
+//! switches every tenant none of whose chunks lacks one: its chunks take the
+//! next model's vectors and its searches the next model, in one transaction.
+//! Until then its searches read the current model, so they answer
+//! throughout and never mix models. Once every tenant is switched, the
+//! next model becomes the deployment's (`EMBEDDING_*`) and the `NEXT_*`
+//! variables go.
+
+use super::{Embedding, Pipeline};
+use crate::cost;
+use crate::embedding::{EmbedInput, Embedder, Embeddings};
+use crate::error::Result;
+use crate::settings::{CacheScope, CostPolicy};
+use crate::store::chunks::{self, LiveChunk};
+use crate::store::models::{self, ModelChange, TenantProgress};
+use deadpool_postgres::GenericClient;
+use pgvector::Vector;
+use std::collections::HashMap;
+use uuid::Uuid;
+
+/// Replaces up to `limit` searchable vectors made by the fallback model (hybrid
+/// mode, provider down) with the provider's, once the provider answers again.
+/// Returns how many were replaced.
+pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result<u64> {
+    let Embedding {
+        cache_scope,
+        search,
+    } = pipeline.embedding()?;
+    let embedder = search.embedder.as_ref();
+    let Some(fallback) = embedder.fallback_model() else {
+        return Ok(0);
+    };
+    let rows = chunks::of_model(&pipeline.db.get().await?, fallback, limit).await?;
+    let Some(vectors) = reembed(pipeline, embedder, &search.cost, &rows).await? else {
+        return Ok(0); // The provider is still down.
+    };
+    let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let replaced =
+        chunks::replace_vectors(&tx, &ids, &vectors.vectors, embedder.model(), fallback).await?;
+    vectors.keep(&tx, *cache_scope, &search.cost).await?;
+    tx.commit().await?;
+    tracing::info!(replaced, "fallback vectors replaced with the provider's");
+    Ok(replaced)
+}
+
+/// What one sweep did for a model change.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ModelChangeReport {
+    /// Chunks given the next model's vector (in the cache).
+    pub embedded: u64,
+    /// Tenants switched to the next model, with the chunks that moved.
+    pub switched: Vec<(String, u64)>,
+}
+
+/// Moves a model change on, if one is under way: up to `limit` chunks
+/// embedded by the next model, then every tenant that has them all switched.
+pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<ModelChangeReport> {
+    let mut report = ModelChangeReport::default();
+    let Some(change) = model_change(pipeline)? else {
+        return Ok(report);
+    };
+    let Embedding { search, .. } = pipeline.embedding()?;
+    let next = search.next.as_ref().expect("a change has a next model");
+    let rows = models::lacking(&pipeline.db.get().await?, &change, limit).await?;
+    if let Some(vectors) = reembed(pipeline, next.embedder.as_ref(), &next.cost, &rows).await? {
+        let mut client = pipeline.db.get().await?;
+        let tx = client.transaction().await?;
+        vectors.keep(&tx, change.cache_scope, &next.cost).await?;
+        tx.commit().await?;
+        report.embedded = rows.len() as u64;
+    }
+    let mut client = pipeline.db.get().await?;
+    for tenant in models::tenants_on_current(&client, change.current).await? {
+        if let Some(moved) = models::switch(&mut client, &change, &tenant).await? {
+            tracing::info!(
+                tenant,
+                moved,
+                model = change.next,
+                "tenant switched to the next model"
+            );
+            report.switched.push((tenant, moved));
+        }
+    }
+    Ok(report)
+}
+
+/// The model change under way, if any.
+pub fn model_change(pipeline: &Pipeline) -> Result<Option<ModelChange<'_>>> {
+    let Embedding {
+        cache_scope,
+        search,
+    } = pipeline.embedding()?;
+    Ok(search.next.as_ref().map(|next| ModelChange {
+        current: search.embedder.model(),
+        next: next.embedder.model(),
+        dims: next.embedder.dims() as i32,
+        cache_scope: *cache_scope,
+    }))
+}
+
+/// Each tenant's progress through the model change under way (none without one).
+pub async fn model_change_progress(pipeline: &Pipeline) -> Result<Vec<TenantProgress>> {
+    match model_change(pipeline)? {
+        Some(change) => models::progress(&pipeline.db.get().await?, &change).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Chunks embedded again, to keep.
+struct Reembedded<'a> {
+    rows: &'a [LiveChunk],
+    dims: i32,
+    vectors: Vec<Vector>,
+    embeddings: Embeddings,
+}
+
+/// `rows` embedded by `embedder`, within the deployment's allowance (several
+/// tenants' chunks at once); `None` if there are none, or if the embedder
+/// answered with its fallback model (the provider is down).
+async fn reembed<'a>(
+    pipeline: &Pipeline,
+    embedder: &dyn Embedder,
+    prices: &CostPolicy,
+    rows: &'a [LiveChunk],
+) -> Result<Option<Reembedded<'a>>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let inputs: Vec<EmbedInput> = rows
+        .iter()
+        .map(|row| EmbedInput::stored(&row.text, row.tokens))
+        .collect();
+    if embedder.billable() {
+        cost::check_allowance(&pipeline.db.get().await?, prices, None).await?;
+    }
+    let mut embeddings = embedder.embed(&inputs).await?;
+    if embeddings.model != embedder.model() {
+        return Ok(None);
+    }
+    let vectors = std::mem::take(&mut embeddings.vectors)
+        .into_iter()
+        .map(Vector::from)
+        .collect();
+    Ok(Some(Reembedded {
+        rows,
+        dims: embedder.dims() as i32,
+        vectors,
+        embeddings,
+    }))
+}
+
+impl Reembedded<'_> {
+    /// Keeps the vectors in the cache, in each chunk's tenant's scope, and
+    /// records the bill, shared among the chunks' jobs by their tokens.
+    async fn keep(
+        &self,
+        tx: &impl GenericClient,
+        scope: CacheScope,
+        prices: &CostPolicy,
+    ) -> Result<()> {
+        let hashes: Vec<[u8; 32]> = self
+            .rows
+            .iter()
+            .map(|row| crate::domain::ids::sha256(row.text.as_bytes()))
+            .collect();
+        let hashes: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
+        let scopes: Vec<&str> = self.rows.iter().map(|row| scope.of(&row.tenant)).collect();
+        let model = &self.embeddings.model;
+        chunks::cache_vectors(tx, &hashes, &scopes, model, self.dims, &self.vectors).await?;
+        let mut per_job: HashMap<(&str, Uuid), i64> = HashMap::new();
+        for row in self.rows {
+            *per_job.entry((&row.tenant, row.job_id)).or_default() += i64::from(row.tokens);
+        }
+        let total_tokens: i64 = per_job.values().sum::<i64>().max(1);
+        for (n, ((tenant, job_id), tokens)) in per_job.iter().enumerate() {
+            let spend = cost::embedding_spend(prices, tenant, Some(*job_id), &self.embeddings);
+            let share = *tokens as f64 / total_tokens as f64;
+            // The requests once, with the first share.
+            cost::record(tx, &spend.share(share, n == 0)).await?;
+        }
+        Ok(())
+    }
+}

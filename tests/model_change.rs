@@ -1,0 +1,162 @@
+//! Changing the embedding model without an outage: with `NEXT_EMBEDDING_*`
+//! set, the sweeper builds the next model's vectors in the cache, tenant
+//! searches keep reading the current model, and each tenant switches, all
+//! its chunks at once, in the sweep that completes its vectors. Here the
+//! change is from the mock embedder to a real model (all-MiniLM-L6-v2, run
+//! locally), so the switch shows in what search finds.
+
+use docpipe_shared::JobState;
+use docpipe_shared::drivers::local::LocalPipeline;
+use docpipe_shared::pipeline::reembed;
+use docpipe_shared::pipeline::sweeper;
+use docpipe_shared::search::{SearchHit, SearchMode};
+use docpipe_shared::settings::{MOCK_EMBEDDING_MODEL, PipelineSettings, SweepPolicy};
+use docpipe_shared::store::db;
+use docpipe_tests::{ScratchDir, TestDb, ingest_locally, local_model_dir, samples_dir};
+use serde_json::json;
+
+const MINILM: &str = "all-MiniLM-L6-v2";
+const TENANTS: [&str; 2] = ["harbour", "quay"];
+/// No word of it is in the chunk it must find (fog-signals.txt).
+const BY_MEANING: &str = "audible warnings alerting mariners amid murky weather";
+
+/// The mock model at the local model's size, with chunks that fit its window.
+fn current_vars() -> Vec<(&'static str, String)> {
+    vec![
+        ("EMBEDDING_PROVIDER", "mock".into()),
+        ("EMBEDDING_DIMS", "384".into()),
+        ("CHUNK_TOKENS", "150".into()),
+        ("CHUNK_OVERLAP_TOKENS", "20".into()),
+    ]
+}
+
+/// ...moving to all-MiniLM-L6-v2.
+fn changing_vars() -> Vec<(&'static str, String)> {
+    let mut vars = current_vars();
+    vars.extend([
+        ("NEXT_EMBEDDING_PROVIDER", "local".into()),
+        (
+            "NEXT_EMBEDDING_MODEL_DIR",
+            local_model_dir().display().to_string(),
+        ),
+        ("NEXT_EMBEDDING_THREADS", "2".into()),
+    ]);
+    vars
+}
+
+fn borrowed<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
+    vars.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+async fn vector_search(config: &PipelineSettings, tenant: &str, text: &str) -> Vec<SearchHit> {
+    docpipe_tests::search_in_mode(config, tenant, text, 3, json!({}), SearchMode::Vector)
+        .await
+        .unwrap()
+}
+
+/// The models of `tenant`'s searchable chunks.
+async fn models_of(test_db: &TestDb, tenant: &str) -> Vec<String> {
+    test_db
+        .client()
+        .await
+        .query(
+            "SELECT DISTINCT model FROM upload_pipeline.document_chunks WHERE tenant = $1
+              ORDER BY model",
+            &[&tenant],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
+
+#[tokio::test]
+async fn each_tenant_switches_when_its_vectors_are_complete_and_search_answers_throughout() {
+    let current = current_vars();
+    let test_db = TestDb::migrated(&borrowed(&current)).await;
+    let before = test_db.config(&borrowed(&current));
+    for tenant in TENANTS {
+        let (_, outcomes) = ingest_locally(&before, tenant, &[samples_dir()]).await;
+        assert!(
+            outcomes.values().all(|o| o.state == JobState::Complete),
+            "{outcomes:?}"
+        );
+    }
+
+    let changing = test_db.config(&borrowed(&changing_vars()));
+    let local =
+        LocalPipeline::new(&changing, db::connect(&changing.database).await.unwrap()).unwrap();
+    let pipeline = local.pipeline();
+    let progress = reembed::model_change_progress(pipeline).await.unwrap();
+    assert_eq!(progress.len(), 2);
+    assert!(progress.iter().all(|t| t.ready == 0 && !t.switched));
+    // Nothing built yet: searches read the mock's vectors, as before.
+    assert_eq!(
+        vector_search(&changing, "harbour", "fog horn").await[0].text,
+        vector_search(&before, "harbour", "fog horn").await[0].text
+    );
+
+    let policy = SweepPolicy {
+        model_change_batch: 7,
+        ..SweepPolicy::default()
+    };
+    let mut switched_in = Vec::new();
+    for sweep in 1..=40 {
+        let report = sweeper::sweep(pipeline, &policy).await.unwrap();
+        assert!(report.model_change.embedded <= 7);
+        for (tenant, _) in &report.model_change.switched {
+            switched_in.push((tenant.clone(), sweep));
+        }
+        let progress = reembed::model_change_progress(pipeline).await.unwrap();
+        for tenant in &progress {
+            // Switched exactly when every chunk has its next vector, and
+            // never a mix of models in what its searches read.
+            assert_eq!(
+                tenant.switched,
+                tenant.ready == tenant.chunks,
+                "sweep {sweep}: {tenant:?}"
+            );
+            let expected = if tenant.switched {
+                MINILM
+            } else {
+                MOCK_EMBEDDING_MODEL
+            };
+            assert_eq!(models_of(&test_db, &tenant.tenant).await, [expected]);
+            let hits = vector_search(&changing, &tenant.tenant, "fog horn").await;
+            assert_eq!(hits.len(), 3, "sweep {sweep}: {} answers", tenant.tenant);
+        }
+        if progress.iter().all(|t| t.switched) {
+            break;
+        }
+    }
+    assert_eq!(switched_in.len(), 2, "{switched_in:?}");
+    assert!(
+        switched_in[0].1 < switched_in[1].1,
+        "one tenant switches before the other finishes: {switched_in:?}"
+    );
+
+    // Now the real model answers, by meaning.
+    let hits = vector_search(&changing, "harbour", BY_MEANING).await;
+    assert_eq!(hits[0].source_key, "uploads/harbour/fog-signals.txt");
+    // The next model was billed to the tenants whose chunks it embedded.
+    let embedded_for: Vec<String> = test_db
+        .column(
+            "SELECT DISTINCT tenant FROM upload_pipeline.cost_ledger
+              WHERE model = 'all-MiniLM-L6-v2' ORDER BY tenant",
+        )
+        .await;
+    assert_eq!(embedded_for, TENANTS);
+
+    // A switched tenant's new documents are embedded by the next model.
+    let new = ScratchDir::new();
+    new.write(
+        "bells.txt",
+        "Bell buoys ring with the swell; a gong buoy answers from the bar.\n",
+    );
+    let (_, outcomes) = ingest_locally(&changing, "harbour", std::slice::from_ref(&new.0)).await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(models_of(&test_db, "harbour").await, [MINILM]);
+    let report = reembed::advance_model_change(pipeline, 100).await.unwrap();
+    assert_eq!(report.embedded, 0, "nothing was left to build");
+}
