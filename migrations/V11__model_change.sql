@@ -8,3 +8,9 @@ CREATE TABLE upload_pipeline.tenant_models (
     model        text NOT NULL,
     switched_at  timestamptz NOT NULL DEFAULT now()
 );
+-- A change to another vector size keeps the next model's vectors in a
+-- column of their own (`embedding_<dims>`, added by `docpipe migrate`), so
+-- a chunk's vector is in one of the columns; the cache keeps vectors of any
+-- size. (Neither change rewrites its table.)
+ALTER TABLE upload_pipeline.document_chunks ALTER COLUMN embedding DROP NOT NULL;
+ALTER TABLE upload_pipeline.embedding_cache ALTER COLUMN embedding TYPE {vector_type};

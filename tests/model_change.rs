@@ -20,28 +20,32 @@ const TENANTS: [&str; 2] = ["harbour", "quay"];
 /// No word of it is in the chunk it must find (fog-signals.txt).
 const BY_MEANING: &str = "audible warnings alerting mariners amid murky weather";
 
-/// The mock model at the local model's size, with chunks that fit its window.
-fn current_vars() -> Vec<(&'static str, String)> {
+/// The mock model making vectors of `dims`, with chunks that fit the local
+/// model's window.
+fn current_vars(dims: &str) -> Vec<(&'static str, String)> {
     vec![
         ("EMBEDDING_PROVIDER", "mock".into()),
-        ("EMBEDDING_DIMS", "384".into()),
+        ("EMBEDDING_DIMS", dims.into()),
         ("CHUNK_TOKENS", "150".into()),
         ("CHUNK_OVERLAP_TOKENS", "20".into()),
     ]
 }
 
-/// ...moving to all-MiniLM-L6-v2.
-fn changing_vars() -> Vec<(&'static str, String)> {
-    let mut vars = current_vars();
-    vars.extend([
-        ("NEXT_EMBEDDING_PROVIDER", "local".into()),
+/// all-MiniLM-L6-v2 (`prefix` "NEXT_" for a change's next model), with the
+/// same chunking.
+fn local_vars(prefix: &str) -> Vec<(&'static str, String)> {
+    let var = |name: &str| -> &'static str { format!("{prefix}{name}").leak() };
+    vec![
+        (var("EMBEDDING_PROVIDER"), "local".into()),
         (
-            "NEXT_EMBEDDING_MODEL_DIR",
+            var("EMBEDDING_MODEL_DIR"),
             local_model_dir().display().to_string(),
         ),
-        ("NEXT_EMBEDDING_THREADS", "2".into()),
-    ]);
-    vars
+        (var("EMBEDDING_DIMS"), "384".into()),
+        (var("EMBEDDING_THREADS"), "2".into()),
+        ("CHUNK_TOKENS", "150".into()),
+        ("CHUNK_OVERLAP_TOKENS", "20".into()),
+    ]
 }
 
 fn borrowed<'a>(vars: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
@@ -72,8 +76,36 @@ async fn models_of(test_db: &TestDb, tenant: &str) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn each_tenant_switches_when_its_vectors_are_complete_and_search_answers_throughout() {
-    let current = current_vars();
+async fn a_change_to_a_model_of_the_same_size() {
+    change_models("384").await;
+}
+
+#[tokio::test]
+async fn a_change_to_a_model_of_another_size() {
+    let test_db = change_models("64").await;
+    // The new size's column holds every vector; the first one's, none.
+    let in_columns: Vec<(i64, i64)> = test_db
+        .client()
+        .await
+        .query(
+            "SELECT count(embedding), count(embedding_384) FROM upload_pipeline.document_chunks",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(in_columns, [(0, 18)]);
+}
+
+/// Ingests the samples for two tenants with the mock model at `dims`, then
+/// changes to the local model (384 dimensions) as the README says: migrate
+/// with the next model configured, let the sweeper work, make the next model
+/// the deployment's. Search answers at every step, and each tenant switches
+/// exactly when its vectors are complete.
+async fn change_models(dims: &str) -> TestDb {
+    let current = current_vars(dims);
     let test_db = TestDb::migrated(&borrowed(&current)).await;
     let before = test_db.config(&borrowed(&current));
     for tenant in TENANTS {
@@ -84,7 +116,25 @@ async fn each_tenant_switches_when_its_vectors_are_complete_and_search_answers_t
         );
     }
 
-    let changing = test_db.config(&borrowed(&changing_vars()));
+    let mut changing_vars = current.clone();
+    changing_vars.extend(local_vars("NEXT_"));
+    let changing = test_db.config(&borrowed(&changing_vars));
+    let other_size = dims != "384";
+    if other_size {
+        let err = db::connect(&changing.database).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("NEXT_EMBEDDING_DIMS=384 needs column document_chunks.embedding_384"),
+            "{err}"
+        );
+    }
+    let migrated = db::migrate(&changing.database).await.unwrap();
+    let added: &[&str] = if other_size {
+        &["column embedding_384"]
+    } else {
+        &[]
+    };
+    assert_eq!(migrated.applied, added);
     let local =
         LocalPipeline::new(&changing, db::connect(&changing.database).await.unwrap()).unwrap();
     let pipeline = local.pipeline();
@@ -159,4 +209,15 @@ async fn each_tenant_switches_when_its_vectors_are_complete_and_search_answers_t
     assert_eq!(models_of(&test_db, "harbour").await, [MINILM]);
     let report = reembed::advance_model_change(pipeline, 100).await.unwrap();
     assert_eq!(report.embedded, 0, "nothing was left to build");
+
+    // Every tenant switched: the next model becomes the deployment's.
+    let after = test_db.config(&borrowed(&local_vars("")));
+    let migrated = db::migrate(&after.database).await.unwrap();
+    assert!(migrated.applied.is_empty(), "{:?}", migrated.applied);
+    let hits = vector_search(&after, "quay", BY_MEANING).await;
+    assert_eq!(hits[0].source_key, "uploads/quay/fog-signals.txt");
+    let (_, outcomes) = ingest_locally(&after, "quay", std::slice::from_ref(&new.0)).await;
+    assert_eq!(outcomes.len(), 1);
+    assert_eq!(models_of(&test_db, "quay").await, [MINILM]);
+    test_db
 }

@@ -97,6 +97,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .collect();
 
     let mut client = pipeline.db.get().await?;
+    let column = search.vector_column(&client, embedder).await?;
     let tx = client.transaction().await?;
     // Lock order everywhere: document, then job. Batches of one job take turns here.
     let latest_job_id = documents::lock(&tx, job.document_id)
@@ -117,7 +118,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let total = total
         .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;
     let finalized = if embedded >= total {
-        Some(finalize::finalize(&tx, &job, latest_job_id, dims, scope).await?)
+        Some(finalize::finalize(&tx, &job, latest_job_id, (dims, &column), scope).await?)
     } else {
         None
     };

@@ -23,7 +23,8 @@ pub async fn finalize(
     tx: &impl GenericClient,
     job: &Job,
     latest_job_id: Option<Uuid>,
-    dims: i32,
+    // The vectors' size and the column that holds them.
+    vectors: (i32, &str),
     // The cache scope the job's vectors are kept in.
     scope: &str,
 ) -> Result<Finalized> {
@@ -35,7 +36,7 @@ pub async fn finalize(
             stale_texts: Vec::new(),
         });
     }
-    let chunks = chunks::go_live(tx, job, dims, scope).await?;
+    let chunks = chunks::go_live(tx, job, vectors, scope).await?;
     // Every chunk must go live with its vector; fewer would be a lost vector.
     if Some(chunks) != job.chunk_count.map(|n| n as u64) {
         return Err(Error::Transient(format!(

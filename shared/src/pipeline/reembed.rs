@@ -41,9 +41,16 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     };
     let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
     let mut client = pipeline.db.get().await?;
+    let column = search.vector_column(&client, embedder).await?;
     let tx = client.transaction().await?;
-    let replaced =
-        chunks::replace_vectors(&tx, &ids, &vectors.vectors, embedder.model(), fallback).await?;
+    let replaced = chunks::replace_vectors(
+        &tx,
+        &ids,
+        (&vectors.vectors, &column),
+        embedder.model(),
+        fallback,
+    )
+    .await?;
     vectors.keep(&tx, *cache_scope, &search.cost).await?;
     tx.commit().await?;
     tracing::info!(replaced, "fallback vectors replaced with the provider's");
@@ -77,8 +84,17 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
         report.embedded = rows.len() as u64;
     }
     let mut client = pipeline.db.get().await?;
+    let columns = (
+        search
+            .vector_column(&client, search.embedder.as_ref())
+            .await?,
+        search
+            .vector_column(&client, next.embedder.as_ref())
+            .await?,
+    );
     for tenant in models::tenants_on_current(&client, change.current).await? {
-        if let Some(moved) = models::switch(&mut client, &change, &tenant).await? {
+        let moved = models::switch(&mut client, &change, (&columns.0, &columns.1), &tenant).await?;
+        if let Some(moved) = moved {
             tracing::info!(
                 tenant,
                 moved,

@@ -15,6 +15,7 @@ use crate::error::{ConfigError, Error, Result};
 use crate::external::ExternalService;
 use crate::rerank::Reranker;
 use crate::settings::{CostPolicy, PipelineSettings, invalid};
+use crate::store::db::VectorLayout;
 use crate::store::{chunks, models};
 use context::{ContextRequest, HitContext};
 use deadpool_postgres::GenericClient;
@@ -176,6 +177,8 @@ pub struct SearchParts {
     pub cost: CostPolicy,
     /// `SEARCH_EF_SEARCH`: the HNSW scan's candidate list.
     pub ef_search: u32,
+    /// The schema's vector columns, read at first use.
+    layout: Arc<tokio::sync::OnceCell<VectorLayout>>,
 }
 
 /// A model change's next model, and the prices its calls are billed at.
@@ -218,7 +221,27 @@ impl SearchParts {
             reranker,
             cost: settings.cost.clone(),
             ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
+            layout: Arc::default(),
         })
+    }
+
+    /// The column that holds `embedder`'s vectors (a model change to another
+    /// size keeps the next model's in a column of their own).
+    pub async fn vector_column(
+        &self,
+        client: &tokio_postgres::Client,
+        embedder: &dyn Embedder,
+    ) -> Result<String> {
+        let layout = self
+            .layout
+            .get_or_try_init(|| async {
+                VectorLayout::read(client)
+                    .await
+                    .map_err(|e| Error::Transient(e.to_string()))?
+                    .ok_or_else(|| Error::Transient("the schema is not migrated".into()))
+            })
+            .await?;
+        Ok(layout.column(embedder.dims()))
     }
 
     /// The external services search and embedding call: the embedders', the
@@ -288,8 +311,13 @@ pub async fn search(
                 Some(embed_query(db, serving.embedder, serving.cost, tenant, query.text).await?)
             }
         };
+        let column = parts.vector_column(&client, serving.embedder).await?;
         let rankers = chunks::Rankers {
-            vector: query_vector.as_ref().map(|v| (serving.embedder.model(), v)),
+            vector: query_vector.as_ref().map(|query| chunks::VectorRanker {
+                model: serving.embedder.model(),
+                column: &column,
+                query,
+            }),
             keywords: (query.mode != SearchMode::Vector).then_some(query.text),
         };
         let rows = chunks::candidates(

@@ -23,6 +23,12 @@ pub struct DatabaseSettings {
     /// default over 2000 dimensions), fixed at migration.
     #[serde(rename = "embedding_storage")]
     pub storage: Option<VectorStorage>,
+    /// `NEXT_EMBEDDING_DIMS`, `NEXT_EMBEDDING_STORAGE`: during a model change
+    /// to another size, the next model's column (`docpipe migrate` adds it).
+    #[serde(rename = "next_embedding_dims")]
+    pub next_vector_dims: Option<usize>,
+    #[serde(rename = "next_embedding_storage")]
+    pub next_storage: Option<VectorStorage>,
     /// `SEARCH_TEXT_CONFIG` (`simple`): the Postgres text-search configuration
     /// keyword search reads chunks with, fixed at migration. `simple` (words
     /// as written, no stemming, no stop words) suits mixed languages; a
@@ -38,6 +44,8 @@ impl Default for DatabaseSettings {
             db_pool_size: 8,
             vector_dims: embedding::DEFAULT_EMBEDDING_DIMS,
             storage: None,
+            next_vector_dims: None,
+            next_storage: None,
             search_text_config: "simple".into(),
         }
     }
@@ -48,7 +56,22 @@ impl DatabaseSettings {
     pub fn vector_storage(&self) -> VectorStorage {
         VectorStorage::for_dims(self.storage, self.vector_dims)
     }
+
+    /// The vector sizes the configured models make, each with its storage:
+    /// the deployment's, and a model change's next one if it differs.
+    pub fn vector_sizes(&self) -> Vec<(usize, VectorStorage)> {
+        let mut sizes = vec![(self.vector_dims, self.vector_storage())];
+        if let Some(next) = self.next_vector_dims
+            && next != self.vector_dims
+        {
+            sizes.push((next, VectorStorage::for_dims(self.next_storage, next)));
+        }
+        sizes
+    }
 }
+
+/// The settings of [`DatabaseSettings::vector_sizes`], in its order.
+const SIZE_SETTINGS: [&str; 2] = ["EMBEDDING_DIMS", "NEXT_EMBEDDING_DIMS"];
 
 impl Settings for DatabaseSettings {
     fn check(self) -> Result<Self, ConfigError> {
@@ -57,7 +80,9 @@ impl Settings for DatabaseSettings {
                 name: "DATABASE_URL".into(),
             });
         }
-        embedding::check_dims(self.vector_dims, self.vector_storage())?;
+        for ((dims, storage), name) in self.vector_sizes().into_iter().zip(SIZE_SETTINGS) {
+            embedding::check_dims(name, dims, storage)?;
+        }
         // It is written into the migration's SQL: a plain name only.
         let name = &self.search_text_config;
         if !(1..=63).contains(&name.len())

@@ -189,7 +189,7 @@ impl Default for EmbeddingSettings {
 
 impl Settings for EmbeddingSettings {
     fn check(mut self) -> Result<Self, ConfigError> {
-        check_dims(self.dims, VectorStorage::Halfvec)?;
+        check_dims("EMBEDDING_DIMS", self.dims, VectorStorage::Halfvec)?;
         match self.provider {
             EmbeddingProvider::OpenAi | EmbeddingProvider::Azure if self.api_key.is_none() => {
                 return Err(ConfigError::Missing {
@@ -236,11 +236,15 @@ pub(super) fn local_model_dir(
 }
 
 /// The schema's vector columns must fit pgvector's HNSW index on `storage`.
-pub(super) fn check_dims(dims: usize, storage: VectorStorage) -> Result<(), ConfigError> {
+pub(super) fn check_dims(
+    name: &str,
+    dims: usize,
+    storage: VectorStorage,
+) -> Result<(), ConfigError> {
     let most = storage.max_dims();
     if dims == 0 || dims > most {
         return Err(invalid(
-            "EMBEDDING_DIMS",
+            name,
             dims,
             &format!(
                 "must be 1..={most} with EMBEDDING_STORAGE={storage} (pgvector's HNSW limit); \

@@ -164,22 +164,10 @@ impl PipelineSettings {
     }
 }
 
-/// A model change's next model: another model making vectors of the same
-/// size (they replace the current model's in the same column). Its errors
-/// name the `NEXT_` variables.
+/// A model change's next model: another model than the current one. Its
+/// errors name the `NEXT_` variables.
 fn next_model(current: &EmbeddingSettings, env: &Env) -> Result<EmbeddingSettings, ConfigError> {
     let next = env.load::<EmbeddingSettings>().map_err(of_next_model)?;
-    if next.dims != current.dims {
-        return Err(invalid(
-            "NEXT_EMBEDDING_DIMS",
-            next.dims,
-            &format!(
-                "a model change keeps the vector size (EMBEDDING_DIMS={}): the next model's \
-                 vectors replace the current model's in the same column",
-                current.dims
-            ),
-        ));
-    }
     if next.model() == current.model() {
         return Err(invalid(
             "NEXT_EMBEDDING_MODEL",
@@ -192,7 +180,7 @@ fn next_model(current: &EmbeddingSettings, env: &Env) -> Result<EmbeddingSetting
 
 #[cfg(test)]
 mod tests {
-    use super::super::env;
+    use super::super::{VectorStorage, env};
     use super::*;
 
     #[test]
@@ -241,13 +229,21 @@ mod tests {
         );
         let err = with(&[("NEXT_EMBEDDING_MODEL", "text-embedding-3-small")]).unwrap_err();
         assert!(err.to_string().contains("is the current model"), "{err}");
-        let err = with(&[
+        let large = with(&[
             ("NEXT_EMBEDDING_MODEL", "text-embedding-3-large"),
             ("NEXT_EMBEDDING_DIMS", "3072"),
         ])
-        .unwrap_err();
+        .unwrap();
+        assert_eq!(
+            large.database.vector_sizes(),
+            [
+                (1024, VectorStorage::Vector),
+                (3072, VectorStorage::Halfvec)
+            ]
+        );
+        let err = with(&[("NEXT_EMBEDDING_DIMS", "4001")]).unwrap_err();
         assert!(
-            err.to_string().starts_with("NEXT_EMBEDDING_DIMS=\"3072\""),
+            err.to_string().starts_with("NEXT_EMBEDDING_DIMS=\"4001\""),
             "{err}"
         );
         let err = with(&[("NEXT_EMBEDDING_PROVIDER", "local")]).unwrap_err();

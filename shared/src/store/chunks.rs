@@ -222,29 +222,37 @@ pub async fn of_model(
         .collect())
 }
 
-/// Gives the chunks `ids` (still made by `old_model`) `vectors` of `model`;
-/// returns how many changed.
+/// Gives the chunks `ids` (still made by `old_model`) `vectors` of `model`,
+/// in `column` (theirs: the models make vectors of one size); returns how
+/// many changed.
 pub async fn replace_vectors(
     tx: &impl GenericClient,
     ids: &[Uuid],
-    vectors: &[Vector],
+    (vectors, column): (&[Vector], &str),
     model: &str,
     old_model: &str,
 ) -> Result<u64> {
     Ok(tx
         .execute(
-            "UPDATE upload_pipeline.document_chunks c SET embedding = t.e, model = $3
-               FROM unnest($1::uuid[], $2::vector[]) AS t(id, e)
-              WHERE c.chunk_id = t.id AND c.model = $4",
+            &format!(
+                "UPDATE upload_pipeline.document_chunks c SET {column} = t.e, model = $3
+                   FROM unnest($1::uuid[], $2::vector[]) AS t(id, e)
+                  WHERE c.chunk_id = t.id AND c.model = $4"
+            ),
             &[&ids, &vectors, &model, &old_model],
         )
         .await?)
 }
 
 /// Makes the job's buffered chunks the document's searchable ones, each with
-/// its vector from the cache (`dims`, `scope`) and the document's metadata;
-/// returns how many went live.
-pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str) -> Result<u64> {
+/// its vector from the cache (`dims`, `scope`) in `column` and the
+/// document's metadata; returns how many went live.
+pub async fn go_live(
+    tx: &impl GenericClient,
+    job: &Job,
+    (dims, column): (i32, &str),
+    scope: &str,
+) -> Result<u64> {
     let content_type = Format::from_key(&job.source_key)
         .ok()
         .map(Format::media_type);
@@ -255,10 +263,11 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
     .await?;
     Ok(tx
         .execute(
-            "INSERT INTO upload_pipeline.document_chunks
+            &format!(
+                "INSERT INTO upload_pipeline.document_chunks
                  (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
                   token_count, char_start, char_end, page_start, page_end, headings,
-                  row_start, row_end, model, embedding, content_type, metadata)
+                  row_start, row_end, model, {column}, content_type, metadata)
              SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
                     b.token_count, b.char_start, b.char_end, b.page_start, b.page_end,
                     b.headings, b.row_start, b.row_end, v.model, c.embedding, $7, d.metadata
@@ -272,7 +281,8 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
                     WHERE text_sha256 = b.text_sha256 AND model = v.model AND dims = $5
                       AND scope = $6
                     LIMIT 1) c
-              WHERE b.job_id = $1",
+              WHERE b.job_id = $1"
+            ),
             &[
                 &job.id,
                 &job.document_id,
@@ -289,8 +299,15 @@ pub async fn go_live(tx: &impl GenericClient, job: &Job, dims: i32, scope: &str)
 /// The rankers of a search: by meaning (vectors of one model, nearest to
 /// the query's), by keywords (the query's words, full-text search), or both.
 pub struct Rankers<'a> {
-    pub vector: Option<(&'a str, &'a Vector)>,
+    pub vector: Option<VectorRanker<'a>>,
     pub keywords: Option<&'a str>,
+}
+
+/// The query's vector, and the model and column of the vectors it is near.
+pub struct VectorRanker<'a> {
+    pub model: &'a str,
+    pub column: &'a str,
+    pub query: &'a Vector,
 }
 
 /// What a hit shows of its chunk.
@@ -332,10 +349,15 @@ pub async fn candidates(
             .map_or(String::new(), |c| format!("AND {}", c.sql))
     );
     let mut parts = Vec::new();
-    if let Some((model, vector)) = &rankers.vector {
+    if let Some(VectorRanker {
+        model,
+        column,
+        query,
+    }) = &rankers.vector
+    {
         params.push(model);
         let model = params.len();
-        params.push(*vector);
+        params.push(*query);
         let vector = params.len();
         // ORDER BY the distance itself and LIMIT: the shape the HNSW index serves.
         // The query is a `vector`; on `halfvec` storage it is cast (implicitly,
@@ -343,10 +365,10 @@ pub async fn candidates(
         parts.push(format!(
             "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
                     1 - distance AS score, *
-               FROM (SELECT {HIT_COLUMNS}, embedding <=> ${vector}::vector AS distance
+               FROM (SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
                        FROM upload_pipeline.document_chunks
                       WHERE {within} AND model = ${model}
-                      ORDER BY embedding <=> ${vector}::vector LIMIT $2) nearest"
+                      ORDER BY {column} <=> ${vector}::vector LIMIT $2) nearest"
         ));
     }
     if let Some(keywords) = &rankers.keywords {

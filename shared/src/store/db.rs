@@ -1,15 +1,15 @@
 //! Postgres: connection pool, migrations, and the startup schema check.
 
 use crate::error::ConfigError;
-use crate::settings::DatabaseSettings;
+use crate::settings::{DatabaseSettings, VectorStorage};
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 use tokio_postgres::config::SslMode;
+use tokio_postgres::{GenericClient, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use deadpool_postgres::{Client, Pool, Transaction};
@@ -198,7 +198,7 @@ fn not_connected(error: deadpool_postgres::PoolError) -> ConfigError {
 pub async fn connect(config: &DatabaseSettings) -> Result<Pool, ConfigError> {
     let pool = pool(config)?;
     let client = pool.get().await.map_err(not_connected)?;
-    if !check_vectors(&client, config).await? {
+    if check_vectors(&client, config, false).await?.is_none() {
         return Err(ConfigError::NotMigrated(
             "table upload_pipeline.document_chunks is missing".into(),
         ));
@@ -207,41 +207,133 @@ pub async fn connect(config: &DatabaseSettings) -> Result<Pool, ConfigError> {
     Ok(pool)
 }
 
-/// Whether the schema exists, and if it does, that its vector columns are
-/// of the configured size and storage (both fixed at migration).
-async fn check_vectors(
-    client: &tokio_postgres::Client,
-    config: &DatabaseSettings,
-) -> Result<bool, ConfigError> {
+/// The schema's vector columns: V1's `embedding`, of the size and storage
+/// the schema was first migrated with, and `embedding_<dims>` for each other
+/// size a model change moved to (`migrate` adds it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorLayout {
+    pub base_dims: usize,
+    pub base_storage: VectorStorage,
+}
+
+impl VectorLayout {
+    /// The column that holds vectors of `dims` dimensions (a plain name).
+    pub fn column(&self, dims: usize) -> String {
+        if dims == self.base_dims {
+            "embedding".into()
+        } else {
+            format!("embedding_{dims}")
+        }
+    }
+
+    /// The schema's layout, or `None` before its first migration.
+    pub async fn read(client: &impl GenericClient) -> Result<Option<VectorLayout>, ConfigError> {
+        Ok(vector_column(client, "embedding")
+            .await?
+            .map(|(base_dims, base_storage)| VectorLayout {
+                base_dims,
+                base_storage,
+            }))
+    }
+}
+
+/// The size and storage of `column` of `document_chunks`, if it exists.
+async fn vector_column(
+    client: &impl GenericClient,
+    column: &str,
+) -> Result<Option<(usize, VectorStorage)>, ConfigError> {
     let Some(row) = client
         .query_opt(
             "SELECT atttypmod, atttypid::regtype::text FROM pg_attribute \
-             WHERE attrelid = to_regclass('upload_pipeline.document_chunks') AND attname = 'embedding'",
-            &[],
+             WHERE attrelid = to_regclass('upload_pipeline.document_chunks') AND attname = $1 \
+               AND NOT attisdropped",
+            &[&column],
         )
         .await?
     else {
-        return Ok(false);
+        return Ok(None);
     };
-    let (in_table, storage): (i32, String) = (row.get(0), row.get(1));
-    if in_table as usize != config.vector_dims {
-        return Err(ConfigError::DimensionMismatch {
-            configured: config.vector_dims,
-            in_table: in_table as usize,
-        });
+    let (dims, storage): (i32, String) = (row.get(0), row.get(1));
+    let storage = storage
+        .parse()
+        .map_err(|_| ConfigError::Database(format!("{column} is of type {storage}")))?;
+    Ok(Some((dims.max(0) as usize, storage)))
+}
+
+/// The schema's layout (`None` if it does not exist yet), checked against
+/// the configured sizes and storage: the deployment's must have its column;
+/// a model change's next size too, unless `migrate` is about to add it.
+async fn check_vectors(
+    client: &tokio_postgres::Client,
+    config: &DatabaseSettings,
+    migrating: bool,
+) -> Result<Option<VectorLayout>, ConfigError> {
+    let Some(layout) = VectorLayout::read(client).await? else {
+        return Ok(None);
+    };
+    let settings = [
+        ("EMBEDDING_DIMS", "EMBEDDING_STORAGE"),
+        ("NEXT_EMBEDDING_DIMS", "NEXT_EMBEDDING_STORAGE"),
+    ];
+    for ((dims, configured), (dims_name, storage_name)) in
+        config.vector_sizes().into_iter().zip(settings)
+    {
+        let column = layout.column(dims);
+        match vector_column(client, &column).await? {
+            Some((_, storage)) if storage != configured => {
+                return Err(ConfigError::Invalid {
+                    name: storage_name.into(),
+                    value: configured.to_string(),
+                    reason: format!(
+                        "the schema stores {dims}-dimension vectors as {storage}; it is fixed \
+                         at migration (set {storage_name}={storage} or migrate a fresh database)"
+                    ),
+                });
+            }
+            Some(_) => {}
+            None if dims_name == "EMBEDDING_DIMS" => {
+                return Err(ConfigError::DimensionMismatch {
+                    configured: dims,
+                    in_table: layout.base_dims,
+                });
+            }
+            None if migrating => {}
+            None => {
+                return Err(ConfigError::NotMigrated(format!(
+                    "{dims_name}={dims} needs column document_chunks.{column}"
+                )));
+            }
+        }
     }
-    let configured = config.vector_storage();
-    if storage != configured.sql_type() {
-        return Err(ConfigError::Invalid {
-            name: "EMBEDDING_STORAGE".into(),
-            value: configured.to_string(),
-            reason: format!(
-                "the schema stores vectors as {storage}; it is fixed at migration \
-                 (set EMBEDDING_STORAGE={storage} or migrate a fresh database)"
-            ),
-        });
+    Ok(Some(layout))
+}
+
+/// Adds the column (and its search index) of a model change's next size.
+/// Returns what it added. The column is empty, so the index builds at once.
+async fn add_next_size(
+    client: &tokio_postgres::Client,
+    config: &DatabaseSettings,
+    layout: &VectorLayout,
+) -> Result<Vec<String>, ConfigError> {
+    let mut added = Vec::new();
+    for (dims, storage) in config.vector_sizes() {
+        let column = layout.column(dims);
+        if vector_column(client, &column).await?.is_some() {
+            continue;
+        }
+        // `column`, the type and the operator class are plain names made here.
+        client
+            .batch_execute(&format!(
+                "ALTER TABLE upload_pipeline.document_chunks ADD COLUMN {column} {}({dims});
+                 CREATE INDEX document_chunks_{column}_idx
+                     ON upload_pipeline.document_chunks USING hnsw ({column} {});",
+                storage.sql_type(),
+                storage.cosine_ops()
+            ))
+            .await?;
+        added.push(format!("column {column}"));
     }
-    Ok(true)
+    Ok(added)
 }
 
 /// The text-search configuration keyword search was migrated with, if it was.
@@ -262,14 +354,14 @@ async fn schema_text_config(
     Ok(Some(row.get(0)))
 }
 
-/// A migration's SQL with the configured vector size and storage and
-/// text-search configuration in place of its placeholders.
-fn migration_sql(sql: &str, config: &DatabaseSettings) -> String {
-    let storage = config.vector_storage();
-    sql.replace(DIMS_PLACEHOLDER, &config.vector_dims.to_string())
+/// A migration's SQL with the schema's first vector size and storage and
+/// the text-search configuration in place of its placeholders.
+fn migration_sql(sql: &str, layout: &VectorLayout, text_config: &str) -> String {
+    let storage = layout.base_storage;
+    sql.replace(DIMS_PLACEHOLDER, &layout.base_dims.to_string())
         .replace(TYPE_PLACEHOLDER, storage.sql_type())
         .replace(OPS_PLACEHOLDER, storage.cosine_ops())
-        .replace(TEXT_CONFIG_PLACEHOLDER, &config.search_text_config)
+        .replace(TEXT_CONFIG_PLACEHOLDER, text_config)
 }
 
 /// What `migrate` did.
@@ -286,7 +378,14 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
     let mut pooled = pool.get().await.map_err(not_connected)?;
     let client: &mut tokio_postgres::Client = &mut pooled;
 
-    check_vectors(client, config).await?;
+    // An existing schema keeps the size it was created with (a model change
+    // adds a column): its migrations read as they were applied.
+    let layout = check_vectors(client, config, true)
+        .await?
+        .unwrap_or(VectorLayout {
+            base_dims: config.vector_dims,
+            base_storage: config.vector_storage(),
+        });
     let text_config = &config.search_text_config;
     if let Some(in_schema) = schema_text_config(client).await?
         && &in_schema != text_config
@@ -299,7 +398,9 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
     }
     let migrations = MIGRATIONS
         .iter()
-        .map(|(name, sql)| refinery::Migration::unapplied(name, &migration_sql(sql, config)))
+        .map(|(name, sql)| {
+            refinery::Migration::unapplied(name, &migration_sql(sql, &layout, text_config))
+        })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| ConfigError::Database(format!("bad migration file: {e}")))?;
     let report = refinery::Runner::new(&migrations)
@@ -307,13 +408,13 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
         .run_async(client)
         .await
         .map_err(|e| ConfigError::Database(format!("migration failed: {e}")))?;
-    Ok(MigrationReport {
-        applied: report
-            .applied_migrations()
-            .iter()
-            .map(|m| m.to_string())
-            .collect(),
-    })
+    let mut applied: Vec<String> = report
+        .applied_migrations()
+        .iter()
+        .map(|m| m.to_string())
+        .collect();
+    applied.extend(add_next_size(client, config, &layout).await?);
+    Ok(MigrationReport { applied })
 }
 
 #[cfg(test)]
@@ -329,12 +430,17 @@ mod tests {
         let (name, sql) = MIGRATIONS[0];
         assert_eq!(name, "V1__schema");
         let config = DatabaseSettings::default();
+        let layout = VectorLayout {
+            base_dims: config.vector_dims,
+            base_storage: config.vector_storage(),
+        };
         assert_eq!(
-            (config.vector_dims, config.vector_storage()),
-            (1536, crate::settings::VectorStorage::Vector)
+            (layout.base_dims, layout.base_storage),
+            (1536, VectorStorage::Vector)
         );
+        let sql = migration_sql(sql, &layout, &config.search_text_config);
         assert_eq!(
-            hex::encode(Sha256::digest(migration_sql(sql, &config).as_bytes())),
+            hex::encode(Sha256::digest(sql.as_bytes())),
             "e45c844515b50d89d7867169be38b48d5b30d84fab51a975a1a2ea810e88cddf"
         );
     }

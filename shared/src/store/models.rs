@@ -107,6 +107,8 @@ pub async fn tenants_on_current(client: &impl GenericClient, current: &str) -> R
 pub async fn switch(
     client: &mut deadpool_postgres::Client,
     change: &ModelChange<'_>,
+    // The columns of the current model's vectors and of the next's.
+    (current_column, next_column): (&str, &str),
     tenant: &str,
 ) -> Result<Option<u64>> {
     let tx = client.transaction().await?;
@@ -131,9 +133,17 @@ pub async fn switch(
     if lacking > 0 {
         return Ok(None);
     }
+    // Another size: the current model's vectors leave their column's index.
+    let clear_current = if current_column == next_column {
+        String::new()
+    } else {
+        format!(", {current_column} = NULL")
+    };
     let moved = tx
         .execute(
-            "UPDATE upload_pipeline.document_chunks c SET embedding = v.embedding, model = $2
+            &format!(
+                "UPDATE upload_pipeline.document_chunks c
+                SET {next_column} = v.embedding, model = $2 {clear_current}
                FROM (SELECT c.chunk_id, e.embedding
                        FROM upload_pipeline.document_chunks c
                        -- One primary-key lookup per chunk, as when chunks go live.
@@ -144,7 +154,8 @@ pub async fn switch(
                               AND scope = CASE WHEN $4 THEN '' ELSE c.tenant END
                             LIMIT 1) e
                       WHERE c.tenant = $5 AND c.model = $1) v
-              WHERE c.chunk_id = v.chunk_id AND c.model = $1",
+              WHERE c.chunk_id = v.chunk_id AND c.model = $1"
+            ),
             &params,
         )
         .await?;
