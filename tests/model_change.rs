@@ -84,19 +84,10 @@ async fn a_change_to_a_model_of_the_same_size() {
 async fn a_change_to_a_model_of_another_size() {
     let test_db = change_models("64").await;
     // The new size's column holds every vector; the first one's, none.
-    let in_columns: Vec<(i64, i64)> = test_db
-        .client()
-        .await
-        .query(
-            "SELECT count(embedding), count(embedding_384) FROM upload_pipeline.document_chunks",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect();
-    assert_eq!(in_columns, [(0, 18)]);
+    for (column, vectors) in [("embedding", 0), ("embedding_384", 18)] {
+        let sql = format!("SELECT count({column}) FROM upload_pipeline.document_chunks");
+        assert_eq!(test_db.column::<i64>(&sql).await, [vectors], "{column}");
+    }
 }
 
 /// Ingests the samples for two tenants with the mock model at `dims`, then
