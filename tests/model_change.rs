@@ -212,3 +212,43 @@ async fn change_models(dims: &str) -> TestDb {
     assert_eq!(models_of(&test_db, "quay").await, [MINILM]);
     test_db
 }
+
+#[tokio::test]
+async fn a_chunk_the_next_model_refuses_holds_back_its_own_tenant_only() {
+    let current = current_vars("384");
+    let test_db = TestDb::migrated(&borrowed(&current)).await;
+    let config = test_db.config(&borrowed(&current));
+    let (_, outcomes) = ingest_locally(&config, "harbour", &[samples_dir()]).await;
+    assert_eq!(outcomes.len(), 4);
+    // Chunked for a bigger window than the next model's (254 tokens).
+    let mut big_chunks = current.clone();
+    big_chunks.retain(|(name, _)| !name.starts_with("CHUNK_"));
+    big_chunks.push(("CHUNK_TOKENS", "1000".into()));
+    let big_chunks = test_db.config(&borrowed(&big_chunks));
+    let long = ScratchDir::new();
+    let paragraph = "The keeper trims the wick and logs the weather at every watch. ".repeat(40);
+    long.write("log.txt", format!("Short note.\n\n{paragraph}\n"));
+    let (_, outcomes) = ingest_locally(&big_chunks, "quay", &[long.0.clone()]).await;
+    assert!(outcomes.values().all(|o| o.state == JobState::Complete));
+
+    let mut changing_vars = current.clone();
+    changing_vars.extend(local_vars("NEXT_"));
+    let changing = test_db.config(&borrowed(&changing_vars));
+    let local =
+        LocalPipeline::new(&changing, db::connect(&changing.database).await.unwrap()).unwrap();
+    let report = reembed::advance_model_change(local.pipeline(), 100)
+        .await
+        .unwrap();
+    assert_eq!(report.switched, [("harbour".to_string(), 8)]);
+    let progress = reembed::model_change_progress(local.pipeline())
+        .await
+        .unwrap();
+    let quay = progress.iter().find(|t| t.tenant == "quay").unwrap();
+    assert!(!quay.switched && quay.ready < quay.chunks, "{quay:?}");
+    assert_eq!(models_of(&test_db, "quay").await, [MOCK_EMBEDDING_MODEL]);
+    assert!(
+        !vector_search(&changing, "quay", "keeper weather")
+            .await
+            .is_empty()
+    );
+}

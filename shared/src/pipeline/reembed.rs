@@ -14,7 +14,8 @@
 use super::{Embedding, Pipeline};
 use crate::cost;
 use crate::embedding::{EmbedInput, Embedder, Embeddings};
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::search::NextModel;
 use crate::settings::{CacheScope, CostPolicy};
 use crate::store::chunks::{self, LiveChunk};
 use crate::store::models::{self, ModelChange, TenantProgress};
@@ -76,13 +77,7 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
     let Embedding { search, .. } = pipeline.embedding()?;
     let next = search.next.as_ref().expect("a change has a next model");
     let rows = models::lacking(&pipeline.db.get().await?, &change, limit).await?;
-    if let Some(vectors) = reembed(pipeline, next.embedder.as_ref(), &next.cost, &rows).await? {
-        let mut client = pipeline.db.get().await?;
-        let tx = client.transaction().await?;
-        vectors.keep(&tx, change.cache_scope, &next.cost).await?;
-        tx.commit().await?;
-        report.embedded = rows.len() as u64;
-    }
+    report.embedded = build_next_vectors(pipeline, next, change.cache_scope, &rows).await?;
     let mut client = pipeline.db.get().await?;
     let columns = (
         search
@@ -105,6 +100,52 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
         }
     }
     Ok(report)
+}
+
+/// Embeds `rows` with the next model and keeps the vectors; returns how
+/// many it kept. A chunk the model refuses (over its window, say) fails the
+/// call for all: then each is embedded alone, and the refused ones are
+/// named in the log and left out. They hold back their own tenant's switch
+/// only, until their documents are re-ingested in chunks that fit.
+async fn build_next_vectors(
+    pipeline: &Pipeline,
+    next: &NextModel,
+    scope: CacheScope,
+    rows: &[LiveChunk],
+) -> Result<u64> {
+    let singles = match build(pipeline, next, scope, rows).await {
+        Err(Error::Rejected(_)) if rows.len() > 1 => rows.chunks(1),
+        built => return built,
+    };
+    let mut built = 0;
+    for single in singles {
+        match build(pipeline, next, scope, single).await {
+            Err(Error::Rejected(reason)) => tracing::warn!(
+                chunk_id = %single[0].chunk_id, tenant = single[0].tenant, %reason,
+                "the next model refuses this chunk; its tenant cannot switch until its \
+                 document is ingested again in chunks that fit"
+            ),
+            result => built += result?,
+        }
+    }
+    Ok(built)
+}
+
+/// `rows` embedded by the next model and kept, in one call.
+async fn build(
+    pipeline: &Pipeline,
+    next: &NextModel,
+    scope: CacheScope,
+    rows: &[LiveChunk],
+) -> Result<u64> {
+    let Some(vectors) = reembed(pipeline, next.embedder.as_ref(), &next.cost, rows).await? else {
+        return Ok(0);
+    };
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    vectors.keep(&tx, scope, &next.cost).await?;
+    tx.commit().await?;
+    Ok(rows.len() as u64)
 }
 
 /// The model change under way, if any.
