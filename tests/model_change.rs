@@ -228,7 +228,7 @@ async fn a_chunk_the_next_model_refuses_holds_back_its_own_tenant_only() {
     let long = ScratchDir::new();
     let paragraph = "The keeper trims the wick and logs the weather at every watch. ".repeat(40);
     long.write("log.txt", format!("Short note.\n\n{paragraph}\n"));
-    let (_, outcomes) = ingest_locally(&big_chunks, "quay", &[long.0.clone()]).await;
+    let (_, outcomes) = ingest_locally(&big_chunks, "quay", std::slice::from_ref(&long.0)).await;
     assert!(outcomes.values().all(|o| o.state == JobState::Complete));
 
     let mut changing_vars = current.clone();
