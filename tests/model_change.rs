@@ -112,10 +112,16 @@ async fn change_models(dims: &str) -> TestDb {
     let changing = test_db.config(&borrowed(&changing_vars));
     let other_size = dims != "384";
     if other_size {
-        let err = db::connect(&changing.database).await.unwrap_err();
+        // Deployed before the deploy step migrates: the functions start, and
+        // the change waits for its column.
+        let early =
+            LocalPipeline::new(&changing, db::connect(&changing.database).await.unwrap()).unwrap();
+        let err = reembed::advance_model_change(early.pipeline(), 10)
+            .await
+            .unwrap_err();
         assert!(
             err.to_string()
-                .contains("NEXT_EMBEDDING_DIMS=384 needs column document_chunks.embedding_384"),
+                .contains("need column document_chunks.embedding_384: run `docpipe migrate`"),
             "{err}"
         );
     }

@@ -18,6 +18,7 @@ use crate::error::{Error, Result};
 use crate::search::NextModel;
 use crate::settings::{CacheScope, CostPolicy};
 use crate::store::chunks::{self, LiveChunk};
+use crate::store::db;
 use crate::store::models::{self, ModelChange, TenantProgress};
 use deadpool_postgres::GenericClient;
 use pgvector::Vector;
@@ -76,8 +77,6 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
     };
     let Embedding { search, .. } = pipeline.embedding()?;
     let next = search.next.as_ref().expect("a change has a next model");
-    let rows = models::lacking(&pipeline.db.get().await?, &change, limit).await?;
-    report.embedded = build_next_vectors(pipeline, next, change.cache_scope, &rows).await?;
     let mut client = pipeline.db.get().await?;
     let columns = (
         search
@@ -87,6 +86,15 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
             .vector_column(&client, next.embedder.as_ref())
             .await?,
     );
+    if !db::has_vector_column(&client, &columns.1).await? {
+        return Err(Error::Transient(format!(
+            "the next model's vectors need column document_chunks.{}: run `docpipe migrate` \
+             with NEXT_EMBEDDING_DIMS set",
+            columns.1
+        )));
+    }
+    let rows = models::lacking(&client, &change, limit).await?;
+    report.embedded = build_next_vectors(pipeline, next, change.cache_scope, &rows).await?;
     for tenant in models::tenants_on_current(&client, change.current).await? {
         let moved = models::switch(&mut client, &change, (&columns.0, &columns.1), &tenant).await?;
         if let Some(moved) = moved {

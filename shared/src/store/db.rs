@@ -198,7 +198,7 @@ fn not_connected(error: deadpool_postgres::PoolError) -> ConfigError {
 pub async fn connect(config: &DatabaseSettings) -> Result<Pool, ConfigError> {
     let pool = pool(config)?;
     let client = pool.get().await.map_err(not_connected)?;
-    if check_vectors(&client, config, false).await?.is_none() {
+    if check_vectors(&client, config).await?.is_none() {
         return Err(ConfigError::NotMigrated(
             "table upload_pipeline.document_chunks is missing".into(),
         ));
@@ -260,13 +260,25 @@ async fn vector_column(
     Ok(Some((dims.max(0) as usize, storage)))
 }
 
+/// Whether `document_chunks` has the vector column `column`.
+pub async fn has_vector_column(
+    client: &tokio_postgres::Client,
+    column: &str,
+) -> Result<bool, crate::error::Error> {
+    Ok(vector_column(client, column)
+        .await
+        .map_err(|e| crate::error::Error::Transient(e.to_string()))?
+        .is_some())
+}
+
 /// The schema's layout (`None` if it does not exist yet), checked against
-/// the configured sizes and storage: the deployment's must have its column;
-/// a model change's next size too, unless `migrate` is about to add it.
+/// the configured sizes and storage: the deployment's must have its column.
+/// A model change's next size may lack its own until `migrate` adds it (no
+/// tenant can switch to it before), so functions deployed with the change
+/// start before the deploy step migrates.
 async fn check_vectors(
     client: &tokio_postgres::Client,
     config: &DatabaseSettings,
-    migrating: bool,
 ) -> Result<Option<VectorLayout>, ConfigError> {
     let Some(layout) = VectorLayout::read(client).await? else {
         return Ok(None);
@@ -297,12 +309,7 @@ async fn check_vectors(
                     in_table: layout.base_dims,
                 });
             }
-            None if migrating => {}
-            None => {
-                return Err(ConfigError::NotMigrated(format!(
-                    "{dims_name}={dims} needs column document_chunks.{column}"
-                )));
-            }
+            None => {}
         }
     }
     Ok(Some(layout))
@@ -380,7 +387,7 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
 
     // An existing schema keeps the size it was created with (a model change
     // adds a column): its migrations read as they were applied.
-    let layout = check_vectors(client, config, true)
+    let layout = check_vectors(client, config)
         .await?
         .unwrap_or(VectorLayout {
             base_dims: config.vector_dims,
