@@ -892,3 +892,53 @@ async fn a_refused_rerank_is_a_503_not_the_callers_fault() {
     assert!(!answer.to_string().contains("rk-"), "{answer}");
     assert_eq!(mock.requests(), 1);
 }
+
+/// During a model change each tenant sees its own progress in its metrics,
+/// and nobody else's, while its searches keep answering.
+#[tokio::test]
+async fn metrics_show_the_callers_progress_through_a_model_change() {
+    let (base, stack) = serve_api(&[("NEXT_EMBEDDING_MODEL", "docpipe-mock-embedding-v2")]).await;
+    stack.put("uploads/globex/plans.md", PLANS).await;
+    stack
+        .wait_for_state("uploads/globex/plans.md", "complete")
+        .await;
+    let http = docpipe_tests::http_client();
+    let metrics = async |key: &str| {
+        let (status, metrics) = call(&http, &base, Some(key), "GET", "/v1/metrics", None).await;
+        assert_eq!(status, 200);
+        metrics["model_change"].clone()
+    };
+    let globex = metrics(GLOBEX_KEY).await;
+    assert_eq!(
+        (
+            &globex["current"],
+            &globex["next"],
+            &globex["ready"],
+            &globex["switched"]
+        ),
+        (
+            &json!("docpipe-mock-embedding-v1"),
+            &json!("docpipe-mock-embedding-v2"),
+            &json!(0),
+            &json!(false)
+        )
+    );
+    assert!(globex["chunks"].as_i64().unwrap() > 0, "{globex}");
+    assert_eq!(
+        metrics(ACME_KEY).await["chunks"],
+        0,
+        "acme has none of its own"
+    );
+    let body = json!({"query": "plans", "mode": "vector"}).to_string();
+    let (status, answer) = call(
+        &http,
+        &base,
+        Some(GLOBEX_KEY),
+        "POST",
+        "/v1/search",
+        Some(&body),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(!answer["hits"].as_array().unwrap().is_empty(), "{answer}");
+}

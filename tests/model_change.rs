@@ -137,7 +137,11 @@ async fn change_models(dims: &str) -> TestDb {
     let pipeline = local.pipeline();
     let progress = reembed::model_change_progress(pipeline).await.unwrap();
     assert_eq!(progress.len(), 2);
-    assert!(progress.iter().all(|t| t.ready == 0 && !t.switched));
+    assert!(
+        progress
+            .iter()
+            .all(|t| t.progress.ready == 0 && !t.progress.switched)
+    );
     // Nothing built yet: searches read the mock's vectors, as before.
     assert_eq!(
         vector_search(&changing, "harbour", "fog horn").await[0].text,
@@ -160,11 +164,11 @@ async fn change_models(dims: &str) -> TestDb {
             // Switched exactly when every chunk has its next vector, and
             // never a mix of models in what its searches read.
             assert_eq!(
-                tenant.switched,
-                tenant.ready == tenant.chunks,
+                tenant.progress.switched,
+                tenant.progress.ready == tenant.progress.chunks,
                 "sweep {sweep}: {tenant:?}"
             );
-            let expected = if tenant.switched {
+            let expected = if tenant.progress.switched {
                 MINILM
             } else {
                 MOCK_EMBEDDING_MODEL
@@ -173,7 +177,7 @@ async fn change_models(dims: &str) -> TestDb {
             let hits = vector_search(&changing, &tenant.tenant, "fog horn").await;
             assert_eq!(hits.len(), 3, "sweep {sweep}: {} answers", tenant.tenant);
         }
-        if progress.iter().all(|t| t.switched) {
+        if progress.iter().all(|t| t.progress.switched) {
             break;
         }
     }
@@ -250,7 +254,10 @@ async fn a_chunk_the_next_model_refuses_holds_back_its_own_tenant_only() {
         .await
         .unwrap();
     let quay = progress.iter().find(|t| t.tenant == "quay").unwrap();
-    assert!(!quay.switched && quay.ready < quay.chunks, "{quay:?}");
+    assert!(
+        !quay.progress.switched && quay.progress.ready < quay.progress.chunks,
+        "{quay:?}"
+    );
     assert_eq!(models_of(&test_db, "quay").await, [MOCK_EMBEDDING_MODEL]);
     assert!(
         !vector_search(&changing, "quay", "keeper weather")

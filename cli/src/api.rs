@@ -115,6 +115,21 @@ pub fn print_status(status: &Value) {
         metrics["requests_last_hour"],
         metrics["hourly_request_cap"],
     );
+    let change = &metrics["model_change"];
+    if change.is_object() {
+        let state = if change["switched"] == true {
+            "switched"
+        } else {
+            "building"
+        };
+        println!(
+            "model change {} -> {}: {state}, {}/{} chunks with the next model's vectors",
+            text(&change["current"]),
+            text(&change["next"]),
+            change["ready"],
+            change["chunks"]
+        );
+    }
     for queue in health["queues"].as_array().into_iter().flatten() {
         println!(
             "queue {:<8} {}  waiting {}, in flight {}, dead letters {}",

@@ -433,7 +433,11 @@ fn print_overview(
         );
     }
     if let Some(change) = model_change {
-        let switched = change.tenants.iter().filter(|t| t.switched).count();
+        let switched = change
+            .tenants
+            .iter()
+            .filter(|t| t.progress.switched)
+            .count();
         println!(
             "model change {} -> {}: {switched} of {} tenants switched",
             change.current,
@@ -441,14 +445,14 @@ fn print_overview(
             change.tenants.len()
         );
         for tenant in &change.tenants {
-            let state = if tenant.switched {
+            let state = if tenant.progress.switched {
                 "switched"
             } else {
                 "building"
             };
             println!(
                 "  {:<20} {state:<9} {}/{} chunks with the next model's vectors",
-                tenant.tenant, tenant.ready, tenant.chunks
+                tenant.tenant, tenant.progress.ready, tenant.progress.chunks
             );
         }
     }
@@ -469,8 +473,11 @@ async fn reembed(settings: &PipelineSettings, chunks: u32) -> anyhow::Result<Exi
             println!("{tenant}: switched ({moved} chunks)");
         }
         let progress = reembed::model_change_progress(pipeline).await?;
-        let waiting: i64 = progress.iter().map(|t| t.chunks - t.ready).sum();
-        if progress.iter().all(|t| t.switched) {
+        let waiting: i64 = progress
+            .iter()
+            .map(|t| t.progress.chunks - t.progress.ready)
+            .sum();
+        if progress.iter().all(|t| t.progress.switched) {
             println!("every tenant searches the next model");
             return Ok(ExitCode::SUCCESS);
         }

@@ -7,7 +7,8 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use docpipe_shared::cost;
-use docpipe_shared::store::{ledger, status};
+use docpipe_shared::pipeline::reembed;
+use docpipe_shared::store::{ledger, models, status};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -20,6 +21,17 @@ pub(super) struct MetricsReport {
     #[serde(flatten)]
     limits: cost::TenantLimits,
     requests_last_hour: i64,
+    /// While the deployment changes embedding model, the caller's progress.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_change: Option<ModelChangeProgress>,
+}
+
+#[derive(Debug, Serialize)]
+struct ModelChangeProgress {
+    current: String,
+    next: String,
+    #[serde(flatten)]
+    progress: models::Progress,
 }
 
 pub(super) async fn report(
@@ -28,7 +40,16 @@ pub(super) async fn report(
 ) -> Result<Json<MetricsReport>, ApiError> {
     let client = api.client().await?;
     let policy = &api.search.cost;
+    let model_change = match reembed::model_change(&api.pipeline)? {
+        Some(change) => Some(ModelChangeProgress {
+            current: change.current.to_string(),
+            next: change.next.to_string(),
+            progress: models::tenant_progress(&client, &change, &tenant).await?,
+        }),
+        None => None,
+    };
     Ok(Json(MetricsReport {
+        model_change,
         metrics: status::tenant_metrics(&client, &tenant).await?,
         limits: cost::tenant_limits(&client, policy, &tenant).await?,
         requests_last_hour: ledger::spending(&client, Some(tenant.as_str()))

@@ -170,10 +170,9 @@ pub async fn switch(
     Ok(Some(moved))
 }
 
-/// One tenant's progress through a model change.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct TenantProgress {
-    pub tenant: String,
+/// A tenant's progress through a model change.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Progress {
     /// Its searchable chunks (of either model).
     pub chunks: i64,
     /// Of those, the ones with the next model's vector: in the cache, or
@@ -183,10 +182,19 @@ pub struct TenantProgress {
     pub switched: bool,
 }
 
-/// Each tenant's progress, tenants in name order.
-pub async fn progress(
+/// A tenant, named, and its progress.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TenantProgress {
+    pub tenant: String,
+    #[serde(flatten)]
+    pub progress: Progress,
+}
+
+/// Each tenant's progress (`tenant`'s only, if named), in name order.
+async fn progress_of(
     client: &impl GenericClient,
     change: &ModelChange<'_>,
+    tenant: Option<&str>,
 ) -> Result<Vec<TenantProgress>> {
     Ok(client
         .query(
@@ -196,7 +204,7 @@ pub async fn progress(
                         coalesce(bool_and(m.model = $2), false)
                    FROM upload_pipeline.document_chunks c
                    LEFT JOIN upload_pipeline.tenant_models m USING (tenant)
-                  WHERE c.model IN ($1, $2)
+                  WHERE c.model IN ($1, $2) AND ($5::text IS NULL OR c.tenant = $5)
                   GROUP BY c.tenant ORDER BY c.tenant"
             ),
             &[
@@ -204,15 +212,39 @@ pub async fn progress(
                 &change.next,
                 &change.dims,
                 &change.shared_cache(),
+                &tenant,
             ],
         )
         .await?
         .iter()
         .map(|row| TenantProgress {
             tenant: row.get(0),
-            chunks: row.get(1),
-            ready: row.get(2),
-            switched: row.get(3),
+            progress: Progress {
+                chunks: row.get(1),
+                ready: row.get(2),
+                switched: row.get(3),
+            },
         })
         .collect())
+}
+
+/// Each tenant's progress, in name order.
+pub async fn progress(
+    client: &impl GenericClient,
+    change: &ModelChange<'_>,
+) -> Result<Vec<TenantProgress>> {
+    progress_of(client, change, None).await
+}
+
+/// `tenant`'s progress (nothing to move, for a tenant without chunks).
+pub async fn tenant_progress(
+    client: &impl GenericClient,
+    change: &ModelChange<'_>,
+    tenant: &str,
+) -> Result<Progress> {
+    Ok(progress_of(client, change, Some(tenant))
+        .await?
+        .pop()
+        .map(|row| row.progress)
+        .unwrap_or_default())
 }
