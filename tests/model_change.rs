@@ -264,4 +264,19 @@ async fn a_chunk_the_next_model_refuses_holds_back_its_own_tenant_only() {
             .await
             .is_empty()
     );
+    // The change undone half-way: the switched tenant is told, not shown nothing.
+    let err = docpipe_tests::search_in_mode(
+        &config,
+        "harbour",
+        "fog horn",
+        3,
+        json!({}),
+        SearchMode::Vector,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("tenant harbour searches vectors of all-MiniLM-L6-v2, which neither"),
+        "{err}"
+    );
 }
