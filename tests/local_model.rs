@@ -185,6 +185,27 @@ async fn samples_become_searchable_by_meaning() {
         shared.is_empty(),
         "the query shares {shared:?} with the hit"
     );
+    // Keyword search cannot find it; hybrid search finds it by meaning.
+    let by_keywords = search_in_mode(
+        &config,
+        "harbour",
+        query,
+        10,
+        json!({}),
+        SearchMode::Keyword,
+    )
+    .await
+    .unwrap();
+    assert!(
+        by_keywords
+            .iter()
+            .all(|hit| hit.chunk_index != top.chunk_index || hit.source_key != top.source_key),
+        "{by_keywords:?}"
+    );
+    let hybrid = search_in_mode(&config, "harbour", query, 3, json!({}), SearchMode::Hybrid)
+        .await
+        .unwrap();
+    assert_eq!(hybrid[0].source_key, top.source_key, "{hybrid:#?}");
     // Free and in-process: tokens in the ledger at no cost, no requests.
     let ledger: Vec<(String, String, i64, i32)> = test_db
         .client()

@@ -11,10 +11,11 @@ use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
 use serde_json::json;
 
 /// A manual whose one paragraph names fault E4711 among talk of impellers,
-/// and short notes that say "harbour pump" again and again.
-async fn corpus() -> (TestDb, PipelineSettings) {
+/// and short notes that say "harbour pump" again and again; searched with
+/// `vars`.
+async fn corpus_with(vars: &[(&str, &str)]) -> (TestDb, PipelineSettings) {
     let test_db = TestDb::migrated(&[]).await;
-    let config = test_db.config(&[]);
+    let config = test_db.config(vars);
     let dir = ScratchDir::new();
     dir.write(
         "manual.md",
@@ -31,6 +32,10 @@ async fn corpus() -> (TestDb, PipelineSettings) {
     }
     ingest_locally(&config, "acme", std::slice::from_ref(&dir.0)).await;
     (test_db, config)
+}
+
+async fn corpus() -> (TestDb, PipelineSettings) {
+    corpus_with(&[]).await
 }
 
 async fn names(
@@ -60,15 +65,24 @@ async fn hybrid_finds_a_rare_term_vector_misses_and_a_meaning_keywords_miss() {
         !by_vector.contains(&"manual.md".to_string()),
         "{by_vector:?}"
     );
-    assert_eq!(
-        names(&config, code, 3, SearchMode::Keyword).await,
-        ["manual.md"]
-    );
+    // Keyword search ranks the one chunk holding every word first, then
+    // chunks holding some (SEARCH_KEYWORD_MATCH=any, the default).
+    let hits = search_in_mode(&config, "acme", code, 3, json!({}), SearchMode::Keyword)
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 3);
+    assert!(hits[0].source_key.ends_with("manual.md") && hits[0].score >= 0.5);
+    assert!(hits[1..].iter().all(|h| h.score < 0.5), "{hits:?}");
     assert_eq!(
         names(&config, code, 3, SearchMode::Hybrid).await[0],
         "manual.md"
     );
 
+    // Where keyword search wants every word (SEARCH_KEYWORD_MATCH=all), a
+    // question in other words finds nothing by keywords; by meaning, it does.
+    // (With the default, keywords find what shares some words; a question
+    // sharing none is found by meaning alone: tests/local_model.rs.)
+    let (_db, config) = corpus_with(&[("SEARCH_KEYWORD_MATCH", "all")]).await;
     let question = "how do I replace a worn impeller and its seal";
     assert_eq!(
         names(&config, question, 3, SearchMode::Keyword).await,

@@ -14,7 +14,7 @@ use crate::embedding::{EmbedInput, Embedder};
 use crate::error::{ConfigError, Error, Result};
 use crate::external::ExternalService;
 use crate::rerank::Reranker;
-use crate::settings::{CostPolicy, PipelineSettings, invalid};
+use crate::settings::{CostPolicy, KeywordMatch, PipelineSettings, invalid};
 use crate::store::db::VectorLayout;
 use crate::store::{chunks, models};
 use context::{ContextRequest, HitContext};
@@ -177,6 +177,8 @@ pub struct SearchParts {
     pub cost: CostPolicy,
     /// `SEARCH_EF_SEARCH`: the HNSW scan's candidate list.
     pub ef_search: u32,
+    /// `SEARCH_KEYWORD_MATCH`: the keyword ranker's chunks.
+    pub keyword_match: KeywordMatch,
     /// The schema's vector columns, read at first use.
     layout: Arc<tokio::sync::OnceCell<VectorLayout>>,
 }
@@ -215,12 +217,14 @@ impl SearchParts {
                 .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,
             None => None,
         };
+        let search = settings.search.clone().unwrap_or_default();
         Ok(SearchParts {
             embedder,
             next,
             reranker,
             cost: settings.cost.clone(),
-            ef_search: settings.search.clone().unwrap_or_default().search_ef_search,
+            ef_search: search.search_ef_search,
+            keyword_match: search.search_keyword_match,
             layout: Arc::default(),
         })
     }
@@ -318,7 +322,8 @@ pub async fn search(
                 column: &column,
                 query,
             }),
-            keywords: (query.mode != SearchMode::Vector).then_some(query.text),
+            keywords: (query.mode != SearchMode::Vector)
+                .then_some((query.text, parts.keyword_match)),
         };
         let rows = chunks::candidates(
             &mut client,

@@ -28,7 +28,7 @@ pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
 pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};
 pub use pipeline::{DEFAULT_MAX_FILE_BYTES, Parts, PipelineSettings, StageSettings};
 pub use rerank::{MAX_RERANK_CANDIDATES, RerankProvider, RerankSettings};
-pub use search::SearchSettings;
+pub use search::{KeywordMatch, SearchSettings};
 pub use telemetry::TelemetrySettings;
 
 use crate::error::ConfigError;

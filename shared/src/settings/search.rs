@@ -1,9 +1,23 @@
 //! How search scans: settings docpipe sets on each query itself, so a stock
 //! Postgres (an RDS instance's defaults) answers as measured.
 
-use super::{Settings, invalid};
+use super::{Settings, choice, invalid};
 use crate::error::ConfigError;
 use serde::Deserialize;
+
+choice! {
+    /// Which chunks the keyword ranker ranks (`SEARCH_KEYWORD_MATCH`).
+    pub enum KeywordMatch from "SEARCH_KEYWORD_MATCH" {
+        /// Chunks holding any of the query's words, ranked by how much of
+        /// the query they hold (`ts_rank`); a query written with operators
+        /// (`"a phrase"`, `-word`, `or`) is read as `all` reads it.
+        #[default]
+        Any,
+        /// Only chunks holding every word (`websearch_to_tsquery`), ranked
+        /// by how close together they hold them (`ts_rank_cd`).
+        All,
+    }
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -11,12 +25,15 @@ pub struct SearchSettings {
     /// `SEARCH_EF_SEARCH` (100, 10 to 1000): the HNSW scan's candidate list
     /// (`hnsw.ef_search`); larger finds more of the true nearest at more cost.
     pub search_ef_search: u32,
+    /// `SEARCH_KEYWORD_MATCH` (`any`): the keyword ranker's chunks.
+    pub search_keyword_match: KeywordMatch,
 }
 
 impl Default for SearchSettings {
     fn default() -> Self {
         SearchSettings {
             search_ef_search: 100,
+            search_keyword_match: KeywordMatch::Any,
         }
     }
 }

@@ -11,6 +11,7 @@ use crate::parsing::layout::Provenance;
 use crate::search::SearchFilter;
 use crate::search::context::Nearby;
 use crate::search::filter::SqlCondition;
+use crate::settings::KeywordMatch;
 use crate::store::jobs::Job;
 use deadpool_postgres::GenericClient;
 use pgvector::Vector;
@@ -300,7 +301,7 @@ pub async fn go_live(
 /// the query's), by keywords (the query's words, full-text search), or both.
 pub struct Rankers<'a> {
     pub vector: Option<VectorRanker<'a>>,
-    pub keywords: Option<&'a str>,
+    pub keywords: Option<(&'a str, KeywordMatch)>,
 }
 
 /// The query's vector, and the model and column of the vectors it is near.
@@ -315,8 +316,9 @@ const HIT_COLUMNS: &str = "chunk_id, document_id, source_key, chunk_index, char_
                            page_start, page_end, headings, row_start, row_end, metadata, text";
 
 /// Each ranker's best `limit` chunks of `tenant` that pass `filter`, each row
-/// with its `ranker` (`vector`, `keyword`), its `rank` (1 = best) and the
-/// ranker's `score` (cosine similarity; full-text rank, 0 to 1).
+/// with its `ranker` (`vector`, `keyword`), its `rank` (1 = best), the
+/// ranker's `score` (cosine similarity; full-text rank, 0 to 1) and whether
+/// the chunk holds every word of the query (`all_words`, keyword rows).
 pub async fn candidates(
     client: &mut deadpool_postgres::Client,
     (tenant, ef_search): (&str, u32),
@@ -364,29 +366,34 @@ pub async fn candidates(
         // once) to the column's type, so the index serves that too.
         parts.push(format!(
             "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
-                    1 - distance AS score, *
+                    1 - distance AS score, false AS all_words, {HIT_COLUMNS}
                FROM (SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
                        FROM upload_pipeline.document_chunks
                       WHERE {within} AND model = ${model}
                       ORDER BY {column} <=> ${vector}::vector LIMIT $2) nearest"
         ));
     }
-    if let Some(keywords) = &rankers.keywords {
-        params.push(keywords);
-        let keywords = params.len();
+    if let Some((text, matching)) = &rankers.keywords {
+        params.push(text);
+        let n = params.len();
+        let (words, rank) = keyword_query(text, *matching, n);
+        // Chunks holding every word first; the score is half for that and
+        // half the rank (0–1 both), so it falls with the order.
         parts.push(format!(
-            "SELECT 'keyword' AS ranker, row_number() OVER (ORDER BY text_rank DESC) AS rank,
-                    text_rank AS score, *
-               FROM (SELECT {HIT_COLUMNS}, ts_rank_cd(text_search, words, 32)::float8 AS text_rank
-                       FROM upload_pipeline.document_chunks,
-                            websearch_to_tsquery(upload_pipeline.text_search_config(), ${keywords}) words
+            "SELECT 'keyword' AS ranker,
+                    row_number() OVER (ORDER BY all_words DESC, text_rank DESC, chunk_id) AS rank,
+                    (all_words::int + text_rank) / 2 AS score, all_words, {HIT_COLUMNS}
+               FROM (SELECT {HIT_COLUMNS}, {rank}(text_search, words, 32)::float8 AS text_rank,
+                            text_search @@ websearch_to_tsquery({TEXT_CONFIG}, ${n}) AS all_words
+                       FROM upload_pipeline.document_chunks, (SELECT {words} AS words) query
                       WHERE {within} AND text_search @@ words
-                      ORDER BY text_rank DESC, chunk_id LIMIT $2) matching"
+                      ORDER BY all_words DESC, text_rank DESC, chunk_id LIMIT $2) matching"
         ));
     }
     let select: Vec<String> = parts.iter().map(|part| format!("({part})")).collect();
     let sql = format!(
-        "SELECT ranker, rank, score, {HIT_COLUMNS} FROM ({}) ranked ORDER BY ranker DESC, rank",
+        "SELECT ranker, rank, score, all_words, {HIT_COLUMNS} FROM ({}) ranked
+          ORDER BY ranker DESC, rank",
         select.join(" UNION ALL ")
     );
     let tx = client.transaction().await?;
@@ -401,6 +408,36 @@ pub async fn candidates(
     let rows = tx.query(&sql, &params).await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// The keyword ranker's query of `text` (parameter `$n`), and its ranking
+/// function (both normalized to 0–1 by `32`). Any word: the query's words
+/// joined by `|` (its `&`s made `|`s; lexemes never hold spaces), ranked by
+/// how much of the query a chunk holds; every word, as `websearch_to_tsquery`
+/// reads it, ranked by how close together a chunk holds them.
+fn keyword_query(text: &str, matching: KeywordMatch, n: usize) -> (String, &'static str) {
+    match matching {
+        KeywordMatch::Any if !uses_operators(text) => (
+            format!("replace(plainto_tsquery({TEXT_CONFIG}, ${n})::text, ' & ', ' | ')::tsquery"),
+            "ts_rank",
+        ),
+        _ => (
+            format!("websearch_to_tsquery({TEXT_CONFIG}, ${n})"),
+            "ts_rank_cd",
+        ),
+    }
+}
+
+/// The text-search configuration chunks were indexed with.
+const TEXT_CONFIG: &str = "upload_pipeline.text_search_config()";
+
+/// Whether `text` uses `websearch_to_tsquery`'s operators: a quoted phrase,
+/// an excluded `-word`, `or`. Its writer wants them read.
+fn uses_operators(text: &str) -> bool {
+    text.contains('"')
+        || text
+            .split_whitespace()
+            .any(|word| word.starts_with('-') || word.eq_ignore_ascii_case("or"))
 }
 
 /// The chunks of `tenant` in each window `(document, first index, last
