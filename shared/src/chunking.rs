@@ -377,9 +377,9 @@ impl Chunker {
 mod tests {
     use super::*;
 
-    /// Paragraphs join up to an eighth of the chunk size, as by default.
+    /// Paragraphs join up to the default share of the chunk size.
     fn min_tokens(max_tokens: usize) -> usize {
-        max_tokens / 8
+        crate::settings::default_min_tokens(max_tokens)
     }
 
     fn chunker(max_tokens: usize, overlap_tokens: usize) -> Chunker {
