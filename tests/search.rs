@@ -65,24 +65,30 @@ async fn hybrid_finds_a_rare_term_vector_misses_and_a_meaning_keywords_miss() {
         !by_vector.contains(&"manual.md".to_string()),
         "{by_vector:?}"
     );
-    // Keyword search ranks the one chunk holding every word first, then
-    // chunks holding some (SEARCH_KEYWORD_MATCH=any, the default).
-    let hits = search_in_mode(&config, "acme", code, 3, json!({}), SearchMode::Keyword)
+    assert_eq!(
+        names(&config, code, 3, SearchMode::Keyword).await,
+        ["manual.md"]
+    );
+    assert_eq!(
+        names(&config, code, 3, SearchMode::Hybrid).await[0],
+        "manual.md"
+    );
+    // With SEARCH_KEYWORD_MATCH=any, keyword search ranks the one chunk
+    // holding every word first, then chunks holding some.
+    let (_any_db, any) = corpus_with(&[("SEARCH_KEYWORD_MATCH", "any")]).await;
+    let hits = search_in_mode(&any, "acme", code, 3, json!({}), SearchMode::Keyword)
         .await
         .unwrap();
     assert_eq!(hits.len(), 3);
     assert!(hits[0].source_key.ends_with("manual.md") && hits[0].score >= 0.5);
     assert!(hits[1..].iter().all(|h| h.score < 0.5), "{hits:?}");
     assert_eq!(
-        names(&config, code, 3, SearchMode::Hybrid).await[0],
+        names(&any, code, 3, SearchMode::Hybrid).await[0],
         "manual.md"
     );
 
-    // Where keyword search wants every word (SEARCH_KEYWORD_MATCH=all), a
-    // question in other words finds nothing by keywords; by meaning, it does.
-    // (With the default, keywords find what shares some words; a question
-    // sharing none is found by meaning alone: tests/local_model.rs.)
-    let (_db, config) = corpus_with(&[("SEARCH_KEYWORD_MATCH", "all")]).await;
+    // A question in other words than the manual's finds nothing by keywords;
+    // by meaning, it does.
     let question = "how do I replace a worn impeller and its seal";
     assert_eq!(
         names(&config, question, 3, SearchMode::Keyword).await,

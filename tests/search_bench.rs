@@ -5,6 +5,7 @@
 //!
 //!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
 //!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only] [--storage vector|halfvec]
+//!       [--keyword-match all|any]
 //!
 //! Texts are 60-120 words drawn Zipf-distributed from a 20 000-word
 //! vocabulary and embedded by the `mock` embedder (hashed bags of words and
@@ -56,6 +57,9 @@ struct Args {
     /// How vectors are stored (`EMBEDDING_STORAGE`): vector or halfvec.
     #[arg(long, default_value = "vector")]
     storage: VectorStorage,
+    /// The keyword ranker's chunks (`SEARCH_KEYWORD_MATCH`): all or any.
+    #[arg(long, default_value = "all")]
+    keyword_match: String,
 }
 
 const VOCABULARY: usize = 20_000;
@@ -447,6 +451,7 @@ async fn main() {
             ("EMBEDDING_STORAGE", storage.as_str()),
             ("DB_POOL_SIZE", "20"),
             ("SEARCH_EF_SEARCH", args.ef_search.to_string().as_str()),
+            ("SEARCH_KEYWORD_MATCH", args.keyword_match.as_str()),
         ]),
         Parts::EMBED,
     )

@@ -5,12 +5,12 @@
 //! `ts_rank`), which do not compare, need scaling. A single ranking keeps
 //! its order and its own scores.
 //!
-//! The weights depend on the query: when the keyword ranker's best chunk
-//! holds every word of it (a copied phrase, a code, a name), the keyword
-//! ranking leads ([`EXACT_KEYWORD_WEIGHT`]); otherwise both count alike.
-//! Measured on the quality bench (README, *Search quality*): plain fusion
-//! lost a fifth of the exact-sentence queries' first places to the vector
-//! ranking; this keeps them, and loses nothing on questions.
+//! The weights depend on the query: a chunk the keyword ranker found holding
+//! every word of it (a copied phrase, a code, a name) counts its keyword
+//! rank [`EXACT_KEYWORD_WEIGHT`] times; other ranks count alike. Measured on
+//! the quality bench (README, *Search quality*): plain fusion let the vector
+//! ranking push exact sentences down; this keeps them first, and loses
+//! nothing on questions.
 
 use uuid::Uuid;
 
@@ -18,9 +18,9 @@ use uuid::Uuid;
 /// much the very first ranks count against the rest.
 pub const RRF_K: f64 = 60.0;
 
-/// The keyword ranking's weight when its best chunk holds every word of the
-/// query (the vector ranking's is 1): the best of 1, 1.5, 2, 3 and 5 on the
-/// quality bench, with the mock embedder and with all-MiniLM-L6-v2.
+/// The weight of a keyword rank whose chunk holds every word of the query
+/// (every other rank's is 1): the best of 1, 1.5, 2, 3 and 5 on the quality
+/// bench, with the mock embedder and with all-MiniLM-L6-v2.
 pub const EXACT_KEYWORD_WEIGHT: f64 = 5.0;
 
 /// One chunk as one ranker placed it.
@@ -56,18 +56,18 @@ pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<(usize, f64)> {
     let mut rankers: Vec<&str> = ranked.iter().map(|r| r.ranker.as_str()).collect();
     rankers.sort_unstable();
     rankers.dedup();
-    let exact = ranked
-        .iter()
-        .any(|r| r.ranker == "keyword" && r.rank == 1 && r.all_words);
-    let weight = |ranker: &str| match ranker {
-        "keyword" if exact => EXACT_KEYWORD_WEIGHT,
-        _ => 1.0,
+    let weight = |candidate: &Ranked| {
+        if candidate.ranker == "keyword" && candidate.all_words {
+            EXACT_KEYWORD_WEIGHT
+        } else {
+            1.0
+        }
     };
     let mut scored: Vec<(usize, f64)> = Vec::new();
     let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
     for (index, candidate) in ranked.iter().enumerate() {
         let score = if rankers.len() > 1 {
-            weight(&candidate.ranker) / (RRF_K + candidate.rank as f64)
+            weight(candidate) / (RRF_K + candidate.rank as f64)
         } else {
             candidate.score
         };
@@ -122,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn a_chunk_holding_every_word_puts_the_keyword_ranking_first() {
+    fn a_chunk_holding_every_word_counts_its_keyword_rank_more() {
         // Vector: A B C; keyword: C (every word) A. C = 5/61 + 1/63 > A = 1/61 + 5/62.
         let mut all = ranked("vector", &[0xA, 0xB, 0xC]);
         let mut keyword = ranked("keyword", &[0xC, 0xA]);
