@@ -72,11 +72,10 @@ pub struct ModelChangeReport {
 /// embedded by the next model, then every tenant that has them all switched.
 pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<ModelChangeReport> {
     let mut report = ModelChangeReport::default();
-    let Some(change) = model_change(pipeline)? else {
+    let Embedding { search, .. } = pipeline.embedding()?;
+    let (Some(change), Some(next)) = (model_change(pipeline)?, &search.next) else {
         return Ok(report);
     };
-    let Embedding { search, .. } = pipeline.embedding()?;
-    let next = search.next.as_ref().expect("a change has a next model");
     let mut client = pipeline.db.get().await?;
     let columns = (
         search
