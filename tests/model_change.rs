@@ -11,7 +11,7 @@ use docpipe_shared::pipeline::reembed;
 use docpipe_shared::pipeline::sweeper;
 use docpipe_shared::search::{SearchHit, SearchMode};
 use docpipe_shared::settings::{MOCK_EMBEDDING_MODEL, PipelineSettings, SweepPolicy};
-use docpipe_shared::store::db;
+use docpipe_shared::store::{db, models};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, local_model_dir, samples_dir};
 use serde_json::json;
 
@@ -160,6 +160,13 @@ async fn change_models(dims: &str) -> TestDb {
             switched_in.push((tenant.clone(), sweep));
         }
         let progress = reembed::model_change_progress(pipeline).await.unwrap();
+        // `docpipe status` reads the change from the settings: the same figures.
+        let configured = models::ModelChange::configured(&changing).unwrap();
+        let client = pipeline.db.get().await.unwrap();
+        assert_eq!(
+            models::progress(&client, &configured).await.unwrap(),
+            progress
+        );
         for tenant in &progress {
             // Switched exactly when every chunk has its next vector, and
             // never a mix of models in what its searches read.

@@ -9,7 +9,8 @@ use deadpool_postgres::GenericClient;
 use serde::Serialize;
 
 /// A model change: from the model tenants search now to the next one, whose
-/// vectors (of the same size) wait in the cache, in each tenant's scope.
+/// vectors (of `dims`, the next model's size) wait in the cache, in each
+/// tenant's scope.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelChange<'a> {
     pub current: &'a str,
@@ -28,7 +29,7 @@ impl<'a> ModelChange<'a> {
         Some(ModelChange {
             current: current.model(),
             next: next.model(),
-            dims: current.dims as i32,
+            dims: next.dims as i32,
             cache_scope: current.cache_scope,
         })
     }
