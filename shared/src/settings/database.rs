@@ -1,6 +1,6 @@
 //! Postgres: where it is and how many connections a process keeps.
 
-use super::{Secret, Settings, VectorStorage, embedding, invalid};
+use super::{NEXT, Secret, Settings, VectorStorage, embedding, invalid};
 use crate::error::ConfigError;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -59,19 +59,46 @@ impl DatabaseSettings {
 
     /// The vector sizes the configured models make, each with its storage:
     /// the deployment's, and a model change's next one if it differs.
-    pub fn vector_sizes(&self) -> Vec<(usize, VectorStorage)> {
-        let mut sizes = vec![(self.vector_dims, self.vector_storage())];
+    pub fn vector_sizes(&self) -> Vec<VectorSize> {
+        let mut sizes = vec![VectorSize {
+            dims: self.vector_dims,
+            storage: self.vector_storage(),
+            settings: "",
+        }];
         if let Some(next) = self.next_vector_dims
             && next != self.vector_dims
         {
-            sizes.push((next, VectorStorage::for_dims(self.next_storage, next)));
+            sizes.push(VectorSize {
+                dims: next,
+                storage: VectorStorage::for_dims(self.next_storage, next),
+                settings: NEXT,
+            });
         }
         sizes
     }
 }
 
-/// The settings of [`DatabaseSettings::vector_sizes`], in its order.
-const SIZE_SETTINGS: [&str; 2] = ["EMBEDDING_DIMS", "NEXT_EMBEDDING_DIMS"];
+/// A size of vectors a configured model makes, and how they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VectorSize {
+    pub dims: usize,
+    pub storage: VectorStorage,
+    /// The prefix of the settings that name it: `""` for the deployment's
+    /// model (`EMBEDDING_DIMS`), `NEXT_` for a model change's next one.
+    pub settings: &'static str,
+}
+
+impl VectorSize {
+    /// Whether it is the deployment's model's size (not a change's next).
+    pub fn is_current(&self) -> bool {
+        self.settings.is_empty()
+    }
+
+    /// The name of its setting `name` (`EMBEDDING_DIMS`, `EMBEDDING_STORAGE`).
+    pub fn setting(&self, name: &str) -> String {
+        format!("{}{name}", self.settings)
+    }
+}
 
 impl Settings for DatabaseSettings {
     fn check(self) -> Result<Self, ConfigError> {
@@ -80,8 +107,8 @@ impl Settings for DatabaseSettings {
                 name: "DATABASE_URL".into(),
             });
         }
-        for ((dims, storage), name) in self.vector_sizes().into_iter().zip(SIZE_SETTINGS) {
-            embedding::check_dims(name, dims, storage)?;
+        for size in self.vector_sizes() {
+            embedding::check_dims(&size.setting("EMBEDDING_DIMS"), size.dims, size.storage)?;
         }
         // It is written into the migration's SQL: a plain name only.
         let name = &self.search_text_config;

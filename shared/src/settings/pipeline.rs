@@ -234,11 +234,21 @@ mod tests {
             ("NEXT_EMBEDDING_DIMS", "3072"),
         ])
         .unwrap();
+        let sizes: Vec<_> = large
+            .database
+            .vector_sizes()
+            .iter()
+            .map(|size| (size.dims, size.storage, size.setting("EMBEDDING_DIMS")))
+            .collect();
         assert_eq!(
-            large.database.vector_sizes(),
+            sizes,
             [
-                (1024, VectorStorage::Vector),
-                (3072, VectorStorage::Halfvec)
+                (1024, VectorStorage::Vector, "EMBEDDING_DIMS".to_string()),
+                (
+                    3072,
+                    VectorStorage::Halfvec,
+                    "NEXT_EMBEDDING_DIMS".to_string()
+                )
             ]
         );
         let err = with(&[("NEXT_EMBEDDING_DIMS", "4001")]).unwrap_err();

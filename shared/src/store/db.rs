@@ -283,27 +283,22 @@ async fn check_vectors(
     let Some(layout) = VectorLayout::read(client).await? else {
         return Ok(None);
     };
-    let settings = [
-        ("EMBEDDING_DIMS", "EMBEDDING_STORAGE"),
-        ("NEXT_EMBEDDING_DIMS", "NEXT_EMBEDDING_STORAGE"),
-    ];
-    for ((dims, configured), (dims_name, storage_name)) in
-        config.vector_sizes().into_iter().zip(settings)
-    {
-        let column = layout.column(dims);
-        match vector_column(client, &column).await? {
+    for size in config.vector_sizes() {
+        let (dims, configured) = (size.dims, size.storage);
+        match vector_column(client, &layout.column(dims)).await? {
             Some((_, storage)) if storage != configured => {
+                let name = size.setting("EMBEDDING_STORAGE");
                 return Err(ConfigError::Invalid {
-                    name: storage_name.into(),
+                    name: name.clone(),
                     value: configured.to_string(),
                     reason: format!(
                         "the schema stores {dims}-dimension vectors as {storage}; it is fixed \
-                         at migration (set {storage_name}={storage} or migrate a fresh database)"
+                         at migration (set {name}={storage} or migrate a fresh database)"
                     ),
                 });
             }
             Some(_) => {}
-            None if dims_name == "EMBEDDING_DIMS" => {
+            None if size.is_current() => {
                 return Err(ConfigError::DimensionMismatch {
                     configured: dims,
                     in_table: layout.base_dims,
@@ -323,7 +318,8 @@ async fn add_next_size(
     layout: &VectorLayout,
 ) -> Result<Vec<String>, ConfigError> {
     let mut added = Vec::new();
-    for (dims, storage) in config.vector_sizes() {
+    for size in config.vector_sizes() {
+        let (dims, storage) = (size.dims, size.storage);
         let column = layout.column(dims);
         if vector_column(client, &column).await?.is_some() {
             continue;
