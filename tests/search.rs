@@ -104,6 +104,34 @@ async fn hybrid_finds_a_rare_term_vector_misses_and_a_meaning_keywords_miss() {
     );
 }
 
+/// The any-word query is built from the query's own words (plainto_tsquery's
+/// `&`s made `|`s): whatever a caller types reads as words, never as
+/// tsquery syntax, and never fails the search.
+#[tokio::test]
+async fn any_word_keyword_queries_read_hostile_text_as_words() {
+    let (_db, any) = corpus_with(&[("SEARCH_KEYWORD_MATCH", "any")]).await;
+    for text in [
+        "pump & | ! <-> ( ) : * E4711",
+        "pump' & 'x':* | !!",
+        r"back\slash pump\ 'it''s' E4711",
+        "'; DROP TABLE upload_pipeline.document_chunks; --",
+        "!!! ::: &&& |||",
+        "",
+        "Überlast pump 泵 🦀",
+    ] {
+        for mode in [SearchMode::Keyword, SearchMode::Hybrid] {
+            let hits = search_in_mode(&any, "acme", text, 3, json!({}), mode)
+                .await
+                .unwrap_or_else(|e| panic!("{text:?} in {mode}: {e}"));
+            assert!(hits.len() <= 3, "{text:?}");
+        }
+    }
+    assert_eq!(
+        names(&any, "pump & | ! E4711", 3, SearchMode::Keyword).await[0],
+        "manual.md"
+    );
+}
+
 #[tokio::test]
 async fn keyword_search_reads_phrases_and_exclusions_and_ranks_within_0_and_1() {
     let (_db, config) = corpus().await;
