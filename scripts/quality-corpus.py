@@ -12,8 +12,16 @@ sources into its registry to build docpipe), and two sets of labeled queries.
   exact-phrase query for its own README.
 
 Neither the queries nor the labels come from docpipe, and every label is
-the document the query was taken from or written for. Usage:
-  scripts/quality-corpus.py OUT_DIR   (docs/ and the two .jsonl files in it)
+the document the query was taken from or written for.
+
+With --paragraphs it writes instead the prose paragraphs of the same crates'
+doc comments and Markdown files (8 to 60 words and at most 400 characters,
+printable ASCII, each once, one a line): ~92 500 texts of real English for
+the search bench's real-model vectors.
+
+Usage:
+  scripts/quality-corpus.py OUT_DIR              (docs/ and the two .jsonl files in it)
+  scripts/quality-corpus.py --paragraphs FILE
 """
 
 import hashlib
@@ -62,8 +70,9 @@ def prose_sentences(readme):
     ]
 
 
-def main():
-    out = Path(sys.argv[1])
+def crates():
+    """(name, source folder) of the newest version of each crates.io package
+    in Cargo.lock that cargo's registry holds, by name."""
     repo = Path(__file__).resolve().parent.parent
     cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
     sources = sorted((cargo_home / "registry" / "src").glob("*"))
@@ -75,15 +84,73 @@ def main():
         name, version = package["name"], package["version"]
         if name not in newest or version_key(version) > version_key(newest[name]):
             newest[name] = version
-
-    docs, seen = {}, set()
     for name in sorted(newest):
         crate = next(
             (d / f"{name}-{newest[name]}" for d in sources if (d / f"{name}-{newest[name]}").is_dir()),
             None,
         )
-        if crate is None:
+        if crate is not None:
+            yield name, crate
+
+
+def doc_comment_paragraphs(source):
+    """Paragraphs of a Rust file's `///` and `//!` comments, code blocks and
+    Markdown headings, lists and tables left out."""
+    paragraph, in_code = [], False
+    for line in source.splitlines() + [""]:
+        comment = re.match(r"\s*//[/!] ?(.*)$", line)
+        text = comment.group(1).strip() if comment else ""
+        if comment and text.startswith("```"):
+            in_code = not in_code
+            text = ""
+        if comment and in_code:
             continue
+        if not text or text.startswith(("#", "|", "-", "*", "<")):
+            if paragraph:
+                yield " ".join(paragraph)
+            paragraph = []
+            in_code = in_code and comment is not None
+            continue
+        paragraph.append(text)
+
+
+def markdown_paragraphs(text):
+    for block in re.split(r"\n\s*\n", text):
+        if not block.lstrip().startswith(("#", "|", "-", "*", "<", "`", "    ", "!", "[", ">")):
+            yield " ".join(block.split())
+
+
+def write_paragraphs(out):
+    seen = set()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        for _, crate in crates():
+            sources = [(doc_comment_paragraphs, p) for p in sorted(crate.rglob("*.rs"))]
+            sources += [
+                (markdown_paragraphs, p)
+                for p in sorted(crate.rglob("*.md"))
+                if not re.search(r"CHANGE|HISTORY|RELEASE", p.name.upper())
+            ]
+            for paragraphs, path in sources:
+                for paragraph in paragraphs(path.read_text(errors="replace")):
+                    if (
+                        8 <= len(paragraph.split()) <= 60
+                        and len(paragraph) <= 400
+                        and paragraph not in seen
+                        and re.fullmatch(r"[\x20-\x7e]+", paragraph)
+                    ):
+                        seen.add(paragraph)
+                        f.write(paragraph + "\n")
+    print(f"quality-corpus: {len(seen)} paragraphs in {out}", file=sys.stderr)
+
+
+def main():
+    if sys.argv[1] == "--paragraphs":
+        write_paragraphs(sys.argv[2])
+        return
+    out = Path(sys.argv[1])
+    docs, seen = {}, set()
+    for name, crate in crates():
         manifest = tomllib.loads((crate / "Cargo.toml").read_text()).get("package", {})
         readme_name = manifest.get("readme")
         readme = crate / (readme_name if isinstance(readme_name, str) else "README.md")

@@ -12,6 +12,7 @@ use clap::Parser;
 use clap::ValueEnum;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_shared::drivers::local::{LocalPipeline, upload_keys};
+use docpipe_shared::settings::DatabaseSettings;
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
 use docpipe_tests::corpus::generate;
@@ -104,7 +105,8 @@ async fn bench_main() {
                 local.upload(key, file).await.expect("upload");
             }
             let keys = files.iter().map(|(k, _)| k.clone()).collect();
-            let (seconds, loaded) = timed(&pool, args.defer_index, async {
+            let index_build = Some(&config.database).filter(|_| args.defer_index);
+            let (seconds, loaded) = timed(&pool, index_build, async {
                 local.run(keys, |_| {}).await;
             })
             .await;
@@ -125,7 +127,9 @@ async fn bench_main() {
             };
             let stack = LocalAws::start_with_queues(&vars, settings).await;
             let pool = stack.deployment.pipeline.db.clone();
-            let (seconds, loaded) = timed(&pool, args.defer_index, async {
+            let database = stack.test_db.config(&vars).database;
+            let index_build = Some(&database).filter(|_| args.defer_index);
+            let (seconds, loaded) = timed(&pool, index_build, async {
                 for (key, file) in &files {
                     stack.put(key, std::fs::read(file).unwrap()).await;
                 }
@@ -194,17 +198,26 @@ async fn bench_main() {
     }
 }
 
-/// Runs `load`, deferring the search index around it if asked; returns the
-/// seconds in all and the seconds before the index build.
-async fn timed(pool: &db::Pool, defer_index: bool, load: impl Future<Output = ()>) -> (f64, f64) {
+/// Runs `load`, deferring the search index around it when given the
+/// settings of its build; returns the seconds in all and the seconds before
+/// the index build.
+async fn timed(
+    pool: &db::Pool,
+    index_build: Option<&DatabaseSettings>,
+    load: impl Future<Output = ()>,
+) -> (f64, f64) {
     let started = Instant::now();
     let mut client = pool.get().await.unwrap();
-    if defer_index {
+    if index_build.is_some() {
         bulk::defer_search_index(&mut client).await.unwrap();
     }
     load.await;
     let loaded = started.elapsed().as_secs_f64();
-    bulk::rebuild_deferred_indexes(&mut client).await.unwrap();
+    if let Some(settings) = index_build {
+        bulk::rebuild_deferred_indexes(&mut client, settings)
+            .await
+            .unwrap();
+    }
     (started.elapsed().as_secs_f64(), loaded)
 }
 

@@ -102,12 +102,14 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
     assert_eq!(top_hit(&config, "acme", query).await, expected);
 
     // The load "died" here; its definition was kept, so the next rebuild restores it.
-    let rebuilt = bulk::rebuild_deferred_indexes(&mut pooled).await.unwrap();
+    let rebuilt = bulk::rebuild_deferred_indexes(&mut pooled, &config.database)
+        .await
+        .unwrap();
     assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
     assert_eq!(rebuilt[0].name, "document_chunks_embedding_idx");
     assert!(search_index_exists(&client).await);
     assert!(
-        bulk::rebuild_deferred_indexes(&mut pooled)
+        bulk::rebuild_deferred_indexes(&mut pooled, &config.database)
             .await
             .unwrap()
             .is_empty()
@@ -125,6 +127,51 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
         "{definition}"
     );
     assert_eq!(top_hit(&config, "acme", query).await, expected);
+}
+
+#[tokio::test]
+async fn a_deferred_index_is_built_with_the_memory_and_workers_set_for_it() {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[
+        ("DB_INDEX_BUILD_MEMORY", "96MB"),
+        ("DB_INDEX_BUILD_WORKERS", "1"),
+    ]);
+    let client = test_db.client().await;
+    // A stand-in definition that keeps the settings its build ran with.
+    client
+        .execute(
+            "INSERT INTO upload_pipeline.deferred_indexes (name, definition) VALUES ('probe',
+               'CREATE TABLE upload_pipeline.build_settings AS
+                  SELECT current_setting(''maintenance_work_mem'') AS memory,
+                         current_setting(''max_parallel_maintenance_workers'') AS workers')",
+            &[],
+        )
+        .await
+        .unwrap();
+    let pool = db::connect(&config.database).await.unwrap();
+    let mut pooled = pool.get().await.unwrap();
+    let rebuilt = bulk::rebuild_deferred_indexes(&mut pooled, &config.database)
+        .await
+        .unwrap();
+    assert_eq!(rebuilt.len(), 1);
+    let row = client
+        .query_one(
+            "SELECT memory, workers FROM upload_pipeline.build_settings",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("96MB".into(), "1".into())
+    );
+    // For the build only: the pooled session is left as the server set it.
+    let after: String = pooled
+        .query_one("SELECT current_setting('maintenance_work_mem')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(after, "96MB");
 }
 
 /// The samples ingested through mock-openai over HTTP as `model` of `dims`:

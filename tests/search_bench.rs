@@ -5,13 +5,17 @@
 //!
 //!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
 //!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only] [--storage vector|halfvec]
-//!       [--keyword-match all|any]
+//!       [--keyword-match all|any] [--texts FILE --embedder mock|local]
 //!
-//! Texts are 60-120 words drawn Zipf-distributed from a 20 000-word
+//! By default texts are 60-120 words drawn Zipf-distributed from a 20 000-word
 //! vocabulary and embedded by the `mock` embedder (hashed bags of words and
 //! word pairs), so vectors have the structure of text (shared rare words
 //! make neighbours), not the uniform noise on which HNSW recall means
-//! nothing. Queries are six consecutive words of a chunk of the tenant.
+//! nothing. With `--texts` they are the file's lines (real prose:
+//! `scripts/quality-corpus.py --paragraphs FILE`), in a fixed shuffle, and
+//! `--embedder local` embeds them and the queries with the local model
+//! (`scripts/fetch-model`): the vectors of a real model. Queries are six
+//! consecutive words of a chunk of the tenant.
 //! Rows go in by binary COPY with the HNSW index dropped, then the index is
 //! built once, as `docpipe ingest --defer-index` does. Needs DATABASE_URL.
 
@@ -19,7 +23,7 @@ use clap::Parser;
 use docpipe_api::{Api, ApiParts, ApiSettings, Auth, parse_api_keys, router};
 use docpipe_shared::adapters::aws::SqsQueue;
 use docpipe_shared::adapters::blob::LocalBlobStore;
-use docpipe_shared::embedding::{EmbedInput, Embedder, mock::MockEmbedder};
+use docpipe_shared::embedding::{EmbedInput, Embedder};
 use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::settings::{Env, Parts, PipelineSettings, VectorStorage};
 use docpipe_shared::store::{bulk, db};
@@ -60,12 +64,18 @@ struct Args {
     /// The keyword ranker's chunks (`SEARCH_KEYWORD_MATCH`): all or any.
     #[arg(long, default_value = "all")]
     keyword_match: String,
+    /// Chunk texts, one a line, instead of generated ones (at most as many
+    /// chunks as lines).
+    #[arg(long)]
+    texts: Option<std::path::PathBuf>,
+    /// `EMBEDDING_PROVIDER` of the chunks and the queries: mock or local.
+    #[arg(long, default_value = "mock")]
+    embedder: String,
 }
 
 const VOCABULARY: usize = 20_000;
 const CHUNKS_PER_DOCUMENT: usize = 20;
 const TEAMS: [&str; 5] = ["legal", "finance", "ops", "sales", "research"];
-const MODEL: &str = docpipe_shared::settings::MOCK_EMBEDDING_MODEL;
 const KEY: &str = "bench-key-0123456789";
 
 /// A word of rank `rank` (0 the most common).
@@ -79,12 +89,53 @@ fn zipf(rng: &mut Rng) -> usize {
     ((VOCABULARY as f64).powf(u) as usize).saturating_sub(1)
 }
 
-fn text(rng: &mut Rng) -> String {
+fn generated_text(rng: &mut Rng) -> String {
     let words = 60 + rng.below(61);
     (0..words)
         .map(|_| word(zipf(rng)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The chunks' texts: `chunks` generated ones, or the file's lines in a
+/// fixed shuffle (at most `chunks`).
+fn chunk_texts(args: &Args) -> Vec<String> {
+    let mut rng = Rng(0x5ea2_c4b3);
+    let Some(path) = &args.texts else {
+        return (0..args.chunks).map(|_| generated_text(&mut rng)).collect();
+    };
+    let file =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("--texts {}: {e}", path.display()));
+    let mut lines: Vec<String> = file.lines().map(str::to_owned).collect();
+    for i in (1..lines.len()).rev() {
+        lines.swap(i, rng.below(i + 1));
+    }
+    lines.truncate(args.chunks);
+    lines
+}
+
+/// Vectors of `texts`, a batch a call, with progress on stderr (the local
+/// model takes minutes per 10 000).
+async fn embed_all(embedder: &dyn Embedder, texts: &[String]) -> Vec<Vec<f32>> {
+    let mut vectors = Vec::with_capacity(texts.len());
+    for batch in texts.chunks(64) {
+        let inputs: Vec<EmbedInput> = batch
+            .iter()
+            .map(|text| EmbedInput {
+                text,
+                tokens: text.split(' ').count() as u32 * 2,
+            })
+            .collect();
+        let embedded = embedder
+            .embed(&inputs)
+            .await
+            .unwrap_or_else(|e| panic!("embedding a batch: {e}"));
+        vectors.extend(embedded.vectors);
+        if vectors.len() % 10_240 == 0 {
+            eprintln!("embedded {} of {}", vectors.len(), texts.len());
+        }
+    }
+    vectors
 }
 
 /// Each tenant's share of the rows: the first half of them all, the others
@@ -102,11 +153,19 @@ fn tenant(i: usize) -> String {
     format!("t{i:03}")
 }
 
-async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
+/// Writes `texts` with their `vectors` into the tenants' documents; returns
+/// how long that took (the embedding not counted).
+async fn load(
+    test_db: &TestDb,
+    args: &Args,
+    sizes: &[usize],
+    model: &str,
+    texts: &[String],
+    vectors: Vec<Vec<f32>>,
+) -> Duration {
     let mut client = test_db.client().await;
     bulk::defer_search_index(&mut client).await.unwrap();
-    let embedder = MockEmbedder::new(MODEL, args.dims);
-    let mut rng = Rng(0x5ea2_c4b3);
+    let mut rows = texts.iter().zip(vectors);
     let types = [
         Type::UUID,
         Type::UUID,
@@ -155,16 +214,8 @@ async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
             let d = i / CHUNKS_PER_DOCUMENT;
             let key = format!("uploads/{tenant}/doc-{d:05}.txt");
             let document = docpipe_shared::domain::ids::document_id(&tenant, &key);
-            let body = text(&mut rng);
+            let (body, vector) = rows.next().unwrap();
             let tokens = body.split(' ').count() as i32 * 2;
-            let embedded = embedder
-                .embed(&[EmbedInput {
-                    text: &body,
-                    tokens: tokens as u32,
-                }])
-                .await
-                .unwrap();
-            let vector = embedded.vectors.into_iter().next().unwrap();
             let vector: Box<dyn ToSql + Sync + Send> = match args.storage {
                 VectorStorage::Vector => Box::new(Vector::from(vector)),
                 VectorStorage::Halfvec => Box::new(HalfVector::from_f32_slice(&vector)),
@@ -183,7 +234,7 @@ async fn load(test_db: &TestDb, args: &Args, sizes: &[usize]) -> Duration {
                 &tokens,
                 &0i32,
                 &end,
-                &MODEL,
+                &model,
                 &metadata,
                 &"text/plain",
                 vector.as_ref(),
@@ -248,8 +299,9 @@ async fn queries(test_db: &TestDb, tenant: &str, n: usize) -> Vec<String> {
     rows.iter()
         .map(|row| {
             let text: String = row.get(0);
+            let words = text.split(' ').count();
             text.split(' ')
-                .skip(10)
+                .skip(words.saturating_sub(6).min(10))
                 .take(6)
                 .collect::<Vec<_>>()
                 .join(" ")
@@ -393,13 +445,37 @@ async fn main() {
     let storage = args.storage.to_string();
     let test_db =
         TestDb::migrated(&[("EMBEDDING_DIMS", &dims), ("EMBEDDING_STORAGE", &storage)]).await;
-    let sizes = tenant_sizes(args.chunks, args.tenants);
-    let loaded = load(&test_db, &args, &sizes).await;
+    let mut vars = vec![
+        ("DATABASE_URL", test_db.url.clone()),
+        ("EMBEDDING_PROVIDER", args.embedder.clone()),
+        ("EMBEDDING_DIMS", dims.clone()),
+        ("EMBEDDING_STORAGE", storage.clone()),
+        ("DB_POOL_SIZE", "20".into()),
+        ("SEARCH_EF_SEARCH", args.ef_search.to_string()),
+        ("SEARCH_KEYWORD_MATCH", args.keyword_match.clone()),
+    ];
+    if args.embedder == "local" {
+        let dir = docpipe_tests::local_model_dir();
+        vars.push(("EMBEDDING_MODEL_DIR", dir.display().to_string()));
+    }
+    let settings = PipelineSettings::load(
+        &Env::from_pairs(vars.iter().map(|(k, v)| (*k, v.as_str()))),
+        Parts::EMBED,
+    )
+    .unwrap();
+    let embedder = docpipe_shared::embedding::from_settings(&settings).unwrap();
+    let texts = chunk_texts(&args);
+    let started = Instant::now();
+    let vectors = embed_all(embedder.as_ref(), &texts).await;
+    let embedded = started.elapsed();
+    let sizes = tenant_sizes(texts.len(), args.tenants);
+    let texts = &texts[..sizes.iter().sum::<usize>()];
+    let loaded = load(&test_db, &args, &sizes, embedder.model(), texts, vectors).await;
     let rows = test_db.count("document_chunks").await;
     let started = Instant::now();
     let mut client = test_db.client().await;
     let rebuilt = match &args.hnsw {
-        None => bulk::rebuild_deferred_indexes(&mut client)
+        None => bulk::rebuild_deferred_indexes(&mut client, &settings.database)
             .await
             .unwrap()
             .len(),
@@ -432,11 +508,13 @@ async fn main() {
         )
         .await;
     println!(
-        "{rows} chunks of {} tenants ({} dims, {}): loaded in {:.1} s, {} index(es) built in {:.1} s; \
-         HNSW index {:.0} MB, table {:.0} MB",
+        "{rows} chunks of {} tenants ({} dims, {}, {} vectors): embedded in {:.1} s, loaded in {:.1} s, \
+         {} index(es) built in {:.1} s; HNSW index {:.0} MB, table {:.0} MB",
         args.tenants,
         args.dims,
         args.storage,
+        embedder.model(),
+        embedded.as_secs_f64(),
         loaded.as_secs_f64(),
         rebuilt,
         built.as_secs_f64(),
@@ -444,22 +522,10 @@ async fn main() {
         sizes_mb[1]
     );
 
-    let settings = PipelineSettings::load(
-        &Env::from_pairs([
-            ("DATABASE_URL", test_db.url.as_str()),
-            ("EMBEDDING_DIMS", dims.as_str()),
-            ("EMBEDDING_STORAGE", storage.as_str()),
-            ("DB_POOL_SIZE", "20"),
-            ("SEARCH_EF_SEARCH", args.ef_search.to_string().as_str()),
-            ("SEARCH_KEYWORD_MATCH", args.keyword_match.as_str()),
-        ]),
-        Parts::EMBED,
-    )
-    .unwrap();
     let base = serve(&settings).await;
     // The tenant holding half the rows, and the one nearest 1 %.
     let small = (1..args.tenants)
-        .min_by_key(|&t| sizes[t].abs_diff(args.chunks / 100))
+        .min_by_key(|&t| sizes[t].abs_diff(texts.len() / 100))
         .unwrap();
     let filter = json!({"andAll": [{"equals": {"key": "team", "value": "legal"}},
                                    {"greaterThanOrEquals": {"key": "year", "value": 2020}}]});

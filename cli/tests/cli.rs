@@ -193,6 +193,45 @@ async fn a_failed_document_makes_ingest_exit_non_zero_with_the_reason() {
 }
 
 #[tokio::test]
+async fn a_first_load_builds_the_search_index_once_after_and_later_loads_keep_it() {
+    let test_db = TestDb::empty().await;
+    assert!(docpipe(&test_db, &["migrate"]).status.success());
+    let client = test_db.client().await;
+    // The index's oid: a new one when it was dropped and built again.
+    let index = || async {
+        client
+            .query_one(
+                "SELECT 'upload_pipeline.document_chunks_embedding_idx'::regclass::oid",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, u32>(0)
+    };
+    let migrated = index().await;
+    let samples = samples_dir().display().to_string();
+    assert!(
+        docpipe(&test_db, &["ingest", &samples, "--tenant", "demo"])
+            .status
+            .success()
+    );
+    let first = index().await;
+    assert_ne!(first, migrated, "built after the first load");
+    assert_eq!(test_db.count("deferred_indexes").await, 0);
+    let dir = ScratchDir::new();
+    dir.write(
+        "more.txt",
+        "Harbour pilots board inbound ships at the fairway buoy.",
+    );
+    let output = docpipe(
+        &test_db,
+        &["ingest", &dir.0.display().to_string(), "--tenant", "other"],
+    );
+    assert!(output.status.success(), "{}", stdout(&output));
+    assert_eq!(index().await, first, "kept while other chunks exist");
+}
+
+#[tokio::test]
 async fn configuration_errors_are_named() {
     let test_db = TestDb::empty().await;
     let output = docpipe(&test_db, &["search", "x", "--tenant", "t"]);

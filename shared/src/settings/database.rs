@@ -34,6 +34,13 @@ pub struct DatabaseSettings {
     /// as written, no stemming, no stop words) suits mixed languages; a
     /// language's (`english`, `german`…) stems its words.
     pub search_text_config: String,
+    /// `DB_INDEX_BUILD_MEMORY` (`512MB`): `maintenance_work_mem` while a
+    /// deferred HNSW index is built; a graph larger than this builds several
+    /// times slower, and a stock RDS instance gives 64 MB or so.
+    pub db_index_build_memory: String,
+    /// `DB_INDEX_BUILD_WORKERS` (2): `max_parallel_maintenance_workers` for
+    /// that build (the server's `max_parallel_workers` still caps it).
+    pub db_index_build_workers: u32,
 }
 
 impl Default for DatabaseSettings {
@@ -47,6 +54,8 @@ impl Default for DatabaseSettings {
             next_vector_dims: None,
             next_storage: None,
             search_text_config: "simple".into(),
+            db_index_build_memory: "512MB".into(),
+            db_index_build_workers: 2,
         }
     }
 }
@@ -121,6 +130,25 @@ impl Settings for DatabaseSettings {
                 "must name a text-search configuration: 1-63 of a-z and '_' (simple, english…)",
             ));
         }
+        let memory = &self.db_index_build_memory;
+        let digits = memory.trim_end_matches(['k', 'M', 'G', 'B']);
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !["kB", "MB", "GB"].contains(&&memory[digits.len()..])
+        {
+            return Err(invalid(
+                "DB_INDEX_BUILD_MEMORY",
+                memory,
+                "must be a whole number of kB, MB or GB (512MB, 2GB)",
+            ));
+        }
+        if self.db_index_build_workers > 64 {
+            return Err(invalid(
+                "DB_INDEX_BUILD_WORKERS",
+                self.db_index_build_workers,
+                "must be 0 to 64",
+            ));
+        }
         Ok(self)
     }
 }
@@ -133,5 +161,42 @@ impl DatabaseSettings {
             .as_ref()
             .map(|url| url.expose_secret())
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Env;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<DatabaseSettings, ConfigError> {
+        let mut vars = vec![("DATABASE_URL", "postgres://x")];
+        vars.extend_from_slice(pairs);
+        Env::from_pairs(vars).load()
+    }
+
+    #[test]
+    fn index_build_settings_take_plain_sizes_and_counts_only() {
+        for good in ["64kB", "512MB", "2GB"] {
+            let settings = load(&[("DB_INDEX_BUILD_MEMORY", good)]).unwrap();
+            assert_eq!(settings.db_index_build_memory, good);
+        }
+        for bad in [
+            "MB",
+            "512",
+            "512 MB",
+            "1TB",
+            "5MB'; DROP TABLE x; --",
+            "-1MB",
+        ] {
+            let err = load(&[("DB_INDEX_BUILD_MEMORY", bad)]).unwrap_err();
+            assert!(
+                err.to_string().contains("DB_INDEX_BUILD_MEMORY"),
+                "{bad}: {err}"
+            );
+        }
+        let err = load(&[("DB_INDEX_BUILD_WORKERS", "65")]).unwrap_err();
+        assert!(err.to_string().contains("DB_INDEX_BUILD_WORKERS"), "{err}");
+        assert_eq!(load(&[]).unwrap().db_index_build_workers, 2);
     }
 }

@@ -4,6 +4,7 @@
 //! are exact scans, and the build blocks writes to `document_chunks`.
 
 use crate::error::Result;
+use crate::settings::DatabaseSettings;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
 
@@ -33,6 +34,17 @@ pub async fn defer_search_index(client: &mut Client) -> Result<bool> {
     Ok(kept == 1)
 }
 
+/// Whether `document_chunks` holds no row of any tenant.
+pub async fn no_chunks_yet(client: &Client) -> Result<bool> {
+    let row = client
+        .query_one(
+            "SELECT NOT EXISTS (SELECT 1 FROM upload_pipeline.document_chunks)",
+            &[],
+        )
+        .await?;
+    Ok(row.get(0))
+}
+
 /// An index built again, and how long its build took.
 #[derive(Debug)]
 pub struct Rebuilt {
@@ -42,8 +54,13 @@ pub struct Rebuilt {
 
 /// Builds every deferred index, each in its own transaction with the removal
 /// of its `deferred_indexes` row; a concurrent caller waits on that row and
-/// then finds nothing left to do.
-pub async fn rebuild_deferred_indexes(client: &mut Client) -> Result<Vec<Rebuilt>> {
+/// then finds nothing left to do. The build has the memory and parallel
+/// workers `settings` give it (`DB_INDEX_BUILD_*`), whatever the server's
+/// defaults.
+pub async fn rebuild_deferred_indexes(
+    client: &mut Client,
+    settings: &DatabaseSettings,
+) -> Result<Vec<Rebuilt>> {
     let names: Vec<String> = client
         .query(
             "SELECT name FROM upload_pipeline.deferred_indexes ORDER BY name",
@@ -68,6 +85,15 @@ pub async fn rebuild_deferred_indexes(client: &mut Client) -> Result<Vec<Rebuilt
         };
         // Postgres's own text (pg_get_indexdef), saved when the index was dropped.
         let definition: String = row.get(0);
+        tx.execute(
+            "SELECT set_config('maintenance_work_mem', $1, true),
+                    set_config('max_parallel_maintenance_workers', $2, true)",
+            &[
+                &settings.db_index_build_memory,
+                &settings.db_index_build_workers.to_string(),
+            ],
+        )
+        .await?;
         tx.batch_execute(&definition).await?;
         tx.execute(
             "DELETE FROM upload_pipeline.deferred_indexes WHERE name = $1",
