@@ -7,6 +7,7 @@
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{Query, SearchHit, SearchMode};
 use docpipe_shared::settings::PipelineSettings;
+use docpipe_shared::store::{bulk, db};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
 use serde_json::json;
 
@@ -382,4 +383,111 @@ async fn reranking_faults_are_retried_refusals_are_not_and_the_budget_holds() {
     assert!(search(&costly).await.is_ok());
     let error = search(&costly).await.unwrap_err();
     assert!(error.contains("budget"), "{error}");
+}
+
+/// The search index's definition as Postgres reads it.
+async fn search_index(test_db: &TestDb) -> String {
+    test_db
+        .client()
+        .await
+        .query_one(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'document_chunks_embedding_idx'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
+#[tokio::test]
+async fn a_binary_index_ranks_as_the_vectors_do_and_migrate_switches_the_kind() {
+    // Every tenant through the index, however small (by default a tenant
+    // this small is searched exactly, with no index).
+    let binary = [
+        ("EMBEDDING_INDEX", "binary"),
+        ("SEARCH_EXACT_MAX_CHUNKS", "0"),
+    ];
+    let test_db = TestDb::migrated(&binary).await;
+    let index = search_index(&test_db).await;
+    assert!(
+        index.contains("bit_hamming_ops") && index.contains("bit(1536)"),
+        "{index}"
+    );
+    let binary = test_db.config(&binary);
+    for tenant in ["acme", "other"] {
+        ingest_locally(&binary, tenant, &[docpipe_tests::samples_dir()]).await;
+    }
+    // The bits' nearest, re-ranked by the vectors, are the vectors' nearest:
+    // the same scores as exact search (a tenant this small, by default), in
+    // the tenant and the filter only.
+    let exact = test_db.config(&[]);
+    for (query, filter) in [
+        ("spring tides and neap tides", json!({})),
+        ("fog signal sounded every minute", json!({})),
+        ("harbour speed limit", json!({"key_prefix": "harbour"})),
+    ] {
+        let scores = |config| {
+            let filter = filter.clone();
+            async move {
+                let hits = search_in_mode(config, "acme", query, 5, filter, SearchMode::Vector)
+                    .await
+                    .unwrap();
+                assert!(
+                    hits.iter()
+                        .all(|hit| hit.source_key.starts_with("uploads/acme/"))
+                );
+                hits.iter()
+                    .map(|hit| (hit.score * 1e6).round() as i64)
+                    .collect::<Vec<_>>()
+            }
+        };
+        let through_bits = scores(&binary).await;
+        assert!(!through_bits.is_empty(), "{query}");
+        assert_eq!(through_bits, scores(&exact).await, "{query}");
+    }
+    let filtered = search_in_mode(
+        &binary,
+        "acme",
+        "harbour speed limit",
+        5,
+        json!({"key_prefix": "harbour"}),
+        SearchMode::Vector,
+    )
+    .await
+    .unwrap();
+    assert!(
+        filtered
+            .iter()
+            .all(|hit| hit.source_key == "uploads/acme/harbour-rules.html")
+    );
+
+    // Back to HNSW over the vectors, once; a deferred index is rewritten, not built.
+    let report = db::migrate(&exact.database).await.unwrap();
+    assert_eq!(
+        report.applied,
+        ["index document_chunks_embedding_idx (hnsw)"]
+    );
+    assert!(search_index(&test_db).await.contains("vector_cosine_ops"));
+    assert!(
+        db::migrate(&exact.database)
+            .await
+            .unwrap()
+            .applied
+            .is_empty()
+    );
+    let pool = db::connect(&exact.database).await.unwrap();
+    assert!(
+        bulk::defer_search_index(&mut pool.get().await.unwrap())
+            .await
+            .unwrap()
+    );
+    let report = db::migrate(&binary.database).await.unwrap();
+    assert_eq!(
+        report.applied,
+        ["index document_chunks_embedding_idx (binary)"]
+    );
+    bulk::rebuild_deferred_indexes(&mut pool.get().await.unwrap(), &binary.database)
+        .await
+        .unwrap();
+    assert!(search_index(&test_db).await.contains("bit_hamming_ops"));
 }

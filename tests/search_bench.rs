@@ -6,6 +6,7 @@
 //!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
 //!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only] [--storage vector|halfvec]
 //!       [--keyword-match all|any] [--texts FILE --embedder mock|local]
+//!   (DB_INDEX_BUILD_MEMORY, if set, is the HNSW build's memory)
 //!
 //! By default texts are 60-120 words drawn Zipf-distributed from a 20 000-word
 //! vocabulary and embedded by the `mock` embedder (hashed bags of words and
@@ -114,10 +115,11 @@ fn chunk_texts(args: &Args) -> Vec<String> {
     lines
 }
 
-/// Vectors of `texts`, a batch a call, with progress on stderr (the local
-/// model takes minutes per 10 000).
+/// Vectors of `texts`, a batch a call, with progress on stderr every 30 s
+/// (the local model takes minutes per 10 000).
 async fn embed_all(embedder: &dyn Embedder, texts: &[String]) -> Vec<Vec<f32>> {
     let mut vectors = Vec::with_capacity(texts.len());
+    let mut told = Instant::now();
     for batch in texts.chunks(64) {
         let inputs: Vec<EmbedInput> = batch
             .iter()
@@ -131,8 +133,9 @@ async fn embed_all(embedder: &dyn Embedder, texts: &[String]) -> Vec<Vec<f32>> {
             .await
             .unwrap_or_else(|e| panic!("embedding a batch: {e}"));
         vectors.extend(embedded.vectors);
-        if vectors.len() % 10_240 == 0 {
+        if told.elapsed() > Duration::from_secs(30) {
             eprintln!("embedded {} of {}", vectors.len(), texts.len());
+            told = Instant::now();
         }
     }
     vectors
@@ -454,6 +457,10 @@ async fn main() {
         ("SEARCH_EF_SEARCH", args.ef_search.to_string()),
         ("SEARCH_KEYWORD_MATCH", args.keyword_match.clone()),
     ];
+    // The index build's memory, as a deployment would set it for its size.
+    if let Ok(memory) = std::env::var("DB_INDEX_BUILD_MEMORY") {
+        vars.push(("DB_INDEX_BUILD_MEMORY", memory));
+    }
     if args.embedder == "local" {
         let dir = docpipe_tests::local_model_dir();
         vars.push(("EMBEDDING_MODEL_DIR", dir.display().to_string()));

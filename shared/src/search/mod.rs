@@ -14,7 +14,7 @@ use crate::embedding::{EmbedInput, Embedder};
 use crate::error::{ConfigError, Error, Result};
 use crate::external::ExternalService;
 use crate::rerank::Reranker;
-use crate::settings::{CostPolicy, KeywordMatch, PipelineSettings, invalid};
+use crate::settings::{CostPolicy, KeywordMatch, PipelineSettings, VectorIndex, invalid};
 use crate::store::db::VectorLayout;
 use crate::store::{chunks, models};
 use context::{ContextRequest, HitContext};
@@ -175,10 +175,12 @@ pub struct SearchParts {
     pub next: Option<NextModel>,
     pub reranker: Option<Arc<Reranker>>,
     pub cost: CostPolicy,
-    /// `SEARCH_EF_SEARCH`: the HNSW scan's candidate list.
-    pub ef_search: u32,
+    /// `SEARCH_EF_SEARCH`, `SEARCH_EXACT_MAX_CHUNKS`: how the vector ranker scans.
+    pub scan: chunks::Scan,
     /// `SEARCH_KEYWORD_MATCH`: the keyword ranker's chunks.
     pub keyword_match: KeywordMatch,
+    /// `EMBEDDING_INDEX`: the kind of index the vector ranker reads through.
+    pub vector_index: VectorIndex,
     /// The schema's vector columns, read at first use.
     layout: Arc<tokio::sync::OnceCell<VectorLayout>>,
 }
@@ -223,8 +225,12 @@ impl SearchParts {
             next,
             reranker,
             cost: settings.cost.clone(),
-            ef_search: search.search_ef_search,
+            scan: chunks::Scan {
+                ef_search: search.search_ef_search,
+                exact_max_chunks: search.search_exact_max_chunks.into(),
+            },
             keyword_match: search.search_keyword_match,
+            vector_index: settings.database.vector_index,
             layout: Arc::default(),
         })
     }
@@ -320,6 +326,8 @@ pub async fn search(
             vector: query_vector.as_ref().map(|query| chunks::VectorRanker {
                 model: serving.embedder.model(),
                 column: &column,
+                dims: serving.embedder.dims(),
+                index: parts.vector_index,
                 query,
             }),
             keywords: (query.mode != SearchMode::Vector)
@@ -327,7 +335,7 @@ pub async fn search(
         };
         let rows = chunks::candidates(
             &mut client,
-            (tenant, parts.ef_search),
+            (tenant, parts.scan),
             &rankers,
             candidates,
             query.filter,

@@ -1,6 +1,6 @@
 //! Postgres: where it is and how many connections a process keeps.
 
-use super::{NEXT, Secret, Settings, VectorStorage, embedding, invalid};
+use super::{NEXT, Secret, Settings, VectorIndex, VectorStorage, embedding, invalid};
 use crate::error::ConfigError;
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -23,6 +23,11 @@ pub struct DatabaseSettings {
     /// default over 2000 dimensions), fixed at migration.
     #[serde(rename = "embedding_storage")]
     pub storage: Option<VectorStorage>,
+    /// `EMBEDDING_INDEX`: `hnsw` (default), or `binary` (HNSW over the
+    /// vectors' bits, re-ranked by the vectors: a sixth of the index memory);
+    /// `docpipe migrate` rebuilds the index when it changes.
+    #[serde(rename = "embedding_index")]
+    pub vector_index: VectorIndex,
     /// `NEXT_EMBEDDING_DIMS`, `NEXT_EMBEDDING_STORAGE`: during a model change
     /// to another size, the next model's column (`docpipe migrate` adds it).
     #[serde(rename = "next_embedding_dims")]
@@ -51,6 +56,7 @@ impl Default for DatabaseSettings {
             db_pool_size: 8,
             vector_dims: embedding::DEFAULT_EMBEDDING_DIMS,
             storage: None,
+            vector_index: VectorIndex::Hnsw,
             next_vector_dims: None,
             next_storage: None,
             search_text_config: "simple".into(),

@@ -63,6 +63,39 @@ impl VectorStorage {
 }
 
 choice! {
+    /// The search index over the vectors (`EMBEDDING_INDEX`), kept as
+    /// `docpipe migrate` last made it.
+    pub enum VectorIndex from "EMBEDDING_INDEX" {
+        /// HNSW over the vectors themselves.
+        #[default]
+        Hnsw,
+        /// HNSW over their binary quantization (one bit a dimension), its
+        /// nearest re-ranked by the full vectors: a sixth of the memory.
+        Binary,
+    }
+}
+
+impl VectorIndex {
+    /// The statement that builds index `name` of this kind over `column`, of
+    /// `dims` values stored as `storage` (all plain names made by docpipe).
+    pub fn definition(
+        self,
+        name: &str,
+        column: &str,
+        dims: usize,
+        storage: VectorStorage,
+    ) -> String {
+        let indexed = match self {
+            VectorIndex::Hnsw => format!("{column} {}", storage.cosine_ops()),
+            VectorIndex::Binary => {
+                format!("(binary_quantize({column})::bit({dims})) bit_hamming_ops")
+            }
+        };
+        format!("CREATE INDEX {name} ON upload_pipeline.document_chunks USING hnsw ({indexed})")
+    }
+}
+
+choice! {
     pub enum EmbeddingProvider from "EMBEDDING_PROVIDER" {
         /// In-process, deterministic, free.
         #[default]

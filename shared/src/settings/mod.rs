@@ -22,7 +22,7 @@ pub use cost::CostPolicy;
 pub use database::DatabaseSettings;
 pub use embedding::{
     CacheScope, DEFAULT_EMBEDDING_DIMS, EmbeddingProvider, EmbeddingSettings,
-    MAX_HALFVEC_HNSW_DIMS, MAX_HNSW_DIMS, MOCK_EMBEDDING_MODEL, VectorStorage,
+    MAX_HALFVEC_HNSW_DIMS, MAX_HNSW_DIMS, MOCK_EMBEDDING_MODEL, VectorIndex, VectorStorage,
 };
 pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
 pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};

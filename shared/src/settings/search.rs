@@ -31,6 +31,10 @@ pub struct SearchSettings {
     pub search_ef_search: u32,
     /// `SEARCH_KEYWORD_MATCH` (`all`): the keyword ranker's chunks.
     pub search_keyword_match: KeywordMatch,
+    /// `SEARCH_EXACT_MAX_CHUNKS` (20 000): a tenant of at most this many
+    /// chunks is searched exactly through the tenant index, a larger one
+    /// through the HNSW index; Postgres's planner alone picks badly at 1 M rows.
+    pub search_exact_max_chunks: u32,
 }
 
 impl Default for SearchSettings {
@@ -38,6 +42,7 @@ impl Default for SearchSettings {
         SearchSettings {
             search_ef_search: 100,
             search_keyword_match: KeywordMatch::All,
+            search_exact_max_chunks: 20_000,
         }
     }
 }

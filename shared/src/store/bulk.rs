@@ -34,6 +34,25 @@ pub async fn defer_search_index(client: &mut Client) -> Result<bool> {
     Ok(kept == 1)
 }
 
+/// Gives the index builds of transaction `tx` the memory and parallel
+/// workers `settings` name (`DB_INDEX_BUILD_*`), whatever the server's
+/// defaults.
+pub async fn give_index_build_its_settings(
+    tx: &tokio_postgres::Transaction<'_>,
+    settings: &DatabaseSettings,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    tx.execute(
+        "SELECT set_config('maintenance_work_mem', $1, true),
+                set_config('max_parallel_maintenance_workers', $2, true)",
+        &[
+            &settings.db_index_build_memory,
+            &settings.db_index_build_workers.to_string(),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Whether `document_chunks` holds no row of any tenant.
 pub async fn no_chunks_yet(client: &Client) -> Result<bool> {
     let row = client
@@ -85,15 +104,7 @@ pub async fn rebuild_deferred_indexes(
         };
         // Postgres's own text (pg_get_indexdef), saved when the index was dropped.
         let definition: String = row.get(0);
-        tx.execute(
-            "SELECT set_config('maintenance_work_mem', $1, true),
-                    set_config('max_parallel_maintenance_workers', $2, true)",
-            &[
-                &settings.db_index_build_memory,
-                &settings.db_index_build_workers.to_string(),
-            ],
-        )
-        .await?;
+        give_index_build_its_settings(&tx, settings).await?;
         tx.batch_execute(&definition).await?;
         tx.execute(
             "DELETE FROM upload_pipeline.deferred_indexes WHERE name = $1",
