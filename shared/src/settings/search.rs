@@ -32,8 +32,8 @@ pub struct SearchSettings {
     /// `SEARCH_KEYWORD_MATCH` (`all`): the keyword ranker's chunks.
     pub search_keyword_match: KeywordMatch,
     /// `SEARCH_EXACT_MAX_CHUNKS` (20 000): a tenant of at most this many
-    /// chunks is searched exactly through the tenant index, a larger one
-    /// through the HNSW index; Postgres's planner alone picks badly at 1 M rows.
+    /// chunks is searched exactly through the tenant index, whatever
+    /// Postgres's planner would pick (HNSW, badly, at 1 M rows).
     pub search_exact_max_chunks: u32,
 }
 

@@ -325,11 +325,10 @@ pub struct Scan {
     /// `hnsw.ef_search`: the HNSW scan's candidate list.
     pub ef_search: u32,
     /// A tenant of at most this many chunks is searched exactly, through the
-    /// tenant index (~9 ms for 9 000 chunks of 384 dims), a larger one
-    /// through the HNSW index with its filters. Postgres's planner alone
-    /// picked HNSW for a 10 000-chunk tenant of a 1 M-row table (recall
-    /// 0.31, 88 ms) and a sort of the tenant for a large tenant's filtered
-    /// hybrid search (400 ms; README, *Search speed*).
+    /// tenant index (~9 ms for 9 000 chunks of 384 dims); for a larger one
+    /// the planner chooses (HNSW with its filters, as a rule). Alone, it
+    /// picked HNSW for a 10 000-chunk tenant of a 1 M-row table: recall
+    /// 0.31 in 88 ms (README, *Search speed*).
     pub exact_max_chunks: i64,
 }
 
@@ -365,14 +364,13 @@ pub async fn candidates(
         );
     }
     // Both rankers see the same chunks: the tenant's, within the filter.
-    let filtered = format!(
-        "($3::text IS NULL OR starts_with(source_key, $3))
+    let within = format!(
+        "tenant = $1 AND ($3::text IS NULL OR starts_with(source_key, $3))
          AND ($4::uuid[] IS NULL OR document_id = ANY($4)) {}",
         condition
             .as_ref()
             .map_or(String::new(), |c| format!("AND {}", c.sql))
     );
-    let within = format!("tenant = $1 AND {filtered}");
     let mut parts = Vec::new();
     if let Some(VectorRanker {
         model,
@@ -399,8 +397,7 @@ pub async fn candidates(
         // cast (implicitly, once) to the column's type, so the index serves
         // that too. A binary index's nearest are re-ranked by the vectors.
         // A small tenant's distance is written so that no index serves it
-        // (`+ 0`), a large one's tenant so that only HNSW does (`|| ''`).
-        let large = format!("tenant || '' = $1 AND {filtered}");
+        // (`+ 0`): its rows come through the tenant index, all of them.
         let nearest = match index {
             _ if small => format!(
                 "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
@@ -411,13 +408,13 @@ pub async fn candidates(
             VectorIndex::Hnsw => format!(
                 "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
                    FROM upload_pipeline.document_chunks
-                  WHERE {large} AND model = ${model}
+                  WHERE {within} AND model = ${model}
                   ORDER BY {column} <=> ${vector}::vector LIMIT $2"
             ),
             VectorIndex::Binary => format!(
                 "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
                    FROM (SELECT {HIT_COLUMNS}, {column} FROM upload_pipeline.document_chunks
-                          WHERE {large} AND model = ${model}
+                          WHERE {within} AND model = ${model}
                           ORDER BY binary_quantize({column})::bit({dims})
                                    <~> binary_quantize(${vector}::vector)::bit({dims})
                           LIMIT $2::int8 * {BINARY_OVERSAMPLING}) by_bits
