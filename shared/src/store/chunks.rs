@@ -398,20 +398,9 @@ pub async fn candidates(
         // that too. A binary index's nearest are re-ranked by the vectors.
         // A small tenant's distance is written so that no index serves it
         // (`+ 0`): its rows come through the tenant index, all of them.
-        let nearest = match index {
-            _ if small => format!(
-                "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
-                   FROM upload_pipeline.document_chunks
-                  WHERE {within} AND model = ${model}
-                  ORDER BY ({column} <=> ${vector}::vector) + 0 LIMIT $2"
-            ),
-            VectorIndex::Hnsw => format!(
-                "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
-                   FROM upload_pipeline.document_chunks
-                  WHERE {within} AND model = ${model}
-                  ORDER BY {column} <=> ${vector}::vector LIMIT $2"
-            ),
-            VectorIndex::Binary => format!(
+        let exact = if small { " + 0" } else { "" };
+        let nearest = if *index == VectorIndex::Binary && !small {
+            format!(
                 "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
                    FROM (SELECT {HIT_COLUMNS}, {column} FROM upload_pipeline.document_chunks
                           WHERE {within} AND model = ${model}
@@ -419,7 +408,14 @@ pub async fn candidates(
                                    <~> binary_quantize(${vector}::vector)::bit({dims})
                           LIMIT $2::int8 * {BINARY_OVERSAMPLING}) by_bits
                   ORDER BY distance LIMIT $2"
-            ),
+            )
+        } else {
+            format!(
+                "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
+                   FROM upload_pipeline.document_chunks
+                  WHERE {within} AND model = ${model}
+                  ORDER BY ({column} <=> ${vector}::vector){exact} LIMIT $2"
+            )
         };
         parts.push(format!(
             "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
