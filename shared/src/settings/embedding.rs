@@ -62,6 +62,9 @@ impl VectorStorage {
     }
 }
 
+/// The operator class of an HNSW index over bits (Hamming distance).
+const BINARY_OPS: &str = "bit_hamming_ops";
+
 choice! {
     /// The search index over the vectors (`EMBEDDING_INDEX`), kept as
     /// `docpipe migrate` last made it.
@@ -76,6 +79,16 @@ choice! {
 }
 
 impl VectorIndex {
+    /// The kind of the index Postgres describes as `definition`
+    /// (`pg_get_indexdef`, or [`VectorIndex::definition`]'s).
+    pub fn of_definition(definition: &str) -> VectorIndex {
+        if definition.contains(BINARY_OPS) {
+            VectorIndex::Binary
+        } else {
+            VectorIndex::Hnsw
+        }
+    }
+
     /// The statement that builds index `name` of this kind over `column`, of
     /// `dims` values stored as `storage` (all plain names made by docpipe).
     pub fn definition(
@@ -88,7 +101,7 @@ impl VectorIndex {
         let indexed = match self {
             VectorIndex::Hnsw => format!("{column} {}", storage.cosine_ops()),
             VectorIndex::Binary => {
-                format!("(binary_quantize({column})::bit({dims})) bit_hamming_ops")
+                format!("(binary_quantize({column})::bit({dims})) {BINARY_OPS}")
             }
         };
         format!("CREATE INDEX {name} ON upload_pipeline.document_chunks USING hnsw ({indexed})")

@@ -5,11 +5,9 @@
 
 use crate::error::Result;
 use crate::settings::DatabaseSettings;
+use crate::store::db::SEARCH_INDEX;
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
-
-/// The HNSW index over `document_chunks.embedding` (migrations/V1).
-const SEARCH_INDEX: &str = "document_chunks_embedding_idx";
 
 /// Drops the search index for a bulk load, keeping its definition in
 /// `deferred_indexes` in the same transaction. Returns whether an index was

@@ -341,7 +341,10 @@ async fn add_next_size(
     Ok(added)
 }
 
-/// The HNSW index over vector column `column`.
+/// The search index over the first vector column, `embedding` (migrations/V1).
+pub const SEARCH_INDEX: &str = "document_chunks_embedding_idx";
+
+/// The search index over vector column `column` (`embedding`: [`SEARCH_INDEX`]).
 fn search_index_name(column: &str) -> String {
     format!("document_chunks_{column}_idx")
 }
@@ -354,7 +357,6 @@ async fn match_index_kind(
     config: &DatabaseSettings,
     layout: &VectorLayout,
 ) -> Result<Vec<String>, ConfigError> {
-    let binary = config.vector_index == VectorIndex::Binary;
     let mut changed = Vec::new();
     for size in config.vector_sizes() {
         let column = layout.column(size.dims);
@@ -373,7 +375,9 @@ async fn match_index_kind(
             )
             .await?
             .get(0);
-        let Some(current) = current.filter(|d| d.contains("bit_hamming_ops") != binary) else {
+        let Some(current) =
+            current.filter(|d| VectorIndex::of_definition(d) != config.vector_index)
+        else {
             continue;
         };
         let rewritten = tx
