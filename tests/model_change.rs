@@ -21,13 +21,15 @@ const TENANTS: [&str; 2] = ["harbour", "quay"];
 const BY_MEANING: &str = "audible warnings alerting mariners amid murky weather";
 
 /// The mock model making vectors of `dims`, with chunks that fit the local
-/// model's window.
+/// model's window, each embedded under its file name (so that both models
+/// embed, and the cache keys, the header with the text).
 fn current_vars(dims: &str) -> Vec<(&'static str, String)> {
     vec![
         ("EMBEDDING_PROVIDER", "mock".into()),
         ("EMBEDDING_DIMS", dims.into()),
         ("CHUNK_TOKENS", "150".into()),
         ("CHUNK_OVERLAP_TOKENS", "20".into()),
+        ("CHUNK_HEADER", "name-and-headings".into()),
     ]
 }
 
@@ -45,6 +47,7 @@ fn local_vars(prefix: &str) -> Vec<(&'static str, String)> {
         (var("EMBEDDING_THREADS"), "2".into()),
         ("CHUNK_TOKENS", "150".into()),
         ("CHUNK_OVERLAP_TOKENS", "20".into()),
+        ("CHUNK_HEADER", "name-and-headings".into()),
     ]
 }
 

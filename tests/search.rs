@@ -9,6 +9,7 @@ use docpipe_shared::search::{Query, SearchHit, SearchMode};
 use docpipe_shared::settings::PipelineSettings;
 use docpipe_shared::store::{bulk, db};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
+use pgvector::Vector;
 use serde_json::json;
 
 /// A manual whose one paragraph names fault E4711 among talk of impellers,
@@ -490,4 +491,92 @@ async fn a_binary_index_ranks_as_the_vectors_do_and_migrate_switches_the_kind() 
         .await
         .unwrap();
     assert!(search_index(&test_db).await.contains("bit_hamming_ops"));
+}
+
+/// A guide whose "Priming" section runs over three paragraphs, a chunk each
+/// (after the introduction's), ingested with `CHUNK_HEADER=header`: each chunk's text, header, hash of
+/// what was embedded, tokens of that, and vector.
+async fn headed_chunks(header: &str) -> Vec<(String, Option<String>, Vec<u8>, i32, Vector)> {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[
+        ("CHUNK_TOKENS", "48"),
+        ("CHUNK_MIN_TOKENS", "8"),
+        ("CHUNK_OVERLAP_TOKENS", "4"),
+        ("CHUNK_HEADER", header),
+    ]);
+    let dir = ScratchDir::new();
+    dir.write(
+        "pumps.md",
+        "# Bilge pumps\n\nThe bilge pumps keep the hull dry, the forward one and the aft one.\n\n\
+         ## Priming\n\nFill the casing with water before the first start of the pump.\n\n\
+         Open the vent cock on the casing top and pour in clean water until it runs out.\n\n\
+         Close the vent cock, start the motor and watch the gauge climb within a minute.\n",
+    );
+    ingest_locally(&config, "acme", std::slice::from_ref(&dir.0)).await;
+    let rows = test_db
+        .client()
+        .await
+        .query(
+            "SELECT text, embed_header, text_sha256, coalesce(embed_tokens, token_count), embedding
+               FROM upload_pipeline.document_chunks ORDER BY chunk_index",
+            &[],
+        )
+        .await
+        .unwrap();
+    let rows: Vec<_> = rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4)))
+        .collect();
+    // Keyword search reads the text alone: of the three, only the chunk
+    // whose text says so is found by a word of the header.
+    let found = search_in_mode(
+        &config,
+        "acme",
+        "priming",
+        5,
+        json!({}),
+        SearchMode::Keyword,
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.len(), 1, "{header}: {rows:#?}");
+    assert!(found[0].text.starts_with("## Priming\n\nFill"));
+    rows
+}
+
+#[tokio::test]
+async fn a_chunk_is_embedded_under_its_header_and_found_by_its_own_text() {
+    use docpipe_shared::embedding::{EmbedInput, Embedder, mock::MockEmbedder};
+    let mock = MockEmbedder::new(docpipe_shared::settings::MOCK_EMBEDDING_MODEL, 1536);
+    for (setting, name) in [
+        ("none", None),
+        ("headings", Some("")),
+        ("name-and-headings", Some("pumps.md > ")),
+    ] {
+        let chunks = headed_chunks(setting).await;
+        assert_eq!(chunks.len(), 4, "{setting}");
+        for (i, (text, stored_header, hash, tokens, vector)) in chunks.into_iter().enumerate() {
+            assert!(!text.contains(" > "), "{text}");
+            let section = if i == 0 {
+                "Bilge pumps"
+            } else {
+                "Bilge pumps > Priming"
+            };
+            let header = name.map(|name| format!("{name}{section}"));
+            assert_eq!(stored_header, header, "{setting}");
+            let input = match &header {
+                Some(header) => format!("{header}\n\n{text}"),
+                None => text.clone(),
+            };
+            let cl100k = docpipe_shared::chunking::tokenizer();
+            assert_eq!(tokens as usize, cl100k.encode_ordinary(&input).len());
+            assert_eq!(hash, docpipe_shared::domain::ids::sha256(input.as_bytes()));
+            let input = EmbedInput {
+                text: &input,
+                tokens: 1,
+            };
+            let embedded = mock.embed(&[input]).await.unwrap().vectors.remove(0);
+            assert_eq!(vector, Vector::from(embedded), "{setting}: {text}");
+        }
+    }
 }

@@ -203,11 +203,12 @@ async fn load(
         let mut types = types.to_vec();
         let vector_type = format!("SELECT $1::{}", args.storage.sql_type());
         types.push(tx.prepare(&vector_type).await.unwrap().params()[0].clone());
+        types.push(Type::BYTEA);
         let sink = tx
             .copy_in(
                 "COPY upload_pipeline.document_chunks (chunk_id, document_id, job_id, tenant, source_key,
                      chunk_index, text, token_count, char_start, char_end, model, metadata, content_type,
-                     embedding) FROM STDIN BINARY",
+                     embedding, text_sha256) FROM STDIN BINARY",
             )
             .await
             .unwrap();
@@ -226,7 +227,8 @@ async fn load(
             let metadata = json!({"team": TEAMS[d % TEAMS.len()], "year": 2018 + (d % 8)});
             let index = (i % CHUNKS_PER_DOCUMENT) as i32;
             let end = body.chars().count() as i32;
-            let row: [&(dyn ToSql + Sync); 14] = [
+            let hash = docpipe_shared::domain::ids::sha256(body.as_bytes());
+            let row: [&(dyn ToSql + Sync); 15] = [
                 &Uuid::new_v4(),
                 &document,
                 &document,
@@ -241,6 +243,7 @@ async fn load(
                 &metadata,
                 &"text/plain",
                 vector.as_ref(),
+                &hash.as_slice(),
             ];
             writer.as_mut().write(&row).await.unwrap();
         }

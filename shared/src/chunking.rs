@@ -11,7 +11,8 @@
 
 use crate::embedding::local::ModelTokenizer;
 use crate::parsing::layout::Layout;
-use crate::settings::ChunkingSettings;
+use crate::settings::{ChunkHeader, ChunkingSettings};
+use std::borrow::Cow;
 use std::sync::OnceLock;
 use text_splitter::{
     Characters, ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter,
@@ -35,6 +36,27 @@ impl Chunk {
     /// The chunk's text in `document`, the text it was cut from.
     pub fn text<'t>(&self, document: &'t str) -> &'t str {
         &document[self.bytes.clone()]
+    }
+}
+
+/// What a chunk is embedded as, when that is more than its text: a header
+/// (`CHUNK_HEADER`) and the tokens of the header and text together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbedHeader {
+    pub text: String,
+    pub input_tokens: u32,
+}
+
+/// Longest header, in characters: file names and heading titles are the
+/// uploader's, and a header costs tokens on every chunk it heads.
+const MAX_HEADER_CHARS: usize = 300;
+
+/// The text a chunk is embedded (and its vector cached) as: its header, a
+/// blank line, its text.
+pub fn embed_input<'t>(header: Option<&str>, text: &'t str) -> Cow<'t, str> {
+    match header {
+        Some(header) => Cow::Owned(format!("{header}\n\n{text}")),
+        None => Cow::Borrowed(text),
     }
 }
 
@@ -69,6 +91,7 @@ pub struct Chunker {
     max_tokens: usize,
     min_tokens: usize,
     overlap_tokens: usize,
+    header: ChunkHeader,
     tokens: TokenCount,
     /// Exact splitter, for the rare chunk the fast one lets run over; built
     /// on first use, as the tokenizer is.
@@ -227,6 +250,7 @@ impl Chunker {
             max_tokens,
             min_tokens: config.min_tokens().min(max_tokens),
             overlap_tokens: config.overlap_tokens,
+            header: config.header,
             tokens,
             exact: OnceLock::new(),
         })
@@ -235,6 +259,31 @@ impl Chunker {
     /// The largest chunk, in tokens.
     pub fn max_tokens(&self) -> usize {
         self.max_tokens
+    }
+
+    /// The header `chunk` is embedded under, as `CHUNK_HEADER` says, from
+    /// its document's `file_name` and the `headings` above it; none when it
+    /// would be empty, or the chunk and header together would be over the
+    /// chunk size (the model's window, or what the provider is asked to read).
+    pub fn header(&self, file_name: &str, headings: &[String], chunk: &str) -> Option<EmbedHeader> {
+        let name = match self.header {
+            ChunkHeader::None => return None,
+            ChunkHeader::Headings => None,
+            ChunkHeader::NameAndHeadings => Some(file_name).filter(|n| !n.is_empty()),
+        };
+        let parts: Vec<&str> = name
+            .into_iter()
+            .chain(headings.iter().map(String::as_str))
+            .collect();
+        if parts.is_empty() {
+            return None;
+        }
+        let text: String = parts.join(" > ").chars().take(MAX_HEADER_CHARS).collect();
+        let input_tokens = self.tokens.count(&embed_input(Some(&text), chunk));
+        (input_tokens <= self.max_tokens).then_some(EmbedHeader {
+            text,
+            input_tokens: input_tokens as u32,
+        })
     }
 
     fn exact(&self) -> &TextSplitter<TokenCount> {
@@ -630,6 +679,56 @@ mod tests {
             let gap = pair[0].bytes.end.min(pair[1].bytes.start)..pair[1].bytes.start;
             assert_eq!(text[gap].trim(), "", "between chunks {}", pair[0].index);
         }
+    }
+
+    #[test]
+    fn a_header_names_the_file_and_headings_within_its_bounds() {
+        let headed = |header, max_tokens| {
+            let mut settings = ChunkingSettings::new(max_tokens, 2, 4);
+            settings.header = header;
+            Chunker::new(&settings, TokenCount::Cl100k).unwrap()
+        };
+        let with = |header| headed(header, 32);
+        let headings = ["Install".to_string(), "On Linux".to_string()];
+        let chunk = "Run the installer.";
+        assert_eq!(
+            with(ChunkHeader::None).header("guide.md", &headings, chunk),
+            None
+        );
+        let header = with(ChunkHeader::Headings)
+            .header("guide.md", &headings, chunk)
+            .unwrap();
+        assert_eq!(header.text, "Install > On Linux");
+        let input = embed_input(Some(&header.text), chunk);
+        assert_eq!(input, "Install > On Linux\n\nRun the installer.");
+        assert_eq!(
+            header.input_tokens as usize,
+            TokenCount::Cl100k.count(&input)
+        );
+        let named = with(ChunkHeader::NameAndHeadings);
+        let header = named.header("guide.md", &headings, chunk).unwrap();
+        assert_eq!(header.text, "guide.md > Install > On Linux");
+        // Nothing to say: no header; the name alone is one.
+        assert_eq!(
+            with(ChunkHeader::Headings).header("guide.md", &[], chunk),
+            None
+        );
+        assert_eq!(
+            named.header("guide.md", &[], chunk).unwrap().text,
+            "guide.md"
+        );
+        // A hostile name is cut to its bound, and a header that would take
+        // the input over the chunk size is left off: no input is larger
+        // than a chunk may be.
+        let long = "x".repeat(10_000);
+        let header = headed(ChunkHeader::NameAndHeadings, 4096)
+            .header(&long, &headings, chunk)
+            .unwrap();
+        assert_eq!(header.text.chars().count(), MAX_HEADER_CHARS);
+        let full = "word ".repeat(30);
+        assert!(TokenCount::Cl100k.count(full.trim()) <= 32);
+        assert_eq!(named.header("guide.md", &headings, full.trim()), None);
+        assert!(named.header("g.md", &[], "word word").is_some());
     }
 
     #[test]

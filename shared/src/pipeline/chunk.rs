@@ -39,7 +39,13 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let stored = StoredText::from_bytes(&parsed_key, bytes)
         .map_err(|e| Error::Transient(format!("parsed text {parsed_key}: {e}")))?;
     let chunker = chunking.chunker.clone();
-    let (text, chunks, provenance) = blocking(move || {
+    let file_name = job
+        .source_key
+        .rsplit('/')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let (text, chunks, provenance, headers) = blocking(move || {
         let StoredText {
             markdown,
             layout,
@@ -47,7 +53,12 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         } = stored;
         let chunks = chunker.chunk(&text, markdown, &layout);
         let provenance = layout.locate(chunks.iter().map(|c| c.bytes.clone()));
-        (text, chunks, provenance)
+        let headers: Vec<_> = chunks
+            .iter()
+            .zip(&provenance)
+            .map(|(chunk, place)| chunker.header(&file_name, &place.headings, chunk.text(&text)))
+            .collect();
+        (text, chunks, provenance, headers)
     })
     .await?;
     let total_tokens: i64 = chunks.iter().map(|c| i64::from(c.token_count)).sum();
@@ -66,7 +77,13 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     {
         return Ok(None);
     }
-    chunks::buffer(&tx, job_id, &text, &chunks, &provenance).await?;
+    let located = chunks::Located {
+        document: &text,
+        chunks: &chunks,
+        provenance: &provenance,
+        headers: &headers,
+    };
+    chunks::buffer(&tx, job_id, &located).await?;
     jobs::set_chunked(&tx, job_id, count, total_tokens).await?;
     tx.commit().await?;
     metrics::add(Metric::ChunksCreated, count as f64);

@@ -229,12 +229,11 @@ impl Reembedded<'_> {
         scope: CacheScope,
         prices: &CostPolicy,
     ) -> Result<()> {
-        let hashes: Vec<[u8; 32]> = self
+        let hashes: Vec<&[u8]> = self
             .rows
             .iter()
-            .map(|row| crate::domain::ids::sha256(row.text.as_bytes()))
+            .map(|row| row.text_sha256.as_slice())
             .collect();
-        let hashes: Vec<&[u8]> = hashes.iter().map(|h| h.as_slice()).collect();
         let scopes: Vec<&str> = self.rows.iter().map(|row| scope.of(&row.tenant)).collect();
         let model = &self.embeddings.model;
         chunks::cache_vectors(tx, &hashes, &scopes, model, self.dims, &self.vectors).await?;

@@ -23,6 +23,10 @@ pub struct ChunkingSettings {
     /// `CHUNK_OVERLAP_TOKENS` (64): overlap between neighbouring chunks.
     #[serde(rename = "chunk_overlap_tokens")]
     pub overlap_tokens: usize,
+    /// `CHUNK_HEADER` (`none`): what each chunk is embedded under, so that
+    /// its vector knows where it sits ([`ChunkHeader`]).
+    #[serde(rename = "chunk_header")]
+    pub header: ChunkHeader,
     /// `CHUNK_CONCURRENCY` (2): texts a process chunks at once, each held whole.
     #[serde(rename = "chunk_concurrency")]
     pub concurrency: usize,
@@ -41,6 +45,7 @@ impl Default for ChunkingSettings {
             max_tokens: DEFAULT_CHUNK_TOKENS,
             min_tokens: None,
             overlap_tokens: 64,
+            header: ChunkHeader::None,
             concurrency: 2,
             provider: EmbeddingProvider::Mock,
             model_dir: None,
@@ -93,6 +98,19 @@ impl ChunkingSettings {
             .ok()
             .flatten()
     }
+}
+
+/// A line embedded before each chunk's text (a contextual chunk header):
+/// the chunk's text, its keywords and its token count stay its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChunkHeader {
+    /// The text alone.
+    None,
+    /// The titles of the headings above the chunk, outermost first.
+    Headings,
+    /// The document's file name, then its headings.
+    NameAndHeadings,
 }
 
 /// `CHUNK_MIN_TOKENS` by default: a sixteenth of the chunk size (32 of 512).

@@ -17,7 +17,7 @@ mod search;
 mod telemetry;
 
 pub use aws::{AwsResources, QueueUrls, SweepPolicy};
-pub use chunking::{ChunkingSettings, DEFAULT_CHUNK_TOKENS, default_min_tokens};
+pub use chunking::{ChunkHeader, ChunkingSettings, DEFAULT_CHUNK_TOKENS, default_min_tokens};
 pub use cost::CostPolicy;
 pub use database::DatabaseSettings;
 pub use embedding::{

@@ -3,7 +3,7 @@
 //! which model), `embedding_cache` (vectors by text hash, model and scope),
 //! and `document_chunks` (what search finds).
 
-use crate::chunking::Chunk;
+use crate::chunking::{Chunk, EmbedHeader, embed_input};
 use crate::domain::ids;
 use crate::error::Result;
 use crate::parsing::Format;
@@ -23,33 +23,48 @@ use uuid::Uuid;
 /// memory whole, so a very large document goes in several.
 const INSERT_BATCH: usize = 2000;
 
-/// Buffers the job's chunks of `document` until the job goes live, a
-/// statement per [`INSERT_BATCH`]; replays insert nothing new.
-pub async fn buffer(
-    tx: &impl GenericClient,
-    job_id: Uuid,
-    document: &str,
-    chunks: &[Chunk],
-    provenance: &[Provenance],
-) -> Result<()> {
-    for (batch, provenance) in chunks
-        .chunks(INSERT_BATCH)
-        .zip(provenance.chunks(INSERT_BATCH))
-    {
-        buffer_batch(tx, job_id, document, batch, provenance).await?;
+/// A document's chunks, each with where it came from and the header it is
+/// embedded under, if any.
+pub struct Located<'a> {
+    pub document: &'a str,
+    pub chunks: &'a [Chunk],
+    pub provenance: &'a [Provenance],
+    pub headers: &'a [Option<EmbedHeader>],
+}
+
+/// Buffers the job's chunks until the job goes live, a statement per
+/// [`INSERT_BATCH`]; replays insert nothing new.
+pub async fn buffer(tx: &impl GenericClient, job_id: Uuid, located: &Located<'_>) -> Result<()> {
+    for start in (0..located.chunks.len()).step_by(INSERT_BATCH) {
+        let end = (start + INSERT_BATCH).min(located.chunks.len());
+        let batch = Located {
+            document: located.document,
+            chunks: &located.chunks[start..end],
+            provenance: &located.provenance[start..end],
+            headers: &located.headers[start..end],
+        };
+        buffer_batch(tx, job_id, &batch).await?;
     }
     Ok(())
 }
 
-async fn buffer_batch(
-    tx: &impl GenericClient,
-    job_id: Uuid,
-    document: &str,
-    chunks: &[Chunk],
-    provenance: &[Provenance],
-) -> Result<()> {
+async fn buffer_batch(tx: &impl GenericClient, job_id: Uuid, located: &Located<'_>) -> Result<()> {
+    let Located {
+        document,
+        chunks,
+        provenance,
+        headers,
+    } = *located;
     let texts: Vec<&str> = chunks.iter().map(|c| c.text(document)).collect();
-    let hashes: Vec<[u8; 32]> = texts.iter().map(|t| ids::sha256(t.as_bytes())).collect();
+    // The hash is of what is embedded: the cache keys vectors by it.
+    let hashes: Vec<[u8; 32]> = texts
+        .iter()
+        .zip(headers)
+        .map(|(text, header)| {
+            let header = header.as_ref().map(|h| h.text.as_str());
+            ids::sha256(embed_input(header, text).as_bytes())
+        })
+        .collect();
     let chunk_ids: Vec<Uuid> = chunks
         .iter()
         .zip(&hashes)
@@ -74,13 +89,21 @@ async fn buffer_batch(
         .iter()
         .map(|p| serde_json::json!(p.headings))
         .collect();
+    let header_texts: Vec<Option<&str>> = headers
+        .iter()
+        .map(|h| h.as_ref().map(|h| h.text.as_str()))
+        .collect();
+    let input_tokens: Vec<Option<i32>> = headers
+        .iter()
+        .map(|h| h.as_ref().map(|h| h.input_tokens as i32))
+        .collect();
     tx.execute(
         "INSERT INTO upload_pipeline.document_chunk_buffer
              (job_id, chunk_index, chunk_id, text, text_sha256, token_count, char_start, char_end,
-              page_start, page_end, headings, row_start, row_end)
+              page_start, page_end, headings, row_start, row_end, embed_header, embed_tokens)
          SELECT $1, * FROM unnest($2::int4[], $3::uuid[], $4::text[], $5::bytea[], $6::int4[],
                                   $7::int4[], $8::int4[], $9::int4[], $10::int4[], $11::jsonb[],
-                                  $12::int4[], $13::int4[])
+                                  $12::int4[], $13::int4[], $14::text[], $15::int4[])
          ON CONFLICT DO NOTHING",
         &[
             &job_id,
@@ -96,6 +119,8 @@ async fn buffer_batch(
             &headings,
             &row_starts,
             &row_ends,
+            &header_texts,
+            &input_tokens,
         ],
     )
     .await?;
@@ -105,6 +130,7 @@ async fn buffer_batch(
 /// A chunk of the batch that is not embedded yet.
 pub struct Pending {
     pub index: i32,
+    /// What it is embedded as: its header, if any, and text.
     pub text: String,
     pub text_sha256: Vec<u8>,
     pub tokens: i32,
@@ -122,10 +148,11 @@ pub async fn pending(
 ) -> Result<Vec<Pending>> {
     Ok(client
         .query(
-            "SELECT b.chunk_index, b.text, b.text_sha256, b.token_count,
+            "SELECT b.chunk_index, b.text, b.text_sha256, coalesce(b.embed_tokens, b.token_count),
                     EXISTS (SELECT 1 FROM upload_pipeline.embedding_cache c
                              WHERE c.text_sha256 = b.text_sha256 AND c.model = $4 AND c.dims = $5
-                               AND c.scope = $6)
+                               AND c.scope = $6),
+                    b.embed_header
                FROM upload_pipeline.document_chunk_buffer b
               WHERE b.job_id = $1 AND b.chunk_index >= $2 AND b.chunk_index < $3
                 AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_vector_buffer v
@@ -137,7 +164,7 @@ pub async fn pending(
         .into_iter()
         .map(|row| Pending {
             index: row.get(0),
-            text: row.get(1),
+            text: embedded_text(&row, 5, 1),
             text_sha256: row.get(2),
             tokens: row.get(3),
             cached: row.get(4),
@@ -183,24 +210,38 @@ pub async fn cache_vectors(
     Ok(())
 }
 
+/// What a row's chunk is embedded as: the header in column `header` (if
+/// any) and the text in column `text`.
+fn embedded_text(row: &tokio_postgres::Row, header: usize, text: usize) -> String {
+    let header: Option<&str> = row.get(header);
+    embed_input(header, row.get(text)).into_owned()
+}
+
 /// A searchable chunk, as the sweeper re-embeds it.
 pub struct LiveChunk {
     pub chunk_id: Uuid,
     pub tenant: String,
     pub job_id: Uuid,
+    /// What it is embedded as: its header, if any, and text.
     pub text: String,
+    pub text_sha256: Vec<u8>,
     pub tokens: i32,
 }
 
 impl LiveChunk {
-    /// From a row of `chunk_id, tenant, job_id, text, token_count`.
+    /// The columns [`LiveChunk::from_row`] reads, of `document_chunks` as `c`.
+    pub(crate) const COLUMNS: &'static str = "c.chunk_id, c.tenant, c.job_id, c.text, \
+         c.text_sha256, coalesce(c.embed_tokens, c.token_count), c.embed_header";
+
+    /// From a row of [`LiveChunk::COLUMNS`].
     pub(crate) fn from_row(row: &tokio_postgres::Row) -> LiveChunk {
         LiveChunk {
             chunk_id: row.get(0),
             tenant: row.get(1),
             job_id: row.get(2),
-            text: row.get(3),
-            tokens: row.get(4),
+            text: embedded_text(row, 6, 3),
+            text_sha256: row.get(4),
+            tokens: row.get(5),
         }
     }
 }
@@ -213,8 +254,10 @@ pub async fn of_model(
 ) -> Result<Vec<LiveChunk>> {
     Ok(client
         .query(
-            "SELECT chunk_id, tenant, job_id, text, token_count
-               FROM upload_pipeline.document_chunks WHERE model = $1 LIMIT $2",
+            &format!(
+                "SELECT {} FROM upload_pipeline.document_chunks c WHERE c.model = $1 LIMIT $2",
+                LiveChunk::COLUMNS
+            ),
             &[&model, &i64::from(limit)],
         )
         .await?
@@ -268,10 +311,12 @@ pub async fn go_live(
                 "INSERT INTO upload_pipeline.document_chunks
                  (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text,
                   token_count, char_start, char_end, page_start, page_end, headings,
-                  row_start, row_end, model, {column}, content_type, metadata)
+                  row_start, row_end, model, {column}, content_type, metadata,
+                  text_sha256, embed_header, embed_tokens)
              SELECT b.chunk_id, $2, b.job_id, $3, $4, b.chunk_index, b.text,
                     b.token_count, b.char_start, b.char_end, b.page_start, b.page_end,
-                    b.headings, b.row_start, b.row_end, v.model, c.embedding, $7, d.metadata
+                    b.headings, b.row_start, b.row_end, v.model, c.embedding, $7, d.metadata,
+                    b.text_sha256, b.embed_header, b.embed_tokens
                FROM upload_pipeline.document_chunk_buffer b
                JOIN upload_pipeline.documents d ON d.id = $2
                JOIN upload_pipeline.document_vector_buffer v USING (job_id, chunk_index)

@@ -97,6 +97,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V11__model_change",
         include_str!("../../../migrations/V11__model_change.sql"),
     ),
+    (
+        "V12__chunk_headers",
+        include_str!("../../../migrations/V12__chunk_headers.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

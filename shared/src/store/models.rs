@@ -39,10 +39,10 @@ impl<'a> ModelChange<'a> {
     }
 }
 
-/// Whether the cache holds the next model's vector of chunk `c`'s text, in
+/// Whether the cache holds the next model's vector of what chunk `c` is embedded as, in
 /// `c`'s tenant's scope ($2 next model, $3 dims, $4 shared cache).
 const NEXT_CACHED: &str = "EXISTS (SELECT 1 FROM upload_pipeline.embedding_cache e
-     WHERE e.text_sha256 = sha256(convert_to(c.text, 'UTF8')) AND e.model = $2 AND e.dims = $3
+     WHERE e.text_sha256 = c.text_sha256 AND e.model = $2 AND e.dims = $3
        AND e.scope = CASE WHEN $4 THEN '' ELSE c.tenant END)";
 
 /// The model `tenant` switched to, if it did: else it searches the
@@ -67,10 +67,10 @@ pub async fn lacking(
     Ok(client
         .query(
             &format!(
-                "SELECT c.chunk_id, c.tenant, c.job_id, c.text, c.token_count
-                   FROM upload_pipeline.document_chunks c
+                "SELECT {} FROM upload_pipeline.document_chunks c
                   WHERE c.model = $1 AND NOT {NEXT_CACHED}
-                  LIMIT $5"
+                  LIMIT $5",
+                LiveChunk::COLUMNS
             ),
             &[
                 &change.current,
@@ -150,7 +150,7 @@ pub async fn switch(
                        -- One primary-key lookup per chunk, as when chunks go live.
                        CROSS JOIN LATERAL (
                            SELECT embedding FROM upload_pipeline.embedding_cache
-                            WHERE text_sha256 = sha256(convert_to(c.text, 'UTF8'))
+                            WHERE text_sha256 = c.text_sha256
                               AND model = $2 AND dims = $3
                               AND scope = CASE WHEN $4 THEN '' ELSE c.tenant END
                             LIMIT 1) e
