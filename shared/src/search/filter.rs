@@ -345,26 +345,31 @@ impl SqlCondition {
 
     fn compare(&mut self, comparison: Comparison, key: &str, value: &Value) -> String {
         let column = reserved_column(key);
-        let reserved = column.is_some();
+        // An attribute's equals and listContains are `metadata @> {key: …}`
+        // alone (the same test, for the scalars they take): the GIN index
+        // serves it, and the planner reads it against the column's
+        // statistics. Said twice, its estimate of the chunks that pass
+        // would be the product of both, far too few, and it would sort them
+        // all instead of walking the HNSW graph.
+        if column.is_none() {
+            let inner = match comparison {
+                Comparison::Equals => Some(value.clone()),
+                Comparison::ListContains => Some(Value::Array(vec![value.clone()])),
+                _ => None,
+            };
+            if let Some(inner) = inner {
+                let object = Value::Object(Map::from_iter([(key.to_string(), inner)]));
+                return format!("(metadata @> {}::jsonb)", self.param(object));
+            }
+        }
         let field = match column {
             Some(column) => column.to_string(),
             None => format!("(metadata -> {}::text)", self.param(key.to_string())),
         };
-        // For attributes, `metadata @> {key: …}` lets the GIN index serve
-        // equals and listContains when the planner finds them selective.
-        let contains = |this: &mut Self, inner: Value| -> String {
-            if reserved {
-                String::new()
-            } else {
-                let object = Value::Object(Map::from_iter([(key.to_string(), inner)]));
-                format!("metadata @> {}::jsonb AND ", this.param(object))
-            }
-        };
         let sql = match comparison {
             Comparison::Equals => {
-                let index = contains(self, value.clone());
                 let v = self.param(value.clone());
-                format!("{index}{field} = {v}::jsonb")
+                format!("{field} = {v}::jsonb")
             }
             Comparison::NotEquals => {
                 format!(
@@ -408,9 +413,8 @@ impl SqlCondition {
                 )
             }
             Comparison::ListContains => {
-                let index = contains(self, Value::Array(vec![value.clone()]));
                 let list = self.param(Value::Array(vec![value.clone()]));
-                format!("{index}coalesce({field} @> {list}::jsonb, false)")
+                format!("coalesce({field} @> {list}::jsonb, false)")
             }
             Comparison::StringContains => {
                 let s = self.param(value.as_str().unwrap_or_default().to_string());
@@ -569,6 +573,13 @@ mod tests {
             "{}",
             sql.sql
         );
-        assert_eq!(sql.params.len(), 4);
+        // The attribute's equals is one containment test: its key and value
+        // are one parameter.
+        assert!(
+            sql.sql.starts_with("((metadata @> $7::jsonb) OR "),
+            "{}",
+            sql.sql
+        );
+        assert_eq!(sql.params.len(), 2);
     }
 }
