@@ -81,7 +81,7 @@ impl LlamaParseClient {
 
     /// Whether documents with this key go to LlamaParse.
     pub fn handles(&self, key: &str) -> bool {
-        let name = key.rsplit('/').next().unwrap_or(key);
+        let name = crate::domain::keys::file_name(key);
         name.rsplit_once('.')
             .is_some_and(|(_, ext)| self.extensions.contains(&ext.to_ascii_lowercase()))
     }

@@ -62,6 +62,11 @@ pub fn parsed_key(tenant: &str, job_id: Uuid) -> String {
     format!("{PARSED_PREFIX}{tenant}/{job_id}.{extension}")
 }
 
+/// The file name of `key`: what follows its last `/` (all of it if none).
+pub fn file_name(key: &str) -> &str {
+    key.rsplit_once('/').map_or(key, |(_, name)| name)
+}
+
 /// A document's metadata sidecar is its key with this appended (Bedrock
 /// Knowledge Bases' convention): `uploads/acme/report.pdf.metadata.json`.
 pub const SIDECAR_SUFFIX: &str = ".metadata.json";
@@ -127,6 +132,13 @@ impl<'a> UploadKey<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_file_name_is_what_follows_the_last_slash() {
+        assert_eq!(file_name("uploads/acme/notes/tides.md"), "tides.md");
+        assert_eq!(file_name("tides.md"), "tides.md");
+        assert_eq!(file_name("uploads/acme/"), "");
+    }
 
     #[test]
     fn upload_keys_name_a_tenant_and_a_file() {

@@ -76,7 +76,7 @@ pub fn supported_extensions() -> String {
 
 impl Format {
     pub fn from_key(key: &str) -> Result<Format, Rejection> {
-        let name = key.rsplit('/').next().unwrap_or(key);
+        let name = crate::domain::keys::file_name(key);
         let extension = match name.rsplit_once('.') {
             Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
             _ => String::new(),

@@ -3,6 +3,7 @@
 
 use super::{Pipeline, blocking, job_in_state};
 use crate::adapters::queue::{Stage, StageMessage};
+use crate::domain::keys;
 use crate::domain::state::JobState;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
@@ -39,12 +40,7 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let stored = StoredText::from_bytes(&parsed_key, bytes)
         .map_err(|e| Error::Transient(format!("parsed text {parsed_key}: {e}")))?;
     let chunker = chunking.chunker.clone();
-    let file_name = job
-        .source_key
-        .rsplit('/')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
+    let file_name = keys::file_name(&job.source_key).to_owned();
     let (text, chunks, provenance, headers) = blocking(move || {
         let StoredText {
             markdown,

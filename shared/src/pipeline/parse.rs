@@ -167,7 +167,7 @@ async fn submit(
         .blobs
         .get(&job.source_key, pipeline.max_file_bytes)
         .await?;
-    let name = job.source_key.rsplit('/').next().unwrap_or("document");
+    let name = keys::file_name(&job.source_key);
     let request_id = match remote.client.submit(name, bytes).await {
         Ok(id) => id,
         Err(error) => {
