@@ -6,6 +6,7 @@
 use docpipe_shared::JobState;
 use docpipe_shared::search::SearchMode;
 use docpipe_shared::settings::PipelineSettings;
+use docpipe_shared::store::bulk;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_filtered, search_in_mode};
 use serde_json::{Value, json};
 
@@ -265,4 +266,106 @@ async fn a_selective_filter_still_fills_top_k() {
             .all(|h| h.source_key == "uploads/acme/ledger.md"),
         "{hits:?}"
     );
+}
+
+/// A large tenant's search narrowed by a filter to a few chunks returns the
+/// exact nearest, whatever the HNSW graph would find. 20 000 random 384-dim
+/// vectors are the graph's worst case (recall ~0.1 at this `ef_search`); a
+/// folder, a document list or an attribute narrows them to 400.
+#[tokio::test]
+async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
+    let vars = [
+        ("EMBEDDING_DIMS", "384"),
+        ("SEARCH_EXACT_MAX_CHUNKS", "5000"),
+        ("SEARCH_EF_SEARCH", "10"),
+    ];
+    let test_db = TestDb::migrated(&vars).await;
+    let config = test_db.config(&vars);
+    let mut client = test_db.client().await;
+    let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
+    // Loaded as a bulk load is: the graph built once, after.
+    assert!(bulk::defer_search_index(&mut client).await.unwrap());
+    // 1 000 documents of 20 chunks; every 50th in the folder `kept/`, with
+    // the attribute `kept`.
+    client
+        .batch_execute(
+            "INSERT INTO upload_pipeline.documents (id, tenant, source_key, metadata)
+             SELECT md5(d::text)::uuid, 'acme',
+                    'uploads/acme/' || CASE WHEN d % 50 = 0 THEN 'kept/' ELSE 'rest/' END || d,
+                    jsonb_build_object('kept', d % 50 = 0)
+               FROM generate_series(0, 999) d",
+        )
+        .await
+        .unwrap();
+    client
+        .execute(
+            "INSERT INTO upload_pipeline.document_chunks
+                 (chunk_id, document_id, job_id, tenant, source_key, chunk_index, text, token_count,
+                  char_start, char_end, model, embedding, text_sha256, metadata)
+             SELECT gen_random_uuid(), d.id, d.id, 'acme', d.source_key, i, 'text', 1, 0, 4, $1,
+                    (SELECT array_agg(random() - 0.5)::vector(384)
+                       FROM generate_series(1, 384) WHERE i >= 0),
+                    sha256('text'), d.metadata
+               FROM upload_pipeline.documents d, generate_series(0, 19) i",
+            &[&embedder.model()],
+        )
+        .await
+        .unwrap();
+    bulk::rebuild_deferred_indexes(&mut client, &config.database)
+        .await
+        .unwrap();
+    client
+        .batch_execute("ANALYZE upload_pipeline.document_chunks")
+        .await
+        .unwrap();
+    let kept: Vec<String> = client
+        .query(
+            "SELECT id::text FROM upload_pipeline.documents WHERE metadata @> '{\"kept\": true}'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let query = "the nearest of the kept";
+    let input = docpipe_shared::embedding::EmbedInput {
+        text: query,
+        tokens: query.len() as u32,
+    };
+    let vector =
+        pgvector::Vector::from(embedder.embed_query(input).await.unwrap().vectors.remove(0));
+    let exact: Vec<String> = client
+        .query(
+            "SELECT document_id::text || ':' || chunk_index FROM upload_pipeline.document_chunks
+              WHERE metadata @> '{\"kept\": true}'
+              ORDER BY (embedding <=> $1) + 0 LIMIT 10",
+            &[&vector],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    for filter in [
+        json!({"key_prefix": "kept/"}),
+        json!({"document_ids": kept}),
+        json!({"equals": {"key": "kept", "value": true}}),
+    ] {
+        let hits = search_in_mode(
+            &config,
+            "acme",
+            query,
+            10,
+            filter.clone(),
+            SearchMode::Vector,
+        )
+        .await
+        .unwrap();
+        let found: Vec<String> = hits
+            .iter()
+            .map(|hit| format!("{}:{}", hit.document_id, hit.chunk_index))
+            .collect();
+        assert_eq!(found, exact, "{filter}");
+    }
 }

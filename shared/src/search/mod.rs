@@ -64,6 +64,13 @@ pub struct SearchFilter {
     pub metadata: Option<filter::Condition>,
 }
 
+impl SearchFilter {
+    /// Whether it passes fewer than all of the tenant's chunks.
+    pub fn narrows(&self) -> bool {
+        self.key_prefix.is_some() || self.document_ids.is_some() || self.metadata.is_some()
+    }
+}
+
 /// Most document ids one search may name.
 pub const MAX_FILTER_IDS: usize = 100;
 
