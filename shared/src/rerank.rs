@@ -5,6 +5,7 @@
 //! and the cost ledger, like the embedder's; its answer is checked before it
 //! reorders anything.
 
+use crate::adapters::aws;
 use crate::error::{Error, Rejection, Result};
 use crate::external::rate_limit::RateLimiter;
 use crate::external::{self, ExternalService, Failure};
@@ -174,13 +175,13 @@ impl Reranker {
         };
         let (client, model_arn) = client
             .get_or_init(|| async {
-                let sdk = crate::adapters::aws::sdk_config_without_retries().await;
+                let sdk = aws::sdk_config_without_retries().await;
                 // An id names a foundation model of the client's region.
                 let model_arn = if self.model.starts_with("arn:") {
                     self.model.clone()
                 } else {
                     let region = sdk.region().map_or("us-east-1", |r| r.as_ref());
-                    format!("arn:aws:bedrock:{region}::foundation-model/{}", self.model)
+                    aws::foundation_model_arn(region, &self.model)
                 };
                 (aws_sdk_bedrockagentruntime::Client::new(&sdk), model_arn)
             })
@@ -234,10 +235,11 @@ impl Reranker {
                     .map_err(built)?,
             );
         }
-        let output = request
-            .send()
-            .await
-            .map_err(|e| bedrock_failure(e.into_service_error()))?;
+        let output = request.send().await.map_err(|e| {
+            aws::bedrock_failure(&e.into_service_error(), |detail| {
+                Rejection::RerankRejected { detail }.into()
+            })
+        })?;
         let results = output
             .results()
             .iter()
@@ -246,28 +248,6 @@ impl Reranker {
             .map_err(|e| Failure::Unavailable(Error::Transient(e)))?;
         let units = documents.len().div_ceil(BEDROCK_DOCUMENTS_PER_QUERY).max(1);
         Ok((order, units as u64))
-    }
-}
-
-/// Throttling and unavailability are retried; a request Bedrock refuses
-/// (validation, access, unknown model) is final with its reason.
-fn bedrock_failure(error: aws_sdk_bedrockagentruntime::operation::rerank::RerankError) -> Failure {
-    use aws_sdk_bedrockagentruntime::error::ProvideErrorMetadata;
-    use aws_sdk_bedrockagentruntime::operation::rerank::RerankError;
-    let detail = format!(
-        "{}: {}",
-        error.code().unwrap_or("error"),
-        error.message().unwrap_or_default()
-    );
-    match error {
-        RerankError::ThrottlingException(_) => Failure::RateLimited(Error::Transient(detail), None),
-        RerankError::ValidationException(_)
-        | RerankError::AccessDeniedException(_)
-        | RerankError::ResourceNotFoundException(_)
-        | RerankError::ServiceQuotaExceededException(_) => {
-            Failure::Rejected(Rejection::RerankRejected { detail }.into())
-        }
-        _ => Failure::Unavailable(Error::Transient(detail)),
     }
 }
 

@@ -4,11 +4,12 @@
 use crate::adapters::blob::{BlobStore, ObjectInfo, check_size};
 use crate::adapters::queue::{Queue, Stage, StageMessage};
 use crate::error::{Error, Rejection, Result};
+use crate::external::Failure;
 use crate::settings::QueueUrls;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
-use aws_sdk_s3::error::DisplayErrorContext;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use bytes::Bytes;
@@ -42,6 +43,41 @@ pub async fn sdk_config_without_retries() -> aws_config::SdkConfig {
         .into_builder()
         .retry_config(aws_config::retry::RetryConfig::disabled())
         .build()
+}
+
+/// What a Bedrock service error means, by its code (the same for each of
+/// Bedrock's APIs): throttling and an exceeded quota ("resubmit later", in
+/// Bedrock's words) are a rate limit; a request refused for itself
+/// (validation, access, an unknown model) is final, turned into `rejected`;
+/// the rest is the service being unwell.
+pub fn bedrock_failure(
+    error: &impl ProvideErrorMetadata,
+    rejected: impl FnOnce(String) -> Error,
+) -> Failure {
+    let code = error.code().unwrap_or("error");
+    let detail = format!("{code}: {}", error.message().unwrap_or_default());
+    match code {
+        "ThrottlingException" | "ServiceQuotaExceededException" => {
+            Failure::RateLimited(Error::Transient(detail), None)
+        }
+        "ValidationException" | "AccessDeniedException" | "ResourceNotFoundException" => {
+            Failure::Rejected(rejected(detail))
+        }
+        _ => Failure::Unavailable(Error::Transient(detail)),
+    }
+}
+
+/// The ARN of Bedrock foundation model `model` in `region`, in the region's
+/// partition (China and GovCloud regions are partitions of their own).
+pub fn foundation_model_arn(region: &str, model: &str) -> String {
+    let partition = match region {
+        r if r.starts_with("cn-") => "aws-cn",
+        r if r.starts_with("us-gov-") => "aws-us-gov",
+        r if r.starts_with("us-isob-") => "aws-iso-b",
+        r if r.starts_with("us-iso-") => "aws-iso",
+        _ => "aws",
+    };
+    format!("arn:{partition}:bedrock:{region}::foundation-model/{model}")
 }
 
 /// An S3 client; `force_path_style` for emulators (see [`crate::settings::AwsConfig`]).
@@ -336,4 +372,61 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDe
         waiting: count(&A::ApproximateNumberOfMessages),
         in_flight: count(&A::ApproximateNumberOfMessagesNotVisible),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_s3::error::ErrorMetadata;
+
+    fn failure(code: &str) -> Failure {
+        let error = ErrorMetadata::builder()
+            .code(code)
+            .message("said by Bedrock")
+            .build();
+        bedrock_failure(&error, |detail| {
+            Rejection::EmbeddingRejected { detail }.into()
+        })
+    }
+
+    #[test]
+    fn bedrock_errors_are_read_by_their_code() {
+        for code in ["ThrottlingException", "ServiceQuotaExceededException"] {
+            assert!(matches!(failure(code), Failure::RateLimited(..)), "{code}");
+        }
+        for code in [
+            "ValidationException",
+            "AccessDeniedException",
+            "ResourceNotFoundException",
+        ] {
+            let Failure::Rejected(e) = failure(code) else {
+                panic!("{code} is not final");
+            };
+            assert!(
+                e.to_string().contains(&format!("{code}: said by Bedrock")),
+                "{e}"
+            );
+        }
+        for code in ["ModelNotReadyException", "InternalServerException", ""] {
+            assert!(matches!(failure(code), Failure::Unavailable(_)), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_foundation_model_is_named_in_its_regions_partition() {
+        let model = "cohere.rerank-v3-5:0";
+        for (region, partition) in [
+            ("us-west-2", "aws"),
+            ("eu-central-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+        ] {
+            assert_eq!(
+                foundation_model_arn(region, model),
+                format!("arn:{partition}:bedrock:{region}::foundation-model/{model}")
+            );
+        }
+    }
 }

@@ -6,12 +6,12 @@
 //! [`ExternalService`]; a validation or access error is final with its reason.
 
 use super::{EmbedInput, Embedder, Embeddings};
+use crate::adapters::aws;
 use crate::error::{Error, Rejection, Result};
 use crate::external::rate_limit::RateLimiter;
 use crate::external::{ExternalService, Failure};
 use crate::settings::{EmbeddingSettings, ExternalPolicy};
 use async_trait::async_trait;
-use aws_sdk_bedrockruntime::operation::invoke_model::InvokeModelError;
 use aws_sdk_bedrockruntime::primitives::Blob;
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
@@ -138,7 +138,7 @@ impl BedrockEmbedder {
     async fn client(&self) -> &aws_sdk_bedrockruntime::Client {
         self.client
             .get_or_init(|| async {
-                let sdk = crate::adapters::aws::sdk_config_without_retries().await;
+                let sdk = aws::sdk_config_without_retries().await;
                 aws_sdk_bedrockruntime::Client::new(&sdk)
             })
             .await
@@ -156,7 +156,11 @@ impl BedrockEmbedder {
             .body(Blob::new(body))
             .send()
             .await
-            .map_err(|e| classify(e.into_service_error()))?;
+            .map_err(|e| {
+                aws::bedrock_failure(&e.into_service_error(), |detail| {
+                    Rejection::EmbeddingRejected { detail }.into()
+                })
+            })?;
         Ok(output.body.into_inner())
     }
 
@@ -279,27 +283,6 @@ fn off_contract<T: for<'de> Deserialize<'de>>(bytes: &[u8]) -> std::result::Resu
             e,
         ))
     })
-}
-
-/// Throttling and unavailability are retried; a request Bedrock refuses
-/// (validation, access, unknown model) fails the job with Bedrock's reason.
-fn classify(error: InvokeModelError) -> Failure {
-    let detail = format!(
-        "{}: {}",
-        aws_sdk_bedrockruntime::error::ProvideErrorMetadata::code(&error).unwrap_or("error"),
-        aws_sdk_bedrockruntime::error::ProvideErrorMetadata::message(&error).unwrap_or_default()
-    );
-    match error {
-        InvokeModelError::ThrottlingException(_) => {
-            Failure::RateLimited(Error::Transient(detail), None)
-        }
-        InvokeModelError::ValidationException(_)
-        | InvokeModelError::AccessDeniedException(_)
-        | InvokeModelError::ResourceNotFoundException(_) => {
-            Failure::Rejected(Rejection::EmbeddingRejected { detail }.into())
-        }
-        _ => Failure::Unavailable(Error::Transient(detail)),
-    }
 }
 
 #[async_trait]

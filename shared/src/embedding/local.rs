@@ -17,7 +17,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokenizers::{PostProcessor, Tokenizer};
 
 /// A model directory that cannot be used, and why.
@@ -71,7 +71,22 @@ struct PositionsConfig {
 impl ModelTokenizer {
     /// The tokenizer of the model in `dir`, with its window: the
     /// `max_seq_length` sentence-transformers uses, else the model's positions.
+    /// Loaded once per process and directory: chunking and the embedder of
+    /// one process (the CLI, the local runner) share it.
     pub fn load(dir: &Path) -> std::result::Result<Self, ModelError> {
+        static LOADED: Mutex<Vec<(PathBuf, ModelTokenizer)>> = Mutex::new(Vec::new());
+        let mut loaded = LOADED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some((_, tokenizer)) = loaded.iter().find(|(path, _)| path == dir) {
+            return Ok(tokenizer.clone());
+        }
+        let tokenizer = Self::read(dir)?;
+        loaded.push((dir.to_path_buf(), tokenizer.clone()));
+        Ok(tokenizer)
+    }
+
+    fn read(dir: &Path) -> std::result::Result<Self, ModelError> {
         let path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&path).map_err(|e| model_error(&path, e))?;
         // A tokenizer.json may truncate and pad (all-MiniLM-L6-v2's to 128):
