@@ -271,7 +271,7 @@ async fn a_selective_filter_still_fills_top_k() {
 /// A large tenant's search narrowed by a filter to a few chunks returns the
 /// exact nearest, whatever the HNSW graph would find. 20 000 random 384-dim
 /// vectors are the graph's worst case (recall ~0.1 at this `ef_search`); a
-/// folder, a document list or an attribute narrows them to 400.
+/// folder, a document list or an attribute narrows them to 200 (1 %).
 #[tokio::test]
 async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
     let vars = [
@@ -285,14 +285,14 @@ async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
     let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
     // Loaded as a bulk load is: the graph built once, after.
     assert!(bulk::defer_search_index(&mut client).await.unwrap());
-    // 1 000 documents of 20 chunks; every 50th in the folder `kept/`, with
+    // 1 000 documents of 20 chunks; every 100th in the folder `kept/`, with
     // the attribute `kept`.
     client
         .batch_execute(
             "INSERT INTO upload_pipeline.documents (id, tenant, source_key, metadata)
              SELECT md5(d::text)::uuid, 'acme',
-                    'uploads/acme/' || CASE WHEN d % 50 = 0 THEN 'kept/' ELSE 'rest/' END || d,
-                    jsonb_build_object('kept', d % 50 = 0)
+                    'uploads/acme/' || CASE WHEN d % 100 = 0 THEN 'kept/' ELSE 'rest/' END || d,
+                    jsonb_build_object('kept', d % 100 = 0)
                FROM generate_series(0, 999) d",
         )
         .await

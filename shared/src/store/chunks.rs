@@ -369,12 +369,13 @@ const BINARY_OVERSAMPLING: i64 = 10;
 pub struct Scan {
     /// `hnsw.ef_search`: the HNSW scan's candidate list.
     pub ef_search: u32,
-    /// A tenant of at most this many chunks, or a filter passing at most a
-    /// tenth of this many, is searched exactly, through the tenant index
-    /// (~9 ms for 9 000 chunks of 384 dims) or the filter's; for a larger
-    /// one the planner chooses (HNSW with its filters, as a rule). Alone, it
-    /// picked HNSW for a 10 000-chunk tenant of a 1 M-row table: recall 0.31
-    /// in 88 ms (README, *Search speed*).
+    /// A tenant of at most this many chunks, or a filter passing at most
+    /// this many and few of all chunks ([`FILTERED_EXACT_MAX_SHARE`]), is
+    /// searched exactly, through the tenant index (~9 ms for 9 000 chunks of
+    /// 384 dims) or the filter's; for a larger one the planner chooses (HNSW
+    /// with its filters, as a rule). Alone, it picked HNSW for a 10 000-chunk
+    /// tenant of a 1 M-row table: recall 0.31 in 88 ms (README, *Search
+    /// speed*).
     pub exact_max_chunks: i64,
 }
 
@@ -499,21 +500,23 @@ pub async fn candidates(
     Ok(rows)
 }
 
-/// A filter passing at most this share of `SEARCH_EXACT_MAX_CHUNKS` (2 000
-/// chunks by default) is answered exactly. A larger one is left to HNSW with
-/// the filter, which keeps its recall while enough rows pass (0.96 for 7 500
-/// of 92 k real vectors), where reading all 7 500 took 2–5× as long (README,
-/// *Search speed*). At 1 M rows, 2 000 is where HNSW's iterative scan finds
-/// a hybrid search's 40 within `hnsw.max_scan_tuples` (20 000) visited rows.
-const FILTERED_EXACT_DIVISOR: i64 = 10;
+/// A filter the planner estimates to pass at most this share of all chunks
+/// (and at most `SEARCH_EXACT_MAX_CHUNKS`) is answered exactly. HNSW's
+/// iterative scan visits ~candidates ÷ share rows, so its cost grows as the
+/// share falls, while an exact answer reads the passing rows. Measured
+/// (README, *Search speed*): 1 250 of 100 000 (1.25 %) exact 12 ms against
+/// HNSW's 38–44 at recall 0.51–0.58; 7 500 of 100 000 (7.5 %) exact 65 ms
+/// against HNSW's 13–29; 12 500 of 1 M (1.25 %) HNSW 77 ms at recall 0.23.
+const FILTERED_EXACT_MAX_SHARE: f64 = 0.02;
 
 /// Whether the chunks a vector ranking reads are few enough to read them
 /// all (an exact answer): the tenant holds at most `scan.exact_max_chunks`
-/// (counted, bounded), or its filter passes at most a tenth of that (the
-/// planner's estimate from the statistics: counting what a filter passes
-/// could read the whole tenant). Alone, the planner walked the graph for 400
-/// of a tenant's 20 000 chunks that a folder, a document list or an
-/// attribute passed, and missed some of the 10 nearest (`tests/filters.rs`).
+/// (counted, bounded), or its filter passes few of all chunks
+/// ([`FILTERED_EXACT_MAX_SHARE`], the planner's estimate from the
+/// statistics: counting what a filter passes could read the whole tenant).
+/// Alone, the planner walked the graph for 200 of a tenant's 20 000 chunks
+/// that a folder, a document list or an attribute passed, and missed some of
+/// the 10 nearest (`tests/filters.rs`).
 async fn few_to_search(
     client: &deadpool_postgres::Client,
     (tenant, scan): (&str, Scan),
@@ -521,32 +524,34 @@ async fn few_to_search(
     within: &str,
     params: &[&(dyn ToSql + Sync)],
 ) -> Result<bool> {
-    let small_tenant: bool = client
-        .query_one(
-            "SELECT count(*) <= $2::int8 FROM (SELECT FROM upload_pipeline.document_chunks
-                                                 WHERE tenant = $1 LIMIT $2::int8 + 1) tenant",
-            &[&tenant, &scan.exact_max_chunks],
-        )
-        .await?
-        .get(0);
-    if small_tenant || !filter.narrows() {
-        return Ok(small_tenant);
+    let count_params: [&(dyn ToSql + Sync); 2] = [&tenant, &scan.exact_max_chunks];
+    let count = client.query_one(
+        "SELECT count(*) <= $2::int8 FROM (SELECT FROM upload_pipeline.document_chunks
+                                             WHERE tenant = $1 LIMIT $2::int8 + 1) tenant",
+        &count_params,
+    );
+    if !filter.narrows() {
+        return Ok(count.await?.get(0));
     }
     // `$2`, the ranking's limit, is named so that every parameter has a type.
-    let plan: serde_json::Value = client
-        .query_one(
-            &format!(
-                "EXPLAIN (FORMAT JSON) SELECT $2::int8 FROM upload_pipeline.document_chunks
-                  WHERE {within}"
-            ),
-            params,
-        )
-        .await?
-        .get(0);
-    let estimated = plan[0]["Plan"]["Plan Rows"]
+    let explain = format!(
+        "EXPLAIN (FORMAT JSON) SELECT $2::int8 FROM upload_pipeline.document_chunks WHERE {within}"
+    );
+    let all = client.query_one(
+        "SELECT reltuples::float8 FROM pg_class
+          WHERE oid = 'upload_pipeline.document_chunks'::regclass",
+        &[],
+    );
+    // In one round trip: the client pipelines requests polled together.
+    let (count, plan, all) = tokio::try_join!(count, client.query_one(&explain, params), all)?;
+    let plan: serde_json::Value = plan.get(0);
+    let passing = plan[0]["Plan"]["Plan Rows"]
         .as_f64()
         .unwrap_or(f64::INFINITY);
-    Ok(estimated <= (scan.exact_max_chunks / FILTERED_EXACT_DIVISOR) as f64)
+    // `reltuples` is -1 before the table's first analysis: then never.
+    let few = passing <= scan.exact_max_chunks as f64
+        && passing <= all.get::<_, f64>(0) * FILTERED_EXACT_MAX_SHARE;
+    Ok(count.get::<_, bool>(0) || few)
 }
 
 /// The keyword ranker's query of `text` (parameter `$n`), and its ranking
