@@ -318,16 +318,11 @@ async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
         .batch_execute("ANALYZE upload_pipeline.document_chunks")
         .await
         .unwrap();
-    let kept: Vec<String> = client
-        .query(
+    let kept: Vec<String> = test_db
+        .column(
             "SELECT id::text FROM upload_pipeline.documents WHERE metadata @> '{\"kept\": true}'",
-            &[],
         )
-        .await
-        .unwrap()
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .await;
     let query = "the nearest of the kept";
     let input = docpipe_shared::embedding::EmbedInput {
         text: query,
