@@ -367,3 +367,22 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
     );
     assert!(stack.chunks_of(CONTROL).await > 0);
 }
+
+#[test]
+fn a_parse_child_without_readable_limits_reads_nothing() {
+    // The child sets its own memory and CPU limits before it reads the
+    // document: given limits it cannot read, it must stop, not parse unbounded.
+    let exe = docpipe_tests::parse_sandbox_exe().expect("the parse sandbox binary");
+    for limits in ["1", "unbounded", "268435456", "268435456 -5"] {
+        let child = std::process::Command::new(&exe)
+            .env_clear()
+            .env(docpipe_shared::parsing::sandbox::CHILD_ENV, limits)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let errors = String::from_utf8_lossy(&child.stderr);
+        assert_eq!(child.status.code(), Some(2), "{limits:?}: {errors}");
+        assert!(errors.contains("unreadable limits"), "{limits:?}: {errors}");
+        assert!(child.stdout.is_empty(), "{limits:?}");
+    }
+}

@@ -558,10 +558,8 @@ async fn ingest(
         })
         .await;
     bar.finish_and_clear();
-    if defer_index {
+    if defer_index || first_load {
         build_deferred_indexes(&pool, &config.database).await?;
-    } else if first_load {
-        bulk::rebuild_deferred_indexes(&mut *pool.get().await?, &config.database).await?;
     }
 
     let job_ids: Vec<_> = run.ingested.iter().map(|(_, i)| i.job_id).collect();
