@@ -651,3 +651,63 @@ async fn the_planner_estimates_a_filtered_tenant_from_the_statistics() {
         );
     }
 }
+
+#[tokio::test]
+async fn searches_never_wait_on_each_others_connections_and_hybrid_needs_just_one() {
+    // A search must not hold a connection while it waits for another (the
+    // spending check before the query's embedding): with as many searches
+    // as connections, each held one and waited for a second, so every
+    // search (every tenant's) stalled until the pool's 30 s wait ran out.
+    let (test_db, config) = corpus_with(&[("DB_POOL_SIZE", "2")]).await;
+    let pool = db::connect(&config.database).await.unwrap();
+    let parts = docpipe_shared::search::SearchParts::from_settings(&config).unwrap();
+    let filter = Default::default();
+    let searches = (0..12).map(|i| {
+        let (pool, parts, filter) = (&pool, &parts, &filter);
+        async move {
+            let query = Query {
+                text: "harbour pump",
+                top_k: 3,
+                mode: [SearchMode::Hybrid, SearchMode::Vector, SearchMode::Keyword][i % 3],
+                filter,
+                context: None,
+                rerank: false,
+            };
+            docpipe_shared::search::search(pool, parts, "acme", &query).await
+        }
+    });
+    let answers = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        futures::future::join_all(searches),
+    )
+    .await
+    .expect("12 searches on 2 connections within 10 s");
+    for answer in answers {
+        assert_eq!(answer.unwrap().len(), 3);
+    }
+
+    // Hybrid search runs its rankers at once on two connections when the
+    // pool has a second free, else one after the other: the same hits.
+    let hybrid = async |pool_size: &str| {
+        let config = test_db.config(&[("DB_POOL_SIZE", pool_size)]);
+        let pool = db::connect(&config.database).await.unwrap();
+        let query = Query {
+            text: "pump fault E4711",
+            top_k: 5,
+            mode: SearchMode::Hybrid,
+            filter: &filter,
+            context: None,
+            rerank: false,
+        };
+        let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
+            .await
+            .unwrap();
+        hits.iter()
+            .map(|hit| (hit.source_key.clone(), hit.score))
+            .collect::<Vec<_>>()
+    };
+    let (alone, together) = (hybrid("1").await, hybrid("2").await);
+    assert_eq!(alone.len(), 5);
+    assert!(alone[0].0.ends_with("manual.md"), "{alone:?}");
+    assert_eq!(alone, together);
+}

@@ -323,14 +323,17 @@ pub async fn search(
     let mut asked = 0;
     let rows = loop {
         asked += 1;
-        let mut client = db.get().await?;
-        let serving = parts.serving(&client, tenant).await?;
+        // No connection is held across the query's embedding, which takes
+        // connections of its own: searches holding one each and waiting for
+        // another would stall every search once they were as many as the pool.
+        let serving = parts.serving(&db.get().await?, tenant).await?;
         let query_vector = match query.mode {
             SearchMode::Keyword => None,
             SearchMode::Vector | SearchMode::Hybrid => {
                 Some(embed_query(db, serving.embedder, serving.cost, tenant, query.text).await?)
             }
         };
+        let mut client = db.get().await?;
         let column = parts.vector_column(&client, serving.embedder).await?;
         let rankers = chunks::Rankers {
             vector: query_vector.as_ref().map(|query| chunks::VectorRanker {
@@ -344,7 +347,7 @@ pub async fn search(
                 .then_some((query.text, parts.keyword_match)),
         };
         let rows = chunks::candidates(
-            &mut client,
+            (db, &mut client),
             (tenant, parts.scan),
             &rankers,
             candidates,

@@ -386,9 +386,13 @@ const HIT_COLUMNS: &str = "chunk_id, document_id, source_key, chunk_index, char_
 /// Each ranker's best `limit` chunks of `tenant` that pass `filter`, each row
 /// with its `ranker` (`vector`, `keyword`), its `rank` (1 = best), the
 /// ranker's `score` (cosine similarity; full-text rank, 0 to 1) and whether
-/// the chunk holds every word of the query (`all_words`, keyword rows).
+/// the chunk holds every word of the query (`all_words`, keyword rows);
+/// vector rows first. The two rankers run at once, the keyword ranker on a
+/// second connection if the pool has one free now (it never waits for one:
+/// a search holding a connection and waiting for another could wait on
+/// searches doing the same), else one after the other on `client`.
 pub async fn candidates(
-    client: &mut deadpool_postgres::Client,
+    (db, client): (&deadpool_postgres::Pool, &mut deadpool_postgres::Client),
     (tenant, scan): (&str, Scan),
     rankers: &Rankers<'_>,
     limit: u32,
@@ -411,80 +415,104 @@ pub async fn candidates(
         );
     }
     // Both rankers see the same chunks: the tenant's, within the filter.
-    let within = format!(
-        "tenant = $1 AND ($3::text IS NULL OR starts_with(source_key, $3))
-         AND ($4::uuid[] IS NULL OR document_id = ANY($4)) {}",
-        condition
-            .as_ref()
-            .map_or(String::new(), |c| format!("AND {}", c.sql))
-    );
-    let mut parts = Vec::new();
-    if let Some(VectorRanker {
+    let within = Within {
+        sql: format!(
+            "tenant = $1 AND ($3::text IS NULL OR starts_with(source_key, $3))
+             AND ($4::uuid[] IS NULL OR document_id = ANY($4)) {}",
+            condition
+                .as_ref()
+                .map_or(String::new(), |c| format!("AND {}", c.sql))
+        ),
+        params,
+    };
+    let vector = async |client: &mut deadpool_postgres::Client| match &rankers.vector {
+        Some(ranker) => vector_ranking(client, (tenant, scan), ranker, filter, &within).await,
+        None => Ok(Vec::new()),
+    };
+    let keyword = async |client: &deadpool_postgres::Client| match &rankers.keywords {
+        Some(keywords) => keyword_ranking(client, *keywords, &within).await,
+        None => Ok(Vec::new()),
+    };
+    let second = match rankers {
+        Rankers {
+            vector: Some(_),
+            keywords: Some(_),
+        } => {
+            let now = deadpool_postgres::Timeouts {
+                wait: Some(std::time::Duration::ZERO),
+                ..db.timeouts()
+            };
+            db.timeout_get(&now).await.ok()
+        }
+        _ => None,
+    };
+    let (mut rows, keyword_rows) = match &second {
+        Some(other) => tokio::try_join!(vector(client), keyword(other))?,
+        None => (vector(client).await?, keyword(client).await?),
+    };
+    rows.extend(keyword_rows);
+    Ok(rows)
+}
+
+/// The chunks a search reads: its SQL condition and the parameters it
+/// names (`$1` the tenant, `$2` the ranking's limit, then the filter's).
+struct Within<'a> {
+    sql: String,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+/// The vector ranker's rows (see [`candidates`]).
+async fn vector_ranking(
+    client: &mut deadpool_postgres::Client,
+    (tenant, scan): (&str, Scan),
+    ranker: &VectorRanker<'_>,
+    filter: &SearchFilter,
+    within: &Within<'_>,
+) -> Result<Vec<tokio_postgres::Row>> {
+    let VectorRanker {
         model,
         column,
         dims,
         index,
         query,
-    }) = &rankers.vector
-    {
-        let small = few_to_search(client, (tenant, scan), filter, &within, &params).await?;
-        params.push(model);
-        let model = params.len();
-        params.push(*query);
-        let vector = params.len();
-        // ORDER BY the indexed distance itself and LIMIT: the shape the HNSW
-        // index serves. The query is a `vector`; on `halfvec` storage it is
-        // cast (implicitly, once) to the column's type, so the index serves
-        // that too. A binary index's nearest are re-ranked by the vectors.
-        // A small tenant's distance is written so that no index serves it
-        // (`+ 0`): its rows come through the tenant index, all of them.
-        let exact = if small { " + 0" } else { "" };
-        let nearest = if *index == VectorIndex::Binary && !small {
-            format!(
-                "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
-                   FROM (SELECT {HIT_COLUMNS}, {column} FROM upload_pipeline.document_chunks
-                          WHERE {within} AND model = ${model}
-                          ORDER BY binary_quantize({column})::bit({dims})
-                                   <~> binary_quantize(${vector}::vector)::bit({dims})
-                          LIMIT $2::int8 * {BINARY_OVERSAMPLING}) by_bits
-                  ORDER BY distance LIMIT $2"
-            )
-        } else {
-            format!(
-                "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
-                   FROM upload_pipeline.document_chunks
-                  WHERE {within} AND model = ${model}
-                  ORDER BY ({column} <=> ${vector}::vector){exact} LIMIT $2"
-            )
-        };
-        parts.push(format!(
-            "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
-                    1 - distance AS score, false AS all_words, {HIT_COLUMNS}
-               FROM ({nearest}) nearest"
-        ));
-    }
-    if let Some((text, matching)) = &rankers.keywords {
-        params.push(text);
-        let n = params.len();
-        let (words, rank) = keyword_query(text, *matching, n);
-        // Chunks holding every word first; the score is half for that and
-        // half the rank (0–1 both), so it falls with the order.
-        parts.push(format!(
-            "SELECT 'keyword' AS ranker,
-                    row_number() OVER (ORDER BY all_words DESC, text_rank DESC, chunk_id) AS rank,
-                    (all_words::int + text_rank) / 2 AS score, all_words, {HIT_COLUMNS}
-               FROM (SELECT {HIT_COLUMNS}, {rank}(text_search, words, 32)::float8 AS text_rank,
-                            text_search @@ websearch_to_tsquery({TEXT_CONFIG}, ${n}) AS all_words
-                       FROM upload_pipeline.document_chunks, (SELECT {words} AS words) query
-                      WHERE {within} AND text_search @@ words
-                      ORDER BY all_words DESC, text_rank DESC, chunk_id LIMIT $2) matching"
-        ));
-    }
-    let select: Vec<String> = parts.iter().map(|part| format!("({part})")).collect();
+    } = ranker;
+    let small = few_to_search(client, (tenant, scan), filter, within).await?;
+    let mut params = within.params.clone();
+    params.push(model);
+    let model = params.len();
+    params.push(*query);
+    let vector = params.len();
+    let within = &within.sql;
+    // ORDER BY the indexed distance itself and LIMIT: the shape the HNSW
+    // index serves. The query is a `vector`; on `halfvec` storage it is
+    // cast (implicitly, once) to the column's type, so the index serves
+    // that too. A binary index's nearest are re-ranked by the vectors.
+    // A small tenant's distance is written so that no index serves it
+    // (`+ 0`): its rows come through the tenant index, all of them.
+    let exact = if small { " + 0" } else { "" };
+    let nearest = if *index == VectorIndex::Binary && !small {
+        format!(
+            "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
+               FROM (SELECT {HIT_COLUMNS}, {column} FROM upload_pipeline.document_chunks
+                      WHERE {within} AND model = ${model}
+                      ORDER BY binary_quantize({column})::bit({dims})
+                               <~> binary_quantize(${vector}::vector)::bit({dims})
+                      LIMIT $2::int8 * {BINARY_OVERSAMPLING}) by_bits
+              ORDER BY distance LIMIT $2"
+        )
+    } else {
+        format!(
+            "SELECT {HIT_COLUMNS}, {column} <=> ${vector}::vector AS distance
+               FROM upload_pipeline.document_chunks
+              WHERE {within} AND model = ${model}
+              ORDER BY ({column} <=> ${vector}::vector){exact} LIMIT $2"
+        )
+    };
     let sql = format!(
-        "SELECT ranker, rank, score, all_words, {HIT_COLUMNS} FROM ({}) ranked
-          ORDER BY ranker DESC, rank",
-        select.join(" UNION ALL ")
+        "SELECT 'vector' AS ranker, row_number() OVER (ORDER BY distance) AS rank,
+                1 - distance AS score, false AS all_words, {HIT_COLUMNS}
+           FROM ({nearest}) nearest
+          ORDER BY rank"
     );
     let tx = client.transaction().await?;
     // The filters run inside the HNSW scan; iterative scans keep going until
@@ -498,6 +526,32 @@ pub async fn candidates(
     let rows = tx.query(&sql, &params).await?;
     tx.commit().await?;
     Ok(rows)
+}
+
+/// The keyword ranker's rows (see [`candidates`]): chunks holding every
+/// word first; the score is half for that and half the rank (0–1 both), so
+/// it falls with the order.
+async fn keyword_ranking(
+    client: &deadpool_postgres::Client,
+    (text, matching): (&str, KeywordMatch),
+    within: &Within<'_>,
+) -> Result<Vec<tokio_postgres::Row>> {
+    let mut params = within.params.clone();
+    params.push(&text);
+    let (words, rank) = keyword_query(text, matching, params.len());
+    let (within, n) = (&within.sql, params.len());
+    let sql = format!(
+        "SELECT 'keyword' AS ranker,
+                row_number() OVER (ORDER BY all_words DESC, text_rank DESC, chunk_id) AS rank,
+                (all_words::int + text_rank) / 2 AS score, all_words, {HIT_COLUMNS}
+           FROM (SELECT {HIT_COLUMNS}, {rank}(text_search, words, 32)::float8 AS text_rank,
+                        text_search @@ websearch_to_tsquery({TEXT_CONFIG}, ${n}) AS all_words
+                   FROM upload_pipeline.document_chunks, (SELECT {words} AS words) query
+                  WHERE {within} AND text_search @@ words
+                  ORDER BY all_words DESC, text_rank DESC, chunk_id LIMIT $2) matching
+          ORDER BY rank"
+    );
+    Ok(client.query(&sql, &params).await?)
 }
 
 /// A filter the planner estimates to pass at most this share of all chunks
@@ -521,8 +575,7 @@ async fn few_to_search(
     client: &deadpool_postgres::Client,
     (tenant, scan): (&str, Scan),
     filter: &SearchFilter,
-    within: &str,
-    params: &[&(dyn ToSql + Sync)],
+    within: &Within<'_>,
 ) -> Result<bool> {
     let count_params: [&(dyn ToSql + Sync); 2] = [&tenant, &scan.exact_max_chunks];
     let count = client.query_one(
@@ -535,7 +588,8 @@ async fn few_to_search(
     }
     // `$2`, the ranking's limit, is named so that every parameter has a type.
     let explain = format!(
-        "EXPLAIN (FORMAT JSON) SELECT $2::int8 FROM upload_pipeline.document_chunks WHERE {within}"
+        "EXPLAIN (FORMAT JSON) SELECT $2::int8 FROM upload_pipeline.document_chunks WHERE {}",
+        within.sql
     );
     let all = client.query_one(
         "SELECT reltuples::float8 FROM pg_class
@@ -543,7 +597,8 @@ async fn few_to_search(
         &[],
     );
     // In one round trip: the client pipelines requests polled together.
-    let (count, plan, all) = tokio::try_join!(count, client.query_one(&explain, params), all)?;
+    let plan = client.query_one(&explain, &within.params);
+    let (count, plan, all) = tokio::try_join!(count, plan, all)?;
     let plan: serde_json::Value = plan.get(0);
     let passing = plan[0]["Plan"]["Plan Rows"]
         .as_f64()
