@@ -8,6 +8,7 @@
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
+use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::MockOpenAiConfig;
 use docpipe_shared::adapters::queue::{Stage, StageMessage};
 use docpipe_shared::embedding::{EmbedInput, Embedder, Embeddings};
@@ -385,4 +386,45 @@ fn a_parse_child_without_readable_limits_reads_nothing() {
         assert!(errors.contains("unreadable limits"), "{limits:?}: {errors}");
         assert!(child.stdout.is_empty(), "{limits:?}");
     }
+}
+
+#[tokio::test]
+async fn a_slow_llamaparse_upload_holds_no_connection_another_tenant_needs() {
+    // LlamaParse takes 10 s to answer each request, and the stack has one
+    // database connection. Submitting a document claims it and records the
+    // request in short statements; the upload between them must not hold
+    // the connection, or every other tenant's document waits on it.
+    let (url, _mock) = docpipe_tests::spawn_llamaparse(MockLlamaParseConfig {
+        api_key: Some("llx-test".into()),
+        processing_delay: Duration::from_secs(1),
+        faults: FaultKnobs {
+            latency_ms: 10_000,
+            ..FaultKnobs::default()
+        },
+    })
+    .await;
+    let stack = stack(&[
+        ("DB_POOL_SIZE", "1"),
+        ("PARSER", "llamaparse"),
+        ("LLAMA_CLOUD_API_KEY", "llx-test"),
+        ("LLAMAPARSE_BASE_URL", &url),
+        ("LLAMAPARSE_EXTENSIONS", "pdf"),
+    ])
+    .await;
+    stack
+        .put("uploads/evil/slow.pdf", flate_pdf(1000, 1, "slow"))
+        .await;
+    stack
+        .wait_for_state("uploads/evil/slow.pdf", "queued")
+        .await;
+    // The parse stage picks it up and starts the upload.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    stack.put(CONTROL, CONTROL_TEXT).await;
+    stack.wait_for_state(CONTROL, "complete").await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "the control took {took:?} beside a slow LlamaParse upload"
+    );
 }

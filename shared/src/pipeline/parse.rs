@@ -150,16 +150,17 @@ fn poll_delay(remote: &RemoteParser, attempt: u32) -> Duration {
 
 /// Uploads the document once, however often this message is delivered:
 /// the job is claimed first, and a claim older than ten minutes (its holder
-/// died) may be taken over.
+/// died) may be taken over. No connection is held across the upload: a slow
+/// LlamaParse would hold it from every other document.
 async fn submit(
     pipeline: &Pipeline,
     remote: &RemoteParser,
     job: &Job,
     message: &StageMessage,
 ) -> Result<()> {
-    let db = pipeline.db.get().await?;
-    cost::check_allowance(&db, &pipeline.cost, Some(&job.tenant)).await?;
-    if !jobs::claim_parse_request(&db, job.id).await? {
+    let db = &pipeline.db;
+    cost::check_allowance(&db.get().await?, &pipeline.cost, Some(&job.tenant)).await?;
+    if !jobs::claim_parse_request(&db.get().await?, job.id).await? {
         tracing::info!("another delivery is submitting this document to LlamaParse");
         return Ok(());
     }
@@ -171,11 +172,11 @@ async fn submit(
     let request_id = match remote.client.submit(name, bytes).await {
         Ok(id) => id,
         Err(error) => {
-            jobs::release_parse_request(&db, job.id).await?;
+            jobs::release_parse_request(&db.get().await?, job.id).await?;
             return Err(error);
         }
     };
-    jobs::set_parse_request(&db, job.id, &request_id).await?;
+    jobs::set_parse_request(&db.get().await?, job.id, &request_id).await?;
     tracing::info!(%request_id, "submitted to LlamaParse");
     let check = message.next(Stage::ParseCheck { attempt: 1 });
     pipeline
