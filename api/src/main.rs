@@ -3,7 +3,7 @@
 //! `.local/aws.env`), with `API_KEYS=key:tenant,…` naming who may call it,
 //! listening on `API_LISTEN` (default 127.0.0.1:3000).
 
-use docpipe_api::server::{ServerTimeouts, serve};
+use docpipe_api::server::{ServerLimits, serve};
 use docpipe_api::{Api, ApiSettings, Auth, parse_api_keys, router};
 use docpipe_shared::adapters::aws;
 use docpipe_shared::drivers::Deployment;
@@ -32,6 +32,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let listen = &settings.api_listen;
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "docpipe-api listening");
-    serve(listener, router(Arc::new(api)), ServerTimeouts::default()).await?;
+    let limits = ServerLimits::new(settings.api_max_connections);
+    serve(listener, router(Arc::new(api)), limits).await;
     Ok(())
 }

@@ -34,6 +34,9 @@ pub struct ApiSettings {
     pub api_keys: Option<Secret>,
     /// `API_LISTEN` (127.0.0.1:3000): the local server's address.
     pub api_listen: String,
+    /// `API_MAX_CONNECTIONS` (512, 1 to 65 536): connections the local
+    /// server serves at once; keep it below the process's open-file limit.
+    pub api_max_connections: usize,
 }
 
 impl Default for ApiSettings {
@@ -50,6 +53,7 @@ impl Default for ApiSettings {
             tenant_claim: "tenant".into(),
             api_keys: None,
             api_listen: "127.0.0.1:3000".into(),
+            api_max_connections: 512,
         }
     }
 }
@@ -65,6 +69,13 @@ impl Settings for ApiSettings {
                 "TENANT_API_REQUESTS_PER_MINUTE",
                 0,
                 "must be a whole number of 1 or more",
+            ));
+        }
+        if !(1..=65_536).contains(&self.api_max_connections) {
+            return Err(invalid(
+                "API_MAX_CONNECTIONS",
+                self.api_max_connections,
+                "must be 1 to 65536",
             ));
         }
         self.api_operator_tenants = self
