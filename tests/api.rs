@@ -942,3 +942,42 @@ async fn metrics_show_the_callers_progress_through_a_model_change() {
     assert_eq!(status, 200, "{answer}");
     assert!(!answer["hits"].as_array().unwrap().is_empty(), "{answer}");
 }
+
+/// The red team's race: 40 reprocess calls at once on one document, round
+/// after round while its stages run. Each is queued (202) or refused while
+/// the job runs (409), never a deadlock's 503; the document ends complete
+/// with its chunks once.
+#[tokio::test]
+async fn parallel_reprocess_calls_are_each_queued_or_refused_never_deadlocked() {
+    let (base, stack) = serve_api(&[]).await;
+    let key = "uploads/acme/fog-signals.txt";
+    stack
+        .put(
+            key,
+            std::fs::read(samples_dir().join("fog-signals.txt")).unwrap(),
+        )
+        .await;
+    stack.wait_for_state(key, "complete").await;
+    let chunks = stack.chunks_of(key).await;
+    let http = docpipe_tests::http_client();
+    let path = format!("/v1/documents/{}/reprocess", document_id("acme", key));
+    for round in 0..4 {
+        let calls = (0..40).map(|_| call(&http, &base, Some(ACME_KEY), "POST", &path, None));
+        let answers = futures::future::join_all(calls).await;
+        let queued = answers.iter().filter(|(status, _)| *status == 202).count();
+        for (status, body) in &answers {
+            assert!(
+                *status == 202 || *status == 409,
+                "round {round}: {status} {body}"
+            );
+        }
+        assert!(
+            queued >= 1,
+            "round {round}: the ended job was not queued again"
+        );
+        stack.wait_for_state(key, "complete").await;
+    }
+    stack.wait_idle(WITHIN).await;
+    assert_eq!(stack.chunks_of(key).await, chunks);
+    assert_eq!(stack.dead_letter_count().await, 0);
+}

@@ -146,9 +146,16 @@ async fn a_message_that_keeps_failing_reaches_the_dlq_and_its_job_says_why() {
     let message = stack.error_message(key).await.unwrap();
     assert!(
         message.starts_with(&format!(
-            "gave up after {MAX_RECEIVE_COUNT} attempts; last error: openai "
+            "gave up after {MAX_RECEIVE_COUNT} attempts at a step"
         )),
         "{message}"
+    );
+    let detail = stack.error_detail(key).await.unwrap();
+    assert!(
+        detail.starts_with(&format!(
+            "gave up after {MAX_RECEIVE_COUNT} attempts; last error: openai "
+        )),
+        "{detail}"
     );
     wait_until(WITHIN, "the embed message in its DLQ", async || {
         !stack

@@ -137,10 +137,17 @@ async fn a_validation_error_fails_the_job_with_bedrocks_reason() {
     let outcome = &outcomes["uploads/acme/long.txt"];
     assert_eq!(outcome.state, JobState::Failed);
     assert_eq!(outcome.error_code.as_deref(), Some("embedding_rejected"));
-    let message = outcome.error_message.as_deref().unwrap();
+    // Bedrock's words are the operators'; the tenant is told what failed.
+    assert_eq!(
+        outcome.error_message.as_deref(),
+        Some("the embedding provider refused the request; the operators have its answer")
+    );
+    let detail: Vec<String> = test_db
+        .column("SELECT error_detail FROM upload_pipeline.upload_jobs")
+        .await;
     assert!(
-        message.contains("ValidationException") && message.contains("over 2048 characters"),
-        "{message}"
+        detail[0].contains("ValidationException") && detail[0].contains("over 2048 characters"),
+        "{detail:?}"
     );
     assert_eq!(mock.requests(), 1, "a refusal is not retried");
 }

@@ -1,19 +1,21 @@
 //! Chaos: a few hundred documents through the local AWS stack (LocalStack
 //! S3/SQS, the event-source runner, mock-openai over HTTP) while the mock
 //! fails (5xx, 429 with `Retry-After`, malformed bodies, latency), the runner
-//! is killed mid-batch and restarted, a second runner polls the same queues,
+//! is killed mid-batch and restarted, the Postgres postmaster is killed while
+//! embedding requests are in flight, a second runner polls the same queues,
 //! and S3 events and stage messages arrive twice or out of order. Every
 //! document must end exactly once, as an undisturbed in-process run of the
 //! same documents ends it: the same chunks (ids are content-derived), the
-//! same failure reasons, nothing stuck, and the ledger equal to what the
-//! provider accepted. `CHAOS_SEED` picks the documents, faults and chaos.
+//! same failure reasons, nothing stuck, and every token the provider
+//! accepted on the ledger. `CHAOS_SEED` picks the documents, faults and chaos.
 
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
 use docpipe_shared::domain::ids;
+use docpipe_tests::local_aws::wait_until;
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
-use docpipe_tests::{ScratchDir, TestDb, ingest_locally, spawn_openai};
+use docpipe_tests::{OwnPostgres, ScratchDir, TestDb, ingest_locally, spawn_openai};
 use futures::StreamExt;
 use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet};
@@ -183,7 +185,9 @@ async fn every_document_ends_exactly_once_under_chaos() {
         visibility_timeout_secs: 10,
         max_receive_count: 5,
     };
-    let mut stack = LocalAws::start_with_queues(&vars, queues).await;
+    // A cluster of the test's own: its postmaster is killed mid-run.
+    let postgres = OwnPostgres::start();
+    let mut stack = LocalAws::start_on(&postgres.admin_url(), &vars, queues).await;
     let second_runner = stack.start_runner().await;
     let started = Instant::now();
     let bucket = stack.resources.bucket.clone();
@@ -233,7 +237,15 @@ async fn every_document_ends_exactly_once_under_chaos() {
     }))
     .buffer_unordered(16)
     .collect::<Vec<()>>();
-    let (runner, _) = tokio::join!(killer, uploads);
+    // The postmaster killed (`kill -9`) while embedding requests are in
+    // flight, and started again a second later.
+    let crash = async {
+        wait_until(WITHIN, "embedding under way", async || mock.requests() > 60).await;
+        postgres.kill_postmaster();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| postgres.restart_after_crash());
+    };
+    let (runner, _, ()) = tokio::join!(killer, uploads, crash);
 
     // Duplicates: S3 events sent again, objects uploaded again unchanged,
     // parse and chunk messages sent again.
@@ -358,7 +370,6 @@ async fn every_document_ends_exactly_once_under_chaos() {
         "DLQ messages and jobs failed for want of retries: {dead:#?}"
     );
 
-    // The ledger holds every token the provider accepted, once.
     let stats: serde_json::Value = docpipe_tests::http_client()
         .get(format!("{}/mock/stats", url.trim_end_matches("/v1")))
         .send()
@@ -367,22 +378,26 @@ async fn every_document_ends_exactly_once_under_chaos() {
         .json()
         .await
         .unwrap();
-    let ledger: i64 = db
+    let row = db
         .query_one(
-            "SELECT coalesce(sum(units), 0)::int8 FROM upload_pipeline.cost_ledger WHERE unit = 'tokens'",
+            "SELECT coalesce(sum(units) FILTER (WHERE settlement = 'settled'), 0)::int8,
+                    coalesce(sum(units) FILTER (WHERE settlement <> 'settled'), 0)::int8
+               FROM upload_pipeline.cost_ledger WHERE unit = 'tokens'",
             &[],
         )
         .await
-        .unwrap()
-        .get(0);
-    // Exact, but for requests the provider answered just as their instance
-    // was killed: billed, never recorded (at most every embed request a
-    // runner had in flight: 2 pollers × 10 records × 8 chunks × 64 tokens).
+        .unwrap();
+    let (settled, estimated): (i64, i64) = (row.get(0), row.get(1));
+    // Nothing lost, the postmaster's death included: every token the
+    // provider accepted is on the bill. Settled rows are the provider's own
+    // figures. A runner killed mid-call leaves its reservation at the
+    // estimate (the tokens as the provider counts them), whether or not the
+    // request got out before the kill: so the bill may exceed the provider's
+    // count, by at most the estimates it shows as such, never fall short.
     let accepted = stats["accepted_tokens"].as_i64().unwrap();
-    let lost_to_kills = accepted - ledger;
     assert!(
-        (0..=(KILLS * 2 * 10 * 8 * 64) as i64).contains(&lost_to_kills),
-        "ledger {ledger} tokens, provider accepted {accepted}"
+        settled <= accepted && accepted <= settled + estimated,
+        "ledger {settled} tokens settled and {estimated} estimated; provider accepted {accepted}"
     );
 
     let injected = mock.faults.injected();
@@ -390,8 +405,8 @@ async fn every_document_ends_exactly_once_under_chaos() {
         "chaos seed {seed}: {} documents ({complete} complete, {} failed as expected) in {:.1} s; \
          {} chunks; faults injected: {} of {} requests ({}); runner kills {KILLS}, two runners; \
          {} early deletes, 10 early embed batches, {duplicates} duplicate events/messages; \
-         ledger {ledger} of {accepted} tokens the provider accepted ({lost_to_kills} billed to killed \
-         instances); DLQ 0; stuck 0",
+         postmaster killed once; ledger {settled} tokens settled + {estimated} estimated for \
+         {accepted} the provider accepted; DLQ 0; stuck 0",
         keys.len(),
         expected_failures.len(),
         elapsed.as_secs_f64(),

@@ -9,14 +9,12 @@
 //! queues themselves, which SQS never does).
 
 use docpipe_local_runner::provision::QueueSettings;
+use docpipe_mocks::faults::FaultKnobs;
+use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_shared::JobState;
 use docpipe_tests::local_aws::{LocalAws, wait_until};
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use docpipe_tests::{Outage, OwnPostgres, TestDb};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinSet;
 
 const DOCUMENTS: usize = 60;
 const WITHIN: Duration = Duration::from_secs(120);
@@ -30,63 +28,6 @@ const QUEUES: QueueSettings = QueueSettings {
     visibility_timeout_secs: 3,
     max_receive_count: 10,
 };
-
-/// A Postgres cluster of the test's own, stopped and removed on drop.
-struct OwnPostgres {
-    port: u16,
-    data: PathBuf,
-}
-
-impl OwnPostgres {
-    fn start() -> OwnPostgres {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let local_dir = std::env::var("DOCPIPE_LOCAL_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local")));
-        let postgres = OwnPostgres {
-            port,
-            data: local_dir.join(format!("pgdata-crash-{port}")),
-        };
-        postgres.script("up");
-        postgres
-    }
-
-    /// What `scripts/local-postgres up` prints: `DATABASE_URL=postgres://…`.
-    fn admin_url(&self) -> String {
-        let printed = self.script("env");
-        let url = printed.trim().strip_prefix("export DATABASE_URL=");
-        url.expect("scripts/local-postgres env prints the URL")
-            .to_string()
-    }
-
-    /// Runs the script on this cluster; what it printed.
-    fn script(&self, command: &str) -> String {
-        let output = Command::new(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/local-postgres"
-        ))
-        .arg(command)
-        .env("DOCPIPE_PG_PORT", self.port.to_string())
-        .env("DOCPIPE_PG_DATA", &self.data)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .expect("scripts/local-postgres");
-        assert!(output.status.success(), "scripts/local-postgres {command}");
-        String::from_utf8(output.stdout).unwrap()
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        self.script("down");
-        let _ = std::fs::remove_dir_all(&self.data);
-        let _ = std::fs::remove_file(self.data.with_extension("log"));
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_restart_mid_run_loses_nothing() {
@@ -152,52 +93,6 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     println!(
         "postgres restarted with {ended_before} of {DOCUMENTS} complete; all {DOCUMENTS} complete after, {stored} chunks"
     );
-}
-
-/// A TCP proxy to the emulator that can be taken down (every connection
-/// dropped, new ones closed at once) and brought back.
-struct Outage {
-    url: String,
-    up: Arc<AtomicBool>,
-    connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
-}
-
-impl Outage {
-    async fn proxy_to(target: &str) -> Outage {
-        let target = target.trim_start_matches("http://").to_string();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
-        let up = Arc::new(AtomicBool::new(true));
-        let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
-        let (is_up, tasks) = (up.clone(), connections.clone());
-        tokio::spawn(async move {
-            while let Ok((mut client, _)) = listener.accept().await {
-                if !is_up.load(Ordering::SeqCst) {
-                    continue; // dropped: the connection closes
-                }
-                let target = target.clone();
-                tasks.lock().await.spawn(async move {
-                    if let Ok(mut server) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                    }
-                });
-            }
-        });
-        Outage {
-            url,
-            up,
-            connections,
-        }
-    }
-
-    async fn down(&self) {
-        self.up.store(false, Ordering::SeqCst);
-        self.connections.lock().await.abort_all();
-    }
-
-    fn up(&self) {
-        self.up.store(true, Ordering::SeqCst);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -305,4 +200,53 @@ async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
     assert_eq!(report.resumed, [ingested.job_id]);
     stack.wait_for_state(key, "complete").await;
     assert!(stack.chunks_of(key).await > 0);
+}
+
+/// The postmaster killed (`kill -9`) the moment the provider has a paid
+/// embedding request, and started again a second later: the answer comes
+/// while the database is down or recovering. The call is on the ledger
+/// once, as the provider counted it, and paid once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postmaster_killed_while_the_provider_answers_loses_no_spend() {
+    let postgres = OwnPostgres::start();
+    let test_db = TestDb::migrated_on(&postgres.admin_url(), &VARS).await;
+    let (url, mock) = docpipe_tests::spawn_openai(MockOpenAiConfig {
+        default_dims: 64,
+        faults: FaultKnobs {
+            latency_ms: 1000,
+            ..FaultKnobs::default()
+        },
+        ..MockOpenAiConfig::default()
+    })
+    .await;
+    let mut vars = VARS.to_vec();
+    vars.extend([
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", &url),
+    ]);
+    let config = test_db.config(&vars);
+    let crash = async {
+        wait_until(WITHIN, "a paid request", async || mock.requests() > 0).await;
+        postgres.kill_postmaster();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::task::block_in_place(|| postgres.restart_after_crash());
+    };
+    let fog = [docpipe_tests::samples_dir().join("fog-signals.txt")];
+    let ((_, outcomes), ()) =
+        tokio::join!(docpipe_tests::ingest_locally(&config, "acme", &fog), crash);
+    assert!(
+        outcomes.values().all(|o| o.state == JobState::Complete),
+        "{outcomes:?}"
+    );
+    let accepted: i64 = mock
+        .accepted()
+        .iter()
+        .map(|(_, tokens)| *tokens as i64)
+        .sum();
+    assert_eq!(mock.accepted().len(), 1, "paid once: its vectors were kept");
+    let ledger: Vec<String> = test_db
+        .column("SELECT units || ' ' || settlement FROM upload_pipeline.cost_ledger")
+        .await;
+    assert_eq!(ledger, [format!("{accepted} settled")]);
 }

@@ -13,13 +13,16 @@ use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
 use docpipe_shared::external::breaker::BreakerState;
 use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::pipeline::sweeper;
+use docpipe_shared::search::SearchMode;
 use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
 use docpipe_shared::store::db;
 use docpipe_shared::store::status;
 use docpipe_shared::{Error, Rejection};
 use docpipe_tests::{
-    ScratchDir, TestDb, ingest_locally, samples_dir, search_as, spawn_llamaparse, spawn_openai,
+    Outage, ScratchDir, TestDb, ingest_locally, samples_dir, search_as, search_in_mode,
+    spawn_llamaparse, spawn_openai,
 };
+use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -306,14 +309,10 @@ async fn status_shows_the_breaker_an_outage_opened_until_an_instance_finds_the_s
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples.join("fog-signals.txt")]).await;
     let outcome = &outcomes["uploads/acme/fog-signals.txt"];
     assert_eq!(outcome.error_code.as_deref(), Some("retries_exhausted"));
-    assert!(
-        outcome
-            .error_message
-            .as_deref()
-            .unwrap()
-            .contains("circuit breaker is open"),
-        "{outcome:?}"
-    );
+    let detail: Vec<String> = test_db
+        .column("SELECT error_detail FROM upload_pipeline.upload_jobs")
+        .await;
+    assert!(detail[0].contains("circuit breaker is open"), "{detail:?}");
     assert_eq!(
         breakers().await,
         [("openai".to_string(), "open".to_string())]
@@ -534,13 +533,16 @@ async fn llamaparse_documents_are_submitted_once_checked_later_and_billed_by_pag
     }
     let broken = &outcomes["uploads/acme/broken.pdf"];
     assert_eq!(broken.error_code.as_deref(), Some("parse_failed"));
+    assert_eq!(
+        broken.error_message.as_deref(),
+        Some("LlamaParse could not parse the document; the operators have its answer"),
+    );
+    let detail: Vec<String> = test_db
+        .column("SELECT error_detail FROM upload_pipeline.upload_jobs WHERE error_code = 'parse_failed'")
+        .await;
     assert!(
-        broken
-            .error_message
-            .as_deref()
-            .unwrap()
-            .starts_with("LlamaParse could not parse the document: PDF cannot be read"),
-        "{broken:?}"
+        detail[0].starts_with("LlamaParse could not parse the document: PDF cannot be read"),
+        "{detail:?}"
     );
     assert_eq!(mock.submitted(), 3, "pdf, md and the broken pdf, each once");
     assert!(
@@ -709,4 +711,261 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
         .await
         .unwrap();
     search("acme").await.unwrap();
+}
+
+/// How long the database stays away once the provider has a paid request.
+const OUTAGE: Duration = Duration::from_secs(2);
+
+/// A migrated database, and settings (`vars`) whose pipeline reaches it
+/// through a proxy the test can take down.
+async fn behind_a_proxy(vars: &[(&str, &str)]) -> (TestDb, Outage, PipelineSettings) {
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let outage = Outage::proxy_to(&test_db.server_address()).await;
+    let url = test_db.url_through(&outage);
+    let mut vars = vars.to_vec();
+    vars.extend([("EMBEDDING_DIMS", DIMS), ("DATABASE_URL", &url)]);
+    let config = test_db.config(&vars);
+    (test_db, outage, config)
+}
+
+/// Takes the database away the moment `provider_has_it` says the provider
+/// has a paid request, for [`OUTAGE`]: the answer comes while it is away.
+async fn away_while_the_provider_answers(
+    outage: &Outage,
+    mut provider_has_it: impl AsyncFnMut() -> bool,
+) {
+    let start = Instant::now();
+    while !provider_has_it().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no paid request came"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    outage.down().await;
+    tokio::time::sleep(OUTAGE).await;
+    outage.up();
+}
+
+/// The ledger's units of `service`, and its rows not settled with the
+/// provider's figure.
+async fn ledger_of(test_db: &TestDb, service: &str) -> (i64, i64) {
+    let row = test_db
+        .client()
+        .await
+        .query_one(
+            "SELECT coalesce(sum(units), 0)::int8, count(*) FILTER (WHERE settlement <> 'settled')
+               FROM upload_pipeline.cost_ledger WHERE service = $1",
+            &[&service],
+        )
+        .await
+        .unwrap();
+    (row.get(0), row.get(1))
+}
+
+fn tokens_accepted(mock: &MockOpenAi) -> i64 {
+    mock.accepted()
+        .iter()
+        .map(|(_, tokens)| *tokens as i64)
+        .sum()
+}
+
+/// Answers after 600 ms: long enough to take the database away meanwhile.
+fn slow() -> FaultKnobs {
+    FaultKnobs {
+        latency_ms: 600,
+        ..FaultKnobs::default()
+    }
+}
+
+#[tokio::test]
+async fn embeddings_answered_while_the_database_is_away_are_billed_once_and_paid_once() {
+    let (url, mock) = mock_with(slow()).await;
+    let (test_db, outage, config) = behind_a_proxy(&openai(&url, &[])).await;
+    let fog = [samples_dir().join("fog-signals.txt")];
+    let ((_, outcomes), ()) = tokio::join!(
+        ingest_locally(&config, "acme", &fog),
+        away_while_the_provider_answers(&outage, async || mock.requests() > 0),
+    );
+    assert!(
+        outcomes.values().all(|o| o.state == JobState::Complete),
+        "{outcomes:?}"
+    );
+    assert_eq!(mock.accepted().len(), 1, "paid once: its vectors were kept");
+    assert_eq!(
+        ledger_of(&test_db, "openai").await,
+        (tokens_accepted(&mock), 0)
+    );
+}
+
+#[tokio::test]
+async fn a_search_answered_while_the_database_is_away_is_billed_once() {
+    let (url, mock) = mock_with(FaultKnobs::default()).await;
+    let rerank = docpipe_mocks::rerank::MockRerank::new(None, FaultKnobs::default());
+    let rerank_url = format!("http://{}", docpipe_tests::serve(rerank.router()).await);
+    let vars = openai(
+        &url,
+        &[
+            ("RERANK_PROVIDER", "cohere"),
+            ("RERANK_BASE_URL", &rerank_url),
+            ("RERANK_API_KEY", "rk-test"),
+        ],
+    );
+    let (test_db, outage, config) = behind_a_proxy(&vars).await;
+    ingest_locally(&config, "acme", &[samples_dir()]).await;
+    let query = "where does the fog signal sound at neap tides";
+    let search = async |mode| search_in_mode(&config, "acme", query, 3, json!({}), mode).await;
+
+    // The query's embedding, answered while the database is away.
+    mock.faults.set_knobs(slow());
+    let paid = mock.requests();
+    let (hits, ()) = tokio::join!(
+        search(SearchMode::Vector),
+        away_while_the_provider_answers(&outage, async || mock.requests() > paid),
+    );
+    assert!(!hits.unwrap().is_empty());
+    assert_eq!(
+        ledger_of(&test_db, "openai").await,
+        (tokens_accepted(&mock), 0)
+    );
+
+    // The rerank, answered while the database is away.
+    mock.faults.set_knobs(FaultKnobs::default());
+    rerank.faults.set_knobs(slow());
+    let (hits, ()) = tokio::join!(
+        search(SearchMode::Hybrid),
+        away_while_the_provider_answers(&outage, async || rerank.requests() > 1),
+    );
+    assert!(!hits.unwrap().is_empty());
+    assert_eq!(rerank.requests(), 2);
+    assert_eq!(ledger_of(&test_db, "rerank").await, (2, 0));
+    assert_eq!(
+        ledger_of(&test_db, "openai").await,
+        (tokens_accepted(&mock), 0)
+    );
+}
+
+#[tokio::test]
+async fn fallback_vectors_replaced_while_the_database_is_away_are_billed_once() {
+    let (url, mock) = mock_with(FaultKnobs {
+        error_rate: 1.0,
+        ..FaultKnobs::default()
+    })
+    .await;
+    let vars = openai(
+        &url,
+        &[
+            ("SERVICE_MODE", "hybrid"),
+            ("DOCPIPE_ENVIRONMENT", "dev"),
+            ("EXTERNAL_MAX_ATTEMPTS", "1"),
+        ],
+    );
+    let (test_db, outage, config) = behind_a_proxy(&vars).await;
+    ingest_locally(&config, "acme", &[samples_dir().join("fog-signals.txt")]).await;
+    assert_eq!(chunk_models(&test_db).await, [mock::MODEL]);
+
+    mock.faults.set_knobs(slow());
+    let refused = mock.requests();
+    let pool = db::connect(&config.database).await.unwrap();
+    let local = LocalPipeline::new(&config, pool).unwrap();
+    let policy = SweepPolicy::default();
+    let (report, ()) = tokio::join!(
+        sweeper::sweep(local.pipeline(), &policy),
+        away_while_the_provider_answers(&outage, async || mock.requests() > refused),
+    );
+    // The sweep's own work after the call may have met the outage: the next one ends it.
+    if report.is_err() || chunk_models(&test_db).await != ["text-embedding-3-small"] {
+        sweeper::sweep(local.pipeline(), &SweepPolicy::default())
+            .await
+            .unwrap();
+    }
+    assert_eq!(chunk_models(&test_db).await, ["text-embedding-3-small"]);
+    assert_eq!(mock.accepted().len(), 1, "paid once: its vectors were kept");
+    assert_eq!(
+        ledger_of(&test_db, "openai").await,
+        (tokens_accepted(&mock), 0)
+    );
+}
+
+#[tokio::test]
+async fn a_llamaparse_job_answered_while_the_database_is_away_is_billed_once() {
+    let (url, mock) = spawn_llamaparse(MockLlamaParseConfig {
+        api_key: Some("llx-test".into()),
+        processing_delay: Duration::from_millis(500),
+        faults: FaultKnobs::default(),
+    })
+    .await;
+    let vars = [
+        ("PARSER", "llamaparse"),
+        ("LLAMA_CLOUD_API_KEY", "llx-test"),
+        ("LLAMAPARSE_BASE_URL", &url),
+        ("LLAMAPARSE_EXTENSIONS", "md"),
+        ("LLAMAPARSE_FIRST_POLL_SECS", "1"),
+    ];
+    let (test_db, outage, config) = behind_a_proxy(&vars).await;
+    let tides = [samples_dir().join("tide-tables.md")];
+    let ((_, outcomes), ()) = tokio::join!(
+        ingest_locally(&config, "acme", &tides),
+        away_while_the_provider_answers(&outage, async || mock.submitted() > 0),
+    );
+    assert!(
+        outcomes.values().all(|o| o.state == JobState::Complete),
+        "{outcomes:?}"
+    );
+    assert_eq!(mock.submitted(), 1);
+    assert_eq!(ledger_of(&test_db, "llamaparse").await, (1, 0));
+}
+
+/// The red team's echoing provider: it answers 401 with the request's
+/// `Authorization` header in its message. The tenant reads a code and what
+/// failed, nowhere the key; operators read the provider's words, redacted.
+#[tokio::test]
+async fn a_provider_that_echoes_the_key_never_shows_it_to_anyone() {
+    use axum::http::{HeaderMap, StatusCode};
+    let echo = axum::Router::new().route(
+        "/v1/embeddings",
+        axum::routing::post(|headers: HeaderMap| async move {
+            let sent = headers
+                .get("authorization")
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            let message = format!("Incorrect API key provided: {sent}");
+            let body = json!({"error": {"message": message, "code": "invalid_api_key"}});
+            (StatusCode::UNAUTHORIZED, axum::Json(body))
+        }),
+    );
+    let url = format!("http://{}/v1", docpipe_tests::serve(echo).await);
+    let key = "sk-live-0123456789abcdefSECRET";
+    let mut vars = openai(&url, &[]);
+    vars.push(("OPENAI_API_KEY", key));
+    let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", DIMS)]).await;
+    let config = test_db.config(&vars);
+    let fog = samples_dir().join("fog-signals.txt");
+    let (_, outcomes) = ingest_locally(&config, "acme", &[fog]).await;
+    let outcome = &outcomes["uploads/acme/fog-signals.txt"];
+    assert_eq!(outcome.error_code.as_deref(), Some("embedding_rejected"));
+    assert_eq!(
+        outcome.error_message.as_deref(),
+        Some("the embedding provider refused the request; the operators have its answer")
+    );
+    // Nowhere in the database: not the job, its history, nor the ledger.
+    let everything: Vec<String> = test_db
+        .column(
+            "SELECT coalesce(string_agg(t::text, ' '), '') FROM (
+               SELECT to_jsonb(j) AS t FROM upload_pipeline.upload_jobs j
+               UNION ALL SELECT to_jsonb(e) FROM upload_pipeline.events e) rows",
+        )
+        .await;
+    assert!(
+        !everything[0].contains("0123456789abcdef"),
+        "{}",
+        everything[0]
+    );
+    let overview = overview(&config).await;
+    let detail = overview.recent_failures[0].error_detail.as_deref().unwrap();
+    assert!(
+        detail.contains("Incorrect API key provided: Bearer [redacted]"),
+        "{detail}"
+    );
 }

@@ -283,6 +283,9 @@ impl Embedder for PanicsOn {
     fn billable(&self) -> bool {
         self.inner.billable()
     }
+    fn service(&self) -> &'static str {
+        self.inner.service()
+    }
     fn model(&self) -> &str {
         self.inner.model()
     }

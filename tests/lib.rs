@@ -17,6 +17,9 @@ use docpipe_shared::store::status;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
 
 /// The cluster to create test databases in: `DATABASE_URL` (any database of
 /// a Postgres with pgvector; `scripts/local-postgres up` prints one).
@@ -308,6 +311,40 @@ pub async fn search_in_mode(
         .map_err(|e| e.to_string())
 }
 
+/// The HTTP API over `settings`' database with no AWS behind it (search and
+/// reads need none), `api_keys` (`key:tenant,…`) naming its callers; its
+/// base URL.
+pub async fn serve_api_without_aws(
+    settings: &PipelineSettings,
+    api_keys: &str,
+    api_settings: &docpipe_api::ApiSettings,
+) -> String {
+    let (s3, sqs, queues) = unreachable_aws();
+    let pipeline = docpipe_shared::pipeline::Pipeline::new(
+        settings,
+        db::connect(&settings.database).await.unwrap(),
+        Arc::new(docpipe_shared::adapters::blob::LocalBlobStore::new(
+            std::env::temp_dir().join("docpipe-api-without-aws"),
+        )),
+        Arc::new(docpipe_shared::adapters::aws::SqsQueue::new(
+            sqs.clone(),
+            queues.clone(),
+        )),
+    )
+    .unwrap();
+    let parts = docpipe_api::ApiParts {
+        pipeline,
+        s3,
+        sqs,
+        bucket: "nowhere".into(),
+        stage_queues: queues,
+    };
+    let keys = docpipe_api::parse_api_keys(api_keys).unwrap();
+    let api = docpipe_api::Api::from_parts(parts, docpipe_api::Auth::ApiKeys(keys), api_settings)
+        .unwrap();
+    format!("http://{}", serve(docpipe_api::router(Arc::new(api))).await)
+}
+
 /// A client for the tests' own calls to a server (the API, a mock's stats).
 pub fn http_client() -> reqwest::Client {
     docpipe_shared::external::http_client(std::time::Duration::from_secs(60)).unwrap()
@@ -397,4 +434,164 @@ pub fn unreachable_aws() -> (
         embed: queue("embed"),
     };
     (s3, sqs, queues)
+}
+
+/// A TCP proxy to a server (the emulator, Postgres) that can be taken down
+/// (every connection dropped, new ones closed at once) and brought back.
+pub struct Outage {
+    /// `http://<the proxy's address>`.
+    pub url: String,
+    up: Arc<AtomicBool>,
+    connections: Arc<tokio::sync::Mutex<JoinSet<()>>>,
+}
+
+impl Outage {
+    /// A proxy to `target` (`host:port`, or `http://host:port`).
+    pub async fn proxy_to(target: &str) -> Outage {
+        let target = target.trim_start_matches("http://").to_string();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let up = Arc::new(AtomicBool::new(true));
+        let connections = Arc::new(tokio::sync::Mutex::new(JoinSet::new()));
+        let (is_up, tasks) = (up.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if !is_up.load(Ordering::SeqCst) {
+                    continue; // dropped: the connection closes
+                }
+                let target = target.clone();
+                tasks.lock().await.spawn(async move {
+                    if let Ok(mut server) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        Outage {
+            url,
+            up,
+            connections,
+        }
+    }
+
+    /// The proxy's `host:port`.
+    pub fn address(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    pub async fn down(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.connections.lock().await.abort_all();
+    }
+
+    pub fn up(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+impl TestDb {
+    /// This database's URL through `outage`, a proxy to its server.
+    pub fn url_through(&self, outage: &Outage) -> String {
+        let (scheme_and_user, rest) = self.url.rsplit_once('@').expect("a URL with a user");
+        let (_, path) = rest.split_once('/').expect("a URL with a database");
+        format!("{scheme_and_user}@{}/{path}", outage.address())
+    }
+
+    /// The `host:port` of this database's server.
+    pub fn server_address(&self) -> String {
+        let (_, rest) = self.url.rsplit_once('@').expect("a URL with a user");
+        rest.split_once('/')
+            .expect("a URL with a database")
+            .0
+            .to_string()
+    }
+}
+
+/// A Postgres cluster of the test's own, stopped and removed on drop.
+pub struct OwnPostgres {
+    port: u16,
+    data: PathBuf,
+}
+
+impl OwnPostgres {
+    pub fn start() -> OwnPostgres {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let local_dir = std::env::var("DOCPIPE_LOCAL_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.local")));
+        let postgres = OwnPostgres {
+            port,
+            data: local_dir.join(format!("pgdata-crash-{port}")),
+        };
+        postgres.script("up");
+        postgres
+    }
+
+    /// What `scripts/local-postgres up` prints: `DATABASE_URL=postgres://…`.
+    pub fn admin_url(&self) -> String {
+        let printed = self.script("env");
+        let url = printed.trim().strip_prefix("export DATABASE_URL=");
+        url.expect("scripts/local-postgres env prints the URL")
+            .to_string()
+    }
+
+    /// Runs the script on this cluster; what it printed.
+    pub fn script(&self, command: &str) -> String {
+        let output = self
+            .command(command)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .expect("scripts/local-postgres");
+        assert!(output.status.success(), "scripts/local-postgres {command}");
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn command(&self, command: &str) -> std::process::Command {
+        let mut script = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../scripts/local-postgres"
+        ));
+        script
+            .arg(command)
+            .env("DOCPIPE_PG_PORT", self.port.to_string())
+            .env("DOCPIPE_PG_DATA", &self.data);
+        script
+    }
+
+    /// `kill -9` of the postmaster, as a crash would end it.
+    pub fn kill_postmaster(&self) {
+        let pid_file = std::fs::read_to_string(self.data.join("postmaster.pid")).unwrap();
+        let pid: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        assert_eq!(
+            unsafe { libc::kill(pid, libc::SIGKILL) },
+            0,
+            "kill -9 {pid}"
+        );
+    }
+
+    /// Starts the cluster again after a crash: crash recovery runs once
+    /// the killed postmaster's backends have gone.
+    pub fn restart_after_crash(&self) {
+        for _ in 0..60 {
+            let up = self.command("up").output().expect("scripts/local-postgres");
+            if up.status.success() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        }
+        panic!("Postgres did not start again after the crash");
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        // Never a panic here: a failed test may have left it down.
+        let _ = self.command("down").output();
+        let _ = std::fs::remove_dir_all(&self.data);
+        let _ = std::fs::remove_file(self.data.with_extension("log"));
+    }
 }

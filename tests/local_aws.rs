@@ -116,11 +116,21 @@ impl LocalAws {
         )
     }
 
-    /// A new container's clients and settings for this stack.
+    /// A new container's clients and settings for this stack. A container
+    /// that starts while the database is down fails its start, and Lambda
+    /// starts it again: so does this, for up to [`WITHIN`].
     pub async fn new_deployment(&self) -> Deployment {
-        Deployment::new(&self.config, self.aws_config.clone(), &self.sdk)
-            .await
-            .expect("deployment")
+        let start = Instant::now();
+        loop {
+            match Deployment::new(&self.config, self.aws_config.clone(), &self.sdk).await {
+                Ok(deployment) => return deployment,
+                Err(error) if start.elapsed() < WITHIN => {
+                    eprintln!("a container could not start ({error}); starting it again");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(error) => panic!("deployment: {error}"),
+            }
+        }
     }
 
     /// The HTTP API over this stack on a loopback port, with `API_KEYS`
@@ -269,16 +279,25 @@ impl LocalAws {
             .get(0)
     }
 
-    /// The error message of the document's latest job.
+    /// The error message of the document's latest job: the tenant's.
     pub async fn error_message(&self, key: &str) -> Option<String> {
+        self.latest_job_column(key, "error_message").await
+    }
+
+    /// The reason in full of the document's latest job: the operators'.
+    pub async fn error_detail(&self, key: &str) -> Option<String> {
+        self.latest_job_column(key, "error_detail").await
+    }
+
+    async fn latest_job_column(&self, key: &str, column: &str) -> Option<String> {
+        let sql = format!(
+            "SELECT {column} FROM upload_pipeline.upload_jobs
+              WHERE source_key = $1 ORDER BY created_at DESC LIMIT 1"
+        );
         self.test_db
             .client()
             .await
-            .query_one(
-                "SELECT error_message FROM upload_pipeline.upload_jobs
-                  WHERE source_key = $1 ORDER BY created_at DESC LIMIT 1",
-                &[&key],
-            )
+            .query_one(&sql, &[&key])
             .await
             .unwrap()
             .get(0)

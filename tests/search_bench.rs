@@ -5,7 +5,7 @@
 //!
 //!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
 //!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only] [--storage vector|halfvec]
-//!       [--keyword-match all|any] [--texts FILE --embedder mock|local]
+//!       [--keyword-match all|any] [--texts FILE --embedder mock|local] [--heavy-beside-light ROUNDS]
 //!   (DB_INDEX_BUILD_MEMORY, if set, is the HNSW build's memory)
 //!
 //! By default texts are 60-120 words drawn Zipf-distributed from a 20 000-word
@@ -19,20 +19,20 @@
 //! consecutive words of a chunk of the tenant.
 //! Rows go in by binary COPY with the HNSW index dropped, then the index is
 //! built once, as `docpipe ingest --defer-index` does. Needs DATABASE_URL.
+//! `--heavy-beside-light` measures instead a small tenant's searches while
+//! the large tenant sends 150 heavy ones at once (`top_k` 100, 10 neighbours
+//! of context), with each tenant's search slots (`TENANT_SEARCH_SLOTS`, the
+//! default) and without them, the two APIs taking turns for ROUNDS rounds.
 
 use clap::Parser;
-use docpipe_api::{Api, ApiParts, ApiSettings, Auth, parse_api_keys, router};
-use docpipe_shared::adapters::aws::SqsQueue;
-use docpipe_shared::adapters::blob::LocalBlobStore;
+use docpipe_api::ApiSettings;
 use docpipe_shared::embedding::{EmbedInput, Embedder};
-use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::settings::{Env, Parts, PipelineSettings, VectorStorage};
 use docpipe_shared::store::{bulk, db};
 use docpipe_tests::TestDb;
 use docpipe_tests::corpus::Rng;
 use pgvector::{HalfVector, Vector};
 use serde_json::{Value, json};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
@@ -72,6 +72,10 @@ struct Args {
     /// `EMBEDDING_PROVIDER` of the chunks and the queries: mock or local.
     #[arg(long, default_value = "mock")]
     embedder: String,
+    /// Rounds of a small tenant's searches beside the large tenant's burst
+    /// of heavy ones, with and without search slots (nothing else measured).
+    #[arg(long, value_name = "ROUNDS")]
+    heavy_beside_light: Option<usize>,
 }
 
 const VOCABULARY: usize = 20_000;
@@ -253,43 +257,112 @@ async fn load(
     started.elapsed()
 }
 
-/// The API over the scratch database, with no AWS behind it (search needs none).
-async fn serve(settings: &PipelineSettings) -> String {
-    let (s3, sqs, queues) = docpipe_tests::unreachable_aws();
-    let pipeline = Pipeline::new(
-        settings,
-        db::connect(&settings.database).await.unwrap(),
-        Arc::new(LocalBlobStore::new(
-            std::env::temp_dir().join("docpipe-search-bench"),
-        )),
-        Arc::new(SqsQueue::new(sqs.clone(), queues.clone())),
-    )
-    .unwrap();
-    let parts = ApiParts {
-        pipeline,
-        s3,
-        sqs,
-        bucket: "bench".into(),
-        stage_queues: queues,
-    };
+/// The API over the scratch database, with no AWS behind it (search needs
+/// none), and each tenant's `search_slots` (`TENANT_SEARCH_SLOTS`).
+async fn serve(settings: &PipelineSettings, search_slots: u32) -> String {
     let keys = (0..100)
         .map(|t| format!("{KEY}{t:03}:{}", tenant(t)))
         .collect::<Vec<_>>()
         .join(",");
     let api_settings = ApiSettings {
         tenant_api_requests_per_minute: 10_000_000,
+        tenant_search_slots: search_slots,
         ..ApiSettings::default()
     };
-    let api = Api::from_parts(
-        parts,
-        Auth::ApiKeys(parse_api_keys(&keys).unwrap()),
-        &api_settings,
-    )
-    .unwrap();
-    format!(
-        "http://{}",
-        docpipe_tests::serve(router(Arc::new(api))).await
-    )
+    docpipe_tests::serve_api_without_aws(settings, &keys, &api_settings).await
+}
+
+/// One search's status and time, its answer read whole.
+async fn timed_search(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: &Value,
+) -> (u16, Duration) {
+    let sent = Instant::now();
+    let response = http
+        .post(format!("{base}/v1/search"))
+        .bearer_auth(key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    response.bytes().await.unwrap();
+    (status, sent.elapsed())
+}
+
+/// `rounds` of: the `light` tenant's 20 searches one after another, while
+/// the `heavy` tenant sends 150 heavy searches at once; through the API with
+/// search slots (the default) and without them, taking turns.
+async fn heavy_beside_light(
+    settings: &PipelineSettings,
+    test_db: &TestDb,
+    (heavy, light): (usize, usize),
+    rounds: usize,
+) {
+    let slotted = serve(settings, ApiSettings::default().tenant_search_slots).await;
+    let unslotted = serve(settings, u32::MAX).await;
+    let http = docpipe_tests::http_client();
+    let light_bodies: Vec<Value> = queries(test_db, &tenant(light), 20)
+        .await
+        .into_iter()
+        .map(|q| json!({"query": q, "top_k": 10, "mode": "vector"}))
+        .collect();
+    let heavy_bodies: Vec<Value> = queries(test_db, &tenant(heavy), 150)
+        .await
+        .into_iter()
+        .map(|q| json!({"query": q, "top_k": 100, "context": {"neighbors": 10}, "mode": "vector"}))
+        .collect();
+    let (heavy_key, light_key) = (format!("{KEY}{heavy:03}"), format!("{KEY}{light:03}"));
+    println!(
+        "slots    round  light alone p50 ms  beside heavy p50 ms   p95 ms   max ms  heavy 200/429  heavy slowest s"
+    );
+    for round in 1..=rounds {
+        for (slots, base) in [("4", &slotted), ("none", &unslotted)] {
+            let alone = {
+                let mut times = Vec::new();
+                for body in &light_bodies {
+                    times.push(timed_search(&http, base, &light_key, body).await.1);
+                }
+                times.sort();
+                percentile(&times, 0.50)
+            };
+            let burst = futures::future::join_all(
+                heavy_bodies
+                    .iter()
+                    .map(|body| timed_search(&http, base, &heavy_key, body)),
+            );
+            let beside = async {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let mut times = Vec::new();
+                for body in &light_bodies {
+                    let (status, took) = timed_search(&http, base, &light_key, body).await;
+                    assert_eq!(status, 200);
+                    times.push(took);
+                }
+                times.sort();
+                times
+            };
+            let (heavy_answers, times) = tokio::join!(burst, beside);
+            let ok = heavy_answers
+                .iter()
+                .filter(|(status, _)| *status == 200)
+                .count();
+            let waited = heavy_answers
+                .iter()
+                .filter(|(status, _)| *status == 429)
+                .count();
+            let slowest = heavy_answers.iter().map(|(_, took)| *took).max().unwrap();
+            println!(
+                "{slots:<8} {round:>5} {alone:>19.1} {:>20.1} {:>8.1} {:>8.1}  {ok:>6}/{waited:<6} {:>15.1}",
+                percentile(&times, 0.50),
+                percentile(&times, 0.95),
+                times.last().unwrap().as_secs_f64() * 1000.0,
+                slowest.as_secs_f64()
+            );
+        }
+    }
 }
 
 /// Six consecutive words of a random chunk of `tenant`.
@@ -532,11 +605,14 @@ async fn main() {
         sizes_mb[1]
     );
 
-    let base = serve(&settings).await;
     // The tenant holding half the rows, and the one nearest 1 %.
     let small = (1..args.tenants)
         .min_by_key(|&t| sizes[t].abs_diff(texts.len() / 100))
         .unwrap();
+    if let Some(rounds) = args.heavy_beside_light {
+        return heavy_beside_light(&settings, &test_db, (0, small), rounds).await;
+    }
+    let base = serve(&settings, ApiSettings::default().tenant_search_slots).await;
     // A wide filter (15 % of a tenant's chunks) and a narrow one (2.5 %).
     let filters = [
         ("no", None),

@@ -278,10 +278,20 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
     f.upload(&document("second")).await;
     let v2 = ingest(&f.pipeline, KEY, CORRELATION).await.unwrap();
     assert_eq!(v2.change, Change::New);
+    assert_eq!(f.state(v1).await, JobState::Complete, "live until v2 is");
     f.drain().await;
     let jobs_in_chunks: Vec<Uuid> = f.test_db.column(LIVE_JOBS).await;
     assert_eq!(jobs_in_chunks, [v2.job_id]);
-    assert_eq!(f.state(v1).await, JobState::Complete);
+    // Only the live version is complete, so the states count documents.
+    assert_eq!(f.state(v1).await, JobState::Superseded);
+    let replaced: Vec<String> = f
+        .test_db
+        .column(&format!(
+            "SELECT action || ' ' || (detail->>'by_job') FROM upload_pipeline.events
+              WHERE job_id = '{v1}' AND to_state = 'superseded'"
+        ))
+        .await;
+    assert_eq!(replaced, [format!("replaced {}", v2.job_id)]);
     // The older version's parsed text goes once the newer one is live.
     let text = |job| docpipe_shared::domain::keys::parsed_key("acme", job);
     assert!(

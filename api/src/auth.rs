@@ -8,7 +8,7 @@ use crate::error::ApiError;
 use crate::state::Api;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::{Extensions, StatusCode, header};
+use axum::http::{Extensions, header};
 use docpipe_shared::domain::keys::Tenant as TenantName;
 use lambda_http::request::RequestContext;
 use std::collections::HashMap;
@@ -48,18 +48,16 @@ impl FromRequestParts<Arc<Api>> for Tenant {
                 api.admit(&tenant).await?;
                 Ok(Tenant(tenant))
             }
-            _ => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                hint,
-            )),
+            _ => Err(api.unauthenticated(hint)),
         }
     }
 }
 
+/// The key of `Authorization: Bearer <key>`; the scheme in any case (RFC 9110).
 fn bearer_key(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    Some(value.strip_prefix("Bearer ")?.trim())
+    let (scheme, key) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
 }
 
 /// `name` from a JWT authorizer's claims or a Lambda authorizer's context.

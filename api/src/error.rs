@@ -103,7 +103,12 @@ impl From<docpipe_shared::Error> for ApiError {
 
 impl From<JsonRejection> for ApiError {
     fn from(rejection: JsonRejection) -> Self {
-        ApiError::new(rejection.status(), "bad_request", rejection.body_text())
+        let code = match rejection.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            _ => "bad_request",
+        };
+        ApiError::new(rejection.status(), code, rejection.body_text())
     }
 }
 

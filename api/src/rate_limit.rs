@@ -1,7 +1,8 @@
 //! Each tenant's request rate on the API: its own allowance a minute
 //! (`TENANT_API_REQUESTS_PER_MINUTE`, or its `tenant_limits` row), so one
-//! tenant's burst never slows another's. Counted per process: in Lambda per
-//! container, with API Gateway's throttling bounding the whole.
+//! tenant's burst never slows another's; and its searches in flight,
+//! weighed by what they read. Counted per process: in Lambda per container,
+//! with API Gateway's throttling bounding the whole.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{Quota, RateLimiter};
@@ -88,6 +89,90 @@ impl TenantRates {
             per_minute,
             retry_in: not_until.wait_time_from(DefaultClock::default().now()),
         })
+    }
+}
+
+/// Chunk rows one search slot stands for: a search takes a slot per this
+/// many rows it reads (hits and their context), at least one.
+pub const ROWS_PER_SEARCH_SLOT: u64 = 500;
+
+/// Each tenant's searches in flight, weighed by the rows they read: a
+/// default search takes one of its slots, one of `top_k` 100 with 10
+/// neighbours of context all of them. A search waits up to `wait` for its
+/// slots, then is told to come back; so one tenant's heavy searches hold at
+/// most its slots of the database pool and the CPU, never another's.
+pub struct SearchSlots {
+    per_tenant: u32,
+    wait: Duration,
+    tenants: Mutex<HashMap<String, Arc<tokio::sync::Semaphore>>>,
+}
+
+impl SearchSlots {
+    pub fn new(per_tenant: u32, wait: Duration) -> SearchSlots {
+        SearchSlots {
+            per_tenant: per_tenant.max(1),
+            wait,
+            tenants: Mutex::default(),
+        }
+    }
+
+    /// The slots for a search of `tenant` reading `rows`, held until the
+    /// permit drops; `None` if they did not come free within the wait.
+    pub async fn take(&self, tenant: &str, rows: u64) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let slots = rows
+            .div_ceil(ROWS_PER_SEARCH_SLOT)
+            .clamp(1, u64::from(self.per_tenant)) as u32;
+        let semaphore = Arc::clone(
+            self.tenants
+                .lock()
+                .unwrap()
+                .entry(tenant.to_string())
+                .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(self.per_tenant as usize))),
+        );
+        tokio::time::timeout(self.wait, semaphore.acquire_many_owned(slots))
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// Failed authentications, deployment-wide (per process): each is logged
+/// (never the key) until they pass [`FAILED_AUTH_PER_SECOND`]; past it they
+/// are answered 429 and counted, so a key-guessing flood is slowed, and
+/// seen without flooding the log.
+pub struct FailedAuthentications {
+    limiter: Limiter,
+    throttled: std::sync::atomic::AtomicU64,
+}
+
+/// Failed authentications a second answered 401 and logged one by one.
+pub const FAILED_AUTH_PER_SECOND: u32 = 20;
+
+impl Default for FailedAuthentications {
+    fn default() -> Self {
+        let rate = NonZeroU32::new(FAILED_AUTH_PER_SECOND).expect("not zero");
+        FailedAuthentications {
+            limiter: RateLimiter::direct(Quota::per_second(rate)),
+            throttled: Default::default(),
+        }
+    }
+}
+
+impl FailedAuthentications {
+    /// Counts one; how long the caller must wait if they come too fast.
+    pub fn count(&self, hint: &str) -> Option<Duration> {
+        use std::sync::atomic::Ordering;
+        match self.limiter.check() {
+            Ok(()) => {
+                let throttled = self.throttled.swap(0, Ordering::Relaxed);
+                tracing::warn!(hint, throttled_before = throttled, "authentication failed");
+                None
+            }
+            Err(not_until) => {
+                self.throttled.fetch_add(1, Ordering::Relaxed);
+                Some(not_until.wait_time_from(DefaultClock::default().now()))
+            }
+        }
     }
 }
 

@@ -37,6 +37,11 @@ pub struct ApiSettings {
     /// `API_MAX_CONNECTIONS` (512, 1 to 65 536): connections the local
     /// server serves at once; keep it below the process's open-file limit.
     pub api_max_connections: usize,
+    /// `TENANT_SEARCH_SLOTS` (4, at least 1): searches of one tenant in
+    /// flight in a process, each taking a slot per 500 rows it reads (hits
+    /// and context). Keep it below `DB_POOL_SIZE`, so another tenant always
+    /// finds a connection.
+    pub tenant_search_slots: u32,
 }
 
 impl Default for ApiSettings {
@@ -54,6 +59,7 @@ impl Default for ApiSettings {
             api_keys: None,
             api_listen: "127.0.0.1:3000".into(),
             api_max_connections: 512,
+            tenant_search_slots: 4,
         }
     }
 }
@@ -77,6 +83,9 @@ impl Settings for ApiSettings {
                 self.api_max_connections,
                 "must be 1 to 65536",
             ));
+        }
+        if self.tenant_search_slots == 0 {
+            return Err(invalid("TENANT_SEARCH_SLOTS", 0, "must be 1 or more"));
         }
         self.api_operator_tenants = self
             .api_operator_tenants

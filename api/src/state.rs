@@ -17,6 +17,10 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// How long a search waits for its tenant's search slots before it is told
+/// to come back.
+const SEARCH_SLOT_WAIT: Duration = Duration::from_secs(5);
+
 pub struct Api {
     pub auth: Auth,
     /// Reads of the caller's jobs, documents and metrics.
@@ -31,6 +35,10 @@ pub struct Api {
     pub infrastructure: Infrastructure,
     /// Each tenant's requests a minute.
     rates: rate_limit::TenantRates,
+    /// Failed authentications: logged, and throttled past a rate.
+    failed_authentications: rate_limit::FailedAuthentications,
+    /// Each tenant's searches in flight, weighed by the rows they read.
+    search_slots: rate_limit::SearchSlots,
     /// Tenants that see deployment-wide figures (every tenant's messages in
     /// the queues): the operators' (`API_OPERATOR_TENANTS`).
     pub operators: HashSet<String>,
@@ -138,6 +146,11 @@ impl Api {
             },
             pipeline,
             rates: rate_limit::TenantRates::new(per_minute),
+            failed_authentications: Default::default(),
+            search_slots: rate_limit::SearchSlots::new(
+                settings.tenant_search_slots,
+                SEARCH_SLOT_WAIT,
+            ),
             operators: settings.api_operator_tenants.iter().cloned().collect(),
         })
     }
@@ -160,6 +173,35 @@ impl Api {
                 );
                 ApiError::too_many("rate_limited", message, over.retry_in)
             })
+    }
+
+    /// Slots for a search of `tenant` reading `rows`, held while the
+    /// permit lives; 429 if the tenant's slots stay taken.
+    pub(crate) async fn search_slots(
+        &self,
+        tenant: &str,
+        rows: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+        self.search_slots.take(tenant, rows).await.ok_or_else(|| {
+            ApiError::too_many(
+                "rate_limited",
+                format!("tenant {tenant}'s searches fill its search slots; retry shortly"),
+                Duration::from_secs(1),
+            )
+        })
+    }
+
+    /// The error for a caller that failed to authenticate: 401, or 429
+    /// while failures come faster than they are logged one by one.
+    pub(crate) fn unauthenticated(&self, hint: String) -> ApiError {
+        match self.failed_authentications.count(&hint) {
+            None => ApiError::new(axum::http::StatusCode::UNAUTHORIZED, "unauthorized", hint),
+            Some(wait) => ApiError::too_many(
+                "rate_limited",
+                "too many failed authentications; retry later",
+                wait,
+            ),
+        }
     }
 
     pub(crate) async fn client(&self) -> Result<docpipe_shared::store::db::Client, ApiError> {

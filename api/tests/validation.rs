@@ -495,3 +495,183 @@ async fn bad_input_gets_a_4xx_that_says_what_is_wrong() {
         assert!(text.contains(message), "{path}: {text}");
     }
 }
+
+/// The red team's metadata: accepted at the POST, then dropped after the
+/// upload. Metadata that cannot be a sidecar is refused at the POST.
+#[tokio::test]
+async fn upload_metadata_that_cannot_be_kept_is_refused_at_once() {
+    let app = app();
+    let attributes: serde_json::Map<String, Value> = (0..20)
+        .map(|n| (format!("field{n}"), json!("x".repeat(1000))))
+        .collect();
+    let oversized = json!({"name": "a.txt", "size": 3, "metadata": attributes}).to_string();
+    let with_nul = r#"{"name":"a.txt","size":3,"metadata":{"team":"leg\u0000al"}}"#;
+    let nul_in_list = r#"{"name":"a.txt","size":3,"metadata":{"tags":["a","\u0000"]}}"#;
+    for (body, says) in [
+        (oversized.as_str(), "as a sidecar; at most 10240"),
+        (with_nul, "attribute \"team\" has a NUL character"),
+        (nul_in_list, "attribute \"tags\" has a NUL character"),
+    ] {
+        let (status, answer) = call(&app, Some(ACME_KEY), "POST", "/v1/uploads", Some(body)).await;
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert_eq!(status, 400, "{answer}");
+        assert!(text.contains(says), "{text:?} lacks {says:?}");
+    }
+}
+
+/// The red team's smaller findings at the API's door: each input refused
+/// with the error JSON before any service is touched (the query's NUL was
+/// embedded and billed, then refused by Postgres in its own words).
+#[tokio::test]
+async fn hostile_inputs_get_the_error_json_before_any_service() {
+    let app = app();
+    let cases: [(&str, &str, String, u16, &str, &str); 8] = [
+        (
+            "POST",
+            "/v1/search",
+            r#"{"query":"fog\u0000"}"#.into(),
+            400,
+            "bad_request",
+            "query has a NUL character",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            r#"{"query":"fog","filter":{"equals":{"key":"team","value":"le\u0000gal"}}}"#.into(),
+            400,
+            "bad_request",
+            "filter.equals.value: a string with a NUL character",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            r#"{"query":"fog","filter":{"in":{"key":"team","value":["a","\u0000"]}}}"#.into(),
+            400,
+            "bad_request",
+            "filter.in.value: a string with a NUL character",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            format!(r#"{{"query":"fog{}"}}"#, " ".repeat(9000)),
+            400,
+            "bad_request",
+            "query is 9003 bytes; at most 8192",
+        ),
+        (
+            "POST",
+            "/v1/search",
+            format!(r#"{{"query":"{}"}}"#, "x".repeat(70_000)),
+            413,
+            "too_large",
+            "length limit exceeded",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            r#"{"name":"a.md.METADATA.JSON","size":3}"#.into(),
+            400,
+            "bad_request",
+            "are metadata sidecars",
+        ),
+        (
+            "POST",
+            "/v1/uploads",
+            r#"{"name":"invoice\u202Etxt.exe.txt","size":3}"#.into(),
+            400,
+            "bad_request",
+            "invisible or direction-changing character U+202E",
+        ),
+        (
+            "DELETE",
+            "/v1/search",
+            String::new(),
+            405,
+            "method_not_allowed",
+            "DELETE is not served here",
+        ),
+    ];
+    for (method, path, body, status, code, says) in cases {
+        let body = (!body.is_empty()).then_some(body.as_str());
+        let (got, answer) = call(&app, Some(ACME_KEY), method, path, body).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{path}: {answer}"
+        );
+        let text = answer["error"]["message"].as_str().unwrap_or_default();
+        assert!(text.contains(says), "{path}: {text:?} lacks {says:?}");
+    }
+}
+
+/// Auth schemes are case-insensitive (RFC 9110): `bearer` is `Bearer`.
+#[tokio::test]
+async fn a_lower_case_bearer_is_a_bearer() {
+    let app = app();
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/search")
+        .header("authorization", format!("bearer {ACME_KEY}"))
+        .header("content-type", "application/json")
+        .body(Body::from(r#"{"query":"  "}"#))
+        .unwrap();
+    let response = app.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 400, "past auth, to the empty query");
+}
+
+/// Every answer, the dashboard's (which holds an API key) first, tells the
+/// browser not to sniff, frame or keep it.
+#[tokio::test]
+async fn answers_carry_the_headers_a_browser_needs() {
+    let app = app();
+    for (path, key) in [
+        ("/", None),
+        ("/v1/jobs/x", Some(ACME_KEY)),
+        ("/v1/nothing", None),
+    ] {
+        let mut request = Request::builder().uri(path);
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let headers = response.headers();
+        let header = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+        };
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        assert_eq!(header("cache-control"), "no-store", "{path}");
+        assert_eq!(header("x-frame-options"), "DENY", "{path}");
+        let policy = header("content-security-policy");
+        assert!(
+            policy.contains("frame-ancestors 'none'") && policy.starts_with("default-src 'none'"),
+            "{path}: {policy}"
+        );
+    }
+}
+
+/// The red team's key guessing: 3 000 wrong keys in 11 s, no line logged.
+/// Failures past 20 a second are answered 429 (and counted, not logged one
+/// by one); a right key is served throughout.
+#[tokio::test]
+async fn wrong_keys_in_a_burst_are_throttled_and_a_right_key_still_served() {
+    let app = app();
+    let mut statuses = Vec::new();
+    for n in 0..100 {
+        let key = format!("wrong-key-{n:010}");
+        let (status, _) = call(&app, Some(&key), "GET", "/v1/jobs/x", None).await;
+        statuses.push(status);
+    }
+    let refused = statuses.iter().filter(|s| **s == 401).count();
+    let throttled = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(refused + throttled, 100, "{statuses:?}");
+    assert!((20..=30).contains(&refused), "{refused} answered 401");
+    let (status, _) = call(&app, Some(ACME_KEY), "GET", "/v1/jobs/x", None).await;
+    assert_eq!(status, 400, "the right key is past auth");
+}

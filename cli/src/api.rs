@@ -5,6 +5,7 @@ use anyhow::{Context, bail};
 use docpipe_shared::cost::usd;
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{SearchHit, SearchMode};
+use docpipe_shared::store::ledger::Estimates;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -115,6 +116,9 @@ pub fn print_status(status: &Value) {
         metrics["requests_last_hour"],
         metrics["hourly_request_cap"],
     );
+    let estimates: Estimates =
+        serde_json::from_value(metrics["spend_estimates"].clone()).unwrap_or_default();
+    println!("{estimates}");
     let change = &metrics["model_change"];
     if change.is_object() {
         let state = if change["switched"] == true {

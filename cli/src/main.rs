@@ -411,8 +411,14 @@ fn print_overview(
     }
     if !overview.recent_failures.is_empty() {
         println!("recent failures:");
-        for job in &overview.recent_failures {
-            let reason = job.error_message.as_deref().unwrap_or("");
+        for failed in &overview.recent_failures {
+            let job = &failed.outcome;
+            // Operators read the reason in full: a provider's words too.
+            let reason = failed
+                .error_detail
+                .as_deref()
+                .or(job.error_message.as_deref())
+                .unwrap_or("");
             println!(
                 "  {}  {}  {}: {reason}",
                 job.state_changed_at,
@@ -421,6 +427,7 @@ fn print_overview(
             );
         }
     }
+    println!("{}", overview.spend_estimates);
     for waiting in &overview.waiting {
         println!(
             "waiting: {} jobs until {}: {}",

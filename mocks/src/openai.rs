@@ -182,6 +182,11 @@ impl MockOpenAi {
             .with_state(self.clone())
     }
 
+    /// Requests received, faults included.
+    pub fn requests(&self) -> u64 {
+        self.stats.lock().unwrap().requests
+    }
+
     /// Requests refused for the tokens-per-minute limit (injected 429s not counted).
     pub fn rate_limited(&self) -> u64 {
         self.stats.lock().unwrap().limited
@@ -217,11 +222,19 @@ async fn put_faults(State(mock): State<Arc<MockOpenAi>>, Json(knobs): Json<Fault
     mock.faults.set_knobs(knobs);
 }
 
+/// A provider that has a request finishes it, and bills it, whether or not
+/// the client is still there to read the answer.
 async fn embeddings(
     State(mock): State<Arc<MockOpenAi>>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    tokio::spawn(answer(mock, headers, body))
+        .await
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+async fn answer(mock: Arc<MockOpenAi>, headers: HeaderMap, body: String) -> Response {
     mock.stats.lock().unwrap().requests += 1;
     let fault = mock.faults.next().await;
     let config = &mock.config;

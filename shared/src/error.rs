@@ -125,6 +125,32 @@ impl Rejection {
             Rejection::Stuck { .. } => "stuck",
         }
     }
+
+    /// What the tenant is told. A provider's own words (redacted as they
+    /// are) are the operators' alone: the tenant gets what failed and its
+    /// code, the operators the words ([`Rejection::operator_detail`]).
+    pub fn tenant_message(&self) -> String {
+        let service = match self {
+            Rejection::EmbeddingRejected { .. } => "the embedding provider refused the request",
+            Rejection::RerankRejected { .. } => "the rerank service refused the request",
+            Rejection::ParseFailed { .. } => "LlamaParse could not parse the document",
+            Rejection::RetriesExhausted { attempts, .. } => {
+                return format!(
+                    "gave up after {attempts} attempts at a step that kept failing \
+                     (a service unavailable or slow); the operators have the last error"
+                );
+            }
+            other => return other.to_string(),
+        };
+        format!("{service}; the operators have its answer")
+    }
+
+    /// The whole reason, a provider's words included, for operators only;
+    /// `None` where the tenant's message says it all.
+    pub fn operator_detail(&self) -> Option<String> {
+        let message = self.to_string();
+        (message != self.tenant_message()).then_some(message)
+    }
 }
 
 /// An error from a pipeline step, classified for the caller.

@@ -15,10 +15,12 @@ use crate::error::ApiError;
 use crate::state::Api;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::header;
-use axum::response::{Html, IntoResponse};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use std::sync::Arc;
+use base64::Engine;
+use sha2::{Digest, Sha256};
+use std::sync::{Arc, LazyLock};
 
 /// Largest request body any route reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -28,9 +30,57 @@ pub const OPENAPI: &str = include_str!("../../openapi.yaml");
 
 const DASHBOARD: &str = include_str!("../../dashboard.html");
 
+/// What an answer of the API may load in a browser: nothing, and no page
+/// may frame it.
+const API_POLICY: &str =
+    "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// The dashboard's policy: its own script and style (by their hashes), calls
+/// to this API, and nothing else: it holds an API key.
+static DASHBOARD_POLICY: LazyLock<String> = LazyLock::new(|| {
+    let hash = |open: &str, close: &str| {
+        let start = DASHBOARD.find(open).expect("the dashboard has it") + open.len();
+        let end = start + DASHBOARD[start..].find(close).expect("closed");
+        let digest = Sha256::digest(&DASHBOARD.as_bytes()[start..end]);
+        format!(
+            "'sha256-{}'",
+            base64::engine::general_purpose::STANDARD.encode(digest)
+        )
+    };
+    format!(
+        "default-src 'none'; script-src {}; style-src {}; connect-src 'self'; img-src 'self' data:; \
+         frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+        hash("<script>", "</script>"),
+        hash("<style>", "</style>")
+    )
+});
+
+async fn dashboard() -> impl IntoResponse {
+    (
+        [(header::CONTENT_SECURITY_POLICY, DASHBOARD_POLICY.as_str())],
+        Html(DASHBOARD),
+    )
+}
+
+/// What every answer tells the browser: do not sniff its type, frame it or
+/// keep it (answers hold a tenant's data; the dashboard, its key).
+async fn browser_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers
+        .entry(header::CONTENT_SECURITY_POLICY)
+        .or_insert(HeaderValue::from_static(API_POLICY));
+    response
+}
+
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
-        .route("/", get(|| async { Html(DASHBOARD) }))
+        .route("/", get(dashboard))
         .route("/v1/openapi.yaml", get(openapi))
         .route("/v1/health", get(health::report))
         .route("/v1/uploads", post(uploads::create))
@@ -45,7 +95,16 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/search", post(search::search))
         .route("/v1/retrieve", post(retrieve::retrieve))
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|method: Method| async move {
+            let message = format!("{method} is not served here");
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                message,
+            )
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(browser_headers))
         .with_state(api)
 }
 

@@ -11,6 +11,7 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
 use docpipe_shared::domain::metadata::Attributes;
 use docpipe_shared::search::filter::Condition;
 use docpipe_shared::search::{self, SearchFilter, SearchHit, SearchMode};
@@ -75,7 +76,7 @@ pub(super) async fn retrieve(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     request: Result<Json<RetrieveRequest>, JsonRejection>,
-) -> Result<Json<RetrieveResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = request?;
     let configuration = request.retrieval_configuration.vector_search_configuration;
     for (given, name) in [
@@ -125,11 +126,14 @@ pub(super) async fn retrieve(
         "retrievalQuery.text",
         &*format!("{CONFIGURATION}.numberOfResults"),
     );
-    let hits = run(&api, &tenant, &query, names).await?;
     let bucket = &api.presigner.bucket;
-    Ok(Json(RetrieveResponse {
-        retrieval_results: hits.iter().map(|hit| result(bucket, hit)).collect(),
-    }))
+    run(&api, &tenant, &query, names, |hits| {
+        Json(RetrieveResponse {
+            retrieval_results: hits.iter().map(|hit| result(bucket, hit)).collect(),
+        })
+        .into_response()
+    })
+    .await
 }
 
 /// A hit as one of Bedrock's `retrievalResults`: its text, its object's S3

@@ -7,6 +7,7 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
 use docpipe_shared::search;
 use docpipe_shared::search::context::ContextRequest;
 use serde::{Deserialize, Serialize};
@@ -50,7 +51,7 @@ pub(super) async fn search(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     request: Result<Json<SearchRequest>, JsonRejection>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = request?;
     let filter = request
         .filter
@@ -69,28 +70,40 @@ pub(super) async fn search(
         context,
         rerank: request.rerank,
     };
-    let hits = run(&api, &tenant, &query, ("query", "top_k")).await?;
-    Ok(Json(SearchResponse { hits }))
+    run(&api, &tenant, &query, ("query", "top_k"), |hits| {
+        Json(SearchResponse { hits }).into_response()
+    })
+    .await
 }
 
-/// Runs `query` for `tenant` once its text and size are checked, the
-/// problems named by the request's own field names (`names`).
+/// Runs `query` for `tenant` once its text and size are checked (the
+/// problems named by the request's own field names, `names`) and the tenant
+/// has search slots for it; `answer` makes the response from the hits while
+/// the slots are held, since writing out a large answer costs too.
 pub(super) async fn run(
     api: &Api,
     tenant: &str,
     query: &search::Query<'_>,
     (text_name, top_k_name): (&str, &str),
-) -> Result<Vec<search::SearchHit>, ApiError> {
+    answer: impl FnOnce(Vec<search::SearchHit>) -> Response,
+) -> Result<Response, ApiError> {
+    // Measured as sent: blanks cost reading too.
+    if query.text.len() > MAX_QUERY_BYTES {
+        return Err(ApiError::bad_request(format!(
+            "{text_name} is {} bytes; at most {MAX_QUERY_BYTES}",
+            query.text.len()
+        )));
+    }
     let text = query.text.trim();
     if text.is_empty() {
         return Err(ApiError::bad_request(format!(
             "{text_name} must not be empty"
         )));
     }
-    if text.len() > MAX_QUERY_BYTES {
+    // Refused before it is embedded (and paid for): no chunk holds one.
+    if text.contains('\0') {
         return Err(ApiError::bad_request(format!(
-            "{text_name} is {} bytes; at most {MAX_QUERY_BYTES}",
-            text.len()
+            "{text_name} has a NUL character"
         )));
     }
     if !(1..=MAX_TOP_K).contains(&query.top_k) {
@@ -102,5 +115,7 @@ pub(super) async fn run(
         text,
         ..query.clone()
     };
-    Ok(search::search(&api.db, &api.search, tenant, &query).await?)
+    let _slots = api.search_slots(tenant, query.rows()).await?;
+    let hits = search::search(&api.db, &api.search, tenant, &query).await?;
+    Ok(answer(hits))
 }

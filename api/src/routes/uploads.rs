@@ -62,7 +62,8 @@ pub(super) async fn create(
     }
     let invalid = |e: docpipe_shared::Rejection| ApiError::bad_request(format!("name: {e}"));
     UploadKey::parse(&key).map_err(invalid)?;
-    if sidecar_target(&key).is_some() {
+    // In any case: `A.PDF.METADATA.JSON` is no document either.
+    if sidecar_target(&key.to_ascii_lowercase()).is_some() {
         return Err(ApiError::bad_request(format!(
             "name: names ending {SIDECAR_SUFFIX} are metadata sidecars; give a document's \
              attributes in `metadata` instead"

@@ -55,7 +55,8 @@ pub fn bedrock_failure(
     rejected: impl FnOnce(String) -> Error,
 ) -> Failure {
     let code = error.code().unwrap_or("error");
-    let detail = format!("{code}: {}", error.message().unwrap_or_default());
+    let message = crate::ops::redact::credentials(error.message().unwrap_or_default());
+    let detail = format!("{code}: {message}");
     match code {
         "ThrottlingException" | "ServiceQuotaExceededException" => {
             Failure::RateLimited(Error::Transient(detail), None)

@@ -119,10 +119,10 @@ impl LlamaParseClient {
             .await?;
         Ok(match job.status.as_str() {
             "SUCCESS" | "PARTIAL_SUCCESS" => JobStatus::Done,
-            "ERROR" | "CANCELLED" | "CANCELED" => JobStatus::Failed(
-                job.error_message
-                    .unwrap_or_else(|| format!("job ended {}", job.status)),
-            ),
+            "ERROR" | "CANCELLED" | "CANCELED" => JobStatus::Failed(match job.error_message {
+                Some(message) => crate::ops::redact::credentials(&message),
+                None => format!("job ended {}", job.status),
+            }),
             _ => JobStatus::Pending,
         })
     }

@@ -1,19 +1,23 @@
 //! What external calls cost, and when spending stops. Every paid call is a
 //! `cost_ledger` row (units, dollars from the price table, HTTP requests) per
-//! job, tenant and UTC day. Before a new paid call the daily budget and the
-//! hourly request cap are checked; past either, the job waits (it does not
-//! fail) and the sweeper resumes it when spending may go on.
+//! job, tenant and UTC day, reserved before the call and settled after it
+//! ([`reservation`]). Before a new paid call the daily budget and the hourly
+//! request cap are checked; past either, the job waits (it does not fail)
+//! and the sweeper resumes it when spending may go on.
 
-use crate::embedding::Embeddings;
-use crate::error::{Error, Result, Wait};
-use crate::ops::metrics::{self, Metric};
+pub mod reservation;
+
+pub use reservation::{Allowance, Bill, Reservation, pay, reserve};
+
+use crate::embedding::{Embedder, Embeddings};
+use crate::error::{Result, Wait};
 use crate::settings::CostPolicy;
 use crate::store::ledger::{self, Spending};
 use deadpool_postgres::GenericClient;
 use std::time::SystemTime;
 use uuid::Uuid;
 
-/// One external call's cost, as recorded.
+/// One external call's cost, or one share of it (a job's, a tenant's).
 #[derive(Debug, Clone)]
 pub struct Spend<'a> {
     pub tenant: &'a str,
@@ -23,58 +27,55 @@ pub struct Spend<'a> {
     pub model: &'a str,
     pub units: i64,
     /// `tokens`, `pages` or `search_units`.
-    pub unit: &'a str,
+    pub unit: &'static str,
     pub usd: f64,
     pub requests: u32,
 }
 
-impl Spend<'_> {
-    /// `fraction` of this spending (units and dollars), with its requests or none.
-    pub fn share(self, fraction: f64, with_requests: bool) -> Self {
-        Spend {
-            units: (self.units as f64 * fraction).round() as i64,
-            usd: self.usd * fraction,
-            requests: if with_requests { self.requests } else { 0 },
-            ..self
+/// The estimate of embedding `tokens` (cl100k, as counted at chunking) for
+/// `tenant`'s `job_id` (or a search's query) with `embedder`: one request.
+/// The in-process models are free.
+pub fn embedding_estimate<'a>(
+    policy: &CostPolicy,
+    embedder: &'a dyn Embedder,
+    tenant: &'a str,
+    job_id: Option<Uuid>,
+    tokens: i64,
+) -> Spend<'a> {
+    Spend {
+        tenant,
+        job_id,
+        service: embedder.service(),
+        model: embedder.model(),
+        units: tokens,
+        unit: "tokens",
+        usd: embedding_usd(policy, embedder.service(), tokens),
+        requests: 1,
+    }
+}
+
+impl Bill {
+    /// What `embeddings` cost, as the provider counted them.
+    pub fn of_embeddings(policy: &CostPolicy, embeddings: &Embeddings) -> Bill {
+        let units = embeddings.billed_tokens as i64;
+        Bill {
+            service: embeddings.service,
+            model: embeddings.model.clone(),
+            units,
+            usd: embedding_usd(policy, embeddings.service, units),
+            requests: embeddings.requests,
         }
     }
 }
 
-/// What `embeddings` cost `tenant` (for `job_id`, or a search's query).
-/// The in-process mock is free.
-pub fn embedding_spend<'a>(
-    policy: &CostPolicy,
-    tenant: &'a str,
-    job_id: Option<Uuid>,
-    embeddings: &'a Embeddings,
-) -> Spend<'a> {
-    let usd = if embeddings.service == "mock" {
+/// Dollars for `tokens` of `service` at the policy's price; the in-process
+/// mock is free.
+fn embedding_usd(policy: &CostPolicy, service: &str, tokens: i64) -> f64 {
+    if service == "mock" {
         0.0
     } else {
-        embeddings.billed_tokens as f64 * policy.embedding_usd_per_million_tokens / 1e6
-    };
-    Spend {
-        tenant,
-        job_id,
-        service: embeddings.service,
-        model: &embeddings.model,
-        units: embeddings.billed_tokens as i64,
-        unit: "tokens",
-        usd,
-        requests: embeddings.requests,
+        tokens as f64 * policy.embedding_usd_per_million_tokens / 1e6
     }
-}
-
-pub async fn record(client: &impl GenericClient, spend: &Spend<'_>) -> Result<()> {
-    let units = match spend.unit {
-        "pages" => Metric::PagesParsed,
-        "search_units" => Metric::RerankSearchUnits,
-        _ => Metric::EmbeddingTokens,
-    };
-    metrics::add(units, spend.units as f64);
-    metrics::add(Metric::CostUsd, spend.usd);
-    metrics::add(Metric::ExternalRequests, f64::from(spend.requests));
-    ledger::insert(client, spend).await
 }
 
 /// How much one tenant may spend: the defaults, or its row in `tenant_limits`.
@@ -169,22 +170,6 @@ pub async fn stopped(
     let all = ledger::spending(client, None).await?;
     let cap = i64::from(policy.hourly_request_cap);
     Ok(all.stop(policy.daily_budget_usd, cap, &Limits::deployment()))
-}
-
-/// Refuses a new paid call for `tenant` while its spending, or the
-/// deployment's, is stopped.
-pub async fn check_allowance(
-    client: &impl GenericClient,
-    policy: &CostPolicy,
-    tenant: Option<&str>,
-) -> Result<()> {
-    match stopped(client, policy, tenant).await? {
-        Some(wait) => {
-            tracing::warn!(reason = %wait.reason, "spending stopped; job waits");
-            Err(Error::Waiting(wait))
-        }
-        None => Ok(()),
-    }
 }
 
 /// Dollars with the decimals the amount needs, at least two and at most six:

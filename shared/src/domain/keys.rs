@@ -81,8 +81,18 @@ pub fn sidecar_key(key: &str) -> String {
     format!("{key}{SIDECAR_SUFFIX}")
 }
 
+/// Characters that make a name show as another: the bidirectional
+/// overrides, embeddings, isolates and marks, and the zero-width space, word
+/// joiner and byte-order mark. (The zero-width joiners, which some scripts
+/// and emoji need, stay.)
+const DISGUISING: &[char] = &[
+    '\u{061C}', '\u{200B}', '\u{200E}', '\u{200F}', '\u{202A}', '\u{202B}', '\u{202C}', '\u{202D}',
+    '\u{202E}', '\u{2060}', '\u{2066}', '\u{2067}', '\u{2068}', '\u{2069}', '\u{FEFF}',
+];
+
 /// An upload key `uploads/<tenant>/<path>`, checked: a plain tenant, a path
-/// that names a file (no empty, `.` or `..` segments), no control characters.
+/// that names a file (no empty, `.` or `..` segments), no control characters
+/// nor characters that disguise a name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadKey<'a> {
     key: &'a str,
@@ -99,6 +109,13 @@ impl<'a> UploadKey<'a> {
             return Err(invalid(
                 "control characters (NUL, newlines…) are not allowed in keys",
             ));
+        }
+        if let Some(c) = key.chars().find(|c| DISGUISING.contains(c)) {
+            return Err(invalid(&format!(
+                "the invisible or direction-changing character U+{:04X} is not allowed in keys: \
+                 it makes a name read as another",
+                c as u32
+            )));
         }
         let rest = key
             .strip_prefix(UPLOAD_PREFIX)

@@ -62,6 +62,10 @@ fn check_name(name: &str) -> Result<(), String> {
 }
 
 fn check_string(name: &str, text: &str) -> Result<(), String> {
+    if text.contains('\0') {
+        // Postgres cannot store one (nor could the filters match it).
+        return Err(format!("attribute {name:?} has a NUL character"));
+    }
     if text.len() > MAX_STRING_BYTES {
         return Err(format!(
             "attribute {name:?} has a string of {} bytes; at most {MAX_STRING_BYTES}",
@@ -97,7 +101,8 @@ fn check_value(name: &str, value: &Value) -> Result<(), String> {
     }
 }
 
-/// Checks attributes as a user gave them (a sidecar's, an upload request's).
+/// Checks attributes as a user gave them (a sidecar's, an upload request's):
+/// each within its limits, and all of them within a sidecar's size.
 pub fn check(attributes: &Attributes) -> Result<(), String> {
     if attributes.len() > MAX_ATTRIBUTES {
         return Err(format!(
@@ -108,7 +113,14 @@ pub fn check(attributes: &Attributes) -> Result<(), String> {
     attributes.iter().try_for_each(|(name, value)| {
         check_name(name)?;
         check_value(name, value)
-    })
+    })?;
+    let bytes = sidecar_bytes(attributes).len() as u64;
+    if bytes > MAX_SIDECAR_BYTES {
+        return Err(format!(
+            "the attributes are {bytes} bytes as a sidecar; at most {MAX_SIDECAR_BYTES}"
+        ));
+    }
+    Ok(())
 }
 
 /// A sidecar's value in Bedrock KB's typed form:
@@ -118,21 +130,25 @@ fn typed_value(name: &str, typed: &Map<String, Value>) -> Result<Value, String> 
         .get("value")
         .and_then(Value::as_object)
         .ok_or_else(|| format!("attribute {name:?}: a typed value needs a \"value\" object"))?;
-    let field = match inner.get("type").and_then(Value::as_str) {
-        Some("STRING") => "stringValue",
-        Some("NUMBER") => "numberValue",
-        Some("BOOLEAN") => "booleanValue",
-        Some("STRING_LIST") => "stringListValue",
-        _ => {
-            return Err(format!(
-                "attribute {name:?}: type must be STRING, NUMBER, BOOLEAN or STRING_LIST"
-            ));
-        }
-    };
-    inner
-        .get(field)
-        .cloned()
-        .ok_or_else(|| format!("attribute {name:?}: a typed value needs {field:?}"))
+    let (field, is_type): (&str, fn(&Value) -> bool) =
+        match inner.get("type").and_then(Value::as_str) {
+            Some("STRING") => ("stringValue", Value::is_string),
+            Some("NUMBER") => ("numberValue", Value::is_number),
+            Some("BOOLEAN") => ("booleanValue", Value::is_boolean),
+            Some("STRING_LIST") => ("stringListValue", Value::is_array),
+            _ => {
+                return Err(format!(
+                    "attribute {name:?}: type must be STRING, NUMBER, BOOLEAN or STRING_LIST"
+                ));
+            }
+        };
+    match inner.get(field) {
+        Some(value) if is_type(value) => Ok(value.clone()),
+        Some(value) => Err(format!(
+            "attribute {name:?}: {field} must be of its type, not {value}"
+        )),
+        None => Err(format!("attribute {name:?}: a typed value needs {field:?}")),
+    }
 }
 
 /// Reads a sidecar, `{"metadataAttributes": {"year": 2024, "team": "legal"}}`,
@@ -236,6 +252,14 @@ mod tests {
             (
                 json!({"metadataAttributes": {"t": {"value": {"type": "DATE", "stringValue": "x"}}}}),
                 "type must be",
+            ),
+            (
+                json!({"metadataAttributes": {"year": {"value": {"type": "NUMBER", "numberValue": "2024"}}}}),
+                "numberValue must be of its type, not \"2024\"",
+            ),
+            (
+                json!({"metadataAttributes": {"team": "le\u{0}gal"}}),
+                "NUL character",
             ),
         ];
         for (sidecar, says) in cases {

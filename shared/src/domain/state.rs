@@ -51,6 +51,8 @@ pub const TRANSITIONS: &[(JobState, JobState, &str)] = {
         (Queued, Superseded, "superseded"),
         (Parsed, Superseded, "superseded"),
         (Chunked, Superseded, "superseded"),
+        // A finished version, once a newer one is live in its place.
+        (Complete, Superseded, "replaced"),
         // The same content uploaded again after a different version, or a reprocess.
         (Complete, Queued, "requeued"),
         (Failed, Queued, "requeued"),
@@ -133,6 +135,7 @@ mod tests {
             (Queued, Superseded),
             (Parsed, Superseded),
             (Chunked, Superseded),
+            (Complete, Superseded),
             (Complete, Queued),
             (Failed, Queued),
             (Superseded, Queued),
@@ -149,10 +152,14 @@ mod tests {
     }
 
     #[test]
-    fn terminal_states_only_leave_by_requeue() {
+    fn terminal_states_only_leave_by_requeue_or_a_replacement() {
         for (from, to, action) in TRANSITIONS {
             if from.is_terminal() {
-                assert_eq!((*to, *action), (Queued, "requeued"));
+                let replaced = (*from, *to, *action) == (Complete, Superseded, "replaced");
+                assert!(
+                    replaced || (*to, *action) == (Queued, "requeued"),
+                    "{from} -> {to}"
+                );
             }
         }
     }

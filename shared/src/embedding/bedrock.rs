@@ -290,6 +290,9 @@ impl Embedder for BedrockEmbedder {
     fn billable(&self) -> bool {
         true
     }
+    fn service(&self) -> &'static str {
+        self.service.name
+    }
     fn model(&self) -> &str {
         &self.model
     }

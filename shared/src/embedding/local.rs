@@ -361,6 +361,9 @@ impl Embedder for LocalEmbedder {
     fn billable(&self) -> bool {
         false
     }
+    fn service(&self) -> &'static str {
+        "local"
+    }
     fn model(&self) -> &str {
         &self.name
     }

@@ -33,6 +33,9 @@ impl Embedder for MockEmbedder {
     fn billable(&self) -> bool {
         false
     }
+    fn service(&self) -> &'static str {
+        "mock"
+    }
     fn model(&self) -> &str {
         &self.model
     }

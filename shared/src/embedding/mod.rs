@@ -61,6 +61,9 @@ pub struct Embeddings {
 pub trait Embedder: Send + Sync {
     /// Whether calls cost money (and so count against the budget).
     fn billable(&self) -> bool;
+    /// The service that makes the vectors (`mock`, `local`, `openai`,
+    /// `azure`, `bedrock`), for the cost ledger.
+    fn service(&self) -> &'static str;
     /// Model name stored with every vector; search never mixes models.
     fn model(&self) -> &str;
     fn dims(&self) -> usize;

@@ -264,6 +264,9 @@ impl Embedder for OpenAiEmbedder {
     fn billable(&self) -> bool {
         true
     }
+    fn service(&self) -> &'static str {
+        self.service.name
+    }
     fn model(&self) -> &str {
         &self.model
     }

@@ -43,6 +43,9 @@ impl Embedder for FallbackEmbedder {
     fn billable(&self) -> bool {
         self.provider.billable()
     }
+    fn service(&self) -> &'static str {
+        self.provider.service()
+    }
     fn model(&self) -> &str {
         self.provider.model()
     }

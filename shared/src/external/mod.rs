@@ -162,6 +162,8 @@ pub fn status_failure(
     rejected: impl FnOnce(String) -> Error,
 ) -> Failure {
     let code = status.as_u16();
+    // The provider's words may echo the request's key.
+    let detail = crate::ops::redact::credentials(&detail);
     match code {
         429 if !quota_gone => Failure::RateLimited(
             Error::Transient(format!("HTTP 429: {detail}")),

@@ -39,6 +39,8 @@ pub enum Metric {
     CostUsd,
     /// A job told to wait: the daily budget or the hourly request cap.
     SpendingStopped,
+    /// Paid calls never settled, closed by the sweeper at their estimate.
+    SpendEstimated,
     /// Failures, by `ErrorKind` (a rejection's code, or `transient`).
     Errors,
     /// 1 when a service's circuit breaker is open or probing, 0 when closed.

@@ -3,13 +3,14 @@
 
 use super::{Embedding, Pipeline, finalize};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::cost;
+use crate::cost::{self, Allowance, Bill, reservation::SETTLE_PATIENCE};
 use crate::domain::state::JobState;
 use crate::embedding::EmbedInput;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
 use crate::search::Serving;
 use crate::store::chunks::{self, Pending};
+use crate::store::db;
 use crate::store::documents;
 use crate::store::jobs;
 use pgvector::Vector;
@@ -69,19 +70,27 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let embeddings = if inputs.is_empty() {
         None
     } else {
-        if embedder.billable() {
-            let db = pipeline.db.get().await?;
-            cost::check_allowance(&db, prices, Some(&job.tenant)).await?;
-        }
-        Some(embedder.embed(&inputs).await?)
+        let allowance = if embedder.billable() {
+            Allowance::Tenant(&job.tenant)
+        } else {
+            Allowance::Free
+        };
+        let tokens = inputs.iter().map(|input| i64::from(input.tokens)).sum();
+        let estimate =
+            cost::embedding_estimate(prices, embedder, &job.tenant, Some(job_id), tokens);
+        let embedded = embedder.embed(&inputs);
+        Some(
+            cost::pay(
+                &pipeline.db,
+                prices,
+                allowance,
+                &[estimate],
+                embedded,
+                |e| Bill::of_embeddings(prices, e),
+            )
+            .await?,
+        )
     };
-    if let Some(embeddings) = &embeddings {
-        // Recorded now, in its own statement: the provider has billed these
-        // tokens even if this batch's vectors are never stored (a concurrent
-        // duplicate stored them first, or this instance dies).
-        let spend = cost::embedding_spend(prices, &job.tenant, Some(job_id), embeddings);
-        cost::record(&pipeline.db.get().await?, &spend).await?;
-    }
     let indexes: Vec<i32> = pending.iter().map(|c| c.index).collect();
     let hits = pending.iter().filter(|c| c.cached).count();
     metrics::add(Metric::CacheHits, hits as f64);
@@ -91,6 +100,21 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         (e.model, vectors)
     });
     let fresh_model = fresh.as_ref().map_or(model, |(m, _)| m.as_str());
+    if let Some((_, vectors)) = &fresh {
+        // Paid for: cached at once, in a statement of its own that waits out
+        // a database outage, so that a redelivery after any later failure
+        // finds them and does not pay again. Finalize reads them there.
+        let hashes: &[&[u8]] = &to_embed
+            .iter()
+            .map(|c| c.text_sha256.as_slice())
+            .collect::<Vec<_>>();
+        let scopes: &[&str] = &vec![scope; hashes.len()];
+        db::outlast_outage(SETTLE_PATIENCE, || async move {
+            let client = pipeline.db.get().await?;
+            chunks::cache_vectors(&client, hashes, scopes, fresh_model, dims, vectors).await
+        })
+        .await?;
+    }
     let models: Vec<&str> = pending
         .iter()
         .map(|c| if c.cached { model } else { fresh_model })
@@ -106,12 +130,6 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     match jobs::lock(&tx, job_id).await? {
         Some(locked) if locked.state == JobState::Chunked => {}
         _ => return Ok(None),
-    }
-    // New vectors are written once, to the cache; finalize reads them there.
-    if let Some((_, vectors)) = &fresh {
-        let hashes: Vec<&[u8]> = to_embed.iter().map(|c| c.text_sha256.as_slice()).collect();
-        let scopes = vec![scope; hashes.len()];
-        chunks::cache_vectors(&tx, &hashes, &scopes, fresh_model, dims, vectors).await?;
     }
     let inserted = chunks::record_vectors(&tx, job_id, &indexes, &models).await?;
     let (embedded, total) = jobs::add_embedded(&tx, job_id, inserted).await?;

@@ -44,7 +44,11 @@ pub async fn finalize(
             job.id, job.chunk_count
         )));
     }
-    documents::set_live_job(tx, job.document_id, job.id).await?;
+    let replaced = documents::set_live_job(tx, job.document_id, job.id).await?;
+    if let Some(older) = replaced.filter(|older| *older != job.id) {
+        let detail = serde_json::json!({ "by_job": job.id });
+        jobs::transition(tx, older, JobState::Complete, JobState::Superseded, detail).await?;
+    }
     jobs::transition(
         tx,
         job.id,

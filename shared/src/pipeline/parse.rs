@@ -6,12 +6,13 @@
 use super::{Pipeline, RemoteParser, job_in_state};
 use crate::adapters::llamaparse::JobStatus;
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::cost::{self, Spend};
+use crate::cost::{self, Allowance, Spend, reservation::SETTLE_PATIENCE};
 use crate::domain::keys;
 use crate::domain::state::JobState;
 use crate::error::{Rejection, Result};
 use crate::parsing::{self, StoredText, layout::Layout};
 use crate::store::jobs::{self, Job};
+use crate::store::ledger;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -88,6 +89,7 @@ async fn parse_remotely(
         .and_then(|at| at.elapsed().ok())
         .unwrap_or_default();
     if waited > remote.job_timeout {
+        unbilled(pipeline, job).await?;
         return Err(Rejection::ParseTimedOut {
             secs: remote.job_timeout.as_secs(),
         }
@@ -110,7 +112,10 @@ async fn parse_remotely(
             pipeline.queue.send_later(check, delay).await?;
             Ok(None)
         }
-        JobStatus::Failed(detail) => Err(Rejection::ParseFailed { detail }.into()),
+        JobStatus::Failed(detail) => {
+            unbilled(pipeline, job).await?;
+            Err(Rejection::ParseFailed { detail }.into())
+        }
         JobStatus::Done => {
             let result = remote.client.result(request_id).await?;
             // LlamaParse's text is held to PARSE_MAX_CHARS like any other.
@@ -119,7 +124,13 @@ async fn parse_remotely(
                 .sandbox
                 .limits()
                 .bounds(parsing::Format::Text, 0);
-            parsing::check_length(result.markdown.chars().count(), &bounds)?;
+            let checked = parsing::check_length(result.markdown.chars().count(), &bounds);
+            if checked.is_err() {
+                // Parsed, and so billed, though the text is refused.
+                let spend = llamaparse_spend(pipeline, job, result.pages, attempt + 2);
+                ledger::settle_job(&pipeline.db.get().await?, &spend).await?;
+            }
+            checked?;
             let layout = Layout {
                 headings: parsing::layout::markdown_headings(&result.markdown),
                 ..Layout::default()
@@ -159,9 +170,13 @@ async fn submit(
     message: &StageMessage,
 ) -> Result<()> {
     let db = &pipeline.db;
-    cost::check_allowance(&db.get().await?, &pipeline.cost, Some(&job.tenant)).await?;
+    // Pages are known once parsed: one is reserved, and the result settles it.
+    let estimate = llamaparse_spend(pipeline, job, 1, 1);
+    let allowance = Allowance::Tenant(&job.tenant);
+    let reservation = cost::reserve(db, &pipeline.cost, allowance, &[estimate]).await?;
     if !jobs::claim_parse_request(&db.get().await?, job.id).await? {
         tracing::info!("another delivery is submitting this document to LlamaParse");
+        reservation.cancel(db).await;
         return Ok(());
     }
     let bytes: Bytes = pipeline
@@ -172,11 +187,19 @@ async fn submit(
     let request_id = match remote.client.submit(name, bytes).await {
         Ok(id) => id,
         Err(error) => {
+            reservation.cancel(db).await;
             jobs::release_parse_request(&db.get().await?, job.id).await?;
             return Err(error);
         }
     };
-    jobs::set_parse_request(&db.get().await?, job.id, &request_id).await?;
+    // Left open: the result, in a later message, settles it (`store`).
+    drop(reservation);
+    // The upload is paid for: its record waits out a database outage, or
+    // the claim would hold the document back and a later delivery pay again.
+    crate::store::db::outlast_outage(SETTLE_PATIENCE, || async {
+        jobs::set_parse_request(&db.get().await?, job.id, &request_id).await
+    })
+    .await?;
     tracing::info!(%request_id, "submitted to LlamaParse");
     let check = message.next(Stage::ParseCheck { attempt: 1 });
     pipeline
@@ -215,17 +238,9 @@ async fn store(
     }
     jobs::set_parsed(&tx, job_id, &parsed_key, chars).await?;
     if let Some((pages, requests)) = parsed.billed {
-        let spend = Spend {
-            tenant: &job.tenant,
-            job_id: Some(job_id),
-            service: "llamaparse",
-            model: "llamaparse",
-            units: i64::from(pages),
-            unit: "pages",
-            usd: f64::from(pages) * pipeline.cost.llamaparse_usd_per_page,
-            requests,
-        };
-        cost::record(&tx, &spend).await?;
+        let spend = llamaparse_spend(pipeline, job, pages, requests);
+        ledger::settle_job(&tx, &spend).await?;
+        cost::reservation::record_metrics(spend.unit, spend.units, spend.usd, requests);
     }
     tx.commit().await?;
     pipeline
@@ -233,4 +248,23 @@ async fn store(
         .send(vec![message.next(Stage::Chunk)])
         .await?;
     Ok(None)
+}
+
+/// LlamaParse failed or never finished the job: it bills nothing for it.
+async fn unbilled(pipeline: &Pipeline, job: &Job) -> Result<()> {
+    ledger::cancel_job(&pipeline.db.get().await?, job.id, "llamaparse").await
+}
+
+/// What LlamaParse bills for `pages` of `job`'s document.
+fn llamaparse_spend<'a>(pipeline: &Pipeline, job: &'a Job, pages: u32, requests: u32) -> Spend<'a> {
+    Spend {
+        tenant: &job.tenant,
+        job_id: Some(job.id),
+        service: "llamaparse",
+        model: "llamaparse",
+        units: i64::from(pages),
+        unit: "pages",
+        usd: f64::from(pages) * pipeline.cost.llamaparse_usd_per_page,
+        requests,
+    }
 }

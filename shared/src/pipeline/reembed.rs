@@ -12,17 +12,16 @@
 //! variables go.
 
 use super::{Embedding, Pipeline};
-use crate::cost;
-use crate::embedding::{EmbedInput, Embedder, Embeddings};
+use crate::cost::{self, Allowance, Bill, Spend, reservation::SETTLE_PATIENCE};
+use crate::embedding::{EmbedInput, Embedder};
 use crate::error::{Error, Result};
 use crate::search::NextModel;
 use crate::settings::{CacheScope, CostPolicy};
 use crate::store::chunks::{self, LiveChunk};
 use crate::store::db;
 use crate::store::models::{self, ModelChange, TenantProgress};
-use deadpool_postgres::GenericClient;
 use pgvector::Vector;
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use uuid::Uuid;
 
 /// Replaces up to `limit` searchable vectors made by the fallback model (hybrid
@@ -38,23 +37,21 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
         return Ok(0);
     };
     let rows = chunks::of_model(&pipeline.db.get().await?, fallback, limit).await?;
-    let Some(vectors) = reembed(pipeline, embedder, &search.cost, &rows).await? else {
+    let Some(vectors) = reembed(pipeline, embedder, &search.cost, *cache_scope, &rows).await?
+    else {
         return Ok(0); // The provider is still down.
     };
     let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
-    let mut client = pipeline.db.get().await?;
+    let client = pipeline.db.get().await?;
     let column = search.vector_column(&client, embedder).await?;
-    let tx = client.transaction().await?;
     let replaced = chunks::replace_vectors(
-        &tx,
+        &client,
         &ids,
-        (&vectors.vectors, &column),
+        (&vectors, &column),
         embedder.model(),
         fallback,
     )
     .await?;
-    vectors.keep(&tx, *cache_scope, &search.cost).await?;
-    tx.commit().await?;
     tracing::info!(replaced, "fallback vectors replaced with the provider's");
     Ok(replaced)
 }
@@ -145,14 +142,11 @@ async fn build(
     scope: CacheScope,
     rows: &[LiveChunk],
 ) -> Result<u64> {
-    let Some(vectors) = reembed(pipeline, next.embedder.as_ref(), &next.cost, rows).await? else {
-        return Ok(0);
-    };
-    let mut client = pipeline.db.get().await?;
-    let tx = client.transaction().await?;
-    vectors.keep(&tx, scope, &next.cost).await?;
-    tx.commit().await?;
-    Ok(rows.len() as u64)
+    let embedder = next.embedder.as_ref();
+    match reembed(pipeline, embedder, &next.cost, scope, rows).await? {
+        Some(_) => Ok(rows.len() as u64),
+        None => Ok(0),
+    }
 }
 
 /// The model change under way, if any.
@@ -177,23 +171,19 @@ pub async fn model_change_progress(pipeline: &Pipeline) -> Result<Vec<TenantProg
     }
 }
 
-/// Chunks embedded again, to keep.
-struct Reembedded<'a> {
-    rows: &'a [LiveChunk],
-    dims: i32,
-    vectors: Vec<Vector>,
-    embeddings: Embeddings,
-}
-
-/// `rows` embedded by `embedder`, within the deployment's allowance (several
-/// tenants' chunks at once); `None` if there are none, or if the embedder
-/// answered with its fallback model (the provider is down).
-async fn reembed<'a>(
+/// `rows` embedded by `embedder` and kept in the cache, in each chunk's
+/// tenant's scope, at once: paid for, they are never paid for again, even
+/// if a later step fails. Within the deployment's allowance (several
+/// tenants' chunks at once), the bill shared among the chunks' jobs by their
+/// tokens. `None` if there are none, or if the embedder answered with its
+/// fallback model (the provider is down).
+async fn reembed(
     pipeline: &Pipeline,
     embedder: &dyn Embedder,
     prices: &CostPolicy,
-    rows: &'a [LiveChunk],
-) -> Result<Option<Reembedded<'a>>> {
+    scope: CacheScope,
+    rows: &[LiveChunk],
+) -> Result<Option<Vec<Vector>>> {
     if rows.is_empty() {
         return Ok(None);
     }
@@ -201,53 +191,43 @@ async fn reembed<'a>(
         .iter()
         .map(|row| EmbedInput::stored(&row.text, row.tokens))
         .collect();
-    if embedder.billable() {
-        cost::check_allowance(&pipeline.db.get().await?, prices, None).await?;
+    let mut per_job: BTreeMap<(&str, Uuid), i64> = BTreeMap::new();
+    for row in rows {
+        *per_job.entry((&row.tenant, row.job_id)).or_default() += i64::from(row.tokens);
     }
-    let mut embeddings = embedder.embed(&inputs).await?;
+    let estimate: Vec<Spend> = per_job
+        .iter()
+        .map(|(&(tenant, job_id), &tokens)| {
+            cost::embedding_estimate(prices, embedder, tenant, Some(job_id), tokens)
+        })
+        .collect();
+    let allowance = if embedder.billable() {
+        Allowance::Deployment
+    } else {
+        Allowance::Free
+    };
+    let embedded = embedder.embed(&inputs);
+    let embeddings = cost::pay(&pipeline.db, prices, allowance, &estimate, embedded, |e| {
+        Bill::of_embeddings(prices, e)
+    })
+    .await?;
     if embeddings.model != embedder.model() {
         return Ok(None);
     }
-    let vectors = std::mem::take(&mut embeddings.vectors)
-        .into_iter()
-        .map(Vector::from)
-        .collect();
-    Ok(Some(Reembedded {
-        rows,
-        dims: embedder.dims() as i32,
-        vectors,
-        embeddings,
-    }))
-}
-
-impl Reembedded<'_> {
-    /// Keeps the vectors in the cache, in each chunk's tenant's scope, and
-    /// records the bill, shared among the chunks' jobs by their tokens.
-    async fn keep(
-        &self,
-        tx: &impl GenericClient,
-        scope: CacheScope,
-        prices: &CostPolicy,
-    ) -> Result<()> {
-        let hashes: Vec<&[u8]> = self
-            .rows
-            .iter()
-            .map(|row| row.text_sha256.as_slice())
-            .collect();
-        let scopes: Vec<&str> = self.rows.iter().map(|row| scope.of(&row.tenant)).collect();
-        let model = &self.embeddings.model;
-        chunks::cache_vectors(tx, &hashes, &scopes, model, self.dims, &self.vectors).await?;
-        let mut per_job: HashMap<(&str, Uuid), i64> = HashMap::new();
-        for row in self.rows {
-            *per_job.entry((&row.tenant, row.job_id)).or_default() += i64::from(row.tokens);
-        }
-        let total_tokens: i64 = per_job.values().sum::<i64>().max(1);
-        for (n, ((tenant, job_id), tokens)) in per_job.iter().enumerate() {
-            let spend = cost::embedding_spend(prices, tenant, Some(*job_id), &self.embeddings);
-            let share = *tokens as f64 / total_tokens as f64;
-            // The requests once, with the first share.
-            cost::record(tx, &spend.share(share, n == 0)).await?;
-        }
-        Ok(())
-    }
+    let vectors: Vec<Vector> = embeddings.vectors.into_iter().map(Vector::from).collect();
+    let hashes: &[&[u8]] = &rows
+        .iter()
+        .map(|row| row.text_sha256.as_slice())
+        .collect::<Vec<_>>();
+    let scopes: &[&str] = &rows
+        .iter()
+        .map(|row| scope.of(&row.tenant))
+        .collect::<Vec<_>>();
+    let (model, dims, kept) = (embedder.model(), embedder.dims() as i32, &vectors);
+    db::outlast_outage(SETTLE_PATIENCE, || async move {
+        let client = pipeline.db.get().await?;
+        chunks::cache_vectors(&client, hashes, scopes, model, dims, kept).await
+    })
+    .await?;
+    Ok(Some(vectors))
 }

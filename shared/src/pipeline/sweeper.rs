@@ -9,7 +9,8 @@ use crate::ops::metrics::{self, Metric};
 use crate::pipeline::reembed::{self, ModelChangeReport};
 use crate::pipeline::{self, Pipeline};
 use crate::settings::SweepPolicy;
-use crate::store::jobs;
+use crate::store::{jobs, ledger};
+use std::time::Duration;
 use uuid::Uuid;
 
 /// What one sweep did.
@@ -25,7 +26,16 @@ pub struct SweepReport {
     pub replaced_fallback_vectors: u64,
     /// A model change's progress (`NEXT_EMBEDDING_*`).
     pub model_change: ModelChangeReport,
+    /// Paid calls' reservations that no call can settle any more, closed at
+    /// their estimate.
+    pub estimated_spend: u64,
 }
+
+/// A reservation older than this can no longer be settled by its call: no
+/// call waits so long (a Lambda function runs 15 minutes at most). A
+/// LlamaParse result, which comes in a later message, settles its
+/// reservation even after this.
+pub const RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Claims up to `policy.batch` stuck jobs and resumes or fails each. The
 /// messages are sent before the commit: if the commit fails they are
@@ -66,7 +76,15 @@ async fn sweep_once(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRe
         report.unpaused.push(job.id);
     }
     pipeline.queue.send(messages).await?;
+    report.estimated_spend = ledger::close_stale_reservations(&tx, RESERVATION_TTL).await?;
     tx.commit().await?;
+    if report.estimated_spend > 0 {
+        tracing::warn!(
+            reservations = report.estimated_spend,
+            "paid calls never settled: their estimates stay on the bill"
+        );
+    }
+    metrics::add(Metric::SpendEstimated, report.estimated_spend as f64);
     metrics::add(Metric::JobsFailed, report.failed.len() as f64);
     let resumed = report.resumed.len() + report.unpaused.len();
     metrics::add(Metric::JobsResumed, resumed as f64);

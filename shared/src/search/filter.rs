@@ -260,6 +260,9 @@ fn check_operand(value: &Value, expected: Operand, path: &str) -> Result<(), Str
             "{path}: a string of {} bytes; at most {MAX_STRING_BYTES}",
             text.len()
         )),
+        Value::String(text) if text.contains('\0') => Err(format!(
+            "{path}: a string with a NUL character, which no attribute holds"
+        )),
         Value::String(_) | Value::Number(_) | Value::Bool(_) => Ok(()),
         other => Err(format!(
             "{path}: must be a string, number or boolean, not {}",

@@ -7,7 +7,7 @@ pub mod filter;
 pub mod fusion;
 
 use crate::chunking::tokenizer;
-use crate::cost;
+use crate::cost::{self, Allowance, Bill};
 use crate::domain::keys::Tenant;
 use crate::domain::metadata::Attributes;
 use crate::embedding::{EmbedInput, Embedder};
@@ -167,6 +167,17 @@ pub struct Query<'a> {
     /// Whether the reranker, if one is configured, reorders the hits (a
     /// caller may save its cost).
     pub rerank: bool,
+}
+
+impl Query<'_> {
+    /// The chunk rows the search reads and answers with at most: each hit
+    /// and the context around it. What it costs the database and the wire.
+    pub fn rows(&self) -> u64 {
+        let per_hit = self
+            .context
+            .map_or(1, |context| 1 + 2 * context.reach().max(0) as u64);
+        u64::from(self.top_k) * per_hit
+    }
 }
 
 /// Each ranker of a hybrid search offers this many candidates (or `top_k`,
@@ -424,20 +435,27 @@ async fn rerank(
     text: &str,
     hits: Vec<SearchHit>,
 ) -> Result<Vec<SearchHit>> {
-    cost::check_allowance(&db.get().await?, policy, Some(tenant)).await?;
     let documents: Vec<&str> = hits.iter().map(|hit| hit.text.as_str()).collect();
-    let reranked = reranker.rerank(text, &documents).await?;
-    let spend = cost::Spend {
+    let estimate = cost::Spend {
         tenant,
         job_id: None,
         service: reranker.service.name,
         model: &reranker.model,
-        units: reranked.search_units as i64,
+        units: 1,
         unit: "search_units",
-        usd: reranked.search_units as f64 * reranker.usd_per_search_unit,
-        requests: reranked.requests,
+        usd: reranker.usd_per_search_unit,
+        requests: 1,
     };
-    cost::record(&db.get().await?, &spend).await?;
+    let reranking = reranker.rerank(text, &documents);
+    let allowance = Allowance::Tenant(tenant);
+    let reranked = cost::pay(db, policy, allowance, &[estimate], reranking, |r| Bill {
+        service: reranker.service.name,
+        model: reranker.model.clone(),
+        units: r.search_units as i64,
+        usd: r.search_units as f64 * reranker.usd_per_search_unit,
+        requests: r.requests,
+    })
+    .await?;
     let mut hits: Vec<Option<SearchHit>> = hits.into_iter().map(Some).collect();
     Ok(reranked
         .order
@@ -462,19 +480,17 @@ async fn embed_query(
     tenant: &str,
     text: &str,
 ) -> Result<Vector> {
-    if embedder.billable() {
-        cost::check_allowance(&db.get().await?, policy, Some(tenant)).await?;
-    }
-    let embedded = embedder
-        .embed_query(EmbedInput {
-            text,
-            tokens: query_tokens(text),
-        })
-        .await?;
-    cost::record(
-        &db.get().await?,
-        &cost::embedding_spend(policy, tenant, None, &embedded),
-    )
+    let tokens = query_tokens(text);
+    let estimate = cost::embedding_estimate(policy, embedder, tenant, None, i64::from(tokens));
+    let allowance = if embedder.billable() {
+        Allowance::Tenant(tenant)
+    } else {
+        Allowance::Free
+    };
+    let embedding = embedder.embed_query(EmbedInput { text, tokens });
+    let embedded = cost::pay(db, policy, allowance, &[estimate], embedding, |e| {
+        Bill::of_embeddings(policy, e)
+    })
     .await?;
     Ok(Vector::from(
         embedded.vectors.into_iter().next().unwrap_or_default(),

@@ -101,6 +101,14 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V12__chunk_headers",
         include_str!("../../../migrations/V12__chunk_headers.sql"),
     ),
+    (
+        "V13__spend_reservations",
+        include_str!("../../../migrations/V13__spend_reservations.sql"),
+    ),
+    (
+        "V14__operator_error_detail",
+        include_str!("../../../migrations/V14__operator_error_detail.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.
@@ -115,6 +123,33 @@ const TEXT_CONFIG_PLACEHOLDER: &str = "{text_search_config}";
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `step` until it succeeds, again while it fails for a transient
+/// reason (the database restarting, a connection cut), for up to `patience`;
+/// then its last error. For writes that must outlive an outage: the record
+/// of a call already paid for.
+pub async fn outlast_outage<Step>(
+    patience: Duration,
+    mut step: impl FnMut() -> Step,
+) -> crate::error::Result<()>
+where
+    Step: Future<Output = crate::error::Result<()>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match step().await {
+            Err(error)
+                if error.is_transient() && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::warn!(%error, "database unavailable; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            result => return result,
+        }
+    }
+}
 
 fn pg_config(url: &str) -> Result<tokio_postgres::Config, ConfigError> {
     let mut config = tokio_postgres::Config::from_str(url).map_err(|e| ConfigError::Invalid {

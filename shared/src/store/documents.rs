@@ -38,11 +38,16 @@ pub async fn upsert(
         .get(0))
 }
 
-/// Locks the document: `None` if there is none, else its latest job.
+/// Locks the document: `None` if there is none, else its latest job. The
+/// lock (`FOR NO KEY UPDATE`: the id never changes) leaves foreign-key
+/// checks through it alone: a stage's second update of its job row in one
+/// transaction checks the job's document (`KEY SHARE`), and with a `FOR
+/// UPDATE` here that stage and a reprocess holding this lock while it waits
+/// for the job would deadlock.
 pub async fn lock(tx: &impl GenericClient, id: Uuid) -> Result<Option<Option<Uuid>>> {
     Ok(tx
         .query_opt(
-            "SELECT latest_job_id FROM upload_pipeline.documents WHERE id = $1 FOR UPDATE",
+            "SELECT latest_job_id FROM upload_pipeline.documents WHERE id = $1 FOR NO KEY UPDATE",
             &[&id],
         )
         .await?
@@ -59,13 +64,18 @@ pub async fn set_latest_job(tx: &impl GenericClient, id: Uuid, job_id: Uuid) -> 
 }
 
 /// The job whose chunks search finds from now on.
-pub async fn set_live_job(tx: &impl GenericClient, id: Uuid, job_id: Uuid) -> Result<()> {
-    tx.execute(
-        "UPDATE upload_pipeline.documents SET live_job_id = $2, updated_at = now() WHERE id = $1",
-        &[&id, &job_id],
-    )
-    .await?;
-    Ok(())
+/// Makes `job_id` the document's live version; returns the one it replaces.
+pub async fn set_live_job(tx: &impl GenericClient, id: Uuid, job_id: Uuid) -> Result<Option<Uuid>> {
+    let row = tx
+        .query_opt(
+            "UPDATE upload_pipeline.documents d SET live_job_id = $2, updated_at = now()
+               FROM (SELECT live_job_id FROM upload_pipeline.documents WHERE id = $1) old
+              WHERE d.id = $1
+          RETURNING old.live_job_id",
+            &[&id, &job_id],
+        )
+        .await?;
+    Ok(row.and_then(|row| row.get(0)))
 }
 
 /// Deletes the document; its jobs, events, chunks and vectors cascade.

@@ -58,10 +58,12 @@ pub async fn find(client: &impl GenericClient, job_id: Uuid) -> Result<Option<Jo
 }
 
 /// The job, locked until the transaction ends, so concurrent stage messages of
-/// one job take turns.
+/// one job take turns. Rows that refer to it (events, chunks) may still be
+/// written meanwhile (`FOR NO KEY UPDATE`, as [`documents::lock`](super::documents::lock)).
 pub async fn lock(tx: &impl GenericClient, job_id: Uuid) -> Result<Option<Job>> {
-    let sql =
-        format!("SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs WHERE id = $1 FOR UPDATE");
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM upload_pipeline.upload_jobs WHERE id = $1 FOR NO KEY UPDATE"
+    );
     tx.query_opt(&sql, &[&job_id])
         .await?
         .map(|row| Job::from_row(&row))
@@ -414,7 +416,7 @@ pub async fn requeue(
     }
     tx.execute(
         "UPDATE upload_pipeline.upload_jobs
-            SET error_code = NULL, error_message = NULL, chunk_count = NULL,
+            SET error_code = NULL, error_message = NULL, error_detail = NULL, chunk_count = NULL,
                 token_count = NULL, embedded_chunks = 0, sweep_count = 0, correlation_id = $2,
                 parse_request_id = NULL, parse_requested_at = NULL
           WHERE id = $1",
@@ -431,13 +433,15 @@ pub async fn fail_in(
     from: JobState,
     reason: &Rejection,
 ) -> Result<bool> {
-    let detail = serde_json::json!({ "code": reason.code(), "message": reason.to_string() });
+    let message = reason.tenant_message();
+    let detail = serde_json::json!({ "code": reason.code(), "message": message });
     if !transition(tx, job_id, from, JobState::Failed, detail).await? {
         return Ok(false);
     }
     tx.execute(
-        "UPDATE upload_pipeline.upload_jobs SET error_code = $2, error_message = $3 WHERE id = $1",
-        &[&job_id, &reason.code(), &reason.to_string()],
+        "UPDATE upload_pipeline.upload_jobs SET error_code = $2, error_message = $3, error_detail = $4
+          WHERE id = $1",
+        &[&job_id, &reason.code(), &message, &reason.operator_detail()],
     )
     .await?;
     Ok(true)

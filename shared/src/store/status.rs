@@ -4,6 +4,7 @@ use crate::domain::state::JobState;
 use crate::error::Result;
 use crate::store::breakers::{self, ServiceBreaker};
 use crate::store::db::UtcTime;
+use crate::store::ledger::{self, Estimates};
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -43,14 +44,27 @@ pub struct Overview {
     pub jobs_by_state: BTreeMap<String, i64>,
     pub documents: i64,
     pub searchable_chunks: i64,
-    pub recent_failures: Vec<JobOutcome>,
+    pub recent_failures: Vec<FailedJob>,
     pub waiting: Vec<Waiting>,
     /// Each external service's circuit breaker, as last reported.
     pub breakers: Vec<ServiceBreaker>,
+    /// Paid calls of the last day on the bill at their estimate, not yet
+    /// (or never) settled with the provider's figure.
+    pub spend_estimates: Estimates,
 }
 
+/// A failed job as operators see it: the tenant's outcome, and the reason
+/// in full (a provider's words, credentials redacted), which tenants never see.
+#[derive(Debug, Clone, Serialize)]
+pub struct FailedJob {
+    #[serde(flatten)]
+    pub outcome: JobOutcome,
+    pub error_detail: Option<String>,
+}
+
+/// The columns of a [`JobOutcome`], and `error_detail` for operators' views.
 const OUTCOME_SELECT: &str = "SELECT id, tenant, source_key, state, error_code, error_message, \
-     chunk_count, token_count, state_changed_at AS changed, waiting_reason, waiting_until \
+     error_detail, chunk_count, token_count, state_changed_at AS changed, waiting_reason, waiting_until \
      FROM upload_pipeline.upload_jobs";
 
 fn outcome(row: &tokio_postgres::Row) -> JobOutcome {
@@ -157,6 +171,8 @@ pub struct TenantMetrics {
     pub tokens_today: i64,
     pub pages_today: i64,
     pub usd_today: f64,
+    /// The tenant's paid calls of the last day on the bill at their estimate.
+    pub spend_estimates: Estimates,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -221,6 +237,7 @@ pub async fn tenant_metrics(client: &impl GenericClient, tenant: &str) -> Result
         tokens_today: row.get(1),
         pages_today: row.get(2),
         usd_today: row.get(3),
+        spend_estimates: ledger::estimates(client, Some(tenant)).await?,
     })
 }
 
@@ -309,7 +326,10 @@ pub async fn overview(client: &impl GenericClient) -> Result<Overview> {
         .query(&sql, &[&RECENT_FAILURES])
         .await?
         .iter()
-        .map(outcome)
+        .map(|row| FailedJob {
+            outcome: outcome(row),
+            error_detail: row.get("error_detail"),
+        })
         .collect();
     let waiting = client
         .query(
@@ -327,6 +347,7 @@ pub async fn overview(client: &impl GenericClient) -> Result<Overview> {
         })
         .collect();
     Ok(Overview {
+        spend_estimates: ledger::estimates(client, None).await?,
         jobs_by_state,
         documents: counts.get(0),
         searchable_chunks: counts.get(1),
