@@ -949,7 +949,12 @@ async fn metrics_show_the_callers_progress_through_a_model_change() {
 /// with its chunks once.
 #[tokio::test]
 async fn parallel_reprocess_calls_are_each_queued_or_refused_never_deadlocked() {
-    let (base, stack) = serve_api(&[]).await;
+    let stack = LocalAws::start(&[]).await;
+    // 160 reprocess calls weigh 1 600 requests: the race, not the rate, is tested.
+    let rate = [("TENANT_API_REQUESTS_PER_MINUTE", "100000")];
+    let base = stack
+        .serve_api_with(&format!("{ACME_KEY}:acme"), &rate)
+        .await;
     let key = "uploads/acme/fog-signals.txt";
     stack
         .put(
@@ -980,4 +985,37 @@ async fn parallel_reprocess_calls_are_each_queued_or_refused_never_deadlocked() 
     stack.wait_idle(WITHIN).await;
     assert_eq!(stack.chunks_of(key).await, chunks);
     assert_eq!(stack.dead_letter_count().await, 0);
+}
+
+/// The red team's 600 reprocess calls, within 600 requests a minute, each
+/// running the whole pipeline again: a reprocess weighs as 10 requests of
+/// the tenant's allowance.
+#[tokio::test]
+async fn a_reprocess_weighs_as_ten_requests() {
+    let stack = LocalAws::start(&[]).await;
+    let rate = [("TENANT_API_REQUESTS_PER_MINUTE", "25")];
+    let base = stack
+        .serve_api_with(&format!("{ACME_KEY}:acme"), &rate)
+        .await;
+    let key = "uploads/acme/fog-signals.txt";
+    stack
+        .put(
+            key,
+            std::fs::read(samples_dir().join("fog-signals.txt")).unwrap(),
+        )
+        .await;
+    stack.wait_for_state(key, "complete").await;
+    let http = docpipe_tests::http_client();
+    let path = format!("/v1/documents/{}/reprocess", document_id("acme", key));
+    for n in 1..=2 {
+        let (status, answer) = call(&http, &base, Some(ACME_KEY), "POST", &path, None).await;
+        assert_eq!(status, 202, "reprocess {n}: {answer}");
+        stack.wait_for_state(key, "complete").await;
+    }
+    let (status, answer) = call(&http, &base, Some(ACME_KEY), "POST", &path, None).await;
+    assert_eq!(
+        (status, &answer["error"]["code"]),
+        (429, &json!("rate_limited")),
+        "{answer}"
+    );
 }

@@ -45,7 +45,7 @@ impl FromRequestParts<Arc<Api>> for Tenant {
         match tenant.and_then(|name| TenantName::new(&name).ok()) {
             Some(tenant) => {
                 // Every route acts for a tenant: each request counts against its rate.
-                api.admit(&tenant).await?;
+                api.admit(&tenant, std::num::NonZeroU32::MIN).await?;
                 Ok(Tenant(tenant))
             }
             _ => Err(api.unauthenticated(hint)),

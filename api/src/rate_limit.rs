@@ -48,11 +48,13 @@ impl TenantRates {
         }
     }
 
-    /// Counts one request of `tenant`; `override_per_minute` reads its own
-    /// allowance (awaited only when due).
+    /// Counts `requests` requests of `tenant` (one, or what a costly
+    /// request weighs); `override_per_minute` reads its own allowance
+    /// (awaited only when due).
     pub async fn admit(
         &self,
         tenant: &str,
+        requests: NonZeroU32,
         override_per_minute: impl Future<Output = Option<u32>>,
     ) -> Result<(), OverLimit> {
         let due = self
@@ -85,10 +87,18 @@ impl TenantRates {
             let allowance = &tenants[tenant];
             (allowance.limiter.clone(), allowance.per_minute.get())
         };
-        limiter.check().map_err(|not_until| OverLimit {
-            per_minute,
-            retry_in: not_until.wait_time_from(DefaultClock::default().now()),
-        })
+        match limiter.check_n(requests) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(OverLimit {
+                per_minute,
+                retry_in: not_until.wait_time_from(DefaultClock::default().now()),
+            }),
+            // Heavier than a whole minute's allowance: never admitted.
+            Err(_) => Err(OverLimit {
+                per_minute,
+                retry_in: Duration::from_secs(60),
+            }),
+        }
     }
 }
 
@@ -183,17 +193,48 @@ mod tests {
     #[tokio::test]
     async fn each_tenant_has_its_own_allowance() {
         let rates = TenantRates::new(NonZeroU32::new(3).unwrap());
+        let one = NonZeroU32::MIN;
         for _ in 0..3 {
-            rates.admit("acme", async { None }).await.unwrap();
+            rates.admit("acme", one, async { None }).await.unwrap();
         }
-        let over = rates.admit("acme", async { None }).await.unwrap_err();
+        let over = rates.admit("acme", one, async { None }).await.unwrap_err();
         assert_eq!(over.per_minute, 3);
         assert!(over.retry_in > Duration::from_secs(10), "{over:?}");
         // Another tenant is untouched, and one with an override has its own.
-        rates.admit("globex", async { None }).await.unwrap();
+        rates.admit("globex", one, async { None }).await.unwrap();
         for _ in 0..5 {
-            rates.admit("initech", async { Some(5) }).await.unwrap();
+            rates
+                .admit("initech", one, async { Some(5) })
+                .await
+                .unwrap();
         }
-        assert!(rates.admit("initech", async { Some(5) }).await.is_err());
+        assert!(
+            rates
+                .admit("initech", one, async { Some(5) })
+                .await
+                .is_err()
+        );
+        // A request that weighs more takes more of the allowance.
+        let two = NonZeroU32::new(2).unwrap();
+        rates
+            .admit("umbrella", two, async { Some(5) })
+            .await
+            .unwrap();
+        rates
+            .admit("umbrella", two, async { Some(5) })
+            .await
+            .unwrap();
+        assert!(
+            rates
+                .admit("umbrella", two, async { Some(5) })
+                .await
+                .is_err()
+        );
+        assert!(
+            rates
+                .admit("hooli", NonZeroU32::new(6).unwrap(), async { Some(5) })
+                .await
+                .is_err()
+        );
     }
 }

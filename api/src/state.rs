@@ -155,8 +155,9 @@ impl Api {
         })
     }
 
-    /// Counts a request of `tenant`: 429 once it is over its allowance.
-    pub(crate) async fn admit(&self, tenant: &str) -> Result<(), ApiError> {
+    /// Counts `requests` requests of `tenant` (a costly one weighs more):
+    /// 429 once it is over its allowance.
+    pub(crate) async fn admit(&self, tenant: &str, requests: NonZeroU32) -> Result<(), ApiError> {
         let override_per_minute = async {
             let client = self.db.get().await.ok()?;
             ledger::api_requests_per_minute(&client, tenant)
@@ -164,7 +165,7 @@ impl Api {
                 .ok()?
         };
         self.rates
-            .admit(tenant, override_per_minute)
+            .admit(tenant, requests, override_per_minute)
             .await
             .map_err(|over| {
                 let message = format!(

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use docpipe_shared::pipeline::ingest::{self, Reprocess};
 use docpipe_shared::store::status;
 use serde::Serialize;
+use std::num::NonZeroU32;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -57,6 +58,11 @@ pub(super) async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What a reprocess weighs against the tenant's API requests a minute,
+/// besides the request itself: it reads, parses, chunks and looks up every
+/// chunk of the document again.
+const REPROCESS_WEIGHT: NonZeroU32 = NonZeroU32::new(9).unwrap();
+
 /// Runs the document's latest job again (202), unless it is running (409).
 pub(super) async fn reprocess(
     State(api): State<Arc<Api>>,
@@ -64,6 +70,8 @@ pub(super) async fn reprocess(
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     let document = own_document(&api, &tenant, &id).await?;
+    // It runs the whole pipeline again: it weighs as that many requests.
+    api.admit(&tenant, REPROCESS_WEIGHT).await?;
     let correlation_id = Uuid::new_v4().to_string();
     match ingest::reprocess(&api.pipeline, document.document_id, &correlation_id).await? {
         Reprocess::Queued(job_id) => Ok((
