@@ -1019,3 +1019,72 @@ async fn a_reprocess_weighs_as_ten_requests() {
         "{answer}"
     );
 }
+
+/// The red team's upload that never comes: `POST /v1/uploads` with metadata
+/// writes the sidecar, and no file follows. Once the upload URL has expired,
+/// the sweeper removes the sidecar and its attributes; the sidecar of an
+/// upload that came stays, and so does one written to the bucket directly.
+#[tokio::test]
+async fn a_sidecar_whose_upload_never_came_is_removed_once_its_url_expires() {
+    let (base, stack) = serve_api(&[]).await;
+    let http = docpipe_tests::http_client();
+    for name in ["never.txt", "came.txt"] {
+        let request = json!({"name": name, "size": 5, "metadata": {"team": "harbour"}});
+        let request = request.to_string();
+        let (status, answer) = call(
+            &http,
+            &base,
+            Some(ACME_KEY),
+            "POST",
+            "/v1/uploads",
+            Some(&request),
+        )
+        .await;
+        assert_eq!(status, 201, "{answer}");
+    }
+    let own = "uploads/acme/later.txt.metadata.json";
+    stack
+        .put(own, r#"{"metadataAttributes": {"team": "quay"}}"#)
+        .await;
+    stack.put("uploads/acme/came.txt", "hello").await;
+    stack
+        .wait_for_state("uploads/acme/came.txt", "complete")
+        .await;
+    let db = stack.test_db.client().await;
+    // The URLs expire (their expiry moved an hour back).
+    db.execute(
+        "UPDATE upload_pipeline.pending_sidecars SET expires_at = now() - interval '1 hour'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let deployment = stack.new_deployment().await;
+    let policy = docpipe_shared::settings::SweepPolicy::default();
+    let report = docpipe_shared::pipeline::sweeper::sweep(&deployment.pipeline, &policy)
+        .await
+        .unwrap();
+    assert_eq!(report.unclaimed_sidecars, 1);
+    assert!(
+        !stack
+            .object_exists("uploads/acme/never.txt.metadata.json")
+            .await
+    );
+    assert!(
+        stack
+            .object_exists("uploads/acme/came.txt.metadata.json")
+            .await
+    );
+    assert!(stack.object_exists(own).await);
+    wait_until(
+        WITHIN,
+        "the kept sidecars' attributes, and only theirs",
+        async || {
+            let kept: Vec<String> = stack
+                .test_db
+                .column("SELECT source_key FROM upload_pipeline.metadata_sidecars ORDER BY 1")
+                .await;
+            kept == ["uploads/acme/came.txt", "uploads/acme/later.txt"]
+        },
+    )
+    .await;
+}

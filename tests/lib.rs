@@ -57,6 +57,7 @@ pub const TABLES: &[&str] = &[
     "tenant_limits",
     "metadata_sidecars",
     "tenant_models",
+    "pending_sidecars",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

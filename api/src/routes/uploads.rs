@@ -16,6 +16,7 @@ use docpipe_shared::domain::ids::document_id;
 use docpipe_shared::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_key, sidecar_target};
 use docpipe_shared::domain::metadata::{self, Attributes};
 use docpipe_shared::parsing::Format;
+use docpipe_shared::store::sidecars;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -86,11 +87,13 @@ pub(super) async fn create(
         ));
     }
     if let Some(attributes) = &request.metadata {
-        let sidecar = metadata::sidecar_bytes(attributes);
-        api.pipeline
-            .blobs
-            .put(&sidecar_key(&key), sidecar.into())
-            .await?;
+        let sidecar = sidecar_key(&key);
+        // Listed first: a sidecar whose upload never comes is removed once
+        // the URL has expired (the sweeper); without the entry it would stay.
+        let client = api.client().await?;
+        sidecars::expect_upload(&client, &sidecar, &key, &tenant, presigner.ttl).await?;
+        let bytes = metadata::sidecar_bytes(attributes);
+        api.pipeline.blobs.put(&sidecar, bytes.into()).await?;
     }
     let upload = aws::presign_put(
         &presigner.s3,

@@ -6,10 +6,11 @@
 use crate::domain::state::JobState;
 use crate::error::{Rejection, Result};
 use crate::ops::metrics::{self, Metric};
+use crate::pipeline::metadata;
 use crate::pipeline::reembed::{self, ModelChangeReport};
 use crate::pipeline::{self, Pipeline};
 use crate::settings::SweepPolicy;
-use crate::store::{jobs, ledger};
+use crate::store::{jobs, ledger, sidecars};
 use std::time::Duration;
 use uuid::Uuid;
 
@@ -29,7 +30,13 @@ pub struct SweepReport {
     /// Paid calls' reservations that no call can settle any more, closed at
     /// their estimate.
     pub estimated_spend: u64,
+    /// Sidecars `POST /v1/uploads` wrote for uploads that never came, removed.
+    pub unclaimed_sidecars: u64,
 }
+
+/// How long after its upload URL expires a sidecar waits for its document:
+/// an upload started just before the expiry may still be landing.
+pub const UNCLAIMED_SIDECAR_GRACE: Duration = Duration::from_secs(15 * 60);
 
 /// A reservation older than this can no longer be settled by its call: no
 /// call waits so long (a Lambda function runs 15 minutes at most). A
@@ -89,6 +96,10 @@ async fn sweep_once(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRe
     let resumed = report.resumed.len() + report.unpaused.len();
     metrics::add(Metric::JobsResumed, resumed as f64);
     // Best effort: the provider may still be down; the next sweep tries again.
+    match remove_unclaimed_sidecars(pipeline, policy.batch).await {
+        Ok(removed) => report.unclaimed_sidecars = removed,
+        Err(error) => tracing::warn!(%error, "unclaimed sidecars not removed yet"),
+    }
     match reembed::replace_fallback_vectors(pipeline, policy.batch * 10).await {
         Ok(replaced) => report.replaced_fallback_vectors = replaced,
         Err(error) => tracing::warn!(%error, "fallback vectors not replaced yet"),
@@ -99,4 +110,24 @@ async fn sweep_once(pipeline: &Pipeline, policy: &SweepPolicy) -> Result<SweepRe
     }
     pipeline.record_breakers().await;
     Ok(report)
+}
+
+/// Removes up to `limit` sidecars written by `POST /v1/uploads` whose upload
+/// never came, and their attributes. The list entries go only once their
+/// sidecars are gone (the transaction commits after the deletes).
+async fn remove_unclaimed_sidecars(pipeline: &Pipeline, limit: u32) -> Result<u64> {
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let unclaimed =
+        sidecars::take_unclaimed(&tx, UNCLAIMED_SIDECAR_GRACE, i64::from(limit)).await?;
+    for sidecar_key in &unclaimed {
+        pipeline.blobs.delete(sidecar_key).await?;
+    }
+    tx.commit().await?;
+    for sidecar_key in &unclaimed {
+        // As its delete notification would (it may come too, and find it done).
+        metadata::sidecar_changed(pipeline, sidecar_key).await?;
+        tracing::info!(sidecar_key, "sidecar of an upload that never came removed");
+    }
+    Ok(unclaimed.len() as u64)
 }

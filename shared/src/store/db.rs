@@ -109,6 +109,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V14__operator_error_detail",
         include_str!("../../../migrations/V14__operator_error_detail.sql"),
     ),
+    (
+        "V15__pending_sidecars",
+        include_str!("../../../migrations/V15__pending_sidecars.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -4,6 +4,7 @@
 use crate::domain::metadata::Attributes;
 use crate::error::Result;
 use deadpool_postgres::GenericClient;
+use std::time::Duration;
 
 /// The sidecar of the document at `key` gives `attributes`.
 pub async fn put(
@@ -48,4 +49,51 @@ pub async fn delete(tx: &impl GenericClient, key: &str) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+/// The sidecar at `sidecar_key` was written for an upload of `document_key`
+/// that may never come: it goes if none has arrived `expires_in` from now.
+pub async fn expect_upload(
+    client: &impl GenericClient,
+    sidecar_key: &str,
+    document_key: &str,
+    tenant: &str,
+    expires_in: Duration,
+) -> Result<()> {
+    client
+        .execute(
+            "INSERT INTO upload_pipeline.pending_sidecars (sidecar_key, document_key, tenant, expires_at)
+             VALUES ($1, $2, $3, now() + make_interval(secs => $4))
+             ON CONFLICT (sidecar_key) DO UPDATE SET expires_at = excluded.expires_at",
+            &[&sidecar_key, &document_key, &tenant, &expires_in.as_secs_f64()],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Up to `limit` expected uploads past their expiry by `grace`, taken off
+/// the list (in the caller's transaction, other sweepers' skipped): the
+/// sidecar keys of those whose document never came.
+pub async fn take_unclaimed(
+    tx: &impl GenericClient,
+    grace: Duration,
+    limit: i64,
+) -> Result<Vec<String>> {
+    Ok(tx
+        .query(
+            "DELETE FROM upload_pipeline.pending_sidecars p
+              WHERE p.sidecar_key IN (
+                    SELECT sidecar_key FROM upload_pipeline.pending_sidecars
+                     WHERE expires_at < now() - make_interval(secs => $1)
+                     ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+          RETURNING p.sidecar_key,
+                    EXISTS (SELECT 1 FROM upload_pipeline.documents d
+                             WHERE d.tenant = p.tenant AND d.source_key = p.document_key)",
+            &[&grace.as_secs_f64(), &limit],
+        )
+        .await?
+        .iter()
+        .filter(|row| !row.get::<_, bool>(1))
+        .map(|row| row.get(0))
+        .collect())
 }
