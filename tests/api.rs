@@ -943,26 +943,29 @@ async fn metrics_show_the_callers_progress_through_a_model_change() {
     assert!(!answer["hits"].as_array().unwrap().is_empty(), "{answer}");
 }
 
+/// A stack whose API allows acme `per_minute` requests, and acme's
+/// fog-signals.txt complete in it; the API's base URL and the document's key.
+async fn one_complete_document(per_minute: &str) -> (LocalAws, String, &'static str) {
+    let stack = LocalAws::start(&[]).await;
+    let rate = [("TENANT_API_REQUESTS_PER_MINUTE", per_minute)];
+    let base = stack
+        .serve_api_with(&format!("{ACME_KEY}:acme"), &rate)
+        .await;
+    let key = "uploads/acme/fog-signals.txt";
+    let text = std::fs::read(samples_dir().join("fog-signals.txt")).unwrap();
+    stack.put(key, text).await;
+    stack.wait_for_state(key, "complete").await;
+    (stack, base, key)
+}
+
 /// The red team's race: 40 reprocess calls at once on one document, round
 /// after round while its stages run. Each is queued (202) or refused while
 /// the job runs (409), never a deadlock's 503; the document ends complete
 /// with its chunks once.
 #[tokio::test]
 async fn parallel_reprocess_calls_are_each_queued_or_refused_never_deadlocked() {
-    let stack = LocalAws::start(&[]).await;
     // 160 reprocess calls weigh 1 600 requests: the race, not the rate, is tested.
-    let rate = [("TENANT_API_REQUESTS_PER_MINUTE", "100000")];
-    let base = stack
-        .serve_api_with(&format!("{ACME_KEY}:acme"), &rate)
-        .await;
-    let key = "uploads/acme/fog-signals.txt";
-    stack
-        .put(
-            key,
-            std::fs::read(samples_dir().join("fog-signals.txt")).unwrap(),
-        )
-        .await;
-    stack.wait_for_state(key, "complete").await;
+    let (stack, base, key) = one_complete_document("100000").await;
     let chunks = stack.chunks_of(key).await;
     let http = docpipe_tests::http_client();
     let path = format!("/v1/documents/{}/reprocess", document_id("acme", key));
@@ -992,19 +995,7 @@ async fn parallel_reprocess_calls_are_each_queued_or_refused_never_deadlocked() 
 /// the tenant's allowance.
 #[tokio::test]
 async fn a_reprocess_weighs_as_ten_requests() {
-    let stack = LocalAws::start(&[]).await;
-    let rate = [("TENANT_API_REQUESTS_PER_MINUTE", "25")];
-    let base = stack
-        .serve_api_with(&format!("{ACME_KEY}:acme"), &rate)
-        .await;
-    let key = "uploads/acme/fog-signals.txt";
-    stack
-        .put(
-            key,
-            std::fs::read(samples_dir().join("fog-signals.txt")).unwrap(),
-        )
-        .await;
-    stack.wait_for_state(key, "complete").await;
+    let (stack, base, key) = one_complete_document("25").await;
     let http = docpipe_tests::http_client();
     let path = format!("/v1/documents/{}/reprocess", document_id("acme", key));
     for n in 1..=2 {

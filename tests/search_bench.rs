@@ -408,21 +408,9 @@ async fn measure(
         loop {
             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let Some(body) = bodies.get(i) else { break };
-            let sent = Instant::now();
-            let response = http
-                .post(format!("{base}/v1/search"))
-                .bearer_auth(key)
-                .json(body)
-                .send()
-                .await
-                .unwrap();
-            assert!(
-                response.status().is_success(),
-                "{:?}",
-                response.text().await
-            );
-            response.bytes().await.unwrap();
-            times.push(sent.elapsed());
+            let (status, took) = timed_search(&http, base, key, body).await;
+            assert_eq!(status, 200, "{body}");
+            times.push(took);
         }
         times
     });

@@ -222,19 +222,11 @@ async fn put_faults(State(mock): State<Arc<MockOpenAi>>, Json(knobs): Json<Fault
     mock.faults.set_knobs(knobs);
 }
 
-/// A provider that has a request finishes it, and bills it, whether or not
-/// the client is still there to read the answer.
 async fn embeddings(
     State(mock): State<Arc<MockOpenAi>>,
     headers: HeaderMap,
     body: String,
 ) -> Response {
-    tokio::spawn(answer(mock, headers, body))
-        .await
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
-}
-
-async fn answer(mock: Arc<MockOpenAi>, headers: HeaderMap, body: String) -> Response {
     mock.stats.lock().unwrap().requests += 1;
     let fault = mock.faults.next().await;
     let config = &mock.config;
