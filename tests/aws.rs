@@ -86,6 +86,8 @@ async fn the_same_object_uploaded_twice_is_one_job() {
     let key = "uploads/acme/twice.md";
     stack.put(key, guide("mooring lines")).await;
     stack.put(key, guide("mooring lines")).await;
+    // (S3's notifications may reach the queue after an idle look: wait for the job first.)
+    stack.wait_for_state(key, "complete").await;
     stack.wait_idle(WITHIN).await;
     assert_eq!(stack.jobs_of(key).await, [("complete".to_string(), None)]);
     let rows = stack.test_db.row_counts().await;
@@ -212,14 +214,8 @@ async fn duplicated_stage_messages_change_nothing() {
         .test_db
         .column::<Uuid>("SELECT id FROM upload_pipeline.upload_jobs")
         .await[0];
-    let message = |stage| {
-        serde_json::to_string(&StageMessage {
-            job_id,
-            correlation_id: "replayed".into(),
-            stage,
-        })
-        .unwrap()
-    };
+    let message =
+        |stage| serde_json::to_string(&StageMessage::new(job_id, "replayed", stage)).unwrap();
     let queues = &stack.resources;
     for _ in 0..2 {
         stack.send(&queues.parse.url, &message(Stage::Parse)).await;
@@ -237,4 +233,49 @@ async fn duplicated_stage_messages_change_nothing() {
     stack.wait_idle(WITHIN).await;
     assert_eq!(stack.test_db.row_counts().await, rows);
     assert_eq!(stack.jobs_of(key).await, [("complete".to_string(), None)]);
+}
+
+/// The red team's burst: one tenant's uploads fill every stage queue, then
+/// another tenant uploads one small document. It must not wait behind the
+/// burst: it completes while most of the burst is still in the pipeline.
+/// (Queued first in, first out, it completed after all of it.)
+#[tokio::test]
+async fn one_tenants_burst_does_not_stall_another_tenants_upload() {
+    use futures::StreamExt;
+    let stack = LocalAws::start(VARS).await;
+    const BURST: i64 = 120;
+    futures::stream::iter(0..BURST)
+        .map(|i| {
+            let stack = &stack;
+            async move {
+                let key = format!("uploads/heavy/doc-{i}.md");
+                stack.put(&key, guide(&format!("knot {i}"))).await
+            }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<()>>()
+        .await;
+    let heavy_done = async || {
+        stack
+            .test_db
+            .column::<i64>(
+                "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE tenant = 'heavy' AND state = 'complete'",
+            )
+            .await[0]
+    };
+    let light = "uploads/light/one.md";
+    let outstanding = BURST - heavy_done().await;
+    stack
+        .put(light, guide("the light tenant's one question"))
+        .await;
+    stack.wait_for_state(light, "complete").await;
+    let overtaken_by = outstanding - (BURST - heavy_done().await);
+    assert!(
+        overtaken_by <= outstanding / 2,
+        "the light tenant's upload waited for {overtaken_by} of the {outstanding} heavy uploads still in the pipeline"
+    );
+    wait_until(WITHIN, "the burst to complete", async || {
+        stack.count_in_state("complete").await == BURST + 1
+    })
+    .await;
 }

@@ -3,7 +3,7 @@
 //! against the machine's raw limit: a binary COPY of the same rows into an
 //! unindexed table.
 //!
-//!   cargo run --profile perf -p docpipe-tests --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR] [--defer-index] [--via in-process|local-stack]
+//!   cargo run --profile perf -p docpipe-tests --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR] [--defer-index] [--via in-process|local-stack] [--light-beside-burst ROUNDS]
 //!
 //! Needs DATABASE_URL (a Postgres with pgvector), and for `--via local-stack`
 //! LocalStack (`scripts/localstack up`); other settings as for docpipe.
@@ -12,7 +12,7 @@ use clap::Parser;
 use clap::ValueEnum;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_shared::drivers::local::{LocalPipeline, upload_keys};
-use docpipe_shared::settings::DatabaseSettings;
+use docpipe_shared::settings::{DatabaseSettings, StageSettings};
 use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
 use docpipe_tests::corpus::generate;
@@ -52,6 +52,14 @@ struct Args {
     /// Where the pipeline runs.
     #[arg(long, value_enum, default_value = "in-process")]
     via: Via,
+    /// Instead of throughput: on the local stack, one tenant uploads the
+    /// corpus at once and another tenant one small document; times the small
+    /// one, this many rounds, with `TENANT_STAGE_SHARE` off and on.
+    #[arg(long, value_name = "ROUNDS")]
+    light_beside_burst: Option<u32>,
+    /// `TENANT_STAGE_SHARE` for `--light-beside-burst` when on (default: its default).
+    #[arg(long, default_value_t = StageSettings::default().tenant_stage_share)]
+    tenant_stage_share: u32,
 }
 
 /// Where the pipeline runs.
@@ -94,6 +102,9 @@ async fn bench_main() {
     let min_tokens = args.chunk_min_tokens.map(|n| n.to_string());
     let mut vars = vec![("EMBEDDING_DIMS", dims.as_str())];
     vars.extend(min_tokens.as_deref().map(|n| ("CHUNK_MIN_TOKENS", n)));
+    if let Some(rounds) = args.light_beside_burst {
+        return light_beside_burst(rounds, args.tenant_stage_share, &files, &vars).await;
+    }
 
     let (seconds, loaded, test_db) = match args.via {
         Via::InProcess => {
@@ -113,19 +124,7 @@ async fn bench_main() {
             (seconds, loaded, test_db)
         }
         Via::LocalStack => {
-            let openai = spawn_mock_openai(args.dims.into(), Some("sk-bench")).await;
-            vars.extend([
-                ("EMBEDDING_PROVIDER", "openai"),
-                ("OPENAI_BASE_URL", openai.as_str()),
-                ("OPENAI_API_KEY", "sk-bench"),
-                ("EMBEDDING_MODEL", "text-embedding-3-small"),
-            ]);
-            // As deployed: messages stay hidden for longer than any batch takes.
-            let settings = QueueSettings {
-                visibility_timeout_secs: 120,
-                max_receive_count: 5,
-            };
-            let stack = LocalAws::start_with_queues(&vars, settings).await;
+            let stack = deployed_stack(&vars).await;
             let pool = stack.deployment.pipeline.db.clone();
             let database = stack.test_db.config(&vars).database;
             let index_build = Some(&database).filter(|_| args.defer_index);
@@ -195,6 +194,97 @@ async fn bench_main() {
             files.len() as i64 - complete
         );
         std::process::exit(1);
+    }
+}
+
+/// The local stack as deployed, with `mock-openai` over HTTP and `vars`.
+async fn deployed_stack(vars: &[(&str, &str)]) -> LocalAws {
+    let dims: usize = vars
+        .iter()
+        .find(|(name, _)| *name == "EMBEDDING_DIMS")
+        .and_then(|(_, dims)| dims.parse().ok())
+        .expect("EMBEDDING_DIMS");
+    let openai = spawn_mock_openai(dims, Some("sk-bench")).await;
+    let mut vars = vars.to_vec();
+    vars.extend([
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", openai.as_str()),
+        ("OPENAI_API_KEY", "sk-bench"),
+        ("EMBEDDING_MODEL", "text-embedding-3-small"),
+    ]);
+    // As deployed: messages stay hidden for longer than any batch takes.
+    let settings = QueueSettings {
+        visibility_timeout_secs: 120,
+        max_receive_count: 5,
+    };
+    LocalAws::start_with_queues(&vars, settings).await
+}
+
+/// Times one tenant's small upload beside another tenant's burst of
+/// `files`, with `TENANT_STAGE_SHARE` off (0) and at `share`, `rounds`
+/// times each, on a fresh stack each time; and the small upload alone.
+async fn light_beside_burst(
+    rounds: u32,
+    share: u32,
+    files: &[(String, PathBuf)],
+    vars: &[(&str, &str)],
+) {
+    use futures::StreamExt;
+    const LIGHT: &str = "uploads/light/one.md";
+    let light_text =
+        "# One question\n\nThe light tenant asks where the harbour's fog bell hangs.\n";
+    let share = share.to_string();
+    println!(
+        "docpipe-bench light beside burst: {} documents of one tenant, then one of another; {} cores",
+        files.len(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    for round in 1..=rounds {
+        for share in ["0", share.as_str()] {
+            let mut vars = vars.to_vec();
+            vars.push(("TENANT_STAGE_SHARE", share));
+            let stack = deployed_stack(&vars).await;
+            let alone = Instant::now();
+            stack.put("uploads/light/alone.md", light_text).await;
+            stack
+                .wait_for_state("uploads/light/alone.md", "complete")
+                .await;
+            let alone = alone.elapsed().as_secs_f64();
+            let burst = Instant::now();
+            futures::stream::iter(files)
+                .map(|(key, file)| {
+                    let key = key.replacen("uploads/bench/", "uploads/heavy/", 1);
+                    let stack = &stack;
+                    async move { stack.put(&key, std::fs::read(file).unwrap()).await }
+                })
+                .buffer_unordered(16)
+                .collect::<Vec<()>>()
+                .await;
+            let light = Instant::now();
+            stack.put(LIGHT, light_text).await;
+            stack.wait_for_state(LIGHT, "complete").await;
+            let light = light.elapsed().as_secs_f64();
+            // The stages' part: from the job's creation (ingest) to its end.
+            let staged: f64 = stack
+                .test_db
+                .column(&format!(
+                    "SELECT extract(epoch FROM updated_at - created_at)::float8
+                       FROM upload_pipeline.upload_jobs WHERE source_key = '{LIGHT}'"
+                ))
+                .await[0];
+            let ended = async || {
+                stack.count_in_state("complete").await + stack.count_in_state("failed").await
+            };
+            while ended().await < files.len() as i64 + 2 {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            println!(
+                "  round {round}, TENANT_STAGE_SHARE={share}: light upload alone {alone:.2} s, \
+                 beside the burst {light:.2} s (in parse, chunk and embed {staged:.2} s); \
+                 burst {:.1} s in all",
+                burst.elapsed().as_secs_f64()
+            );
+        }
     }
 }
 

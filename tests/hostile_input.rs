@@ -320,11 +320,7 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
             .await
             .unwrap();
         for stage in [Stage::Parse, Stage::Chunk] {
-            let message = StageMessage {
-                job_id: ingested.job_id,
-                correlation_id: "test".into(),
-                stage,
-            };
+            let message = StageMessage::new(ingested.job_id, "test", stage);
             pipeline::handle(pipeline, &message).await.unwrap();
         }
         jobs.push(ingested.job_id);
@@ -339,14 +335,14 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         .iter()
         .enumerate()
         .map(|(n, job_id)| {
-            let message = StageMessage {
-                job_id: *job_id,
-                correlation_id: "test".into(),
-                stage: Stage::Embed {
+            let message = StageMessage::new(
+                *job_id,
+                "test",
+                Stage::Embed {
                     first_chunk: 0,
                     chunk_count: 100,
                 },
-            };
+            );
             let mut record = SqsMessage::default();
             record.message_id = Some(format!("m{n}"));
             record.body = Some(serde_json::to_string(&message).unwrap());

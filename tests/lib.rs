@@ -58,6 +58,7 @@ pub const TABLES: &[&str] = &[
     "metadata_sidecars",
     "tenant_models",
     "pending_sidecars",
+    "stage_work",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

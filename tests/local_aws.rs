@@ -218,10 +218,10 @@ impl LocalAws {
 
     /// Messages in a queue, visible and in flight.
     pub async fn depth(&self, queue_url: &str) -> u64 {
-        let depth = aws::queue_depth(&self.sqs, queue_url)
+        aws::queue_depth(&self.sqs, queue_url)
             .await
-            .expect("GetQueueAttributes");
-        depth.waiting + depth.in_flight
+            .expect("GetQueueAttributes")
+            .total()
     }
 
     /// Messages in all four dead-letter queues.

@@ -39,11 +39,7 @@ const KEY: &str = "uploads/acme/guide.md";
 const CORRELATION: &str = "test-upload";
 
 fn message(job_id: Uuid, stage: Stage) -> StageMessage {
-    StageMessage {
-        job_id,
-        correlation_id: CORRELATION.into(),
-        stage,
-    }
+    StageMessage::new(job_id, CORRELATION, stage)
 }
 const LIVE_JOBS: &str = "SELECT DISTINCT job_id FROM upload_pipeline.document_chunks";
 

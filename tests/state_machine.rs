@@ -3,28 +3,34 @@
 use docpipe_shared::domain::ids;
 use docpipe_shared::store::db;
 use docpipe_shared::store::jobs::{self, NewJob};
+use docpipe_shared::store::stage_work::{self, Taken, Work};
 use docpipe_shared::{JobState, Rejection};
 use docpipe_tests::TestDb;
 use uuid::Uuid;
 
 /// A job forced into `state` (test setup only; the pipeline never does this).
 async fn job_in(pool: &deadpool_postgres::Pool, state: JobState) -> Uuid {
-    let key = format!("uploads/t/{}.txt", Uuid::new_v4());
-    let document_id = ids::document_id("t", &key);
+    job_of(pool, "t", state).await
+}
+
+/// [`job_in`] for `tenant`.
+async fn job_of(pool: &deadpool_postgres::Pool, tenant: &str, state: JobState) -> Uuid {
+    let key = format!("uploads/{tenant}/{}.txt", Uuid::new_v4());
+    let document_id = ids::document_id(tenant, &key);
     let sha = ids::sha256(key.as_bytes());
     let job_id = ids::job_id(document_id, &sha);
     let mut client = pool.get().await.unwrap();
     let tx = client.transaction().await.unwrap();
     tx.execute(
-        "INSERT INTO upload_pipeline.documents (id, tenant, source_key) VALUES ($1, 't', $2)",
-        &[&document_id, &key],
+        "INSERT INTO upload_pipeline.documents (id, tenant, source_key) VALUES ($1, $2, $3)",
+        &[&document_id, &tenant, &key],
     )
     .await
     .unwrap();
     let job = NewJob {
         id: job_id,
         document_id,
-        tenant: "t",
+        tenant,
         source_key: &key,
         content_sha256: &sha,
         size_bytes: 1,
@@ -168,4 +174,84 @@ async fn failing_records_the_reason_once() {
     assert_eq!(row.get::<_, String>(0), "no_text");
     assert_eq!(row.get::<_, String>(1), "document has no extractable text");
     assert_eq!(state_and_moves(&pool, job_id).await, (JobState::Failed, 1));
+}
+
+/// What a stage's fair share decides: a tenant past its share lets a tenant
+/// with fewer in hand go first, but not one as busy as itself (no worker
+/// idles for fairness), nor a job told to wait for spending; work released
+/// or past its hold no longer counts.
+#[tokio::test]
+async fn a_tenant_past_its_share_yields_only_to_a_tenant_with_fewer_in_hand() {
+    let test_db = TestDb::migrated(&[]).await;
+    let pool = db::connect(&test_db.config(&[]).database).await.unwrap();
+    let mut client = pool.get().await.unwrap();
+    let parse = |job_id| Work {
+        job_id,
+        stage: "parse",
+        part: 0,
+        waits_in: JobState::Queued,
+    };
+    const SHARE: u32 = 2;
+    let hold = std::time::Duration::from_secs(60);
+    let jobs_of = async |tenant, n| {
+        let mut jobs = Vec::new();
+        for _ in 0..n {
+            jobs.push(job_of(&pool, tenant, JobState::Queued).await);
+        }
+        jobs
+    };
+    let a = jobs_of("a", 4).await;
+    let b = jobs_of("b", 3).await;
+    let c = jobs_of("c", 1).await;
+    client
+        .execute(
+            "UPDATE upload_pipeline.upload_jobs SET waiting_until = now() + interval '1 hour' WHERE id = $1",
+            &[&c[0]],
+        )
+        .await
+        .unwrap();
+    let mut take = async |job_id| {
+        stage_work::take(&mut client, parse(job_id), SHARE, hold)
+            .await
+            .unwrap()
+    };
+
+    // b waits with none in hand: a takes its share, then yields.
+    assert_eq!(take(a[0]).await, Taken::InHand);
+    assert_eq!(take(a[1]).await, Taken::InHand);
+    assert_eq!(take(a[2]).await, Taken::OverShare);
+    // b at its share too, with work still waiting: neither yields to the other.
+    assert_eq!(take(b[0]).await, Taken::InHand);
+    assert_eq!(take(b[1]).await, Taken::InHand);
+    assert_eq!(take(a[2]).await, Taken::InHand);
+    assert_eq!(take(b[2]).await, Taken::InHand);
+    // c's job waits for spending, not for the stage: a takes more.
+    assert_eq!(take(a[3]).await, Taken::InHand);
+    assert_eq!(take(Uuid::new_v4()).await, Taken::NoJob);
+
+    // A new tenant waits: a yields until its work is released...
+    let d = jobs_of("d", 1).await;
+    let take = async |job_id, hold| {
+        stage_work::take(&mut pool.get().await.unwrap(), parse(job_id), SHARE, hold)
+            .await
+            .unwrap()
+    };
+    let again = jobs_of("a", 1).await;
+    assert_eq!(take(again[0], hold).await, Taken::OverShare);
+    for job_id in &a {
+        stage_work::release(&pool.get().await.unwrap(), parse(*job_id))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        take(again[0], std::time::Duration::ZERO).await,
+        Taken::InHand
+    );
+    // ...and work past its hold counts no more (that take's hold was 0):
+    // a has its share again beside it, not past it.
+    let last = jobs_of("a", 3).await;
+    assert_eq!(take(last[0], hold).await, Taken::InHand);
+    assert_eq!(take(last[1], hold).await, Taken::InHand);
+    assert_eq!(take(last[2], hold).await, Taken::OverShare);
+    assert_eq!(take(d[0], hold).await, Taken::InHand);
 }

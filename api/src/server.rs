@@ -12,6 +12,12 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower_http::timeout::TimeoutLayer;
 
+/// Headers hyper takes before it refuses a request itself (431, no body):
+/// above the router's own limit, so that the router answers with the error
+/// JSON. (Past hyper's fixed limits, a 64 KiB target or a 400 KiB head, its
+/// bodiless 414/431 remain.)
+const SERVER_MAX_HEADERS: usize = 4 * crate::routes::MAX_HEADERS;
+
 /// How long accepting waits after it failed (out of file descriptors, a
 /// connection reset before it was taken) before it tries again.
 const ACCEPT_RETRY: Duration = Duration::from_millis(100);
@@ -65,7 +71,8 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ServerLimits) {
         tokio::spawn(async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read);
+                .header_read_timeout(limits.header_read)
+                .max_headers(SERVER_MAX_HEADERS);
             // A client that goes away or times out ends only its connection.
             let _ = http.serve_connection(TokioIo::new(stream), service).await;
             drop(permit);
@@ -105,6 +112,24 @@ mod tests {
             request: Duration::from_secs(5),
             max_connections,
         }
+    }
+
+    /// A head past the router's limits but within the server's reaches the
+    /// router, which answers it with the error JSON; the server's own
+    /// refusals (hyper's 414/431) have no body.
+    #[tokio::test]
+    async fn heads_within_the_servers_limits_reach_the_router() {
+        let (address, _server) = served(quick(64)).await;
+        let mut client = TcpStream::connect(address).await.unwrap();
+        let mut head = format!("GET /?q={} HTTP/1.1\r\nHost: x\r\n", "q".repeat(20_000));
+        for i in 0..300 {
+            head.push_str(&format!("x-filler-{i}: 1\r\n"));
+        }
+        head.push_str("Connection: close\r\n\r\n");
+        client.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     }
 
     #[tokio::test]

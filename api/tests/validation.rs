@@ -619,6 +619,43 @@ async fn a_lower_case_bearer_is_a_bearer() {
     assert_eq!(response.status(), 400, "past auth, to the empty query");
 }
 
+/// A request line or headers past the API's limits are answered with the
+/// error JSON (414 `uri_too_long`, 431 `headers_too_large`), before auth,
+/// like every other refusal, not with an empty body.
+#[tokio::test]
+async fn an_oversized_request_head_gets_the_error_json() {
+    let app = app();
+    let long_uri = format!("/v1/jobs?state={}", "q".repeat(9000));
+    let many = (0..120).fold(Request::builder().uri("/v1/jobs"), |request, i| {
+        request.header(format!("x-filler-{i}"), "1")
+    });
+    let big = Request::builder()
+        .uri("/v1/jobs")
+        .header("x-filler", "h".repeat(40 * 1024));
+    for (request, status, code) in [
+        (
+            Request::builder().uri(long_uri.as_str()),
+            414,
+            "uri_too_long",
+        ),
+        (many, 431, "headers_too_large"),
+        (big, 431, "headers_too_large"),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let answer: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(answer["error"]["code"], code, "{answer}");
+    }
+}
+
 /// Every answer, the dashboard's (which holds an API key) first, tells the
 /// browser not to sniff, frame or keep it.
 #[tokio::test]

@@ -136,11 +136,12 @@ pub fn print_status(status: &Value) {
     }
     for queue in health["queues"].as_array().into_iter().flatten() {
         println!(
-            "queue {:<8} {}  waiting {}, in flight {}, dead letters {}",
+            "queue {:<8} {}  waiting {}, in flight {}, delayed {}, dead letters {}",
             text(&queue["name"]),
             text(&queue["status"]),
             figure(&queue["waiting"]),
             figure(&queue["in_flight"]),
+            figure(&queue["delayed"]),
             figure(&queue["dead_letters"])
         );
     }

@@ -36,7 +36,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits, V8__chunk_provenance, V9__document_metadata, V10__keyword_search, V11__model_change, V12__chunk_headers, V13__spend_reservations, V14__operator_error_detail, V15__pending_sidecars\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits, V8__chunk_provenance, V9__document_metadata, V10__keyword_search, V11__model_change, V12__chunk_headers, V13__spend_reservations, V14__operator_error_detail, V15__pending_sidecars, V16__stage_work\n"
     );
 
     let samples = samples_dir().display().to_string();
@@ -644,7 +644,7 @@ async fn search_and_status_through_the_api() {
         "  complete    1",
         "  failed      1",
         // Queue figures count every tenant's messages: not shown to a tenant.
-        "queue parse    ok  waiting —, in flight —, dead letters —",
+        "queue parse    ok  waiting —, in flight —, delayed —, dead letters —",
         "uploads/acme/empty.txt  empty_file: file is empty (0 bytes)",
     ] {
         assert!(report.contains(line), "{line:?} not in\n{report}");

@@ -69,7 +69,7 @@ async fn queue_health(api: &Api, queue: &WatchedQueue) -> QueueHealth {
         }
     });
     let dead_letters = match dead {
-        Some(Ok(depth)) => Some(depth.waiting + depth.in_flight),
+        Some(Ok(depth)) => Some(depth.total()),
         _ => None,
     };
     let reachable = depth.is_ok() && !matches!(dead, Some(Err(_)));

@@ -14,8 +14,9 @@ pub use search::{MAX_QUERY_BYTES, MAX_TOP_K};
 use crate::error::ApiError;
 use crate::state::Api;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -24,6 +25,12 @@ use std::sync::{Arc, LazyLock};
 
 /// Largest request body any route reads.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest request target (path and query) answered; past it 414.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most headers, and header bytes, a request may carry; past them 431.
+pub const MAX_HEADERS: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// The OpenAPI document of every route, served at `/v1/openapi.yaml`.
 pub const OPENAPI: &str = include_str!("../../openapi.yaml");
@@ -78,6 +85,34 @@ async fn browser_headers(mut response: Response) -> Response {
     response
 }
 
+/// Refuses a request whose target or headers are past the limits, with the
+/// error JSON, before anything reads them.
+async fn head_limits(request: Request, next: Next) -> Response {
+    let uri = request.uri().to_string().len();
+    if uri > MAX_URI_BYTES {
+        let message = format!("the request target is {uri} bytes; at most {MAX_URI_BYTES}");
+        return ApiError::new(StatusCode::URI_TOO_LONG, "uri_too_long", message).into_response();
+    }
+    let headers = request.headers();
+    let bytes: usize = headers
+        .iter()
+        .map(|(name, value)| name.as_str().len() + value.len())
+        .sum();
+    if headers.len() > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
+        let message = format!(
+            "{} headers of {bytes} bytes; at most {MAX_HEADERS} of {MAX_HEADER_BYTES}",
+            headers.len()
+        );
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            message,
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
+
 pub fn router(api: Arc<Api>) -> Router {
     Router::new()
         .route("/", get(dashboard))
@@ -104,6 +139,7 @@ pub fn router(api: Arc<Api>) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(head_limits))
         .layer(axum::middleware::map_response(browser_headers))
         .with_state(api)
 }

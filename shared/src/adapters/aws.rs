@@ -351,6 +351,16 @@ pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
 pub struct QueueDepth {
     pub waiting: u64,
     pub in_flight: u64,
+    /// Sent with a delay not yet passed: LlamaParse re-checks, and messages
+    /// that let another tenant go first (`pipeline::fair_share`).
+    pub delayed: u64,
+}
+
+impl QueueDepth {
+    /// Every message the queue holds.
+    pub fn total(&self) -> u64 {
+        self.waiting + self.in_flight + self.delayed
+    }
 }
 
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDepth> {
@@ -360,6 +370,7 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDe
         .queue_url(url)
         .attribute_names(A::ApproximateNumberOfMessages)
         .attribute_names(A::ApproximateNumberOfMessagesNotVisible)
+        .attribute_names(A::ApproximateNumberOfMessagesDelayed)
         .send()
         .await
         .map_err(|e| transient("SQS GetQueueAttributes", e))?;
@@ -372,6 +383,7 @@ pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDe
     Ok(QueueDepth {
         waiting: count(&A::ApproximateNumberOfMessages),
         in_flight: count(&A::ApproximateNumberOfMessagesNotVisible),
+        delayed: count(&A::ApproximateNumberOfMessagesDelayed),
     })
 }
 

@@ -15,6 +15,14 @@ pub struct StageMessage {
     pub correlation_id: String,
     #[serde(flatten)]
     pub stage: Stage,
+    /// How often this message let another tenant's work go first
+    /// (`pipeline::fair_share`); absent when never.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub yields: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Which stage runs next, with the part of the job it covers.
@@ -45,12 +53,25 @@ impl Stage {
 }
 
 impl StageMessage {
+    pub fn new(job_id: Uuid, correlation_id: impl Into<String>, stage: Stage) -> StageMessage {
+        StageMessage {
+            job_id,
+            correlation_id: correlation_id.into(),
+            stage,
+            yields: 0,
+        }
+    }
+
     /// The message for `stage` of the same job, keeping the correlation id.
     pub fn next(&self, stage: Stage) -> StageMessage {
+        StageMessage::new(self.job_id, self.correlation_id.clone(), stage)
+    }
+
+    /// This message, once more having let another tenant's work go first.
+    pub fn yielded(&self) -> StageMessage {
         StageMessage {
-            job_id: self.job_id,
-            correlation_id: self.correlation_id.clone(),
-            stage,
+            yields: self.yields + 1,
+            ..self.clone()
         }
     }
 }
@@ -72,14 +93,14 @@ mod tests {
 
     #[test]
     fn messages_have_a_stable_wire_form() {
-        let message = StageMessage {
-            job_id: Uuid::nil(),
-            correlation_id: "req-1".into(),
-            stage: Stage::Embed {
+        let message = StageMessage::new(
+            Uuid::nil(),
+            "req-1",
+            Stage::Embed {
                 first_chunk: 128,
                 chunk_count: 64,
             },
-        };
+        );
         let json = serde_json::to_string(&message).unwrap();
         assert_eq!(
             json,

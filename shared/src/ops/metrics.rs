@@ -41,6 +41,8 @@ pub enum Metric {
     SpendingStopped,
     /// Paid calls never settled, closed by the sweeper at their estimate.
     SpendEstimated,
+    /// Stage messages that let another tenant's waiting work go first.
+    FairShareYields,
     /// Failures, by `ErrorKind` (a rejection's code, or `transient`).
     Errors,
     /// 1 when a service's circuit breaker is open or probing, 0 when closed.

@@ -250,10 +250,6 @@ pub async fn reprocess(
 
 /// Starts a queued job: its first stage message.
 async fn send_to_parse(pipeline: &Pipeline, job_id: Uuid, correlation_id: &str) -> Result<()> {
-    let message = StageMessage {
-        job_id,
-        correlation_id: correlation_id.to_string(),
-        stage: Stage::Parse,
-    };
+    let message = StageMessage::new(job_id, correlation_id, Stage::Parse);
     pipeline.queue.send(vec![message]).await
 }

@@ -2,11 +2,12 @@
 //! `finalize`) and metadata sidecars (`metadata`) as plain async functions over the blob store, the queue and
 //! the embedder, so the same code runs in Lambda and locally; `Pipeline`,
 //! the clients and parts they use; how a message becomes a stage's work
-//! (`stage`), what resumes a job (`resume`), what ends one that cannot go on
-//! (`give_up`); and the sweeper.
+//! (`stage`) and who goes first (`fair_share`), what resumes a job
+//! (`resume`), what ends one that cannot go on (`give_up`); and the sweeper.
 
 pub mod chunk;
 pub mod embed;
+pub mod fair_share;
 pub mod finalize;
 mod give_up;
 pub mod ingest;
@@ -48,6 +49,7 @@ pub struct Pipeline {
     pub queue: Arc<dyn Queue>,
     pub max_file_bytes: u64,
     pub embed_batch_size: u32,
+    pub fair_share: fair_share::FairShare,
     pub cost: CostPolicy,
     pub parsing: Option<Parsing>,
     pub chunking: Option<Chunking>,
@@ -102,6 +104,10 @@ impl Pipeline {
             queue,
             max_file_bytes: settings.stages.max_file_bytes,
             embed_batch_size: settings.stages.embed_batch_size as u32,
+            fair_share: fair_share::FairShare {
+                per_tenant: settings.stages.tenant_stage_share,
+                hold: settings.stages.stage_deadline,
+            },
             cost: settings.cost.clone(),
             parsing: settings
                 .parser

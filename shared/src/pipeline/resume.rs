@@ -60,10 +60,6 @@ pub fn resume_messages(job: &Job, embed_batch_size: u32) -> Vec<StageMessage> {
     };
     stages
         .into_iter()
-        .map(|stage| StageMessage {
-            job_id: job.id,
-            correlation_id: job.correlation_id.clone(),
-            stage,
-        })
+        .map(|stage| StageMessage::new(job.id, job.correlation_id.clone(), stage))
         .collect()
 }

@@ -2,6 +2,7 @@
 //! (`StageHandler`), the stages a process runs (`Stages`), and what each
 //! outcome does to the job.
 
+use super::fair_share::{self, Turn};
 use super::{Pipeline, chunk, embed, parse};
 use crate::adapters::queue::{Stage, StageMessage};
 use crate::domain::state::JobState;
@@ -167,7 +168,17 @@ async fn run_stage<S: Stages>(pipeline: &Pipeline, message: &StageMessage) -> Re
             ended: None,
         });
     };
+    let taken = match fair_share::enter(pipeline, message).await? {
+        Turn::Go(taken) => taken,
+        Turn::Yielded => {
+            return Ok(Handled {
+                job_id,
+                ended: None,
+            });
+        }
+    };
     let result = work.await;
+    fair_share::leave(pipeline, taken).await;
     match result {
         Ok(ended) => {
             count_ended(ended);

@@ -27,6 +27,10 @@ pub struct StageSettings {
     /// be worked on (in Lambda, the function timeout).
     #[serde(rename = "stage_deadline_secs", deserialize_with = "secs")]
     pub stage_deadline: Duration,
+    /// `TENANT_STAGE_SHARE` (4): the most messages of one stage a tenant has
+    /// in hand while a tenant with fewer has a job waiting for that stage;
+    /// the rest let it go first (`pipeline::fair_share`). 0 turns this off.
+    pub tenant_stage_share: u32,
     /// `DOCPIPE_BLOB_DIR` (.local/blobs): where the local blob store keeps
     /// objects (CLI and tests; S3 in Lambda).
     #[serde(rename = "docpipe_blob_dir")]
@@ -39,6 +43,7 @@ impl Default for StageSettings {
             embed_batch_size: 128,
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             stage_deadline: Duration::from_secs(120),
+            tenant_stage_share: 4,
             local_blob_dir: PathBuf::from(".local/blobs"),
         }
     }

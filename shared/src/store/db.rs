@@ -113,6 +113,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V15__pending_sidecars",
         include_str!("../../../migrations/V15__pending_sidecars.sql"),
     ),
+    (
+        "V16__stage_work",
+        include_str!("../../../migrations/V16__stage_work.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

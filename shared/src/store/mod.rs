@@ -1,7 +1,8 @@
 //! Postgres: the pool and migrations (`db`), job rows and their moves
 //! (`jobs`), what status and the API read (`status`), bulk-load indexes
 //! (`bulk`), metadata sidecars (`sidecars`), which model each tenant
-//! searches (`models`).
+//! searches (`models`), the stage work each tenant has in hand
+//! (`stage_work`).
 
 pub mod breakers;
 pub mod bulk;
@@ -12,4 +13,5 @@ pub mod jobs;
 pub mod ledger;
 pub mod models;
 pub mod sidecars;
+pub mod stage_work;
 pub mod status;
