@@ -94,7 +94,7 @@ async fn a_change_to_a_model_of_another_size() {
 }
 
 /// Ingests the samples for two tenants with the mock model at `dims`, then
-/// changes to the local model (384 dimensions) as the README says: migrate
+/// changes to the local model (384 dimensions) as the runbook says: migrate
 /// with the next model configured, let the sweeper work, make the next model
 /// the deployment's. Search answers at every step, and each tenant switches
 /// exactly when its vectors are complete.

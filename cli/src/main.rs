@@ -27,7 +27,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 /// Documents in, searchable vectors out. Settings come from the environment
-/// (DATABASE_URL, EMBEDDING_PROVIDER, EMBEDDING_DIMS, CHUNK_TOKENS, ...; see README).
+/// (DATABASE_URL, EMBEDDING_PROVIDER, EMBEDDING_DIMS, CHUNK_TOKENS, ...; see docs/operate/configuration.md).
 #[derive(Parser)]
 #[command(name = "docpipe", version)]
 struct Cli {

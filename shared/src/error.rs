@@ -250,7 +250,7 @@ pub enum ConfigError {
     #[error(
         "EMBEDDING_DIMS={configured} but the database's vector columns have {in_table} dimensions; \
          set EMBEDDING_DIMS={in_table}, or move to the new size with a model change \
-         (NEXT_EMBEDDING_*: README, \"Changing the embedding model\")"
+         (NEXT_EMBEDDING_*: docs/operate/runbook.md, \"Changing the embedding model\")"
     )]
     DimensionMismatch { configured: usize, in_table: usize },
     #[error("database schema is not migrated (run `docpipe migrate`): {0}")]

@@ -1,6 +1,6 @@
 //! docpipe: documents in S3 become searchable vectors in Postgres.
 //!
-//! The folders follow the flow (ARCHITECTURE.md): `domain` (keys, ids, job
+//! The folders follow the flow (docs/develop/architecture.md): `domain` (keys, ids, job
 //! states), `settings` (one struct per concern), `pipeline` (the stages and
 //! the sweeper over the [`adapters::blob::BlobStore`],
 //! [`adapters::queue::Queue`] and [`embedding::Embedder`] traits), the steps'

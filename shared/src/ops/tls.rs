@@ -1,6 +1,6 @@
 //! TLS for every client (the AWS SDK, the HTTP services, Postgres): rustls
 //! with ring. ring rather than aws-lc, the SDK's default: each function
-//! binary is smaller (README, Performance), and TLS speed is not what
+//! binary is smaller (docs/benchmarks), and TLS speed is not what
 //! bounds a pipeline that waits on Postgres and the providers.
 
 use aws_sdk_s3::config::SharedHttpClient;

@@ -44,7 +44,7 @@ pub enum Format {
 }
 
 /// Every extension read, and its format: the one list the upload API's
-/// allow-list, `unsupported_type`'s message and the README follow.
+/// allow-list, `unsupported_type`'s message and the user guide follow.
 pub const EXTENSIONS: &[(&str, Format)] = &[
     ("txt", Format::Text),
     ("text", Format::Text),
@@ -153,7 +153,7 @@ impl Format {
 }
 
 /// What parsing one document may cost. The defaults fit a 256 MB function
-/// handling a 100 MiB file; each is a setting (README, Configuration).
+/// handling a 100 MiB file; each is a setting (docs/operate/configuration.md).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseLimits {
     /// Wall time of one parse (`PARSE_TIMEOUT_SECS`).
@@ -584,11 +584,15 @@ fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Re
 mod tests {
     use super::*;
 
-    /// The README and the upload API's OpenAPI document show the one list,
+    /// The user guide and the upload API's OpenAPI document show the one list,
     /// where users look for it.
     #[test]
     fn the_readme_and_the_api_list_the_supported_extensions() {
-        let readme = include_str!("../../../README.md");
+        let guide = [
+            include_str!("../../../docs/guide/cli.md"),
+            include_str!("../../../docs/guide/failures.md"),
+        ]
+        .concat();
         let openapi = include_str!("../../../api/openapi.yaml");
         let openapi = openapi.split_whitespace().collect::<Vec<_>>().join(" ");
         let (last, others) = EXTENSIONS.split_last().unwrap();
@@ -608,7 +612,7 @@ mod tests {
             format!("| `unsupported_type` | extension is not one of {list} |"),
             format!("supported: {list}"),
         ] {
-            assert!(readme.contains(&place), "README lacks {place:?}");
+            assert!(guide.contains(&place), "the user guide lacks {place:?}");
         }
         assert!(matches!(
             Format::from_key("uploads/acme/report.doc"),

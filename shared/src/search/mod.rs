@@ -184,7 +184,7 @@ impl Query<'_> {
 /// if more) to the fusion. 10, 20 and 40 rank the quality bench's queries
 /// alike at `top_k` 10 (MRR@10 within 0.001); 20 keeps a chunk that one
 /// ranker places 11th–20th in the fusion, and a filtered search's HNSW scan
-/// finds half as many passing rows as with 40 (README, *Search speed*).
+/// finds half as many passing rows as with 40 (docs/benchmarks/search-speed.md).
 const HYBRID_CANDIDATES: u32 = 20;
 
 /// What a search uses: the embedder for the query, the reranker if one is

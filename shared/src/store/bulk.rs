@@ -1,6 +1,6 @@
 //! Bulk loads: the HNSW search index is dropped while a large load runs and
 //! built once after it. Building the graph once is several times faster than
-//! inserting each vector into it (README, Performance); meanwhile searches
+//! inserting each vector into it (docs/benchmarks); meanwhile searches
 //! are exact scans, and the build blocks writes to `document_chunks`.
 
 use crate::error::Result;

@@ -361,7 +361,7 @@ pub struct VectorRanker<'a> {
 
 /// With a binary index, how many times `limit` chunks the bits' nearest
 /// hold for re-ranking by the vectors: recall@10 0.973 on real vectors
-/// (README, *Index economy*).
+/// (docs/benchmarks/halfvec.md).
 const BINARY_OVERSAMPLING: i64 = 10;
 
 /// How the vector ranker scans.
@@ -374,8 +374,8 @@ pub struct Scan {
     /// searched exactly, through the tenant index (~9 ms for 9 000 chunks of
     /// 384 dims) or the filter's; for a larger one the planner chooses (HNSW
     /// with its filters, as a rule). Alone, it picked HNSW for a 10 000-chunk
-    /// tenant of a 1 M-row table: recall 0.31 in 88 ms (README, *Search
-    /// speed*).
+    /// tenant of a 1 M-row table: recall 0.31 in 88 ms
+    /// (docs/benchmarks/search-speed.md).
     pub exact_max_chunks: i64,
 }
 
@@ -599,7 +599,7 @@ async fn keyword_ranking(
 /// (and at most `SEARCH_EXACT_MAX_CHUNKS`) is answered exactly. HNSW's
 /// iterative scan visits ~candidates ÷ share rows, so its cost grows as the
 /// share falls, while an exact answer reads the passing rows. Measured
-/// (README, *Search speed*): 1 250 of 100 000 (1.25 %) exact 12 ms against
+/// (docs/benchmarks/search-speed.md): 1 250 of 100 000 (1.25 %) exact 12 ms against
 /// HNSW's 38–44 at recall 0.51–0.58; 7 500 of 100 000 (7.5 %) exact 65 ms
 /// against HNSW's 13–29; 12 500 of 1 M (1.25 %) HNSW 77 ms at recall 0.23.
 const FILTERED_EXACT_MAX_SHARE: f64 = 0.02;
