@@ -13,8 +13,8 @@ use clap::ValueEnum;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_shared::drivers::local::{LocalPipeline, upload_keys};
 use docpipe_shared::settings::{DatabaseSettings, StageSettings};
-use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
+use docpipe_shared::store::indexes;
 use docpipe_tests::corpus::generate;
 use docpipe_tests::local_aws::LocalAws;
 use docpipe_tests::spawn_mock_openai;
@@ -299,12 +299,12 @@ async fn timed(
     let started = Instant::now();
     let mut client = pool.get().await.unwrap();
     if index_build.is_some() {
-        bulk::defer_search_index(&mut client).await.unwrap();
+        indexes::defer_search_index(&mut client).await.unwrap();
     }
     load.await;
     let loaded = started.elapsed().as_secs_f64();
     if let Some(settings) = index_build {
-        bulk::rebuild_deferred_indexes(&mut client, settings)
+        indexes::rebuild_deferred_indexes(&mut client, settings)
             .await
             .unwrap();
     }

@@ -207,7 +207,7 @@ async fn the_client_paces_itself_under_the_providers_token_limit() {
     ));
     // 12 concurrent batches of 500 real tokens each: 6 000 tokens, ~2 s of quota.
     let text = "word ".repeat(500);
-    let tokens = docpipe_shared::chunking::tokenizer()
+    let tokens = docpipe_shared::tokens::tokenizer()
         .encode_ordinary(&text)
         .len() as u32;
     let start = Instant::now();

@@ -6,7 +6,7 @@
 use docpipe_shared::JobState;
 use docpipe_shared::search::SearchMode;
 use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::bulk;
+use docpipe_shared::store::indexes;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_filtered, search_in_mode};
 use serde_json::{Value, json};
 
@@ -284,7 +284,7 @@ async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
     let mut client = test_db.client().await;
     let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
     // Loaded as a bulk load is: the graph built once, after.
-    assert!(bulk::defer_search_index(&mut client).await.unwrap());
+    assert!(indexes::defer_search_index(&mut client).await.unwrap());
     // 1 000 documents of 20 chunks; every 100th in the folder `kept/`, with
     // the attribute `kept`.
     client
@@ -311,7 +311,7 @@ async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
         )
         .await
         .unwrap();
-    bulk::rebuild_deferred_indexes(&mut client, &config.database)
+    indexes::rebuild_deferred_indexes(&mut client, &config.database)
         .await
         .unwrap();
     client

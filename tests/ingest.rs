@@ -4,8 +4,8 @@
 use docpipe_shared::JobState;
 use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::bulk;
 use docpipe_shared::store::db;
+use docpipe_shared::store::indexes;
 use docpipe_shared::store::status;
 use docpipe_tests::{
     ScratchDir, TestDb, ingest_locally, samples_dir, search_as, spawn_mock_openai,
@@ -90,9 +90,9 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
     let pool = db::connect(&config.database).await.unwrap();
     let mut pooled = pool.get().await.unwrap();
 
-    assert!(bulk::defer_search_index(&mut pooled).await.unwrap());
+    assert!(indexes::defer_search_index(&mut pooled).await.unwrap());
     // A second (concurrent) bulk load finds it deferred already.
-    assert!(!bulk::defer_search_index(&mut pooled).await.unwrap());
+    assert!(!indexes::defer_search_index(&mut pooled).await.unwrap());
     assert!(!search_index_exists(&client).await);
     let (_, outcomes) = ingest_locally(&config, "acme", &[samples_dir()]).await;
     assert!(outcomes.values().all(|o| o.state == JobState::Complete));
@@ -102,14 +102,14 @@ async fn a_bulk_load_defers_the_search_index_and_an_interrupted_one_loses_nothin
     assert_eq!(top_hit(&config, "acme", query).await, expected);
 
     // The load "died" here; its definition was kept, so the next rebuild restores it.
-    let rebuilt = bulk::rebuild_deferred_indexes(&mut pooled, &config.database)
+    let rebuilt = indexes::rebuild_deferred_indexes(&mut pooled, &config.database)
         .await
         .unwrap();
     assert_eq!(rebuilt.len(), 1, "{rebuilt:?}");
     assert_eq!(rebuilt[0].name, "document_chunks_embedding_idx");
     assert!(search_index_exists(&client).await);
     assert!(
-        bulk::rebuild_deferred_indexes(&mut pooled, &config.database)
+        indexes::rebuild_deferred_indexes(&mut pooled, &config.database)
             .await
             .unwrap()
             .is_empty()
@@ -150,7 +150,7 @@ async fn a_deferred_index_is_built_with_the_memory_and_workers_set_for_it() {
         .unwrap();
     let pool = db::connect(&config.database).await.unwrap();
     let mut pooled = pool.get().await.unwrap();
-    let rebuilt = bulk::rebuild_deferred_indexes(&mut pooled, &config.database)
+    let rebuilt = indexes::rebuild_deferred_indexes(&mut pooled, &config.database)
         .await
         .unwrap();
     assert_eq!(rebuilt.len(), 1);

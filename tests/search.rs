@@ -7,7 +7,7 @@
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{Query, SearchHit, SearchMode};
 use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::{bulk, chunks, db};
+use docpipe_shared::store::{chunks, db, indexes};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
 use pgvector::Vector;
 use serde_json::json;
@@ -478,7 +478,7 @@ async fn a_binary_index_ranks_as_the_vectors_do_and_migrate_switches_the_kind() 
     );
     let pool = db::connect(&exact.database).await.unwrap();
     assert!(
-        bulk::defer_search_index(&mut pool.get().await.unwrap())
+        indexes::defer_search_index(&mut pool.get().await.unwrap())
             .await
             .unwrap()
     );
@@ -487,7 +487,7 @@ async fn a_binary_index_ranks_as_the_vectors_do_and_migrate_switches_the_kind() 
         report.applied,
         ["index document_chunks_embedding_idx (binary)"]
     );
-    bulk::rebuild_deferred_indexes(&mut pool.get().await.unwrap(), &binary.database)
+    indexes::rebuild_deferred_indexes(&mut pool.get().await.unwrap(), &binary.database)
         .await
         .unwrap();
     assert!(search_index(&test_db).await.contains("bit_hamming_ops"));
@@ -568,7 +568,7 @@ async fn a_chunk_is_embedded_under_its_header_and_found_by_its_own_text() {
                 Some(header) => format!("{header}\n\n{text}"),
                 None => text.clone(),
             };
-            let cl100k = docpipe_shared::chunking::tokenizer();
+            let cl100k = docpipe_shared::tokens::tokenizer();
             assert_eq!(tokens as usize, cl100k.encode_ordinary(&input).len());
             assert_eq!(hash, docpipe_shared::domain::ids::sha256(input.as_bytes()));
             let input = EmbedInput {

@@ -28,7 +28,7 @@ use clap::Parser;
 use docpipe_api::ApiSettings;
 use docpipe_shared::embedding::{EmbedInput, Embedder};
 use docpipe_shared::settings::{Env, Parts, PipelineSettings, VectorStorage};
-use docpipe_shared::store::{bulk, db};
+use docpipe_shared::store::{db, indexes};
 use docpipe_tests::TestDb;
 use docpipe_tests::corpus::Rng;
 use pgvector::{HalfVector, Vector};
@@ -171,7 +171,7 @@ async fn load(
     vectors: Vec<Vec<f32>>,
 ) -> Duration {
     let mut client = test_db.client().await;
-    bulk::defer_search_index(&mut client).await.unwrap();
+    indexes::defer_search_index(&mut client).await.unwrap();
     let mut rows = texts.iter().zip(vectors);
     let types = [
         Type::UUID,
@@ -546,7 +546,7 @@ async fn main() {
     let started = Instant::now();
     let mut client = test_db.client().await;
     let rebuilt = match &args.hnsw {
-        None => bulk::rebuild_deferred_indexes(&mut client, &settings.database)
+        None => indexes::rebuild_deferred_indexes(&mut client, &settings.database)
             .await
             .unwrap()
             .len(),

@@ -12,12 +12,12 @@
 use crate::embedding::local::ModelTokenizer;
 use crate::parsing::layout::Layout;
 use crate::settings::{ChunkHeader, ChunkingSettings};
+use crate::tokens::tokenizer;
 use std::borrow::Cow;
 use std::sync::OnceLock;
 use text_splitter::{
     Characters, ChunkConfig, ChunkConfigError, ChunkSizer, MarkdownSplitter, TextSplitter,
 };
-use tiktoken_rs::CoreBPE;
 
 /// One piece of a document, with where it came from. The text stays in the
 /// document: a large one is not held twice.
@@ -150,20 +150,6 @@ impl ChunkSizer for TokenCount {
     fn size(&self, chunk: &str) -> usize {
         self.count(chunk)
     }
-}
-
-/// The cl100k tokenizer, built once per process on first use: building it
-/// is most of a cold start (~60 ms), which functions that never tokenize
-/// (ingest, parse, embed, sweeper, migrate; api for short queries) should
-/// not pay.
-pub fn tokenizer() -> &'static CoreBPE {
-    tiktoken_rs::cl100k_base_singleton()
-}
-
-/// Builds the tokenizer on a thread of its own, for a process that will
-/// need it: the build then overlaps the rest of its start-up.
-pub fn warm_up_tokenizer() {
-    std::thread::spawn(tokenizer);
 }
 
 /// Sizes any slice of one text from a single tokenization of the whole text:

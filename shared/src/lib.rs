@@ -1,7 +1,8 @@
 //! docpipe: documents in S3 become searchable vectors in Postgres.
 //!
 //! The folders follow the flow (docs/develop/architecture.md): `domain` (keys, ids, job
-//! states), `settings` (one struct per concern), `pipeline` (the stages and
+//! states), `settings` (one struct per concern), `tokens` (cl100k, both
+//! paths count by it), `pipeline` (the stages and
 //! the sweeper over the [`adapters::blob::BlobStore`],
 //! [`adapters::queue::Queue`] and [`embedding::Embedder`] traits), the steps'
 //! own machinery (`parsing`, `chunking`, `embedding`, `external`, `cost`,
@@ -24,6 +25,7 @@ pub mod rerank;
 pub mod search;
 pub mod settings;
 pub mod store;
+pub mod tokens;
 
 pub use domain::state::JobState;
 pub use error::{ConfigError, Error, Rejection, Result};

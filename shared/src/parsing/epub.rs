@@ -6,7 +6,7 @@
 use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::xml::{Node, attribute, local, walk};
-use super::{OutputBounds, html_to_text, unreadable};
+use super::{OutputBounds, html, unreadable};
 use crate::error::Rejection;
 use percent_encoding::percent_decode_str;
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ pub fn parse(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Re
             return Err(Rejection::EncryptedDocument);
         }
         if let Some(html) = archive.read_text(chapter)? {
-            doc.rendered_markdown(&html_to_text(&html, bounds)?)?;
+            doc.rendered_markdown(&html::to_text(&html, bounds)?)?;
         }
     }
     Ok(doc.finish())

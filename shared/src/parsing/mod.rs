@@ -9,12 +9,15 @@ pub mod archive;
 mod delimited;
 mod docx;
 mod epub;
+mod html;
 mod json;
 pub mod layout;
+mod pdf;
 mod pptx;
 pub mod sandbox;
 mod spreadsheet;
 mod table;
+mod text;
 mod xml;
 
 use crate::error::Rejection;
@@ -300,10 +303,6 @@ impl StoredText {
 /// meaningless chunks.
 pub const MAX_UNBROKEN_CHARS: usize = 64 * 1024;
 
-/// Width for HTML rendering: a page's width. Tables are rendered a cell to a
-/// row ("raw" mode), so no cell is padded out to the width of its column.
-const HTML_LINE_WIDTH: usize = 200;
-
 /// Text of the file, within `bounds`. Takes the bytes so that UTF-8 text
 /// becomes the document without a copy (a 50 MB file is held once, not
 /// twice). Runs in this process with no bound on its time or memory: the
@@ -314,24 +313,26 @@ pub fn parse(key: &str, bytes: Bytes, bounds: &OutputBounds) -> Result<ParsedDoc
         return Err(Rejection::EmptyFile);
     }
     let (text, layout, pages) = match format {
-        Format::Text => (decode_text(bytes)?, Layout::default(), None),
-        Format::Markdown => with_headings(decode_text(bytes)?),
+        Format::Text => (text::decode(bytes)?, Layout::default(), None),
+        Format::Markdown => with_headings(text::decode(bytes)?),
         Format::Html => {
             let mut doc = TextBuilder::new(bounds.max_chars);
-            doc.rendered_markdown(&html_to_text(&decode_text(bytes)?, bounds)?)?;
+            doc.rendered_markdown(&html::to_text(&text::decode(bytes)?, bounds)?)?;
             unpaged(doc.finish())
         }
         Format::Epub => unpaged(epub::parse(&bytes, bounds)?),
-        Format::Pdf => paged(pdf_pages(&bytes, bounds)?),
+        Format::Pdf => paged(pdf::parse(&bytes, bounds)?),
         Format::Docx => unpaged(docx::parse(&bytes, bounds)?),
         Format::Pptx => paged(pptx::parse(&bytes, bounds)?),
         Format::Xlsx | Format::Xls | Format::Ods => {
             paged(spreadsheet::parse(&bytes, format, bounds)?)
         }
         Format::Csv | Format::Tsv => {
-            unpaged(delimited::parse(&decode_text(bytes)?, format, bounds)?)
+            unpaged(delimited::parse(&text::decode(bytes)?, format, bounds)?)
         }
-        Format::Json | Format::Jsonl => unpaged(json::parse(&decode_text(bytes)?, format, bounds)?),
+        Format::Json | Format::Jsonl => {
+            unpaged(json::parse(&text::decode(bytes)?, format, bounds)?)
+        }
     };
     check_length(text.chars().count(), bounds)?;
     if text.trim().is_empty() {
@@ -393,191 +394,6 @@ pub fn check_length(chars: usize, bounds: &OutputBounds) -> Result<(), Rejection
         });
     }
     Ok(())
-}
-
-/// UTF-8 (with or without BOM) or BOM-marked UTF-16; anything else is refused
-/// rather than guessed at, and so is a NUL character (no text holds one, and
-/// Postgres cannot store it).
-fn decode_text(bytes: Bytes) -> Result<String, Rejection> {
-    let utf16 = |bytes: &[u8], to_u16: fn([u8; 2]) -> u16| {
-        let units: Vec<u16> = bytes
-            .chunks_exact(2)
-            .map(|pair| to_u16([pair[0], pair[1]]))
-            .collect();
-        if let Some(unit) = units.iter().position(|&u| u == 0) {
-            // Offset in the file: the BOM, then two bytes a unit.
-            return Err(Rejection::Binary {
-                offset: 2 + 2 * unit,
-            });
-        }
-        String::from_utf16(&units).map_err(|_| Rejection::NotUtf8 { offset: 0 })
-    };
-    match bytes[..] {
-        [0xEF, 0xBB, 0xBF, ..] => decode_utf8(bytes.slice(3..)),
-        [0xFF, 0xFE, ref rest @ ..] => utf16(rest, u16::from_le_bytes),
-        [0xFE, 0xFF, ref rest @ ..] => utf16(rest, u16::from_be_bytes),
-        _ => decode_utf8(bytes),
-    }
-}
-
-fn decode_utf8(bytes: Bytes) -> Result<String, Rejection> {
-    if let Some(offset) = bytes.iter().position(|&b| b == 0) {
-        return Err(Rejection::Binary { offset });
-    }
-    // No copy when the buffer is ours alone.
-    String::from_utf8(Vec::from(bytes)).map_err(|e| Rejection::NotUtf8 {
-        offset: e.utf8_error().valid_up_to(),
-    })
-}
-
-/// The text of an HTML document, its nesting checked before it is parsed
-/// (the parser's time grows with the square of the depth) and again before
-/// it is rendered (so do the rendering's time and text).
-pub(crate) fn html_to_text(html: &str, bounds: &OutputBounds) -> Result<String, Rejection> {
-    let too_deep = |depth| Rejection::TooDeep {
-        depth,
-        limit: bounds.max_depth,
-    };
-    let at_least = container_depth(html);
-    if at_least > bounds.max_depth {
-        return Err(too_deep(at_least));
-    }
-    let config = html2text::config::plain_no_decorate()
-        .raw_mode(true)
-        .allow_width_overflow();
-    let dom = config
-        .parse_html(html.as_bytes())
-        .map_err(|_| Rejection::NoText)?;
-    let depth = html_depth(&dom.document);
-    if depth > bounds.max_depth {
-        return Err(Rejection::TooDeep {
-            depth,
-            limit: bounds.max_depth,
-        });
-    }
-    let tree = config
-        .dom_to_render_tree(&dom)
-        .map_err(|_| Rejection::NoText)?;
-    config
-        .render_to_string(tree, HTML_LINE_WIDTH)
-        .map_err(|_| Rejection::NoText)
-}
-
-/// Elements the HTML parser never closes on its own: an open one nests
-/// whatever follows until its end tag.
-const CONTAINERS: [&str; 16] = [
-    "div",
-    "blockquote",
-    "section",
-    "article",
-    "aside",
-    "nav",
-    "main",
-    "header",
-    "footer",
-    "span",
-    "ul",
-    "ol",
-    "dl",
-    "table",
-    "form",
-    "fieldset",
-];
-
-/// Elements whose content is text, not markup.
-const RAW_TEXT: [&str; 4] = ["script", "style", "textarea", "title"];
-
-/// A lower bound on how deep `html` nests, in one linear pass before any
-/// parse: the nesting of [`CONTAINERS`] alone, outside comments and raw text.
-fn container_depth(html: &str) -> usize {
-    let bytes = html.as_bytes();
-    let lower = html.to_ascii_lowercase();
-    let (mut depth, mut deepest, mut at) = (0usize, 0usize, 0);
-    while let Some(open) = lower[at..].find('<').map(|i| at + i) {
-        let rest = &lower[open + 1..];
-        if rest.starts_with("!--") {
-            at = rest.find("-->").map_or(bytes.len(), |i| open + 1 + i + 3);
-            continue;
-        }
-        let closing = rest.starts_with('/');
-        let name_start = open + 1 + usize::from(closing);
-        let name_len = lower[name_start..]
-            .find(|c: char| !c.is_ascii_alphanumeric())
-            .unwrap_or(lower.len() - name_start);
-        let name = &lower[name_start..name_start + name_len];
-        let end = lower[name_start..]
-            .find('>')
-            .map_or(bytes.len(), |i| name_start + i + 1);
-        if !closing && RAW_TEXT.contains(&name) {
-            let close = format!("</{name}");
-            at = lower[end..].find(&close).map_or(bytes.len(), |i| end + i);
-            continue;
-        }
-        if CONTAINERS.contains(&name) {
-            if closing {
-                depth = depth.saturating_sub(1);
-            } else if !lower[..end].ends_with("/>") {
-                depth += 1;
-                deepest = deepest.max(depth);
-            }
-        }
-        at = end.max(open + 1);
-    }
-    deepest
-}
-
-/// How deep elements nest below `root` (without recursion: the depth is the
-/// attacker's to choose).
-fn html_depth(root: &html2text::Handle) -> usize {
-    let mut deepest = 0;
-    let mut pending = vec![(root.clone(), 0)];
-    while let Some((node, depth)) = pending.pop() {
-        deepest = deepest.max(depth);
-        pending.extend(
-            node.children
-                .borrow()
-                .iter()
-                .map(|child| (child.clone(), depth + 1)),
-        );
-    }
-    deepest
-}
-
-/// Text of each page, up to the first page that cannot be read, within the
-/// bounds (checked page by page, so a file whose pages repeat one huge
-/// stream stops early). NULs (font-encoding artefacts of the extractor, not
-/// text) are dropped. The PDF crate can panic on malformed files; that is
-/// the file's fault, so it becomes a rejection.
-fn pdf_pages(bytes: &[u8], bounds: &OutputBounds) -> Result<(String, Layout), Rejection> {
-    let unreadable = |detail: String| Rejection::UnreadablePdf { detail };
-    let extract = || {
-        let mut document =
-            lopdf::Document::load_mem(bytes).map_err(|e| unreadable(e.to_string()))?;
-        if document.is_encrypted() {
-            document
-                .decrypt("")
-                .map_err(|e| unreadable(e.to_string()))?;
-        }
-        let numbers: Vec<u32> = document.get_pages().into_keys().collect();
-        bounds.check_pages(numbers.len())?;
-        let mut pages = TextBuilder::new(bounds.max_chars);
-        for (page, number) in (1..).zip(numbers) {
-            let mut text = String::new();
-            let mut output = pdf_extract::PlainTextOutput::new(&mut text);
-            if pdf_extract::output_doc_page(&document, &mut output, number).is_err() {
-                break;
-            }
-            text.retain(|c| c != '\0');
-            pages.page(page);
-            pages.paragraph(&text)?;
-        }
-        Ok(pages.finish())
-    };
-    std::panic::catch_unwind(extract).unwrap_or_else(|_| {
-        Err(Rejection::UnreadablePdf {
-            detail: "the file is malformed".into(),
-        })
-    })
 }
 
 #[cfg(test)]
@@ -704,15 +520,15 @@ mod tests {
     #[test]
     fn nesting_is_bounded_from_below_before_the_parse() {
         assert_eq!(
-            container_depth("<div><p>a<div>b</div></div><div>c</div>"),
+            html::container_depth("<div><p>a<div>b</div></div><div>c</div>"),
             2
         );
-        assert_eq!(container_depth("<DIV><Span>x</SPAN></div>"), 2);
+        assert_eq!(html::container_depth("<DIV><Span>x</SPAN></div>"), 2);
         // Comments, scripts and self-closed tags do not nest.
         let hidden = "<!-- <div><div> --><script>'<div><div><div>'</script><div/>";
-        assert_eq!(container_depth(hidden), 0);
+        assert_eq!(html::container_depth(hidden), 0);
         // Unclosed containers nest, as the parser nests them.
-        assert_eq!(container_depth(&"<div>".repeat(300)), 300);
+        assert_eq!(html::container_depth(&"<div>".repeat(300)), 300);
         let deep = format!("<html><body>{}x</body></html>", "<div>".repeat(300));
         assert!(matches!(
             parse("a.html", deep.into()),

@@ -6,7 +6,6 @@ pub mod eval;
 pub mod filter;
 pub mod fusion;
 
-use crate::chunking::tokenizer;
 use crate::cost::{self, Allowance, Bill};
 use crate::domain::keys::Tenant;
 use crate::domain::metadata::Attributes;
@@ -17,6 +16,7 @@ use crate::rerank::Reranker;
 use crate::settings::{CostPolicy, KeywordMatch, PipelineSettings, VectorIndex, invalid};
 use crate::store::db::VectorLayout;
 use crate::store::{chunks, models};
+use crate::tokens::tokenizer;
 use context::{ContextRequest, HitContext};
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;

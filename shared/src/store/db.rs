@@ -1,7 +1,9 @@
-//! Postgres: connection pool, migrations, and the startup schema check.
+//! Postgres: connection pool, migrations, and the startup schema check
+//! (the search indexes themselves are `indexes`').
 
 use crate::error::ConfigError;
-use crate::settings::{DatabaseSettings, VectorIndex, VectorStorage};
+use crate::settings::{DatabaseSettings, VectorStorage};
+use crate::store::indexes;
 use deadpool_postgres::{Manager, ManagerConfig, RecyclingMethod, Runtime};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
@@ -372,10 +374,12 @@ async fn add_next_size(
             continue;
         }
         // `column`, the type and the operator class are plain names made here.
-        let index =
-            config
-                .vector_index
-                .definition(&search_index_name(&column), &column, dims, storage);
+        let index = config.vector_index.definition(
+            &indexes::search_index_name(&column),
+            &column,
+            dims,
+            storage,
+        );
         client
             .batch_execute(&format!(
                 "ALTER TABLE upload_pipeline.document_chunks ADD COLUMN {column} {}({dims});
@@ -386,64 +390,6 @@ async fn add_next_size(
         added.push(format!("column {column}"));
     }
     Ok(added)
-}
-
-/// The search index over the first vector column, `embedding` (migrations/V1).
-pub const SEARCH_INDEX: &str = "document_chunks_embedding_idx";
-
-/// The search index over vector column `column` (`embedding`: [`SEARCH_INDEX`]).
-fn search_index_name(column: &str) -> String {
-    format!("document_chunks_{column}_idx")
-}
-
-/// Rebuilds each vector column's search index that is not of the kind
-/// `EMBEDDING_INDEX` names; one a bulk load deferred has its kept
-/// definition rewritten instead. Returns what it changed.
-async fn match_index_kind(
-    client: &mut tokio_postgres::Client,
-    config: &DatabaseSettings,
-    layout: &VectorLayout,
-) -> Result<Vec<String>, ConfigError> {
-    let mut changed = Vec::new();
-    for size in config.vector_sizes() {
-        let column = layout.column(size.dims);
-        let name = search_index_name(&column);
-        let wanted = config
-            .vector_index
-            .definition(&name, &column, size.dims, size.storage);
-        let tx = client.transaction().await?;
-        // Postgres's text of the index as it is, or as a bulk load kept it.
-        let current: Option<String> = tx
-            .query_one(
-                "SELECT coalesce(pg_get_indexdef(to_regclass('upload_pipeline.' || $1)),
-                                 (SELECT definition FROM upload_pipeline.deferred_indexes
-                                   WHERE name = $1))",
-                &[&name],
-            )
-            .await?
-            .get(0);
-        let Some(current) =
-            current.filter(|d| VectorIndex::of_definition(d) != config.vector_index)
-        else {
-            continue;
-        };
-        let rewritten = tx
-            .execute(
-                "UPDATE upload_pipeline.deferred_indexes SET definition = $2 WHERE name = $1",
-                &[&name, &wanted],
-            )
-            .await?;
-        if rewritten == 0 {
-            crate::store::bulk::give_index_build_its_settings(&tx, config).await?;
-            // `name` and `wanted` are plain names and SQL made here.
-            tx.batch_execute(&format!("DROP INDEX upload_pipeline.{name}; {wanted}"))
-                .await?;
-        }
-        tx.commit().await?;
-        tracing::info!(index = %name, was = %current, "search index rebuilt as EMBEDDING_INDEX names");
-        changed.push(format!("index {name} ({})", config.vector_index));
-    }
-    Ok(changed)
 }
 
 /// The text-search configuration keyword search was migrated with, if it was.
@@ -524,7 +470,7 @@ pub async fn migrate(config: &DatabaseSettings) -> Result<MigrationReport, Confi
         .map(|m| m.to_string())
         .collect();
     applied.extend(add_next_size(client, config, &layout).await?);
-    applied.extend(match_index_kind(client, config, &layout).await?);
+    applied.extend(indexes::match_index_kind(client, config, |dims| layout.column(dims)).await?);
     Ok(MigrationReport { applied })
 }
 

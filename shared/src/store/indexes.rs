@@ -1,13 +1,71 @@
-//! Bulk loads: the HNSW search index is dropped while a large load runs and
+//! The search indexes: their kind (`EMBEDDING_INDEX`, matched on migrate),
+//! and bulk loads: the HNSW search index is dropped while a large load runs and
 //! built once after it. Building the graph once is several times faster than
 //! inserting each vector into it (docs/benchmarks); meanwhile searches
 //! are exact scans, and the build blocks writes to `document_chunks`.
 
-use crate::error::Result;
-use crate::settings::DatabaseSettings;
-use crate::store::db::SEARCH_INDEX;
+use crate::error::{ConfigError, Result};
+use crate::settings::{DatabaseSettings, VectorIndex};
 use std::time::{Duration, Instant};
 use tokio_postgres::Client;
+
+/// The search index over the first vector column, `embedding` (migrations/V1).
+pub const SEARCH_INDEX: &str = "document_chunks_embedding_idx";
+
+/// The search index over vector column `column` (`embedding`: [`SEARCH_INDEX`]).
+pub(super) fn search_index_name(column: &str) -> String {
+    format!("document_chunks_{column}_idx")
+}
+
+/// Rebuilds each vector column's search index that is not of the kind
+/// `EMBEDDING_INDEX` names; one a bulk load deferred has its kept
+/// definition rewritten instead. Returns what it changed.
+pub(super) async fn match_index_kind(
+    client: &mut Client,
+    config: &DatabaseSettings,
+    column_of: impl Fn(usize) -> String,
+) -> std::result::Result<Vec<String>, ConfigError> {
+    let mut changed = Vec::new();
+    for size in config.vector_sizes() {
+        let column = column_of(size.dims);
+        let name = search_index_name(&column);
+        let wanted = config
+            .vector_index
+            .definition(&name, &column, size.dims, size.storage);
+        let tx = client.transaction().await?;
+        // Postgres's text of the index as it is, or as a bulk load kept it.
+        let current: Option<String> = tx
+            .query_one(
+                "SELECT coalesce(pg_get_indexdef(to_regclass('upload_pipeline.' || $1)),
+                                 (SELECT definition FROM upload_pipeline.deferred_indexes
+                                   WHERE name = $1))",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        let Some(current) =
+            current.filter(|d| VectorIndex::of_definition(d) != config.vector_index)
+        else {
+            continue;
+        };
+        let rewritten = tx
+            .execute(
+                "UPDATE upload_pipeline.deferred_indexes SET definition = $2 WHERE name = $1",
+                &[&name, &wanted],
+            )
+            .await?;
+        if rewritten == 0 {
+            give_index_build_its_settings(&tx, config).await?;
+            // `name` and `wanted` are plain names and SQL made here.
+            tx.batch_execute(&format!("DROP INDEX upload_pipeline.{name}; {wanted}"))
+                .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(index = %name, was = %current, "search index rebuilt as EMBEDDING_INDEX names");
+        changed.push(format!("index {name} ({})", config.vector_index));
+    }
+    Ok(changed)
+}
 
 /// Drops the search index for a bulk load, keeping its definition in
 /// `deferred_indexes` in the same transaction. Returns whether an index was

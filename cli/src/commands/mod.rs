@@ -1,0 +1,7 @@
+//! Each command's work and output, a file a command.
+
+pub mod eval;
+pub mod ingest;
+pub mod reembed;
+pub mod search;
+pub mod status;

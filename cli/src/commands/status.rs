@@ -1,0 +1,101 @@
+//! `docpipe status` from the database: jobs, failures, spend, a model change.
+
+use anyhow::Context;
+use docpipe_shared::settings::{Env, Parts, PipelineSettings};
+use docpipe_shared::store::db;
+use docpipe_shared::store::{models, status};
+
+/// A model change's progress, as `status` shows it.
+#[derive(serde::Serialize)]
+pub struct ModelChangeStatus {
+    current: String,
+    next: String,
+    tenants: Vec<models::TenantProgress>,
+}
+
+pub async fn model_change(env: &Env, pool: &db::Pool) -> anyhow::Result<ModelChangeStatus> {
+    let settings = PipelineSettings::load(env, Parts::EMBED)?;
+    let change = models::ModelChange::configured(&settings).context("no model change")?;
+    Ok(ModelChangeStatus {
+        current: change.current.to_string(),
+        next: change.next.to_string(),
+        tenants: models::progress(&pool.get().await?, &change).await?,
+    })
+}
+
+pub fn print_overview(
+    overview: &status::Overview,
+    model_change: Option<&ModelChangeStatus>,
+    json: bool,
+) -> anyhow::Result<()> {
+    if json {
+        let mut status = serde_json::to_value(overview)?;
+        status["model_change"] = serde_json::to_value(model_change)?;
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    println!(
+        "documents {}, searchable chunks {}",
+        overview.documents, overview.searchable_chunks
+    );
+    println!("jobs per state:");
+    for (state, count) in &overview.jobs_by_state {
+        println!("  {state:<11} {count}");
+    }
+    if !overview.recent_failures.is_empty() {
+        println!("recent failures:");
+        for failed in &overview.recent_failures {
+            let job = &failed.outcome;
+            // Operators read the reason in full: a provider's words too.
+            let reason = failed
+                .error_detail
+                .as_deref()
+                .or(job.error_message.as_deref())
+                .unwrap_or("");
+            println!(
+                "  {}  {}  {}: {reason}",
+                job.state_changed_at,
+                job.source_key,
+                job.error_code.as_deref().unwrap_or("?")
+            );
+        }
+    }
+    println!("{}", overview.spend_estimates);
+    for waiting in &overview.waiting {
+        println!(
+            "waiting: {} jobs until {}: {}",
+            waiting.jobs, waiting.until, waiting.reason
+        );
+    }
+    for breaker in &overview.breakers {
+        println!(
+            "{} circuit breaker: {} (as of {})",
+            breaker.service, breaker.state, breaker.observed_at
+        );
+    }
+    if let Some(change) = model_change {
+        let switched = change
+            .tenants
+            .iter()
+            .filter(|t| t.progress.switched)
+            .count();
+        println!(
+            "model change {} -> {}: {switched} of {} tenants switched",
+            change.current,
+            change.next,
+            change.tenants.len()
+        );
+        for tenant in &change.tenants {
+            let state = if tenant.progress.switched {
+                "switched"
+            } else {
+                "building"
+            };
+            println!(
+                "  {:<20} {state:<9} {}/{} chunks with the next model's vectors",
+                tenant.tenant, tenant.progress.ready, tenant.progress.chunks
+            );
+        }
+    }
+    Ok(())
+}
