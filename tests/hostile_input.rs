@@ -326,8 +326,8 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         jobs.push(ingested.job_id);
     }
     let search = &mut deployment.pipeline.embedding.as_mut().unwrap().search;
-    search.embedder = Arc::new(PanicsOn {
-        inner: search.embedder.clone(),
+    search.models.current = Arc::new(PanicsOn {
+        inner: search.models.current.clone(),
         word: "kraken",
     });
     let mut event = SqsEvent::default();

@@ -460,7 +460,8 @@ async fn recall(
             .await
             .unwrap();
         let vector = parts
-            .embedder
+            .models
+            .current
             .embed(&[EmbedInput { text, tokens: 8 }])
             .await
             .unwrap();

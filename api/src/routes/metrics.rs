@@ -39,7 +39,7 @@ pub(super) async fn report(
     Tenant(tenant): Tenant,
 ) -> Result<Json<MetricsReport>, ApiError> {
     let client = api.client().await?;
-    let policy = &api.search.cost;
+    let policy = &api.search.models.cost;
     let model_change = match reembed::model_change(&api.pipeline)? {
         Some(change) => Some(ModelChangeProgress {
             current: change.current.to_string(),

@@ -3,6 +3,7 @@
 pub mod bedrock;
 pub mod local;
 pub mod mock;
+pub mod models;
 pub mod openai;
 pub mod router;
 

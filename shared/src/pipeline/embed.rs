@@ -6,9 +6,9 @@ use crate::adapters::queue::{Stage, StageMessage};
 use crate::cost::{self, Allowance, Bill, reservation::SETTLE_PATIENCE};
 use crate::domain::state::JobState;
 use crate::embedding::EmbedInput;
+use crate::embedding::models::Serving;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
-use crate::search::Serving;
 use crate::store::chunks::{self, Pending};
 use crate::store::db;
 use crate::store::documents;
@@ -43,6 +43,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         embedder,
         cost: prices,
     } = search
+        .models
         .serving(&pipeline.db.get().await?, &job.tenant)
         .await?;
     let model = embedder.model();
@@ -121,7 +122,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .collect();
 
     let mut client = pipeline.db.get().await?;
-    let column = search.vector_column(&client, embedder).await?;
+    let column = search.models.vector_column(&client, embedder).await?;
     let tx = client.transaction().await?;
     // Lock order everywhere: document, then job. Batches of one job take turns here.
     let latest_job_id = documents::lock(&tx, job.document_id)

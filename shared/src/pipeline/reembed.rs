@@ -13,9 +13,9 @@
 
 use super::{Embedding, Pipeline};
 use crate::cost::{self, Allowance, Bill, Spend, reservation::SETTLE_PATIENCE};
+use crate::embedding::models::NextModel;
 use crate::embedding::{EmbedInput, Embedder};
 use crate::error::{Error, Result};
-use crate::search::NextModel;
 use crate::settings::{CacheScope, CostPolicy};
 use crate::store::chunks::{self, LiveChunk};
 use crate::store::db;
@@ -32,18 +32,19 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
         cache_scope,
         search,
     } = pipeline.embedding()?;
-    let embedder = search.embedder.as_ref();
+    let embedder = search.models.current.as_ref();
     let Some(fallback) = embedder.fallback_model() else {
         return Ok(0);
     };
     let rows = chunks::of_model(&pipeline.db.get().await?, fallback, limit).await?;
-    let Some(vectors) = reembed(pipeline, embedder, &search.cost, *cache_scope, &rows).await?
+    let Some(vectors) =
+        reembed(pipeline, embedder, &search.models.cost, *cache_scope, &rows).await?
     else {
         return Ok(0); // The provider is still down.
     };
     let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
     let client = pipeline.db.get().await?;
-    let column = search.vector_column(&client, embedder).await?;
+    let column = search.models.vector_column(&client, embedder).await?;
     let replaced = chunks::replace_vectors(
         &client,
         &ids,
@@ -70,15 +71,17 @@ pub struct ModelChangeReport {
 pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<ModelChangeReport> {
     let mut report = ModelChangeReport::default();
     let Embedding { search, .. } = pipeline.embedding()?;
-    let (Some(change), Some(next)) = (model_change(pipeline)?, &search.next) else {
+    let (Some(change), Some(next)) = (model_change(pipeline)?, &search.models.next) else {
         return Ok(report);
     };
     let mut client = pipeline.db.get().await?;
     let columns = (
         search
-            .vector_column(&client, search.embedder.as_ref())
+            .models
+            .vector_column(&client, search.models.current.as_ref())
             .await?,
         search
+            .models
             .vector_column(&client, next.embedder.as_ref())
             .await?,
     );
@@ -155,8 +158,8 @@ pub fn model_change(pipeline: &Pipeline) -> Result<Option<ModelChange<'_>>> {
         cache_scope,
         search,
     } = pipeline.embedding()?;
-    Ok(search.next.as_ref().map(|next| ModelChange {
-        current: search.embedder.model(),
+    Ok(search.models.next.as_ref().map(|next| ModelChange {
+        current: search.models.current.model(),
         next: next.embedder.model(),
         dims: next.embedder.dims() as i32,
         cache_scope: *cache_scope,

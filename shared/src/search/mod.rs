@@ -9,16 +9,15 @@ pub mod fusion;
 use crate::cost::{self, Allowance, Bill};
 use crate::domain::keys::Tenant;
 use crate::domain::metadata::Attributes;
+use crate::embedding::models::Models;
 use crate::embedding::{EmbedInput, Embedder};
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{ConfigError, Result};
 use crate::external::ExternalService;
 use crate::rerank::Reranker;
 use crate::settings::{CostPolicy, KeywordMatch, PipelineSettings, VectorIndex, invalid};
-use crate::store::db::VectorLayout;
-use crate::store::{chunks, models};
+use crate::store::chunks;
 use crate::tokens::tokenizer;
 use context::{ContextRequest, HitContext};
-use deadpool_postgres::GenericClient;
 use deadpool_postgres::Pool;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
@@ -187,37 +186,20 @@ impl Query<'_> {
 /// finds half as many passing rows as with 40 (docs/benchmarks/search-speed.md).
 const HYBRID_CANDIDATES: u32 = 20;
 
-/// What a search uses: the embedder for the query, the reranker if one is
-/// configured, and the prices and budgets its paid calls count against.
+/// What a search uses: the models that embed the query, the reranker if one
+/// is configured, and how the rankers scan.
 #[derive(Clone)]
 pub struct SearchParts {
-    pub embedder: Arc<dyn Embedder>,
-    /// During a model change, the model tenants move to.
-    pub next: Option<NextModel>,
+    /// The deployment's model, during a model change the next one too, and
+    /// the prices and budgets their paid calls count against.
+    pub models: Models,
     pub reranker: Option<Arc<Reranker>>,
-    pub cost: CostPolicy,
     /// `SEARCH_EF_SEARCH`, `SEARCH_EXACT_MAX_CHUNKS`: how the vector ranker scans.
     pub scan: chunks::Scan,
     /// `SEARCH_KEYWORD_MATCH`: the keyword ranker's chunks.
     pub keyword_match: KeywordMatch,
     /// `EMBEDDING_INDEX`: the kind of index the vector ranker reads through.
     pub vector_index: VectorIndex,
-    /// The schema's vector columns, read at first use.
-    layout: Arc<tokio::sync::OnceCell<VectorLayout>>,
-}
-
-/// A model change's next model, and the prices its calls are billed at.
-#[derive(Clone)]
-pub struct NextModel {
-    pub embedder: Arc<dyn Embedder>,
-    pub cost: CostPolicy,
-}
-
-/// The model a tenant's vectors are made by, and its prices.
-#[derive(Clone, Copy)]
-pub struct Serving<'a> {
-    pub embedder: &'a dyn Embedder,
-    pub cost: &'a CostPolicy,
 }
 
 impl SearchParts {
@@ -226,15 +208,6 @@ impl SearchParts {
     pub fn from_settings(
         settings: &PipelineSettings,
     ) -> std::result::Result<SearchParts, ConfigError> {
-        let embedder = crate::embedding::from_settings(settings)?;
-        let next = crate::embedding::next_from_settings(settings)?.map(|embedder| {
-            let mut cost = settings.cost.clone();
-            cost.embedding_usd_per_million_tokens = settings
-                .next_embedding
-                .as_ref()
-                .map_or(0.0, |next| next.usd_per_million_tokens());
-            NextModel { embedder, cost }
-        });
         let reranker = match &settings.rerank {
             Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)
                 .map_err(|e| invalid("RERANK_PROVIDER", rerank.provider, &e.to_string()))?,
@@ -242,71 +215,23 @@ impl SearchParts {
         };
         let search = settings.search.clone().unwrap_or_default();
         Ok(SearchParts {
-            embedder,
-            next,
+            models: Models::from_settings(settings)?,
             reranker,
-            cost: settings.cost.clone(),
             scan: chunks::Scan {
                 ef_search: search.search_ef_search,
                 exact_max_chunks: search.search_exact_max_chunks.into(),
             },
             keyword_match: search.search_keyword_match,
             vector_index: settings.database.vector_index,
-            layout: Arc::default(),
         })
-    }
-
-    /// The column that holds `embedder`'s vectors (a model change to another
-    /// size keeps the next model's in a column of their own).
-    pub async fn vector_column(
-        &self,
-        client: &tokio_postgres::Client,
-        embedder: &dyn Embedder,
-    ) -> Result<String> {
-        let layout = self
-            .layout
-            .get_or_try_init(|| async {
-                VectorLayout::read(client)
-                    .await
-                    .map_err(|e| Error::Transient(e.to_string()))?
-                    .ok_or_else(|| Error::Transient("the schema is not migrated".into()))
-            })
-            .await?;
-        Ok(layout.column(embedder.dims()))
     }
 
     /// The external services search and embedding call: the embedders', the
     /// reranker's.
     pub fn services(&self) -> Vec<&ExternalService> {
-        let mut services = self.embedder.services();
-        services.extend(self.next.iter().flat_map(|next| next.embedder.services()));
+        let mut services = self.models.services();
         services.extend(self.reranker.iter().map(|reranker| &reranker.service));
         services
-    }
-
-    /// The model `tenant`'s vectors are made by: the one it switched to
-    /// during a model change, else the deployment's. A tenant switched to a
-    /// model this deployment no longer configures (the change rolled back
-    /// half-way) is an error that says so, not an empty search.
-    pub async fn serving(&self, client: &impl GenericClient, tenant: &str) -> Result<Serving<'_>> {
-        let current = Serving {
-            embedder: self.embedder.as_ref(),
-            cost: &self.cost,
-        };
-        let Some(model) = models::switched_to(client, tenant).await? else {
-            return Ok(current);
-        };
-        match &self.next {
-            _ if model == current.embedder.model() => Ok(current),
-            Some(next) if model == next.embedder.model() => Ok(Serving {
-                embedder: next.embedder.as_ref(),
-                cost: &next.cost,
-            }),
-            _ => Err(Error::Transient(format!(
-                "tenant {tenant} searches vectors of {model}, which neither EMBEDDING_MODEL \
-                 nor NEXT_EMBEDDING_MODEL names: finish or undo the model change"
-            ))),
-        }
     }
 }
 
@@ -330,14 +255,14 @@ pub async fn search(
     if let Some(reranker) = reranker {
         candidates = candidates.max(reranker.candidates);
     }
-    let policy = &parts.cost;
+    let policy = &parts.models.cost;
     let mut asked = 0;
     let rows = loop {
         asked += 1;
         // No connection is held across the query's embedding, which takes
         // connections of its own: searches holding one each and waiting for
         // another would stall every search once they were as many as the pool.
-        let serving = parts.serving(&db.get().await?, tenant).await?;
+        let serving = parts.models.serving(&db.get().await?, tenant).await?;
         let query_vector = match query.mode {
             SearchMode::Keyword => None,
             SearchMode::Vector | SearchMode::Hybrid => {
@@ -345,7 +270,10 @@ pub async fn search(
             }
         };
         let mut client = db.get().await?;
-        let column = parts.vector_column(&client, serving.embedder).await?;
+        let column = parts
+            .models
+            .vector_column(&client, serving.embedder)
+            .await?;
         let rankers = chunks::Rankers {
             vector: query_vector.as_ref().map(|query| chunks::VectorRanker {
                 model: serving.embedder.model(),
@@ -368,9 +296,15 @@ pub async fn search(
         // A model change may have switched the tenant's vectors meanwhile:
         // then the vector ranking read none; ask again with the new model.
         let switched = query_vector.is_some()
-            && parts.next.is_some()
+            && parts.models.next.is_some()
             && asked == 1
-            && parts.serving(&client, tenant).await?.embedder.model() != serving.embedder.model();
+            && parts
+                .models
+                .serving(&client, tenant)
+                .await?
+                .embedder
+                .model()
+                != serving.embedder.model();
         if !switched {
             break rows;
         }
