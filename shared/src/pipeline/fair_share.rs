@@ -58,7 +58,9 @@ pub async fn enter(pipeline: &Pipeline, message: &StageMessage) -> Result<Turn> 
     } else {
         policy.per_tenant
     };
-    match stage_work::take(&mut client, work, share, policy.hold).await? {
+    let taken = stage_work::take(&mut client, work, share, policy.hold).await?;
+    drop(client); // not held across the queue's call
+    match taken {
         Taken::InHand => Ok(Turn::Go(Some(work))),
         Taken::NoJob => Ok(Turn::Go(None)),
         Taken::OverShare => {

@@ -119,6 +119,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V16__stage_work",
         include_str!("../../../migrations/V16__stage_work.sql"),
     ),
+    (
+        "V17__jobs_by_state_and_tenant",
+        include_str!("../../../migrations/V17__jobs_by_state_and_tenant.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

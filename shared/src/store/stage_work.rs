@@ -60,25 +60,37 @@ pub async fn take(
                  SELECT count(*) AS n FROM upload_pipeline.stage_work w, job
                   WHERE w.stage = $2 AND w.tenant = job.tenant AND w.until > now()
                     AND (w.job_id, w.part) <> ($1, $3)
-             ), waiting_tenants AS (
-                 SELECT DISTINCT j.tenant FROM upload_pipeline.upload_jobs j, job
-                  WHERE j.state = $4 AND j.tenant <> job.tenant
-                    AND (j.waiting_until IS NULL OR j.waiting_until <= now())
-                    AND (j.state <> 'queued' OR j.parse_request_id IS NULL)
-                    AND NOT EXISTS (
-                        SELECT 1 FROM upload_pipeline.stage_work w
-                         WHERE w.job_id = j.id AND w.until > now())
              ), others_wait AS (
+                 -- The tenants with jobs in the stage's state, one index probe
+                 -- each (a skip scan: a tenant's backlog is never read row by row).
+                 WITH RECURSIVE tenants(tenant) AS (
+                     SELECT min(tenant) FROM upload_pipeline.upload_jobs WHERE state = $4
+                     UNION ALL
+                     SELECT (SELECT min(j.tenant) FROM upload_pipeline.upload_jobs j
+                              WHERE j.state = $4 AND j.tenant > tenants.tenant)
+                       FROM tenants WHERE tenants.tenant IS NOT NULL
+                 )
                  SELECT EXISTS (
-                     SELECT 1 FROM waiting_tenants t
-                      WHERE (SELECT count(*) FROM upload_pipeline.stage_work w
+                     SELECT 1 FROM tenants t, job
+                      WHERE t.tenant IS NOT NULL AND t.tenant <> job.tenant
+                        AND (SELECT count(*) FROM upload_pipeline.stage_work w
                               WHERE w.stage = $2 AND w.tenant = t.tenant AND w.until > now()) < $6
+                        AND EXISTS (
+                            SELECT 1 FROM upload_pipeline.upload_jobs j
+                             WHERE j.state = $4 AND j.tenant = t.tenant
+                               AND (j.waiting_until IS NULL OR j.waiting_until <= now())
+                               AND (j.state <> 'queued' OR j.parse_request_id IS NULL)
+                               AND NOT EXISTS (
+                                   SELECT 1 FROM upload_pipeline.stage_work w
+                                    WHERE w.job_id = j.id AND w.until > now()))
                  ) AS yes
              ), taken AS (
                  INSERT INTO upload_pipeline.stage_work (job_id, stage, part, tenant, until)
                  SELECT $1, $2, $3, job.tenant, now() + make_interval(secs => $5)
-                   FROM job, busy, others_wait
-                  WHERE busy.n < $6 OR NOT others_wait.yes
+                   FROM job, busy
+                  -- Whether others wait is asked only of a tenant at its share.
+                  WHERE CASE WHEN busy.n < $6 THEN true
+                             ELSE NOT (SELECT yes FROM others_wait) END
                  ON CONFLICT (job_id, stage, part) DO UPDATE SET until = excluded.until
                  RETURNING 1
              )
