@@ -4,7 +4,7 @@
 //! presigned URL, and a clear 4xx for every bad input.
 
 use docpipe_api::{Api, Auth, router};
-use docpipe_shared::domain::ids::document_id;
+use docpipe_core::domain::ids::document_id;
 use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
 use docpipe_tests::openapi::check_documented;
 use docpipe_tests::samples_dir;
@@ -753,8 +753,8 @@ async fn an_unknown_job_is_not_found() {
 /// another tenant finds nothing even if a route forgot to check.
 #[tokio::test]
 async fn reads_by_id_find_nothing_for_another_tenant() {
+    use docpipe_core::store::status;
     use docpipe_shared::search;
-    use docpipe_shared::store::status;
     let api = served().await;
     let pipeline = &api._stack.deployment.pipeline;
     let client = pipeline.db.get().await.unwrap();
@@ -810,7 +810,7 @@ async fn reads_by_id_find_nothing_for_another_tenant() {
     };
     let hits = search::search(
         &pipeline.db,
-        &pipeline.search_parts().unwrap(),
+        &docpipe_tests::search_parts(&api._stack.deployment.settings),
         "globex",
         &search::Query {
             text: "fog",
@@ -1052,7 +1052,7 @@ async fn a_sidecar_whose_upload_never_came_is_removed_once_its_url_expires() {
     .await
     .unwrap();
     let deployment = stack.new_deployment().await;
-    let policy = docpipe_shared::settings::SweepPolicy::default();
+    let policy = docpipe_core::settings::SweepPolicy::default();
     let report = docpipe_shared::pipeline::sweeper::sweep(&deployment.pipeline, &policy)
         .await
         .unwrap();

@@ -48,7 +48,7 @@ async fn an_upload_becomes_searchable_with_no_command_in_between() {
     };
     let hits = search(
         &pipeline.db,
-        &pipeline.search_parts().unwrap(),
+        &docpipe_tests::search_parts(&stack.deployment.settings),
         "acme",
         &query,
     )
@@ -107,7 +107,7 @@ async fn deleting_the_object_removes_its_chunks_and_parsed_text() {
     stack
         .wait_for_state("uploads/acme/stays.md", "complete")
         .await;
-    let parsed = docpipe_shared::domain::keys::parsed_key(
+    let parsed = docpipe_core::domain::keys::parsed_key(
         "acme",
         stack.test_db.column::<Uuid>("SELECT id FROM upload_pipeline.upload_jobs WHERE source_key = 'uploads/acme/gone soon.md'").await[0],
     );

@@ -4,12 +4,12 @@
 //! and input types, Titan's one text a call with throttling waited out, and
 //! a validation error failing the job with Bedrock's reason.
 
+use docpipe_core::JobState;
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::settings::{Env, Parts, PipelineSettings};
 use docpipe_mocks::bedrock::{COHERE_MAX_TEXTS, Invocation, MockBedrock};
 use docpipe_mocks::faults::FaultKnobs;
-use docpipe_shared::JobState;
 use docpipe_shared::embedding::mock::vector;
-use docpipe_shared::embedding::{EmbedInput, Embedder};
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, serve};
 use std::sync::Arc;
 
@@ -178,10 +178,10 @@ fn a_model_docpipe_cannot_speak_to_is_named_at_start() {
 
 fn bedrock_reranker(model: &str) -> Arc<docpipe_shared::rerank::Reranker> {
     let settings = Env::from_pairs([("RERANK_PROVIDER", "bedrock"), ("RERANK_MODEL", model)])
-        .load::<docpipe_shared::settings::RerankSettings>()
+        .load::<docpipe_core::settings::RerankSettings>()
         .unwrap();
     let policy = Env::from_pairs([("EXTERNAL_FIRST_BACKOFF_MS", "10")])
-        .load::<docpipe_shared::settings::ExternalPolicy>()
+        .load::<docpipe_core::settings::ExternalPolicy>()
         .unwrap();
     docpipe_shared::rerank::from_settings(&settings, &policy)
         .unwrap()

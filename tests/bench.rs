@@ -10,11 +10,11 @@
 
 use clap::Parser;
 use clap::ValueEnum;
+use docpipe_core::settings::{DatabaseSettings, StageSettings};
+use docpipe_core::store::db;
+use docpipe_core::store::indexes;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_shared::drivers::local::{LocalPipeline, upload_keys};
-use docpipe_shared::settings::{DatabaseSettings, StageSettings};
-use docpipe_shared::store::db;
-use docpipe_shared::store::indexes;
 use docpipe_tests::corpus::generate;
 use docpipe_tests::local_aws::LocalAws;
 use docpipe_tests::spawn_mock_openai;

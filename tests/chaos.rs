@@ -9,10 +9,10 @@
 //! same failure reasons, nothing stuck, and every token the provider
 //! accepted on the ledger. `CHAOS_SEED` picks the documents, faults and chaos.
 
+use docpipe_core::domain::ids;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
-use docpipe_shared::domain::ids;
 use docpipe_tests::local_aws::wait_until;
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use docpipe_tests::{OwnPostgres, ScratchDir, TestDb, ingest_locally, spawn_openai};
@@ -145,7 +145,7 @@ async fn chunk_ids(test_db: &TestDb) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_document_ends_exactly_once_under_chaos() {
     // Warnings and errors (retries, redeliveries) to stderr, shown if the test fails.
-    docpipe_shared::ops::telemetry::init("warn");
+    docpipe_core::ops::telemetry::init("warn");
     let seed: u64 = std::env::var("CHAOS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())

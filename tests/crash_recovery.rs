@@ -8,10 +8,10 @@
 //! edition keeps no state across a real restart, so a restart would lose the
 //! queues themselves, which SQS never does).
 
+use docpipe_core::JobState;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
-use docpipe_shared::JobState;
 use docpipe_tests::local_aws::{LocalAws, wait_until};
 use docpipe_tests::{Outage, OwnPostgres, TestDb};
 use std::time::Duration;
@@ -163,8 +163,8 @@ async fn an_aws_outage_mid_run_loses_nothing() {
 /// completes; one it cannot move is failed `stuck` (tests/stages.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
+    use docpipe_core::settings::SweepPolicy;
     use docpipe_shared::pipeline::ingest;
-    use docpipe_shared::settings::SweepPolicy;
     let mut stack = LocalAws::start(&[("EMBEDDING_DIMS", "64")]).await;
     stack.runner.abort_all(); // the runner dies
     while stack.runner.join_next().await.is_some() {}

@@ -3,21 +3,22 @@
 //! fallback, the budget and request cap that make jobs wait, and LlamaParse's
 //! submit / check-later / result cycle.
 
+use docpipe_core::JobState;
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::external::breaker::BreakerState;
+use docpipe_core::settings::{Env, Parts, PipelineSettings, SweepPolicy};
+use docpipe_core::store::db;
+use docpipe_core::store::status;
+use docpipe_core::{Error, Rejection};
 use docpipe_mocks::faults::{Fault, FaultKnobs};
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::JobState;
 use docpipe_shared::drivers::local::LocalPipeline;
+use docpipe_shared::embedding::mock;
 use docpipe_shared::embedding::openai::OpenAiEmbedder;
-use docpipe_shared::embedding::{EmbedInput, Embedder, mock};
-use docpipe_shared::external::breaker::BreakerState;
 use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::pipeline::sweeper;
 use docpipe_shared::search::SearchMode;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
-use docpipe_shared::store::db;
-use docpipe_shared::store::status;
-use docpipe_shared::{Error, Rejection};
 use docpipe_tests::{
     Outage, ScratchDir, TestDb, ingest_locally, samples_dir, search_as, search_in_mode,
     spawn_llamaparse, spawn_openai,
@@ -207,7 +208,7 @@ async fn the_client_paces_itself_under_the_providers_token_limit() {
     ));
     // 12 concurrent batches of 500 real tokens each: 6 000 tokens, ~2 s of quota.
     let text = "word ".repeat(500);
-    let tokens = docpipe_shared::tokens::tokenizer()
+    let tokens = docpipe_core::tokens::tokenizer()
         .encode_ordinary(&text)
         .len() as u32;
     let start = Instant::now();
@@ -664,7 +665,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
         ],
     ));
     let pool = db::connect(&config.database).await.unwrap();
-    let parts = docpipe_shared::search::SearchParts::from_settings(&config).unwrap();
+    let parts = docpipe_tests::search_parts(&config);
     let search = async |tenant: &str| {
         let query = "where does the fog signal sound at neap tides in the harbour";
         let filter = Default::default();

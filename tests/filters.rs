@@ -3,10 +3,10 @@
 //! on the keys docpipe sets, picks exactly the documents it should, within
 //! the caller's tenant only, in every search mode.
 
-use docpipe_shared::JobState;
+use docpipe_core::JobState;
+use docpipe_core::settings::PipelineSettings;
+use docpipe_core::store::indexes;
 use docpipe_shared::search::SearchMode;
-use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::indexes;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_filtered, search_in_mode};
 use serde_json::{Value, json};
 
@@ -331,7 +331,7 @@ async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
         "replace the worn impeller",
         "quarterly figures by team",
     ] {
-        let input = docpipe_shared::embedding::EmbedInput {
+        let input = docpipe_core::embedding::EmbedInput {
             text: query,
             tokens: query.len() as u32,
         };

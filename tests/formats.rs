@@ -3,9 +3,9 @@
 //! phrase from one page (slide, sheet, section) is found with that page
 //! (slide, sheet, heading path) in its hit.
 
-use docpipe_shared::JobState;
+use docpipe_core::JobState;
+use docpipe_core::settings::PipelineSettings;
 use docpipe_shared::search::SearchHit;
-use docpipe_shared::settings::PipelineSettings;
 use docpipe_tests::corpus::pdf_of_pages;
 use docpipe_tests::office::{self, Slide, w_paragraph, w_table};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_as};

@@ -6,12 +6,12 @@
 //! survives. Parsing runs in child processes bounded by the `PARSE_*` limits.
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::MockOpenAiConfig;
 use docpipe_shared::adapters::queue::{Stage, StageMessage};
-use docpipe_shared::embedding::{EmbedInput, Embedder, Embeddings};
 use docpipe_shared::pipeline::{self, EmbedStage};
 use docpipe_tests::corpus::{deep_html, flate_pdf, wide_table};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
@@ -292,7 +292,7 @@ impl Embedder for PanicsOn {
     fn dims(&self) -> usize {
         self.inner.dims()
     }
-    async fn embed(&self, inputs: &[EmbedInput<'_>]) -> docpipe_shared::Result<Embeddings> {
+    async fn embed(&self, inputs: &[EmbedInput<'_>]) -> docpipe_core::Result<Embeddings> {
         if inputs.iter().any(|input| input.text.contains(self.word)) {
             panic!("the embedder met {}", self.word);
         }
@@ -325,9 +325,9 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         }
         jobs.push(ingested.job_id);
     }
-    let search = &mut deployment.pipeline.embedding.as_mut().unwrap().search;
-    search.models.current = Arc::new(PanicsOn {
-        inner: search.models.current.clone(),
+    let models = &mut deployment.pipeline.embedding.as_mut().unwrap().models;
+    models.current = Arc::new(PanicsOn {
+        inner: models.current.clone(),
         word: "kraken",
     });
     let mut event = SqsEvent::default();

@@ -1,12 +1,12 @@
 //! The whole pipeline in-process over real Postgres, with the mock embedder
 //! and with the OpenAI client against mock-openai over real HTTP.
 
-use docpipe_shared::JobState;
+use docpipe_core::JobState;
+use docpipe_core::settings::PipelineSettings;
+use docpipe_core::store::db;
+use docpipe_core::store::indexes;
+use docpipe_core::store::status;
 use docpipe_shared::pipeline::ingest::Change;
-use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::db;
-use docpipe_shared::store::indexes;
-use docpipe_shared::store::status;
 use docpipe_tests::{
     ScratchDir, TestDb, ingest_locally, samples_dir, search_as, spawn_mock_openai,
 };

@@ -7,13 +7,13 @@ pub mod local_aws;
 pub mod office;
 pub mod openapi;
 
+use docpipe_core::domain::keys::Tenant;
+use docpipe_core::settings::{Env, Parts, PipelineSettings};
+use docpipe_core::store::db;
+use docpipe_core::store::status;
 use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::domain::keys::Tenant;
 use docpipe_shared::drivers::local::{LocalPipeline, LocalRun, upload_keys};
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
-use docpipe_shared::store::db;
-use docpipe_shared::store::status;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -299,7 +299,7 @@ pub async fn search_in_mode(
         serde_json::from_value(filter).map_err(|e| e.to_string())?;
     let filter = request.scoped(&Tenant::new(tenant).unwrap())?;
     let pool = db::connect(&config.database).await.unwrap();
-    let parts = docpipe_shared::search::SearchParts::from_settings(config).unwrap();
+    let parts = search_parts(config);
     let query = docpipe_shared::search::Query {
         text,
         top_k,
@@ -340,6 +340,7 @@ pub async fn serve_api_without_aws(
         sqs,
         bucket: "nowhere".into(),
         stage_queues: queues,
+        search: search_parts(settings),
     };
     let keys = docpipe_api::parse_api_keys(api_keys).unwrap();
     let api = docpipe_api::Api::from_parts(parts, docpipe_api::Auth::ApiKeys(keys), api_settings)
@@ -349,7 +350,7 @@ pub async fn serve_api_without_aws(
 
 /// A client for the tests' own calls to a server (the API, a mock's stats).
 pub fn http_client() -> reqwest::Client {
-    docpipe_shared::external::http_client(std::time::Duration::from_secs(60)).unwrap()
+    docpipe_core::external::http_client(std::time::Duration::from_secs(60)).unwrap()
 }
 
 /// The sample documents shipped in `samples/docs`.
@@ -409,7 +410,7 @@ impl Drop for ScratchDir {
 pub fn unreachable_aws() -> (
     aws_sdk_s3::Client,
     aws_sdk_sqs::Client,
-    docpipe_shared::settings::QueueUrls,
+    docpipe_core::settings::QueueUrls,
 ) {
     const NOWHERE: &str = "http://127.0.0.1:1";
     let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
@@ -430,7 +431,7 @@ pub fn unreachable_aws() -> (
             .build(),
     );
     let queue = |name: &str| format!("{NOWHERE}/000000000000/{name}");
-    let queues = docpipe_shared::settings::QueueUrls {
+    let queues = docpipe_core::settings::QueueUrls {
         parse: queue("parse"),
         chunk: queue("chunk"),
         embed: queue("embed"),
@@ -596,4 +597,11 @@ impl Drop for OwnPostgres {
         let _ = std::fs::remove_dir_all(&self.data);
         let _ = std::fs::remove_file(self.data.with_extension("log"));
     }
+}
+
+/// What search uses under `settings` (loaded with the embedder): their
+/// models, reranker and scan.
+pub fn search_parts(settings: &PipelineSettings) -> docpipe_shared::search::SearchParts {
+    let models = docpipe_shared::embedding::models(settings).unwrap();
+    docpipe_shared::search::SearchParts::new(settings, models).unwrap()
 }

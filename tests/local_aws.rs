@@ -3,11 +3,11 @@
 //! and the event-source runner invoking the functions' handlers.
 
 use crate::TestDb;
+use docpipe_core::settings::{AwsResources, PipelineSettings};
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, QueueSettings, Resources};
 use docpipe_shared::adapters::aws;
 use docpipe_shared::drivers::Deployment;
-use docpipe_shared::settings::{AwsResources, PipelineSettings};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -149,7 +149,7 @@ impl LocalAws {
             .collect();
         env.extend(vars.iter().map(|(name, value)| (*name, value.to_string())));
         let keys = docpipe_api::parse_api_keys(api_keys).expect("API keys");
-        let settings = docpipe_shared::settings::Env::from_pairs(env)
+        let settings = docpipe_core::settings::Env::from_pairs(env)
             .load()
             .expect("the API's settings");
         // The API is a function of its own: its own clients and pool.

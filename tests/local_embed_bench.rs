@@ -13,11 +13,11 @@
 //! mark, model load included).
 
 use clap::Parser;
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::settings::ChunkingSettings;
 use docpipe_shared::chunking::{Chunker, TokenCount};
 use docpipe_shared::embedding::local::{LocalEmbedder, ModelTokenizer};
-use docpipe_shared::embedding::{EmbedInput, Embedder};
 use docpipe_shared::parsing::layout::Layout;
-use docpipe_shared::settings::ChunkingSettings;
 use docpipe_tests::corpus::{Rng, document};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -4,14 +4,14 @@
 //! within its window, a longer text is refused rather than cut, and the
 //! sample documents become searchable by meaning.
 
-use docpipe_shared::JobState;
+use docpipe_core::JobState;
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::error::{Error, Rejection};
+use docpipe_core::settings::ChunkingSettings;
 use docpipe_shared::chunking::{Chunker, TokenCount};
 use docpipe_shared::embedding::local::{LocalEmbedder, ModelTokenizer};
-use docpipe_shared::embedding::{EmbedInput, Embedder};
-use docpipe_shared::error::{Error, Rejection};
 use docpipe_shared::parsing::layout::Layout;
-use docpipe_shared::search::{SearchMode, SearchParts};
-use docpipe_shared::settings::ChunkingSettings;
+use docpipe_shared::search::SearchMode;
 use docpipe_tests::{TestDb, ingest_locally, local_model_dir, samples_dir, search_in_mode};
 use serde_json::{Value, json};
 
@@ -239,14 +239,14 @@ fn a_model_of_other_dimensions_is_named_at_start() {
     vars.retain(|(k, _)| *k != "EMBEDDING_DIMS");
     vars.push(("DATABASE_URL", "postgres://127.0.0.1:1/unused".into()));
     let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let settings = docpipe_shared::settings::PipelineSettings::load(
-        &docpipe_shared::settings::Env::from_pairs(
+    let settings = docpipe_core::settings::PipelineSettings::load(
+        &docpipe_core::settings::Env::from_pairs(
             vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
         ),
-        docpipe_shared::settings::Parts::EMBED,
+        docpipe_core::settings::Parts::EMBED,
     )
     .unwrap();
-    let err = SearchParts::from_settings(&settings)
+    let err = docpipe_shared::embedding::models(&settings)
         .err()
         .unwrap()
         .to_string();

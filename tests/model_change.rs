@@ -5,13 +5,14 @@
 //! change is from the mock embedder to a real model (all-MiniLM-L6-v2, run
 //! locally), so the switch shows in what search finds.
 
-use docpipe_shared::JobState;
+use docpipe_core::JobState;
+use docpipe_core::settings::{MOCK_EMBEDDING_MODEL, PipelineSettings, SweepPolicy};
+use docpipe_core::store::db;
 use docpipe_shared::drivers::local::LocalPipeline;
 use docpipe_shared::pipeline::reembed;
 use docpipe_shared::pipeline::sweeper;
 use docpipe_shared::search::{SearchHit, SearchMode};
-use docpipe_shared::settings::{MOCK_EMBEDDING_MODEL, PipelineSettings, SweepPolicy};
-use docpipe_shared::store::{db, models};
+use docpipe_shared::store::model_change;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, local_model_dir, samples_dir};
 use serde_json::json;
 
@@ -164,10 +165,10 @@ async fn change_models(dims: &str) -> TestDb {
         }
         let progress = reembed::model_change_progress(pipeline).await.unwrap();
         // `docpipe status` reads the change from the settings: the same figures.
-        let configured = models::ModelChange::configured(&changing).unwrap();
+        let configured = model_change::ModelChange::configured(&changing).unwrap();
         let client = pipeline.db.get().await.unwrap();
         assert_eq!(
-            models::progress(&client, &configured).await.unwrap(),
+            model_change::progress(&client, &configured).await.unwrap(),
             progress
         );
         for tenant in &progress {

@@ -12,9 +12,9 @@
 //! Needs DATABASE_URL (a Postgres with pgvector).
 
 use clap::{Parser, Subcommand};
+use docpipe_core::JobState;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::openai::MockOpenAiConfig;
-use docpipe_shared::JobState;
 use docpipe_tests::corpus::{Rng, WORDS, generate};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, spawn_openai};
 use std::time::{Duration, Instant};

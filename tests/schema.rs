@@ -1,7 +1,7 @@
 //! Migrations and the startup check of the vector size.
 
-use docpipe_shared::ConfigError;
-use docpipe_shared::store::db;
+use docpipe_core::ConfigError;
+use docpipe_core::store::db;
 use docpipe_tests::{TABLES, TestDb};
 
 #[tokio::test]
@@ -109,11 +109,11 @@ async fn the_text_search_configuration_is_fixed_at_migration() {
             ("DATABASE_URL", "postgres://x"),
             ("SEARCH_TEXT_CONFIG", bad),
         ];
-        let env = docpipe_shared::settings::Env::from_pairs(
+        let env = docpipe_core::settings::Env::from_pairs(
             vars.map(|(k, v)| (k.to_string(), v.to_string())),
         );
         let err = env
-            .load::<docpipe_shared::settings::DatabaseSettings>()
+            .load::<docpipe_core::settings::DatabaseSettings>()
             .unwrap_err();
         assert!(
             err.to_string().contains("SEARCH_TEXT_CONFIG"),
@@ -193,12 +193,12 @@ async fn the_storage_is_chosen_and_fixed_at_migration() {
         );
     }
     // And `vector` takes no more than pgvector's HNSW index does.
-    let err = docpipe_shared::settings::Env::from_pairs([
+    let err = docpipe_core::settings::Env::from_pairs([
         ("DATABASE_URL", "postgres://127.0.0.1:1/unused"),
         ("EMBEDDING_DIMS", "3072"),
         ("EMBEDDING_STORAGE", "vector"),
     ])
-    .load::<docpipe_shared::settings::DatabaseSettings>()
+    .load::<docpipe_core::settings::DatabaseSettings>()
     .unwrap_err();
     assert!(
         err.to_string()

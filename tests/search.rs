@@ -4,10 +4,11 @@
 //! embedding call in keyword mode. Context around a hit: its neighbours, or
 //! its section within a token budget.
 
+use docpipe_core::settings::PipelineSettings;
+use docpipe_core::store::{db, indexes};
 use docpipe_shared::search::context::ContextRequest;
+use docpipe_shared::search::rankers;
 use docpipe_shared::search::{Query, SearchHit, SearchMode};
-use docpipe_shared::settings::PipelineSettings;
-use docpipe_shared::store::{chunks, db, indexes};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
 use pgvector::Vector;
 use serde_json::json;
@@ -192,10 +193,10 @@ async fn with_context(config: &PipelineSettings, context: ContextRequest) -> Sea
         context: Some(context),
         rerank: true,
     };
-    let pool = docpipe_shared::store::db::connect(&config.database)
+    let pool = docpipe_core::store::db::connect(&config.database)
         .await
         .unwrap();
-    let parts = docpipe_shared::search::SearchParts::from_settings(config).unwrap();
+    let parts = docpipe_tests::search_parts(config);
     let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
         .await
         .unwrap();
@@ -308,10 +309,10 @@ async fn a_reranker_reorders_the_candidates_and_is_paid_for() {
     );
     assert_eq!(mock.requests(), 2);
     // A caller may do without it: the search's own order, no call, no cost.
-    let pool = docpipe_shared::store::db::connect(&config.database)
+    let pool = docpipe_core::store::db::connect(&config.database)
         .await
         .unwrap();
-    let parts = docpipe_shared::search::SearchParts::from_settings(&config).unwrap();
+    let parts = docpipe_tests::search_parts(&config);
     let query = Query {
         text: code,
         top_k: 3,
@@ -546,8 +547,9 @@ async fn headed_chunks(header: &str) -> Vec<(String, Option<String>, Vec<u8>, i3
 
 #[tokio::test]
 async fn a_chunk_is_embedded_under_its_header_and_found_by_its_own_text() {
-    use docpipe_shared::embedding::{EmbedInput, Embedder, mock::MockEmbedder};
-    let mock = MockEmbedder::new(docpipe_shared::settings::MOCK_EMBEDDING_MODEL, 1536);
+    use docpipe_core::embedding::{EmbedInput, Embedder};
+    use docpipe_shared::embedding::mock::MockEmbedder;
+    let mock = MockEmbedder::new(docpipe_core::settings::MOCK_EMBEDDING_MODEL, 1536);
     for (setting, name) in [
         ("none", None),
         ("headings", Some("")),
@@ -568,9 +570,9 @@ async fn a_chunk_is_embedded_under_its_header_and_found_by_its_own_text() {
                 Some(header) => format!("{header}\n\n{text}"),
                 None => text.clone(),
             };
-            let cl100k = docpipe_shared::tokens::tokenizer();
+            let cl100k = docpipe_core::tokens::tokenizer();
             assert_eq!(tokens as usize, cl100k.encode_ordinary(&input).len());
-            assert_eq!(hash, docpipe_shared::domain::ids::sha256(input.as_bytes()));
+            assert_eq!(hash, docpipe_core::domain::ids::sha256(input.as_bytes()));
             let input = EmbedInput {
                 text: &input,
                 tokens: 1,
@@ -641,7 +643,7 @@ async fn the_planner_estimates_a_filtered_tenant_from_the_statistics() {
             metadata: Some(condition),
             ..Default::default()
         };
-        let estimated = chunks::estimated_passing(&pooled, "acme", &search_filter)
+        let estimated = rankers::estimated_passing(&pooled, "acme", &search_filter)
             .await
             .unwrap();
         let counted = (counted as f64).max(1.0);
@@ -660,7 +662,7 @@ async fn searches_never_wait_on_each_others_connections_and_hybrid_needs_just_on
     // search (every tenant's) stalled until the pool's 30 s wait ran out.
     let (test_db, config) = corpus_with(&[("DB_POOL_SIZE", "2")]).await;
     let pool = db::connect(&config.database).await.unwrap();
-    let parts = docpipe_shared::search::SearchParts::from_settings(&config).unwrap();
+    let parts = docpipe_tests::search_parts(&config);
     let filter = Default::default();
     let searches = (0..12).map(|i| {
         let (pool, parts, filter) = (&pool, &parts, &filter);

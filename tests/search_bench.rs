@@ -26,9 +26,9 @@
 
 use clap::Parser;
 use docpipe_api::ApiSettings;
-use docpipe_shared::embedding::{EmbedInput, Embedder};
-use docpipe_shared::settings::{Env, Parts, PipelineSettings, VectorStorage};
-use docpipe_shared::store::{db, indexes};
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::settings::{Env, Parts, PipelineSettings, VectorStorage};
+use docpipe_core::store::{db, indexes};
 use docpipe_tests::TestDb;
 use docpipe_tests::corpus::Rng;
 use pgvector::{HalfVector, Vector};
@@ -195,7 +195,7 @@ async fn load(
         let documents = size.div_ceil(CHUNKS_PER_DOCUMENT);
         for d in 0..documents {
             let key = format!("uploads/{tenant}/doc-{d:05}.txt");
-            let id = docpipe_shared::domain::ids::document_id(&tenant, &key);
+            let id = docpipe_core::domain::ids::document_id(&tenant, &key);
             let metadata = json!({"team": TEAMS[d % TEAMS.len()], "year": 2018 + (d % 8)});
             tx.execute(
                 "INSERT INTO upload_pipeline.documents (id, tenant, source_key, metadata) VALUES ($1, $2, $3, $4)",
@@ -221,7 +221,7 @@ async fn load(
         for i in 0..size {
             let d = i / CHUNKS_PER_DOCUMENT;
             let key = format!("uploads/{tenant}/doc-{d:05}.txt");
-            let document = docpipe_shared::domain::ids::document_id(&tenant, &key);
+            let document = docpipe_core::domain::ids::document_id(&tenant, &key);
             let (body, vector) = rows.next().unwrap();
             let tokens = body.split(' ').count() as i32 * 2;
             let vector: Box<dyn ToSql + Sync + Send> = match args.storage {
@@ -231,7 +231,7 @@ async fn load(
             let metadata = json!({"team": TEAMS[d % TEAMS.len()], "year": 2018 + (d % 8)});
             let index = (i % CHUNKS_PER_DOCUMENT) as i32;
             let end = body.chars().count() as i32;
-            let hash = docpipe_shared::domain::ids::sha256(body.as_bytes());
+            let hash = docpipe_core::domain::ids::sha256(body.as_bytes());
             let row: [&(dyn ToSql + Sync); 15] = [
                 &Uuid::new_v4(),
                 &document,
@@ -437,11 +437,11 @@ async fn recall(
     queries: &[String],
 ) -> Option<f64> {
     let pool = db::connect(&settings.database).await.unwrap();
-    let parts = docpipe_shared::search::SearchParts::from_settings(settings).unwrap();
+    let parts = docpipe_tests::search_parts(settings);
     let request: docpipe_shared::search::FilterRequest =
         serde_json::from_value(filter.clone().unwrap_or(json!({}))).unwrap();
     let scoped = request
-        .scoped(&docpipe_shared::domain::keys::Tenant::new(tenant).unwrap())
+        .scoped(&docpipe_core::domain::keys::Tenant::new(tenant).unwrap())
         .unwrap();
     let condition = scoped.metadata.clone();
     let mut found = 0;

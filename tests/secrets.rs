@@ -2,9 +2,9 @@
 //! URL from an RDS-style secret, API keys from plain ones, the template's
 //! placeholder as no key, and clear errors that never show a secret.
 
-use docpipe_shared::ops::secrets;
-use docpipe_shared::settings::{DatabaseSettings, Env};
-use docpipe_shared::store::db;
+use docpipe_core::ops::secrets;
+use docpipe_core::settings::{DatabaseSettings, Env};
+use docpipe_core::store::db;
 use docpipe_tests::TestDb;
 use docpipe_tests::local_aws::sdk_config;
 use std::path::PathBuf;
@@ -110,7 +110,7 @@ async fn tls_front(
 ) -> (std::net::SocketAddr, Arc<AtomicUsize>) {
     let key = PrivateKeyDer::try_from(cert.signing_key.serialize_der()).unwrap();
     let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(
-        docpipe_shared::ops::tls::crypto_provider(),
+        docpipe_core::ops::tls::crypto_provider(),
     )
     .with_safe_default_protocol_versions()
     .unwrap()

@@ -1,14 +1,14 @@
 //! Each stage handler run directly, twice and concurrently: replays change nothing.
 
 use async_trait::async_trait;
+use docpipe_core::settings::SweepPolicy;
+use docpipe_core::store::db;
+use docpipe_core::{JobState, Result};
 use docpipe_shared::adapters::blob::{BlobStore, LocalBlobStore};
 use docpipe_shared::adapters::queue::{Queue, Stage, StageMessage};
 use docpipe_shared::pipeline::ingest::{Change, ingest};
 use docpipe_shared::pipeline::sweeper::{SweepReport, sweep};
 use docpipe_shared::pipeline::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
-use docpipe_shared::settings::SweepPolicy;
-use docpipe_shared::store::db;
-use docpipe_shared::{JobState, Result};
 use docpipe_tests::TestDb;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -289,7 +289,7 @@ async fn a_new_version_replaces_the_old_chunks_and_an_old_one_costs_nothing_agai
         .await;
     assert_eq!(replaced, [format!("replaced {}", v2.job_id)]);
     // The older version's parsed text goes once the newer one is live.
-    let text = |job| docpipe_shared::domain::keys::parsed_key("acme", job);
+    let text = |job| docpipe_core::domain::keys::parsed_key("acme", job);
     assert!(
         f.blobs.get(&text(v1), u64::MAX).await.is_err(),
         "v1's text remains"

@@ -1,10 +1,10 @@
 //! Every job move against real Postgres: conditional, audited, atomic.
 
-use docpipe_shared::domain::ids;
-use docpipe_shared::store::db;
-use docpipe_shared::store::jobs::{self, NewJob};
-use docpipe_shared::store::stage_work::{self, Taken, Work};
-use docpipe_shared::{JobState, Rejection};
+use docpipe_core::domain::ids;
+use docpipe_core::store::db;
+use docpipe_core::store::jobs::{self, NewJob};
+use docpipe_core::store::stage_work::{self, Taken, Work};
+use docpipe_core::{JobState, Rejection};
 use docpipe_tests::TestDb;
 use uuid::Uuid;
 

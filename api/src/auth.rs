@@ -9,7 +9,7 @@ use crate::state::Api;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{Extensions, header};
-use docpipe_shared::domain::keys::Tenant as TenantName;
+use docpipe_core::domain::keys::Tenant as TenantName;
 use lambda_http::request::RequestContext;
 use std::collections::HashMap;
 use std::sync::Arc;

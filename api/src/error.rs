@@ -60,13 +60,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<docpipe_shared::Error> for ApiError {
-    fn from(error: docpipe_shared::Error) -> Self {
-        use docpipe_shared::Rejection;
+impl From<docpipe_core::Error> for ApiError {
+    fn from(error: docpipe_core::Error) -> Self {
+        use docpipe_core::Rejection;
         match &error {
             // A provider refused the deployment's call: not the caller's
             // fault, and its words are for the operators (the log).
-            docpipe_shared::Error::Rejected(
+            docpipe_core::Error::Rejected(
                 Rejection::EmbeddingRejected { .. }
                 | Rejection::EmbeddingInvalid { .. }
                 | Rejection::RerankRejected { .. },
@@ -79,18 +79,18 @@ impl From<docpipe_shared::Error> for ApiError {
                 );
             }
             // The request's own data (e.g. the database refused a value of it).
-            docpipe_shared::Error::Rejected(reason) => {
+            docpipe_core::Error::Rejected(reason) => {
                 return ApiError::bad_request(reason.to_string());
             }
             // The caller's spending (or the deployment's) is stopped for now.
-            docpipe_shared::Error::Waiting(wait) => {
+            docpipe_core::Error::Waiting(wait) => {
                 let left = wait
                     .until
                     .duration_since(SystemTime::now())
                     .unwrap_or_default();
                 return ApiError::too_many("spending_stopped", wait.reason.clone(), left);
             }
-            docpipe_shared::Error::Transient(_) => {}
+            docpipe_core::Error::Transient(_) => {}
         }
         tracing::error!(%error, "request failed");
         ApiError::new(

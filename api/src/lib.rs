@@ -17,15 +17,15 @@ pub use routes::{MAX_BODY_BYTES, MAX_PAGE, MAX_QUERY_BYTES, MAX_TOP_K, OPENAPI, 
 pub use settings::ApiSettings;
 pub use state::{Api, ApiParts, Infrastructure, Presigner, WatchedQueue};
 
+use docpipe_core::settings::{Env, Parts};
 use docpipe_shared::drivers::Deployment;
-use docpipe_shared::settings::{Env, Parts};
 use std::sync::Arc;
 
 /// The `api` Lambda function: a cold start builds the clients once, then
 /// API Gateway's requests go through the same router as locally. The tenant
 /// is the authorizer's `TENANT_CLAIM` (default `tenant`).
 pub async fn serve_lambda() -> Result<(), lambda_http::Error> {
-    docpipe_shared::ops::telemetry::init("info");
+    docpipe_core::ops::telemetry::init("info");
     // Search embeds queries: the API builds the embedder and no other part.
     let deployment = Deployment::from_env(Parts::EMBED).await.inspect_err(|e| {
         tracing::error!(error = %e, "configuration error");

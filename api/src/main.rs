@@ -5,10 +5,10 @@
 
 use docpipe_api::server::{ServerLimits, serve};
 use docpipe_api::{Api, ApiSettings, Auth, parse_api_keys, router};
+use docpipe_core::ops::telemetry;
+use docpipe_core::settings::{Env, ExposeSecret, Parts, PipelineSettings};
 use docpipe_shared::adapters::aws;
 use docpipe_shared::drivers::Deployment;
-use docpipe_shared::ops::telemetry;
-use docpipe_shared::settings::{Env, ExposeSecret, Parts, PipelineSettings};
 use std::sync::Arc;
 
 #[tokio::main]

@@ -1,8 +1,8 @@
 //! The API's own settings, read as every other concern's are
-//! ([`Env::load`](docpipe_shared::settings::Env::load)).
+//! ([`Env::load`](docpipe_core::settings::Env::load)).
 
-use docpipe_shared::ConfigError;
-use docpipe_shared::settings::{Secret, Settings, invalid, secs};
+use docpipe_core::ConfigError;
+use docpipe_core::settings::{Secret, Settings, invalid, secs};
 use serde::Deserialize;
 use std::time::Duration;
 
@@ -100,7 +100,7 @@ impl Settings for ApiSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use docpipe_shared::settings::Env;
+    use docpipe_core::settings::Env;
 
     #[test]
     fn limits_are_checked_and_operators_listed() {

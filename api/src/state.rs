@@ -5,13 +5,13 @@ use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::rate_limit;
 use crate::settings::ApiSettings;
-use docpipe_shared::ConfigError;
+use docpipe_core::ConfigError;
+use docpipe_core::settings::QueueUrls;
+use docpipe_core::store::db::Pool;
+use docpipe_core::store::ledger;
 use docpipe_shared::drivers::Deployment;
 use docpipe_shared::pipeline::Pipeline;
 use docpipe_shared::search::SearchParts;
-use docpipe_shared::settings::QueueUrls;
-use docpipe_shared::store::db::Pool;
-use docpipe_shared::store::ledger;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -77,6 +77,8 @@ pub struct ApiParts {
     pub sqs: aws_sdk_sqs::Client,
     pub bucket: String,
     pub stage_queues: QueueUrls,
+    /// The pipeline's models, with the reranker and the scan's settings.
+    pub search: SearchParts,
 }
 
 impl Api {
@@ -86,7 +88,14 @@ impl Api {
         auth: Auth,
         settings: &ApiSettings,
     ) -> Result<Api, ConfigError> {
+        let models = deployment
+            .pipeline
+            .embedding()
+            .map_err(|_| ConfigError::Unreadable("the API needs the embedder".into()))?
+            .models
+            .clone();
         let parts = ApiParts {
+            search: SearchParts::new(&deployment.settings, models)?,
             pipeline: deployment.pipeline,
             s3: deployment.s3,
             sqs: deployment.sqs,
@@ -101,10 +110,6 @@ impl Api {
         auth: Auth,
         settings: &ApiSettings,
     ) -> Result<Api, ConfigError> {
-        let search = parts
-            .pipeline
-            .search_parts()
-            .map_err(|_| ConfigError::Unreadable("the API needs the embedder".into()))?;
         let stages = &parts.stage_queues;
         let mut queues = Vec::new();
         for (name, url, dead_letter_url) in [
@@ -131,7 +136,7 @@ impl Api {
         Ok(Api {
             auth,
             db: pipeline.db.clone(),
-            search,
+            search: parts.search,
             presigner: Presigner {
                 s3: parts.s3.clone(),
                 bucket: parts.bucket.clone(),
@@ -205,7 +210,7 @@ impl Api {
         }
     }
 
-    pub(crate) async fn client(&self) -> Result<docpipe_shared::store::db::Client, ApiError> {
-        Ok(self.db.get().await.map_err(docpipe_shared::Error::from)?)
+    pub(crate) async fn client(&self) -> Result<docpipe_core::store::db::Client, ApiError> {
+        Ok(self.db.get().await.map_err(docpipe_core::Error::from)?)
     }
 }

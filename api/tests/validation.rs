@@ -8,11 +8,13 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::Request;
 use docpipe_api::{Api, ApiParts, ApiSettings, Auth, OPENAPI, parse_api_keys, router};
+use docpipe_core::settings::{Env, Parts, PipelineSettings};
+use docpipe_core::store::db;
 use docpipe_shared::adapters::aws::SqsQueue;
 use docpipe_shared::adapters::blob::LocalBlobStore;
+use docpipe_shared::embedding::models;
 use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
-use docpipe_shared::store::db;
+use docpipe_shared::search::SearchParts;
 use docpipe_tests::openapi::{OPENAPI as DOCUMENT, check_documented};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -41,6 +43,7 @@ fn app() -> Router {
         sqs,
         bucket: "docpipe-validation".into(),
         stage_queues,
+        search: SearchParts::new(&settings, models(&settings).unwrap()).unwrap(),
     };
     let keys = parse_api_keys(&format!("{ACME_KEY}:acme")).unwrap();
     let api = Api::from_parts(parts, Auth::ApiKeys(keys), &ApiSettings::default()).unwrap();

@@ -2,10 +2,10 @@
 //! the database, as any client would (the API key decides the tenant).
 
 use anyhow::{Context, bail};
-use docpipe_shared::cost::usd;
+use docpipe_core::cost::usd;
+use docpipe_core::store::ledger::Estimates;
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{SearchHit, SearchMode};
-use docpipe_shared::store::ledger::Estimates;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub struct ApiClient {
 impl ApiClient {
     pub fn new(base: &str, key: Option<String>) -> anyhow::Result<ApiClient> {
         let key = key.context("--api needs an API key: set DOCPIPE_API_KEY (or --api-key)")?;
-        docpipe_shared::ops::tls::crypto_provider();
+        docpipe_core::ops::tls::crypto_provider();
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(60))

@@ -7,11 +7,11 @@ mod searcher;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
-use docpipe_shared::ops::telemetry;
+use docpipe_core::ops::telemetry;
+use docpipe_core::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
+use docpipe_core::store::{db, status};
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{SearchMode, eval};
-use docpipe_shared::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
-use docpipe_shared::store::{db, status};
 use searcher::Searcher;
 use std::path::PathBuf;
 use std::process::ExitCode;

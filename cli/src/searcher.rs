@@ -3,11 +3,11 @@
 
 use crate::api::ApiClient;
 use anyhow::{Context, bail};
-use docpipe_shared::domain::keys::Tenant;
+use docpipe_core::domain::keys::Tenant;
+use docpipe_core::settings::{Env, Parts, PipelineSettings};
+use docpipe_core::store::db;
 use docpipe_shared::search::context::ContextRequest;
 use docpipe_shared::search::{self, SearchHit, SearchMode, SearchParts};
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
-use docpipe_shared::store::db;
 use serde_json::Value;
 
 pub enum Searcher {
@@ -33,7 +33,10 @@ impl Searcher {
                 Ok(Searcher::Database {
                     tenant: Tenant::new(&tenant)?,
                     pool: db::connect(&config.database).await?,
-                    parts: Box::new(SearchParts::from_settings(&config)?),
+                    parts: Box::new(SearchParts::new(
+                        &config,
+                        docpipe_shared::embedding::models(&config)?,
+                    )?),
                 })
             }
         }

@@ -3,13 +3,13 @@
 //! functions' handlers until interrupted.
 
 use clap::{Parser, Subcommand};
+use docpipe_core::ConfigError;
+use docpipe_core::ops::telemetry;
+use docpipe_core::settings::{Env, Parts, PipelineSettings, SweepPolicy};
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, Error, QueueSettings};
-use docpipe_shared::ConfigError;
 use docpipe_shared::adapters::aws;
 use docpipe_shared::drivers::Deployment;
-use docpipe_shared::ops::telemetry;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings, SweepPolicy};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 
 use aws_sdk_cloudformation::types::{Parameter, StackStatus};
 use aws_sdk_sqs::types::QueueAttributeName;
-use docpipe_shared::settings::QueueUrls;
+use docpipe_core::settings::QueueUrls;
 use serde_json::{Map, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};

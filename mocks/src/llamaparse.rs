@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use docpipe_shared::parsing::ParseLimits;
+use docpipe_core::settings::ParseLimits;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -121,7 +121,7 @@ async fn upload(
     let Some((name, bytes)) = file else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "field required: file");
     };
-    let outcome = docpipe_shared::parsing::Format::from_key(&name)
+    let outcome = docpipe_core::domain::format::Format::from_key(&name)
         .and_then(|format| {
             let bounds = ParseLimits::default().bounds(format, bytes.len());
             docpipe_shared::parsing::parse(&name, bytes, &bounds)

@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
+use docpipe_core::tokens::tokenizer;
 use docpipe_shared::embedding::mock;
-use docpipe_shared::tokens::tokenizer;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::VecDeque;
@@ -38,7 +38,7 @@ pub struct MockOpenAiConfig {
 impl Default for MockOpenAiConfig {
     fn default() -> Self {
         MockOpenAiConfig {
-            default_dims: docpipe_shared::settings::DEFAULT_EMBEDDING_DIMS,
+            default_dims: docpipe_core::settings::DEFAULT_EMBEDDING_DIMS,
             api_key: None,
             tokens_per_window: None,
             limit_window: Duration::from_secs(60),

@@ -6,10 +6,12 @@
 //! reorders anything.
 
 use crate::adapters::aws;
-use crate::error::{Error, Rejection, Result};
-use crate::external::rate_limit::RateLimiter;
-use crate::external::{self, ExternalService, Failure};
-use crate::settings::{ExposeSecret, ExternalPolicy, RerankProvider, RerankSettings, Secret};
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::external::rate_limit::RateLimiter;
+use docpipe_core::external::{self, ExternalService, Failure};
+use docpipe_core::settings::{
+    ExposeSecret, ExternalPolicy, RerankProvider, RerankSettings, Secret,
+};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -7,8 +7,8 @@ use crate::state::{Api, WatchedQueue};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use docpipe_core::store::breakers::{self, ServiceBreaker};
 use docpipe_shared::adapters::aws::{self, QueueDepth};
-use docpipe_shared::store::breakers::{self, ServiceBreaker};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -53,7 +53,7 @@ pub struct ServiceHealth {
     /// `closed` (calls flow), `open` (calls fail fast), `half_open` (probing).
     pub breaker: String,
     /// When an instance last reported a change; absent before any call.
-    pub observed_at: Option<docpipe_shared::store::db::UtcTime>,
+    pub observed_at: Option<docpipe_core::store::db::UtcTime>,
 }
 
 fn ok_or_unavailable(ok: bool) -> &'static str {

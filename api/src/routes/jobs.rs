@@ -6,8 +6,8 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use docpipe_shared::JobState;
-use docpipe_shared::store::status;
+use docpipe_core::JobState;
+use docpipe_core::store::status;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -25,7 +25,7 @@ pub(super) struct JobDetail {
 /// `tenant`'s job `id` with its history, if there is one. Every query names
 /// the tenant, so a crafted id of another tenant finds nothing.
 pub(super) async fn detail(
-    client: &docpipe_shared::store::db::Client,
+    client: &docpipe_core::store::db::Client,
     tenant: &str,
     id: Uuid,
 ) -> Result<Option<JobDetail>, ApiError> {

@@ -6,9 +6,10 @@ use crate::error::ApiError;
 use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
-use docpipe_shared::cost;
+use docpipe_core::cost;
+use docpipe_core::store::{ledger, status};
 use docpipe_shared::pipeline::reembed;
-use docpipe_shared::store::{ledger, models, status};
+use docpipe_shared::store::model_change;
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -31,7 +32,7 @@ struct ModelChangeProgress {
     current: String,
     next: String,
     #[serde(flatten)]
-    progress: models::Progress,
+    progress: model_change::Progress,
 }
 
 pub(super) async fn report(
@@ -44,7 +45,7 @@ pub(super) async fn report(
         Some(change) => Some(ModelChangeProgress {
             current: change.current.to_string(),
             next: change.next.to_string(),
-            progress: models::tenant_progress(&client, &change, &tenant).await?,
+            progress: model_change::tenant_progress(&client, &change, &tenant).await?,
         }),
         None => None,
     };

@@ -12,7 +12,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
-use docpipe_shared::domain::metadata::Attributes;
+use docpipe_core::domain::metadata::Attributes;
 use docpipe_shared::search::filter::Condition;
 use docpipe_shared::search::{self, SearchFilter, SearchHit, SearchMode};
 use serde::{Deserialize, Serialize};

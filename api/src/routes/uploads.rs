@@ -11,12 +11,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
+use docpipe_core::domain::format::Format;
+use docpipe_core::domain::ids::document_id;
+use docpipe_core::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_key, sidecar_target};
+use docpipe_core::domain::metadata::{self, Attributes};
+use docpipe_core::store::sidecars;
 use docpipe_shared::adapters::aws::{self, PresignedPut};
-use docpipe_shared::domain::ids::document_id;
-use docpipe_shared::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_key, sidecar_target};
-use docpipe_shared::domain::metadata::{self, Attributes};
-use docpipe_shared::parsing::Format;
-use docpipe_shared::store::sidecars;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -61,7 +61,7 @@ pub(super) async fn create(
             key.len()
         )));
     }
-    let invalid = |e: docpipe_shared::Rejection| ApiError::bad_request(format!("name: {e}"));
+    let invalid = |e: docpipe_core::Rejection| ApiError::bad_request(format!("name: {e}"));
     UploadKey::parse(&key).map_err(invalid)?;
     // In any case: `A.PDF.METADATA.JSON` is no document either.
     if sidecar_target(&key.to_ascii_lowercase()).is_some() {

@@ -2,13 +2,13 @@
 //! whole pipeline in this process.
 
 use anyhow::{Context, bail};
-use docpipe_shared::JobState;
-use docpipe_shared::domain::keys::{Tenant, sidecar_target};
+use docpipe_core::JobState;
+use docpipe_core::domain::keys::{Tenant, sidecar_target};
+use docpipe_core::settings::{DatabaseSettings, PipelineSettings};
+use docpipe_core::store::{db, indexes, status};
 use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
 use docpipe_shared::pipeline::ingest::Change;
 use docpipe_shared::pipeline::metadata::Sidecar;
-use docpipe_shared::settings::{DatabaseSettings, PipelineSettings};
-use docpipe_shared::store::{db, indexes, status};
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::path::PathBuf;

@@ -1,25 +1,26 @@
 //! `docpipe status` from the database: jobs, failures, spend, a model change.
 
 use anyhow::Context;
-use docpipe_shared::settings::{Env, Parts, PipelineSettings};
-use docpipe_shared::store::db;
-use docpipe_shared::store::{models, status};
+use docpipe_core::settings::{Env, Parts, PipelineSettings};
+use docpipe_core::store::db;
+use docpipe_core::store::status;
+use docpipe_shared::store::model_change;
 
 /// A model change's progress, as `status` shows it.
 #[derive(serde::Serialize)]
 pub struct ModelChangeStatus {
     current: String,
     next: String,
-    tenants: Vec<models::TenantProgress>,
+    tenants: Vec<model_change::TenantProgress>,
 }
 
 pub async fn model_change(env: &Env, pool: &db::Pool) -> anyhow::Result<ModelChangeStatus> {
     let settings = PipelineSettings::load(env, Parts::EMBED)?;
-    let change = models::ModelChange::configured(&settings).context("no model change")?;
+    let change = model_change::ModelChange::configured(&settings).context("no model change")?;
     Ok(ModelChangeStatus {
         current: change.current.to_string(),
         next: change.next.to_string(),
-        tenants: models::progress(&pool.get().await?, &change).await?,
+        tenants: model_change::progress(&pool.get().await?, &change).await?,
     })
 }
 

@@ -2,6 +2,6 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    docpipe_shared::tokens::warm_up_tokenizer();
+    docpipe_core::tokens::warm_up_tokenizer();
     docpipe_lambda::serve_stage::<docpipe_shared::pipeline::ChunkStage>().await
 }

@@ -3,10 +3,10 @@
 //! itself is in `docpipe_shared::drivers::handlers`.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
+use docpipe_core::ops::telemetry;
+use docpipe_core::settings::{DatabaseSettings, Parts, SweepPolicy};
 use docpipe_shared::drivers::{Deployment, handlers};
-use docpipe_shared::ops::telemetry;
 use docpipe_shared::pipeline::Stages;
-use docpipe_shared::settings::{DatabaseSettings, Parts, SweepPolicy};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 /// The function's pipeline with `parts`: it reads their settings, and
@@ -47,7 +47,7 @@ pub async fn serve_stage<S: Stages>() -> Result<(), Error> {
 /// replaces fallback vectors once the provider answers again.
 pub async fn serve_schedule() -> Result<(), Error> {
     let deployment = &cold_start(Parts::EMBED).await?;
-    let policy = &docpipe_shared::settings::Env::from_process().load::<SweepPolicy>()?;
+    let policy = &docpipe_core::settings::Env::from_process().load::<SweepPolicy>()?;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {
             Ok::<_, Error>(handlers::handle_schedule(deployment, policy).await?)

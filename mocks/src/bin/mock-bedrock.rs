@@ -8,7 +8,7 @@ use docpipe_mocks::faults::FaultKnobs;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    docpipe_shared::ops::telemetry::init("info");
+    docpipe_core::ops::telemetry::init("info");
     let listen = std::env::var("MOCK_BEDROCK_LISTEN")
         .ok()
         .filter(|v| !v.is_empty())

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    docpipe_shared::ops::telemetry::init("info");
+    docpipe_core::ops::telemetry::init("info");
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let listen = var("MOCK_LLAMAPARSE_LISTEN").unwrap_or_else(|| "127.0.0.1:8091".into());
     let delay_ms: u64 = match var("MOCK_LLAMAPARSE_DELAY_MS") {

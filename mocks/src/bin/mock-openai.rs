@@ -22,11 +22,11 @@ where
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    docpipe_shared::ops::telemetry::init("info");
+    docpipe_core::ops::telemetry::init("info");
     let listen = var("MOCK_OPENAI_LISTEN")?.unwrap_or_else(|| "127.0.0.1:8090".to_string());
     let config = MockOpenAiConfig {
         default_dims: var("MOCK_OPENAI_DIMS")?
-            .unwrap_or(docpipe_shared::settings::DEFAULT_EMBEDDING_DIMS),
+            .unwrap_or(docpipe_core::settings::DEFAULT_EMBEDDING_DIMS),
         api_key: var("MOCK_OPENAI_API_KEY")?,
         tokens_per_window: var("MOCK_OPENAI_TPM")?,
         faults: FaultKnobs::from_env()?,

@@ -7,7 +7,7 @@ use docpipe_mocks::rerank::MockRerank;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    docpipe_shared::ops::telemetry::init("info");
+    docpipe_core::ops::telemetry::init("info");
     let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
     let listen = var("MOCK_RERANK_LISTEN").unwrap_or_else(|| "127.0.0.1:8092".into());
     let listener = tokio::net::TcpListener::bind(&listen).await?;

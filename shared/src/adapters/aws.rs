@@ -3,9 +3,6 @@
 
 use crate::adapters::blob::{BlobStore, ObjectInfo, check_size};
 use crate::adapters::queue::{Queue, Stage, StageMessage};
-use crate::error::{Error, Rejection, Result};
-use crate::external::Failure;
-use crate::settings::QueueUrls;
 use async_trait::async_trait;
 use aws_config::BehaviorVersion;
 use aws_config::timeout::TimeoutConfig;
@@ -13,6 +10,9 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
 use bytes::Bytes;
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::external::Failure;
+use docpipe_core::settings::QueueUrls;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -28,14 +28,14 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
         .operation_timeout(Duration::from_secs(120))
         .build();
     aws_config::defaults(BehaviorVersion::latest())
-        .http_client(crate::ops::tls::aws_http_client())
+        .http_client(docpipe_core::ops::tls::aws_http_client())
         .timeout_config(timeouts)
         .load()
         .await
 }
 
 /// [`sdk_config`] with the SDK's own retries off, for the clients of an
-/// [`ExternalService`](crate::external::ExternalService) (Bedrock): it
+/// [`ExternalService`](docpipe_core::external::ExternalService) (Bedrock): it
 /// retries with its breaker and limiter, and two layers would multiply attempts.
 pub async fn sdk_config_without_retries() -> aws_config::SdkConfig {
     sdk_config()
@@ -55,7 +55,7 @@ pub fn bedrock_failure(
     rejected: impl FnOnce(String) -> Error,
 ) -> Failure {
     let code = error.code().unwrap_or("error");
-    let message = crate::ops::redact::credentials(error.message().unwrap_or_default());
+    let message = docpipe_core::ops::redact::credentials(error.message().unwrap_or_default());
     let detail = format!("{code}: {message}");
     match code {
         "ThrottlingException" | "ServiceQuotaExceededException" => {
@@ -81,7 +81,7 @@ pub fn foundation_model_arn(region: &str, model: &str) -> String {
     format!("arn:{partition}:bedrock:{region}::foundation-model/{model}")
 }
 
-/// An S3 client; `force_path_style` for emulators (see [`crate::settings::AwsConfig`]).
+/// An S3 client; `force_path_style` for emulators (see [`docpipe_core::settings::AwsConfig`]).
 pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
     let s3 = aws_sdk_s3::config::Builder::from(sdk)
         .force_path_style(force_path_style)

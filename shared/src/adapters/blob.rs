@@ -1,8 +1,8 @@
 //! Where documents and parsed text live: S3 in AWS, a directory locally.
 
-use crate::error::{Error, Rejection, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
+use docpipe_core::error::{Error, Rejection, Result};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -185,7 +185,7 @@ mod tests {
         assert_eq!(store.head("uploads/t/a b.txt").await.unwrap().size, 5);
         assert_eq!(
             store.sha256("uploads/t/a b.txt", 5).await.unwrap(),
-            crate::domain::ids::sha256(b"hello")
+            docpipe_core::domain::ids::sha256(b"hello")
         );
         assert!(store.sha256("uploads/t/a b.txt", 4).await.is_err());
         let err = store.get("uploads/t/a b.txt", 4).await.unwrap_err();

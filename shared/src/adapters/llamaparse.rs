@@ -3,11 +3,11 @@
 //! exchange through [`ExternalService`]; the waiting between them is done by
 //! delayed queue messages, never by sleeping in a function.
 
-use crate::error::{Error, Rejection, Result};
-use crate::external::rate_limit::RateLimiter;
-use crate::external::{self, ExternalService, Failure};
-use crate::settings::{ExposeSecret, ExternalPolicy, LlamaParseSettings, Secret};
 use bytes::Bytes;
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::external::rate_limit::RateLimiter;
+use docpipe_core::external::{self, ExternalService, Failure};
+use docpipe_core::settings::{ExposeSecret, ExternalPolicy, LlamaParseSettings, Secret};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use std::num::NonZeroU32;
@@ -81,7 +81,7 @@ impl LlamaParseClient {
 
     /// Whether documents with this key go to LlamaParse.
     pub fn handles(&self, key: &str) -> bool {
-        let name = crate::domain::keys::file_name(key);
+        let name = docpipe_core::domain::keys::file_name(key);
         name.rsplit_once('.')
             .is_some_and(|(_, ext)| self.extensions.contains(&ext.to_ascii_lowercase()))
     }
@@ -120,7 +120,7 @@ impl LlamaParseClient {
         Ok(match job.status.as_str() {
             "SUCCESS" | "PARTIAL_SUCCESS" => JobStatus::Done,
             "ERROR" | "CANCELLED" | "CANCELED" => JobStatus::Failed(match job.error_message {
-                Some(message) => crate::ops::redact::credentials(&message),
+                Some(message) => docpipe_core::ops::redact::credentials(&message),
                 None => format!("job ended {}", job.status),
             }),
             _ => JobStatus::Pending,

@@ -1,7 +1,7 @@
 //! Messages between stages, and where they are sent (SQS in AWS, in-process locally).
 
-use crate::error::Result;
 use async_trait::async_trait;
+use docpipe_core::error::Result;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use uuid::Uuid;

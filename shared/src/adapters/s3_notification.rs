@@ -1,7 +1,7 @@
 //! S3 event notifications as they arrive in an SQS message body.
 
-use crate::error::Rejection;
 use aws_lambda_events::s3::S3Event;
+use docpipe_core::error::Rejection;
 use percent_encoding::percent_decode_str;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,7 +14,7 @@ mod sizing;
 pub use sizing::TokenCount;
 
 use crate::parsing::layout::Layout;
-use crate::settings::{ChunkHeader, ChunkingSettings};
+use docpipe_core::settings::{ChunkHeader, ChunkingSettings};
 use sizing::TokenOffsets;
 use std::borrow::Cow;
 use std::sync::OnceLock;
@@ -322,11 +322,11 @@ impl Chunker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::tokenizer;
+    use docpipe_core::tokens::tokenizer;
 
     /// Paragraphs join up to the default share of the chunk size.
     fn min_tokens(max_tokens: usize) -> usize {
-        crate::settings::default_min_tokens(max_tokens)
+        docpipe_core::settings::default_min_tokens(max_tokens)
     }
 
     fn chunker(max_tokens: usize, overlap_tokens: usize) -> Chunker {

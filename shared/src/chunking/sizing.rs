@@ -2,7 +2,7 @@
 //! and, for the splitter's many probes, from one tokenization of the text.
 
 use crate::embedding::local::ModelTokenizer;
-use crate::tokens::tokenizer;
+use docpipe_core::tokens::tokenizer;
 use text_splitter::ChunkSizer;
 
 /// Whose tokens chunk sizes count: cl100k's (what the HTTP providers bill

@@ -8,10 +8,10 @@
 //! transports only deliver, acknowledge, and deliver again.
 
 use crate::adapters::queue::StageMessage;
-use crate::domain::state::JobState;
-use crate::error::{Error, Rejection, Result};
 use crate::pipeline::{self, Handled, Pipeline, Stages};
 use backon::{BackoffBuilder, ExponentialBuilder};
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{Error, Rejection, Result};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;

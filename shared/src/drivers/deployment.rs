@@ -3,10 +3,10 @@
 
 use crate::adapters::aws::{self, S3BlobStore, SqsQueue};
 use crate::drivers::delivery::DeliveryPolicy;
-use crate::error::ConfigError;
 use crate::pipeline::Pipeline;
-use crate::settings::{AwsResources, Parts, PipelineSettings};
-use crate::store::db;
+use docpipe_core::error::ConfigError;
+use docpipe_core::settings::{AwsResources, Parts, PipelineSettings};
+use docpipe_core::store::db;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,6 +21,9 @@ pub struct Deployment {
     /// only the API does with them (presigned uploads, queue depths).
     pub s3: aws_sdk_s3::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The settings it was built with, for what else the function builds
+    /// (the API's search).
+    pub settings: PipelineSettings,
 }
 
 impl Deployment {
@@ -56,6 +59,7 @@ impl Deployment {
             aws,
             s3,
             sqs,
+            settings: config.clone(),
         })
     }
 }

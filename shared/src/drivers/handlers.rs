@@ -3,16 +3,16 @@
 //! it builds, so both run the same code.
 
 use crate::adapters::s3_notification::{self, ObjectEvent};
-use crate::domain::keys::sidecar_target;
 use crate::drivers::Deployment;
 use crate::drivers::delivery::{self, Verdict};
-use crate::error::{ConfigError, Error, Result};
-use crate::ops::secrets;
 use crate::pipeline::sweeper::{self, SweepReport};
 use crate::pipeline::{Stages, ingest, metadata};
-use crate::settings::{DatabaseSettings, Env, SweepPolicy};
-use crate::store::db;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
+use docpipe_core::domain::keys::sidecar_target;
+use docpipe_core::error::{ConfigError, Error, Result};
+use docpipe_core::ops::secrets;
+use docpipe_core::settings::{DatabaseSettings, Env, SweepPolicy};
+use docpipe_core::store::db;
 use tracing::Instrument;
 
 /// Runs `handle` on every record concurrently and reports the ones that

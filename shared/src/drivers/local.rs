@@ -5,16 +5,16 @@
 
 use crate::adapters::blob::LocalBlobStore;
 use crate::adapters::queue::{Queue, StageMessage};
-use crate::domain::keys::sidecar_target;
-use crate::domain::state::JobState;
 use crate::drivers::delivery::{self, DeliveryPolicy, Verdict};
-use crate::error::{ConfigError, Error, Result};
 use crate::pipeline::metadata::{self, SidecarChange};
 use crate::pipeline::{self, Pipeline, ingest::Change, ingest::Ingested};
-use crate::settings::PipelineSettings;
-use crate::store::jobs;
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
+use docpipe_core::domain::keys::sidecar_target;
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{ConfigError, Error, Result};
+use docpipe_core::settings::PipelineSettings;
+use docpipe_core::store::jobs;
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
@@ -293,7 +293,7 @@ pub fn upload_keys(
     tenant: &str,
     paths: &[std::path::PathBuf],
 ) -> std::io::Result<Vec<(String, std::path::PathBuf)>> {
-    let tenant = crate::domain::keys::Tenant::new(tenant).map_err(std::io::Error::other)?;
+    let tenant = docpipe_core::domain::keys::Tenant::new(tenant).map_err(std::io::Error::other)?;
     let prefix = tenant.upload_path("");
     let mut files = Vec::new();
     for path in paths {

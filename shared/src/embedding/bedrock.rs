@@ -5,14 +5,14 @@
 //! search_query). Throttling and unavailability are retried through
 //! [`ExternalService`]; a validation or access error is final with its reason.
 
-use super::{EmbedInput, Embedder, Embeddings};
 use crate::adapters::aws;
-use crate::error::{Error, Rejection, Result};
-use crate::external::rate_limit::RateLimiter;
-use crate::external::{ExternalService, Failure};
-use crate::settings::{EmbeddingSettings, ExternalPolicy};
 use async_trait::async_trait;
 use aws_sdk_bedrockruntime::primitives::Blob;
+use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::external::rate_limit::RateLimiter;
+use docpipe_core::external::{ExternalService, Failure};
+use docpipe_core::settings::{EmbeddingSettings, ExternalPolicy};
 use futures::{StreamExt, TryStreamExt};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
@@ -237,7 +237,7 @@ impl BedrockEmbedder {
     }
 
     async fn embed_for(&self, inputs: &[EmbedInput<'_>], purpose: Purpose) -> Result<Embeddings> {
-        super::check_input_tokens(inputs, self.max_input_tokens)?;
+        docpipe_core::embedding::check_input_tokens(inputs, self.max_input_tokens)?;
         let (vectors, billed_tokens, requests) = match self.family {
             Family::Titan => {
                 // By index: a closure over borrowed inputs is not general

@@ -9,12 +9,12 @@
 //! (`chunk_too_long`), and chunking counts the same tokens
 //! ([`ModelTokenizer`]) so that chunks fit.
 
-use super::{EmbedInput, Embedder, Embeddings};
-use crate::error::{Error, Rejection, Result};
 use async_trait::async_trait;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
+use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_core::error::{Error, Rejection, Result};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

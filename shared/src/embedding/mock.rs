@@ -6,12 +6,12 @@
 //! and texts sharing words are close; shared pairs make a copied phrase
 //! closest to the text it came from.
 
-use super::{EmbedInput, Embedder, Embeddings};
-use crate::error::Result;
 use async_trait::async_trait;
+use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_core::error::Result;
 
 /// Model name stored with mock vectors, so they are never mixed with real ones.
-pub const MODEL: &str = crate::settings::MOCK_EMBEDDING_MODEL;
+pub const MODEL: &str = docpipe_core::settings::MOCK_EMBEDDING_MODEL;
 
 #[derive(Debug, Clone)]
 pub struct MockEmbedder {

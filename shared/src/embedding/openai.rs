@@ -3,13 +3,15 @@
 //! client-side token and request rates, retries through [`ExternalService`],
 //! and a checked response.
 
-use super::{EmbedInput, Embedder, Embeddings};
-use crate::error::{Error, Rejection, Result};
-use crate::external::rate_limit::RateLimiter;
-use crate::external::{self, ExternalService, Failure};
-use crate::settings::{EmbeddingProvider, EmbeddingSettings, ExposeSecret, ExternalPolicy, Secret};
 use async_trait::async_trait;
 use base64::Engine;
+use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::external::rate_limit::RateLimiter;
+use docpipe_core::external::{self, ExternalService, Failure};
+use docpipe_core::settings::{
+    EmbeddingProvider, EmbeddingSettings, ExposeSecret, ExternalPolicy, Secret,
+};
 use serde::{Deserialize, Serialize};
 use std::num::NonZeroU32;
 
@@ -277,7 +279,7 @@ impl Embedder for OpenAiEmbedder {
         vec![&self.service]
     }
     async fn embed(&self, inputs: &[EmbedInput<'_>]) -> Result<Embeddings> {
-        super::check_input_tokens(inputs, self.max_input_tokens)?;
+        docpipe_core::embedding::check_input_tokens(inputs, self.max_input_tokens)?;
         let mut all = Embeddings {
             vectors: Vec::with_capacity(inputs.len()),
             model: self.model.clone(),
@@ -299,7 +301,7 @@ impl Embedder for OpenAiEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::settings::Env;
+    use docpipe_core::settings::Env;
 
     fn embedder(vars: &[(&str, &str)]) -> OpenAiEmbedder {
         let env = Env::from_pairs(

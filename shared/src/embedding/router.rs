@@ -3,10 +3,10 @@
 //! mock's model name, so search (which asks for the provider's model) never
 //! mixes them with real ones; the sweeper later replaces them with real ones.
 
-use super::{EmbedInput, Embedder, Embeddings};
-use crate::error::Result;
-use crate::external::ExternalService;
 use async_trait::async_trait;
+use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_core::error::Result;
+use docpipe_core::external::ExternalService;
 use std::sync::Arc;
 
 pub struct FallbackEmbedder {

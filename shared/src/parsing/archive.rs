@@ -4,7 +4,7 @@
 //! write), with archives inside refused and encryption named.
 
 use super::{OutputBounds, unreadable};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use std::io::{Cursor, Read};
 use zip::ZipArchive;
 
@@ -150,7 +150,8 @@ fn unpack(
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::parsing::{Format, ParseLimits};
+    use docpipe_core::domain::format::Format;
+    use docpipe_core::settings::ParseLimits;
     use std::io::Write;
     use zip::write::SimpleFileOptions;
 

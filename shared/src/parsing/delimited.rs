@@ -6,7 +6,7 @@
 
 use super::layout::{Layout, TextBuilder};
 use super::{Format, OutputBounds, table};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 
 const CANDIDATES: [u8; 4] = [b',', b';', b'\t', b'|'];
 

@@ -8,7 +8,7 @@ use super::OutputBounds;
 use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::xml::{Node, attribute, local, walk};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use std::collections::{HashMap, HashSet};
 
 const FORMAT: &str = "docx";
@@ -184,7 +184,8 @@ fn write_part(
 mod tests {
     use super::*;
     use crate::parsing::archive::tests::zip_of;
-    use crate::parsing::{Format, ParseLimits};
+    use docpipe_core::domain::format::Format;
+    use docpipe_core::settings::ParseLimits;
 
     /// A "billion laughs" DTD: quick-xml never expands a document's own
     /// entities, so the reference costs nothing and gives no text.

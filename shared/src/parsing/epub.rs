@@ -7,7 +7,7 @@ use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::xml::{Node, attribute, local, walk};
 use super::{OutputBounds, html, unreadable};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use percent_encoding::percent_decode_str;
 use std::collections::HashMap;
 

@@ -2,7 +2,7 @@
 //! before the parse and again before the render.
 
 use super::OutputBounds;
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 
 /// Width for HTML rendering: a page's width. Tables are rendered a cell to a
 /// row ("raw" mode), so no cell is padded out to the width of its column.

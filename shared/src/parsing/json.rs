@@ -4,7 +4,7 @@
 
 use super::layout::{Layout, TextBuilder};
 use super::{Format, OutputBounds};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use serde_json::Value;
 
 pub fn parse(
@@ -86,7 +86,7 @@ fn flatten(value: &Value, path: &mut String, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parsing::ParseLimits;
+    use docpipe_core::settings::ParseLimits;
 
     fn parsed(text: &str, format: Format) -> Result<String, Rejection> {
         let bounds = ParseLimits::default().bounds(format, text.len());

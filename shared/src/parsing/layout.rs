@@ -2,7 +2,7 @@
 //! parser marks as it writes the text, and from them each chunk's
 //! provenance (its page range, heading path and row range).
 
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 

@@ -20,229 +20,13 @@ mod table;
 mod text;
 mod xml;
 
-use crate::error::Rejection;
 use bytes::Bytes;
+use docpipe_core::domain::format::Format;
+use docpipe_core::domain::keys::STORED_TEXT_EXTENSION;
+use docpipe_core::error::Rejection;
+use docpipe_core::settings::{OutputBounds, ParseLimits};
 use layout::{Layout, TextBuilder};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
-
-/// What kind of document a key names, by extension.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    Text,
-    Markdown,
-    Html,
-    Pdf,
-    Docx,
-    Pptx,
-    Xlsx,
-    Xls,
-    Ods,
-    Csv,
-    Tsv,
-    Json,
-    Jsonl,
-    Epub,
-}
-
-/// Every extension read, and its format: the one list the upload API's
-/// allow-list, `unsupported_type`'s message and the user guide follow.
-pub const EXTENSIONS: &[(&str, Format)] = &[
-    ("txt", Format::Text),
-    ("text", Format::Text),
-    ("md", Format::Markdown),
-    ("markdown", Format::Markdown),
-    ("html", Format::Html),
-    ("htm", Format::Html),
-    ("pdf", Format::Pdf),
-    ("docx", Format::Docx),
-    ("pptx", Format::Pptx),
-    ("xlsx", Format::Xlsx),
-    ("xls", Format::Xls),
-    ("ods", Format::Ods),
-    ("csv", Format::Csv),
-    ("tsv", Format::Tsv),
-    ("json", Format::Json),
-    ("jsonl", Format::Jsonl),
-    ("epub", Format::Epub),
-];
-
-/// The extensions read, as `unsupported_type` lists them: `.txt, .text, …`.
-pub fn supported_extensions() -> String {
-    let names: Vec<String> = EXTENSIONS
-        .iter()
-        .map(|(ext, _)| format!(".{ext}"))
-        .collect();
-    names.join(", ")
-}
-
-impl Format {
-    pub fn from_key(key: &str) -> Result<Format, Rejection> {
-        let name = crate::domain::keys::file_name(key);
-        let extension = match name.rsplit_once('.') {
-            Some((stem, ext)) if !stem.is_empty() => ext.to_ascii_lowercase(),
-            _ => String::new(),
-        };
-        EXTENSIONS
-            .iter()
-            .find(|(known, _)| *known == extension)
-            .map(|(_, format)| *format)
-            .ok_or(Rejection::UnsupportedType { extension })
-    }
-
-    /// The format's name as stored and shown (`text`, `markdown`, `pdf`…).
-    pub fn name(self) -> &'static str {
-        match self {
-            Format::Text => "text",
-            Format::Markdown => "markdown",
-            Format::Html => "html",
-            Format::Pdf => "pdf",
-            Format::Docx => "docx",
-            Format::Pptx => "pptx",
-            Format::Xlsx => "xlsx",
-            Format::Xls => "xls",
-            Format::Ods => "ods",
-            Format::Csv => "csv",
-            Format::Tsv => "tsv",
-            Format::Json => "json",
-            Format::Jsonl => "jsonl",
-            Format::Epub => "epub",
-        }
-    }
-
-    /// The format's media type: each chunk's `content_type` attribute.
-    pub fn media_type(self) -> &'static str {
-        match self {
-            Format::Text => "text/plain",
-            Format::Markdown => "text/markdown",
-            Format::Html => "text/html",
-            Format::Pdf => "application/pdf",
-            Format::Docx => {
-                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
-            }
-            Format::Pptx => {
-                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
-            }
-            Format::Xlsx => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-            Format::Xls => "application/vnd.ms-excel",
-            Format::Ods => "application/vnd.oasis.opendocument.spreadsheet",
-            Format::Csv => "text/csv",
-            Format::Tsv => "text/tab-separated-values",
-            Format::Json => "application/json",
-            Format::Jsonl => "application/jsonl",
-            Format::Epub => "application/epub+zip",
-        }
-    }
-
-    /// Markdown keeps its structure through parsing, so chunking can follow it.
-    pub fn is_markdown(self) -> bool {
-        self == Format::Markdown
-    }
-
-    /// Formats whose text can be far larger than their bytes (markup that
-    /// multiplies, compressed streams and archives).
-    fn amplifies(self) -> bool {
-        !matches!(
-            self,
-            Format::Text
-                | Format::Markdown
-                | Format::Csv
-                | Format::Tsv
-                | Format::Json
-                | Format::Jsonl
-        )
-    }
-}
-
-/// What parsing one document may cost. The defaults fit a 256 MB function
-/// handling a 100 MiB file; each is a setting (docs/operate/configuration.md).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParseLimits {
-    /// Wall time of one parse (`PARSE_TIMEOUT_SECS`).
-    pub timeout: Duration,
-    /// Address space of the process that parses (`PARSE_MEMORY_MB`).
-    pub memory_bytes: u64,
-    /// Characters of text any document may give (`PARSE_MAX_CHARS`)...
-    pub max_chars: usize,
-    /// ...and an HTML or PDF file at most this many per byte of itself
-    /// (`PARSE_CHARS_PER_BYTE`), but never fewer than [`MIN_CHARS_ALLOWED`].
-    pub chars_per_byte: usize,
-    /// Deepest element nesting of an HTML document (`PARSE_MAX_DEPTH`).
-    pub max_depth: usize,
-    /// Most pages of a PDF, slides of a presentation, sheets of a workbook
-    /// (`PARSE_MAX_PAGES`).
-    pub max_pages: usize,
-    /// Most bytes a ZIP-based document (Office, EPUB) may unpack to
-    /// (`PARSE_MAX_UNPACKED_MB`)...
-    pub max_unpacked_bytes: u64,
-    /// ...and most files it may hold (`PARSE_MAX_ENTRIES`).
-    pub max_entries: usize,
-    /// Parses at once in one process (`PARSE_CONCURRENCY`).
-    pub concurrency: usize,
-}
-
-/// Characters of text any HTML or PDF file may give, however small.
-pub const MIN_CHARS_ALLOWED: usize = 1 << 20;
-
-impl Default for ParseLimits {
-    fn default() -> Self {
-        ParseLimits {
-            timeout: Duration::from_secs(30),
-            memory_bytes: 512 << 20,
-            max_chars: 64 << 20,
-            chars_per_byte: 16,
-            max_depth: 256,
-            max_pages: 10_000,
-            max_unpacked_bytes: 128 << 20,
-            max_entries: 10_000,
-            concurrency: 2,
-        }
-    }
-}
-
-impl ParseLimits {
-    /// The bounds on the text of a document of `size` bytes in `format`.
-    pub fn bounds(&self, format: Format, size: usize) -> OutputBounds {
-        let max_chars = if format.amplifies() {
-            size.saturating_mul(self.chars_per_byte)
-                .max(MIN_CHARS_ALLOWED)
-                .min(self.max_chars)
-        } else {
-            self.max_chars
-        };
-        OutputBounds {
-            max_chars,
-            max_depth: self.max_depth,
-            max_pages: self.max_pages,
-            max_unpacked_bytes: self.max_unpacked_bytes,
-            max_entries: self.max_entries,
-        }
-    }
-}
-
-/// The most text one document may give, and the structure it may have.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutputBounds {
-    pub max_chars: usize,
-    pub max_depth: usize,
-    pub max_pages: usize,
-    pub max_unpacked_bytes: u64,
-    pub max_entries: usize,
-}
-
-impl OutputBounds {
-    /// Refuses a document of more than `max_pages` pages (slides, sheets).
-    pub fn check_pages(&self, pages: usize) -> Result<(), Rejection> {
-        if pages > self.max_pages {
-            return Err(Rejection::TooManyPages {
-                pages,
-                limit: self.max_pages,
-            });
-        }
-        Ok(())
-    }
-}
 
 /// The text of a document, ready for chunking.
 #[derive(Debug, Clone, PartialEq)]
@@ -264,10 +48,6 @@ pub struct StoredText {
     #[serde(skip)]
     pub text: String,
 }
-
-/// The extension of a stored text in this form; texts stored before it
-/// (`.md`, `.txt`) are the bare text.
-pub const STORED_TEXT_EXTENSION: &str = "parsed";
 
 impl StoredText {
     pub fn to_bytes(&self) -> Bytes {
@@ -400,46 +180,6 @@ pub fn check_length(chars: usize, bounds: &OutputBounds) -> Result<(), Rejection
 mod tests {
     use super::*;
 
-    /// The user guide and the upload API's OpenAPI document show the one list,
-    /// where users look for it.
-    #[test]
-    fn the_readme_and_the_api_list_the_supported_extensions() {
-        let guide = [
-            include_str!("../../../docs/guide/cli.md"),
-            include_str!("../../../docs/guide/failures.md"),
-        ]
-        .concat();
-        let openapi = include_str!("../../../api/openapi.yaml");
-        let openapi = openapi.split_whitespace().collect::<Vec<_>>().join(" ");
-        let (last, others) = EXTENSIONS.split_last().unwrap();
-        let names: Vec<&str> = others.iter().map(|(ext, _)| *ext).collect();
-        let documented = format!("extension {} or {}", names.join(", "), last.0);
-        assert!(
-            openapi.contains(&documented),
-            "openapi.yaml lacks {documented:?}"
-        );
-        let list = supported_extensions();
-        assert_eq!(
-            list,
-            ".txt, .text, .md, .markdown, .html, .htm, .pdf, .docx, .pptx, .xlsx, .xls, .ods, \
-             .csv, .tsv, .json, .jsonl, .epub"
-        );
-        for place in [
-            format!("| `unsupported_type` | extension is not one of {list} |"),
-            format!("supported: {list}"),
-        ] {
-            assert!(guide.contains(&place), "the user guide lacks {place:?}");
-        }
-        assert!(matches!(
-            Format::from_key("uploads/acme/report.doc"),
-            Err(Rejection::UnsupportedType { extension }) if extension == "doc"
-        ));
-        for (extension, format) in EXTENSIONS {
-            let key = format!("uploads/acme/a.{}", extension.to_uppercase());
-            assert_eq!(Format::from_key(&key), Ok(*format));
-        }
-    }
-
     fn parse(key: &str, bytes: Bytes) -> Result<ParsedDocument, Rejection> {
         let bounds = ParseLimits::default().bounds(Format::from_key(key)?, bytes.len());
         super::parse(key, bytes, &bounds)
@@ -447,39 +187,6 @@ mod tests {
 
     fn parsed(key: &str, bytes: &[u8]) -> String {
         parse(key, Bytes::copy_from_slice(bytes)).unwrap().text
-    }
-
-    #[test]
-    fn formats_come_from_the_extension() {
-        for (_, format) in EXTENSIONS {
-            let serialized = serde_json::to_string(&format).unwrap();
-            assert_eq!(serialized, format!("\"{}\"", format.name()));
-        }
-        assert_eq!(Format::from_key("uploads/t/a.TXT"), Ok(Format::Text));
-        assert_eq!(
-            Format::from_key("uploads/t/dir.v2/a.md"),
-            Ok(Format::Markdown)
-        );
-        assert_eq!(Format::from_key("uploads/t/a.htm"), Ok(Format::Html));
-        assert_eq!(Format::from_key("uploads/t/a.pdf"), Ok(Format::Pdf));
-        assert_eq!(
-            Format::from_key("uploads/t/a.doc"),
-            Err(Rejection::UnsupportedType {
-                extension: "doc".into()
-            })
-        );
-        assert_eq!(
-            Format::from_key("uploads/t/README"),
-            Err(Rejection::UnsupportedType {
-                extension: "".into()
-            })
-        );
-        assert_eq!(
-            Format::from_key("uploads/t/.txt"),
-            Err(Rejection::UnsupportedType {
-                extension: "".into()
-            })
-        );
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use super::OutputBounds;
 use super::layout::{Layout, TextBuilder};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 
 /// Text of each page, up to the first page that cannot be read, within the
 /// bounds (checked page by page, so a file whose pages repeat one huge

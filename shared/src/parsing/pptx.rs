@@ -6,7 +6,7 @@ use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::xml::{Node, attribute, local, walk};
 use super::{OutputBounds, unreadable};
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use std::collections::HashMap;
 
 const FORMAT: &str = "pptx";

@@ -13,8 +13,8 @@
 
 use super::layout::Layout;
 use super::{Format, OutputBounds, ParseLimits, ParsedDocument};
-use crate::error::{Error, Rejection, Result};
 use bytes::Bytes;
+use docpipe_core::error::{Error, Rejection, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::path::PathBuf;

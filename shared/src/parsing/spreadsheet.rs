@@ -4,8 +4,8 @@
 use super::archive::Archive;
 use super::layout::{Layout, TextBuilder};
 use super::{Format, OutputBounds, table, unreadable};
-use crate::error::Rejection;
 use calamine::{Data, Ods, Reader, Xls, Xlsx};
+use docpipe_core::error::Rejection;
 use std::io::Cursor;
 
 pub fn parse(

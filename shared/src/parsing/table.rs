@@ -3,7 +3,7 @@
 //! of rows then still says what its columns are, and a row is never split.
 
 use super::layout::TextBuilder;
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 
 /// Characters of rows after which a block ends: about 300 tokens, so a
 /// block and its header fit in one chunk of the default 512.

@@ -1,8 +1,8 @@
 //! The bytes of a text file (plain, markdown, HTML, CSV, JSON): UTF-8 or
 //! BOM-marked UTF-16, decoded, never guessed at.
 
-use crate::error::Rejection;
 use bytes::Bytes;
+use docpipe_core::error::Rejection;
 
 /// UTF-8 (with or without BOM) or BOM-marked UTF-16; anything else is refused
 /// rather than guessed at, and so is a NUL character (no text holds one, and

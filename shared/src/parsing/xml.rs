@@ -4,7 +4,7 @@
 //! an entity bomb costs more than the part's length.
 
 use super::unreadable;
-use crate::error::Rejection;
+use docpipe_core::error::Rejection;
 use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::{Reader, XmlVersion};

@@ -3,12 +3,13 @@
 
 use super::{Pipeline, blocking, job_in_state};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::keys;
-use crate::domain::state::JobState;
-use crate::error::{Error, Result};
-use crate::ops::metrics::{self, Metric};
 use crate::parsing::StoredText;
-use crate::store::{chunks, jobs};
+use crate::store::chunks;
+use docpipe_core::domain::keys;
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{Error, Result};
+use docpipe_core::ops::metrics::{self, Metric};
+use docpipe_core::store::jobs;
 
 /// Embed stages for batches `[first, first + count)` covering `total` chunks.
 pub fn embed_stages(total: u32, batch_size: u32) -> impl Iterator<Item = Stage> {

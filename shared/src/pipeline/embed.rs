@@ -3,16 +3,16 @@
 
 use super::{Embedding, Pipeline, finalize};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::cost::{self, Allowance, Bill, reservation::SETTLE_PATIENCE};
-use crate::domain::state::JobState;
-use crate::embedding::EmbedInput;
-use crate::embedding::models::Serving;
-use crate::error::{Error, Result};
-use crate::ops::metrics::{self, Metric};
 use crate::store::chunks::{self, Pending};
-use crate::store::db;
-use crate::store::documents;
-use crate::store::jobs;
+use docpipe_core::cost::{self, Allowance, Bill, reservation::SETTLE_PATIENCE};
+use docpipe_core::domain::state::JobState;
+use docpipe_core::embedding::EmbedInput;
+use docpipe_core::embedding::models::Serving;
+use docpipe_core::error::{Error, Result};
+use docpipe_core::ops::metrics::{self, Metric};
+use docpipe_core::store::db;
+use docpipe_core::store::documents;
+use docpipe_core::store::jobs;
 use pgvector::Vector;
 use std::collections::HashSet;
 
@@ -35,15 +35,14 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     };
     let Embedding {
         cache_scope,
-        search,
+        models,
     } = pipeline.embedding()?;
     // The model the tenant's searches read (during a model change, the one
     // it switched to, if it did).
     let Serving {
         embedder,
         cost: prices,
-    } = search
-        .models
+    } = models
         .serving(&pipeline.db.get().await?, &job.tenant)
         .await?;
     let model = embedder.model();
@@ -116,13 +115,13 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         })
         .await?;
     }
-    let models: Vec<&str> = pending
+    let made_by: Vec<&str> = pending
         .iter()
         .map(|c| if c.cached { model } else { fresh_model })
         .collect();
 
     let mut client = pipeline.db.get().await?;
-    let column = search.models.vector_column(&client, embedder).await?;
+    let column = models.vector_column(&client, embedder).await?;
     let tx = client.transaction().await?;
     // Lock order everywhere: document, then job. Batches of one job take turns here.
     let latest_job_id = documents::lock(&tx, job.document_id)
@@ -132,7 +131,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         Some(locked) if locked.state == JobState::Chunked => {}
         _ => return Ok(None),
     }
-    let inserted = chunks::record_vectors(&tx, job_id, &indexes, &models).await?;
+    let inserted = chunks::record_vectors(&tx, job_id, &indexes, &made_by).await?;
     let (embedded, total) = jobs::add_embedded(&tx, job_id, inserted).await?;
     let total = total
         .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;

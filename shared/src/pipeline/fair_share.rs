@@ -13,10 +13,10 @@
 
 use super::Pipeline;
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::state::JobState;
-use crate::error::Result;
-use crate::ops::metrics::{self, Metric};
-use crate::store::stage_work::{self, Taken, Work};
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::Result;
+use docpipe_core::ops::metrics::{self, Metric};
+use docpipe_core::store::stage_work::{self, Taken, Work};
 use std::time::Duration;
 
 /// How long a message that let others go first stays out of sight.

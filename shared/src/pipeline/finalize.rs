@@ -2,11 +2,12 @@
 //! chunks for the job's, in the caller's transaction, each with its vector
 //! from the embedding cache.
 
-use crate::domain::state::JobState;
-use crate::error::{Error, Result};
-use crate::store::jobs::{self, Job};
-use crate::store::{chunks, documents};
+use crate::store::chunks;
 use deadpool_postgres::GenericClient;
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{Error, Result};
+use docpipe_core::store::documents;
+use docpipe_core::store::jobs::{self, Job};
 use uuid::Uuid;
 
 /// What finalizing did.

@@ -3,9 +3,9 @@
 
 use super::{Pipeline, stage_span};
 use crate::adapters::queue::StageMessage;
-use crate::error::{Error, Rejection};
-use crate::ops::metrics;
-use crate::store::jobs;
+use docpipe_core::error::{Error, Rejection};
+use docpipe_core::ops::metrics;
+use docpipe_core::store::jobs;
 use tracing::Instrument;
 use uuid::Uuid;
 

@@ -4,13 +4,13 @@
 use super::Pipeline;
 use super::metadata::sidecar_changed;
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::keys::{UploadKey, sidecar_key};
-use crate::domain::state::JobState;
-use crate::domain::{ids, metadata};
-use crate::error::{Error, Rejection, Result};
-use crate::ops::metrics::{self, Metric};
-use crate::store::documents;
-use crate::store::jobs::{self, NewJob};
+use docpipe_core::domain::keys::{UploadKey, sidecar_key};
+use docpipe_core::domain::state::JobState;
+use docpipe_core::domain::{ids, metadata};
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::ops::metrics::{self, Metric};
+use docpipe_core::store::documents;
+use docpipe_core::store::jobs::{self, NewJob};
 use tracing::Instrument;
 use uuid::Uuid;
 

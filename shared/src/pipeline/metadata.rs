@@ -4,10 +4,10 @@
 //! parsing or embedding anything again.
 
 use super::Pipeline;
-use crate::domain::keys::{UploadKey, sidecar_target};
-use crate::domain::{ids, metadata};
-use crate::error::{Error, Rejection, Result};
-use crate::store::{documents, sidecars};
+use docpipe_core::domain::keys::{UploadKey, sidecar_target};
+use docpipe_core::domain::{ids, metadata};
+use docpipe_core::error::{Error, Rejection, Result};
+use docpipe_core::store::{documents, sidecars};
 
 /// What became of a sidecar.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -31,14 +31,14 @@ use crate::adapters::llamaparse::LlamaParseClient;
 use crate::adapters::queue::Queue;
 use crate::chunking::{Chunker, TokenCount};
 use crate::embedding::local::ModelTokenizer;
-use crate::error::{ConfigError, Error, Result};
-use crate::external::{self, ExternalService};
-use crate::search::SearchParts;
-use crate::settings::{
+use deadpool_postgres::Pool;
+use docpipe_core::embedding::models::Models;
+use docpipe_core::error::{ConfigError, Error, Result};
+use docpipe_core::external::{self, ExternalService};
+use docpipe_core::settings::{
     CacheScope, ChunkingSettings, CostPolicy, EmbeddingSettings, ParserSettings, PipelineSettings,
     ServiceMode, invalid,
 };
-use deadpool_postgres::Pool;
 use std::sync::Arc;
 
 /// Everything a stage needs, built once per process and shared. The parts
@@ -71,13 +71,13 @@ pub struct Chunking {
     pub slots: tokio::sync::Semaphore,
 }
 
-/// What the embed stage, search and the sweeper use.
+/// What the embed stage and the sweeper use (and search, of the models).
 pub struct Embedding {
     /// Whose cached vectors a tenant may reuse.
     pub cache_scope: CacheScope,
-    /// The embedders (the deployment's model; during a model change, the
-    /// next one too), the reranker if one is configured, the scan's settings.
-    pub search: SearchParts,
+    /// The embedders: the deployment's model; during a model change, the
+    /// next one too.
+    pub models: Models,
 }
 
 /// LlamaParse and how long to wait for it.
@@ -135,15 +135,10 @@ impl Pipeline {
         self.embedding.as_ref().ok_or_else(|| not_built("embedder"))
     }
 
-    /// What search uses: this pipeline's embedder and reranker.
-    pub fn search_parts(&self) -> Result<SearchParts> {
-        Ok(self.embedding()?.search.clone())
-    }
-
     /// The external services this pipeline calls.
     pub fn external_services(&self) -> Vec<&ExternalService> {
         let mut services = Vec::new();
-        services.extend(self.embedding.iter().flat_map(|e| e.search.services()));
+        services.extend(self.embedding.iter().flat_map(|e| e.models.services()));
         services.extend(
             self.parsing
                 .iter()
@@ -228,7 +223,7 @@ fn embedder(
 ) -> std::result::Result<Embedding, ConfigError> {
     Ok(Embedding {
         cache_scope: embedding.cache_scope,
-        search: SearchParts::from_settings(settings)?,
+        models: crate::embedding::models(settings)?,
     })
 }
 

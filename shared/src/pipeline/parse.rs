@@ -6,14 +6,14 @@
 use super::{Pipeline, RemoteParser, job_in_state};
 use crate::adapters::llamaparse::JobStatus;
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::cost::{self, Allowance, Spend, reservation::SETTLE_PATIENCE};
-use crate::domain::keys;
-use crate::domain::state::JobState;
-use crate::error::{Rejection, Result};
 use crate::parsing::{self, StoredText, layout::Layout};
-use crate::store::jobs::{self, Job};
-use crate::store::ledger;
 use bytes::Bytes;
+use docpipe_core::cost::{self, Allowance, Spend, reservation::SETTLE_PATIENCE};
+use docpipe_core::domain::keys;
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{Rejection, Result};
+use docpipe_core::store::jobs::{self, Job};
+use docpipe_core::store::ledger;
 use std::time::Duration;
 
 /// A document's text, however it was parsed.
@@ -123,7 +123,7 @@ async fn parse_remotely(
                 .parsing()?
                 .sandbox
                 .limits()
-                .bounds(parsing::Format::Text, 0);
+                .bounds(docpipe_core::domain::format::Format::Text, 0);
             let checked = parsing::check_length(result.markdown.chars().count(), &bounds);
             if checked.is_err() {
                 // Parsed, and so billed, though the text is refused.
@@ -196,7 +196,7 @@ async fn submit(
     drop(reservation);
     // The upload is paid for: its record waits out a database outage, or
     // the claim would hold the document back and a later delivery pay again.
-    crate::store::db::outlast_outage(SETTLE_PATIENCE, || async {
+    docpipe_core::store::db::outlast_outage(SETTLE_PATIENCE, || async {
         jobs::set_parse_request(&db.get().await?, job.id, &request_id).await
     })
     .await?;

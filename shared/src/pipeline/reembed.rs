@@ -12,14 +12,14 @@
 //! variables go.
 
 use super::{Embedding, Pipeline};
-use crate::cost::{self, Allowance, Bill, Spend, reservation::SETTLE_PATIENCE};
-use crate::embedding::models::NextModel;
-use crate::embedding::{EmbedInput, Embedder};
-use crate::error::{Error, Result};
-use crate::settings::{CacheScope, CostPolicy};
 use crate::store::chunks::{self, LiveChunk};
-use crate::store::db;
-use crate::store::models::{self, ModelChange, TenantProgress};
+use crate::store::model_change::{self, ModelChange, TenantProgress};
+use docpipe_core::cost::{self, Allowance, Bill, Spend, reservation::SETTLE_PATIENCE};
+use docpipe_core::embedding::models::NextModel;
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::error::{Error, Result};
+use docpipe_core::settings::{CacheScope, CostPolicy};
+use docpipe_core::store::db;
 use pgvector::Vector;
 use std::collections::BTreeMap;
 use uuid::Uuid;
@@ -30,21 +30,20 @@ use uuid::Uuid;
 pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result<u64> {
     let Embedding {
         cache_scope,
-        search,
+        models,
     } = pipeline.embedding()?;
-    let embedder = search.models.current.as_ref();
+    let embedder = models.current.as_ref();
     let Some(fallback) = embedder.fallback_model() else {
         return Ok(0);
     };
     let rows = chunks::of_model(&pipeline.db.get().await?, fallback, limit).await?;
-    let Some(vectors) =
-        reembed(pipeline, embedder, &search.models.cost, *cache_scope, &rows).await?
+    let Some(vectors) = reembed(pipeline, embedder, &models.cost, *cache_scope, &rows).await?
     else {
         return Ok(0); // The provider is still down.
     };
     let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
     let client = pipeline.db.get().await?;
-    let column = search.models.vector_column(&client, embedder).await?;
+    let column = models.vector_column(&client, embedder).await?;
     let replaced = chunks::replace_vectors(
         &client,
         &ids,
@@ -70,18 +69,16 @@ pub struct ModelChangeReport {
 /// embedded by the next model, then every tenant that has them all switched.
 pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<ModelChangeReport> {
     let mut report = ModelChangeReport::default();
-    let Embedding { search, .. } = pipeline.embedding()?;
-    let (Some(change), Some(next)) = (model_change(pipeline)?, &search.models.next) else {
+    let Embedding { models, .. } = pipeline.embedding()?;
+    let (Some(change), Some(next)) = (model_change(pipeline)?, &models.next) else {
         return Ok(report);
     };
     let mut client = pipeline.db.get().await?;
     let columns = (
-        search
-            .models
-            .vector_column(&client, search.models.current.as_ref())
+        models
+            .vector_column(&client, models.current.as_ref())
             .await?,
-        search
-            .models
+        models
             .vector_column(&client, next.embedder.as_ref())
             .await?,
     );
@@ -92,10 +89,11 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
             columns.1
         )));
     }
-    let rows = models::lacking(&client, &change, limit).await?;
+    let rows = model_change::lacking(&client, &change, limit).await?;
     report.embedded = build_next_vectors(pipeline, next, change.cache_scope, &rows).await?;
-    for tenant in models::tenants_on_current(&client, change.current).await? {
-        let moved = models::switch(&mut client, &change, (&columns.0, &columns.1), &tenant).await?;
+    for tenant in model_change::tenants_on_current(&client, change.current).await? {
+        let moved =
+            model_change::switch(&mut client, &change, (&columns.0, &columns.1), &tenant).await?;
         if let Some(moved) = moved {
             tracing::info!(
                 tenant,
@@ -156,10 +154,10 @@ async fn build(
 pub fn model_change(pipeline: &Pipeline) -> Result<Option<ModelChange<'_>>> {
     let Embedding {
         cache_scope,
-        search,
+        models,
     } = pipeline.embedding()?;
-    Ok(search.models.next.as_ref().map(|next| ModelChange {
-        current: search.models.current.model(),
+    Ok(models.next.as_ref().map(|next| ModelChange {
+        current: models.current.model(),
         next: next.embedder.model(),
         dims: next.embedder.dims() as i32,
         cache_scope: *cache_scope,
@@ -169,7 +167,7 @@ pub fn model_change(pipeline: &Pipeline) -> Result<Option<ModelChange<'_>>> {
 /// Each tenant's progress through the model change under way (none without one).
 pub async fn model_change_progress(pipeline: &Pipeline) -> Result<Vec<TenantProgress>> {
     match model_change(pipeline)? {
-        Some(change) => models::progress(&pipeline.db.get().await?, &change).await,
+        Some(change) => model_change::progress(&pipeline.db.get().await?, &change).await,
         None => Ok(Vec::new()),
     }
 }

@@ -3,9 +3,9 @@
 
 use super::{Pipeline, chunk};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::state::JobState;
-use crate::error::Result;
-use crate::store::jobs::{self, Job};
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::Result;
+use docpipe_core::store::jobs::{self, Job};
 use uuid::Uuid;
 
 /// The job if it is in `expected`; `None` (logged) for a stale or unknown job,

@@ -5,11 +5,11 @@
 use super::fair_share::{self, Turn};
 use super::{Pipeline, chunk, embed, parse};
 use crate::adapters::queue::{Stage, StageMessage};
-use crate::domain::state::JobState;
-use crate::error::{Error, Result};
-use crate::ops::metrics::{self, Metric};
-use crate::settings::Parts;
-use crate::store::jobs;
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{Error, Result};
+use docpipe_core::ops::metrics::{self, Metric};
+use docpipe_core::settings::Parts;
+use docpipe_core::store::jobs;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tracing::Instrument;

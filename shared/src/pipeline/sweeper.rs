@@ -3,14 +3,14 @@
 //! spending (budget, request cap) is over, and re-embeds searchable chunks
 //! (`reembed`: fallback vectors, a model change).
 
-use crate::domain::state::JobState;
-use crate::error::{Rejection, Result};
-use crate::ops::metrics::{self, Metric};
 use crate::pipeline::metadata;
 use crate::pipeline::reembed::{self, ModelChangeReport};
 use crate::pipeline::{self, Pipeline};
-use crate::settings::SweepPolicy;
-use crate::store::{jobs, ledger, sidecars};
+use docpipe_core::domain::state::JobState;
+use docpipe_core::error::{Rejection, Result};
+use docpipe_core::ops::metrics::{self, Metric};
+use docpipe_core::settings::SweepPolicy;
+use docpipe_core::store::{jobs, ledger, sidecars};
 use std::time::Duration;
 use uuid::Uuid;
 

@@ -41,7 +41,7 @@ pub fn read_queries(text: &str) -> Result<Vec<LabeledQuery>, String> {
 /// A document's name under its tenant's folder (`reports/q3.pdf` for
 /// `uploads/acme/reports/q3.pdf`): labels may give either.
 pub fn document_name(key: &str) -> &str {
-    key.strip_prefix(crate::domain::keys::UPLOAD_PREFIX)
+    key.strip_prefix(docpipe_core::domain::keys::UPLOAD_PREFIX)
         .and_then(|rest| rest.split_once('/'))
         .map_or(key, |(_, name)| name)
 }

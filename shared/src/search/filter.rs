@@ -9,7 +9,7 @@
 //! `content_type`, `page_start`, `headings`…, [`metadata::RESERVED`]). A
 //! chunk without the attribute matches only `notEquals` and `notIn`.
 
-use crate::domain::metadata::{self, MAX_NAME_BYTES, MAX_STRING_BYTES};
+use docpipe_core::domain::metadata::{self, MAX_NAME_BYTES, MAX_STRING_BYTES};
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 

@@ -5,20 +5,20 @@ pub mod context;
 pub mod eval;
 pub mod filter;
 pub mod fusion;
+pub mod rankers;
 
-use crate::cost::{self, Allowance, Bill};
-use crate::domain::keys::Tenant;
-use crate::domain::metadata::Attributes;
-use crate::embedding::models::Models;
-use crate::embedding::{EmbedInput, Embedder};
-use crate::error::{ConfigError, Result};
-use crate::external::ExternalService;
 use crate::rerank::Reranker;
-use crate::settings::{CostPolicy, KeywordMatch, PipelineSettings, VectorIndex, invalid};
-use crate::store::chunks;
-use crate::tokens::tokenizer;
 use context::{ContextRequest, HitContext};
 use deadpool_postgres::Pool;
+use docpipe_core::cost::{self, Allowance, Bill};
+use docpipe_core::domain::keys::Tenant;
+use docpipe_core::domain::metadata::Attributes;
+use docpipe_core::embedding::models::Models;
+use docpipe_core::embedding::{EmbedInput, Embedder};
+use docpipe_core::error::{ConfigError, Result};
+use docpipe_core::external::ExternalService;
+use docpipe_core::settings::{CostPolicy, KeywordMatch, PipelineSettings, VectorIndex, invalid};
+use docpipe_core::tokens::tokenizer;
 use pgvector::Vector;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -195,7 +195,7 @@ pub struct SearchParts {
     pub models: Models,
     pub reranker: Option<Arc<Reranker>>,
     /// `SEARCH_EF_SEARCH`, `SEARCH_EXACT_MAX_CHUNKS`: how the vector ranker scans.
-    pub scan: chunks::Scan,
+    pub scan: rankers::Scan,
     /// `SEARCH_KEYWORD_MATCH`: the keyword ranker's chunks.
     pub keyword_match: KeywordMatch,
     /// `EMBEDDING_INDEX`: the kind of index the vector ranker reads through.
@@ -203,10 +203,11 @@ pub struct SearchParts {
 }
 
 impl SearchParts {
-    /// The parts `settings` (loaded with the embedder) name; a part that
-    /// cannot be built names its setting.
-    pub fn from_settings(
+    /// Search with `models`, and the reranker and scan `settings` name; a
+    /// reranker that cannot be built names its setting.
+    pub fn new(
         settings: &PipelineSettings,
+        models: Models,
     ) -> std::result::Result<SearchParts, ConfigError> {
         let reranker = match &settings.rerank {
             Some(rerank) => crate::rerank::from_settings(rerank, &settings.external)
@@ -215,9 +216,9 @@ impl SearchParts {
         };
         let search = settings.search.clone().unwrap_or_default();
         Ok(SearchParts {
-            models: Models::from_settings(settings)?,
+            models,
             reranker,
-            scan: chunks::Scan {
+            scan: rankers::Scan {
                 ef_search: search.search_ef_search,
                 exact_max_chunks: search.search_exact_max_chunks.into(),
             },
@@ -274,8 +275,8 @@ pub async fn search(
             .models
             .vector_column(&client, serving.embedder)
             .await?;
-        let rankers = chunks::Rankers {
-            vector: query_vector.as_ref().map(|query| chunks::VectorRanker {
+        let rankers = rankers::Rankers {
+            vector: query_vector.as_ref().map(|query| rankers::VectorRanker {
                 model: serving.embedder.model(),
                 column: &column,
                 dims: serving.embedder.dims(),
@@ -285,7 +286,7 @@ pub async fn search(
             keywords: (query.mode != SearchMode::Vector)
                 .then_some((query.text, parts.keyword_match)),
         };
-        let rows = chunks::candidates(
+        let rows = rankers::candidates(
             (db, &mut client),
             (tenant, parts.scan),
             &rankers,
@@ -345,7 +346,7 @@ async fn add_context(
             )
         })
         .collect();
-    let nearby = chunks::nearby(&db.get().await?, tenant, &windows).await?;
+    let nearby = rankers::nearby(&db.get().await?, tenant, &windows).await?;
     for hit in hits.iter_mut() {
         let around: Vec<context::Nearby> = nearby
             .iter()

@@ -1,17 +1,6 @@
-//! Postgres: the pool and migrations (`db`), job rows and their moves
-//! (`jobs`), what status and the API read (`status`), the search indexes
-//! and bulk loads (`indexes`), metadata sidecars (`sidecars`), which model each tenant
-//! searches (`models`), the stage work each tenant has in hand
-//! (`stage_work`).
+//! The pipeline's own Postgres tables: a job's chunks on their way to
+//! search (`chunks`) and a model change's moves (`model_change`). The tables
+//! both paths read are `docpipe_core::store`'s.
 
-pub mod breakers;
 pub mod chunks;
-pub mod db;
-pub mod documents;
-pub mod indexes;
-pub mod jobs;
-pub mod ledger;
-pub mod models;
-pub mod sidecars;
-pub mod stage_work;
-pub mod status;
+pub mod model_change;

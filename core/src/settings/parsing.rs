@@ -2,9 +2,10 @@
 //! may cost.
 
 use super::{Secret, Settings, choice, invalid, secs};
+use crate::domain::format::Format;
 use crate::error::ConfigError;
-use crate::parsing::ParseLimits;
-use serde::Deserialize;
+use crate::error::Rejection;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -191,5 +192,94 @@ mod tests {
             .load::<ParserSettings>()
             .unwrap_err();
         assert!(err.to_string().contains("at least 1 s and 64 MB"), "{err}");
+    }
+}
+
+/// What parsing one document may cost. The defaults fit a 256 MB function
+/// handling a 100 MiB file; each is a setting (docs/operate/configuration.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseLimits {
+    /// Wall time of one parse (`PARSE_TIMEOUT_SECS`).
+    pub timeout: Duration,
+    /// Address space of the process that parses (`PARSE_MEMORY_MB`).
+    pub memory_bytes: u64,
+    /// Characters of text any document may give (`PARSE_MAX_CHARS`)...
+    pub max_chars: usize,
+    /// ...and an HTML or PDF file at most this many per byte of itself
+    /// (`PARSE_CHARS_PER_BYTE`), but never fewer than [`MIN_CHARS_ALLOWED`].
+    pub chars_per_byte: usize,
+    /// Deepest element nesting of an HTML document (`PARSE_MAX_DEPTH`).
+    pub max_depth: usize,
+    /// Most pages of a PDF, slides of a presentation, sheets of a workbook
+    /// (`PARSE_MAX_PAGES`).
+    pub max_pages: usize,
+    /// Most bytes a ZIP-based document (Office, EPUB) may unpack to
+    /// (`PARSE_MAX_UNPACKED_MB`)...
+    pub max_unpacked_bytes: u64,
+    /// ...and most files it may hold (`PARSE_MAX_ENTRIES`).
+    pub max_entries: usize,
+    /// Parses at once in one process (`PARSE_CONCURRENCY`).
+    pub concurrency: usize,
+}
+
+/// Characters of text any HTML or PDF file may give, however small.
+pub const MIN_CHARS_ALLOWED: usize = 1 << 20;
+
+impl Default for ParseLimits {
+    fn default() -> Self {
+        ParseLimits {
+            timeout: Duration::from_secs(30),
+            memory_bytes: 512 << 20,
+            max_chars: 64 << 20,
+            chars_per_byte: 16,
+            max_depth: 256,
+            max_pages: 10_000,
+            max_unpacked_bytes: 128 << 20,
+            max_entries: 10_000,
+            concurrency: 2,
+        }
+    }
+}
+
+impl ParseLimits {
+    /// The bounds on the text of a document of `size` bytes in `format`.
+    pub fn bounds(&self, format: Format, size: usize) -> OutputBounds {
+        let max_chars = if format.amplifies() {
+            size.saturating_mul(self.chars_per_byte)
+                .max(MIN_CHARS_ALLOWED)
+                .min(self.max_chars)
+        } else {
+            self.max_chars
+        };
+        OutputBounds {
+            max_chars,
+            max_depth: self.max_depth,
+            max_pages: self.max_pages,
+            max_unpacked_bytes: self.max_unpacked_bytes,
+            max_entries: self.max_entries,
+        }
+    }
+}
+
+/// The most text one document may give, and the structure it may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutputBounds {
+    pub max_chars: usize,
+    pub max_depth: usize,
+    pub max_pages: usize,
+    pub max_unpacked_bytes: u64,
+    pub max_entries: usize,
+}
+
+impl OutputBounds {
+    /// Refuses a document of more than `max_pages` pages (slides, sheets).
+    pub fn check_pages(&self, pages: usize) -> Result<(), Rejection> {
+        if pages > self.max_pages {
+            return Err(Rejection::TooManyPages {
+                pages,
+                limit: self.max_pages,
+            });
+        }
+        Ok(())
     }
 }

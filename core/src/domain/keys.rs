@@ -56,9 +56,13 @@ impl fmt::Display for Tenant {
     }
 }
 
-/// Where a job's parsed text is stored (a [`crate::parsing::StoredText`]).
+/// The extension of a parsed text stored with its layout; texts stored
+/// before it (`.md`, `.txt`) are the bare text.
+pub const STORED_TEXT_EXTENSION: &str = "parsed";
+
+/// Where a job's parsed text is stored (a parsed text with its layout).
 pub fn parsed_key(tenant: &str, job_id: Uuid) -> String {
-    let extension = crate::parsing::STORED_TEXT_EXTENSION;
+    let extension = STORED_TEXT_EXTENSION;
     format!("{PARSED_PREFIX}{tenant}/{job_id}.{extension}")
 }
 

@@ -25,7 +25,10 @@ pub use embedding::{
     MAX_HALFVEC_HNSW_DIMS, MAX_HNSW_DIMS, MOCK_EMBEDDING_MODEL, VectorIndex, VectorStorage,
 };
 pub use external::{ExternalPolicy, ServiceMode, ServiceSettings};
-pub use parsing::{LlamaParseSettings, ParserProvider, ParserSettings};
+pub use parsing::{
+    LlamaParseSettings, MIN_CHARS_ALLOWED, OutputBounds, ParseLimits, ParserProvider,
+    ParserSettings,
+};
 pub use pipeline::{DEFAULT_MAX_FILE_BYTES, Parts, PipelineSettings, StageSettings};
 pub use rerank::{MAX_RERANK_CANDIDATES, RerankProvider, RerankSettings};
 pub use search::{KeywordMatch, SearchSettings};

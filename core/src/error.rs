@@ -12,7 +12,7 @@ use std::fmt;
 pub enum Rejection {
     #[error(
         "unsupported file type {extension:?}; supported: {}",
-        crate::parsing::supported_extensions()
+        crate::domain::format::supported_extensions()
     )]
     UnsupportedType { extension: String },
     #[error("file is empty (0 bytes)")]

@@ -4,7 +4,7 @@
 //! the model change's re-embedding and search alike.
 
 use super::Embedder;
-use crate::error::{ConfigError, Error, Result};
+use crate::error::{Error, Result};
 use crate::external::ExternalService;
 use crate::settings::{CostPolicy, PipelineSettings};
 use crate::store::db::VectorLayout;
@@ -38,10 +38,14 @@ pub struct Serving<'a> {
 }
 
 impl Models {
-    /// The models `settings` (loaded with the embedder) name.
-    pub fn from_settings(settings: &PipelineSettings) -> std::result::Result<Models, ConfigError> {
-        let current = super::from_settings(settings)?;
-        let next = super::next_from_settings(settings)?.map(|embedder| {
+    /// The deployment's model, and during a model change the next one, at
+    /// the prices `settings` give them.
+    pub fn new(
+        current: Arc<dyn Embedder>,
+        next: Option<Arc<dyn Embedder>>,
+        settings: &PipelineSettings,
+    ) -> Models {
+        let next = next.map(|embedder| {
             let mut cost = settings.cost.clone();
             cost.embedding_usd_per_million_tokens = settings
                 .next_embedding
@@ -49,12 +53,12 @@ impl Models {
                 .map_or(0.0, |next| next.usd_per_million_tokens());
             NextModel { embedder, cost }
         });
-        Ok(Models {
+        Models {
             current,
             cost: settings.cost.clone(),
             next,
             layout: Arc::default(),
-        })
+        }
     }
 
     /// The column that holds `embedder`'s vectors (a model change to another

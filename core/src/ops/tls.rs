@@ -3,7 +3,7 @@
 //! binary is smaller (docs/benchmarks), and TLS speed is not what
 //! bounds a pipeline that waits on Postgres and the providers.
 
-use aws_sdk_s3::config::SharedHttpClient;
+use aws_sdk_secretsmanager::config::SharedHttpClient;
 use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
 use rustls::crypto::CryptoProvider;
 use std::sync::Arc;

@@ -1,11 +1,10 @@
-//! Which model's vectors each tenant's searches read (`tenant_models`), and
-//! a model change's moves: the searchable chunks still lacking the next
-//! model's vector, each tenant's switch, the progress.
+//! A model change's moves: the searchable chunks still lacking the next
+//! model's vector, each tenant's switch (`tenant_models`), the progress.
 
-use crate::error::Result;
-use crate::settings::{CacheScope, PipelineSettings};
 use crate::store::chunks::LiveChunk;
 use deadpool_postgres::GenericClient;
+use docpipe_core::error::Result;
+use docpipe_core::settings::{CacheScope, PipelineSettings};
 use serde::Serialize;
 
 /// A model change: from the model tenants search now to the next one, whose
@@ -44,18 +43,6 @@ impl<'a> ModelChange<'a> {
 const NEXT_CACHED: &str = "EXISTS (SELECT 1 FROM upload_pipeline.embedding_cache e
      WHERE e.text_sha256 = c.text_sha256 AND e.model = $2 AND e.dims = $3
        AND e.scope = CASE WHEN $4 THEN '' ELSE c.tenant END)";
-
-/// The model `tenant` switched to, if it did: else it searches the
-/// deployment's model.
-pub async fn switched_to(client: &impl GenericClient, tenant: &str) -> Result<Option<String>> {
-    Ok(client
-        .query_opt(
-            "SELECT model FROM upload_pipeline.tenant_models WHERE tenant = $1",
-            &[&tenant],
-        )
-        .await?
-        .map(|row| row.get(0)))
-}
 
 /// Up to `limit` searchable chunks with the current model's vectors whose
 /// text has no next-model vector in the cache yet.
