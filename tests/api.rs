@@ -754,7 +754,7 @@ async fn an_unknown_job_is_not_found() {
 #[tokio::test]
 async fn reads_by_id_find_nothing_for_another_tenant() {
     use docpipe_core::store::status;
-    use docpipe_shared::search;
+    use docpipe_search as search;
     let api = served().await;
     let pipeline = &api._stack.deployment.pipeline;
     let client = pipeline.db.get().await.unwrap();
@@ -1053,7 +1053,7 @@ async fn a_sidecar_whose_upload_never_came_is_removed_once_its_url_expires() {
     .unwrap();
     let deployment = stack.new_deployment().await;
     let policy = docpipe_core::settings::SweepPolicy::default();
-    let report = docpipe_shared::pipeline::sweeper::sweep(&deployment.pipeline, &policy)
+    let report = docpipe_ingest::pipeline::sweeper::sweep(&deployment.pipeline, &policy)
         .await
         .unwrap();
     assert_eq!(report.unclaimed_sidecars, 1);

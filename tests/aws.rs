@@ -2,8 +2,8 @@
 //! queue, the event-source runner invokes the functions' handlers, and the
 //! document becomes searchable chunks in Postgres.
 
-use docpipe_shared::adapters::queue::{Stage, StageMessage};
-use docpipe_shared::search::{Query, search};
+use docpipe_aws::queue::{Stage, StageMessage};
+use docpipe_search::{Query, search};
 use docpipe_tests::local_aws::{LocalAws, MAX_RECEIVE_COUNT, WITHIN, wait_until};
 use uuid::Uuid;
 

@@ -7,9 +7,9 @@
 use docpipe_core::JobState;
 use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::settings::{Env, Parts, PipelineSettings};
+use docpipe_ingest::embedding::mock::vector;
 use docpipe_mocks::bedrock::{COHERE_MAX_TEXTS, Invocation, MockBedrock};
 use docpipe_mocks::faults::FaultKnobs;
-use docpipe_shared::embedding::mock::vector;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, serve};
 use std::sync::Arc;
 
@@ -50,7 +50,7 @@ fn embedder(model: &str) -> Result<Arc<dyn Embedder>, String> {
     let mut pairs = vars(model);
     pairs.push(("DATABASE_URL", "postgres://127.0.0.1:1/unused".into()));
     let settings = PipelineSettings::load(&Env::from_pairs(pairs), Parts::EMBED).unwrap();
-    docpipe_shared::embedding::from_settings(&settings).map_err(|e| e.to_string())
+    docpipe_ingest::embedding::from_settings(&settings).map_err(|e| e.to_string())
 }
 
 fn inputs(texts: &[String]) -> Vec<EmbedInput<'_>> {
@@ -166,7 +166,7 @@ fn a_model_docpipe_cannot_speak_to_is_named_at_start() {
         ("DATABASE_URL", "postgres://127.0.0.1:1/unused".into()),
     ]);
     let settings = PipelineSettings::load(&Env::from_pairs(pairs), Parts::EMBED).unwrap();
-    let err = docpipe_shared::embedding::from_settings(&settings)
+    let err = docpipe_ingest::embedding::from_settings(&settings)
         .err()
         .unwrap()
         .to_string();
@@ -176,14 +176,14 @@ fn a_model_docpipe_cannot_speak_to_is_named_at_start() {
     );
 }
 
-fn bedrock_reranker(model: &str) -> Arc<docpipe_shared::rerank::Reranker> {
+fn bedrock_reranker(model: &str) -> Arc<docpipe_search::rerank::Reranker> {
     let settings = Env::from_pairs([("RERANK_PROVIDER", "bedrock"), ("RERANK_MODEL", model)])
         .load::<docpipe_core::settings::RerankSettings>()
         .unwrap();
     let policy = Env::from_pairs([("EXTERNAL_FIRST_BACKOFF_MS", "10")])
         .load::<docpipe_core::settings::ExternalPolicy>()
         .unwrap();
-    docpipe_shared::rerank::from_settings(&settings, &policy)
+    docpipe_search::rerank::from_settings(&settings, &policy)
         .unwrap()
         .expect("a reranker")
 }

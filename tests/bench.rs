@@ -10,11 +10,11 @@
 
 use clap::Parser;
 use clap::ValueEnum;
+use docpipe_core::db;
+use docpipe_core::db::indexes;
 use docpipe_core::settings::{DatabaseSettings, StageSettings};
-use docpipe_core::store::db;
-use docpipe_core::store::indexes;
+use docpipe_ingest::drivers::local::{LocalPipeline, upload_keys};
 use docpipe_local_runner::provision::QueueSettings;
-use docpipe_shared::drivers::local::{LocalPipeline, upload_keys};
 use docpipe_tests::corpus::generate;
 use docpipe_tests::local_aws::LocalAws;
 use docpipe_tests::spawn_mock_openai;
@@ -74,7 +74,7 @@ enum Via {
 
 fn main() {
     // Documents are parsed in children of this executable: one parses here and exits.
-    docpipe_shared::parsing::sandbox::serve_if_child();
+    docpipe_ingest::parsing::sandbox::serve_if_child();
     bench_main()
 }
 

@@ -107,10 +107,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
     let sdk = sdk.build();
     let stack = LocalAws::start_with_sdk(sdk, &docpipe_tests::admin_url(), &VARS, QUEUES).await;
     // Uploads go straight to the emulator, so some arrive during the outage.
-    let direct = docpipe_shared::adapters::aws::s3_client(
-        &docpipe_tests::local_aws::sdk_config().await,
-        true,
-    );
+    let direct = docpipe_aws::s3::s3_client(&docpipe_tests::local_aws::sdk_config().await, true);
     let keys: Vec<String> = (0..DOCUMENTS)
         .map(|n| format!("uploads/acme/log-{n:02}.md"))
         .collect();
@@ -164,7 +161,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
     use docpipe_core::settings::SweepPolicy;
-    use docpipe_shared::pipeline::ingest;
+    use docpipe_ingest::pipeline::ingest;
     let mut stack = LocalAws::start(&[("EMBEDDING_DIMS", "64")]).await;
     stack.runner.abort_all(); // the runner dies
     while stack.runner.join_next().await.is_some() {}
@@ -194,7 +191,7 @@ async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
         queued_timeout: Duration::from_secs(1),
         ..SweepPolicy::default()
     };
-    let report = docpipe_shared::pipeline::sweeper::sweep(pipeline, &policy)
+    let report = docpipe_ingest::pipeline::sweeper::sweep(pipeline, &policy)
         .await
         .unwrap();
     assert_eq!(report.resumed, [ingested.job_id]);

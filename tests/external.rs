@@ -4,21 +4,21 @@
 //! submit / check-later / result cycle.
 
 use docpipe_core::JobState;
+use docpipe_core::db;
 use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::external::breaker::BreakerState;
 use docpipe_core::settings::{Env, Parts, PipelineSettings, SweepPolicy};
-use docpipe_core::store::db;
 use docpipe_core::store::status;
 use docpipe_core::{Error, Rejection};
+use docpipe_ingest::drivers::local::LocalPipeline;
+use docpipe_ingest::embedding::mock;
+use docpipe_ingest::embedding::openai::OpenAiEmbedder;
+use docpipe_ingest::pipeline::Pipeline;
+use docpipe_ingest::pipeline::sweeper;
 use docpipe_mocks::faults::{Fault, FaultKnobs};
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::drivers::local::LocalPipeline;
-use docpipe_shared::embedding::mock;
-use docpipe_shared::embedding::openai::OpenAiEmbedder;
-use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::pipeline::sweeper;
-use docpipe_shared::search::SearchMode;
+use docpipe_search::SearchMode;
 use docpipe_tests::{
     Outage, ScratchDir, TestDb, ingest_locally, samples_dir, search_as, search_in_mode,
     spawn_llamaparse, spawn_openai,
@@ -669,7 +669,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
     let search = async |tenant: &str| {
         let query = "where does the fog signal sound at neap tides in the harbour";
         let filter = Default::default();
-        let query = docpipe_shared::search::Query {
+        let query = docpipe_search::Query {
             text: query,
             top_k: 3,
             mode: Default::default(),
@@ -677,7 +677,7 @@ async fn search_spends_within_the_tenants_budget_and_stops_only_that_tenant() {
             context: None,
             rerank: true,
         };
-        docpipe_shared::search::search(&pool, &parts, tenant, &query).await
+        docpipe_search::search(&pool, &parts, tenant, &query).await
     };
     search("acme").await.unwrap();
     let sent = mock

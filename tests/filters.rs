@@ -4,9 +4,9 @@
 //! the caller's tenant only, in every search mode.
 
 use docpipe_core::JobState;
+use docpipe_core::db::indexes;
 use docpipe_core::settings::PipelineSettings;
-use docpipe_core::store::indexes;
-use docpipe_shared::search::SearchMode;
+use docpipe_search::SearchMode;
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_filtered, search_in_mode};
 use serde_json::{Value, json};
 
@@ -282,7 +282,7 @@ async fn a_filter_narrowing_a_large_tenant_gets_the_exact_nearest() {
     let test_db = TestDb::migrated(&vars).await;
     let config = test_db.config(&vars);
     let mut client = test_db.client().await;
-    let embedder = docpipe_shared::embedding::from_settings(&config).unwrap();
+    let embedder = docpipe_ingest::embedding::from_settings(&config).unwrap();
     // Loaded as a bulk load is: the graph built once, after.
     assert!(indexes::defer_search_index(&mut client).await.unwrap());
     // 1 000 documents of 20 chunks; every 100th in the folder `kept/`, with

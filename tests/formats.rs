@@ -5,7 +5,7 @@
 
 use docpipe_core::JobState;
 use docpipe_core::settings::PipelineSettings;
-use docpipe_shared::search::SearchHit;
+use docpipe_search::SearchHit;
 use docpipe_tests::corpus::pdf_of_pages;
 use docpipe_tests::office::{self, Slide, w_paragraph, w_table};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_as};

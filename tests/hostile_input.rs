@@ -6,13 +6,13 @@
 //! survives. Parsing runs in child processes bounded by the `PARSE_*` limits.
 
 use aws_lambda_events::sqs::{SqsEvent, SqsMessage};
+use docpipe_aws::queue::{Stage, StageMessage};
 use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
+use docpipe_ingest::pipeline::{self, EmbedStage};
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::faults::FaultKnobs;
 use docpipe_mocks::llamaparse::MockLlamaParseConfig;
 use docpipe_mocks::openai::MockOpenAiConfig;
-use docpipe_shared::adapters::queue::{Stage, StageMessage};
-use docpipe_shared::pipeline::{self, EmbedStage};
 use docpipe_tests::corpus::{deep_html, flate_pdf, wide_table};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use docpipe_tests::spawn_openai;
@@ -350,7 +350,7 @@ async fn a_panicking_record_fails_its_own_job_and_not_the_batch() {
         })
         .collect();
     let response =
-        docpipe_shared::drivers::handlers::handle_stage_events::<EmbedStage>(&deployment, event)
+        docpipe_ingest::drivers::handlers::handle_stage_events::<EmbedStage>(&deployment, event)
             .await;
     assert!(
         response.batch_item_failures.is_empty(),
@@ -376,7 +376,7 @@ fn a_parse_child_without_readable_limits_reads_nothing() {
     for limits in ["1", "unbounded", "268435456", "268435456 -5"] {
         let child = std::process::Command::new(&exe)
             .env_clear()
-            .env(docpipe_shared::parsing::sandbox::CHILD_ENV, limits)
+            .env(docpipe_ingest::parsing::sandbox::CHILD_ENV, limits)
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();

@@ -2,11 +2,11 @@
 //! and with the OpenAI client against mock-openai over real HTTP.
 
 use docpipe_core::JobState;
+use docpipe_core::db;
+use docpipe_core::db::indexes;
 use docpipe_core::settings::PipelineSettings;
-use docpipe_core::store::db;
-use docpipe_core::store::indexes;
 use docpipe_core::store::status;
-use docpipe_shared::pipeline::ingest::Change;
+use docpipe_ingest::pipeline::ingest::Change;
 use docpipe_tests::{
     ScratchDir, TestDb, ingest_locally, samples_dir, search_as, spawn_mock_openai,
 };

@@ -7,13 +7,13 @@ pub mod local_aws;
 pub mod office;
 pub mod openapi;
 
+use docpipe_core::db;
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::settings::{Env, Parts, PipelineSettings};
-use docpipe_core::store::db;
 use docpipe_core::store::status;
+use docpipe_ingest::drivers::local::{LocalPipeline, LocalRun, upload_keys};
 use docpipe_mocks::llamaparse::{MockLlamaParse, MockLlamaParseConfig};
 use docpipe_mocks::openai::{MockOpenAi, MockOpenAiConfig};
-use docpipe_shared::drivers::local::{LocalPipeline, LocalRun, upload_keys};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -122,7 +122,7 @@ impl TestDb {
     /// [`TestDb::migrated`] in the cluster of `admin`.
     pub async fn migrated_on(admin: &str, vars: &[(&str, &str)]) -> TestDb {
         let test_db = TestDb::empty_on(admin).await;
-        db::migrate(&test_db.config(vars).database)
+        db::schema::migrate(&test_db.config(vars).database)
             .await
             .expect("migrate");
         test_db
@@ -268,7 +268,7 @@ pub async fn search_as(
     tenant: &str,
     query: &str,
     top_k: u32,
-) -> Vec<docpipe_shared::search::SearchHit> {
+) -> Vec<docpipe_search::SearchHit> {
     search_filtered(config, tenant, query, top_k, serde_json::json!({}))
         .await
         .unwrap()
@@ -282,7 +282,7 @@ pub async fn search_filtered(
     query: &str,
     top_k: u32,
     filter: serde_json::Value,
-) -> Result<Vec<docpipe_shared::search::SearchHit>, String> {
+) -> Result<Vec<docpipe_search::SearchHit>, String> {
     search_in_mode(config, tenant, query, top_k, filter, Default::default()).await
 }
 
@@ -293,14 +293,14 @@ pub async fn search_in_mode(
     text: &str,
     top_k: u32,
     filter: serde_json::Value,
-    mode: docpipe_shared::search::SearchMode,
-) -> Result<Vec<docpipe_shared::search::SearchHit>, String> {
-    let request: docpipe_shared::search::FilterRequest =
+    mode: docpipe_search::SearchMode,
+) -> Result<Vec<docpipe_search::SearchHit>, String> {
+    let request: docpipe_search::FilterRequest =
         serde_json::from_value(filter).map_err(|e| e.to_string())?;
     let filter = request.scoped(&Tenant::new(tenant).unwrap())?;
     let pool = db::connect(&config.database).await.unwrap();
     let parts = search_parts(config);
-    let query = docpipe_shared::search::Query {
+    let query = docpipe_search::Query {
         text,
         top_k,
         mode,
@@ -308,7 +308,7 @@ pub async fn search_in_mode(
         context: None,
         rerank: true,
     };
-    docpipe_shared::search::search(&pool, &parts, tenant, &query)
+    docpipe_search::search(&pool, &parts, tenant, &query)
         .await
         .map_err(|e| e.to_string())
 }
@@ -322,16 +322,13 @@ pub async fn serve_api_without_aws(
     api_settings: &docpipe_api::ApiSettings,
 ) -> String {
     let (s3, sqs, queues) = unreachable_aws();
-    let pipeline = docpipe_shared::pipeline::Pipeline::new(
+    let pipeline = docpipe_ingest::pipeline::Pipeline::new(
         settings,
         db::connect(&settings.database).await.unwrap(),
-        Arc::new(docpipe_shared::adapters::blob::LocalBlobStore::new(
+        Arc::new(docpipe_aws::blob::LocalBlobStore::new(
             std::env::temp_dir().join("docpipe-api-without-aws"),
         )),
-        Arc::new(docpipe_shared::adapters::aws::SqsQueue::new(
-            sqs.clone(),
-            queues.clone(),
-        )),
+        Arc::new(docpipe_aws::sqs::SqsQueue::new(sqs.clone(), queues.clone())),
     )
     .unwrap();
     let parts = docpipe_api::ApiParts {
@@ -601,7 +598,7 @@ impl Drop for OwnPostgres {
 
 /// What search uses under `settings` (loaded with the embedder): their
 /// models, reranker and scan.
-pub fn search_parts(settings: &PipelineSettings) -> docpipe_shared::search::SearchParts {
-    let models = docpipe_shared::embedding::models(settings).unwrap();
-    docpipe_shared::search::SearchParts::new(settings, models).unwrap()
+pub fn search_parts(settings: &PipelineSettings) -> docpipe_search::SearchParts {
+    let models = docpipe_ingest::embedding::models(settings).unwrap();
+    docpipe_search::SearchParts::new(settings, models).unwrap()
 }

@@ -4,10 +4,9 @@
 
 use crate::TestDb;
 use docpipe_core::settings::{AwsResources, PipelineSettings};
+use docpipe_ingest::drivers::Deployment;
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, QueueSettings, Resources};
-use docpipe_shared::adapters::aws;
-use docpipe_shared::drivers::Deployment;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -25,7 +24,7 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     std::env::var("AWS_ENDPOINT_URL").expect(
         "AWS_ENDPOINT_URL must point at LocalStack (run scripts/localstack up; scripts/test does)",
     );
-    aws::sdk_config().await
+    docpipe_aws::sdk::sdk_config().await
 }
 
 pub struct LocalAws {
@@ -72,7 +71,7 @@ impl LocalAws {
         vars: &[(&str, &str)],
         settings: QueueSettings,
     ) -> LocalAws {
-        let s3 = aws::s3_client(&sdk, true);
+        let s3 = docpipe_aws::s3::s3_client(&sdk, true);
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let cloudformation = aws_sdk_cloudformation::Client::new(&sdk);
         let stack = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
@@ -218,7 +217,7 @@ impl LocalAws {
 
     /// Messages in a queue, visible and in flight.
     pub async fn depth(&self, queue_url: &str) -> u64 {
-        aws::queue_depth(&self.sqs, queue_url)
+        docpipe_aws::sqs::queue_depth(&self.sqs, queue_url)
             .await
             .expect("GetQueueAttributes")
             .total()

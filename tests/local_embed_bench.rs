@@ -15,9 +15,9 @@
 use clap::Parser;
 use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::settings::ChunkingSettings;
-use docpipe_shared::chunking::{Chunker, TokenCount};
-use docpipe_shared::embedding::local::{LocalEmbedder, ModelTokenizer};
-use docpipe_shared::parsing::layout::Layout;
+use docpipe_ingest::chunking::{Chunker, TokenCount};
+use docpipe_ingest::embedding::local::{LocalEmbedder, ModelTokenizer};
+use docpipe_ingest::parsing::layout::Layout;
 use docpipe_tests::corpus::{Rng, document};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};

@@ -8,10 +8,10 @@ use docpipe_core::JobState;
 use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::error::{Error, Rejection};
 use docpipe_core::settings::ChunkingSettings;
-use docpipe_shared::chunking::{Chunker, TokenCount};
-use docpipe_shared::embedding::local::{LocalEmbedder, ModelTokenizer};
-use docpipe_shared::parsing::layout::Layout;
-use docpipe_shared::search::SearchMode;
+use docpipe_ingest::chunking::{Chunker, TokenCount};
+use docpipe_ingest::embedding::local::{LocalEmbedder, ModelTokenizer};
+use docpipe_ingest::parsing::layout::Layout;
+use docpipe_search::SearchMode;
 use docpipe_tests::{TestDb, ingest_locally, local_model_dir, samples_dir, search_in_mode};
 use serde_json::{Value, json};
 
@@ -246,7 +246,7 @@ fn a_model_of_other_dimensions_is_named_at_start() {
         docpipe_core::settings::Parts::EMBED,
     )
     .unwrap();
-    let err = docpipe_shared::embedding::models(&settings)
+    let err = docpipe_ingest::embedding::models(&settings)
         .err()
         .unwrap()
         .to_string();

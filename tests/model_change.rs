@@ -6,13 +6,13 @@
 //! locally), so the switch shows in what search finds.
 
 use docpipe_core::JobState;
+use docpipe_core::db;
 use docpipe_core::settings::{MOCK_EMBEDDING_MODEL, PipelineSettings, SweepPolicy};
-use docpipe_core::store::db;
-use docpipe_shared::drivers::local::LocalPipeline;
-use docpipe_shared::pipeline::reembed;
-use docpipe_shared::pipeline::sweeper;
-use docpipe_shared::search::{SearchHit, SearchMode};
-use docpipe_shared::store::model_change;
+use docpipe_ingest::drivers::local::LocalPipeline;
+use docpipe_ingest::pipeline::reembed;
+use docpipe_ingest::pipeline::sweeper;
+use docpipe_ingest::store::model_change;
+use docpipe_search::{SearchHit, SearchMode};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, local_model_dir, samples_dir};
 use serde_json::json;
 
@@ -129,7 +129,7 @@ async fn change_models(dims: &str) -> TestDb {
             "{err}"
         );
     }
-    let migrated = db::migrate(&changing.database).await.unwrap();
+    let migrated = db::schema::migrate(&changing.database).await.unwrap();
     let added: &[&str] = if other_size {
         &["column embedding_384"]
     } else {
@@ -224,7 +224,7 @@ async fn change_models(dims: &str) -> TestDb {
 
     // Every tenant switched: the next model becomes the deployment's.
     let after = test_db.config(&borrowed(&local_vars("")));
-    let migrated = db::migrate(&after.database).await.unwrap();
+    let migrated = db::schema::migrate(&after.database).await.unwrap();
     assert!(migrated.applied.is_empty(), "{:?}", migrated.applied);
     let hits = vector_search(&after, "quay", BY_MEANING).await;
     assert_eq!(hits[0].source_key, "uploads/quay/fog-signals.txt");

@@ -2,7 +2,7 @@
 //! harness cannot be one: started again, it would run the tests).
 
 fn main() {
-    docpipe_shared::parsing::sandbox::serve_if_child();
+    docpipe_ingest::parsing::sandbox::serve_if_child();
     eprintln!("docpipe-parse-sandbox: run by docpipe's tests as a parse child, not by hand");
     std::process::exit(2);
 }

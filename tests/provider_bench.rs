@@ -56,7 +56,7 @@ const DIMS: &str = "64";
 
 fn main() {
     // Documents are parsed in children of this executable: one parses here and exits.
-    docpipe_shared::parsing::sandbox::serve_if_child();
+    docpipe_ingest::parsing::sandbox::serve_if_child();
     bench_main()
 }
 

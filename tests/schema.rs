@@ -1,13 +1,15 @@
 //! Migrations and the startup check of the vector size.
 
 use docpipe_core::ConfigError;
-use docpipe_core::store::db;
+use docpipe_core::db;
 use docpipe_tests::{TABLES, TestDb};
 
 #[tokio::test]
 async fn migrate_is_idempotent_and_creates_every_table() {
     let test_db = TestDb::migrated(&[]).await;
-    let report = db::migrate(&test_db.config(&[]).database).await.unwrap();
+    let report = db::schema::migrate(&test_db.config(&[]).database)
+        .await
+        .unwrap();
     assert!(report.applied.is_empty(), "{:?}", report.applied);
     let mut tables: Vec<String> = test_db
         .column("SELECT table_name::text FROM information_schema.tables WHERE table_schema = 'upload_pipeline'")
@@ -61,7 +63,7 @@ async fn the_vector_size_is_fixed_at_migration() {
         )
     );
 
-    let err = db::migrate(&test_db.config(&[("EMBEDDING_DIMS", "768")]).database)
+    let err = db::schema::migrate(&test_db.config(&[("EMBEDDING_DIMS", "768")]).database)
         .await
         .unwrap_err();
     assert!(
@@ -96,7 +98,7 @@ async fn the_text_search_configuration_is_fixed_at_migration() {
         .unwrap()
         .get(0);
     assert_eq!(config, "english");
-    let err = db::migrate(&test_db.config(&[]).database)
+    let err = db::schema::migrate(&test_db.config(&[]).database)
         .await
         .unwrap_err();
     assert!(
@@ -181,7 +183,7 @@ async fn the_storage_is_chosen_and_fixed_at_migration() {
         db::connect(&test_db.config(&vector).database)
             .await
             .unwrap_err(),
-        db::migrate(&test_db.config(&vector).database)
+        db::schema::migrate(&test_db.config(&vector).database)
             .await
             .unwrap_err(),
     ] {

@@ -4,11 +4,12 @@
 //! embedding call in keyword mode. Context around a hit: its neighbours, or
 //! its section within a token budget.
 
+use docpipe_core::db;
+use docpipe_core::db::indexes;
 use docpipe_core::settings::PipelineSettings;
-use docpipe_core::store::{db, indexes};
-use docpipe_shared::search::context::ContextRequest;
-use docpipe_shared::search::rankers;
-use docpipe_shared::search::{Query, SearchHit, SearchMode};
+use docpipe_search::context::ContextRequest;
+use docpipe_search::rankers;
+use docpipe_search::{Query, SearchHit, SearchMode};
 use docpipe_tests::{ScratchDir, TestDb, ingest_locally, search_in_mode};
 use pgvector::Vector;
 use serde_json::json;
@@ -193,11 +194,9 @@ async fn with_context(config: &PipelineSettings, context: ContextRequest) -> Sea
         context: Some(context),
         rerank: true,
     };
-    let pool = docpipe_core::store::db::connect(&config.database)
-        .await
-        .unwrap();
+    let pool = docpipe_core::db::connect(&config.database).await.unwrap();
     let parts = docpipe_tests::search_parts(config);
-    let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
+    let hits = docpipe_search::search(&pool, &parts, "acme", &query)
         .await
         .unwrap();
     hits.into_iter().next().unwrap()
@@ -309,9 +308,7 @@ async fn a_reranker_reorders_the_candidates_and_is_paid_for() {
     );
     assert_eq!(mock.requests(), 2);
     // A caller may do without it: the search's own order, no call, no cost.
-    let pool = docpipe_core::store::db::connect(&config.database)
-        .await
-        .unwrap();
+    let pool = docpipe_core::db::connect(&config.database).await.unwrap();
     let parts = docpipe_tests::search_parts(&config);
     let query = Query {
         text: code,
@@ -321,7 +318,7 @@ async fn a_reranker_reorders_the_candidates_and_is_paid_for() {
         context: None,
         rerank: false,
     };
-    let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
+    let hits = docpipe_search::search(&pool, &parts, "acme", &query)
         .await
         .unwrap();
     assert!(
@@ -464,14 +461,14 @@ async fn a_binary_index_ranks_as_the_vectors_do_and_migrate_switches_the_kind() 
     );
 
     // Back to HNSW over the vectors, once; a deferred index is rewritten, not built.
-    let report = db::migrate(&exact.database).await.unwrap();
+    let report = db::schema::migrate(&exact.database).await.unwrap();
     assert_eq!(
         report.applied,
         ["index document_chunks_embedding_idx (hnsw)"]
     );
     assert!(search_index(&test_db).await.contains("vector_cosine_ops"));
     assert!(
-        db::migrate(&exact.database)
+        db::schema::migrate(&exact.database)
             .await
             .unwrap()
             .applied
@@ -483,7 +480,7 @@ async fn a_binary_index_ranks_as_the_vectors_do_and_migrate_switches_the_kind() 
             .await
             .unwrap()
     );
-    let report = db::migrate(&binary.database).await.unwrap();
+    let report = db::schema::migrate(&binary.database).await.unwrap();
     assert_eq!(
         report.applied,
         ["index document_chunks_embedding_idx (binary)"]
@@ -548,7 +545,7 @@ async fn headed_chunks(header: &str) -> Vec<(String, Option<String>, Vec<u8>, i3
 #[tokio::test]
 async fn a_chunk_is_embedded_under_its_header_and_found_by_its_own_text() {
     use docpipe_core::embedding::{EmbedInput, Embedder};
-    use docpipe_shared::embedding::mock::MockEmbedder;
+    use docpipe_ingest::embedding::mock::MockEmbedder;
     let mock = MockEmbedder::new(docpipe_core::settings::MOCK_EMBEDDING_MODEL, 1536);
     for (setting, name) in [
         ("none", None),
@@ -585,7 +582,7 @@ async fn a_chunk_is_embedded_under_its_header_and_found_by_its_own_text() {
 
 #[tokio::test]
 async fn the_planner_estimates_a_filtered_tenant_from_the_statistics() {
-    use docpipe_shared::search::filter::{Condition, SqlCondition};
+    use docpipe_search::filter::{Condition, SqlCondition};
     // 4 000 chunks of one tenant over 40 documents, a team and a year each.
     let test_db = TestDb::migrated(&[("EMBEDDING_DIMS", "3")]).await;
     let client = test_db.client().await;
@@ -639,7 +636,7 @@ async fn the_planner_estimates_a_filtered_tenant_from_the_statistics() {
         let counted: i64 = client.query_one(&count, &params).await.unwrap().get(0);
         assert_eq!(counted, expected, "{filter}");
         // The estimate the vector ranker reads to choose an exact answer.
-        let search_filter = docpipe_shared::search::SearchFilter {
+        let search_filter = docpipe_search::SearchFilter {
             metadata: Some(condition),
             ..Default::default()
         };
@@ -675,7 +672,7 @@ async fn searches_never_wait_on_each_others_connections_and_hybrid_needs_just_on
                 context: None,
                 rerank: false,
             };
-            docpipe_shared::search::search(pool, parts, "acme", &query).await
+            docpipe_search::search(pool, parts, "acme", &query).await
         }
     });
     let answers = tokio::time::timeout(
@@ -701,7 +698,7 @@ async fn searches_never_wait_on_each_others_connections_and_hybrid_needs_just_on
             context: None,
             rerank: false,
         };
-        let hits = docpipe_shared::search::search(&pool, &parts, "acme", &query)
+        let hits = docpipe_search::search(&pool, &parts, "acme", &query)
             .await
             .unwrap();
         hits.iter()

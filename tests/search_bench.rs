@@ -26,9 +26,10 @@
 
 use clap::Parser;
 use docpipe_api::ApiSettings;
+use docpipe_core::db;
+use docpipe_core::db::indexes;
 use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::settings::{Env, Parts, PipelineSettings, VectorStorage};
-use docpipe_core::store::{db, indexes};
 use docpipe_tests::TestDb;
 use docpipe_tests::corpus::Rng;
 use pgvector::{HalfVector, Vector};
@@ -438,7 +439,7 @@ async fn recall(
 ) -> Option<f64> {
     let pool = db::connect(&settings.database).await.unwrap();
     let parts = docpipe_tests::search_parts(settings);
-    let request: docpipe_shared::search::FilterRequest =
+    let request: docpipe_search::FilterRequest =
         serde_json::from_value(filter.clone().unwrap_or(json!({}))).unwrap();
     let scoped = request
         .scoped(&docpipe_core::domain::keys::Tenant::new(tenant).unwrap())
@@ -448,15 +449,15 @@ async fn recall(
     let mut total = 0;
     let mut client = test_db.client().await;
     for text in queries {
-        let query = docpipe_shared::search::Query {
+        let query = docpipe_search::Query {
             text,
             top_k: 10,
-            mode: docpipe_shared::search::SearchMode::Vector,
+            mode: docpipe_search::SearchMode::Vector,
             filter: &scoped,
             context: None,
             rerank: true,
         };
-        let hits = docpipe_shared::search::search(&pool, &parts, tenant, &query)
+        let hits = docpipe_search::search(&pool, &parts, tenant, &query)
             .await
             .unwrap();
         let vector = parts
@@ -473,7 +474,7 @@ async fn recall(
         let (sql, params) = match &condition {
             None => (String::new(), Vec::new()),
             Some(c) => {
-                let c = docpipe_shared::search::filter::SqlCondition::new(c, 3);
+                let c = docpipe_search::filter::SqlCondition::new(c, 3);
                 (format!("AND {}", c.sql), c.params)
             }
         };
@@ -535,7 +536,7 @@ async fn main() {
         Parts::EMBED,
     )
     .unwrap();
-    let embedder = docpipe_shared::embedding::from_settings(&settings).unwrap();
+    let embedder = docpipe_ingest::embedding::from_settings(&settings).unwrap();
     let texts = chunk_texts(&args);
     let started = Instant::now();
     let vectors = embed_all(embedder.as_ref(), &texts).await;

@@ -2,9 +2,9 @@
 //! URL from an RDS-style secret, API keys from plain ones, the template's
 //! placeholder as no key, and clear errors that never show a secret.
 
+use docpipe_core::db;
 use docpipe_core::ops::secrets;
 use docpipe_core::settings::{DatabaseSettings, Env};
-use docpipe_core::store::db;
 use docpipe_tests::TestDb;
 use docpipe_tests::local_aws::sdk_config;
 use std::path::PathBuf;

@@ -1,14 +1,14 @@
 //! Each stage handler run directly, twice and concurrently: replays change nothing.
 
 use async_trait::async_trait;
+use docpipe_aws::blob::{BlobStore, LocalBlobStore};
+use docpipe_aws::queue::{Queue, Stage, StageMessage};
+use docpipe_core::db;
 use docpipe_core::settings::SweepPolicy;
-use docpipe_core::store::db;
 use docpipe_core::{JobState, Result};
-use docpipe_shared::adapters::blob::{BlobStore, LocalBlobStore};
-use docpipe_shared::adapters::queue::{Queue, Stage, StageMessage};
-use docpipe_shared::pipeline::ingest::{Change, ingest};
-use docpipe_shared::pipeline::sweeper::{SweepReport, sweep};
-use docpipe_shared::pipeline::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
+use docpipe_ingest::pipeline::ingest::{Change, ingest};
+use docpipe_ingest::pipeline::sweeper::{SweepReport, sweep};
+use docpipe_ingest::pipeline::{ChunkStage, ParseStage, Pipeline, handle, handle_stages};
 use docpipe_tests::TestDb;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

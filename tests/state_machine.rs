@@ -1,7 +1,7 @@
 //! Every job move against real Postgres: conditional, audited, atomic.
 
+use docpipe_core::db;
 use docpipe_core::domain::ids;
-use docpipe_core::store::db;
 use docpipe_core::store::jobs::{self, NewJob};
 use docpipe_core::store::stage_work::{self, Taken, Work};
 use docpipe_core::{JobState, Rejection};

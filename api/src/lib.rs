@@ -18,7 +18,7 @@ pub use settings::ApiSettings;
 pub use state::{Api, ApiParts, Infrastructure, Presigner, WatchedQueue};
 
 use docpipe_core::settings::{Env, Parts};
-use docpipe_shared::drivers::Deployment;
+use docpipe_ingest::drivers::Deployment;
 use std::sync::Arc;
 
 /// The `api` Lambda function: a cold start builds the clients once, then

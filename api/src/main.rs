@@ -7,8 +7,7 @@ use docpipe_api::server::{ServerLimits, serve};
 use docpipe_api::{Api, ApiSettings, Auth, parse_api_keys, router};
 use docpipe_core::ops::telemetry;
 use docpipe_core::settings::{Env, ExposeSecret, Parts, PipelineSettings};
-use docpipe_shared::adapters::aws;
-use docpipe_shared::drivers::Deployment;
+use docpipe_ingest::drivers::Deployment;
 use std::sync::Arc;
 
 #[tokio::main]
@@ -25,7 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     if api_keys.is_empty() {
         return Err("API_KEYS is not set: give at least one key:tenant pair".into());
     }
-    let sdk = aws::sdk_config().await;
+    let sdk = docpipe_aws::sdk::sdk_config().await;
     let pipeline = PipelineSettings::load(&env, Parts::EMBED)?;
     let deployment = Deployment::new(&pipeline, env.load()?, &sdk).await?;
     let api = Api::new(deployment, Auth::ApiKeys(api_keys), &settings)?;

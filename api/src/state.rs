@@ -6,12 +6,12 @@ use crate::error::ApiError;
 use crate::rate_limit;
 use crate::settings::ApiSettings;
 use docpipe_core::ConfigError;
+use docpipe_core::cost::ledger;
+use docpipe_core::db::Pool;
 use docpipe_core::settings::QueueUrls;
-use docpipe_core::store::db::Pool;
-use docpipe_core::store::ledger;
-use docpipe_shared::drivers::Deployment;
-use docpipe_shared::pipeline::Pipeline;
-use docpipe_shared::search::SearchParts;
+use docpipe_ingest::drivers::Deployment;
+use docpipe_ingest::pipeline::Pipeline;
+use docpipe_search::SearchParts;
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -210,7 +210,7 @@ impl Api {
         }
     }
 
-    pub(crate) async fn client(&self) -> Result<docpipe_core::store::db::Client, ApiError> {
+    pub(crate) async fn client(&self) -> Result<docpipe_core::db::Client, ApiError> {
         Ok(self.db.get().await.map_err(docpipe_core::Error::from)?)
     }
 }

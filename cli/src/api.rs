@@ -2,10 +2,10 @@
 //! the database, as any client would (the API key decides the tenant).
 
 use anyhow::{Context, bail};
+use docpipe_core::cost::ledger::Estimates;
 use docpipe_core::cost::usd;
-use docpipe_core::store::ledger::Estimates;
-use docpipe_shared::search::context::ContextRequest;
-use docpipe_shared::search::{SearchHit, SearchMode};
+use docpipe_search::context::ContextRequest;
+use docpipe_search::{SearchHit, SearchMode};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -7,11 +7,12 @@ mod searcher;
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use docpipe_core::db;
 use docpipe_core::ops::telemetry;
 use docpipe_core::settings::{DatabaseSettings, Env, Parts, PipelineSettings};
-use docpipe_core::store::{db, status};
-use docpipe_shared::search::context::ContextRequest;
-use docpipe_shared::search::{SearchMode, eval};
+use docpipe_core::store::status;
+use docpipe_search::context::ContextRequest;
+use docpipe_search::{SearchMode, eval};
 use searcher::Searcher;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,7 +111,7 @@ enum Command {
 
 fn main() -> ExitCode {
     // Documents are parsed in children of this executable: one parses here and exits.
-    docpipe_shared::parsing::sandbox::serve_if_child();
+    docpipe_ingest::parsing::sandbox::serve_if_child();
     cli_main()
 }
 
@@ -138,7 +139,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Migrate => {
             let config: DatabaseSettings = Env::from_process().load()?;
-            let report = db::migrate(&config).await?;
+            let report = db::schema::migrate(&config).await?;
             match report.applied.as_slice() {
                 [] => println!("schema is up to date"),
                 applied => println!("applied {}", applied.join(", ")),

@@ -3,11 +3,11 @@
 
 use crate::api::ApiClient;
 use anyhow::{Context, bail};
+use docpipe_core::db;
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::settings::{Env, Parts, PipelineSettings};
-use docpipe_core::store::db;
-use docpipe_shared::search::context::ContextRequest;
-use docpipe_shared::search::{self, SearchHit, SearchMode, SearchParts};
+use docpipe_search::context::ContextRequest;
+use docpipe_search::{self as search, SearchHit, SearchMode, SearchParts};
 use serde_json::Value;
 
 pub enum Searcher {
@@ -35,7 +35,7 @@ impl Searcher {
                     pool: db::connect(&config.database).await?,
                     parts: Box::new(SearchParts::new(
                         &config,
-                        docpipe_shared::embedding::models(&config)?,
+                        docpipe_ingest::embedding::models(&config)?,
                     )?),
                 })
             }

@@ -4,16 +4,19 @@
 
 use std::fmt;
 
+/// The extensions read, as `unsupported_type` lists them: the formats'
+/// table ([`crate::domain::format::EXTENSIONS`]) written out, which a test
+/// holds to the table (errors sit below the domain and do not read it).
+pub const SUPPORTED_EXTENSIONS: &str = ".txt, .text, .md, .markdown, .html, .htm, .pdf, .docx, \
+                                        .pptx, .xlsx, .xls, .ods, .csv, .tsv, .json, .jsonl, .epub";
+
 /// Why a job ended without its document being searchable, for good: its
 /// content, a provider's refusal, or the pipeline giving up on it (retries
 /// used up, stuck, the object gone). Recorded on the job as `error_code`
 /// (stable, for machines) and `error_message` (readable, for people).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum Rejection {
-    #[error(
-        "unsupported file type {extension:?}; supported: {}",
-        crate::domain::format::supported_extensions()
-    )]
+    #[error("unsupported file type {extension:?}; supported: {SUPPORTED_EXTENSIONS}")]
     UnsupportedType { extension: String },
     #[error("file is empty (0 bytes)")]
     EmptyFile,
@@ -263,4 +266,13 @@ impl From<tokio_postgres::Error> for ConfigError {
     fn from(err: tokio_postgres::Error) -> Self {
         ConfigError::Database(Error::from(err).to_string())
     }
+}
+
+/// What a caught panic said.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

@@ -7,8 +7,8 @@
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
 use docpipe_core::settings::SweepPolicy;
-use docpipe_shared::drivers::{Deployment, handlers};
-use docpipe_shared::pipeline::{ChunkStage, EmbedStage, ParseStage};
+use docpipe_ingest::drivers::{Deployment, handlers};
+use docpipe_ingest::pipeline::{ChunkStage, EmbedStage, ParseStage};
 use futures::FutureExt;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;

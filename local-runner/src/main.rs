@@ -6,10 +6,9 @@ use clap::{Parser, Subcommand};
 use docpipe_core::ConfigError;
 use docpipe_core::ops::telemetry;
 use docpipe_core::settings::{Env, Parts, PipelineSettings, SweepPolicy};
+use docpipe_ingest::drivers::Deployment;
 use docpipe_local_runner::event_source::{self, EventSource, Function};
 use docpipe_local_runner::provision::{self, Error, QueueSettings};
-use docpipe_shared::adapters::aws;
-use docpipe_shared::drivers::Deployment;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -72,14 +71,14 @@ async fn deployment_when_ready(sdk: &aws_config::SdkConfig) -> Result<Deployment
 
 fn main() -> Result<(), Error> {
     // Documents are parsed in children of this executable: one parses here and exits.
-    docpipe_shared::parsing::sandbox::serve_if_child();
+    docpipe_ingest::parsing::sandbox::serve_if_child();
     runner_main()
 }
 
 #[tokio::main]
 async fn runner_main() -> Result<(), Error> {
     telemetry::init("info");
-    let sdk = aws::sdk_config().await;
+    let sdk = docpipe_aws::sdk::sdk_config().await;
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     match Cli::parse().command {
         Command::Provision {

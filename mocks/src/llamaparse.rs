@@ -124,7 +124,7 @@ async fn upload(
     let outcome = docpipe_core::domain::format::Format::from_key(&name)
         .and_then(|format| {
             let bounds = ParseLimits::default().bounds(format, bytes.len());
-            docpipe_shared::parsing::parse(&name, bytes, &bounds)
+            docpipe_ingest::parsing::parse(&name, bytes, &bounds)
         })
         .map(|doc| (doc.text, doc.pages.unwrap_or(1)))
         .map_err(|reason| reason.to_string());

@@ -12,7 +12,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use docpipe_core::tokens::tokenizer;
-use docpipe_shared::embedding::mock;
+use docpipe_ingest::embedding::mock;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::VecDeque;

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use docpipe_core::store::status;
-use docpipe_shared::pipeline::ingest::{self, Reprocess};
+use docpipe_ingest::pipeline::ingest::{self, Reprocess};
 use serde::Serialize;
 use std::num::NonZeroU32;
 use std::sync::Arc;

@@ -7,8 +7,9 @@ use crate::state::{Api, WatchedQueue};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use docpipe_core::store::breakers::{self, ServiceBreaker};
-use docpipe_shared::adapters::aws::{self, QueueDepth};
+use docpipe_aws::s3;
+use docpipe_aws::sqs::{self, QueueDepth};
+use docpipe_core::external::breakers::{self, ServiceBreaker};
 use serde::Serialize;
 use std::sync::Arc;
 
@@ -53,7 +54,7 @@ pub struct ServiceHealth {
     /// `closed` (calls flow), `open` (calls fail fast), `half_open` (probing).
     pub breaker: String,
     /// When an instance last reported a change; absent before any call.
-    pub observed_at: Option<docpipe_core::store::db::UtcTime>,
+    pub observed_at: Option<docpipe_core::db::UtcTime>,
 }
 
 fn ok_or_unavailable(ok: bool) -> &'static str {
@@ -62,9 +63,9 @@ fn ok_or_unavailable(ok: bool) -> &'static str {
 
 async fn queue_health(api: &Api, queue: &WatchedQueue) -> QueueHealth {
     let sqs = &api.infrastructure.sqs;
-    let (depth, dead) = futures::join!(aws::queue_depth(sqs, &queue.url), async {
+    let (depth, dead) = futures::join!(sqs::queue_depth(sqs, &queue.url), async {
         match &queue.dead_letter_url {
-            Some(url) => Some(aws::queue_depth(sqs, url).await),
+            Some(url) => Some(sqs::queue_depth(sqs, url).await),
             None => None,
         }
     });
@@ -114,7 +115,7 @@ pub(super) async fn report(
             let client = api.db.get().await.ok()?;
             breakers::read(&client).await.ok()
         },
-        aws::check_bucket(&infrastructure.s3, &infrastructure.bucket),
+        s3::check_bucket(&infrastructure.s3, &infrastructure.bucket),
         futures::future::join_all(infrastructure.queues.iter().map(|q| queue_health(&api, q))),
     );
     let (database, storage) = (breakers.is_some(), storage.is_ok());

@@ -25,7 +25,7 @@ pub(super) struct JobDetail {
 /// `tenant`'s job `id` with its history, if there is one. Every query names
 /// the tenant, so a crafted id of another tenant finds nothing.
 pub(super) async fn detail(
-    client: &docpipe_core::store::db::Client,
+    client: &docpipe_core::db::Client,
     tenant: &str,
     id: Uuid,
 ) -> Result<Option<JobDetail>, ApiError> {

@@ -7,9 +7,10 @@ use crate::state::Api;
 use axum::Json;
 use axum::extract::State;
 use docpipe_core::cost;
-use docpipe_core::store::{ledger, status};
-use docpipe_shared::pipeline::reembed;
-use docpipe_shared::store::model_change;
+use docpipe_core::cost::ledger;
+use docpipe_core::store::status;
+use docpipe_ingest::pipeline::reembed;
+use docpipe_ingest::store::model_change;
 use serde::Serialize;
 use std::sync::Arc;
 

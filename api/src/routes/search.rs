@@ -8,8 +8,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::response::{IntoResponse, Response};
-use docpipe_shared::search;
-use docpipe_shared::search::context::ContextRequest;
+use docpipe_search as search;
+use docpipe_search::context::ContextRequest;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 

@@ -11,12 +11,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
+use docpipe_aws::s3::{self, PresignedPut};
 use docpipe_core::domain::format::Format;
 use docpipe_core::domain::ids::document_id;
 use docpipe_core::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_key, sidecar_target};
 use docpipe_core::domain::metadata::{self, Attributes};
 use docpipe_core::store::sidecars;
-use docpipe_shared::adapters::aws::{self, PresignedPut};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -95,7 +95,7 @@ pub(super) async fn create(
         let bytes = metadata::sidecar_bytes(attributes);
         api.pipeline.blobs.put(&sidecar, bytes.into()).await?;
     }
-    let upload = aws::presign_put(
+    let upload = s3::presign_put(
         &presigner.s3,
         &presigner.bucket,
         &key,

@@ -1,7 +1,7 @@
 //! `docpipe eval`: retrieval quality on labeled queries, per mode.
 
 use crate::searcher::Searcher;
-use docpipe_shared::search::{SearchMode, eval};
+use docpipe_search::{SearchMode, eval};
 use std::collections::HashSet;
 
 /// The quality of `mode` on `labeled`: each query searched once.

@@ -3,12 +3,14 @@
 
 use anyhow::{Context, bail};
 use docpipe_core::JobState;
+use docpipe_core::db;
+use docpipe_core::db::indexes;
 use docpipe_core::domain::keys::{Tenant, sidecar_target};
 use docpipe_core::settings::{DatabaseSettings, PipelineSettings};
-use docpipe_core::store::{db, indexes, status};
-use docpipe_shared::drivers::local::{LocalPipeline, Progress, upload_keys};
-use docpipe_shared::pipeline::ingest::Change;
-use docpipe_shared::pipeline::metadata::Sidecar;
+use docpipe_core::store::status;
+use docpipe_ingest::drivers::local::{LocalPipeline, Progress, upload_keys};
+use docpipe_ingest::pipeline::ingest::Change;
+use docpipe_ingest::pipeline::metadata::Sidecar;
 use indicatif::{ProgressBar, ProgressStyle};
 use std::collections::HashSet;
 use std::path::PathBuf;

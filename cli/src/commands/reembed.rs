@@ -1,10 +1,10 @@
 //! `docpipe reembed`: a model change moved on, as the sweeper does.
 
 use anyhow::bail;
+use docpipe_core::db;
 use docpipe_core::settings::PipelineSettings;
-use docpipe_core::store::db;
-use docpipe_shared::drivers::local::LocalPipeline;
-use docpipe_shared::pipeline::reembed;
+use docpipe_ingest::drivers::local::LocalPipeline;
+use docpipe_ingest::pipeline::reembed;
 use std::process::ExitCode;
 
 /// Moves the model change on until every tenant is switched, or a round

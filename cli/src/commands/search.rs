@@ -1,6 +1,6 @@
 //! `docpipe search`: its argument and how hits are shown.
 
-use docpipe_shared::search;
+use docpipe_search as search;
 
 /// A command-line argument that must be JSON.
 pub fn parse_json(text: &str) -> Result<serde_json::Value, String> {

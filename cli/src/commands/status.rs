@@ -1,10 +1,10 @@
 //! `docpipe status` from the database: jobs, failures, spend, a model change.
 
 use anyhow::Context;
+use docpipe_core::db;
 use docpipe_core::settings::{Env, Parts, PipelineSettings};
-use docpipe_core::store::db;
 use docpipe_core::store::status;
-use docpipe_shared::store::model_change;
+use docpipe_ingest::store::model_change;
 
 /// A model change's progress, as `status` shows it.
 #[derive(serde::Serialize)]

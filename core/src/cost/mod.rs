@@ -5,6 +5,7 @@
 //! request cap are checked; past either, the job waits (it does not fail)
 //! and the sweeper resumes it when spending may go on.
 
+pub mod ledger;
 pub mod reservation;
 
 pub use reservation::{Allowance, Bill, Reservation, pay, reserve};
@@ -12,8 +13,8 @@ pub use reservation::{Allowance, Bill, Reservation, pay, reserve};
 use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Result, Wait};
 use crate::settings::CostPolicy;
-use crate::store::ledger::{self, Spending};
 use deadpool_postgres::GenericClient;
+use ledger::Spending;
 use std::time::SystemTime;
 use uuid::Uuid;
 

@@ -7,10 +7,11 @@
 //! is never lost, and never recorded twice.
 
 use super::{Spend, stopped};
+use crate::cost::ledger;
+use crate::db;
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
 use crate::settings::CostPolicy;
-use crate::store::{db, ledger};
 use deadpool_postgres::Pool;
 use std::time::Duration;
 

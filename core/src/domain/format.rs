@@ -156,11 +156,7 @@ mod tests {
             "openapi.yaml lacks {documented:?}"
         );
         let list = supported_extensions();
-        assert_eq!(
-            list,
-            ".txt, .text, .md, .markdown, .html, .htm, .pdf, .docx, .pptx, .xlsx, .xls, .ods, \
-             .csv, .tsv, .json, .jsonl, .epub"
-        );
+        assert_eq!(list, crate::error::SUPPORTED_EXTENSIONS);
         for place in [
             format!("| `unsupported_type` | extension is not one of {list} |"),
             format!("supported: {list}"),

@@ -4,10 +4,10 @@
 //! the model change's re-embedding and search alike.
 
 use super::Embedder;
+use crate::db::schema::VectorLayout;
 use crate::error::{Error, Result};
 use crate::external::ExternalService;
 use crate::settings::{CostPolicy, PipelineSettings};
-use crate::store::db::VectorLayout;
 use deadpool_postgres::GenericClient;
 use std::sync::Arc;
 
@@ -96,7 +96,7 @@ impl Models {
             embedder: self.current.as_ref(),
             cost: &self.cost,
         };
-        let Some(model) = crate::store::models::switched_to(client, tenant).await? else {
+        let Some(model) = switched_to(client, tenant).await? else {
             return Ok(current);
         };
         match &self.next {
@@ -111,4 +111,16 @@ impl Models {
             ))),
         }
     }
+}
+
+/// The model `tenant` switched to (`tenant_models`), if it did: else it
+/// searches the deployment's model.
+pub async fn switched_to(client: &impl GenericClient, tenant: &str) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "SELECT model FROM upload_pipeline.tenant_models WHERE tenant = $1",
+            &[&tenant],
+        )
+        .await?
+        .map(|row| row.get(0)))
 }

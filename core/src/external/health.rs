@@ -4,8 +4,8 @@
 
 use super::ExternalService;
 use super::breaker::BreakerState;
+use crate::external::breakers;
 use crate::ops::metrics;
-use crate::store::breakers;
 use deadpool_postgres::Pool;
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;

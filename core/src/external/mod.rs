@@ -3,6 +3,7 @@
 //! backoff that honour `Retry-After`.
 
 pub mod breaker;
+pub mod breakers;
 pub mod health;
 pub mod rate_limit;
 

@@ -1,10 +1,10 @@
 //! What the pipeline is doing: jobs per state, failures, per-job outcomes.
 
+use crate::cost::ledger::{self, Estimates};
+use crate::db::UtcTime;
 use crate::domain::state::JobState;
 use crate::error::Result;
-use crate::store::breakers::{self, ServiceBreaker};
-use crate::store::db::UtcTime;
-use crate::store::ledger::{self, Estimates};
+use crate::external::breakers::{self, ServiceBreaker};
 use deadpool_postgres::GenericClient;
 use serde::Serialize;
 use std::collections::BTreeMap;

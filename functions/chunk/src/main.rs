@@ -3,5 +3,5 @@
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     docpipe_core::tokens::warm_up_tokenizer();
-    docpipe_lambda::serve_stage::<docpipe_shared::pipeline::ChunkStage>().await
+    docpipe_lambda::serve_stage::<docpipe_ingest::pipeline::ChunkStage>().await
 }

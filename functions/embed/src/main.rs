@@ -2,5 +2,5 @@
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    docpipe_lambda::serve_stage::<docpipe_shared::pipeline::EmbedStage>().await
+    docpipe_lambda::serve_stage::<docpipe_ingest::pipeline::EmbedStage>().await
 }

@@ -2,11 +2,11 @@
 
 fn main() -> Result<(), lambda_runtime::Error> {
     // Documents are parsed in children of this executable: one parses here and exits.
-    docpipe_shared::parsing::sandbox::serve_if_child();
+    docpipe_ingest::parsing::sandbox::serve_if_child();
     serve()
 }
 
 #[tokio::main]
 async fn serve() -> Result<(), lambda_runtime::Error> {
-    docpipe_lambda::serve_stage::<docpipe_shared::pipeline::ParseStage>().await
+    docpipe_lambda::serve_stage::<docpipe_ingest::pipeline::ParseStage>().await
 }

@@ -1,12 +1,12 @@
 //! The `lambda_runtime` glue of every docpipe function: logging, a cold start
 //! that builds the clients once, then one handler call per event. The work
-//! itself is in `docpipe_shared::drivers::handlers`.
+//! itself is in `docpipe_ingest::drivers::handlers`.
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent};
 use docpipe_core::ops::telemetry;
 use docpipe_core::settings::{DatabaseSettings, Parts, SweepPolicy};
-use docpipe_shared::drivers::{Deployment, handlers};
-use docpipe_shared::pipeline::Stages;
+use docpipe_ingest::drivers::{Deployment, handlers};
+use docpipe_ingest::pipeline::Stages;
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 
 /// The function's pipeline with `parts`: it reads their settings, and
@@ -60,7 +60,7 @@ pub async fn serve_schedule() -> Result<(), Error> {
 /// and answers with the migrations applied.
 pub async fn serve_migrate() -> Result<(), Error> {
     telemetry::init("info");
-    let sdk = docpipe_shared::adapters::aws::sdk_config().await;
+    let sdk = docpipe_aws::sdk::sdk_config().await;
     let config = &handlers::settings(&sdk).await?.load::<DatabaseSettings>()?;
     lambda_runtime::run(service_fn(
         move |_: LambdaEvent<serde_json::Value>| async move {

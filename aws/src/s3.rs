@@ -1,0 +1,187 @@
+//! The blob store in S3, presigned uploads and the bucket's health. An
+//! emulator is reached the same way, through `AWS_ENDPOINT_URL`; nothing
+//! here knows it.
+
+use crate::blob::{BlobStore, ObjectInfo, check_size};
+use crate::transient;
+use async_trait::async_trait;
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use docpipe_core::error::{Error, Rejection, Result};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+
+/// An S3 client; `force_path_style` for emulators (see [`docpipe_core::settings::AwsConfig`]).
+pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk_s3::Client {
+    let s3 = aws_sdk_s3::config::Builder::from(sdk)
+        .force_path_style(force_path_style)
+        .build();
+    aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// Objects in one S3 bucket.
+#[derive(Debug, Clone)]
+pub struct S3BlobStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl S3BlobStore {
+    pub fn new(client: aws_sdk_s3::Client, bucket: impl Into<String>) -> Self {
+        S3BlobStore {
+            client,
+            bucket: bucket.into(),
+        }
+    }
+
+    /// The object's size and body, unread; one over `max_bytes` is refused
+    /// (dropping the body closes the connection without reading it).
+    async fn open(&self, key: &str, max_bytes: u64) -> Result<(u64, ByteStream)> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_no_such_key() => Rejection::ObjectMissing {
+                    key: key.to_string(),
+                }
+                .into(),
+                _ => transient("S3 GetObject", e),
+            })?;
+        let size = object.content_length().unwrap_or(0).max(0) as u64;
+        check_size(size, max_bytes)?;
+        Ok((size, object.body))
+    }
+}
+
+/// Hands each part of `body` to `take` as it arrives.
+async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<()> {
+    while let Some(part) = body
+        .try_next()
+        .await
+        .map_err(|e| Error::transient("S3 GetObject body", e))?
+    {
+        take(&part);
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl BlobStore for S3BlobStore {
+    async fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let object = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| match e.as_service_error() {
+                Some(service) if service.is_not_found() => Rejection::ObjectMissing {
+                    key: key.to_string(),
+                }
+                .into(),
+                _ => transient("S3 HeadObject", e),
+            })?;
+        Ok(ObjectInfo {
+            size: object.content_length().unwrap_or(0).max(0) as u64,
+            version: object.e_tag().unwrap_or_default().to_string(),
+            user_metadata: object
+                .metadata()
+                .cloned()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes> {
+        // Into one buffer of the object's size as it streams in: collecting
+        // the parts first and joining them would hold the object twice.
+        let (size, body) = self.open(key, max_bytes).await?;
+        let mut buffer = Vec::with_capacity(size as usize);
+        each_part(body, |part| buffer.extend_from_slice(part)).await?;
+        Ok(Bytes::from(buffer))
+    }
+
+    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]> {
+        let (_, body) = self.open(key, max_bytes).await?;
+        let mut hasher = Sha256::new();
+        each_part(body, |part| hasher.update(part)).await?;
+        Ok(hasher.finalize().into())
+    }
+
+    async fn put(&self, key: &str, body: Bytes) -> Result<()> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| transient("S3 PutObject", e))?;
+        Ok(())
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| transient("S3 DeleteObject", e))?;
+        Ok(())
+    }
+}
+
+/// A URL the holder may `PUT` one object to until it expires, and the
+/// headers the request must carry.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PresignedPut {
+    pub url: String,
+    pub method: String,
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Presigns a `PUT` of `key` of exactly `size` bytes (the length is signed,
+/// so S3 refuses any other body) that expires after `expires_in`.
+pub async fn presign_put(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    size: u64,
+    expires_in: Duration,
+) -> Result<PresignedPut> {
+    let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(expires_in)
+        .map_err(|e| Error::transient("presigning config", e))?;
+    let request = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .content_length(size as i64)
+        .presigned(config)
+        .await
+        .map_err(|e| transient("presigning S3 PutObject", e))?;
+    Ok(PresignedPut {
+        url: request.uri().to_string(),
+        method: request.method().to_string(),
+        headers: request
+            .headers()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect(),
+    })
+}
+
+/// Whether the bucket exists and this role may use it.
+pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
+    s3.head_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .map_err(|e| transient("S3 HeadBucket", e))?;
+    Ok(())
+}
