@@ -3,7 +3,11 @@
 //! from: its neighbouring chunks, or as much of its section (the chunks
 //! under the same headings) as a token budget holds.
 
+use crate::SearchHit;
+use deadpool_postgres::{GenericClient, Pool};
+use docpipe_core::error::Result;
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 /// Most neighbours on each side a hit may ask for.
 pub const MAX_NEIGHBORS: u32 = 10;
@@ -159,6 +163,74 @@ fn join(chunks: &[&Nearby]) -> HitContext {
         char_end: end,
         text,
     }
+}
+
+/// Gives each hit its context, from one read of the chunks near them all.
+pub async fn add(
+    db: &Pool,
+    tenant: &str,
+    hits: &mut [SearchHit],
+    request: ContextRequest,
+) -> Result<()> {
+    let reach = request.reach();
+    let windows: Vec<(Uuid, i32, i32)> = hits
+        .iter()
+        .map(|hit| {
+            (
+                hit.document_id,
+                hit.chunk_index - reach,
+                hit.chunk_index + reach,
+            )
+        })
+        .collect();
+    let nearby = nearby(&db.get().await?, tenant, &windows).await?;
+    for hit in hits.iter_mut() {
+        let near_hit: Vec<Nearby> = nearby
+            .iter()
+            .filter(|(document, chunk)| {
+                *document == hit.document_id && (chunk.chunk_index - hit.chunk_index).abs() <= reach
+            })
+            .map(|(_, chunk)| chunk.clone())
+            .collect();
+        hit.context = around(hit.chunk_index, &near_hit, request);
+    }
+    Ok(())
+}
+
+/// The chunks of `tenant` in each window `(document, first index, last
+/// index)`, as a hit's context is made of.
+pub async fn nearby(
+    client: &impl GenericClient,
+    tenant: &str,
+    windows: &[(Uuid, i32, i32)],
+) -> Result<Vec<(Uuid, Nearby)>> {
+    let documents: Vec<Uuid> = windows.iter().map(|w| w.0).collect();
+    let firsts: Vec<i32> = windows.iter().map(|w| w.1).collect();
+    let lasts: Vec<i32> = windows.iter().map(|w| w.2).collect();
+    Ok(client
+        .query(
+            "SELECT DISTINCT c.document_id, c.chunk_index, c.text, c.char_start, c.char_end,
+                    c.token_count, c.headings
+               FROM upload_pipeline.document_chunks c
+               JOIN unnest($2::uuid[], $3::int4[], $4::int4[]) AS w(document_id, first, last)
+                 ON c.document_id = w.document_id AND c.chunk_index BETWEEN w.first AND w.last
+              WHERE c.tenant = $1",
+            &[&tenant, &documents, &firsts, &lasts],
+        )
+        .await?
+        .iter()
+        .map(|row| {
+            let chunk = Nearby {
+                chunk_index: row.get(1),
+                text: row.get(2),
+                char_start: row.get(3),
+                char_end: row.get(4),
+                tokens: row.get(5),
+                headings: serde_json::from_value(row.get(6)).unwrap_or_default(),
+            };
+            (row.get(0), chunk)
+        })
+        .collect())
 }
 
 #[cfg(test)]

@@ -23,12 +23,20 @@ pub const RRF_K: f64 = 60.0;
 /// bench, with the mock embedder and with all-MiniLM-L6-v2.
 pub const EXACT_KEYWORD_WEIGHT: f64 = 5.0;
 
+/// The ranker that placed a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Ranker {
+    /// By meaning: the query's vector against the chunks'.
+    Vector,
+    /// By keywords: Postgres full-text search.
+    Keyword,
+}
+
 /// One chunk as one ranker placed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ranked {
     pub chunk_id: Uuid,
-    /// `vector` or `keyword`.
-    pub ranker: String,
+    pub ranker: Ranker,
     /// 1 for the ranker's best.
     pub rank: i64,
     /// The ranker's own score.
@@ -37,27 +45,15 @@ pub struct Ranked {
     pub all_words: bool,
 }
 
-impl Ranked {
-    pub fn from_row(row: &tokio_postgres::Row) -> Ranked {
-        Ranked {
-            chunk_id: row.get("chunk_id"),
-            ranker: row.get("ranker"),
-            rank: row.get("rank"),
-            score: row.get("score"),
-            all_words: row.get("all_words"),
-        }
-    }
-}
-
 /// The best `top_k` chunks of `ranked` (one or two rankers' candidates),
 /// best first, each as the index of its first entry in `ranked` and its
 /// score: the ranker's own when there is one ranker, else the fused one.
 pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<(usize, f64)> {
-    let mut rankers: Vec<&str> = ranked.iter().map(|r| r.ranker.as_str()).collect();
+    let mut rankers: Vec<Ranker> = ranked.iter().map(|r| r.ranker).collect();
     rankers.sort_unstable();
     rankers.dedup();
     let weight = |candidate: &Ranked| {
-        if candidate.ranker == "keyword" && candidate.all_words {
+        if candidate.ranker == Ranker::Keyword && candidate.all_words {
             EXACT_KEYWORD_WEIGHT
         } else {
             1.0
@@ -89,12 +85,12 @@ pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<(usize, f64)> {
 mod tests {
     use super::*;
 
-    fn ranked(ranker: &str, ids: &[u128]) -> Vec<Ranked> {
+    fn ranked(ranker: Ranker, ids: &[u128]) -> Vec<Ranked> {
         ids.iter()
             .enumerate()
             .map(|(i, id)| Ranked {
                 chunk_id: Uuid::from_u128(*id),
-                ranker: ranker.into(),
+                ranker,
                 rank: i as i64 + 1,
                 score: 1.0 - i as f64 / 10.0,
                 all_words: false,
@@ -112,8 +108,8 @@ mod tests {
     #[test]
     fn a_chunk_high_in_both_rankings_beats_one_first_in_either() {
         // Vector: A B C; keyword: C A. A = 1/61 + 1/62 > C = 1/63 + 1/61 > B = 1/62.
-        let mut all = ranked("vector", &[0xA, 0xB, 0xC]);
-        all.extend(ranked("keyword", &[0xC, 0xA]));
+        let mut all = ranked(Ranker::Vector, &[0xA, 0xB, 0xC]);
+        all.extend(ranked(Ranker::Keyword, &[0xC, 0xA]));
         let fused = fuse(&all, 10);
         assert_eq!(order(&fused, &all), [0xA, 0xC, 0xB]);
         let a = 1.0 / 61.0 + 1.0 / 62.0;
@@ -124,8 +120,8 @@ mod tests {
     #[test]
     fn a_chunk_holding_every_word_counts_its_keyword_rank_more() {
         // Vector: A B C; keyword: C (every word) A. C = 5/61 + 1/63 > A = 1/61 + 5/62.
-        let mut all = ranked("vector", &[0xA, 0xB, 0xC]);
-        let mut keyword = ranked("keyword", &[0xC, 0xA]);
+        let mut all = ranked(Ranker::Vector, &[0xA, 0xB, 0xC]);
+        let mut keyword = ranked(Ranker::Keyword, &[0xC, 0xA]);
         keyword[0].all_words = true;
         all.extend(keyword);
         let fused = fuse(&all, 10);
@@ -135,7 +131,7 @@ mod tests {
 
     #[test]
     fn one_ranking_keeps_its_order_and_scores() {
-        let all = ranked("keyword", &[3, 1, 2]);
+        let all = ranked(Ranker::Keyword, &[3, 1, 2]);
         let fused = fuse(&all, 2);
         assert_eq!(order(&fused, &all), [3, 1]);
         assert_eq!(fused[1].1, 0.9);

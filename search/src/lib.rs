@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SearchHit {
     pub document_id: Uuid,
     pub source_key: String,
@@ -249,17 +249,17 @@ pub async fn search(
     tenant: &str,
     query: &Query<'_>,
 ) -> Result<Vec<SearchHit>> {
-    let mut candidates = match query.mode {
+    let mut limit = match query.mode {
         SearchMode::Hybrid => query.top_k.max(HYBRID_CANDIDATES),
         _ => query.top_k,
     };
     let reranker = parts.reranker.as_ref().filter(|_| query.rerank);
     if let Some(reranker) = reranker {
-        candidates = candidates.max(reranker.candidates);
+        limit = limit.max(reranker.candidates);
     }
     let policy = &parts.models.cost;
     let mut asked = 0;
-    let rows = loop {
+    let mut candidates = loop {
         asked += 1;
         // No connection is held across the query's embedding, which takes
         // connections of its own: searches holding one each and waiting for
@@ -272,26 +272,21 @@ pub async fn search(
             }
         };
         let mut client = db.get().await?;
-        let column = parts
-            .models
-            .vector_column(&client, serving.embedder)
-            .await?;
+        let slot = parts.models.slot(&client, serving.embedder).await?;
         let rankers = rankers::Rankers {
             vector: query_vector.as_ref().map(|query| rankers::VectorRanker {
-                model: serving.embedder.model(),
-                column: &column,
-                dims: serving.embedder.dims(),
+                slot: &slot,
                 index: parts.vector_index,
                 query,
             }),
             keywords: (query.mode != SearchMode::Vector)
                 .then_some((query.text, parts.keyword_match)),
         };
-        let rows = rankers::candidates(
+        let found = rankers::candidates(
             (db, &mut client),
             (tenant, parts.scan),
             &rankers,
-            candidates,
+            limit,
             query.filter,
         )
         .await?;
@@ -308,13 +303,17 @@ pub async fn search(
                 .model()
                 != serving.embedder.model();
         if !switched {
-            break rows;
+            break found;
         }
     };
-    let ranked: Vec<fusion::Ranked> = rows.iter().map(fusion::Ranked::from_row).collect();
-    let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, candidates as usize)
+    let ranked: Vec<fusion::Ranked> = candidates.iter().map(|c| c.placed.clone()).collect();
+    let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, limit as usize)
         .into_iter()
-        .map(|(index, score)| hit(&rows[index], score))
+        .map(|(index, score)| SearchHit {
+            score,
+            // Each chunk's first candidate is taken once.
+            ..std::mem::take(&mut candidates[index].hit)
+        })
         .collect();
     if let Some(reranker) = reranker
         && !hits.is_empty()
@@ -324,41 +323,9 @@ pub async fn search(
     }
     hits.truncate(query.top_k as usize);
     if let Some(request) = query.context {
-        add_context(db, tenant, &mut hits, request).await?;
+        context::add(db, tenant, &mut hits, request).await?;
     }
     Ok(hits)
-}
-
-/// Gives each hit its context, from one read of the chunks near them all.
-async fn add_context(
-    db: &Pool,
-    tenant: &str,
-    hits: &mut [SearchHit],
-    request: ContextRequest,
-) -> Result<()> {
-    let reach = request.reach();
-    let windows: Vec<(Uuid, i32, i32)> = hits
-        .iter()
-        .map(|hit| {
-            (
-                hit.document_id,
-                hit.chunk_index - reach,
-                hit.chunk_index + reach,
-            )
-        })
-        .collect();
-    let nearby = rankers::nearby(&db.get().await?, tenant, &windows).await?;
-    for hit in hits.iter_mut() {
-        let around: Vec<context::Nearby> = nearby
-            .iter()
-            .filter(|(document, chunk)| {
-                *document == hit.document_id && (chunk.chunk_index - hit.chunk_index).abs() <= reach
-            })
-            .map(|(_, chunk)| chunk.clone())
-            .collect();
-        hit.context = context::around(hit.chunk_index, &around, request);
-    }
-    Ok(())
 }
 
 /// `hits` in the reranker's order, each scored with its relevance; the call
@@ -418,41 +385,13 @@ async fn embed_query(
 ) -> Result<Vector> {
     let tokens = query_tokens(text);
     let estimate = cost::embedding_estimate(policy, embedder, tenant, None, i64::from(tokens));
-    let allowance = if embedder.billable() {
-        Allowance::Tenant(tenant)
-    } else {
-        Allowance::Free
-    };
     let embedding = embedder.embed_query(EmbedInput { text, tokens });
-    let embedded = cost::pay(db, policy, allowance, &[estimate], embedding, |e| {
-        Bill::of_embeddings(policy, e)
-    })
-    .await?;
+    let payer = Allowance::Tenant(tenant);
+    let embedded =
+        cost::pay_embeddings(db, policy, embedder, payer, &[estimate], embedding).await?;
     Ok(Vector::from(
         embedded.vectors.into_iter().next().unwrap_or_default(),
     ))
-}
-
-fn hit(row: &tokio_postgres::Row, score: f64) -> SearchHit {
-    SearchHit {
-        document_id: row.get("document_id"),
-        source_key: row.get("source_key"),
-        chunk_index: row.get("chunk_index"),
-        char_start: row.get("char_start"),
-        char_end: row.get("char_end"),
-        page_start: row.get("page_start"),
-        page_end: row.get("page_end"),
-        headings: serde_json::from_value(row.get("headings")).unwrap_or_default(),
-        row_start: row.get("row_start"),
-        row_end: row.get("row_end"),
-        metadata: match row.get("metadata") {
-            serde_json::Value::Object(attributes) => attributes,
-            _ => Attributes::new(),
-        },
-        text: row.get("text"),
-        score,
-        context: None,
-    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 pub mod ledger;
 pub mod reservation;
 
-pub use reservation::{Allowance, Bill, Reservation, pay, reserve};
+pub use reservation::{Allowance, Bill, Reservation, pay, pay_embeddings, reserve};
 
 use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Result, Wait};

@@ -9,6 +9,7 @@
 use super::{Spend, stopped};
 use crate::cost::ledger;
 use crate::db;
+use crate::embedding::{Embedder, Embeddings};
 use crate::error::{Error, Result};
 use crate::ops::metrics::{self, Metric};
 use crate::settings::CostPolicy;
@@ -105,6 +106,28 @@ pub async fn pay<T>(
             Err(error)
         }
     }
+}
+
+/// Makes an embedding call through [`pay`]: paid by `payer` when the
+/// embedder's calls cost money (free otherwise), reserved at `estimate`
+/// (one share per tenant and job), billed at what the provider counted.
+pub async fn pay_embeddings(
+    db: &Pool,
+    policy: &CostPolicy,
+    embedder: &dyn Embedder,
+    payer: Allowance<'_>,
+    estimate: &[Spend<'_>],
+    call: impl Future<Output = Result<Embeddings>>,
+) -> Result<Embeddings> {
+    let allowance = if embedder.billable() {
+        payer
+    } else {
+        Allowance::Free
+    };
+    pay(db, policy, allowance, estimate, call, |embeddings| {
+        Bill::of_embeddings(policy, embeddings)
+    })
+    .await
 }
 
 impl Reservation {

@@ -23,6 +23,16 @@ pub struct Models {
     layout: Arc<tokio::sync::OnceCell<VectorLayout>>,
 }
 
+/// Where a model's vectors are kept: the model that makes them, their size,
+/// and the `document_chunks` column that holds them (a plain name, from the
+/// schema). The cache keeps vectors by model and size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorSlot {
+    pub model: String,
+    pub dims: i32,
+    pub column: String,
+}
+
 /// A model change's next model, and the prices its calls are billed at.
 #[derive(Clone)]
 pub struct NextModel {
@@ -61,13 +71,13 @@ impl Models {
         }
     }
 
-    /// The column that holds `embedder`'s vectors (a model change to another
-    /// size keeps the next model's in a column of their own).
-    pub async fn vector_column(
+    /// Where `embedder`'s vectors are kept (a model change to another size
+    /// keeps the next model's in a column of their own).
+    pub async fn slot(
         &self,
         client: &tokio_postgres::Client,
         embedder: &dyn Embedder,
-    ) -> Result<String> {
+    ) -> Result<VectorSlot> {
         let layout = self
             .layout
             .get_or_try_init(|| async {
@@ -77,7 +87,11 @@ impl Models {
                     .ok_or_else(|| Error::Transient("the schema is not migrated".into()))
             })
             .await?;
-        Ok(layout.column(embedder.dims()))
+        Ok(VectorSlot {
+            model: embedder.model().to_string(),
+            dims: embedder.dims() as i32,
+            column: layout.column(embedder.dims()),
+        })
     }
 
     /// The external services the models call.

@@ -4,7 +4,7 @@
 use super::{Embedding, Pipeline, finalize};
 use crate::store::chunks::{self, Pending};
 use docpipe_aws::queue::{Stage, StageMessage};
-use docpipe_core::cost::{self, Allowance, Bill, reservation::SETTLE_PATIENCE};
+use docpipe_core::cost::{self, Allowance, reservation::SETTLE_PATIENCE};
 use docpipe_core::db;
 use docpipe_core::domain::state::JobState;
 use docpipe_core::embedding::EmbedInput;
@@ -39,23 +39,18 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     } = pipeline.embedding()?;
     // The model the tenant's searches read (during a model change, the one
     // it switched to, if it did).
+    let client = pipeline.db.get().await?;
     let Serving {
         embedder,
         cost: prices,
-    } = models
-        .serving(&pipeline.db.get().await?, &job.tenant)
-        .await?;
-    let model = embedder.model();
-    let dims = embedder.dims() as i32;
+    } = models.serving(&client, &job.tenant).await?;
+    let slot = models.slot(&client, embedder).await?;
+    let model = slot.model.as_str();
     let scope = cache_scope.of(&job.tenant);
     let end = first_chunk.saturating_add(chunk_count).min(i32::MAX as u32) as i32;
-    let pending = chunks::pending(
-        &pipeline.db.get().await?,
-        job_id,
-        first_chunk as i32..end,
-        (model, dims, scope),
-    )
-    .await?;
+    let pending = chunks::pending(&client, job_id, first_chunk as i32..end, &slot, scope).await?;
+    // Not held across the paid call below.
+    drop(client);
 
     // Pay once per distinct uncached text, outside any transaction.
     let mut seen = HashSet::new();
@@ -70,25 +65,14 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let embeddings = if inputs.is_empty() {
         None
     } else {
-        let allowance = if embedder.billable() {
-            Allowance::Tenant(&job.tenant)
-        } else {
-            Allowance::Free
-        };
         let tokens = inputs.iter().map(|input| i64::from(input.tokens)).sum();
         let estimate =
             cost::embedding_estimate(prices, embedder, &job.tenant, Some(job_id), tokens);
+        let payer = Allowance::Tenant(&job.tenant);
         let embedded = embedder.embed(&inputs);
         Some(
-            cost::pay(
-                &pipeline.db,
-                prices,
-                allowance,
-                &[estimate],
-                embedded,
-                |e| Bill::of_embeddings(prices, e),
-            )
-            .await?,
+            cost::pay_embeddings(&pipeline.db, prices, embedder, payer, &[estimate], embedded)
+                .await?,
         )
     };
     let indexes: Vec<i32> = pending.iter().map(|c| c.index).collect();
@@ -109,6 +93,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
             .map(|c| c.text_sha256.as_slice())
             .collect::<Vec<_>>();
         let scopes: &[&str] = &vec![scope; hashes.len()];
+        let dims = slot.dims;
         db::outlast_outage(SETTLE_PATIENCE, || async move {
             let client = pipeline.db.get().await?;
             chunks::cache_vectors(&client, hashes, scopes, fresh_model, dims, vectors).await
@@ -121,7 +106,6 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
         .collect();
 
     let mut client = pipeline.db.get().await?;
-    let column = models.vector_column(&client, embedder).await?;
     let tx = client.transaction().await?;
     // Lock order everywhere: document, then job. Batches of one job take turns here.
     let latest_job_id = documents::lock(&tx, job.document_id)
@@ -136,7 +120,7 @@ pub async fn embed(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     let total = total
         .ok_or_else(|| Error::Transient(format!("chunked job {job_id} has no chunk_count")))?;
     let finalized = if embedded >= total {
-        Some(finalize::finalize(&tx, &job, latest_job_id, (dims, &column), scope).await?)
+        Some(finalize::finalize(&tx, &job, latest_job_id, &slot, scope).await?)
     } else {
         None
     };

@@ -5,6 +5,7 @@
 use crate::store::chunks;
 use deadpool_postgres::GenericClient;
 use docpipe_core::domain::state::JobState;
+use docpipe_core::embedding::models::VectorSlot;
 use docpipe_core::error::{Error, Result};
 use docpipe_core::store::documents;
 use docpipe_core::store::jobs::{self, Job};
@@ -24,8 +25,8 @@ pub async fn finalize(
     tx: &impl GenericClient,
     job: &Job,
     latest_job_id: Option<Uuid>,
-    // The vectors' size and the column that holds them.
-    vectors: (i32, &str),
+    // Where the job's vectors are kept.
+    slot: &VectorSlot,
     // The cache scope the job's vectors are kept in.
     scope: &str,
 ) -> Result<Finalized> {
@@ -37,7 +38,7 @@ pub async fn finalize(
             stale_texts: Vec::new(),
         });
     }
-    let chunks = chunks::go_live(tx, job, vectors, scope).await?;
+    let chunks = chunks::go_live(tx, job, slot, scope).await?;
     // Every chunk must go live with its vector; fewer would be a lost vector.
     if Some(chunks) != job.chunk_count.map(|n| n as u64) {
         return Err(Error::Transient(format!(

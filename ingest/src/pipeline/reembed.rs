@@ -14,7 +14,7 @@
 use super::{Embedding, Pipeline};
 use crate::store::chunks::{self, LiveChunk};
 use crate::store::model_change::{self, ModelChange, TenantProgress};
-use docpipe_core::cost::{self, Allowance, Bill, Spend, reservation::SETTLE_PATIENCE};
+use docpipe_core::cost::{self, Allowance, Spend, reservation::SETTLE_PATIENCE};
 use docpipe_core::db;
 use docpipe_core::embedding::models::NextModel;
 use docpipe_core::embedding::{EmbedInput, Embedder};
@@ -43,15 +43,8 @@ pub async fn replace_fallback_vectors(pipeline: &Pipeline, limit: u32) -> Result
     };
     let ids: Vec<Uuid> = rows.iter().map(|row| row.chunk_id).collect();
     let client = pipeline.db.get().await?;
-    let column = models.vector_column(&client, embedder).await?;
-    let replaced = chunks::replace_vectors(
-        &client,
-        &ids,
-        (&vectors, &column),
-        embedder.model(),
-        fallback,
-    )
-    .await?;
+    let slot = models.slot(&client, embedder).await?;
+    let replaced = chunks::replace_vectors(&client, &ids, &vectors, &slot, fallback).await?;
     tracing::info!(replaced, "fallback vectors replaced with the provider's");
     Ok(replaced)
 }
@@ -74,26 +67,20 @@ pub async fn advance_model_change(pipeline: &Pipeline, limit: u32) -> Result<Mod
         return Ok(report);
     };
     let mut client = pipeline.db.get().await?;
-    let columns = (
-        models
-            .vector_column(&client, models.current.as_ref())
-            .await?,
-        models
-            .vector_column(&client, next.embedder.as_ref())
-            .await?,
-    );
-    if !db::schema::has_vector_column(&client, &columns.1).await? {
+    let current = models.slot(&client, models.current.as_ref()).await?;
+    let next_slot = models.slot(&client, next.embedder.as_ref()).await?;
+    if !db::schema::has_vector_column(&client, &next_slot.column).await? {
         return Err(Error::Transient(format!(
             "the next model's vectors need column document_chunks.{}: run `docpipe migrate` \
              with NEXT_EMBEDDING_DIMS set",
-            columns.1
+            next_slot.column
         )));
     }
     let rows = model_change::lacking(&client, &change, limit).await?;
     report.embedded = build_next_vectors(pipeline, next, change.cache_scope, &rows).await?;
     for tenant in model_change::tenants_on_current(&client, change.current).await? {
         let moved =
-            model_change::switch(&mut client, &change, (&columns.0, &columns.1), &tenant).await?;
+            model_change::switch(&mut client, &change, &current, &next_slot, &tenant).await?;
         if let Some(moved) = moved {
             tracing::info!(
                 tenant,
@@ -202,16 +189,11 @@ async fn reembed(
             cost::embedding_estimate(prices, embedder, tenant, Some(job_id), tokens)
         })
         .collect();
-    let allowance = if embedder.billable() {
-        Allowance::Deployment
-    } else {
-        Allowance::Free
-    };
+    // Re-embedding is the deployment's choice, not a tenant's: its budget pays.
+    let payer = Allowance::Deployment;
     let embedded = embedder.embed(&inputs);
-    let embeddings = cost::pay(&pipeline.db, prices, allowance, &estimate, embedded, |e| {
-        Bill::of_embeddings(prices, e)
-    })
-    .await?;
+    let embeddings =
+        cost::pay_embeddings(&pipeline.db, prices, embedder, payer, &estimate, embedded).await?;
     if embeddings.model != embedder.model() {
         return Ok(None);
     }

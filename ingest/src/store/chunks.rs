@@ -8,6 +8,7 @@ use crate::parsing::layout::Provenance;
 use deadpool_postgres::GenericClient;
 use docpipe_core::domain::format::Format;
 use docpipe_core::domain::ids;
+use docpipe_core::embedding::models::VectorSlot;
 use docpipe_core::error::Result;
 use docpipe_core::store::jobs::Job;
 use pgvector::Vector;
@@ -134,12 +135,13 @@ pub struct Pending {
 }
 
 /// The chunks `range` of the job not embedded yet, each with whether the
-/// cache holds its vector for `(model, dims, scope)`.
+/// cache holds its vector of `slot`'s model and size, in `scope`.
 pub async fn pending(
     client: &impl GenericClient,
     job_id: Uuid,
     range: Range<i32>,
-    (model, dims, scope): (&str, i32, &str),
+    slot: &VectorSlot,
+    scope: &str,
 ) -> Result<Vec<Pending>> {
     Ok(client
         .query(
@@ -153,7 +155,14 @@ pub async fn pending(
                 AND NOT EXISTS (SELECT 1 FROM upload_pipeline.document_vector_buffer v
                                  WHERE v.job_id = b.job_id AND v.chunk_index = b.chunk_index)
               ORDER BY b.chunk_index",
-            &[&job_id, &range.start, &range.end, &model, &dims, &scope],
+            &[
+                &job_id,
+                &range.start,
+                &range.end,
+                &slot.model,
+                &slot.dims,
+                &scope,
+            ],
         )
         .await?
         .into_iter()
@@ -185,7 +194,8 @@ pub async fn record_vectors(
         .await?)
 }
 
-/// Keeps each new vector in the cache under its text's hash, in its scope.
+/// Keeps each new vector (of `model`, `dims` values) in the cache under its
+/// text's hash, in its scope.
 pub async fn cache_vectors(
     client: &impl GenericClient,
     hashes: &[&[u8]],
@@ -261,16 +271,17 @@ pub async fn of_model(
         .collect())
 }
 
-/// Gives the chunks `ids` (still made by `old_model`) `vectors` of `model`,
-/// in `column` (theirs: the models make vectors of one size); returns how
-/// many changed.
+/// Gives the chunks `ids` (still made by `old_model`) `vectors` of `slot`'s
+/// model, in its column (theirs: the models make vectors of one size);
+/// returns how many changed.
 pub async fn replace_vectors(
     tx: &impl GenericClient,
     ids: &[Uuid],
-    (vectors, column): (&[Vector], &str),
-    model: &str,
+    vectors: &[Vector],
+    slot: &VectorSlot,
     old_model: &str,
 ) -> Result<u64> {
+    let VectorSlot { model, column, .. } = slot;
     Ok(tx
         .execute(
             &format!(
@@ -284,14 +295,15 @@ pub async fn replace_vectors(
 }
 
 /// Makes the job's buffered chunks the document's searchable ones, each with
-/// its vector from the cache (`dims`, `scope`) in `column` and the
-/// document's metadata; returns how many went live.
+/// its vector from the cache (of `slot`'s size, in `scope`) in `slot`'s
+/// column and the document's metadata; returns how many went live.
 pub async fn go_live(
     tx: &impl GenericClient,
     job: &Job,
-    (dims, column): (i32, &str),
+    slot: &VectorSlot,
     scope: &str,
 ) -> Result<u64> {
+    let VectorSlot { dims, column, .. } = slot;
     let content_type = Format::from_key(&job.source_key)
         .ok()
         .map(Format::media_type);

@@ -3,6 +3,7 @@
 
 use crate::store::chunks::LiveChunk;
 use deadpool_postgres::GenericClient;
+use docpipe_core::embedding::models::VectorSlot;
 use docpipe_core::error::Result;
 use docpipe_core::settings::{CacheScope, PipelineSettings};
 use serde::Serialize;
@@ -95,8 +96,9 @@ pub async fn tenants_on_current(client: &impl GenericClient, current: &str) -> R
 pub async fn switch(
     client: &mut deadpool_postgres::Client,
     change: &ModelChange<'_>,
-    // The columns of the current model's vectors and of the next's.
-    (current_column, next_column): (&str, &str),
+    // Where the current model's vectors are kept, and the next's.
+    current: &VectorSlot,
+    next: &VectorSlot,
     tenant: &str,
 ) -> Result<Option<u64>> {
     let tx = client.transaction().await?;
@@ -122,6 +124,7 @@ pub async fn switch(
         return Ok(None);
     }
     // Another size: the current model's vectors leave their column's index.
+    let (current_column, next_column) = (&current.column, &next.column);
     let clear_current = if current_column == next_column {
         String::new()
     } else {
