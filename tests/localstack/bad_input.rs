@@ -156,7 +156,7 @@ async fn truncated_pdf() {
 #[tokio::test]
 async fn encrypted_pdf() {
     let bad = stack().await;
-    let pdf = include_bytes!("fixtures/encrypted.pdf").to_vec();
+    let pdf = include_bytes!("../fixtures/encrypted.pdf").to_vec();
     bad.upload_fails(
         "uploads/acme/locked.pdf",
         pdf,
@@ -169,7 +169,7 @@ async fn encrypted_pdf() {
 #[tokio::test]
 async fn pdf_without_a_text_layer() {
     let bad = stack().await;
-    let pdf = include_bytes!("fixtures/no-text-layer.pdf").to_vec();
+    let pdf = include_bytes!("../fixtures/no-text-layer.pdf").to_vec();
     bad.upload_fails(
         "uploads/acme/scan.pdf",
         pdf,

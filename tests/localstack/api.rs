@@ -515,7 +515,7 @@ async fn in_lambda_the_tenant_is_the_authorizers_claim() {
     )
     .unwrap();
     let app = router(Arc::new(lambda_api));
-    let event: Value = serde_json::from_str(include_str!("../events/api-search.json")).unwrap();
+    let event: Value = serde_json::from_str(include_str!("../../events/api-search.json")).unwrap();
     let call = async |event: &Value| -> (u16, Value) {
         let request = lambda_http::request::from_str(&event.to_string()).unwrap();
         let response = app.clone().oneshot(request).await.unwrap();

@@ -40,7 +40,7 @@ async fn embed(embedder: &LocalEmbedder, texts: &[&str]) -> Vec<Vec<f32>> {
 #[tokio::test]
 async fn vectors_match_sentence_transformers() {
     let fixture: Value =
-        serde_json::from_str(include_str!("fixtures/minilm-reference.json")).unwrap();
+        serde_json::from_str(include_str!("../fixtures/minilm-reference.json")).unwrap();
     let cases = fixture["cases"].as_array().unwrap();
     let texts: Vec<&str> = cases.iter().map(|c| c["text"].as_str().unwrap()).collect();
     let embedder = load();

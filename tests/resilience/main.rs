@@ -1,0 +1,6 @@
+//! The resilience tier: processes killed with -9 mid-stage, database and
+//! provider outages, the chaos run. Slow by nature; `scripts/test quick`
+//! leaves it out.
+
+mod chaos;
+mod crash_recovery;
