@@ -3,7 +3,7 @@
 //! against the machine's raw limit: a binary COPY of the same rows into an
 //! unindexed table.
 //!
-//!   cargo run --profile perf -p docpipe-tests --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR] [--defer-index] [--via in-process|local-stack] [--light-beside-burst ROUNDS]
+//!   cargo run --profile perf -p docpipe-benches --bin docpipe-bench -- [--mb 10] [--docs 300] [--dims 1536] [--corpus DIR] [--defer-index] [--via in-process|local-stack] [--light-beside-burst ROUNDS]
 //!
 //! Needs DATABASE_URL (a Postgres with pgvector), and for `--via local-stack`
 //! LocalStack (`scripts/localstack up`); other settings as for docpipe.

@@ -3,7 +3,7 @@
 //! API of this bench's own, and each binary's size.
 //!
 //!   cargo build --release -p ingest -p parse -p chunk -p embed -p sweeper -p api -p migrate
-//!   cargo run --profile perf -p docpipe-tests --bin docpipe-coldstart-bench -- [--bin-dir target/release] [--runs 20]
+//!   cargo run --profile perf -p docpipe-benches --bin docpipe-coldstart-bench -- [--bin-dir target/release] [--runs 20]
 //!
 //! Needs DATABASE_URL (a Postgres with pgvector): the functions connect and
 //! check the schema at start, as in Lambda. The events are the samples in

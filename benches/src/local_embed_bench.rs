@@ -2,7 +2,7 @@
 //! provider (candle, in-process) against sentence-transformers (PyTorch), on
 //! the same chunks, on this machine, in one run, rounds alternating.
 //!
-//!   cargo run --profile perf -p docpipe-tests --bin docpipe-local-embed-bench -- \
+//!   cargo run --profile perf -p docpipe-benches --bin docpipe-local-embed-bench -- \
 //!       --python <venv with sentence-transformers>/bin/python [--chunks 1000] [--rounds 3]
 //!
 //! The chunks are the bench corpus's (`docpipe_tests::corpus`), cut by the

@@ -1,8 +1,8 @@
 //! `docpipe-provider-bench`: the embedding provider's quota and bill, measured
 //! through the whole in-process pipeline against mock-openai over HTTP.
 //!
-//!   cargo run --release -p docpipe-tests --bin docpipe-provider-bench -- rate [--tpm 100000] [--minutes 4]
-//!   cargo run --release -p docpipe-tests --bin docpipe-provider-bench -- reingest [--mb 2] [--edited 0.05]
+//!   cargo run --release -p docpipe-benches --bin docpipe-provider-bench -- rate [--tpm 100000] [--minutes 4]
+//!   cargo run --release -p docpipe-benches --bin docpipe-provider-bench -- reingest [--mb 2] [--edited 0.05]
 //!
 //! `rate`: a corpus needing several minutes of a tokens-per-minute quota,
 //! against a mock enforcing that quota (and injecting 429s with Retry-After):

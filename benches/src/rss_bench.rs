@@ -6,7 +6,7 @@
 //! the children it waited for).
 //!
 //!   cargo build --profile perf -p docpipe-cli
-//!   cargo run --profile perf -p docpipe-tests --bin docpipe-rss-bench -- [--docpipe target/perf/docpipe] [--mb 50] [--pages 300] [--hostile]
+//!   cargo run --profile perf -p docpipe-benches --bin docpipe-rss-bench -- [--docpipe target/perf/docpipe] [--mb 50] [--pages 300] [--hostile]
 //!
 //! Needs DATABASE_URL (a Postgres with pgvector). Vectors are 64-dim mock
 //! ones (the vector size does not change what parse and chunk hold).
@@ -29,7 +29,7 @@ struct Args {
     /// Pages of the PDF.
     #[arg(long, default_value_t = 300)]
     pages: usize,
-    /// Hostile documents instead (the classes of tests/hostile_input.rs).
+    /// Hostile documents instead (the classes of tests/localstack/hostile_input.rs).
     #[arg(long)]
     hostile: bool,
     /// Text files of `--mb` each handled at once (as a batch of records is;

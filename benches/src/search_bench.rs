@@ -3,7 +3,7 @@
 //! of generated chunks: 100 tenants of skewed sizes (one holding half the
 //! rows, the rest Zipf-distributed), each chunk with metadata to filter on.
 //!
-//!   cargo run --profile perf -p docpipe-tests --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
+//!   cargo run --profile perf -p docpipe-benches --bin docpipe-search-bench -- [--chunks 100000] [--dims 384] [--queries 200]
 //!       [--ef-search 100] [--hnsw M EF_CONSTRUCTION] [--recall-only] [--storage vector|halfvec]
 //!       [--keyword-match all|any] [--texts FILE --embedder mock|local] [--heavy-beside-light ROUNDS]
 //!   (DB_INDEX_BUILD_MEMORY, if set, is the HNSW build's memory)

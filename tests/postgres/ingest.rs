@@ -350,7 +350,7 @@ async fn a_provider_that_refuses_the_key_fails_the_job_with_its_reason() {
         ingest_via_mock_openai(1536, Some("sk-right"), &[("OPENAI_API_KEY", "sk-wrong")]).await;
     assert_eq!(outcome.error_code.as_deref(), Some("embedding_rejected"));
     // The provider's words (HTTP 401 …) are the operators'
-    // (tests/external.rs, the echoing provider).
+    // (tests/postgres/external.rs, the echoing provider).
     assert_eq!(
         outcome.error_message.as_deref(),
         Some("the embedding provider refused the request; the operators have its answer")

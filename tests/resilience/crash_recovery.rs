@@ -157,7 +157,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
 /// leaves a job with no message anywhere (here: the queues are purged, as
 /// after a DLQ that nobody redrives). The sweeper, on its schedule, finds it
 /// idle past its state's timeout, sends its next message again, and the job
-/// completes; one it cannot move is failed `stuck` (tests/stages.rs).
+/// completes; one it cannot move is failed `stuck` (tests/postgres/stages.rs).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_sweeper_resumes_a_job_whose_messages_were_lost() {
     use docpipe_core::settings::SweepPolicy;

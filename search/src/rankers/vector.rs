@@ -118,7 +118,7 @@ const FILTERED_EXACT_MAX_SHARE: f64 = 0.02;
 /// statistics: counting what a filter passes could read the whole tenant).
 /// Alone, the planner walked the graph for 200 of a tenant's 20 000 chunks
 /// that a folder, a document list or an attribute passed, and missed some of
-/// the 10 nearest (`tests/filters.rs`).
+/// the 10 nearest (`tests/postgres/filters.rs`).
 async fn few_to_search(
     client: &deadpool_postgres::Client,
     (tenant, scan): (&str, Scan),
