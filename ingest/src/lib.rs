@@ -1,14 +1,14 @@
-//! docpipe: documents in S3 become searchable vectors in Postgres.
+//! docpipe's write path: documents in S3 become searchable vectors in
+//! Postgres.
 //!
-//! The folders follow the flow (docs/develop/architecture.md), on
-//! `docpipe-core` (domain, settings, the shared tables, cost, outside-call
-//! machinery): `pipeline` (the stages and the sweeper over the
-//! [`adapters::blob::BlobStore`], [`adapters::queue::Queue`] and
-//! [`docpipe_core::embedding::Embedder`] traits), the steps' own machinery
-//! (`parsing`, `chunking`, `embedding`, `search`, `rerank`), `store` (the
-//! pipeline's own tables), `adapters` (S3, SQS, LlamaParse, local stand-ins)
-//! and `drivers` (what delivers work: Lambda, the local runner, the CLI's
-//! in-process pipeline).
+//! On `docpipe-core` (domain, settings, the database, cost, outside-call
+//! machinery) and `docpipe-aws` (the blob store and queue ports, S3, SQS,
+//! LlamaParse), by the flow (docs/develop/architecture.md): `pipeline` (the
+//! stages and the sweeper over the `BlobStore`, `Queue` and `Embedder`
+//! traits), the steps' own machinery (`parsing`, `chunking`, `embedding`:
+//! the clients), `store` (the pipeline's own tables) and `drivers` (what
+//! delivers work: Lambda, the local runner, the CLI's in-process pipeline).
+//! It never depends on `docpipe-search`, the read path.
 
 pub mod chunking;
 pub mod drivers;
