@@ -2,17 +2,23 @@
 //!
 //! In Lambda, API Gateway's authorizer has verified the caller and the tenant
 //! is one of its claims (a JWT authorizer) or context values (a Lambda
-//! authorizer). Locally, an API key maps to a tenant.
+//! authorizer). Locally, an API key maps to a tenant. On Bedrock's routes a
+//! SigV4 signature with a docpipe-issued key names it too ([`signed`]).
 
+use crate::bedrock::{MAX_BODY_BYTES, sigv4};
 use crate::error::ApiError;
 use crate::state::Api;
-use axum::extract::FromRequestParts;
+use axum::body::Body;
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{Extensions, header};
+use axum::http::{Extensions, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::Response;
 use docpipe_core::domain::keys::Tenant as TenantName;
 use lambda_http::request::RequestContext;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// How callers prove who they are.
 #[derive(Debug, Clone)]
@@ -24,6 +30,11 @@ pub enum Auth {
     Authorizer { claim: String },
 }
 
+/// The tenant whose key signed the request (SigV4, Bedrock's routes),
+/// verified before the handler.
+#[derive(Debug, Clone)]
+pub struct SignedBy(pub String);
+
 /// The caller's tenant, checked.
 pub struct Tenant(pub TenantName);
 
@@ -31,7 +42,13 @@ impl FromRequestParts<Arc<Api>> for Tenant {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, ApiError> {
+        let signed = parts
+            .extensions
+            .get::<SignedBy>()
+            .map(|signed| signed.0.clone());
         let (tenant, hint) = match &api.auth {
+            // A SigV4 signature, verified before (Bedrock's routes).
+            _ if signed.is_some() => (signed, String::new()),
             Auth::ApiKeys(keys) => (
                 bearer_key(parts).and_then(|key| keys.get(key)).cloned(),
                 "send `Authorization: Bearer <API key>`".to_string(),
@@ -51,6 +68,48 @@ impl FromRequestParts<Arc<Api>> for Tenant {
             _ => Err(api.unauthenticated(hint)),
         }
     }
+}
+
+/// Verifies a SigV4-signed request (its body read once, within the limit)
+/// and marks it with its key's tenant; other requests pass to the API's
+/// own authentication.
+pub(crate) async fn signed(
+    State(api): State<Arc<Api>>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let is_sigv4 = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with(sigv4::SCHEME));
+    if !is_sigv4 {
+        return Ok(next.run(request).await);
+    }
+    let (mut parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("the request body is over {MAX_BODY_BYTES} bytes"),
+            )
+        })?;
+    let request = sigv4::Signed {
+        method: parts.method.as_str(),
+        path: parts.uri.path(),
+        query: parts.uri.query().unwrap_or_default(),
+        headers: &parts.headers,
+        body: &body,
+    };
+    let tenant = api
+        .bedrock
+        .sigv4
+        .verify(&request, SystemTime::now())
+        .map_err(|reason| api.unauthenticated(reason))?;
+    parts.extensions.insert(SignedBy(tenant));
+    Ok(next.run(Request::from_parts(parts, Body::from(body))).await)
 }
 
 /// The key of `Authorization: Bearer <key>`; the scheme in any case (RFC 9110).

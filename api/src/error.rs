@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use std::time::{Duration, SystemTime};
 use uuid::Uuid;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     code: &'static str,
@@ -38,6 +38,22 @@ impl ApiError {
         ApiError::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
 
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub(crate) fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub(crate) fn retry_after(&self) -> Option<u64> {
+        self.retry_after
+    }
+
     pub(crate) fn not_found(what: &str) -> Self {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -56,6 +72,9 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
         }
+        // Kept with the answer, for routes that answer errors in another
+        // protocol's shape (Bedrock's: `bedrock::errors`).
+        response.extensions_mut().insert(self);
         response
     }
 }

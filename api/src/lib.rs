@@ -4,6 +4,7 @@
 //! 404, never 403, so ids reveal nothing.
 
 pub mod auth;
+pub mod bedrock;
 mod error;
 mod rate_limit;
 mod routes;

@@ -42,6 +42,21 @@ pub struct ApiSettings {
     /// and context). Keep it below `DB_POOL_SIZE`, so another tenant always
     /// finds a connection.
     pub tenant_search_slots: u32,
+    /// `KNOWLEDGE_BASES` (none): Bedrock knowledge base ids, each searching
+    /// a tenant's documents or those under a prefix of its folder:
+    /// `id:tenant[:prefix]`, comma-separated; ids are 10 letters and digits.
+    pub knowledge_bases: String,
+    /// `SIGV4_KEYS` (none; in AWS from `SIGV4_KEYS_SECRET_ID`): the SigV4
+    /// key pairs Bedrock clients sign with, `id:secret:tenant`,
+    /// comma-separated, at most two per tenant (`docpipe keys issue`).
+    pub sigv4_keys: Option<Secret>,
+    /// `SIGV4_REGION` (the API's own AWS region): the region SigV4
+    /// signatures must be made for.
+    pub sigv4_region: Option<String>,
+    /// `PAGE_TOKEN_KEY` (none; in AWS from `PAGE_TOKEN_KEY_SECRET_ID`): the
+    /// key Bedrock's `nextToken`s are signed with. Without it each process
+    /// has its own, and a page token is good only on the process that gave it.
+    pub page_token_key: Option<Secret>,
 }
 
 impl Default for ApiSettings {
@@ -60,6 +75,10 @@ impl Default for ApiSettings {
             api_listen: "127.0.0.1:3000".into(),
             api_max_connections: 512,
             tenant_search_slots: 4,
+            knowledge_bases: String::new(),
+            sigv4_keys: None,
+            sigv4_region: None,
+            page_token_key: None,
         }
     }
 }

@@ -2,16 +2,18 @@
 //! they need, so a route's checks run without the services behind the rest.
 
 use crate::auth::Auth;
+use crate::bedrock::{Bedrock, KnowledgeBases, paging::PageTokens, sigv4::SigV4Keys};
 use crate::error::ApiError;
 use crate::rate_limit;
 use crate::settings::ApiSettings;
+use axum::response::Response;
 use docpipe_core::ConfigError;
 use docpipe_core::cost::ledger;
 use docpipe_core::db::Pool;
-use docpipe_core::settings::QueueUrls;
+use docpipe_core::settings::{ExposeSecret, QueueUrls, invalid};
 use docpipe_ingest::drivers::Deployment;
 use docpipe_ingest::pipeline::Pipeline;
-use docpipe_search::SearchParts;
+use docpipe_search::{self as search, SearchParts};
 use std::collections::HashSet;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -23,6 +25,8 @@ const SEARCH_SLOT_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Api {
     pub auth: Auth,
+    /// Bedrock's routes: knowledge bases, SigV4 keys, page tokens.
+    pub bedrock: Bedrock,
     /// Reads of the caller's jobs, documents and metrics.
     pub db: Pool,
     /// The query's embedding, and the prices and budgets it counts against.
@@ -132,9 +136,27 @@ impl Api {
         }
         let per_minute =
             NonZeroU32::new(settings.tenant_api_requests_per_minute).unwrap_or(NonZeroU32::MIN);
+        let region = settings
+            .sigv4_region
+            .clone()
+            .or_else(|| parts.s3.config().region().map(|region| region.to_string()))
+            .unwrap_or_else(|| "us-east-1".into());
+        let secret = |value: &Option<docpipe_core::settings::Secret>| {
+            value
+                .as_ref()
+                .map(|secret| secret.expose_secret().to_string())
+        };
+        let bedrock = Bedrock {
+            knowledge_bases: KnowledgeBases::parse(&settings.knowledge_bases)
+                .map_err(|e| invalid("KNOWLEDGE_BASES", &settings.knowledge_bases, &e))?,
+            sigv4: SigV4Keys::parse(&secret(&settings.sigv4_keys).unwrap_or_default(), &region)
+                .map_err(|e| invalid("SIGV4_KEYS", "(secret)", &e))?,
+            page_tokens: PageTokens::new(secret(&settings.page_token_key).as_deref()),
+        };
         let pipeline = Arc::new(parts.pipeline);
         Ok(Api {
             auth,
+            bedrock,
             db: pipeline.db.clone(),
             search: parts.search,
             presigner: Presigner {
@@ -190,11 +212,43 @@ impl Api {
     ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
         self.search_slots.take(tenant, rows).await.ok_or_else(|| {
             ApiError::too_many(
-                "rate_limited",
+                "search_slots_full",
                 format!("tenant {tenant}'s searches fill its search slots; retry shortly"),
                 Duration::from_secs(1),
             )
         })
+    }
+
+    /// Runs `query` (its size checked by the caller) once its text is (named
+    /// `text_name`) and the tenant has search slots for it; `answer` makes
+    /// the response from the hits while the slots are held, since writing
+    /// out a large answer costs too.
+    pub(crate) async fn search(
+        &self,
+        tenant: &str,
+        query: &search::Query<'_>,
+        text_name: &str,
+        answer: impl FnOnce(Vec<search::SearchHit>) -> Response,
+    ) -> Result<Response, ApiError> {
+        let text = query.text.trim();
+        if text.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "{text_name} must not be empty"
+            )));
+        }
+        // Refused before it is embedded (and paid for): no chunk holds one.
+        if text.contains('\0') {
+            return Err(ApiError::bad_request(format!(
+                "{text_name} has a NUL character"
+            )));
+        }
+        let query = search::Query {
+            text,
+            ..query.clone()
+        };
+        let _slots = self.search_slots(tenant, query.rows()).await?;
+        let hits = search::search(&self.db, &self.search, tenant, &query).await?;
+        Ok(answer(hits))
     }
 
     /// The error for a caller that failed to authenticate: 401, or 429

@@ -474,7 +474,7 @@ async fn recall(
         let (sql, params) = match &condition {
             None => (String::new(), Vec::new()),
             Some(c) => {
-                let c = docpipe_search::filter::SqlCondition::new(c, 3);
+                let c = docpipe_search::filter::SqlCondition::new(c, 3, None);
                 (format!("AND {}", c.sql), c.params)
             }
         };

@@ -16,3 +16,37 @@ pub fn tokenizer() -> &'static CoreBPE {
 pub fn warm_up_tokenizer() {
     std::thread::spawn(tokenizer);
 }
+
+/// The longest start of `text` of at most `limit` cl100k tokens.
+pub fn first_tokens(text: &str, limit: usize) -> &str {
+    // Every token is at least a byte: a text of `limit` bytes or fewer fits.
+    if text.len() <= limit {
+        return text;
+    }
+    let tokens = tokenizer().encode_ordinary(text);
+    if tokens.len() <= limit {
+        return text;
+    }
+    let bytes = tokenizer()
+        .decode_bytes(&tokens[..limit])
+        .map_or(0, |bytes| bytes.len());
+    text.get(..text.floor_char_boundary(bytes))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_is_cut_to_its_first_tokens_on_a_character_boundary() {
+        let text = "Où est la bibliothèque? 図書館はどこですか 🦀🦀 ".repeat(50);
+        for limit in [1, 7, 100, 1_000] {
+            let cut = first_tokens(&text, limit);
+            assert!(text.starts_with(cut));
+            assert!(tokenizer().encode_ordinary(cut).len() <= limit, "{limit}");
+            assert!(cut.len() >= limit / 4, "{limit}: {cut:?}");
+        }
+        assert_eq!(first_tokens("short", 100), "short");
+    }
+}

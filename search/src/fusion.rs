@@ -39,16 +39,43 @@ pub struct Ranked {
     pub ranker: Ranker,
     /// 1 for the ranker's best.
     pub rank: i64,
-    /// The ranker's own score.
+    /// The ranker's own score, which orders its candidates.
     pub score: f64,
+    /// How well the chunk matches, the same for every query: the cosine
+    /// similarity (vector ranker), the share of the query's words the
+    /// chunk holds (keyword ranker).
+    pub relevance: f64,
     /// Whether the chunk holds every word of the query (keyword ranker).
     pub all_words: bool,
 }
 
+/// A chunk as the fusion placed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fused {
+    /// Its first entry in the candidates.
+    pub index: usize,
+    /// What it is ordered by: the ranker's own score when there is one
+    /// ranker, else the reciprocal rank fusion's.
+    pub order: f64,
+    /// How well it matches, 0 to 1 whatever the query, so that a threshold
+    /// means the same for every query: the best of its rankers' relevances
+    /// (cosine similarity, below 0 taken as 0; the share of the query's
+    /// words it holds).
+    pub relevance: f64,
+}
+
+/// A candidate's relevance, 0 to 1.
+fn relevance(candidate: &Ranked) -> f64 {
+    if candidate.relevance.is_finite() {
+        candidate.relevance.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
 /// The best `top_k` chunks of `ranked` (one or two rankers' candidates),
-/// best first, each as the index of its first entry in `ranked` and its
-/// score: the ranker's own when there is one ranker, else the fused one.
-pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<(usize, f64)> {
+/// best first.
+pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<Fused> {
     let mut rankers: Vec<Ranker> = ranked.iter().map(|r| r.ranker).collect();
     rankers.sort_unstable();
     rankers.dedup();
@@ -59,24 +86,31 @@ pub fn fuse(ranked: &[Ranked], top_k: usize) -> Vec<(usize, f64)> {
             1.0
         }
     };
-    let mut scored: Vec<(usize, f64)> = Vec::new();
+    let mut scored: Vec<Fused> = Vec::new();
     let mut seen: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
     for (index, candidate) in ranked.iter().enumerate() {
-        let score = if rankers.len() > 1 {
+        let order = if rankers.len() > 1 {
             weight(candidate) / (RRF_K + candidate.rank as f64)
         } else {
             candidate.score
         };
         match seen.get(&candidate.chunk_id) {
-            Some(&at) => scored[at].1 += score,
+            Some(&at) => {
+                scored[at].order += order;
+                scored[at].relevance = scored[at].relevance.max(relevance(candidate));
+            }
             None => {
                 seen.insert(candidate.chunk_id, scored.len());
-                scored.push((index, score));
+                scored.push(Fused {
+                    index,
+                    order,
+                    relevance: relevance(candidate),
+                });
             }
         }
     }
     // Ties (equal fused scores) keep the order the candidates came in.
-    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored.sort_by(|a, b| b.order.total_cmp(&a.order));
     scored.truncate(top_k);
     scored
 }
@@ -93,15 +127,16 @@ mod tests {
                 ranker,
                 rank: i as i64 + 1,
                 score: 1.0 - i as f64 / 10.0,
+                relevance: 1.0 - i as f64 / 10.0,
                 all_words: false,
             })
             .collect()
     }
 
-    fn order(fused: &[(usize, f64)], all: &[Ranked]) -> Vec<u128> {
+    fn order(fused: &[Fused], all: &[Ranked]) -> Vec<u128> {
         fused
             .iter()
-            .map(|(i, _)| all[*i].chunk_id.as_u128())
+            .map(|f| all[f.index].chunk_id.as_u128())
             .collect()
     }
 
@@ -113,7 +148,12 @@ mod tests {
         let fused = fuse(&all, 10);
         assert_eq!(order(&fused, &all), [0xA, 0xC, 0xB]);
         let a = 1.0 / 61.0 + 1.0 / 62.0;
-        assert!((fused[0].1 - a).abs() < 1e-12);
+        assert!((fused[0].order - a).abs() < 1e-12);
+        // A's relevance is the better of its rankers' own scores: 1.0 (vector, first).
+        assert_eq!(fused[0].relevance, 1.0);
+        // C: vector 0.8 (third), keyword 1.0 (first).
+        assert_eq!(fused[1].relevance, 1.0);
+        assert!((fused[2].relevance - 0.9).abs() < 1e-12);
         assert_eq!(order(&fuse(&all, 2), &all), [0xA, 0xC]);
     }
 
@@ -126,7 +166,7 @@ mod tests {
         all.extend(keyword);
         let fused = fuse(&all, 10);
         assert_eq!(order(&fused, &all), [0xC, 0xA, 0xB]);
-        assert!((fused[0].1 - (5.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
+        assert!((fused[0].order - (5.0 / 61.0 + 1.0 / 63.0)).abs() < 1e-12);
     }
 
     #[test]
@@ -134,7 +174,11 @@ mod tests {
         let all = ranked(Ranker::Keyword, &[3, 1, 2]);
         let fused = fuse(&all, 2);
         assert_eq!(order(&fused, &all), [3, 1]);
-        assert_eq!(fused[1].1, 0.9);
+        assert_eq!(fused[1].order, 0.9);
         assert_eq!(fuse(&[], 5), []);
+        // A score outside 0 to 1 (a cosine below 0) is clamped as a relevance.
+        let mut below = ranked(Ranker::Vector, &[1]);
+        below[0].relevance = -0.3;
+        assert_eq!(fuse(&below, 1)[0].relevance, 0.0);
     }
 }

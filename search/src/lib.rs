@@ -5,6 +5,7 @@ pub mod context;
 pub mod eval;
 pub mod filter;
 pub mod fusion;
+mod query;
 pub mod rankers;
 pub mod rerank;
 
@@ -15,12 +16,9 @@ use docpipe_core::cost::{self, Allowance, Bill};
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::domain::metadata::Attributes;
 use docpipe_core::embedding::models::Models;
-use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::error::{ConfigError, Result};
 use docpipe_core::external::ExternalService;
 use docpipe_core::settings::{CostPolicy, KeywordMatch, PipelineSettings, VectorIndex, invalid};
-use docpipe_core::tokens::tokenizer;
-use pgvector::Vector;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use uuid::Uuid;
@@ -30,11 +28,17 @@ pub struct SearchHit {
     pub document_id: Uuid,
     pub source_key: String,
     pub chunk_index: i32,
-    /// How well it matches, higher is better: in `vector` mode the cosine
-    /// similarity (1 = same direction), in `keyword` mode the full-text rank
-    /// (0 to 1), in `hybrid` mode the fused score ([`fusion`]); when a
-    /// reranker is configured, its relevance score.
+    /// How well it matches, 0 to 1, higher is better, the same scale for
+    /// every query (a threshold means the same whatever was asked): the
+    /// cosine similarity of the chunk's vector to the query's (below 0 as
+    /// 0), or the keyword score (half for holding every word, half the
+    /// full-text rank), whichever ranker found it and scored it higher;
+    /// when a reranker reorders the hits, its relevance score.
     pub score: f64,
+    /// In `hybrid` mode, the reciprocal rank fusion's score the hits are
+    /// ordered by ([`fusion`]): it compares hits of one query only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused_score: Option<f64>,
     pub char_start: i32,
     pub char_end: i32,
     /// The pages (slides, sheets) the chunk is on, if the document has pages.
@@ -62,6 +66,18 @@ pub struct SearchFilter {
     pub document_ids: Option<Vec<Uuid>>,
     /// Only chunks whose attributes pass this.
     pub metadata: Option<filter::Condition>,
+    /// Where the chunks' objects are, for Bedrock's attributes of them.
+    pub location: Option<Location>,
+}
+
+/// Where a tenant's objects are, as Bedrock's results and filters name
+/// them (`x-amz-bedrock-kb-source-uri`, `x-amz-bedrock-kb-data-source-id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// `s3://bucket/`: a chunk's source URI is this and its key.
+    pub source_uri_prefix: String,
+    /// The knowledge base's data source the chunks are read from.
+    pub data_source_id: String,
 }
 
 impl SearchFilter {
@@ -109,23 +125,8 @@ impl FilterRequest {
             key_prefix: self.key_prefix.map(|prefix| tenant.upload_path(&prefix)),
             document_ids: self.document_ids,
             metadata: filter::Condition::from_members(&self.condition, "filter")?,
+            location: None,
         })
-    }
-}
-
-/// Queries up to this long are not tokenized: their length in bytes is
-/// within any embedding model's input limit, and the tokenizer's build
-/// (~60 ms) would be most of a cold api's first search.
-const UNTOKENIZED_QUERY_BYTES: usize = 2048;
-
-/// The query's tokens as the embedder's limits count them: for a short query
-/// its byte length, an upper bound (every cl100k token is at least one
-/// byte), which reserves a little more of the rate limit than it uses.
-fn query_tokens(query: &str) -> u32 {
-    if query.len() <= UNTOKENIZED_QUERY_BYTES {
-        query.len() as u32
-    } else {
-        tokenizer().encode_ordinary(query).len() as u32
     }
 }
 
@@ -267,9 +268,9 @@ pub async fn search(
         let serving = parts.models.serving(&db.get().await?, tenant).await?;
         let query_vector = match query.mode {
             SearchMode::Keyword => None,
-            SearchMode::Vector | SearchMode::Hybrid => {
-                Some(embed_query(db, serving.embedder, serving.cost, tenant, query.text).await?)
-            }
+            SearchMode::Vector | SearchMode::Hybrid => Some(
+                query::embed_query(db, serving.embedder, serving.cost, tenant, query.text).await?,
+            ),
         };
         let mut client = db.get().await?;
         let slot = parts.models.slot(&client, serving.embedder).await?;
@@ -280,7 +281,7 @@ pub async fn search(
                 query,
             }),
             keywords: (query.mode != SearchMode::Vector)
-                .then_some((query.text, parts.keyword_match)),
+                .then_some((query::keyword_text(query.text), parts.keyword_match)),
         };
         let found = rankers::candidates(
             (db, &mut client),
@@ -307,12 +308,14 @@ pub async fn search(
         }
     };
     let ranked: Vec<fusion::Ranked> = candidates.iter().map(|c| c.placed.clone()).collect();
+    let hybrid = query.mode == SearchMode::Hybrid;
     let mut hits: Vec<SearchHit> = fusion::fuse(&ranked, limit as usize)
         .into_iter()
-        .map(|(index, score)| SearchHit {
-            score,
+        .map(|fused| SearchHit {
+            score: fused.relevance,
+            fused_score: hybrid.then_some(fused.order),
             // Each chunk's first candidate is taken once.
-            ..std::mem::take(&mut candidates[index].hit)
+            ..std::mem::take(&mut candidates[fused.index].hit)
         })
         .collect();
     if let Some(reranker) = reranker
@@ -366,51 +369,11 @@ async fn rerank(
         .filter_map(|(index, relevance)| {
             let mut hit = hits[index].take()?;
             hit.score = if relevance.is_finite() {
-                relevance
+                relevance.clamp(0.0, 1.0)
             } else {
                 0.0
             };
             Some(hit)
         })
         .collect())
-}
-
-/// The query's vector, its call checked against and recorded in the ledger.
-async fn embed_query(
-    db: &Pool,
-    embedder: &dyn Embedder,
-    policy: &CostPolicy,
-    tenant: &str,
-    text: &str,
-) -> Result<Vector> {
-    let tokens = query_tokens(text);
-    let estimate = cost::embedding_estimate(policy, embedder, tenant, None, i64::from(tokens));
-    let embedding = embedder.embed_query(EmbedInput { text, tokens });
-    let payer = Allowance::Tenant(tenant);
-    let embedded =
-        cost::pay_embeddings(db, policy, embedder, payer, &[estimate], embedding).await?;
-    Ok(Vector::from(
-        embedded.vectors.into_iter().next().unwrap_or_default(),
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_query_s_tokens_never_count_fewer_than_the_tokenizer_s() {
-        let short = "Où est la bibliothèque? 図書館はどこですか 🦀🦀";
-        let long = short.repeat(60);
-        assert!(long.len() > UNTOKENIZED_QUERY_BYTES);
-        for query in [short, long.as_str()] {
-            let exact = tokenizer().encode_ordinary(query).len() as u32;
-            assert!(query_tokens(query) >= exact, "{query}");
-        }
-        assert_eq!(query_tokens(short), short.len() as u32);
-        assert_eq!(
-            query_tokens(&long),
-            tokenizer().encode_ordinary(&long).len() as u32
-        );
-    }
 }

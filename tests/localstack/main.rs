@@ -8,5 +8,6 @@ mod api;
 mod aws;
 mod bad_input;
 mod hostile_input;
+mod knowledge_bases;
 mod metadata;
 mod secrets;

@@ -94,7 +94,7 @@ async fn every_operator_picks_exactly_its_documents() {
             json!({"equals": {"key": "year", "value": 2024.0}}),
             vec!["contract.md"],
         ),
-        // A chunk without the attribute matches the negative operators.
+        // A chunk without the attribute matches notEquals.
         (
             json!({"notEquals": {"key": "team", "value": "legal"}}),
             vec!["memo.md", "notes.txt"],
@@ -125,8 +125,10 @@ async fn every_operator_picks_exactly_its_documents() {
             vec!["contract.md"],
         ),
         (
+            // As Bedrock documents notIn: the attribute must be there
+            // (notes.txt has no team).
             json!({"notIn": {"key": "team", "value": ["legal"]}}),
-            vec!["memo.md", "notes.txt"],
+            vec!["memo.md"],
         ),
         (
             json!({"startsWith": {"key": "region", "value": "eu-"}}),

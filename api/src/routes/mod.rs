@@ -1,5 +1,6 @@
 //! Every route, one file per resource, and the router that serves them.
 
+mod aws_errors;
 mod documents;
 mod health;
 mod jobs;
@@ -128,7 +129,7 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/v1/documents/{id}/reprocess", post(documents::reprocess))
         .route("/v1/search", post(search::search))
-        .route("/v1/retrieve", post(retrieve::retrieve))
+        .merge(retrieve::routes(&api))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|method: Method| async move {
             let message = format!("{method} is not served here");
@@ -140,6 +141,7 @@ pub fn router(api: Arc<Api>) -> Router {
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(head_limits))
+        .layer(axum::middleware::from_fn(aws_errors::aws_errors))
         .layer(axum::middleware::map_response(browser_headers))
         .with_state(api)
 }

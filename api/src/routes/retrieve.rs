@@ -1,59 +1,79 @@
-//! `POST /v1/retrieve`: search in the request and response shapes of Amazon
-//! Bedrock Agent Runtime's `Retrieve`, so code written against a Bedrock
-//! knowledge base can point at docpipe. What Bedrock offers and docpipe does
-//! not (paging, reranking and implicit-filter configurations, guardrails) is
-//! refused by name rather than ignored.
+//! Bedrock Agent Runtime's `Retrieve`, in its request and response shapes
+//! (botocore's `bedrock-agent-runtime` service model), at the SDKs' own
+//! route `POST /knowledgebases/{knowledgeBaseId}/retrieve` and at
+//! `POST /v1/retrieve` (the caller's whole folder). Every field the model
+//! allows is honoured or refused by name.
 
-use super::search::run;
 use crate::auth::Tenant;
+use crate::bedrock::{KnowledgeBase, MAX_BODY_BYTES, knowledge_bases, paging};
 use crate::error::ApiError;
 use crate::state::Api;
-use axum::Json;
-use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
 use docpipe_core::domain::metadata::Attributes;
 use docpipe_search::filter::Condition;
-use docpipe_search::{self as search, SearchFilter, SearchHit, SearchMode};
+use docpipe_search::{self as search, Location, SearchFilter, SearchHit, SearchMode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 /// Bedrock's default `numberOfResults`.
 const DEFAULT_RESULTS: u32 = 5;
+/// Bedrock's most `numberOfResults` (and `numberOfRerankedResults`).
+pub const MAX_RESULTS: u32 = 100;
+/// Bedrock's longest query, in characters.
+pub const MAX_QUERY_CHARS: usize = 20_000;
+/// The deepest result paging reaches: past it no `nextToken` is given,
+/// so 100 pages of 100 cost at most 10 searches of growing depth.
+pub const MAX_DEPTH: u32 = 1_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct RetrieveRequest {
+struct RetrieveRequest {
     retrieval_query: RetrievalQuery,
     #[serde(default)]
     retrieval_configuration: RetrievalConfiguration,
-    /// Bedrock's paging token: docpipe answers in one page.
-    next_token: Option<Value>,
-    /// Bedrock's guardrails: not offered.
+    next_token: Option<String>,
     guardrail_configuration: Option<Value>,
+    /// Who the search is for, in the caller's terms: accepted, and no part
+    /// of docpipe's search.
+    #[serde(rename = "userContext")]
+    _user_context: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RetrievalQuery {
-    text: String,
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    image: Option<Value>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct RetrievalConfiguration {
-    #[serde(default)]
-    vector_search_configuration: VectorSearchConfiguration,
+    vector_search_configuration: Option<SearchConfiguration>,
+    managed_search_configuration: Option<SearchConfiguration>,
 }
 
+/// `vectorSearchConfiguration` and `managedSearchConfiguration` (whose
+/// `rerankingModelType` and lack of `overrideSearchType` set it apart).
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct VectorSearchConfiguration {
+struct SearchConfiguration {
     number_of_results: Option<u32>,
     override_search_type: Option<SearchType>,
     filter: Option<Value>,
-    reranking_configuration: Option<Value>,
+    reranking_configuration: Option<RerankingConfiguration>,
+    reranking_model_type: Option<String>,
     implicit_filter_configuration: Option<Value>,
 }
 
@@ -64,84 +84,280 @@ enum SearchType {
     Semantic,
 }
 
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub(super) struct RetrieveResponse {
-    retrieval_results: Vec<Value>,
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RerankingConfiguration {
+    #[serde(rename = "type")]
+    kind: String,
+    bedrock_reranking_configuration: Option<BedrockReranking>,
 }
 
-const CONFIGURATION: &str = "retrievalConfiguration.vectorSearchConfiguration";
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BedrockReranking {
+    model_configuration: ModelConfiguration,
+    number_of_reranked_results: Option<u32>,
+    metadata_configuration: Option<Value>,
+}
 
-pub(super) async fn retrieve(
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ModelConfiguration {
+    model_arn: String,
+    additional_model_request_fields: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetrieveResponse {
+    retrieval_results: Vec<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+/// `POST /knowledgebases/{knowledgeBaseId}/retrieve`.
+async fn knowledge_base(
+    State(api): State<Arc<Api>>,
+    Path(id): Path<String>,
+    Tenant(tenant): Tenant,
+    request: Result<Json<RetrieveRequest>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let bedrock = &api.bedrock;
+    let base = bedrock
+        .knowledge_bases
+        .of(&tenant, &id)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "not_found",
+                format!("knowledge base {id} is not found"),
+            )
+        })?;
+    retrieve(&api, &tenant, &id, &base, request?.0).await
+}
+
+/// `POST /v1/retrieve`: the caller's whole folder as one knowledge base.
+async fn whole_folder(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     request: Result<Json<RetrieveRequest>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let Json(request) = request?;
-    let configuration = request.retrieval_configuration.vector_search_configuration;
-    for (given, name) in [
-        (
-            request.next_token.is_some(),
-            "nextToken: docpipe answers in one page; leave it out",
-        ),
-        (
-            request.guardrail_configuration.is_some(),
-            "guardrailConfiguration is not supported",
-        ),
-        (
-            configuration.reranking_configuration.is_some(),
-            "rerankingConfiguration is not supported",
-        ),
-        (
-            configuration.implicit_filter_configuration.is_some(),
-            "implicitFilterConfiguration is not supported",
-        ),
-    ] {
-        if given {
-            return Err(ApiError::bad_request(name));
-        }
+    let base = KnowledgeBase {
+        data_source_id: knowledge_bases::data_source_id(&tenant),
+        tenant: tenant.to_string(),
+        prefix: None,
+    };
+    retrieve(&api, &tenant, "", &base, request?.0).await
+}
+
+const VECTOR: &str = "retrievalConfiguration.vectorSearchConfiguration";
+const MANAGED: &str = "retrievalConfiguration.managedSearchConfiguration";
+
+fn refuse(message: impl Into<String>) -> ApiError {
+    ApiError::bad_request(message)
+}
+
+async fn retrieve(
+    api: &Api,
+    tenant: &docpipe_core::domain::keys::Tenant,
+    id: &str,
+    base: &KnowledgeBase,
+    request: RetrieveRequest,
+) -> Result<Response, ApiError> {
+    if request.guardrail_configuration.is_some() {
+        return Err(refuse(
+            "guardrailConfiguration is not supported: docpipe has no guardrails",
+        ));
     }
-    let path = format!("{CONFIGURATION}.filter");
-    let metadata = configuration
+    let query = &request.retrieval_query;
+    if query.image.is_some() || query.kind.as_deref().is_some_and(|kind| kind != "TEXT") {
+        return Err(refuse(
+            "retrievalQuery: only TEXT queries are supported (no image search)",
+        ));
+    }
+    let text = query.text.as_deref().unwrap_or_default();
+    let chars = text.chars().count();
+    if chars > MAX_QUERY_CHARS {
+        return Err(refuse(format!(
+            "retrievalQuery.text is {chars} characters; at most {MAX_QUERY_CHARS}"
+        )));
+    }
+    let configuration = &request.retrieval_configuration;
+    let (settings, path) = match (
+        &configuration.vector_search_configuration,
+        &configuration.managed_search_configuration,
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(refuse(
+                "give vectorSearchConfiguration or managedSearchConfiguration, not both",
+            ));
+        }
+        (None, Some(managed)) => (managed, MANAGED),
+        (Some(vector), None) => (vector, VECTOR),
+        (None, None) => (&SearchConfiguration::default(), VECTOR),
+    };
+    if settings.implicit_filter_configuration.is_some() {
+        return Err(refuse(format!(
+            "{path}.implicitFilterConfiguration is not supported"
+        )));
+    }
+    let results = settings.number_of_results.unwrap_or(DEFAULT_RESULTS);
+    if !(1..=MAX_RESULTS).contains(&results) {
+        return Err(refuse(format!(
+            "{path}.numberOfResults must be 1 to {MAX_RESULTS}"
+        )));
+    }
+    let (rerank, page_size) = reranking(api, settings, path, results)?;
+    let metadata = settings
         .filter
-        .map(|filter| Condition::parse(&filter, &path))
+        .as_ref()
+        .map(|filter| Condition::parse(filter, &format!("{path}.filter")))
         .transpose()
         .map_err(ApiError::bad_request)?;
+    let bucket = &api.presigner.bucket;
+    let location = Location {
+        source_uri_prefix: format!("s3://{bucket}/"),
+        data_source_id: base.data_source_id.clone(),
+    };
     let filter = SearchFilter {
+        key_prefix: Some(tenant.upload_path(base.prefix.as_deref().unwrap_or(""))),
         metadata,
+        location: Some(location.clone()),
         ..SearchFilter::default()
     };
+    // A page continues the request it was given for, and no other.
+    let binding = binding(tenant, id, text, &fingerprint(configuration));
+    let now = SystemTime::now();
+    let offset = match &request.next_token {
+        None => 0,
+        Some(token) => api
+            .bedrock
+            .page_tokens
+            .read(token, &binding, now)
+            .ok_or_else(|| refuse(paging::REFUSED))?,
+    };
+    let depth = offset.saturating_add(page_size);
+    if depth > MAX_DEPTH {
+        return Err(refuse(paging::REFUSED));
+    }
     let query = search::Query {
-        text: &request.retrieval_query.text,
-        top_k: configuration.number_of_results.unwrap_or(DEFAULT_RESULTS),
-        mode: match configuration.override_search_type {
+        text,
+        top_k: depth,
+        mode: match settings.override_search_type {
             Some(SearchType::Semantic) => SearchMode::Vector,
             Some(SearchType::Hybrid) | None => SearchMode::Hybrid,
         },
         filter: &filter,
         context: None,
-        rerank: true,
+        rerank,
     };
-    let names = (
-        "retrievalQuery.text",
-        &*format!("{CONFIGURATION}.numberOfResults"),
-    );
-    let bucket = &api.presigner.bucket;
-    run(&api, &tenant, &query, names, |hits| {
+    api.search(tenant, &query, "retrievalQuery.text", |hits| {
+        let full = hits.len() as u32 == depth;
+        let next_token = (full && depth < MAX_DEPTH)
+            .then(|| api.bedrock.page_tokens.issue(&binding, depth, now));
+        let page = hits.iter().skip(offset as usize);
         Json(RetrieveResponse {
-            retrieval_results: hits.iter().map(|hit| result(bucket, hit)).collect(),
+            retrieval_results: page.map(|hit| result(&location, hit)).collect(),
+            next_token,
         })
         .into_response()
     })
     .await
 }
 
+/// Whether the hits are reranked, and how many a page returns.
+/// `rerankingConfiguration` asks for the deployment's reranker, by its
+/// model; `managedSearchConfiguration`'s `rerankingModelType` too.
+fn reranking(
+    api: &Api,
+    settings: &SearchConfiguration,
+    path: &str,
+    results: u32,
+) -> Result<(bool, u32), ApiError> {
+    let configured = api.search.reranker.as_ref().map(|r| r.model.as_str());
+    let Some(reranking) = &settings.reranking_configuration else {
+        return match settings.reranking_model_type.as_deref() {
+            None | Some("NONE") => Ok((false, results)),
+            Some(other) => match configured {
+                Some(_) => Ok((true, results)),
+                None => Err(refuse(format!(
+                    "{path}.rerankingModelType {other}: this deployment has no reranker (RERANK_PROVIDER)"
+                ))),
+            },
+        };
+    };
+    let path = format!("{path}.rerankingConfiguration");
+    if reranking.kind != "BEDROCK_RERANKING_MODEL" {
+        return Err(refuse(format!(
+            "{path}.type must be BEDROCK_RERANKING_MODEL"
+        )));
+    }
+    let Some(bedrock) = &reranking.bedrock_reranking_configuration else {
+        return Err(refuse(format!(
+            "{path}.bedrockRerankingConfiguration is required"
+        )));
+    };
+    let Some(configured) = configured else {
+        return Err(refuse(format!(
+            "{path}: this deployment has no reranker (RERANK_PROVIDER)"
+        )));
+    };
+    let model = &bedrock.model_configuration;
+    let asked = model
+        .model_arn
+        .rsplit_once("foundation-model/")
+        .map_or(model.model_arn.as_str(), |(_, name)| name);
+    if asked != configured {
+        return Err(refuse(format!(
+            "{path}.bedrockRerankingConfiguration.modelConfiguration.modelArn names {asked:?}; this deployment reranks with {configured:?}"
+        )));
+    }
+    if model
+        .additional_model_request_fields
+        .as_ref()
+        .is_some_and(|fields| !fields.is_empty())
+    {
+        return Err(refuse(format!(
+            "{path}.bedrockRerankingConfiguration.modelConfiguration.additionalModelRequestFields is not supported"
+        )));
+    }
+    if bedrock.metadata_configuration.is_some() {
+        return Err(refuse(format!(
+            "{path}.bedrockRerankingConfiguration.metadataConfiguration is not supported: docpipe reranks the chunks' text"
+        )));
+    }
+    let reranked = bedrock.number_of_reranked_results.unwrap_or(results);
+    if !(1..=MAX_RESULTS).contains(&reranked) {
+        return Err(refuse(format!(
+            "{path}.bedrockRerankingConfiguration.numberOfRerankedResults must be 1 to {MAX_RESULTS}"
+        )));
+    }
+    Ok((true, reranked.min(results)))
+}
+
+/// The configuration as it binds a page token (`nextToken` itself aside):
+/// the same text for the same fields, whatever their order.
+fn fingerprint(configuration: &RetrievalConfiguration) -> String {
+    format!("{configuration:?}")
+}
+
+/// What a page token is bound to: who asked, of which knowledge base, what.
+fn binding(tenant: &str, id: &str, text: &str, configuration: &str) -> String {
+    let digest = Sha256::digest(format!("{tenant}\n{id}\n{text}\n{configuration}").as_bytes());
+    hex::encode(digest)
+}
+
 /// A hit as one of Bedrock's `retrievalResults`: its text, its object's S3
 /// URI, its attributes with the ones Bedrock sets itself, its score.
-fn result(bucket: &str, hit: &SearchHit) -> Value {
-    let uri = format!("s3://{bucket}/{}", hit.source_key);
+fn result(location: &Location, hit: &SearchHit) -> Value {
+    let uri = format!("{}{}", location.source_uri_prefix, hit.source_key);
     let mut metadata: Attributes = hit.metadata.clone();
     metadata.insert("x-amz-bedrock-kb-source-uri".into(), json!(uri));
+    metadata.insert(
+        "x-amz-bedrock-kb-data-source-id".into(),
+        json!(location.data_source_id),
+    );
     metadata.insert(
         "x-amz-bedrock-kb-chunk-id".into(),
         json!(format!("{}:{}", hit.document_id, hit.chunk_index)),
@@ -155,4 +371,16 @@ fn result(bucket: &str, hit: &SearchHit) -> Value {
         "metadata": metadata,
         "score": hit.score,
     })
+}
+
+/// The Bedrock routes, their bodies up to [`MAX_BODY_BYTES`], SigV4 verified.
+pub fn routes(api: &Arc<Api>) -> Router<Arc<Api>> {
+    Router::new()
+        .route(
+            "/knowledgebases/{knowledge_base_id}/retrieve",
+            post(knowledge_base),
+        )
+        .route("/v1/retrieve", post(whole_folder))
+        .layer(from_fn_with_state(Arc::clone(api), crate::auth::signed))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }

@@ -77,9 +77,7 @@ pub(super) async fn search(
 }
 
 /// Runs `query` for `tenant` once its text and size are checked (the
-/// problems named by the request's own field names, `names`) and the tenant
-/// has search slots for it; `answer` makes the response from the hits while
-/// the slots are held, since writing out a large answer costs too.
+/// problems named by the request's own field names, `names`); see [`execute`].
 pub(super) async fn run(
     api: &Api,
     tenant: &str,
@@ -94,28 +92,10 @@ pub(super) async fn run(
             query.text.len()
         )));
     }
-    let text = query.text.trim();
-    if text.is_empty() {
-        return Err(ApiError::bad_request(format!(
-            "{text_name} must not be empty"
-        )));
-    }
-    // Refused before it is embedded (and paid for): no chunk holds one.
-    if text.contains('\0') {
-        return Err(ApiError::bad_request(format!(
-            "{text_name} has a NUL character"
-        )));
-    }
     if !(1..=MAX_TOP_K).contains(&query.top_k) {
         return Err(ApiError::bad_request(format!(
             "{top_k_name} must be 1 to {MAX_TOP_K}"
         )));
     }
-    let query = search::Query {
-        text,
-        ..query.clone()
-    };
-    let _slots = api.search_slots(tenant, query.rows()).await?;
-    let hits = search::search(&api.db, &api.search, tenant, &query).await?;
-    Ok(answer(hits))
+    api.search(tenant, query, text_name, answer).await
 }

@@ -67,6 +67,12 @@ pub trait Embedder: Send + Sync {
     async fn embed_query(&self, input: EmbedInput<'_>) -> Result<Embeddings> {
         self.embed(&[input]).await
     }
+    /// The part of a search query the model reads: a query longer than the
+    /// model's window is cut to its first tokens, as Bedrock's knowledge
+    /// bases cut theirs (a chunk never is: it is refused).
+    fn query_window<'a>(&self, text: &'a str) -> &'a str {
+        text
+    }
     /// The model of stand-in vectors this embedder may produce, to be replaced later.
     fn fallback_model(&self) -> Option<&str> {
         None

@@ -298,6 +298,9 @@ impl Embedder for BedrockEmbedder {
     fn dims(&self) -> usize {
         self.dims
     }
+    fn query_window<'a>(&self, text: &'a str) -> &'a str {
+        docpipe_core::tokens::first_tokens(text, self.max_input_tokens as usize)
+    }
     fn services(&self) -> Vec<&ExternalService> {
         vec![&self.service]
     }

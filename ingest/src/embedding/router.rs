@@ -52,6 +52,10 @@ impl Embedder for FallbackEmbedder {
     fn dims(&self) -> usize {
         self.provider.dims()
     }
+    fn query_window<'a>(&self, text: &'a str) -> &'a str {
+        // The fallback's window is no smaller than any provider's.
+        self.provider.query_window(text)
+    }
     fn fallback_model(&self) -> Option<&str> {
         Some(self.fallback.model())
     }

@@ -6,8 +6,11 @@
 //! parameter.
 //!
 //! A key names a metadata attribute, or one docpipe sets itself (`source_key`,
-//! `content_type`, `page_start`, `headings`…, [`metadata::RESERVED`]). A
-//! chunk without the attribute matches only `notEquals` and `notIn`.
+//! `content_type`, `page_start`, `headings`…, [`metadata::RESERVED`]), or,
+//! in Bedrock's own requests ([`Condition::parse`]), one of the attributes
+//! Bedrock sets on every result ([`BEDROCK_KEYS`]). A chunk without the
+//! attribute matches only `notEquals` (as Bedrock's documentation has it,
+//! `notIn` needs the attribute).
 
 mod sql;
 
@@ -22,6 +25,14 @@ pub const MAX_DEPTH: usize = 5;
 pub const MAX_CONDITIONS: usize = 50;
 /// Most values in one `in` or `notIn`.
 pub const MAX_LIST_VALUES: usize = 100;
+
+/// The attributes Bedrock sets on every result, filterable in its requests:
+/// the object's `s3://` URI, the knowledge base's data source, the page.
+pub const BEDROCK_KEYS: &[&str] = &[
+    "x-amz-bedrock-kb-source-uri",
+    "x-amz-bedrock-kb-data-source-id",
+    "x-amz-bedrock-kb-document-page-number",
+];
 
 /// A comparison of one attribute with a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +121,8 @@ fn type_of(value: &Value) -> &'static str {
 /// Reads filters, counting comparisons across the whole filter.
 struct Reader {
     comparisons: usize,
+    /// Whether [`BEDROCK_KEYS`] may be filtered on (a Bedrock request).
+    bedrock_keys: bool,
 }
 
 impl Condition {
@@ -119,7 +132,10 @@ impl Condition {
         members: &Map<String, Value>,
         path: &str,
     ) -> Result<Option<Condition>, String> {
-        let mut reader = Reader { comparisons: 0 };
+        let mut reader = Reader {
+            comparisons: 0,
+            bedrock_keys: false,
+        };
         match members.len() {
             0 => Ok(None),
             1 => reader.members(members, path, 0).map(Some),
@@ -130,9 +146,14 @@ impl Condition {
         }
     }
 
-    /// The condition `value` (an object with one operator) at `path`.
+    /// The condition `value` (an object with one operator) at `path`, of a
+    /// Bedrock request: [`BEDROCK_KEYS`] may be filtered on.
     pub fn parse(value: &Value, path: &str) -> Result<Condition, String> {
-        Reader { comparisons: 0 }.condition(value, path, 0)
+        let mut reader = Reader {
+            comparisons: 0,
+            bedrock_keys: true,
+        };
+        reader.condition(value, path, 0)
     }
 }
 
@@ -187,7 +208,7 @@ impl Reader {
             ));
         }
         let key = match fields.get("key") {
-            Some(Value::String(key)) => check_key(key, &path)?,
+            Some(Value::String(key)) => check_key(key, &path, self.bedrock_keys)?,
             Some(other) => {
                 return Err(format!(
                     "{path}.key: must be a string, not {}",
@@ -242,16 +263,18 @@ impl Reader {
     }
 }
 
-fn check_key(key: &str, path: &str) -> Result<String, String> {
+fn check_key(key: &str, path: &str, bedrock_keys: bool) -> Result<String, String> {
     if key.is_empty() || key.len() > MAX_NAME_BYTES || key.chars().any(char::is_control) {
         return Err(format!(
             "{path}.key: must be 1 to {MAX_NAME_BYTES} bytes without control characters"
         ));
     }
-    if key.starts_with(metadata::RESERVED_PREFIX) {
+    if key.starts_with(metadata::RESERVED_PREFIX) && !(bedrock_keys && BEDROCK_KEYS.contains(&key))
+    {
         return Err(format!(
-            "{path}.key: {key:?} is Bedrock's own attribute, not kept by docpipe; filter on \
-             source_key instead"
+            "{path}.key: {key:?} is Bedrock's own attribute; filter on source_key instead \
+             (Bedrock's requests may filter on {})",
+            BEDROCK_KEYS.join(", ")
         ));
     }
     Ok(key.to_string())
@@ -386,7 +409,7 @@ mod tests {
                 "filter.andAll[1].lessThan.value: must be a number, not a boolean",
             ),
             (
-                json!({"equals": {"key": "x-amz-bedrock-kb-source-uri", "value": "s3://b/k"}}),
+                json!({"equals": {"key": "x-amz-bedrock-kb-chunk-id", "value": "c"}}),
                 "filter on source_key",
             ),
             (
@@ -398,6 +421,15 @@ mod tests {
             let error = problem(filter.clone());
             assert!(error.contains(says), "{filter}: {error}");
         }
+    }
+
+    #[test]
+    fn bedrock_s_own_keys_are_filterable_in_its_requests_only() {
+        let uri = json!({"equals": {"key": "x-amz-bedrock-kb-source-uri", "value": "s3://b/k"}});
+        assert!(Condition::parse(&uri, "filter").is_ok());
+        let members = uri.as_object().unwrap();
+        let error = Condition::from_members(members, "filter").unwrap_err();
+        assert!(error.contains("filter on source_key"), "{error}");
     }
 
     #[test]
@@ -420,7 +452,7 @@ mod tests {
             {"startsWith": {"key": "source_key", "value": "uploads/acme/"}},
         ]});
         let condition = Condition::parse(&filter, "filter").unwrap();
-        let sql = SqlCondition::new(&condition, 7);
+        let sql = SqlCondition::new(&condition, 7, None);
         assert!(!sql.sql.contains("DROP"), "{}", sql.sql);
         assert!(
             sql.sql.contains("$7") && sql.sql.contains("to_jsonb(source_key)"),

@@ -2,6 +2,7 @@
 //! key and value is a parameter.
 
 use super::{Comparison, Condition};
+use crate::Location;
 use serde_json::{Map, Value};
 use tokio_postgres::types::ToSql;
 
@@ -12,11 +13,14 @@ pub struct SqlCondition {
     pub params: Vec<Box<dyn ToSql + Sync + Send>>,
     /// The number of the first parameter.
     first: usize,
+    /// Where the chunks' objects are, as Bedrock names them.
+    location: Option<Location>,
 }
 
 /// The chunk columns a reserved key reads, as JSON (a missing value is NULL).
 fn reserved_column(key: &str) -> Option<&'static str> {
     Some(match key {
+        "x-amz-bedrock-kb-document-page-number" => "to_jsonb(page_start)",
         "source_key" => "to_jsonb(source_key)",
         "document_id" => "to_jsonb(document_id::text)",
         "content_type" => "to_jsonb(content_type)",
@@ -31,15 +35,34 @@ fn reserved_column(key: &str) -> Option<&'static str> {
 }
 
 impl SqlCondition {
-    /// `condition` as SQL whose first parameter is `$first`.
-    pub fn new(condition: &Condition, first: usize) -> SqlCondition {
+    /// `condition` as SQL whose first parameter is `$first`; Bedrock's
+    /// source URI and data source read `location`.
+    pub fn new(condition: &Condition, first: usize, location: Option<&Location>) -> SqlCondition {
         let mut sql = SqlCondition {
             sql: String::new(),
             params: Vec::new(),
             first,
+            location: location.cloned(),
         };
         sql.sql = sql.write(condition);
         sql
+    }
+
+    /// The JSON a reserved `key` reads, if it is one.
+    fn column(&mut self, key: &str) -> Option<String> {
+        let location = self.location.clone();
+        let known = |value: Option<String>| value.unwrap_or_else(|| "NULL".to_string());
+        Some(match key {
+            "x-amz-bedrock-kb-source-uri" => {
+                let prefix = location.map(|at| self.param(at.source_uri_prefix));
+                format!("to_jsonb({}::text || source_key)", known(prefix))
+            }
+            "x-amz-bedrock-kb-data-source-id" => {
+                let id = location.map(|at| self.param(at.data_source_id));
+                format!("to_jsonb({}::text)", known(id))
+            }
+            _ => reserved_column(key)?.to_string(),
+        })
     }
 
     /// A placeholder for `value`.
@@ -63,7 +86,7 @@ impl SqlCondition {
     }
 
     fn compare(&mut self, comparison: Comparison, key: &str, value: &Value) -> String {
-        let column = reserved_column(key);
+        let column = self.column(key);
         // An attribute's equals and listContains are `metadata @> {key: …}`
         // alone (the same test, for the scalars they take): the GIN index
         // serves it, and the planner reads it against the column's
@@ -82,7 +105,7 @@ impl SqlCondition {
             }
         }
         let field = match column {
-            Some(column) => column.to_string(),
+            Some(column) => column,
             None => format!("(metadata -> {}::text)", self.param(key.to_string())),
         };
         let sql = match comparison {
@@ -121,7 +144,8 @@ impl SqlCondition {
                 if comparison == Comparison::In {
                     any
                 } else {
-                    format!("NOT {any}")
+                    // Bedrock's notIn: the attribute is there, and none of these.
+                    format!("{field} IS NOT NULL AND NOT {any}")
                 }
             }
             Comparison::StartsWith => {

@@ -6,7 +6,10 @@ use docpipe_core::settings::KeywordMatch;
 
 /// The keyword ranker's rows (see [`candidates`]): chunks holding every
 /// word first; the score is half for that and half the rank (0–1 both), so
-/// it falls with the order.
+/// it falls with the order. The relevance is the share of the query's
+/// words (lexemes) the chunk holds: 1 for a chunk holding them all, the
+/// same for every query, where the rank's scale depends on the query's
+/// length.
 pub(super) async fn keyword_ranking(
     client: &deadpool_postgres::Client,
     (text, matching): (&str, KeywordMatch),
@@ -18,12 +21,18 @@ pub(super) async fn keyword_ranking(
     let (within, n) = (&within.sql, params.len());
     let sql = format!(
         "SELECT row_number() OVER (ORDER BY all_words DESC, text_rank DESC, chunk_id) AS rank,
-                (all_words::int + text_rank) / 2 AS score, all_words, {HIT_COLUMNS}
-           FROM (SELECT {HIT_COLUMNS}, {rank}(text_search, words, 32)::float8 AS text_rank,
+                (all_words::int + text_rank) / 2 AS score, all_words,
+                cardinality(ARRAY(SELECT unnest(tsvector_to_array(text_search))
+                                  INTERSECT SELECT unnest(query_words)))::float8
+                  / greatest(cardinality(query_words), 1) AS relevance,
+                {HIT_COLUMNS}
+           FROM (SELECT {HIT_COLUMNS}, text_search,
+                        {rank}(text_search, words, 32)::float8 AS text_rank,
                         text_search @@ websearch_to_tsquery({TEXT_CONFIG}, ${n}) AS all_words
                    FROM upload_pipeline.document_chunks, (SELECT {words} AS words) query
                   WHERE {within} AND text_search @@ words
-                  ORDER BY all_words DESC, text_rank DESC, chunk_id LIMIT $2) matching
+                  ORDER BY all_words DESC, text_rank DESC, chunk_id LIMIT $2) matching,
+                (SELECT tsvector_to_array(to_tsvector({TEXT_CONFIG}, ${n})) AS query_words) asked
           ORDER BY rank"
     );
     Ok(client.query(&sql, &params).await?)

@@ -36,7 +36,8 @@ pub struct Candidate {
 }
 
 impl Candidate {
-    /// From a ranking's row: `rank`, `score`, `all_words`, then [`HIT_COLUMNS`].
+    /// From a ranking's row: `rank`, `score`, `all_words`, (keyword ranker)
+    /// `relevance`, then [`HIT_COLUMNS`].
     fn from_row(row: &tokio_postgres::Row, ranker: Ranker) -> Candidate {
         Candidate {
             placed: Ranked {
@@ -44,6 +45,10 @@ impl Candidate {
                 ranker,
                 rank: row.get("rank"),
                 score: row.get("score"),
+                relevance: match ranker {
+                    Ranker::Vector => row.get("score"),
+                    Ranker::Keyword => row.get("relevance"),
+                },
                 all_words: row.get("all_words"),
             },
             hit: SearchHit {
@@ -63,6 +68,7 @@ impl Candidate {
                 },
                 text: row.get("text"),
                 score: row.get("score"),
+                fused_score: None,
                 context: None,
             },
         }
@@ -136,7 +142,7 @@ impl<'a> Within<'a> {
         filter
             .metadata
             .as_ref()
-            .map(|condition| SqlCondition::new(condition, 5))
+            .map(|condition| SqlCondition::new(condition, 5, filter.location.as_ref()))
     }
 
     fn new(
