@@ -141,7 +141,7 @@ def boto3_errors():
 
 def aws_cli():
     env = dict(os.environ, AWS_ACCESS_KEY_ID=KEYS["aws_access_key_id"],
-               AWS_SECRET_ACCESS_KEY=KEYS["aws_secret_access_key"], AWS_REGION=REGION)
+               AWS_SECRET_ACCESS_KEY=KEYS["aws_secret_access_key"], AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION)
     env.pop("AWS_ENDPOINT_URL", None)  # LocalStack's; docpipe's is given below
     command = ["aws", "bedrock-agent-runtime", "retrieve", "--endpoint-url", ENDPOINT,
                "--knowledge-base-id", KB, "--retrieval-query", json.dumps({"text": DOCS["b.md"][0]})]
@@ -153,6 +153,7 @@ def aws_cli():
 
 def langchain():
     from langchain_aws import AmazonKnowledgeBasesRetriever
+    from pydantic import SecretStr
 
     retriever = AmazonKnowledgeBasesRetriever(
         knowledge_base_id=KB,
@@ -160,7 +161,7 @@ def langchain():
         min_score_confidence=0.5,
         endpoint_url=ENDPOINT,
         region_name=REGION,
-        **KEYS,
+        **{name: SecretStr(value) for name, value in KEYS.items()},
     )
     documents = retriever.invoke(DOCS["c.md"][0])
     check(documents and documents[0].page_content == DOCS["c.md"][0],

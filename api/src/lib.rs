@@ -18,7 +18,7 @@ pub use routes::{MAX_BODY_BYTES, MAX_PAGE, MAX_QUERY_BYTES, MAX_TOP_K, OPENAPI, 
 pub use settings::ApiSettings;
 pub use state::{Api, ApiParts, Infrastructure, Presigner, WatchedQueue};
 
-use docpipe_core::settings::{Env, Parts};
+use docpipe_core::settings::{Parts, PipelineSettings};
 use docpipe_ingest::drivers::Deployment;
 use std::sync::Arc;
 
@@ -27,11 +27,17 @@ use std::sync::Arc;
 /// is the authorizer's `TENANT_CLAIM` (default `tenant`).
 pub async fn serve_lambda() -> Result<(), lambda_http::Error> {
     docpipe_core::ops::telemetry::init("info");
+    let sdk = docpipe_aws::sdk::sdk_config().await;
+    // The API's own secrets (SigV4 keys, the page tokens' key) with the rest.
+    let env = docpipe_ingest::drivers::handlers::settings(&sdk).await?;
     // Search embeds queries: the API builds the embedder and no other part.
-    let deployment = Deployment::from_env(Parts::EMBED).await.inspect_err(|e| {
-        tracing::error!(error = %e, "configuration error");
-    })?;
-    let settings: ApiSettings = Env::from_process().load()?;
+    let pipeline = PipelineSettings::load(&env, Parts::EMBED)?;
+    let deployment = Deployment::new(&pipeline, env.load()?, &sdk)
+        .await
+        .inspect_err(|e| {
+            tracing::error!(error = %e, "configuration error");
+        })?;
+    let settings: ApiSettings = env.load()?;
     let claim = settings.tenant_claim.clone();
     let api = Api::new(deployment, Auth::Authorizer { claim }, &settings)?;
     lambda_http::run(router(Arc::new(api))).await

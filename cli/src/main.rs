@@ -107,6 +107,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// SigV4 key pairs for Bedrock's clients (the API's `SIGV4_KEYS`).
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// A new key pair for a tenant: add its entry to `SIGV4_KEYS` (a tenant
+    /// may have two, the current and the next); nothing is stored here.
+    Issue {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -133,10 +150,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (Some(url), Command::Search { .. } | Command::Eval { .. } | Command::Status { .. }) => {
             Some(api::ApiClient::new(url, cli.api_key)?)
         }
+        // Issuing keys touches no service.
+        (Some(_), Command::Keys { .. }) => None,
         (Some(_), _) => bail!("--api serves `search`, `eval` and `status` only"),
         (None, _) => None,
     };
     match cli.command {
+        Command::Keys {
+            command: KeysCommand::Issue { tenant, json },
+        } => commands::keys::issue(&tenant, json)?,
         Command::Migrate => {
             let config: DatabaseSettings = Env::from_process().load()?;
             let report = db::schema::migrate(&config).await?;

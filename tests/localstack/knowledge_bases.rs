@@ -506,3 +506,55 @@ async fn bedrock_s_rust_sdk_retrieves_with_only_the_endpoint_and_keys_changed() 
     let throttled = refused(call()).await;
     assert!(throttled.is_throttling_exception(), "{throttled:?}");
 }
+
+/// An embedding provider that takes every connection and never answers.
+async fn silent_provider() -> (String, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            open.push(stream);
+        }
+    });
+    (url, held)
+}
+
+#[tokio::test]
+async fn a_provider_that_fails_and_full_search_slots_are_the_sdk_s_exceptions() {
+    let (url, _held) = silent_provider().await;
+    let stack = LocalAws::start(&[
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_BASE_URL", &url),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("EMBEDDING_TIMEOUT_SECS", "8"),
+        ("EXTERNAL_MAX_ATTEMPTS", "1"),
+    ])
+    .await;
+    let sigv4 = format!("{ACME_KEY_ID}:{SECRET}:acme");
+    let vars = [
+        ("KNOWLEDGE_BASES", "KBACME0001:acme"),
+        ("SIGV4_KEYS", sigv4.as_str()),
+        ("SIGV4_REGION", "us-east-1"),
+        ("TENANT_SEARCH_SLOTS", "1"),
+    ];
+    let base = stack
+        .serve_api_with("acme-key-0123456789:acme", &vars)
+        .await;
+    let acme = client(&base, ACME_KEY_ID, SECRET, "us-east-1", None).await;
+    let call = || {
+        acme.retrieve()
+            .knowledge_base_id("KBACME0001")
+            .retrieval_query(query("fog"))
+    };
+    // The first search holds the tenant's one slot while the provider is
+    // silent; the second waits 5 s for it, then is told the quota is full.
+    let first = tokio::spawn(refused(call()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = refused(call()).await;
+    assert!(second.is_service_quota_exceeded_exception(), "{second:?}");
+    // The provider never answers: the search fails as a dependency's fault.
+    let first = first.await.unwrap();
+    assert!(first.is_dependency_failed_exception(), "{first:?}");
+    assert!(first.message().is_some_and(|m| !m.is_empty()), "{first:?}");
+}

@@ -11,6 +11,7 @@
 //! compared in constant time. A refusal names what failed and never the
 //! secret or the signature.
 
+use docpipe_core::domain::access_keys;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -62,14 +63,15 @@ impl SigV4Keys {
             let shape = "SIGV4_KEYS must be id:secret:tenant triples separated by commas";
             let (id, rest) = triple.trim().split_once(':').ok_or(shape)?;
             let (secret, tenant) = rest.rsplit_once(':').ok_or(shape)?;
-            if !(16..=128).contains(&id.len()) || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+            if !access_keys::is_access_key_id(id) {
                 return Err(
                     "each SIGV4_KEYS access key id must be 16 to 128 letters and digits".into(),
                 );
             }
-            if secret.len() < 32 || secret.contains(char::is_whitespace) {
+            if !access_keys::is_secret(secret) {
                 return Err(format!(
-                    "the secret of access key {id} needs 32 or more characters"
+                    "the secret of access key {id} needs {} or more characters, without blanks, `:` or `,`",
+                    access_keys::MIN_SECRET_CHARS
                 ));
             }
             docpipe_core::domain::keys::Tenant::new(tenant)

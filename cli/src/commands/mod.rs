@@ -2,6 +2,7 @@
 
 pub mod eval;
 pub mod ingest;
+pub mod keys;
 pub mod reembed;
 pub mod search;
 pub mod status;

@@ -8,9 +8,11 @@
 //!   (the proxy's endpoint, not the instance's) and `sslmode` from
 //!   `DATABASE_SSLMODE` (default `require`).
 //! - `OPENAI_API_KEY_SECRET_ID`, `LLAMA_CLOUD_API_KEY_SECRET_ID`,
-//!   `RERANK_API_KEY_SECRET_ID`: a plain string → `OPENAI_API_KEY`,
-//!   `LLAMA_CLOUD_API_KEY`, `RERANK_API_KEY`. The template's
-//!   placeholder value `unset` counts as no key.
+//!   `RERANK_API_KEY_SECRET_ID`, `SIGV4_KEYS_SECRET_ID`,
+//!   `PAGE_TOKEN_KEY_SECRET_ID`: a plain string → `OPENAI_API_KEY`,
+//!   `LLAMA_CLOUD_API_KEY`, `RERANK_API_KEY`, `SIGV4_KEYS` (the API's
+//!   SigV4 key pairs), `PAGE_TOKEN_KEY`. The template's placeholder value
+//!   `unset` counts as no key.
 
 use crate::error::ConfigError;
 use crate::settings::Env;
@@ -20,10 +22,12 @@ use std::collections::HashMap;
 /// The value a new API key secret holds until an operator puts the key.
 pub const PLACEHOLDER: &str = "unset";
 
-const API_KEYS: [(&str, &str); 3] = [
+const API_KEYS: [(&str, &str); 5] = [
     ("OPENAI_API_KEY", "OPENAI_API_KEY_SECRET_ID"),
     ("LLAMA_CLOUD_API_KEY", "LLAMA_CLOUD_API_KEY_SECRET_ID"),
     ("RERANK_API_KEY", "RERANK_API_KEY_SECRET_ID"),
+    ("SIGV4_KEYS", "SIGV4_KEYS_SECRET_ID"),
+    ("PAGE_TOKEN_KEY", "PAGE_TOKEN_KEY_SECRET_ID"),
 ];
 
 /// Settings read from the secrets the environment names, by variable name.
