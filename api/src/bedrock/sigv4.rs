@@ -486,6 +486,26 @@ mod tests {
                 .unwrap_err()
                 .contains("5 minutes")
         );
+        // Signed for another service or region: refused by its scope.
+        for (service, region, says) in [
+            ("s3", "us-east-1", "sign for \"bedrock\""),
+            ("bedrock", "eu-west-1", "this endpoint is in"),
+        ] {
+            let header = headers["authorization"]
+                .to_str()
+                .unwrap()
+                .replace("/us-east-1/bedrock/", &format!("/{region}/{service}/"));
+            let mut other = headers.clone();
+            other.insert("authorization", header.parse().unwrap());
+            let request = Signed {
+                headers: &other,
+                ..request
+            };
+            let refusal = keys.verify(&request, now).unwrap_err();
+            assert!(refusal.contains(says), "{refusal}");
+            // What is said (and logged) never holds the signature or the secret.
+            assert!(!refusal.contains(&signature) && !refusal.contains("wJalrXUtnFEMI"));
+        }
         let changed = Signed {
             body: b"{ }",
             ..request

@@ -237,10 +237,7 @@ async fn retrieve(
             .read(token, &binding, now)
             .ok_or_else(|| refuse(paging::REFUSED))?,
     };
-    let depth = offset.saturating_add(page_size);
-    if depth > MAX_DEPTH {
-        return Err(refuse(paging::REFUSED));
-    }
+    let depth = page_depth(offset, page_size);
     let query = search::Query {
         text,
         top_k: depth,
@@ -253,9 +250,8 @@ async fn retrieve(
         rerank,
     };
     api.search(tenant, &query, "retrievalQuery.text", |hits| {
-        let full = hits.len() as u32 == depth;
-        let next_token = (full && depth < MAX_DEPTH)
-            .then(|| api.bedrock.page_tokens.issue(&binding, depth, now));
+        let next_token = next_offset(depth, hits.len())
+            .map(|next| api.bedrock.page_tokens.issue(&binding, next, now));
         let page = hits.iter().skip(offset as usize);
         Json(RetrieveResponse {
             retrieval_results: page.map(|hit| result(&location, hit)).collect(),
@@ -264,6 +260,18 @@ async fn retrieve(
         .into_response()
     })
     .await
+}
+
+/// How deep the page at `offset` reads: its last result, never past
+/// [`MAX_DEPTH`].
+fn page_depth(offset: u32, page_size: u32) -> u32 {
+    offset.saturating_add(page_size).min(MAX_DEPTH)
+}
+
+/// The next page's offset, if there may be one: this page was full and
+/// paging has not reached [`MAX_DEPTH`].
+fn next_offset(depth: u32, found: usize) -> Option<u32> {
+    (found == depth as usize && depth < MAX_DEPTH).then_some(depth)
 }
 
 /// Whether the hits are reranked, and how many a page returns.
@@ -383,4 +391,29 @@ pub fn routes(api: &Arc<Api>) -> Router<Arc<Api>> {
         .route("/v1/retrieve", post(whole_folder))
         .layer(from_fn_with_state(Arc::clone(api), crate::auth::signed))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 100 results a page for 100 pages: paging ends at 1 000 results, and
+    /// no page reads deeper, whatever its size.
+    #[test]
+    fn paging_ends_at_its_depth() {
+        let mut offset = 0;
+        let mut pages = 0;
+        while let Some(next) =
+            next_offset(page_depth(offset, 100), page_depth(offset, 100) as usize)
+        {
+            offset = next;
+            pages += 1;
+            assert!(pages < 100, "paging did not end");
+        }
+        assert_eq!((pages, offset), (9, 900), "ten pages of 100");
+        assert_eq!(page_depth(990, 30), MAX_DEPTH);
+        assert_eq!(next_offset(MAX_DEPTH, MAX_DEPTH as usize), None);
+        assert_eq!(next_offset(40, 35), None, "a page not full is the last");
+        assert_eq!(page_depth(u32::MAX, 100), MAX_DEPTH);
+    }
 }
