@@ -240,3 +240,92 @@ async fn a_hostile_sidecar_is_refused_with_its_reason_and_nothing_else_changes()
         (before.tokens, 1, before.chunk_ids)
     );
 }
+
+/// The headers each of `key`'s chunks was embedded under, in order.
+async fn embed_headers(stack: &LocalAws, key: &str) -> Vec<Option<String>> {
+    let db = stack.test_db.client().await;
+    db.query(
+        "SELECT embed_header FROM upload_pipeline.document_chunks
+          WHERE source_key = $1 ORDER BY chunk_index",
+        &[&key],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|row| row.get(0))
+    .collect()
+}
+
+#[tokio::test]
+async fn attributes_marked_for_embedding_head_the_chunks_and_a_change_embeds_only_their_document() {
+    const OTHER: &str = "uploads/acme/buoys.md";
+    let stack = stack().await;
+    let marked = |team: &str, year: u32| {
+        sidecar(json!({
+            "team": {"value": {"type": "STRING", "stringValue": team}, "includeForEmbedding": true},
+            "year": year,
+        }))
+    };
+    stack
+        .put(OTHER, "# Buoys\n\nBuoys are painted red and green.\n")
+        .await;
+    stack.put(SIDECAR, marked("harbour", 2026)).await;
+    stack.put(REPORT, TEXT).await;
+    stack.wait_for_state(OTHER, "complete").await;
+    stack.wait_for_state(REPORT, "complete").await;
+    let headers = embed_headers(&stack, REPORT).await;
+    assert!(
+        headers.len() >= 2
+            && headers
+                .iter()
+                .all(|h| h.as_deref() == Some("team: harbour")),
+        "{headers:?}"
+    );
+    assert_eq!(embed_headers(&stack, OTHER).await, [None]);
+    let before = seen(&stack).await;
+
+    // An attribute not marked for embedding changes: metadata only.
+    stack.put(SIDECAR, marked("harbour", 2027)).await;
+    let unmarked = converges(&stack, json!({"team": "harbour", "year": 2027})).await;
+    assert_eq!(unmarked.tokens, before.tokens, "nothing embedded");
+
+    // The marked one changes: the report's chunks are embedded under it,
+    // and what is paid is their inputs' tokens, no other document's.
+    stack.put(SIDECAR, marked("legal", 2027)).await;
+    wait_until(
+        WITHIN,
+        "the report's chunks under the new team",
+        async || {
+            let headers = embed_headers(&stack, REPORT).await;
+            !headers.is_empty() && headers.iter().all(|h| h.as_deref() == Some("team: legal"))
+        },
+    )
+    .await;
+    stack.wait_for_state(REPORT, "complete").await;
+    let after = converges(&stack, json!({"team": "legal", "year": 2027})).await;
+    let db = stack.test_db.client().await;
+    let inputs: i64 = db
+        .query_one(
+            "SELECT sum(embed_tokens)::int8 FROM upload_pipeline.document_chunks
+              WHERE source_key = $1",
+            &[&REPORT],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        after.tokens - before.tokens,
+        inputs,
+        "the report's chunks, once"
+    );
+    let other_jobs: i64 = db
+        .query_one(
+            "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE source_key = $1",
+            &[&OTHER],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(other_jobs, 1);
+    assert_eq!(embed_headers(&stack, OTHER).await, [None]);
+}

@@ -77,6 +77,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V17__jobs_by_state_and_tenant",
         include_str!("../../../migrations/V17__jobs_by_state_and_tenant.sql"),
     ),
+    (
+        "V18__metadata_for_embedding",
+        include_str!("../../../migrations/V18__metadata_for_embedding.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

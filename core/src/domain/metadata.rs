@@ -130,6 +130,14 @@ fn typed_value(name: &str, typed: &Map<String, Value>) -> Result<Value, String> 
         .get("value")
         .and_then(Value::as_object)
         .ok_or_else(|| format!("attribute {name:?}: a typed value needs a \"value\" object"))?;
+    if let Some(other) = typed
+        .keys()
+        .find(|key| *key != "value" && *key != "includeForEmbedding")
+    {
+        return Err(format!(
+            "attribute {name:?}: unknown field {other:?}; a typed value has value and includeForEmbedding"
+        ));
+    }
     let (field, is_type): (&str, fn(&Value) -> bool) =
         match inner.get("type").and_then(Value::as_str) {
             Some("STRING") => ("stringValue", Value::is_string),
@@ -151,23 +159,85 @@ fn typed_value(name: &str, typed: &Map<String, Value>) -> Result<Value, String> 
     }
 }
 
+/// A sidecar as read: its attributes, and what of them its chunks are
+/// embedded with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sidecar {
+    pub attributes: Attributes,
+    /// The attributes marked `"includeForEmbedding": true`, one
+    /// `name: value` line each, by name; none when no attribute is.
+    pub for_embedding: Option<String>,
+}
+
+/// Longest text of the attributes a sidecar includes for embedding: it is
+/// embedded with every chunk of its document, in the room of the chunk.
+pub const MAX_EMBEDDED_CHARS: usize = 256;
+
+/// `name: value` lines of `names`' attributes, by name (a list's items
+/// joined by commas); bounded by [`MAX_EMBEDDED_CHARS`].
+fn embedding_text(attributes: &Attributes, names: &[&String]) -> Result<Option<String>, String> {
+    let mut names = names.to_vec();
+    names.sort();
+    let line = |name: &String| {
+        let value = match &attributes[name.as_str()] {
+            Value::String(text) => text.clone(),
+            Value::Array(items) => items
+                .iter()
+                .map(|item| {
+                    item.as_str()
+                        .map_or_else(|| item.to_string(), str::to_string)
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            other => other.to_string(),
+        };
+        format!("{name}: {value}")
+    };
+    let text = names.into_iter().map(line).collect::<Vec<_>>().join("\n");
+    let chars = text.chars().count();
+    if chars > MAX_EMBEDDED_CHARS {
+        return Err(format!(
+            "the attributes included for embedding are {chars} characters as text; at most {MAX_EMBEDDED_CHARS}"
+        ));
+    }
+    Ok((!text.is_empty()).then_some(text))
+}
+
 /// Reads a sidecar, `{"metadataAttributes": {"year": 2024, "team": "legal"}}`,
-/// each value plain or in Bedrock KB's typed form.
-pub fn parse_sidecar(bytes: &[u8]) -> Result<Attributes, String> {
+/// each value plain or in Bedrock KB's typed form (whose
+/// `includeForEmbedding` marks it to be embedded with the chunks).
+pub fn parse_sidecar(bytes: &[u8]) -> Result<Sidecar, String> {
     let document: Value =
         serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let Some(Value::Object(attributes)) = document.get("metadataAttributes") else {
+    let Some(Value::Object(given)) = document.get("metadataAttributes") else {
         return Err("needs a \"metadataAttributes\" object".into());
     };
-    let attributes: Attributes = attributes
-        .iter()
-        .map(|(name, value)| match value {
-            Value::Object(typed) => Ok((name.clone(), typed_value(name, typed)?)),
-            plain => Ok((name.clone(), plain.clone())),
-        })
-        .collect::<Result<_, String>>()?;
+    let mut attributes = Attributes::new();
+    let mut embedded = Vec::new();
+    for (name, value) in given {
+        let value = match value {
+            Value::Object(typed) => {
+                match typed.get("includeForEmbedding") {
+                    None | Some(Value::Bool(false)) => {}
+                    Some(Value::Bool(true)) => embedded.push(name),
+                    Some(other) => {
+                        return Err(format!(
+                            "attribute {name:?}: includeForEmbedding must be true or false, not {other}"
+                        ));
+                    }
+                }
+                typed_value(name, typed)?
+            }
+            plain => plain.clone(),
+        };
+        attributes.insert(name.clone(), value);
+    }
     check(&attributes)?;
-    Ok(attributes)
+    let for_embedding = embedding_text(&attributes, &embedded)?;
+    Ok(Sidecar {
+        attributes,
+        for_embedding,
+    })
 }
 
 /// The sidecar that sets `attributes`, as the upload API writes it.
@@ -208,11 +278,44 @@ mod tests {
             "region": {"value": {"type": "STRING", "stringValue": "eu"}, "includeForEmbedding": true},
             "pages": {"value": {"type": "NUMBER", "numberValue": 12}},
         }});
-        let attributes = parse_sidecar(sidecar.to_string().as_bytes()).unwrap();
+        let read = parse_sidecar(sidecar.to_string().as_bytes()).unwrap();
         assert_eq!(
-            Value::Object(attributes),
+            Value::Object(read.attributes),
             json!({"year": 2024, "team": "legal", "tags": ["a", "b"], "draft": false,
                    "region": "eu", "pages": 12})
+        );
+        assert_eq!(read.for_embedding.as_deref(), Some("region: eu"));
+    }
+
+    #[test]
+    fn attributes_for_embedding_are_lines_by_name_within_a_bound() {
+        let typed = |value: Value, kind: &str, field: &str| json!({"value": {"type": kind, field: value}, "includeForEmbedding": true});
+        let sidecar = json!({"metadataAttributes": {
+            "team": typed(json!("harbour"), "STRING", "stringValue"),
+            "tags": typed(json!(["fog", "log"]), "STRING_LIST", "stringListValue"),
+            "year": typed(json!(2026), "NUMBER", "numberValue"),
+            "plain": "not embedded",
+        }});
+        let read = parse_sidecar(sidecar.to_string().as_bytes()).unwrap();
+        assert_eq!(
+            read.for_embedding.as_deref(),
+            Some("tags: fog, log\nteam: harbour\nyear: 2026")
+        );
+        let none = json!({"metadataAttributes": {"team": "harbour"}});
+        assert_eq!(
+            parse_sidecar(none.to_string().as_bytes())
+                .unwrap()
+                .for_embedding,
+            None
+        );
+        let long = json!({"metadataAttributes": {"note": typed(json!("x".repeat(300)), "STRING", "stringValue")}});
+        let error = parse_sidecar(long.to_string().as_bytes()).unwrap_err();
+        assert!(error.contains("at most 256"), "{error}");
+        let odd = json!({"metadataAttributes": {"team": {"value": {"type": "STRING", "stringValue": "x"}, "includeForEmbedding": "yes"}}});
+        assert!(
+            parse_sidecar(odd.to_string().as_bytes())
+                .unwrap_err()
+                .contains("true or false")
         );
     }
 
@@ -290,6 +393,9 @@ mod tests {
     fn a_written_sidecar_reads_back() {
         let attributes: Attributes =
             serde_json::from_value(json!({"year": 2024, "tags": ["x"]})).unwrap();
-        assert_eq!(parse_sidecar(&sidecar_bytes(&attributes)), Ok(attributes));
+        assert_eq!(
+            parse_sidecar(&sidecar_bytes(&attributes)).map(|read| read.attributes),
+            Ok(attributes)
+        );
     }
 }

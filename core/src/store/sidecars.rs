@@ -1,31 +1,45 @@
 //! `metadata_sidecars`: the attributes of each document's sidecar, by the
 //! document's key, whether or not the document has arrived.
 
-use crate::domain::metadata::Attributes;
+use crate::domain::metadata::Sidecar;
 use crate::error::Result;
 use deadpool_postgres::GenericClient;
 use std::time::Duration;
 
-/// The sidecar of the document at `key` gives `attributes`.
+/// The sidecar of the document at `key` gives `sidecar`'s attributes.
 pub async fn put(
     tx: &impl GenericClient,
     key: &str,
     tenant: &str,
-    attributes: &Attributes,
+    sidecar: &Sidecar,
 ) -> Result<()> {
     tx.execute(
-        "INSERT INTO upload_pipeline.metadata_sidecars (source_key, tenant, attributes)
-         VALUES ($1, $2, $3)
+        "INSERT INTO upload_pipeline.metadata_sidecars (source_key, tenant, attributes, for_embedding)
+         VALUES ($1, $2, $3, $4)
          ON CONFLICT (source_key) DO UPDATE
-            SET attributes = excluded.attributes, error = NULL, updated_at = now()",
+            SET attributes = excluded.attributes, for_embedding = excluded.for_embedding,
+                error = NULL, updated_at = now()",
         &[
             &key,
             &tenant,
-            &serde_json::Value::Object(attributes.clone()),
+            &serde_json::Value::Object(sidecar.attributes.clone()),
+            &sidecar.for_embedding,
         ],
     )
     .await?;
     Ok(())
+}
+
+/// The text the chunks of the document at `key` are embedded with, from its
+/// sidecar's attributes marked `includeForEmbedding`, if any.
+pub async fn for_embedding(client: &impl GenericClient, key: &str) -> Result<Option<String>> {
+    Ok(client
+        .query_opt(
+            "SELECT for_embedding FROM upload_pipeline.metadata_sidecars WHERE source_key = $1",
+            &[&key],
+        )
+        .await?
+        .and_then(|row| row.get(0)))
 }
 
 /// The sidecar of the document at `key` cannot be applied, for `error`: its

@@ -92,6 +92,12 @@ fn window_end(text: &str, start: usize) -> usize {
 /// at paragraph breaks: paragraphs join until a chunk holds `min_tokens`.
 pub struct Chunker {
     max_tokens: usize,
+    /// The most tokens a chunk and its header may hold together: the chunk
+    /// size, before room was left for [`Chunker::attributes`].
+    input_tokens: usize,
+    /// The text of the document's attributes marked `includeForEmbedding`,
+    /// which heads each of its chunks.
+    attributes: Option<String>,
     min_tokens: usize,
     overlap_tokens: usize,
     header: ChunkHeader,
@@ -145,6 +151,8 @@ impl Chunker {
         chunk_config(max_tokens, config.overlap_tokens, Characters)?;
         Ok(Chunker {
             max_tokens,
+            input_tokens: max_tokens,
+            attributes: None,
             min_tokens: config.min_tokens().min(max_tokens),
             overlap_tokens: config.overlap_tokens,
             header: config.header,
@@ -158,29 +166,72 @@ impl Chunker {
         self.max_tokens
     }
 
-    /// The header `chunk` is embedded under, as `CHUNK_HEADER` says, from
-    /// its document's `file_name` and the `headings` above it; none when it
-    /// would be empty, or the chunk and header together would be over the
-    /// chunk size (the model's window, or what the provider is asked to read).
+    /// This chunker for a document each of whose chunks is embedded with
+    /// `attributes` (its sidecar's, marked `includeForEmbedding`): its
+    /// chunks are smaller by the attributes' tokens, so that every one
+    /// holds them. None when they would take more than half a chunk.
+    pub fn with_attributes(&self, attributes: &str) -> Option<Chunker> {
+        // The attributes, the blank line after them, and a token for where
+        // they meet the chunk's first word.
+        let reserved = self.tokens.count(&embed_input(Some(attributes), "")) + 1;
+        let max_tokens = self
+            .input_tokens
+            .checked_sub(reserved)
+            .filter(|&max| max >= self.input_tokens / 2 && max > self.overlap_tokens)?;
+        Some(Chunker {
+            max_tokens,
+            input_tokens: self.input_tokens,
+            attributes: Some(attributes.to_string()),
+            min_tokens: self.min_tokens.min(max_tokens),
+            overlap_tokens: self.overlap_tokens,
+            header: self.header,
+            tokens: self.tokens.clone(),
+            exact: OnceLock::new(),
+        })
+    }
+
+    /// The header `chunk` is embedded under: the document's attributes
+    /// marked for embedding, if any, then, as `CHUNK_HEADER` says, its
+    /// `file_name` and the `headings` above it, when they fit. None when it
+    /// would be empty; the headings are left out when the chunk and header
+    /// together would be over the chunk size (the model's window, or what
+    /// the provider is asked to read).
     pub fn header(&self, file_name: &str, headings: &[String], chunk: &str) -> Option<EmbedHeader> {
         let name = match self.header {
-            ChunkHeader::None => return None,
+            ChunkHeader::None => None,
             ChunkHeader::Headings => None,
             ChunkHeader::NameAndHeadings => Some(file_name).filter(|n| !n.is_empty()),
+        };
+        let headings = if self.header == ChunkHeader::None {
+            &[]
+        } else {
+            headings
         };
         let parts: Vec<&str> = name
             .into_iter()
             .chain(headings.iter().map(String::as_str))
             .collect();
-        if parts.is_empty() {
-            return None;
-        }
-        let text: String = parts.join(" > ").chars().take(MAX_HEADER_CHARS).collect();
-        let input_tokens = self.tokens.count(&embed_input(Some(&text), chunk));
-        (input_tokens <= self.max_tokens).then_some(EmbedHeader {
-            text,
-            input_tokens: input_tokens as u32,
-        })
+        let path = (!parts.is_empty()).then(|| {
+            parts
+                .join(" > ")
+                .chars()
+                .take(MAX_HEADER_CHARS)
+                .collect::<String>()
+        });
+        let fitting = |text: String| {
+            let input_tokens = self.tokens.count(&embed_input(Some(&text), chunk));
+            (input_tokens <= self.input_tokens).then_some(EmbedHeader {
+                text,
+                input_tokens: input_tokens as u32,
+            })
+        };
+        let with_path = match (&self.attributes, path) {
+            (None, None) => return None,
+            (None, Some(path)) => return fitting(path),
+            (Some(attributes), None) => return fitting(attributes.clone()),
+            (Some(attributes), Some(path)) => fitting(format!("{attributes}\n{path}")),
+        };
+        with_path.or_else(|| fitting(self.attributes.clone()?))
     }
 
     fn exact(&self) -> &TextSplitter<TokenCount> {
@@ -627,6 +678,31 @@ mod tests {
         assert!(TokenCount::Cl100k.count(full.trim()) <= 32);
         assert_eq!(named.header("guide.md", &headings, full.trim()), None);
         assert!(named.header("g.md", &[], "word word").is_some());
+    }
+
+    #[test]
+    fn attributes_for_embedding_head_every_chunk_which_leaves_them_room() {
+        let mut settings = ChunkingSettings::new(32, 2, 4);
+        settings.header = ChunkHeader::Headings;
+        let plain = Chunker::new(&settings, TokenCount::Cl100k).unwrap();
+        let attributes = "team: harbour\nyear: 2026";
+        let chunker = plain.with_attributes(attributes).unwrap();
+        let text = "word ".repeat(400);
+        let chunks = chunker.chunk(&text, false, &Layout::default());
+        assert!(chunks.len() > 1);
+        let headings = ["Install".to_string()];
+        for chunk in &chunks {
+            let header = chunker
+                .header("guide.md", &headings, chunk.text(&text))
+                .expect("every chunk holds the attributes");
+            assert!(header.text.starts_with(attributes), "{header:?}");
+            assert!(header.input_tokens as usize <= 32, "{header:?}");
+        }
+        // A short chunk has room for its headings too.
+        let header = chunker.header("guide.md", &headings, "Run it.").unwrap();
+        assert_eq!(header.text, format!("{attributes}\nInstall"));
+        // Attributes over half a chunk are not taken.
+        assert!(plain.with_attributes(&"harbour ".repeat(20)).is_none());
     }
 
     #[test]

@@ -9,7 +9,8 @@ use docpipe_core::domain::keys;
 use docpipe_core::domain::state::JobState;
 use docpipe_core::error::{Error, Result};
 use docpipe_core::ops::metrics::{self, Metric};
-use docpipe_core::store::jobs;
+use docpipe_core::store::{jobs, sidecars};
+use std::sync::Arc;
 
 /// Embed stages for batches `[first, first + count)` covering `total` chunks.
 pub fn embed_stages(total: u32, batch_size: u32) -> impl Iterator<Item = Stage> {
@@ -40,7 +41,17 @@ pub async fn chunk(pipeline: &Pipeline, message: &StageMessage) -> Result<Option
     // No copy when the buffer is the blob store's alone (it is for local files).
     let stored = StoredText::from_bytes(&parsed_key, bytes)
         .map_err(|e| Error::Transient(format!("parsed text {parsed_key}: {e}")))?;
-    let chunker = chunking.chunker.clone();
+    // Chunks embedded with the attributes the sidecar marks for it leave
+    // room for them.
+    let attributes = sidecars::for_embedding(&pipeline.db.get().await?, &job.source_key).await?;
+    let chunker = match attributes.map(|text| (chunking.chunker.with_attributes(&text), text)) {
+        Some((Some(with_attributes), _)) => Arc::new(with_attributes),
+        Some((None, text)) => {
+            tracing::warn!(%job_id, chars = text.len(), "the attributes for embedding take over half a chunk: embedded without them");
+            chunking.chunker.clone()
+        }
+        None => chunking.chunker.clone(),
+    };
     let file_name = keys::file_name(&job.source_key).to_owned();
     let (text, chunks, provenance, headers) = blocking(move || {
         let StoredText {

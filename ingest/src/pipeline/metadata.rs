@@ -1,9 +1,13 @@
 //! Metadata sidecars: `<key>.metadata.json` beside a document sets its
 //! attributes. A sidecar may arrive before or after its document; a change
 //! or removal updates the document and its searchable chunks without
-//! parsing or embedding anything again.
+//! parsing or embedding anything again, unless it changes the attributes
+//! marked `includeForEmbedding`: the document's chunks are embedded with
+//! them, so its latest job runs again (parsed again, and its chunks
+//! embedded again under the new attributes: the ledger shows them).
 
 use super::Pipeline;
+use super::ingest::{Reprocess, reprocess};
 use docpipe_core::domain::keys::{UploadKey, sidecar_target};
 use docpipe_core::domain::{ids, metadata};
 use docpipe_core::error::{Error, Rejection, Result};
@@ -28,6 +32,9 @@ pub struct SidecarChange {
     pub sidecar: Sidecar,
     /// Whether an existing document's metadata changed.
     pub changed: bool,
+    /// Whether the attributes its chunks are embedded with changed, so
+    /// that its latest job runs again.
+    pub reembedded: bool,
 }
 
 /// Reads the sidecar at `sidecar_key` as it is now (created, rewritten or
@@ -55,9 +62,10 @@ pub async fn sidecar_changed(pipeline: &Pipeline, sidecar_key: &str) -> Result<S
         }
         Err(other) => return Err(other),
     };
+    let embedded_before = sidecars::for_embedding(&tx, key).await?;
     let sidecar = match read {
-        Some(Ok(attributes)) => {
-            sidecars::put(&tx, key, tenant, &attributes).await?;
+        Some(Ok(read)) => {
+            sidecars::put(&tx, key, tenant, &read).await?;
             Sidecar::Applied
         }
         Some(Err(problem)) => {
@@ -70,15 +78,23 @@ pub async fn sidecar_changed(pipeline: &Pipeline, sidecar_key: &str) -> Result<S
             Sidecar::Removed
         }
     };
-    let changed = documents::refresh_metadata(&tx, ids::document_id(tenant, key)).await?;
+    let document_id = ids::document_id(tenant, key);
+    let changed = documents::refresh_metadata(&tx, document_id).await?;
+    let embedded_now = sidecars::for_embedding(&tx, key).await?;
     tx.commit().await?;
+    let reembedded = embedded_now != embedded_before
+        && matches!(
+            reprocess(pipeline, document_id, "metadata-for-embedding").await?,
+            Reprocess::Queued(_)
+        );
     match &sidecar {
         Sidecar::Refused(problem) => tracing::warn!(key, %problem, "metadata sidecar refused"),
-        _ => tracing::info!(key, ?sidecar, changed, "metadata sidecar read"),
+        _ => tracing::info!(key, ?sidecar, changed, reembedded, "metadata sidecar read"),
     }
     Ok(SidecarChange {
         document_key: key.to_string(),
         sidecar,
         changed,
+        reembedded,
     })
 }
