@@ -4,11 +4,14 @@ the endpoint and docpipe-issued SigV4 keys changed (no hooks). Reads
 .local/aws.env's variables; exits non-zero on the first difference.
 """
 
+import concurrent.futures
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import boto3
 import botocore.exceptions
@@ -139,6 +142,73 @@ def boto3_errors():
         check(True, f"boto3 catches AccessDeniedException: {error.response['Error']['Message']}")
 
 
+def serving(port, **settings):
+    """docpipe-api on `port` over the local stack, with `settings` changed."""
+    target = os.environ.get("CARGO_TARGET_DIR", "target")
+    env = dict(os.environ, API_LISTEN=f"127.0.0.1:{port}", API_KEYS=os.environ["DOCPIPE_API_KEY"] + ":demo",
+               KNOWLEDGE_BASES=f"{KB}:demo", SIGV4_REGION=REGION,
+               SIGV4_KEYS=f"{KEYS['aws_access_key_id']}:{KEYS['aws_secret_access_key']}:demo", **settings)
+    process = subprocess.Popen([f"{target}/debug/docpipe-api"], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/openapi.yaml", timeout=1)
+            return process
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    sys.exit(f"bedrock clients: docpipe-api on {port} did not start")
+
+
+def boto3_errors_of_a_strained_service():
+    """The exceptions of a tenant over its rate, of search slots held by
+    searches waiting on a silent provider, and of that provider, each
+    caught by its botocore class, from docpipe-api processes set up so."""
+    def client_on(port):
+        return boto3.client("bedrock-agent-runtime", endpoint_url=f"http://127.0.0.1:{port}",
+                            region_name=REGION, **KEYS)
+
+    def retrieve_on(caller):
+        return caller.retrieve(knowledgeBaseId=KB, retrievalQuery={"text": "fog"})
+
+    limited = serving(3101, TENANT_API_REQUESTS_PER_MINUTE="1")
+    try:
+        caller = client_on(3101)
+        retrieve_on(caller)
+        try:
+            retrieve_on(caller)
+            sys.exit("bedrock clients: FAILED: no ThrottlingException over the rate")
+        except caller.exceptions.ThrottlingException as error:
+            check(True, f"boto3 catches ThrottlingException: {error.response['Error']['Message']}")
+    finally:
+        limited.kill()
+    # An embedding provider that takes connections and never answers.
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    provider = f"http://127.0.0.1:{silent.getsockname()[1]}/v1"
+    strained = serving(3102, TENANT_SEARCH_SLOTS="1", OPENAI_BASE_URL=provider, EMBEDDING_TIMEOUT_SECS="8",
+                       EXTERNAL_MAX_ATTEMPTS="1")
+    try:
+        caller = client_on(3102)
+        with concurrent.futures.ThreadPoolExecutor() as pool:
+            first = pool.submit(retrieve_on, caller)
+            time.sleep(0.5)
+            try:
+                retrieve_on(caller)
+                sys.exit("bedrock clients: FAILED: no ServiceQuotaExceededException with the slots full")
+            except caller.exceptions.ServiceQuotaExceededException as error:
+                check(True, f"boto3 catches ServiceQuotaExceededException: {error.response['Error']['Message']}")
+            try:
+                first.result()
+                sys.exit("bedrock clients: FAILED: a silent provider gave an answer")
+            except caller.exceptions.DependencyFailedException as error:
+                check(True, f"boto3 catches DependencyFailedException: {error.response['Error']['Message']}")
+    finally:
+        strained.kill()
+        silent.close()
+
+
 def aws_cli():
     env = dict(os.environ, AWS_ACCESS_KEY_ID=KEYS["aws_access_key_id"],
                AWS_SECRET_ACCESS_KEY=KEYS["aws_secret_access_key"], AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION)
@@ -187,6 +257,7 @@ if __name__ == "__main__":
     upload()
     boto3_retrieve()
     boto3_errors()
+    boto3_errors_of_a_strained_service()
     aws_cli()
     langchain()
     llama_index()
