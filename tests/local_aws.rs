@@ -162,6 +162,20 @@ impl LocalAws {
         format!("http://{address}")
     }
 
+    /// Turns the bucket's notifications off: objects written after it
+    /// reach no queue, as with a lost or misconfigured notification.
+    pub async fn notifications_off(&self) {
+        self.s3
+            .put_bucket_notification_configuration()
+            .bucket(&self.resources.bucket)
+            .notification_configuration(
+                aws_sdk_s3::types::NotificationConfiguration::builder().build(),
+            )
+            .send()
+            .await
+            .expect("notifications off");
+    }
+
     pub async fn put(&self, key: &str, body: impl Into<Vec<u8>>) {
         self.put_with_metadata(key, body, &[]).await
     }

@@ -17,8 +17,32 @@ pub struct ObjectInfo {
     pub user_metadata: BTreeMap<String, String>,
 }
 
+/// An object as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// As [`ObjectInfo::version`] gives it.
+    pub version: String,
+}
+
+/// Most objects one listing page holds (S3's own page).
+pub const LIST_PAGE: usize = 1000;
+
+/// One page of a listing, in the keys' byte order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListedPage {
+    pub objects: Vec<Listed>,
+    /// Whether keys come after the page's last.
+    pub truncated: bool,
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
+    /// Up to [`LIST_PAGE`] objects under `prefix` whose keys come after
+    /// `start_after`, in byte order (S3's ListObjectsV2 order), so that a
+    /// listing resumes from the last key it saw.
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListedPage>;
     /// Size and version, or [`Rejection::ObjectMissing`].
     async fn head(&self, key: &str) -> Result<ObjectInfo>;
     /// The whole object; refuses (without reading) one over `max_bytes`.
@@ -86,6 +110,45 @@ fn missing_or_transient(key: &str, err: std::io::Error) -> Error {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListedPage> {
+        // The directory the prefix names (or is in), walked whole: a local
+        // store is a developer's folder, not a bucket of millions.
+        let folder = &prefix[..prefix.rfind('/').map_or(0, |at| at + 1)];
+        let mut keys = Vec::new();
+        let mut folders = vec![folder.to_string()];
+        while let Some(folder) = folders.pop() {
+            let path = self.root.join(&folder);
+            let Ok(mut entries) = tokio::fs::read_dir(&path).await else {
+                continue;
+            };
+            while let Some(entry) = entries.next_entry().await? {
+                let Ok(name) = entry.file_name().into_string() else {
+                    continue;
+                };
+                let key = format!("{folder}{name}");
+                if entry.file_type().await?.is_dir() {
+                    folders.push(format!("{key}/"));
+                } else if key.starts_with(prefix)
+                    && start_after.is_none_or(|after| key.as_str() > after)
+                {
+                    keys.push(key);
+                }
+            }
+        }
+        keys.sort_unstable();
+        let truncated = keys.len() > LIST_PAGE;
+        let mut objects = Vec::new();
+        for key in keys.into_iter().take(LIST_PAGE) {
+            let info = self.head(&key).await?;
+            objects.push(Listed {
+                key,
+                size: info.size,
+                version: info.version,
+            });
+        }
+        Ok(ListedPage { objects, truncated })
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
         let meta = tokio::fs::metadata(self.path_of(key)?)
             .await

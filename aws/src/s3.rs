@@ -2,7 +2,7 @@
 //! emulator is reached the same way, through `AWS_ENDPOINT_URL`; nothing
 //! here knows it.
 
-use crate::blob::{BlobStore, ObjectInfo, check_size};
+use crate::blob::{BlobStore, LIST_PAGE, Listed, ListedPage, ObjectInfo, check_size};
 use crate::transient;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -71,6 +71,34 @@ async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
+    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListedPage> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .set_start_after(start_after.map(str::to_string))
+            .max_keys(LIST_PAGE as i32)
+            .send()
+            .await
+            .map_err(|e| transient("S3 ListObjectsV2", e))?;
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|object| {
+                Some(Listed {
+                    key: object.key()?.to_string(),
+                    size: object.size().unwrap_or(0).max(0) as u64,
+                    version: object.e_tag().unwrap_or_default().to_string(),
+                })
+            })
+            .collect();
+        Ok(ListedPage {
+            objects,
+            truncated: page.is_truncated().unwrap_or(false),
+        })
+    }
+
     async fn head(&self, key: &str) -> Result<ObjectInfo> {
         let object = self
             .client

@@ -107,6 +107,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The deployed bucket under a tenant's folder against its documents:
+    /// ingests what is new or changed, removes what is gone, reads changed
+    /// sidecars (the deployment's settings, e.g. `.local/aws.env`).
+    Sync {
+        /// s3://bucket/uploads/<tenant>/[prefix], or s3://bucket/ with --tenant.
+        url: String,
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Count what would be done; do nothing.
+        #[arg(long)]
+        dry_run: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// SigV4 key pairs for Bedrock's clients (the API's `SIGV4_KEYS`).
     Keys {
         #[command(subcommand)]
@@ -150,8 +164,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         (Some(url), Command::Search { .. } | Command::Eval { .. } | Command::Status { .. }) => {
             Some(api::ApiClient::new(url, cli.api_key)?)
         }
-        // Issuing keys touches no service.
-        (Some(_), Command::Keys { .. }) => None,
+        // Issuing keys touches no service; a sync, the deployment's own.
+        (Some(_), Command::Keys { .. } | Command::Sync { .. }) => None,
         (Some(_), _) => bail!("--api serves `search`, `eval` and `status` only"),
         (None, _) => None,
     };
@@ -159,6 +173,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys {
             command: KeysCommand::Issue { tenant, json },
         } => commands::keys::issue(&tenant, json)?,
+        Command::Sync {
+            url,
+            tenant,
+            dry_run,
+            json,
+        } => commands::sync::run(&url, tenant.as_deref(), dry_run, json).await?,
         Command::Migrate => {
             let config: DatabaseSettings = Env::from_process().load()?;
             let report = db::schema::migrate(&config).await?;

@@ -16,3 +16,4 @@ pub mod embedding;
 pub mod parsing;
 pub mod pipeline;
 pub mod store;
+pub mod sync;

@@ -11,3 +11,4 @@ mod hostile_input;
 mod knowledge_bases;
 mod metadata;
 mod secrets;
+mod sync;

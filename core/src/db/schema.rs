@@ -81,6 +81,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V18__metadata_for_embedding",
         include_str!("../../../migrations/V18__metadata_for_embedding.sql"),
     ),
+    (
+        "V19__object_versions",
+        include_str!("../../../migrations/V19__object_versions.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -102,6 +102,16 @@ pub async fn set_object_metadata(
     Ok(())
 }
 
+/// The version (S3 ETag) of the document's object as ingest last read it.
+pub async fn set_object_version(tx: &impl GenericClient, id: Uuid, version: &str) -> Result<()> {
+    tx.execute(
+        "UPDATE upload_pipeline.documents SET object_version = $2 WHERE id = $1",
+        &[&id, &version],
+    )
+    .await?;
+    Ok(())
+}
+
 /// Merges the document's metadata again (its object's attributes, then its
 /// sidecar's over them) and gives it to its searchable chunks, which keep
 /// their vectors: no text changed. Returns whether the metadata changed.

@@ -30,6 +30,18 @@ pub async fn put(
     Ok(())
 }
 
+/// The version (S3 ETag) of the sidecar of the document at `key` as a sync
+/// last read it.
+pub async fn set_version(client: &impl GenericClient, key: &str, version: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE upload_pipeline.metadata_sidecars SET object_version = $2 WHERE source_key = $1",
+            &[&key, &version],
+        )
+        .await?;
+    Ok(())
+}
+
 /// The text the chunks of the document at `key` are embedded with, from its
 /// sidecar's attributes marked `includeForEmbedding`, if any.
 pub async fn for_embedding(client: &impl GenericClient, key: &str) -> Result<Option<String>> {

@@ -84,6 +84,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
     documents::lock_key(&tx, key).await?;
     let previous = documents::upsert(&tx, document_id, tenant, key).await?;
     documents::set_object_metadata(&tx, document_id, &object_metadata).await?;
+    documents::set_object_version(&tx, document_id, &object.version).await?;
     documents::refresh_metadata(&tx, document_id).await?;
     let new_job = NewJob {
         id: job_id,

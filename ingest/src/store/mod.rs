@@ -4,3 +4,4 @@
 
 pub mod chunks;
 pub mod model_change;
+pub mod sync;
