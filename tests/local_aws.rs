@@ -84,6 +84,7 @@ impl LocalAws {
             queues: resources.stage_queue_urls(),
             s3_force_path_style: true,
             max_receive_count: settings.max_receive_count,
+            uploads_queue_url: Some(resources.uploads.url.clone()),
         };
         let config = test_db.config(vars);
         let deployment = Arc::new(

@@ -108,7 +108,7 @@ async fn every_documented_route_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 12);
+    assert_eq!(operations, 15);
     let yaml = app
         .clone()
         .oneshot(

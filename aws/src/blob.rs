@@ -26,8 +26,8 @@ pub struct Listed {
     pub version: String,
 }
 
-/// Most objects one listing page holds (S3's own page).
-pub const LIST_PAGE: usize = 1000;
+/// Most objects one listing page may hold (S3's own most).
+pub const MAX_LIST_PAGE: usize = 1000;
 
 /// One page of a listing, in the keys' byte order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,10 +39,15 @@ pub struct ListedPage {
 
 #[async_trait]
 pub trait BlobStore: Send + Sync {
-    /// Up to [`LIST_PAGE`] objects under `prefix` whose keys come after
-    /// `start_after`, in byte order (S3's ListObjectsV2 order), so that a
-    /// listing resumes from the last key it saw.
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListedPage>;
+    /// Up to `max_keys` (at most [`MAX_LIST_PAGE`]) objects under `prefix`
+    /// whose keys come after `start_after`, in byte order (S3's
+    /// ListObjectsV2 order), so that a listing resumes from the last key it saw.
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListedPage>;
     /// Size and version, or [`Rejection::ObjectMissing`].
     async fn head(&self, key: &str) -> Result<ObjectInfo>;
     /// The whole object; refuses (without reading) one over `max_bytes`.
@@ -110,7 +115,13 @@ fn missing_or_transient(key: &str, err: std::io::Error) -> Error {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListedPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListedPage> {
+        let max_keys = max_keys.clamp(1, MAX_LIST_PAGE);
         // The directory the prefix names (or is in), walked whole: a local
         // store is a developer's folder, not a bucket of millions.
         let folder = &prefix[..prefix.rfind('/').map_or(0, |at| at + 1)];
@@ -136,9 +147,9 @@ impl BlobStore for LocalBlobStore {
             }
         }
         keys.sort_unstable();
-        let truncated = keys.len() > LIST_PAGE;
+        let truncated = keys.len() > max_keys;
         let mut objects = Vec::new();
-        for key in keys.into_iter().take(LIST_PAGE) {
+        for key in keys.into_iter().take(max_keys) {
             let info = self.head(&key).await?;
             objects.push(Listed {
                 key,

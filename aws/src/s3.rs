@@ -2,7 +2,7 @@
 //! emulator is reached the same way, through `AWS_ENDPOINT_URL`; nothing
 //! here knows it.
 
-use crate::blob::{BlobStore, LIST_PAGE, Listed, ListedPage, ObjectInfo, check_size};
+use crate::blob::{BlobStore, Listed, ListedPage, MAX_LIST_PAGE, ObjectInfo, check_size};
 use crate::transient;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -71,14 +71,19 @@ async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
-    async fn list(&self, prefix: &str, start_after: Option<&str>) -> Result<ListedPage> {
+    async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max_keys: usize,
+    ) -> Result<ListedPage> {
         let page = self
             .client
             .list_objects_v2()
             .bucket(&self.bucket)
             .prefix(prefix)
             .set_start_after(start_after.map(str::to_string))
-            .max_keys(LIST_PAGE as i32)
+            .max_keys(max_keys.clamp(1, MAX_LIST_PAGE) as i32)
             .send()
             .await
             .map_err(|e| transient("S3 ListObjectsV2", e))?;

@@ -115,6 +115,17 @@ impl QueueDepth {
     }
 }
 
+/// Sends `body` to the queue at `url` as one message.
+pub async fn send_one(sqs: &aws_sdk_sqs::Client, url: &str, body: String) -> Result<()> {
+    sqs.send_message()
+        .queue_url(url)
+        .message_body(body)
+        .send()
+        .await
+        .map_err(|e| transient("SQS SendMessage", e))?;
+    Ok(())
+}
+
 pub async fn queue_depth(sqs: &aws_sdk_sqs::Client, url: &str) -> Result<QueueDepth> {
     use aws_sdk_sqs::types::QueueAttributeName as A;
     let out = sqs

@@ -21,18 +21,22 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::ingest::{Change, Removal, ingest, remove};
 use crate::pipeline::metadata::{Sidecar, sidecar_changed};
 use crate::store::sync::{self as rows, Objects};
+pub use crate::store::sync::{Started, SyncCounts, SyncRow};
 use docpipe_aws::blob::Listed;
 use docpipe_core::domain::keys::{SIDECAR_SUFFIX, Tenant, UploadKey, sidecar_target};
 use docpipe_core::domain::state::JobState;
 use docpipe_core::error::{Error, Result};
 use docpipe_core::store::sidecars;
-use futures::StreamExt;
-use serde::Serialize;
-use std::collections::{BTreeMap, HashSet};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+use std::collections::HashSet;
 use std::time::SystemTime;
 
 /// Objects of one page ingested (or re-read) at once.
 const CONCURRENCY: usize = 8;
+/// Objects a slice lists: one slice's work fits well inside a function's
+/// deadline (each new object is read whole once, for its hash).
+pub const SLICE_OBJECTS: usize = 250;
 /// S3's longest key, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
@@ -52,58 +56,114 @@ impl Scope {
     }
 }
 
-/// What a sync found and did, in the terms of Bedrock's ingestion-job
-/// statistics, with what it left alone.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct SyncCounts {
-    pub documents_scanned: u64,
-    pub metadata_documents_scanned: u64,
-    pub new: u64,
-    pub modified: u64,
-    pub metadata_modified: u64,
-    pub deleted: u64,
-    pub failed: u64,
-    pub unchanged: u64,
-    /// Objects not read, by why (a key with control characters, say).
-    pub skipped: BTreeMap<String, u64>,
+/// Starts a sync of `scope` (`dry_run`: counting what it would do, doing
+/// nothing), for a knowledge base's data source if one asked; or finds the
+/// sync of that scope already running.
+pub async fn start(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    dry_run: bool,
+    knowledge_base: (Option<&str>, Option<&str>),
+) -> Result<Started> {
+    let client = pipeline.db.get().await?;
+    let scope = (scope.tenant.as_str(), scope.prefix.as_str());
+    rows::create(&client, scope, dry_run, knowledge_base).await
 }
 
-/// A sync of `scope` (with `dry_run`, counting what it would do and doing
-/// nothing); `progress` sees the counts after each page.
+/// The uploads queue's message that asks for the next slice of sync `id`
+/// (the queue's other messages are S3's notifications).
+pub fn slice_message(id: uuid::Uuid) -> String {
+    serde_json::json!({ "sync_slice": id }).to_string()
+}
+
+/// The sync a slice message names, if `body` is one.
+pub fn read_slice_message(body: &str) -> Option<uuid::Uuid> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SliceMessage {
+        sync_slice: uuid::Uuid,
+    }
+    serde_json::from_str::<SliceMessage>(body)
+        .ok()
+        .map(|message| message.sync_slice)
+}
+
+/// What one slice of a sync did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Slice {
+    /// A page done; more to list.
+    More(SyncCounts),
+    /// The last page done: the sync is complete.
+    Done(SyncCounts),
+    /// Nothing: the sync is not running, or another slice holds it.
+    Idle,
+}
+
+/// One slice of the running sync `id`: the listing's next page compared
+/// and acted on, and the cursor and counts recorded with it, so that a sync
+/// killed anywhere resumes from its last page (that page is compared again:
+/// what it did is found done).
+pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let Some(row) = rows::lock(&tx, id).await? else {
+        return Ok(Slice::Idle);
+    };
+    let scope = Scope {
+        tenant: Tenant::new(&row.tenant)?,
+        prefix: row.prefix.clone(),
+    };
+    let run = Run {
+        pipeline,
+        scope: &scope,
+        dry_run: row.dry_run,
+        started: row.started,
+        correlation_id: format!("sync-{id}"),
+    };
+    let mut counts = row.counts.clone();
+    let after = row.cursor.as_deref();
+    let page = pipeline
+        .blobs
+        .list(&scope.prefix, after, SLICE_OBJECTS)
+        .await?;
+    let upto = match (page.truncated, page.objects.last()) {
+        (true, Some(last)) => Some(last.key.as_str()),
+        _ => None,
+    };
+    run.page(&page.objects, &mut counts).await?;
+    run.deletions(after, upto, &page.objects, &mut counts)
+        .await?;
+    let done = upto.is_none();
+    rows::advance(&tx, id, upto.or(after), &counts, done).await?;
+    tx.commit().await?;
+    Ok(if done {
+        Slice::Done(counts)
+    } else {
+        Slice::More(counts)
+    })
+}
+
+/// A sync of `scope` run to its end in this process (resuming the one of
+/// that scope running, if any); `progress` sees the counts after each page.
 pub async fn sync(
     pipeline: &Pipeline,
     scope: &Scope,
     dry_run: bool,
     mut progress: impl FnMut(&SyncCounts),
 ) -> Result<SyncCounts> {
-    let started = rows::now(&pipeline.db.get().await?).await?;
-    let run = Run {
-        pipeline,
-        scope,
-        dry_run,
-        started,
-        correlation_id: format!("sync-{}", uuid::Uuid::new_v4()),
-    };
-    let mut counts = SyncCounts::default();
-    let mut after: Option<String> = None;
+    let id = start(pipeline, scope, dry_run, (None, None)).await?.id();
     loop {
-        let page = pipeline.blobs.list(&scope.prefix, after.as_deref()).await?;
-        let upto = match (page.truncated, page.objects.last()) {
-            (true, Some(last)) => Some(last.key.clone()),
-            _ => None,
-        };
-        run.page(&page.objects, &mut counts).await?;
-        run.deletions(
-            after.as_deref(),
-            upto.as_deref(),
-            &page.objects,
-            &mut counts,
-        )
-        .await?;
-        progress(&counts);
-        match upto {
-            Some(last) => after = Some(last),
-            None => return Ok(counts),
+        match slice(pipeline, id).await? {
+            Slice::More(counts) => progress(&counts),
+            Slice::Done(counts) => {
+                progress(&counts);
+                return Ok(counts);
+            }
+            Slice::Idle => {
+                return Err(Error::Transient(format!(
+                    "sync {id} is being worked elsewhere; see its progress there"
+                )));
+            }
         }
     }
 }
@@ -148,26 +208,20 @@ impl Run<'_> {
         let sidecar_versions =
             rows::versions(&client, Objects::Sidecars, tenant, &keys_of(&sidecars)).await?;
         drop(client);
-        let work = documents
-            .into_iter()
-            .map(|object| (object, &document_versions, false))
-            .chain(
-                sidecars
-                    .into_iter()
-                    .map(|object| (object, &sidecar_versions, true)),
-            );
+        // Boxed, each with its own copy of what it compares: a stream of
+        // futures borrowing from this frame would not be `Send` for every
+        // lifetime, and the Lambda runtime needs it so.
+        let mut work: Vec<BoxFuture<'_, Result<Outcome>>> = Vec::new();
+        for (objects, versions, sidecar) in [
+            (documents, &document_versions, false),
+            (sidecars, &sidecar_versions, true),
+        ] {
+            for object in objects {
+                let read_at = versions.get(&object.key).cloned();
+                work.push(self.compare(object, read_at, sidecar).boxed());
+            }
+        }
         let outcomes: Vec<Result<Outcome>> = futures::stream::iter(work)
-            .map(|(object, versions, sidecar)| async move {
-                let read_at = versions.get(&object.key);
-                if read_at.and_then(Option::as_deref) == Some(object.version.as_str()) {
-                    return Ok(Outcome::Unchanged);
-                }
-                if sidecar {
-                    self.read_sidecar(object).await
-                } else {
-                    self.ingest(object, read_at.is_some()).await
-                }
-            })
             .buffer_unordered(CONCURRENCY)
             .collect()
             .await;
@@ -181,6 +235,24 @@ impl Run<'_> {
             }
         }
         Ok(())
+    }
+
+    /// `object` against the version it was last read at (`None` inside:
+    /// a row without one; none: no row), read again if it changed.
+    async fn compare(
+        &self,
+        object: &Listed,
+        read_at: Option<Option<String>>,
+        sidecar: bool,
+    ) -> Result<Outcome> {
+        if read_at.as_ref().and_then(Option::as_deref) == Some(object.version.as_str()) {
+            return Ok(Outcome::Unchanged);
+        }
+        if sidecar {
+            self.read_sidecar(object).await
+        } else {
+            self.ingest(object, read_at.is_some()).await
+        }
     }
 
     /// Ingests a new or changed object as its event would.
@@ -319,5 +391,19 @@ mod tests {
         assert!(readable("uploads/acme/a/../b.txt").is_err());
         let scope = Scope::new(Tenant::new("acme").unwrap(), "/reports/");
         assert_eq!(scope.prefix, "uploads/acme/reports/");
+    }
+
+    #[test]
+    fn a_slice_message_names_its_sync_and_nothing_else_is_one() {
+        let id = uuid::Uuid::new_v4();
+        assert_eq!(read_slice_message(&slice_message(id)), Some(id));
+        for other in [
+            r#"{"Records": []}"#,
+            r#"{"sync_slice": "x"}"#,
+            r#"{"sync_slice": "00000000-0000-0000-0000-000000000000", "more": 1}"#,
+            "not json",
+        ] {
+            assert_eq!(read_slice_message(other), None, "{other}");
+        }
     }
 }

@@ -243,3 +243,76 @@ async fn an_upload_evented_and_synced_at_once_makes_one_job() {
         5
     );
 }
+
+#[tokio::test]
+async fn a_sync_asked_of_the_api_moves_through_the_queue_in_the_callers_folder_only() {
+    const OBJECTS: usize = 300;
+    let stack = LocalAws::start(&[]).await;
+    let keys = "acme-key-0123456789:acme, globex-key-0123456789:globex";
+    let base = stack.serve_api_with(keys, &[]).await;
+    stack.notifications_off().await;
+    futures::stream::iter(0..OBJECTS)
+        .for_each_concurrent(32, async |i| {
+            let key = format!("uploads/acme/notes/{i:04}.txt");
+            stack
+                .put(&key, format!("Note {i} on the tide gauge."))
+                .await
+        })
+        .await;
+    let http = docpipe_tests::http_client();
+    let call =
+        async |key: &str, method: reqwest::Method, path: &str, body: Option<serde_json::Value>| {
+            let mut request = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(key);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response
+                    .json::<serde_json::Value>()
+                    .await
+                    .unwrap_or_default(),
+            )
+        };
+    let acme = "acme-key-0123456789";
+    let (status, started) = call(acme, reqwest::Method::POST, "/v1/syncs", Some(json!({}))).await;
+    assert_eq!(status, 202, "{started}");
+    let id = started["id"].as_str().unwrap().to_string();
+    assert_eq!(started["prefix"], "uploads/acme/");
+    let path = format!("/v1/syncs/{id}");
+    wait_until(WITHIN, "the sync to complete", async || {
+        call(acme, reqwest::Method::GET, &path, None).await.1["state"] == "complete"
+    })
+    .await;
+    let (_, done) = call(acme, reqwest::Method::GET, &path, None).await;
+    assert_eq!(done["counts"]["new"], OBJECTS as u64, "{done}");
+    assert!(
+        done["finished_at"].is_object() || done["finished_at"].is_string(),
+        "{done}"
+    );
+    settled(&stack).await;
+    assert_eq!(
+        count(&stack, "SELECT count(*) FROM upload_pipeline.documents").await,
+        OBJECTS as i64
+    );
+    // Another tenant neither sees it nor reaches outside its own folder.
+    let globex = "globex-key-0123456789";
+    let (status, _) = call(globex, reqwest::Method::GET, &path, None).await;
+    assert_eq!(status, 404);
+    let (status, refused) = call(
+        globex,
+        reqwest::Method::POST,
+        "/v1/syncs",
+        Some(json!({"prefix": "../acme/"})),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    let (_, listed) = call(globex, reqwest::Method::GET, "/v1/syncs", None).await;
+    assert_eq!(listed["syncs"], json!([]));
+    let (_, listed) = call(acme, reqwest::Method::GET, "/v1/syncs", None).await;
+    assert_eq!(listed["syncs"][0]["id"], id.as_str());
+}

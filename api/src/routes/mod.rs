@@ -7,6 +7,7 @@ mod jobs;
 mod metrics;
 mod retrieve;
 mod search;
+mod syncs;
 mod uploads;
 
 pub use jobs::MAX_PAGE;
@@ -129,6 +130,8 @@ pub fn router(api: Arc<Api>) -> Router {
         )
         .route("/v1/documents/{id}/reprocess", post(documents::reprocess))
         .route("/v1/search", post(search::search))
+        .route("/v1/syncs", post(syncs::start).get(syncs::list))
+        .route("/v1/syncs/{id}", get(syncs::one))
         .merge(retrieve::routes(&api))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|method: Method| async move {

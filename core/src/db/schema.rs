@@ -85,6 +85,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V19__object_versions",
         include_str!("../../../migrations/V19__object_versions.sql"),
     ),
+    (
+        "V20__syncs",
+        include_str!("../../../migrations/V20__syncs.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

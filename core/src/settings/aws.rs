@@ -34,6 +34,10 @@ pub struct AwsResources {
     /// and its job is failed.
     #[serde(default = "default_max_receive_count")]
     pub max_receive_count: u32,
+    /// `UPLOADS_QUEUE_URL` (none): the queue of S3's notifications, which
+    /// also carries a sync's slices (`POST /v1/syncs`), one after another.
+    #[serde(default)]
+    pub uploads_queue_url: Option<String>,
 }
 
 fn default_max_receive_count() -> u32 {

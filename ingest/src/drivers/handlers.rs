@@ -6,6 +6,7 @@ use crate::drivers::Deployment;
 use crate::drivers::delivery::{self, Verdict};
 use crate::pipeline::sweeper::{self, SweepReport};
 use crate::pipeline::{Stages, ingest, metadata};
+use crate::sync;
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use docpipe_aws::s3_notification::{self, ObjectEvent};
 use docpipe_core::db;
@@ -71,6 +72,9 @@ async fn handle_notification(deployment: &Deployment, record: &SqsMessage) -> Re
 
 async fn handle_changes(deployment: &Deployment, record: &SqsMessage) -> Result<()> {
     let body = record.body.as_deref().unwrap_or_default();
+    if let Some(id) = sync::read_slice_message(body) {
+        return sync_slice(deployment, id).await;
+    }
     let changes = s3_notification::parse(body)
         .map_err(|e| Error::Transient(format!("unreadable S3 notification: {e}")))?;
     for change in changes {
@@ -112,6 +116,29 @@ async fn handle_changes(deployment: &Deployment, record: &SqsMessage) -> Result<
         }
     }
     Ok(())
+}
+
+/// One slice of sync `id`, and a message for the next while there is more:
+/// a sync moves through the uploads queue a page at a time, each page in
+/// an invocation of its own.
+async fn sync_slice(deployment: &Deployment, id: uuid::Uuid) -> Result<()> {
+    let span = tracing::info_span!("sync", %id);
+    match sync::slice(&deployment.pipeline, id)
+        .instrument(span.clone())
+        .await?
+    {
+        sync::Slice::More(_) => {
+            let url = deployment.aws.uploads_queue_url.as_deref().ok_or_else(|| {
+                Error::Transient("a sync's next slice needs UPLOADS_QUEUE_URL".into())
+            })?;
+            docpipe_aws::sqs::send_one(&deployment.sqs, url, sync::slice_message(id)).await
+        }
+        sync::Slice::Done(counts) => {
+            span.in_scope(|| tracing::info!(?counts, "sync complete"));
+            Ok(())
+        }
+        sync::Slice::Idle => Ok(()),
+    }
 }
 
 /// `parse`, `chunk`, `embed`: one stage message per record. Transient errors

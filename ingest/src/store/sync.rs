@@ -1,12 +1,17 @@
-//! What a sync reads of the documents and sidecars it compares a listing
-//! with: their objects' versions, and the keys in a stretch of the
+//! A sync's rows: the syncs themselves (`syncs`: scope, cursor, counts),
+//! and what a sync reads of the documents and sidecars it compares a
+//! listing with: their objects' versions, and the keys in a stretch of the
 //! listing's order, a bounded page at a time.
 
 use deadpool_postgres::GenericClient;
+use docpipe_core::db::UtcTime;
 use docpipe_core::domain::keys::SIDECAR_SUFFIX;
 use docpipe_core::error::Result;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::collections::HashMap;
 use std::time::SystemTime;
+use uuid::Uuid;
 
 /// Most keys one read of a stretch returns.
 pub const RANGE_PAGE: i64 = 1000;
@@ -90,4 +95,213 @@ pub async fn keys_between(
 /// The database's clock now: what a sync's start is compared with.
 pub async fn now(client: &impl GenericClient) -> Result<SystemTime> {
     Ok(client.query_one("SELECT now()", &[]).await?.get(0))
+}
+
+/// What a sync found and did, in the terms of Bedrock's ingestion-job
+/// statistics, with what it left alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncCounts {
+    pub documents_scanned: u64,
+    pub metadata_documents_scanned: u64,
+    pub new: u64,
+    pub modified: u64,
+    pub metadata_modified: u64,
+    pub deleted: u64,
+    pub failed: u64,
+    pub unchanged: u64,
+    /// Objects not read, by why (a key with control characters, say).
+    pub skipped: BTreeMap<String, u64>,
+}
+
+/// A sync as its row holds it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncRow {
+    pub id: Uuid,
+    pub tenant: String,
+    pub prefix: String,
+    pub knowledge_base_id: Option<String>,
+    pub data_source_id: Option<String>,
+    pub dry_run: bool,
+    /// `running`, `complete` or `failed`.
+    pub state: String,
+    /// The last key listed: the next page lists after it.
+    #[serde(skip)]
+    pub cursor: Option<String>,
+    pub counts: SyncCounts,
+    pub error: Option<String>,
+    pub started_at: UtcTime,
+    pub updated_at: UtcTime,
+    pub finished_at: Option<UtcTime>,
+    /// When it began, by the database's clock, exactly: no document
+    /// written after it is removed.
+    #[serde(skip)]
+    pub started: SystemTime,
+}
+
+const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, dry_run, state, \
+                            cursor, counts, error, started_at, updated_at, finished_at";
+
+impl SyncRow {
+    fn from_row(row: &tokio_postgres::Row) -> SyncRow {
+        SyncRow {
+            id: row.get("id"),
+            tenant: row.get("tenant"),
+            prefix: row.get("prefix"),
+            knowledge_base_id: row.get("knowledge_base_id"),
+            data_source_id: row.get("data_source_id"),
+            dry_run: row.get("dry_run"),
+            state: row.get("state"),
+            cursor: row.get("cursor"),
+            counts: serde_json::from_value(row.get("counts")).unwrap_or_default(),
+            error: row.get("error"),
+            started_at: row.get("started_at"),
+            updated_at: row.get("updated_at"),
+            finished_at: row.get("finished_at"),
+            started: row.get("started_at"),
+        }
+    }
+}
+
+/// What asking for a sync did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    New(Uuid),
+    /// A sync of the same scope is running: this one.
+    Running(Uuid),
+}
+
+impl Started {
+    pub fn id(self) -> Uuid {
+        match self {
+            Started::New(id) | Started::Running(id) => id,
+        }
+    }
+}
+
+/// Starts a sync of `(tenant, prefix)`, unless one of that scope (and
+/// `dry_run`) runs.
+pub async fn create(
+    client: &impl GenericClient,
+    (tenant, prefix): (&str, &str),
+    dry_run: bool,
+    (knowledge_base_id, data_source_id): (Option<&str>, Option<&str>),
+) -> Result<Started> {
+    let created = client
+        .query_opt(
+            "INSERT INTO upload_pipeline.syncs
+                    (id, tenant, prefix, dry_run, knowledge_base_id, data_source_id)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (tenant, prefix, dry_run) WHERE state = 'running' DO NOTHING RETURNING id",
+            &[
+                &Uuid::new_v4(),
+                &tenant,
+                &prefix,
+                &dry_run,
+                &knowledge_base_id,
+                &data_source_id,
+            ],
+        )
+        .await?;
+    if let Some(row) = created {
+        return Ok(Started::New(row.get(0)));
+    }
+    let running = client
+        .query_opt(
+            "SELECT id FROM upload_pipeline.syncs
+              WHERE tenant = $1 AND prefix = $2 AND dry_run = $3 AND state = 'running'",
+            &[&tenant, &prefix, &dry_run],
+        )
+        .await?;
+    match running {
+        Some(row) => Ok(Started::Running(row.get(0))),
+        // It ended between the two statements: ask again.
+        None => {
+            Box::pin(create(
+                client,
+                (tenant, prefix),
+                dry_run,
+                (knowledge_base_id, data_source_id),
+            ))
+            .await
+        }
+    }
+}
+
+/// The running sync `id`, locked for one slice of work; none if it is not
+/// running or another slice holds it.
+pub async fn lock(tx: &impl GenericClient, id: Uuid) -> Result<Option<SyncRow>> {
+    let sql = format!(
+        "SELECT {SYNC_COLUMNS} FROM upload_pipeline.syncs
+          WHERE id = $1 AND state = 'running' FOR UPDATE SKIP LOCKED"
+    );
+    Ok(tx
+        .query_opt(&sql, &[&id])
+        .await?
+        .as_ref()
+        .map(SyncRow::from_row))
+}
+
+/// Records a slice: the last key listed and the counts so far; `done`
+/// ends the sync.
+pub async fn advance(
+    tx: &impl GenericClient,
+    id: Uuid,
+    cursor: Option<&str>,
+    counts: &SyncCounts,
+    done: bool,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE upload_pipeline.syncs
+            SET cursor = $2, counts = $3, updated_at = now(),
+                state = CASE WHEN $4 THEN 'complete' ELSE state END,
+                finished_at = CASE WHEN $4 THEN now() END
+          WHERE id = $1",
+        &[
+            &id,
+            &cursor,
+            &serde_json::to_value(counts).unwrap_or_default(),
+            &done,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Ends the sync `id` as failed, for `error`.
+pub async fn fail(client: &impl GenericClient, id: Uuid, error: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE upload_pipeline.syncs
+                SET state = 'failed', error = $2, updated_at = now(), finished_at = now()
+              WHERE id = $1 AND state = 'running'",
+            &[&id, &error],
+        )
+        .await?;
+    Ok(())
+}
+
+/// `tenant`'s sync `id`; another tenant's is none.
+pub async fn get(client: &impl GenericClient, tenant: &str, id: Uuid) -> Result<Option<SyncRow>> {
+    let sql =
+        format!("SELECT {SYNC_COLUMNS} FROM upload_pipeline.syncs WHERE id = $1 AND tenant = $2");
+    Ok(client
+        .query_opt(&sql, &[&id, &tenant])
+        .await?
+        .as_ref()
+        .map(SyncRow::from_row))
+}
+
+/// `tenant`'s latest `limit` syncs, newest first.
+pub async fn recent(client: &impl GenericClient, tenant: &str, limit: i64) -> Result<Vec<SyncRow>> {
+    let sql = format!(
+        "SELECT {SYNC_COLUMNS} FROM upload_pipeline.syncs
+          WHERE tenant = $1 ORDER BY started_at DESC LIMIT $2"
+    );
+    Ok(client
+        .query(&sql, &[&tenant, &limit])
+        .await?
+        .iter()
+        .map(SyncRow::from_row)
+        .collect())
 }
