@@ -59,6 +59,7 @@ pub const TABLES: &[&str] = &[
     "tenant_models",
     "pending_sidecars",
     "stage_work",
+    "syncs",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

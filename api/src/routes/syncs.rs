@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use docpipe_ingest::sync::{self, Scope, Started, SyncRow};
+use docpipe_ingest::sync::{self, Scope, SyncRow};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -59,9 +59,10 @@ pub(super) async fn start(
     };
     let scope = Scope::new(tenant.clone(), prefix);
     let started = sync::start(&api.pipeline, &scope, request.dry_run, (None, None)).await?;
-    if let Started::New(id) = started {
-        docpipe_aws::sqs::send_one(&api.infrastructure.sqs, &queue.url, sync::slice_message(id))
-            .await?;
+    // A new sync's first slice, or a stalled one's next (its message lost).
+    if started.needs_a_slice() {
+        let message = sync::slice_message(started.id());
+        docpipe_aws::sqs::send_one(&api.infrastructure.sqs, &queue.url, message).await?;
     }
     let client = api.client().await?;
     let row = docpipe_ingest::store::sync::get(&client, &tenant, started.id())

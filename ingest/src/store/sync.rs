@@ -169,13 +169,24 @@ pub enum Started {
     New(Uuid),
     /// A sync of the same scope is running: this one.
     Running(Uuid),
+    /// A sync of the same scope is running, but no slice of it has moved for
+    /// [`STALLED_AFTER_SECS`] (its message was lost): asking again resumes it.
+    Stalled(Uuid),
 }
+
+/// A running sync no slice has moved for this long has lost its message.
+pub const STALLED_AFTER_SECS: f64 = 300.0;
 
 impl Started {
     pub fn id(self) -> Uuid {
         match self {
-            Started::New(id) | Started::Running(id) => id,
+            Started::New(id) | Started::Running(id) | Started::Stalled(id) => id,
         }
+    }
+
+    /// Whether its next slice must be asked for.
+    pub fn needs_a_slice(self) -> bool {
+        !matches!(self, Started::Running(_))
     }
 }
 
@@ -208,12 +219,13 @@ pub async fn create(
     }
     let running = client
         .query_opt(
-            "SELECT id FROM upload_pipeline.syncs
+            "SELECT id, updated_at < now() - make_interval(secs => $4) FROM upload_pipeline.syncs
               WHERE tenant = $1 AND prefix = $2 AND dry_run = $3 AND state = 'running'",
-            &[&tenant, &prefix, &dry_run],
+            &[&tenant, &prefix, &dry_run, &STALLED_AFTER_SECS],
         )
         .await?;
     match running {
+        Some(row) if row.get(1) => Ok(Started::Stalled(row.get(0))),
         Some(row) => Ok(Started::Running(row.get(0))),
         // It ended between the two statements: ask again.
         None => {
