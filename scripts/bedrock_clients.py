@@ -1,5 +1,6 @@
 """Bedrock Knowledge Base clients against docpipe's local stack, as a team
-would point them: boto3, the AWS CLI, LangChain and LlamaIndex, with only
+would point them: boto3 (bedrock-agent-runtime's Retrieve, bedrock-agent's
+ingestion jobs), the AWS CLI, LangChain and LlamaIndex, with only
 the endpoint and docpipe-issued SigV4 keys changed (no hooks). Reads
 .local/aws.env's variables; exits non-zero on the first difference.
 """
@@ -209,6 +210,32 @@ def boto3_errors_of_a_strained_service():
         silent.close()
 
 
+def ingestion_jobs():
+    """bedrock-agent's StartIngestionJob, GetIngestionJob and ListIngestionJobs
+    over docpipe's syncs of the knowledge base's data source."""
+    agent = boto3.client("bedrock-agent", endpoint_url=ENDPOINT, region_name=REGION, **KEYS)
+    data_source = retrieve()["retrievalResults"][0]["metadata"]["x-amz-bedrock-kb-data-source-id"]
+    job = agent.start_ingestion_job(knowledgeBaseId=KB, dataSourceId=data_source,
+                                    description="synced by the CI")["ingestionJob"]
+    check(job["status"] in ("STARTING", "IN_PROGRESS"), f"boto3 StartIngestionJob: {job['ingestionJobId']} {job['status']}")
+    deadline = time.time() + 60
+    while job["status"] == "IN_PROGRESS" and time.time() < deadline:
+        time.sleep(0.5)
+        job = agent.get_ingestion_job(knowledgeBaseId=KB, dataSourceId=data_source,
+                                      ingestionJobId=job["ingestionJobId"])["ingestionJob"]
+    statistics = job["statistics"]
+    check(job["status"] == "COMPLETE" and statistics["numberOfDocumentsScanned"] >= len(DOCS)
+          and statistics["numberOfNewDocumentsIndexed"] == 0 and statistics["numberOfDocumentsFailed"] == 0,
+          f"boto3 GetIngestionJob: COMPLETE, nothing new to index (every upload was evented): {statistics}")
+    listed = agent.list_ingestion_jobs(knowledgeBaseId=KB, dataSourceId=data_source)["ingestionJobSummaries"]
+    check(listed[0]["ingestionJobId"] == job["ingestionJobId"], "boto3 ListIngestionJobs lists it first")
+    try:
+        agent.get_ingestion_job(knowledgeBaseId=KB, dataSourceId="NOSUCHDS01", ingestionJobId=job["ingestionJobId"])
+        sys.exit("bedrock clients: FAILED: another data source's job was found")
+    except agent.exceptions.ResourceNotFoundException as error:
+        check(True, f"boto3 catches ResourceNotFoundException for another data source: {error.response['Error']['Message']}")
+
+
 def aws_cli():
     env = dict(os.environ, AWS_ACCESS_KEY_ID=KEYS["aws_access_key_id"],
                AWS_SECRET_ACCESS_KEY=KEYS["aws_secret_access_key"], AWS_REGION=REGION, AWS_DEFAULT_REGION=REGION)
@@ -258,6 +285,7 @@ if __name__ == "__main__":
     boto3_retrieve()
     boto3_errors()
     boto3_errors_of_a_strained_service()
+    ingestion_jobs()
     aws_cli()
     langchain()
     llama_index()

@@ -85,7 +85,9 @@ async fn every_documented_route_is_served() {
     for (template, item) in DOCUMENT["paths"].as_object().unwrap() {
         let path = template
             .replace("{id}", "00000000-0000-0000-0000-000000000000")
-            .replace("{knowledgeBaseId}", "KB12345678");
+            .replace("{knowledgeBaseId}", "KB12345678")
+            .replace("{dataSourceId}", "DS12345678")
+            .replace("{ingestionJobId}", "JOB0123456");
         for method in item
             .as_object()
             .unwrap()
@@ -95,11 +97,8 @@ async fn every_documented_route_is_served() {
             let public = item[method]["security"] == json!([]);
             let (status, _) = call(&app, None, &method.to_uppercase(), &path, None).await;
             // Bedrock's routes answer as AWS does: 403 AccessDeniedException.
-            let refused = if path.ends_with("/retrieve") {
-                403
-            } else {
-                401
-            };
+            let bedrock = path.starts_with("/knowledgebases/") || path == "/v1/retrieve";
+            let refused = if bedrock { 403 } else { 401 };
             assert_eq!(
                 status,
                 if public { 200 } else { refused },
@@ -108,7 +107,7 @@ async fn every_documented_route_is_served() {
             operations += 1;
         }
     }
-    assert_eq!(operations, 15);
+    assert_eq!(operations, 18);
     let yaml = app
         .clone()
         .oneshot(

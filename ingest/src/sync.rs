@@ -21,7 +21,7 @@ use crate::pipeline::Pipeline;
 use crate::pipeline::ingest::{Change, Removal, ingest, remove};
 use crate::pipeline::metadata::{Sidecar, sidecar_changed};
 use crate::store::sync::{self as rows, Objects};
-pub use crate::store::sync::{Started, SyncCounts, SyncRow};
+pub use crate::store::sync::{IngestionJob, Started, SyncCounts, SyncRow};
 use docpipe_aws::blob::Listed;
 use docpipe_core::domain::keys::{SIDECAR_SUFFIX, Tenant, UploadKey, sidecar_target};
 use docpipe_core::domain::state::JobState;
@@ -57,17 +57,17 @@ impl Scope {
 }
 
 /// Starts a sync of `scope` (`dry_run`: counting what it would do, doing
-/// nothing), for a knowledge base's data source if one asked; or finds the
+/// nothing), as a knowledge base's ingestion job if one asked; or finds the
 /// sync of that scope already running.
 pub async fn start(
     pipeline: &Pipeline,
     scope: &Scope,
     dry_run: bool,
-    knowledge_base: (Option<&str>, Option<&str>),
+    job: Option<IngestionJob<'_>>,
 ) -> Result<Started> {
     let client = pipeline.db.get().await?;
     let scope = (scope.tenant.as_str(), scope.prefix.as_str());
-    rows::create(&client, scope, dry_run, knowledge_base).await
+    rows::create(&client, scope, dry_run, job).await
 }
 
 /// The uploads queue's message that asks for the next slice of sync `id`
@@ -151,7 +151,7 @@ pub async fn sync(
     dry_run: bool,
     mut progress: impl FnMut(&SyncCounts),
 ) -> Result<SyncCounts> {
-    let id = start(pipeline, scope, dry_run, (None, None)).await?.id();
+    let id = start(pipeline, scope, dry_run, None).await?.id();
     loop {
         match slice(pipeline, id).await? {
             Slice::More(counts) => progress(&counts),

@@ -316,3 +316,111 @@ async fn a_sync_asked_of_the_api_moves_through_the_queue_in_the_callers_folder_o
     let (_, listed) = call(acme, reqwest::Method::GET, "/v1/syncs", None).await;
     assert_eq!(listed["syncs"][0]["id"], id.as_str());
 }
+
+#[tokio::test]
+async fn a_knowledge_base_s_ingestion_job_is_a_sync_of_its_data_source() {
+    let stack = LocalAws::start(&[]).await;
+    let keys = "acme-key-0123456789:acme, globex-key-0123456789:globex";
+    let bases = [("KNOWLEDGE_BASES", "KBACME0001:acme:logs/,KBGLOBEX01:globex")];
+    let base = stack.serve_api_with(keys, &bases).await;
+    stack.notifications_off().await;
+    stack
+        .put("uploads/acme/logs/a.txt", "A log of the light.")
+        .await;
+    stack
+        .put("uploads/acme/other/b.txt", "Not in the logs.")
+        .await;
+    let source = docpipe_api::bedrock::knowledge_bases::data_source_id("KBACME0001:logs/");
+    let jobs = format!("{base}/knowledgebases/KBACME0001/datasources/{source}/ingestionjobs/");
+    let http = docpipe_tests::http_client();
+    let acme = "acme-key-0123456789";
+    let started = http
+        .put(&jobs)
+        .bearer_auth(acme)
+        .json(&json!({"description": "the first"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(started.status(), 202);
+    let job: serde_json::Value = started.json().await.unwrap();
+    let id = job["ingestionJob"]["ingestionJobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        id.len() == 10 && id.bytes().all(|b| b.is_ascii_alphanumeric()),
+        "{job}"
+    );
+    assert_eq!(job["ingestionJob"]["description"], "the first");
+    let get = async |key: &str, url: &str| {
+        let response = http.get(url).bearer_auth(key).send().await.unwrap();
+        let kind = response
+            .headers()
+            .get("x-amzn-errortype")
+            .map(|v| v.to_str().unwrap().to_string());
+        (
+            response.status().as_u16(),
+            kind,
+            response.json::<serde_json::Value>().await.unwrap(),
+        )
+    };
+    let one = format!("{jobs}{id}");
+    wait_until(WITHIN, "the ingestion job to complete", async || {
+        get(acme, &one).await.2["ingestionJob"]["status"] == "COMPLETE"
+    })
+    .await;
+    let (_, _, done) = get(acme, &one).await;
+    let statistics = &done["ingestionJob"]["statistics"];
+    assert_eq!(
+        statistics["numberOfDocumentsScanned"], 1,
+        "the data source's prefix only: {done}"
+    );
+    assert_eq!(statistics["numberOfNewDocumentsIndexed"], 1, "{done}");
+    let listed: serde_json::Value = http
+        .post(&jobs)
+        .bearer_auth(acme)
+        .json(&json!({"maxResults": 1}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        listed["ingestionJobSummaries"][0]["ingestionJobId"],
+        id.as_str()
+    );
+    // Another tenant's knowledge base is not found, whatever its job.
+    let (status, kind, _) = get("globex-key-0123456789", &one).await;
+    assert_eq!(
+        (status, kind.as_deref()),
+        (404, Some("ResourceNotFoundException"))
+    );
+    // While one runs, another is a conflict.
+    let again = http
+        .put(&jobs)
+        .bearer_auth(acme)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    let second: serde_json::Value = again.json().await.unwrap();
+    let second_id = second["ingestionJob"]["ingestionJobId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let third = http
+        .put(&jobs)
+        .bearer_auth(acme)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    if third.status() == 409 {
+        assert_eq!(third.headers()["x-amzn-errortype"], "ConflictException");
+    } else {
+        // The second had already ended.
+        let (_, _, second) = get(acme, &format!("{jobs}{second_id}")).await;
+        assert_eq!(second["ingestionJob"]["status"], "COMPLETE", "{second}");
+    }
+}

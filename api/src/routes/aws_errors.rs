@@ -15,6 +15,7 @@ fn exception(error: &ApiError) -> (&'static str, StatusCode) {
     match (error.status().as_u16(), error.code()) {
         (401 | 403, _) => ("AccessDeniedException", StatusCode::FORBIDDEN),
         (404, _) => ("ResourceNotFoundException", StatusCode::NOT_FOUND),
+        (409, _) => ("ConflictException", StatusCode::CONFLICT),
         (429, "search_slots_full") => ("ServiceQuotaExceededException", StatusCode::BAD_REQUEST),
         (429, _) => ("ThrottlingException", StatusCode::TOO_MANY_REQUESTS),
         (_, "provider_refused" | "unavailable") => {

@@ -3,6 +3,7 @@
 mod aws_errors;
 mod documents;
 mod health;
+mod ingestion_jobs;
 mod jobs;
 mod metrics;
 mod retrieve;
@@ -13,6 +14,7 @@ mod uploads;
 pub use jobs::MAX_PAGE;
 pub use search::{MAX_QUERY_BYTES, MAX_TOP_K};
 
+use crate::bedrock::MAX_BODY_BYTES as MAX_BEDROCK_BODY_BYTES;
 use crate::error::ApiError;
 use crate::state::Api;
 use axum::Router;
@@ -20,7 +22,7 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 use std::sync::{Arc, LazyLock};
@@ -132,7 +134,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/v1/search", post(search::search))
         .route("/v1/syncs", post(syncs::start).get(syncs::list))
         .route("/v1/syncs/{id}", get(syncs::one))
-        .merge(retrieve::routes(&api))
+        .merge(bedrock_routes(&api))
         .fallback(|| async { ApiError::not_found("route") })
         .method_not_allowed_fallback(|method: Method| async move {
             let message = format!("{method} is not served here");
@@ -147,6 +149,30 @@ pub fn router(api: Arc<Api>) -> Router {
         .layer(axum::middleware::from_fn(aws_errors::aws_errors))
         .layer(axum::middleware::map_response(browser_headers))
         .with_state(api)
+}
+
+/// Bedrock's routes (its SDKs' `Retrieve` and ingestion jobs, and
+/// `/v1/retrieve`): bodies up to [`MAX_BEDROCK_BODY_BYTES`], SigV4
+/// verified, errors in AWS's shape ([`aws_errors`]).
+fn bedrock_routes(api: &Arc<Api>) -> Router<Arc<Api>> {
+    const JOBS: &str =
+        "/knowledgebases/{knowledge_base_id}/datasources/{data_source_id}/ingestionjobs/";
+    Router::new()
+        .route(
+            "/knowledgebases/{knowledge_base_id}/retrieve",
+            post(retrieve::knowledge_base),
+        )
+        .route("/v1/retrieve", post(retrieve::whole_folder))
+        .route(JOBS, put(ingestion_jobs::start).post(ingestion_jobs::list))
+        .route(
+            &format!("{JOBS}{{ingestion_job_id}}"),
+            get(ingestion_jobs::one),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(api),
+            crate::auth::signed,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BEDROCK_BODY_BYTES))
 }
 
 async fn openapi() -> impl IntoResponse {

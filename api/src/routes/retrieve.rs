@@ -5,15 +5,13 @@
 //! allows is honoured or refused by name.
 
 use crate::auth::Tenant;
-use crate::bedrock::{KnowledgeBase, MAX_BODY_BYTES, knowledge_bases, paging};
+use crate::bedrock::{KnowledgeBase, knowledge_bases, paging};
 use crate::error::ApiError;
 use crate::state::Api;
+use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::middleware::from_fn_with_state;
+use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Json, Router};
 use docpipe_core::domain::metadata::Attributes;
 use docpipe_search::filter::Condition;
 use docpipe_search::{self as search, Location, SearchFilter, SearchHit, SearchMode};
@@ -35,7 +33,7 @@ pub const MAX_DEPTH: u32 = 1_000;
 
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RetrieveRequest {
+pub(super) struct RetrieveRequest {
     retrieval_query: RetrievalQuery,
     #[serde(default)]
     retrieval_configuration: RetrievalConfiguration,
@@ -116,7 +114,7 @@ struct RetrieveResponse {
 }
 
 /// `POST /knowledgebases/{knowledgeBaseId}/retrieve`.
-async fn knowledge_base(
+pub(super) async fn knowledge_base(
     State(api): State<Arc<Api>>,
     Path(id): Path<String>,
     Tenant(tenant): Tenant,
@@ -138,7 +136,7 @@ async fn knowledge_base(
 }
 
 /// `POST /v1/retrieve`: the caller's whole folder as one knowledge base.
-async fn whole_folder(
+pub(super) async fn whole_folder(
     State(api): State<Arc<Api>>,
     Tenant(tenant): Tenant,
     request: Result<Json<RetrieveRequest>, JsonRejection>,
@@ -379,18 +377,6 @@ fn result(location: &Location, hit: &SearchHit) -> Value {
         "metadata": metadata,
         "score": hit.score,
     })
-}
-
-/// The Bedrock routes, their bodies up to [`MAX_BODY_BYTES`], SigV4 verified.
-pub fn routes(api: &Arc<Api>) -> Router<Arc<Api>> {
-    Router::new()
-        .route(
-            "/knowledgebases/{knowledge_base_id}/retrieve",
-            post(knowledge_base),
-        )
-        .route("/v1/retrieve", post(whole_folder))
-        .layer(from_fn_with_state(Arc::clone(api), crate::auth::signed))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use docpipe_ingest::sync::{self, Scope, SyncRow};
+use docpipe_ingest::sync::{self, Scope, Started, SyncRow};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -58,7 +58,7 @@ pub(super) async fn start(
         ));
     };
     let scope = Scope::new(tenant.clone(), prefix);
-    let started = sync::start(&api.pipeline, &scope, request.dry_run, (None, None)).await?;
+    let started = sync::start(&api.pipeline, &scope, request.dry_run, None).await?;
     // A new sync's first slice, or a stalled one's next (its message lost).
     if started.needs_a_slice() {
         let message = sync::slice_message(started.id());
@@ -69,6 +69,28 @@ pub(super) async fn start(
         .await?
         .ok_or_else(|| ApiError::not_found("sync"))?;
     Ok((StatusCode::ACCEPTED, Json(row)))
+}
+
+/// Sends a new sync's first slice, or a stalled one's next (its message
+/// lost), to the uploads queue.
+pub(super) async fn ask_for_a_slice(api: &Api, started: Started) -> Result<(), ApiError> {
+    if !started.needs_a_slice() {
+        return Ok(());
+    }
+    let Some(queue) = api
+        .infrastructure
+        .queues
+        .iter()
+        .find(|q| q.name == "uploads")
+    else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "syncs need the uploads queue (UPLOADS_QUEUE_URL)",
+        ));
+    };
+    let message = sync::slice_message(started.id());
+    Ok(docpipe_aws::sqs::send_one(&api.infrastructure.sqs, &queue.url, message).await?)
 }
 
 pub(super) async fn one(

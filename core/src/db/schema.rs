@@ -89,6 +89,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V20__syncs",
         include_str!("../../../migrations/V20__syncs.sql"),
     ),
+    (
+        "V21__ingestion_jobs",
+        include_str!("../../../migrations/V21__ingestion_jobs.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -122,6 +122,9 @@ pub struct SyncRow {
     pub prefix: String,
     pub knowledge_base_id: Option<String>,
     pub data_source_id: Option<String>,
+    /// Its name as Bedrock's ingestion job (ten capitals and digits).
+    pub ingestion_job_id: Option<String>,
+    pub description: Option<String>,
     pub dry_run: bool,
     /// `running`, `complete` or `failed`.
     pub state: String,
@@ -139,8 +142,9 @@ pub struct SyncRow {
     pub started: SystemTime,
 }
 
-const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, dry_run, state, \
-                            cursor, counts, error, started_at, updated_at, finished_at";
+const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, ingestion_job_id, \
+                            description, dry_run, state, cursor, counts, error, started_at, \
+                            updated_at, finished_at";
 
 impl SyncRow {
     fn from_row(row: &tokio_postgres::Row) -> SyncRow {
@@ -150,6 +154,8 @@ impl SyncRow {
             prefix: row.get("prefix"),
             knowledge_base_id: row.get("knowledge_base_id"),
             data_source_id: row.get("data_source_id"),
+            ingestion_job_id: row.get("ingestion_job_id"),
+            description: row.get("description"),
             dry_run: row.get("dry_run"),
             state: row.get("state"),
             cursor: row.get("cursor"),
@@ -190,27 +196,41 @@ impl Started {
     }
 }
 
+/// A sync asked for as Bedrock's ingestion job of a knowledge base's data
+/// source.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestionJob<'a> {
+    pub knowledge_base_id: &'a str,
+    pub data_source_id: &'a str,
+    pub description: Option<&'a str>,
+}
+
 /// Starts a sync of `(tenant, prefix)`, unless one of that scope (and
-/// `dry_run`) runs.
+/// `dry_run`) runs; as an ingestion job when `job` says so (named by the
+/// start of its id).
 pub async fn create(
     client: &impl GenericClient,
     (tenant, prefix): (&str, &str),
     dry_run: bool,
-    (knowledge_base_id, data_source_id): (Option<&str>, Option<&str>),
+    job: Option<IngestionJob<'_>>,
 ) -> Result<Started> {
+    let id = Uuid::new_v4();
+    let ingestion_job_id = job.map(|_| id.simple().to_string()[..10].to_uppercase());
     let created = client
         .query_opt(
-            "INSERT INTO upload_pipeline.syncs
-                    (id, tenant, prefix, dry_run, knowledge_base_id, data_source_id)
-             VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO upload_pipeline.syncs (id, tenant, prefix, dry_run, knowledge_base_id,
+                                                data_source_id, description, ingestion_job_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
              ON CONFLICT (tenant, prefix, dry_run) WHERE state = 'running' DO NOTHING RETURNING id",
             &[
-                &Uuid::new_v4(),
+                &id,
                 &tenant,
                 &prefix,
                 &dry_run,
-                &knowledge_base_id,
-                &data_source_id,
+                &job.map(|job| job.knowledge_base_id),
+                &job.map(|job| job.data_source_id),
+                &job.and_then(|job| job.description),
+                &ingestion_job_id,
             ],
         )
         .await?;
@@ -228,15 +248,7 @@ pub async fn create(
         Some(row) if row.get(1) => Ok(Started::Stalled(row.get(0))),
         Some(row) => Ok(Started::Running(row.get(0))),
         // It ended between the two statements: ask again.
-        None => {
-            Box::pin(create(
-                client,
-                (tenant, prefix),
-                dry_run,
-                (knowledge_base_id, data_source_id),
-            ))
-            .await
-        }
+        None => Box::pin(create(client, (tenant, prefix), dry_run, job)).await,
     }
 }
 
@@ -302,6 +314,51 @@ pub async fn get(client: &impl GenericClient, tenant: &str, id: Uuid) -> Result<
         .await?
         .as_ref()
         .map(SyncRow::from_row))
+}
+
+/// `tenant`'s ingestion job `job_id` of knowledge base `knowledge_base_id`.
+pub async fn ingestion_job(
+    client: &impl GenericClient,
+    (tenant, knowledge_base_id): (&str, &str),
+    job_id: &str,
+) -> Result<Option<SyncRow>> {
+    let sql = format!(
+        "SELECT {SYNC_COLUMNS} FROM upload_pipeline.syncs
+          WHERE tenant = $1 AND knowledge_base_id = $2 AND ingestion_job_id = $3"
+    );
+    Ok(client
+        .query_opt(&sql, &[&tenant, &knowledge_base_id, &job_id])
+        .await?
+        .as_ref()
+        .map(SyncRow::from_row))
+}
+
+/// `tenant`'s ingestion jobs of knowledge base `knowledge_base_id`, in
+/// `states` if given, by start (oldest first if `ascending`), `limit` of
+/// them after the first `offset`.
+pub async fn ingestion_jobs(
+    client: &impl GenericClient,
+    (tenant, knowledge_base_id): (&str, &str),
+    states: Option<&[&str]>,
+    ascending: bool,
+    (offset, limit): (i64, i64),
+) -> Result<Vec<SyncRow>> {
+    let order = if ascending { "ASC" } else { "DESC" };
+    let sql = format!(
+        "SELECT {SYNC_COLUMNS} FROM upload_pipeline.syncs
+          WHERE tenant = $1 AND knowledge_base_id = $2 AND ingestion_job_id IS NOT NULL
+            AND ($3::text[] IS NULL OR state = ANY($3))
+          ORDER BY started_at {order}, id OFFSET $4 LIMIT $5"
+    );
+    Ok(client
+        .query(
+            &sql,
+            &[&tenant, &knowledge_base_id, &states, &offset, &limit],
+        )
+        .await?
+        .iter()
+        .map(SyncRow::from_row)
+        .collect())
 }
 
 /// `tenant`'s latest `limit` syncs, newest first.
