@@ -163,6 +163,36 @@ impl LocalAws {
         format!("http://{address}")
     }
 
+    /// The first column of the first row `sql` answers, as a count.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let db = self.test_db.client().await;
+        db.query_one(sql, &[]).await.unwrap().get(0)
+    }
+
+    /// Waits until every job of the stack is complete, failed or superseded.
+    pub async fn settled(&self) {
+        wait_until(WITHIN, "every job to finish", async || {
+            self.count(
+                "SELECT count(*) FROM upload_pipeline.upload_jobs
+                  WHERE state NOT IN ('complete', 'failed', 'superseded')",
+            )
+            .await
+                == 0
+        })
+        .await;
+    }
+
+    /// A sync of `tenant`'s whole folder, run to its end.
+    pub async fn synced(&self, tenant: &str) -> docpipe_ingest::sync::SyncCounts {
+        let scope = docpipe_ingest::sync::Scope::new(
+            docpipe_core::domain::keys::Tenant::new(tenant).unwrap(),
+            "",
+        );
+        docpipe_ingest::sync::sync(&self.deployment.pipeline, &scope, false, |_| {})
+            .await
+            .expect("the sync")
+    }
+
     /// Turns the bucket's notifications off: objects written after it
     /// reach no queue, as with a lost or misconfigured notification.
     pub async fn notifications_off(&self) {

@@ -1,11 +1,11 @@
 //! Syncs of the bucket against the documents (`docpipe_ingest::sync`)
-//! through the deployed shape: objects written while notifications were
-//! off become searchable, deletes and sidecar edits converge, a second sync
-//! does nothing and pays nothing, an upload during a sync makes one job,
-//! and keys that cannot be uploads are skipped with their reason.
+//! through the deployed shape: deletes and sidecar edits made while
+//! notifications were off converge, an upload during a sync makes one job,
+//! the API's syncs and Bedrock's ingestion jobs move through the queue in
+//! the caller's folder only. (5 000 objects: `tests/resilience/sync_at_scale.rs`.)
 
 use docpipe_core::domain::keys::Tenant;
-use docpipe_ingest::sync::{Scope, SyncCounts, sync};
+use docpipe_ingest::sync::{Scope, sync};
 use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
 use futures::StreamExt;
 use serde_json::json;
@@ -14,133 +14,22 @@ fn acme() -> Scope {
     Scope::new(Tenant::new("acme").unwrap(), "")
 }
 
-async fn synced(stack: &LocalAws) -> SyncCounts {
-    sync(&stack.deployment.pipeline, &acme(), false, |_| {})
-        .await
-        .unwrap()
-}
-
-async fn count(stack: &LocalAws, sql: &str) -> i64 {
-    let db = stack.test_db.client().await;
-    db.query_one(sql, &[]).await.unwrap().get(0)
-}
-
-/// Waits until every job of the stack is complete or failed.
-async fn settled(stack: &LocalAws) {
-    wait_until(WITHIN, "every job to finish", async || {
-        count(
-            stack,
-            "SELECT count(*) FROM upload_pipeline.upload_jobs
-              WHERE state NOT IN ('complete', 'failed', 'superseded')",
-        )
-        .await
-            == 0
-    })
-    .await;
-}
-
-const TOKENS: &str =
-    "SELECT coalesce(sum(units), 0)::int8 FROM upload_pipeline.cost_ledger WHERE unit = 'tokens'";
-
-#[tokio::test]
-async fn objects_written_while_notifications_were_off_become_searchable_after_one_sync() {
-    const OBJECTS: usize = 1000;
-    let stack = LocalAws::start(&[]).await;
-    stack.notifications_off().await;
-    let keys: Vec<String> = (0..OBJECTS)
-        .map(|i| format!("uploads/acme/backfill/note-{i:05}.txt"))
-        .collect();
-    futures::stream::iter(&keys)
-        .for_each_concurrent(32, async |key| {
-            stack
-                .put(key, format!("Note {key}: the harbour light was checked."))
-                .await
-        })
-        .await;
-    stack
-        .put("uploads/acme/tab\there.txt", "a key with a tab")
-        .await;
-    stack
-        .put("uploads/globex/theirs.txt", "another tenant's")
-        .await;
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    assert_eq!(
-        count(&stack, "SELECT count(*) FROM upload_pipeline.documents").await,
-        0,
-        "no event came"
-    );
-
-    let dry = sync(&stack.deployment.pipeline, &acme(), true, |_| {})
-        .await
-        .unwrap();
-    assert_eq!(
-        (dry.new, dry.documents_scanned),
-        (OBJECTS as u64, OBJECTS as u64)
-    );
-    assert_eq!(
-        count(&stack, "SELECT count(*) FROM upload_pipeline.documents").await,
-        0,
-        "a dry run does nothing"
-    );
-
-    let first = synced(&stack).await;
-    assert_eq!(first.new, OBJECTS as u64, "{first:?}");
-    assert_eq!(first.failed, 0, "{first:?}");
-    let skipped: Vec<_> = first.skipped.iter().collect();
-    assert!(
-        matches!(skipped[..], [(why, 1)] if why.contains("control characters")),
-        "{first:?}"
-    );
-    settled(&stack).await;
-    let complete = "SELECT count(*) FROM upload_pipeline.upload_jobs WHERE state = 'complete'";
-    assert_eq!(count(&stack, complete).await, OBJECTS as i64);
-    assert_eq!(
-        count(
-            &stack,
-            "SELECT count(*) FROM upload_pipeline.documents WHERE tenant <> 'acme'"
-        )
-        .await,
-        0,
-        "another tenant's folder is not this sync's"
-    );
-
-    // A second sync finds nothing to do and pays nothing.
-    let tokens = count(&stack, TOKENS).await;
-    let jobs = count(&stack, "SELECT count(*) FROM upload_pipeline.upload_jobs").await;
-    let second = synced(&stack).await;
-    assert_eq!(
-        (
-            second.new,
-            second.modified,
-            second.deleted,
-            second.unchanged
-        ),
-        (0, 0, 0, OBJECTS as u64),
-        "{second:?}"
-    );
-    assert_eq!(count(&stack, TOKENS).await, tokens);
-    assert_eq!(
-        count(&stack, "SELECT count(*) FROM upload_pipeline.upload_jobs").await,
-        jobs
-    );
-}
-
 #[tokio::test]
 async fn deletes_edits_and_sidecars_made_while_notifications_were_off_converge() {
     let stack = LocalAws::start(&[]).await;
     let sidecar = |team: &str| json!({"metadataAttributes": {"team": team}}).to_string();
-    stack
-        .put("uploads/acme/a.md", "Alpha text about tides.")
-        .await;
-    stack
-        .put("uploads/acme/a.md.metadata.json", sidecar("harbour"))
-        .await;
-    stack
-        .put("uploads/acme/b.md", "Bravo text about buoys.")
-        .await;
-    stack
-        .put("uploads/acme/c.md", "Charlie text about fog.")
-        .await;
+    let put_all = async |objects: &[(&str, String)]| {
+        for (key, body) in objects {
+            stack.put(key, body.clone()).await;
+        }
+    };
+    put_all(&[
+        ("uploads/acme/a.md", "Alpha text about tides.".into()),
+        ("uploads/acme/a.md.metadata.json", sidecar("harbour")),
+        ("uploads/acme/b.md", "Bravo text about buoys.".into()),
+        ("uploads/acme/c.md", "Charlie text about fog.".into()),
+    ])
+    .await;
     for key in [
         "uploads/acme/a.md",
         "uploads/acme/b.md",
@@ -150,20 +39,15 @@ async fn deletes_edits_and_sidecars_made_while_notifications_were_off_converge()
     }
     stack.notifications_off().await;
     stack.delete("uploads/acme/b.md").await;
-    stack
-        .put("uploads/acme/c.md", "Charlie text, rewritten.")
-        .await;
-    stack
-        .put("uploads/acme/c.md.metadata.json", sidecar("works"))
-        .await;
-    stack
-        .put("uploads/acme/a.md.metadata.json", sidecar("legal"))
-        .await;
-    stack
-        .put("uploads/acme/d.md", "Delta text about pilots.")
-        .await;
+    put_all(&[
+        ("uploads/acme/c.md", "Charlie text, rewritten.".into()),
+        ("uploads/acme/c.md.metadata.json", sidecar("works")),
+        ("uploads/acme/a.md.metadata.json", sidecar("legal")),
+        ("uploads/acme/d.md", "Delta text about pilots.".into()),
+    ])
+    .await;
 
-    let counts = synced(&stack).await;
+    let counts = stack.synced("acme").await;
     assert_eq!(
         (
             counts.new,
@@ -175,7 +59,7 @@ async fn deletes_edits_and_sidecars_made_while_notifications_were_off_converge()
         (1, 1, 1, 2, 1),
         "{counts:?}"
     );
-    settled(&stack).await;
+    stack.settled().await;
     let db = stack.test_db.client().await;
     let documents: Vec<(String, serde_json::Value)> = db
         .query(
@@ -205,7 +89,7 @@ async fn deletes_edits_and_sidecars_made_while_notifications_were_off_converge()
         .get(0);
     assert_eq!(live_text, "Charlie text, rewritten.");
     // The sidecars' versions are known now: nothing to read again.
-    let again = synced(&stack).await;
+    let again = stack.synced("acme").await;
     assert_eq!(
         (again.metadata_modified, again.metadata_documents_scanned),
         (0, 2),
@@ -227,19 +111,21 @@ async fn an_upload_evented_and_synced_at_once_makes_one_job() {
         stack.wait_for_state(&key, "complete").await;
     }
     // Synced once more after the events: still one job each.
-    synced(&stack).await;
-    settled(&stack).await;
+    stack.synced("acme").await;
+    stack.settled().await;
     assert_eq!(
-        count(
-            &stack,
-            "SELECT count(*) FROM (SELECT source_key FROM upload_pipeline.upload_jobs
+        stack
+            .count(
+                "SELECT count(*) FROM (SELECT source_key FROM upload_pipeline.upload_jobs
               GROUP BY source_key HAVING count(*) > 1) twice"
-        )
-        .await,
+            )
+            .await,
         0
     );
     assert_eq!(
-        count(&stack, "SELECT count(*) FROM upload_pipeline.upload_jobs").await,
+        stack
+            .count("SELECT count(*) FROM upload_pipeline.upload_jobs")
+            .await,
         5
     );
 }
@@ -294,9 +180,11 @@ async fn a_sync_asked_of_the_api_moves_through_the_queue_in_the_callers_folder_o
         done["finished_at"].is_object() || done["finished_at"].is_string(),
         "{done}"
     );
-    settled(&stack).await;
+    stack.settled().await;
     assert_eq!(
-        count(&stack, "SELECT count(*) FROM upload_pipeline.documents").await,
+        stack
+            .count("SELECT count(*) FROM upload_pipeline.documents")
+            .await,
         OBJECTS as i64
     );
     // Another tenant neither sees it nor reaches outside its own folder.

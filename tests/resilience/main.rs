@@ -4,3 +4,4 @@
 
 mod chaos;
 mod crash_recovery;
+mod sync_at_scale;

@@ -54,6 +54,15 @@ impl PageTokens {
         format!("{offset}.{issued}.{}", URL_SAFE_NO_PAD.encode(tag))
     }
 
+    /// The offset a request's `nextToken` gives (none: the first page, 0),
+    /// if docpipe issued it for `request` within [`TOKEN_TTL`].
+    pub fn offset(&self, token: Option<&str>, request: &str, now: SystemTime) -> Option<u32> {
+        match token {
+            None => Some(0),
+            Some(token) => self.read(token, request, now),
+        }
+    }
+
     /// The offset `token` gives for `request`, if docpipe issued it for
     /// this request within [`TOKEN_TTL`].
     pub fn read(&self, token: &str, request: &str, now: SystemTime) -> Option<u32> {

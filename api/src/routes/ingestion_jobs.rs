@@ -221,14 +221,11 @@ pub(super) async fn list(
         "{tenant}\n{id}\n{states:?}\n{ascending}\n{limit}"
     )));
     let now = SystemTime::now();
-    let offset = match &request.next_token {
-        None => 0,
-        Some(token) => api
-            .bedrock
-            .page_tokens
-            .read(token, &binding, now)
-            .ok_or_else(|| refuse(paging::REFUSED))?,
-    };
+    let offset = api
+        .bedrock
+        .page_tokens
+        .offset(request.next_token.as_deref(), &binding, now)
+        .ok_or_else(|| refuse(paging::REFUSED))?;
     let client = api.client().await?;
     let page = (i64::from(offset), i64::from(limit) + 1);
     let mut jobs =

@@ -227,14 +227,11 @@ async fn retrieve(
     // A page continues the request it was given for, and no other.
     let binding = binding(tenant, id, text, &fingerprint(configuration));
     let now = SystemTime::now();
-    let offset = match &request.next_token {
-        None => 0,
-        Some(token) => api
-            .bedrock
-            .page_tokens
-            .read(token, &binding, now)
-            .ok_or_else(|| refuse(paging::REFUSED))?,
-    };
+    let offset = api
+        .bedrock
+        .page_tokens
+        .offset(request.next_token.as_deref(), &binding, now)
+        .ok_or_else(|| refuse(paging::REFUSED))?;
     let depth = page_depth(offset, page_size);
     let query = search::Query {
         text,

@@ -45,25 +45,9 @@ pub(super) async fn start(
             "prefix must be a folder or name prefix under your folder, without control characters or ..",
         ));
     }
-    let Some(queue) = api
-        .infrastructure
-        .queues
-        .iter()
-        .find(|q| q.name == "uploads")
-    else {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "syncs need the uploads queue (UPLOADS_QUEUE_URL)",
-        ));
-    };
     let scope = Scope::new(tenant.clone(), prefix);
     let started = sync::start(&api.pipeline, &scope, request.dry_run, None).await?;
-    // A new sync's first slice, or a stalled one's next (its message lost).
-    if started.needs_a_slice() {
-        let message = sync::slice_message(started.id());
-        docpipe_aws::sqs::send_one(&api.infrastructure.sqs, &queue.url, message).await?;
-    }
+    ask_for_a_slice(&api, started).await?;
     let client = api.client().await?;
     let row = docpipe_ingest::store::sync::get(&client, &tenant, started.id())
         .await?
