@@ -187,7 +187,8 @@ impl LocalAws {
         let scope = docpipe_ingest::sync::Scope::new(
             docpipe_core::domain::keys::Tenant::new(tenant).unwrap(),
             "",
-        );
+        )
+        .unwrap();
         docpipe_ingest::sync::sync(&self.deployment.pipeline, &scope, false, |_| {})
             .await
             .expect("the sync")

@@ -49,10 +49,17 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// `path` (a folder or name prefix) under `tenant`'s folder.
-    pub fn new(tenant: Tenant, path: &str) -> Scope {
-        let prefix = tenant.upload_path(path.trim_start_matches('/'));
-        Scope { tenant, prefix }
+    /// `path` (a folder or name prefix) under `tenant`'s folder; one with
+    /// control characters or a `..` segment is refused, whoever gives it.
+    pub fn new(tenant: Tenant, path: &str) -> std::result::Result<Scope, String> {
+        let path = path.trim_start_matches('/');
+        if path.chars().any(char::is_control) || path.split('/').any(|part| part == "..") {
+            return Err(
+                "prefix must be a folder or name prefix under the tenant's folder, without control characters or ..".into(),
+            );
+        }
+        let prefix = tenant.upload_path(path);
+        Ok(Scope { tenant, prefix })
     }
 }
 
@@ -389,8 +396,10 @@ mod tests {
         let long = readable(&format!("uploads/acme/{}", "x".repeat(1100))).unwrap_err();
         assert!(long.contains("1024 bytes"), "{long}");
         assert!(readable("uploads/acme/a/../b.txt").is_err());
-        let scope = Scope::new(Tenant::new("acme").unwrap(), "/reports/");
+        let scope = Scope::new(Tenant::new("acme").unwrap(), "/reports/").unwrap();
         assert_eq!(scope.prefix, "uploads/acme/reports/");
+        assert!(Scope::new(Tenant::new("acme").unwrap(), "../globex/").is_err());
+        assert!(Scope::new(Tenant::new("acme").unwrap(), "a\tb").is_err());
     }
 
     #[test]

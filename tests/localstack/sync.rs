@@ -11,7 +11,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 fn acme() -> Scope {
-    Scope::new(Tenant::new("acme").unwrap(), "")
+    Scope::new(Tenant::new("acme").unwrap(), "").unwrap()
 }
 
 #[tokio::test]

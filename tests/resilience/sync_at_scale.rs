@@ -9,7 +9,7 @@ use docpipe_tests::local_aws::LocalAws;
 use futures::StreamExt;
 
 fn acme() -> Scope {
-    Scope::new(Tenant::new("acme").unwrap(), "")
+    Scope::new(Tenant::new("acme").unwrap(), "").unwrap()
 }
 
 const TOKENS: &str =

@@ -132,7 +132,8 @@ pub(super) async fn start(
     {
         return Err(refuse("description must be 1 to 200 characters"));
     }
-    let scope = Scope::new(tenant.clone(), base.prefix.as_deref().unwrap_or(""));
+    let scope = Scope::new(tenant.clone(), base.prefix.as_deref().unwrap_or(""))
+        .map_err(ApiError::bad_request)?;
     let job = IngestionJob {
         knowledge_base_id: &id,
         data_source_id: &data_source_id,

@@ -39,13 +39,7 @@ pub(super) async fn start(
     request: Result<Json<SyncRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<SyncRow>), ApiError> {
     let Json(request) = request?;
-    let prefix = request.prefix.trim_start_matches('/');
-    if prefix.chars().any(char::is_control) || prefix.split('/').any(|part| part == "..") {
-        return Err(ApiError::bad_request(
-            "prefix must be a folder or name prefix under your folder, without control characters or ..",
-        ));
-    }
-    let scope = Scope::new(tenant.clone(), prefix);
+    let scope = Scope::new(tenant.clone(), &request.prefix).map_err(ApiError::bad_request)?;
     let started = sync::start(&api.pipeline, &scope, request.dry_run, None).await?;
     ask_for_a_slice(&api, started).await?;
     let client = api.client().await?;

@@ -39,7 +39,7 @@ pub fn scope(url: &str, tenant: Option<&str>, bucket: &str) -> anyhow::Result<Sc
         }
     };
     let tenant = Tenant::new(tenant).map_err(anyhow::Error::msg)?;
-    Ok(Scope::new(tenant, path))
+    Scope::new(tenant, path).map_err(|e| anyhow::anyhow!("{url}: {e}"))
 }
 
 pub async fn run(url: &str, tenant: Option<&str>, dry_run: bool, json: bool) -> anyhow::Result<()> {
