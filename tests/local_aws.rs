@@ -92,7 +92,12 @@ impl LocalAws {
                 .await
                 .expect("deployment"),
         );
-        let runner = runner_for(deployment.clone(), &sqs, &resources);
+        let runner = runner_for(
+            deployment.clone(),
+            &sqs,
+            &resources,
+            RunnerOptions::default(),
+        );
         LocalAws {
             test_db,
             deployment,
@@ -109,10 +114,17 @@ impl LocalAws {
     /// Another runner on the same queues, as a new Lambda container: its
     /// own clients, connection pool and breakers.
     pub async fn start_runner(&self) -> JoinSet<()> {
+        self.start_runner_with(RunnerOptions::default()).await
+    }
+
+    /// [`LocalAws::start_runner`], differing from the deployed shape as
+    /// `options` say.
+    pub async fn start_runner_with(&self, options: RunnerOptions) -> JoinSet<()> {
         runner_for(
             Arc::new(self.new_deployment().await),
             &self.sqs,
             &self.resources,
+            options,
         )
     }
 
@@ -415,10 +427,19 @@ pub fn s3_notification(bucket: &str, key: &str, event: &str) -> String {
 
 /// The event-source runner over the stack's four queues: batches of 10, two
 /// pollers per queue, 1 s long polls.
+/// How a test's runner differs from the deployed shape's: S3's
+/// notifications lost, a reconcile on a schedule.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunnerOptions {
+    pub lose_notifications: bool,
+    pub reconcile_every: Option<Duration>,
+}
+
 fn runner_for(
     deployment: Arc<Deployment>,
     sqs: &aws_sdk_sqs::Client,
     resources: &Resources,
+    options: RunnerOptions,
 ) -> JoinSet<()> {
     let sources = [
         (&resources.uploads, Function::Uploads),
@@ -434,9 +455,19 @@ fn runner_for(
         batch_size: 10,
         concurrency: 2,
         wait_secs: 1,
+        lose_notifications: options.lose_notifications && function == Function::Uploads,
     })
     .collect();
-    event_source::start(deployment, sqs.clone(), sources, None)
+    let schedules = event_source::Schedules {
+        sweeps: None,
+        reconciles: options
+            .reconcile_every
+            .map(|every| event_source::Reconciles {
+                every,
+                uploads_queue_url: resources.uploads.url.clone(),
+            }),
+    };
+    event_source::start(deployment, sqs.clone(), sources, schedules)
 }
 
 /// Polls `done` every 200 ms until it is true; panics naming `what` after `within`.

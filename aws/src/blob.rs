@@ -37,8 +37,21 @@ pub struct ListedPage {
     pub truncated: bool,
 }
 
+/// One page of the folders right under a prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FolderPage {
+    /// Each folder's whole prefix (`uploads/acme/`), in byte order.
+    pub folders: Vec<String>,
+    /// Where the listing goes on (S3's continuation token), if it does.
+    pub next: Option<String>,
+}
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
+    /// A page (at most [`MAX_LIST_PAGE`]) of the folders right under
+    /// `prefix` (S3's common prefixes of delimiter `/`), from where the
+    /// page before said it goes on.
+    async fn folders(&self, prefix: &str, from: Option<&str>) -> Result<FolderPage>;
     /// Up to `max_keys` (at most [`MAX_LIST_PAGE`]) objects under `prefix`
     /// whose keys come after `start_after`, in byte order (S3's
     /// ListObjectsV2 order), so that a listing resumes from the last key it saw.
@@ -115,6 +128,25 @@ fn missing_or_transient(key: &str, err: std::io::Error) -> Error {
 
 #[async_trait]
 impl BlobStore for LocalBlobStore {
+    /// Every folder at once: a developer's folder, not a bucket of millions.
+    async fn folders(&self, prefix: &str, _from: Option<&str>) -> Result<FolderPage> {
+        let mut folders = Vec::new();
+        if let Ok(mut entries) = tokio::fs::read_dir(self.root.join(prefix)).await {
+            while let Some(entry) = entries.next_entry().await? {
+                if let Ok(name) = entry.file_name().into_string()
+                    && entry.file_type().await?.is_dir()
+                {
+                    folders.push(format!("{prefix}{name}/"));
+                }
+            }
+        }
+        folders.sort_unstable();
+        Ok(FolderPage {
+            folders,
+            next: None,
+        })
+    }
+
     async fn list(
         &self,
         prefix: &str,

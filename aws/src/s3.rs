@@ -2,7 +2,9 @@
 //! emulator is reached the same way, through `AWS_ENDPOINT_URL`; nothing
 //! here knows it.
 
-use crate::blob::{BlobStore, Listed, ListedPage, MAX_LIST_PAGE, ObjectInfo, check_size};
+use crate::blob::{
+    BlobStore, FolderPage, Listed, ListedPage, MAX_LIST_PAGE, ObjectInfo, check_size,
+};
 use crate::transient;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
@@ -71,6 +73,27 @@ async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<
 
 #[async_trait]
 impl BlobStore for S3BlobStore {
+    async fn folders(&self, prefix: &str, from: Option<&str>) -> Result<FolderPage> {
+        let page = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(prefix)
+            .delimiter("/")
+            .set_continuation_token(from.map(str::to_string))
+            .send()
+            .await
+            .map_err(|e| transient("S3 ListObjectsV2", e))?;
+        Ok(FolderPage {
+            folders: page
+                .common_prefixes()
+                .iter()
+                .filter_map(|folder| folder.prefix().map(str::to_string))
+                .collect(),
+            next: page.next_continuation_token().map(str::to_string),
+        })
+    }
+
     async fn list(
         &self,
         prefix: &str,

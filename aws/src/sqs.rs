@@ -115,11 +115,18 @@ impl QueueDepth {
     }
 }
 
-/// Sends `body` to the queue at `url` as one message.
-pub async fn send_one(sqs: &aws_sdk_sqs::Client, url: &str, body: String) -> Result<()> {
+/// Sends `body` to the queue at `url` as one message, out of sight for
+/// `delay` (at most 15 minutes).
+pub async fn send_one(
+    sqs: &aws_sdk_sqs::Client,
+    url: &str,
+    body: String,
+    delay: Duration,
+) -> Result<()> {
     sqs.send_message()
         .queue_url(url)
         .message_body(body)
+        .delay_seconds(delay.as_secs().min(900) as i32)
         .send()
         .await
         .map_err(|e| transient("SQS SendMessage", e))?;

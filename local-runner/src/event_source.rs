@@ -6,9 +6,11 @@
 
 use aws_lambda_events::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use docpipe_aws::sqs::send_one;
 use docpipe_core::settings::SweepPolicy;
 use docpipe_ingest::drivers::{Deployment, handlers};
 use docpipe_ingest::pipeline::{ChunkStage, EmbedStage, ParseStage};
+use docpipe_ingest::sync::Reconcile;
 use futures::FutureExt;
 use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
@@ -37,6 +39,15 @@ pub struct EventSource {
     pub concurrency: usize,
     /// Long-poll wait per receive, 0–20 s.
     pub wait_secs: i32,
+    /// A drill: S3's notifications on this queue are deleted unread, as if
+    /// lost on the way (a sync's and the reconcile's messages still go).
+    pub lose_notifications: bool,
+}
+
+/// Whether `record` is an S3 notification of changed objects.
+fn is_notification(record: &SqsMessage) -> bool {
+    let body = record.body.as_deref().unwrap_or_default();
+    docpipe_aws::s3_notification::parse(body).is_ok_and(|changes| !changes.is_empty())
 }
 
 /// The Lambda view of a received SQS message.
@@ -140,8 +151,18 @@ async fn poll(deployment: Arc<Deployment>, sqs: aws_sdk_sqs::Client, source: Eve
             .into_iter()
             .map(|m| record(m, &source.queue_arn, &region))
             .collect();
-        let response = invoke(&deployment, source.function, &event).await;
-        let done = succeeded(&event, &response);
+        let mut done = Vec::new();
+        if source.lose_notifications {
+            let (lost, kept) = event.records.into_iter().partition(is_notification);
+            event.records = kept;
+            let lost: Vec<SqsMessage> = lost;
+            tracing::warn!(count = lost.len(), "S3 notifications lost (drill)");
+            done.extend(lost.into_iter().filter_map(|r| r.receipt_handle));
+        }
+        if !event.records.is_empty() {
+            let response = invoke(&deployment, source.function, &event).await;
+            done.extend(succeeded(&event, &response));
+        }
         for batch in done.chunks(10) {
             let entries = batch
                 .iter()
@@ -174,13 +195,27 @@ pub struct Sweeps {
     pub policy: SweepPolicy,
 }
 
-/// Starts polling every source and, if `sweeps` is set, sweeping on that
-/// schedule. Runs until the returned tasks are aborted (or dropped).
+/// The reconcile's schedule, as the template's EventBridge schedule: how
+/// often it sends `{"reconcile": {}}` to the uploads queue.
+pub struct Reconciles {
+    pub every: Duration,
+    pub uploads_queue_url: String,
+}
+
+/// What the runner does on a schedule besides polling.
+#[derive(Default)]
+pub struct Schedules {
+    pub sweeps: Option<Sweeps>,
+    pub reconciles: Option<Reconciles>,
+}
+
+/// Starts polling every source, sweeping and reconciling on their
+/// schedules if set. Runs until the returned tasks are aborted (or dropped).
 pub fn start(
     deployment: Arc<Deployment>,
     sqs: aws_sdk_sqs::Client,
     sources: Vec<EventSource>,
-    sweeps: Option<Sweeps>,
+    schedules: Schedules,
 ) -> JoinSet<()> {
     let mut tasks = JoinSet::new();
     for source in sources {
@@ -188,7 +223,25 @@ pub fn start(
             tasks.spawn(poll(deployment.clone(), sqs.clone(), source.clone()));
         }
     }
-    if let Some(Sweeps { every, policy }) = sweeps {
+    if let Some(Reconciles {
+        every,
+        uploads_queue_url,
+    }) = schedules.reconciles
+    {
+        let sqs = sqs.clone();
+        tasks.spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            loop {
+                ticks.tick().await;
+                let message = Reconcile::default().message();
+                let sent = send_one(&sqs, &uploads_queue_url, message, Duration::ZERO).await;
+                if let Err(error) = sent {
+                    tracing::warn!(%error, "the reconcile's message was not sent");
+                }
+            }
+        });
+    }
+    if let Some(Sweeps { every, policy }) = schedules.sweeps {
         tasks.spawn(async move {
             let mut ticks = tokio::time::interval(every);
             loop {

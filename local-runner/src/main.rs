@@ -44,6 +44,14 @@ enum Command {
         /// Seconds between sweeps (the sweeper's schedule); 0 turns it off.
         #[arg(long, default_value_t = 60)]
         sweep_every_secs: u64,
+        /// Seconds between reconciles, a sync of every tenant's folder (the
+        /// template's `ReconcileSchedule`); 0 turns it off.
+        #[arg(long, default_value_t = 3600)]
+        reconcile_every_secs: u64,
+        /// A drill: delete S3's notifications unread, as if lost on the way;
+        /// only a sync or the reconcile then finds the objects.
+        #[arg(long)]
+        lose_upload_events: bool,
     },
 }
 
@@ -100,6 +108,8 @@ async fn runner_main() -> Result<(), Error> {
             batch_size,
             concurrency,
             sweep_every_secs,
+            reconcile_every_secs,
+            lose_upload_events,
         } => {
             let deployment = Arc::new(deployment_when_ready(&sdk).await?);
             let queues = &deployment.aws.queues;
@@ -117,6 +127,7 @@ async fn runner_main() -> Result<(), Error> {
                     batch_size,
                     concurrency,
                     wait_secs: 20,
+                    lose_notifications: lose_upload_events && function == Function::Uploads,
                 });
             }
             let sweeps = (sweep_every_secs > 0)
@@ -127,7 +138,12 @@ async fn runner_main() -> Result<(), Error> {
                     })
                 })
                 .transpose()?;
-            let mut tasks = event_source::start(deployment, sqs, sources, sweeps);
+            let reconciles = (reconcile_every_secs > 0).then(|| event_source::Reconciles {
+                every: Duration::from_secs(reconcile_every_secs),
+                uploads_queue_url: uploads_queue_url.clone(),
+            });
+            let schedules = event_source::Schedules { sweeps, reconciles };
+            let mut tasks = event_source::start(deployment, sqs, sources, schedules);
             tracing::info!("polling; Ctrl-C stops");
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}

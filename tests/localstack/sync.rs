@@ -2,13 +2,19 @@
 //! through the deployed shape: deletes and sidecar edits made while
 //! notifications were off converge, an upload during a sync makes one job,
 //! the API's syncs and Bedrock's ingestion jobs move through the queue in
-//! the caller's folder only. (5 000 objects: `tests/resilience/sync_at_scale.rs`.)
+//! the caller's folder only; a backfill waits, and says why, while its
+//! tenant's documents fill the pipeline or its spending is stopped.
+//! (5 000 objects: `tests/resilience/sync_at_scale.rs`.)
 
 use docpipe_core::domain::keys::Tenant;
-use docpipe_ingest::sync::{Scope, sync};
-use docpipe_tests::local_aws::{LocalAws, WITHIN, wait_until};
+use docpipe_ingest::store::sync as sync_rows;
+use docpipe_ingest::sync::{Scope, Slice, StartedBy, slice, start, sync};
+use docpipe_mocks::openai::MockOpenAiConfig;
+use docpipe_tests::local_aws::{LocalAws, RunnerOptions, WITHIN, wait_until};
+use docpipe_tests::spawn_openai;
 use futures::StreamExt;
 use serde_json::json;
+use std::time::Duration;
 
 fn acme() -> Scope {
     Scope::new(Tenant::new("acme").unwrap(), "").unwrap()
@@ -311,4 +317,162 @@ async fn a_knowledge_base_s_ingestion_job_is_a_sync_of_its_data_source() {
         let (_, _, second) = get(acme, &format!("{jobs}{second_id}")).await;
         assert_eq!(second["ingestionJob"]["status"], "COMPLETE", "{second}");
     }
+}
+
+/// `count` objects `uploads/<tenant>/bulk/NNNN.txt`, 32 at a time.
+async fn put_many(stack: &LocalAws, tenant: &str, count: usize) {
+    futures::stream::iter(0..count)
+        .for_each_concurrent(32, async |i| {
+            let key = format!("uploads/{tenant}/bulk/{i:04}.txt");
+            stack.put(&key, format!("Bulk note {i} of {tenant}.")).await
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_backfill_waits_visibly_while_its_tenants_documents_fill_the_pipeline() {
+    let mut stack = LocalAws::start(&[("SYNC_TENANT_IN_FLIGHT", "20")]).await;
+    stack.notifications_off().await;
+    // No function runs: whatever a sync adds stays in the pipeline.
+    stack.runner.abort_all();
+    put_many(&stack, "acme", 260).await;
+    put_many(&stack, "globex", 5).await;
+    let pipeline = &stack.deployment.pipeline;
+    let id = start(pipeline, &acme(), false, StartedBy::Request)
+        .await
+        .unwrap()
+        .id();
+    let Slice::More(first) = slice(pipeline, id).await.unwrap() else {
+        panic!("the first slice lists a page and goes on")
+    };
+    assert_eq!(first.new, 250);
+    let Slice::Waiting(wait) = slice(pipeline, id).await.unwrap() else {
+        panic!("250 of acme's documents are in the pipeline: the sync waits")
+    };
+    assert!(wait.reason.contains("SYNC_TENANT_IN_FLIGHT"), "{wait}");
+    let db = pipeline.db.get().await.unwrap();
+    let row = sync_rows::get(&db, "acme", id).await.unwrap().unwrap();
+    assert_eq!(row.waiting.as_deref(), Some(wait.reason.as_str()));
+    assert_eq!(row.counts.new, 250, "nothing added while it waits");
+    // Another tenant's sync is not held back by acme's backlog.
+    assert_eq!(stack.synced("globex").await.new, 5);
+    // The functions run again; the backlog drains and the sync goes on.
+    let _runner = stack.start_runner().await;
+    let counts = sync(pipeline, &acme(), false, |_| {}).await.unwrap();
+    assert_eq!((counts.new, counts.documents_scanned), (260, 260));
+    let row = sync_rows::get(&db, "acme", id).await.unwrap().unwrap();
+    assert_eq!((row.state.as_str(), row.waiting), ("complete", None));
+    stack.settled().await;
+}
+
+#[tokio::test]
+async fn a_backfill_waits_while_its_tenants_spending_is_stopped() {
+    let (url, _mock) = spawn_openai(MockOpenAiConfig {
+        default_dims: 64,
+        ..MockOpenAiConfig::default()
+    })
+    .await;
+    // $1 per thousand tokens and a budget of a tenth of a cent a day: the
+    // first embedding request spends it, and later ones wait.
+    let stack = LocalAws::start(&[
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_API_KEY", "sk-test"),
+        ("OPENAI_BASE_URL", &url),
+        ("EMBEDDING_DIMS", "64"),
+        ("EMBEDDING_USD_PER_MILLION_TOKENS", "1000"),
+        ("TENANT_DAILY_BUDGET_USD", "0.001"),
+    ])
+    .await;
+    let text = "The keeper logs the tide, the fog and the light. ".repeat(20);
+    stack.put("uploads/acme/log-0.txt", text.clone()).await;
+    stack
+        .wait_for_state("uploads/acme/log-0.txt", "complete")
+        .await;
+    stack
+        .put("uploads/acme/log-1.txt", text.replace("tide", "tides"))
+        .await;
+    wait_until(WITHIN, "a job waiting for acme's spending", async || {
+        stack
+            .count("SELECT count(*) FROM upload_pipeline.upload_jobs WHERE waiting_until > now()")
+            .await
+            > 0
+    })
+    .await;
+    stack.notifications_off().await;
+    stack
+        .put(
+            "uploads/acme/late.txt",
+            "Written while notifications were off.",
+        )
+        .await;
+    let pipeline = &stack.deployment.pipeline;
+    let id = start(pipeline, &acme(), false, StartedBy::Request)
+        .await
+        .unwrap()
+        .id();
+    let Slice::Waiting(wait) = slice(pipeline, id).await.unwrap() else {
+        panic!("acme's spending is stopped: its sync adds nothing")
+    };
+    assert!(wait.reason.contains("spending is stopped"), "{wait}");
+    let db = pipeline.db.get().await.unwrap();
+    let row = sync_rows::get(&db, "acme", id).await.unwrap().unwrap();
+    assert_eq!(row.counts.documents_scanned, 0);
+    assert!(
+        row.waiting.unwrap().contains("budget"),
+        "the reason names the budget"
+    );
+}
+
+#[tokio::test]
+async fn uploads_whose_events_are_lost_are_caught_by_the_scheduled_reconcile() {
+    const UPLOADS: usize = 100;
+    let mut stack = LocalAws::start(&[]).await;
+    // One document arrives as usual; then the runner loses every S3
+    // notification and reconciles every 3 s, as the schedule would.
+    stack
+        .put("uploads/globex/before.txt", "Sent while events arrived.")
+        .await;
+    stack
+        .wait_for_state("uploads/globex/before.txt", "complete")
+        .await;
+    stack.runner.abort_all();
+    let _runner = stack
+        .start_runner_with(RunnerOptions {
+            lose_notifications: true,
+            reconcile_every: Some(Duration::from_secs(3)),
+        })
+        .await;
+    put_many(&stack, "acme", UPLOADS).await;
+    stack
+        .put("uploads/globex/after.txt", "Sent after events were lost.")
+        .await;
+    wait_until(WITHIN * 2, "every upload searchable", async || {
+        stack.count_in_state("complete").await as usize == UPLOADS + 2
+    })
+    .await;
+    // Every one of them through a scheduled sync, once each.
+    assert_eq!(
+        stack
+            .count(
+                "SELECT count(*) FROM upload_pipeline.upload_jobs
+                  WHERE correlation_id LIKE 'sync-%' AND source_key <> 'uploads/globex/before.txt'"
+            )
+            .await,
+        UPLOADS as i64 + 1
+    );
+    assert_eq!(
+        stack
+            .count("SELECT count(*) FROM upload_pipeline.upload_jobs")
+            .await,
+        UPLOADS as i64 + 2
+    );
+    assert!(
+        stack
+            .count(
+                "SELECT count(*) FROM upload_pipeline.syncs
+                  WHERE scheduled AND tenant IN ('acme', 'globex')"
+            )
+            .await
+            >= 2
+    );
 }

@@ -13,7 +13,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use docpipe_ingest::store::sync::{self as rows, SyncRow};
-use docpipe_ingest::sync::{self, IngestionJob, Scope, Started};
+use docpipe_ingest::sync::{self, IngestionJob, Scope, Started, StartedBy};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -139,7 +139,7 @@ pub(super) async fn start(
         data_source_id: &data_source_id,
         description: request.description.as_deref(),
     };
-    let started = sync::start(&api.pipeline, &scope, false, Some(job)).await?;
+    let started = sync::start(&api.pipeline, &scope, false, StartedBy::IngestionJob(job)).await?;
     ask_for_a_slice(&api, started).await?;
     if !matches!(started, Started::New(_)) {
         return Err(ApiError::new(

@@ -10,9 +10,10 @@ use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use docpipe_ingest::sync::{self, Scope, Started, SyncRow};
+use docpipe_ingest::sync::{self, Scope, Started, StartedBy, SyncRow};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Syncs `GET /v1/syncs` lists, newest first.
 const RECENT: i64 = 20;
@@ -40,7 +41,7 @@ pub(super) async fn start(
 ) -> Result<(StatusCode, Json<SyncRow>), ApiError> {
     let Json(request) = request?;
     let scope = Scope::new(tenant.clone(), &request.prefix).map_err(ApiError::bad_request)?;
-    let started = sync::start(&api.pipeline, &scope, request.dry_run, None).await?;
+    let started = sync::start(&api.pipeline, &scope, request.dry_run, StartedBy::Request).await?;
     ask_for_a_slice(&api, started).await?;
     let client = api.client().await?;
     let row = docpipe_ingest::store::sync::get(&client, &tenant, started.id())
@@ -68,7 +69,8 @@ pub(super) async fn ask_for_a_slice(api: &Api, started: Started) -> Result<(), A
         ));
     };
     let message = sync::slice_message(started.id());
-    Ok(docpipe_aws::sqs::send_one(&api.infrastructure.sqs, &queue.url, message).await?)
+    let sqs = &api.infrastructure.sqs;
+    Ok(docpipe_aws::sqs::send_one(sqs, &queue.url, message, Duration::ZERO).await?)
 }
 
 pub(super) async fn one(

@@ -6,7 +6,7 @@ use anyhow::{Context, bail};
 use docpipe_core::domain::keys::{Tenant, UPLOAD_PREFIX};
 use docpipe_core::settings::Parts;
 use docpipe_ingest::drivers::Deployment;
-use docpipe_ingest::sync::{Scope, SyncCounts, sync};
+use docpipe_ingest::sync::{Progress, Scope, SyncCounts, sync};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The scope `url` (`s3://bucket/uploads/<tenant>/…`, or `s3://bucket/`
@@ -49,11 +49,14 @@ pub async fn run(url: &str, tenant: Option<&str>, dry_run: bool, json: bool) -> 
     let scope = scope(url, tenant, &deployment.aws.bucket)?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
-    let counts = sync(&deployment.pipeline, &scope, dry_run, |counts| {
-        bar.set_message(format!(
-            "{} documents, {} sidecars scanned",
-            counts.documents_scanned, counts.metadata_documents_scanned
-        ));
+    let counts = sync(&deployment.pipeline, &scope, dry_run, |progress| {
+        bar.set_message(match progress {
+            Progress::Counts(counts) => format!(
+                "{} documents, {} sidecars scanned",
+                counts.documents_scanned, counts.metadata_documents_scanned
+            ),
+            Progress::Waiting(wait) => format!("waiting: {wait}"),
+        });
         bar.tick();
     })
     .await?;

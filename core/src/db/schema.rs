@@ -93,6 +93,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V21__ingestion_jobs",
         include_str!("../../../migrations/V21__ingestion_jobs.sql"),
     ),
+    (
+        "V22__sync_waits",
+        include_str!("../../../migrations/V22__sync_waits.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -31,6 +31,12 @@ pub struct StageSettings {
     /// in hand while a tenant with fewer has a job waiting for that stage;
     /// the rest let it go first (`pipeline::fair_share`). 0 turns this off.
     pub tenant_stage_share: u32,
+    /// `SYNC_TENANT_IN_FLIGHT` (100): while this many of a tenant's
+    /// documents are in the pipeline, its sync adds no more (a slice, 250
+    /// objects, may pass it once), so a backfill goes at the pipeline's
+    /// pace instead of filling the stage queues ahead of other tenants'
+    /// uploads (`docpipe_ingest::sync`). 0 turns the bound off.
+    pub sync_tenant_in_flight: u32,
     /// `DOCPIPE_BLOB_DIR` (.local/blobs): where the local blob store keeps
     /// objects (CLI and tests; S3 in Lambda).
     #[serde(rename = "docpipe_blob_dir")]
@@ -44,6 +50,7 @@ impl Default for StageSettings {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             stage_deadline: Duration::from_secs(120),
             tenant_stage_share: 4,
+            sync_tenant_in_flight: 100,
             local_blob_dir: PathBuf::from(".local/blobs"),
         }
     }

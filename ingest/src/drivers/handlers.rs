@@ -14,6 +14,7 @@ use docpipe_core::domain::keys::sidecar_target;
 use docpipe_core::error::{ConfigError, Error, Result};
 use docpipe_core::ops::secrets;
 use docpipe_core::settings::{DatabaseSettings, Env, SweepPolicy};
+use std::time::Duration;
 use tracing::Instrument;
 
 /// Runs `handle` on every record concurrently and reports the ones that
@@ -75,6 +76,9 @@ async fn handle_changes(deployment: &Deployment, record: &SqsMessage) -> Result<
     if let Some(id) = sync::read_slice_message(body) {
         return sync_slice(deployment, id).await;
     }
+    if let Some(page) = sync::Reconcile::read(body) {
+        return reconcile(deployment, &page).await;
+    }
     let changes = s3_notification::parse(body)
         .map_err(|e| Error::Transient(format!("unreadable S3 notification: {e}")))?;
     for change in changes {
@@ -118,27 +122,64 @@ async fn handle_changes(deployment: &Deployment, record: &SqsMessage) -> Result<
     Ok(())
 }
 
-/// One slice of sync `id`, and a message for the next while there is more:
-/// a sync moves through the uploads queue a page at a time, each page in
-/// an invocation of its own.
+/// One page of the scheduled reconcile: a sync of each tenant folder on it,
+/// each new (or stalled) one's first slice asked for, and the next page.
+async fn reconcile(deployment: &Deployment, page: &sync::Reconcile) -> Result<()> {
+    let reconciled = sync::reconcile(&deployment.pipeline, page).await?;
+    let mut messages: Vec<String> = reconciled
+        .syncs
+        .iter()
+        .filter(|started| started.needs_a_slice())
+        .map(|started| sync::slice_message(started.id()))
+        .collect();
+    tracing::info!(
+        tenants = reconciled.syncs.len(),
+        started = messages.len(),
+        "reconcile"
+    );
+    messages.extend(reconciled.next.as_ref().map(sync::Reconcile::message));
+    let url = uploads_queue(deployment)?;
+    for message in messages {
+        docpipe_aws::sqs::send_one(&deployment.sqs, url, message, Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// The uploads queue, where a sync's slices and a reconcile's pages go.
+fn uploads_queue(deployment: &Deployment) -> Result<&str> {
+    deployment
+        .aws
+        .uploads_queue_url
+        .as_deref()
+        .ok_or_else(|| Error::Transient("syncs need UPLOADS_QUEUE_URL".into()))
+}
+
+/// One slice of sync `id`, and a message for the next while there is more
+/// (after the wait, if it waits): a sync moves through the uploads queue a
+/// page at a time, each page in an invocation of its own.
 async fn sync_slice(deployment: &Deployment, id: uuid::Uuid) -> Result<()> {
     let span = tracing::info_span!("sync", %id);
-    match sync::slice(&deployment.pipeline, id)
+    let next_after = match sync::slice(&deployment.pipeline, id)
         .instrument(span.clone())
         .await?
     {
-        sync::Slice::More(_) => {
-            let url = deployment.aws.uploads_queue_url.as_deref().ok_or_else(|| {
-                Error::Transient("a sync's next slice needs UPLOADS_QUEUE_URL".into())
-            })?;
-            docpipe_aws::sqs::send_one(&deployment.sqs, url, sync::slice_message(id)).await
+        sync::Slice::More(_) => Duration::ZERO,
+        sync::Slice::Waiting(wait) => {
+            span.in_scope(|| tracing::info!(%wait, "sync waits"));
+            sync::wait_for(&wait)
         }
         sync::Slice::Done(counts) => {
             span.in_scope(|| tracing::info!(?counts, "sync complete"));
-            Ok(())
+            return Ok(());
         }
-        sync::Slice::Idle => Ok(()),
-    }
+        sync::Slice::Idle => return Ok(()),
+    };
+    let url =
+        deployment.aws.uploads_queue_url.as_deref().ok_or_else(|| {
+            Error::Transient("a sync's next slice needs UPLOADS_QUEUE_URL".into())
+        })?;
+    let message = sync::slice_message(id);
+    docpipe_aws::sqs::send_one(&deployment.sqs, url, message, next_after).await
 }
 
 /// `parse`, `chunk`, `embed`: one stage message per record. Transient errors

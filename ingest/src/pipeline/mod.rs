@@ -50,6 +50,8 @@ pub struct Pipeline {
     pub max_file_bytes: u64,
     pub embed_batch_size: u32,
     pub fair_share: fair_share::FairShare,
+    /// A tenant's documents in the pipeline at most while its sync adds more.
+    pub sync_in_flight: u32,
     pub cost: CostPolicy,
     pub parsing: Option<Parsing>,
     pub chunking: Option<Chunking>,
@@ -108,6 +110,7 @@ impl Pipeline {
                 per_tenant: settings.stages.tenant_stage_share,
                 hold: settings.stages.stage_deadline,
             },
+            sync_in_flight: settings.stages.sync_tenant_in_flight,
             cost: settings.cost.clone(),
             parsing: settings
                 .parser

@@ -1,101 +1,18 @@
 //! A sync's rows: the syncs themselves (`syncs`: scope, cursor, counts),
-//! and what a sync reads of the documents and sidecars it compares a
-//! listing with: their objects' versions, and the keys in a stretch of the
-//! listing's order, a bounded page at a time.
+//! and (in `objects`) what a sync reads of the documents and sidecars it
+//! compares a listing with.
+
+mod objects;
+
+pub use objects::{Objects, RANGE_PAGE, keys_between, now, versions};
 
 use deadpool_postgres::GenericClient;
 use docpipe_core::db::UtcTime;
-use docpipe_core::domain::keys::SIDECAR_SUFFIX;
-use docpipe_core::error::Result;
+use docpipe_core::error::{Result, Wait};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::collections::HashMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 use uuid::Uuid;
-
-/// Most keys one read of a stretch returns.
-pub const RANGE_PAGE: i64 = 1000;
-
-/// Which table a sync reads: the documents' or their sidecars'.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Objects {
-    Documents,
-    Sidecars,
-}
-
-impl Objects {
-    /// The object key of a row (`source_key`, or the sidecar's key) and
-    /// its table.
-    fn sql(self) -> (String, &'static str) {
-        match self {
-            Objects::Documents => ("source_key".into(), "upload_pipeline.documents"),
-            Objects::Sidecars => (
-                format!("source_key || '{SIDECAR_SUFFIX}'"),
-                "upload_pipeline.metadata_sidecars",
-            ),
-        }
-    }
-}
-
-/// The version each of `keys` (object keys) was last read at: `None` when
-/// the row is there but its version is not known; absent when no row is.
-pub async fn versions(
-    client: &impl GenericClient,
-    objects: Objects,
-    tenant: &str,
-    keys: &[&str],
-) -> Result<HashMap<String, Option<String>>> {
-    let (key, table) = objects.sql();
-    // By `source_key` (indexed): a sidecar's row is its document's key.
-    let source_keys: Vec<&str> = keys
-        .iter()
-        .map(|key| key.strip_suffix(SIDECAR_SUFFIX).unwrap_or(key))
-        .collect();
-    let sql = format!(
-        "SELECT {key}, object_version FROM {table} WHERE tenant = $1 AND source_key = ANY($2)"
-    );
-    Ok(client
-        .query(&sql, &[&tenant, &source_keys])
-        .await?
-        .iter()
-        .map(|row| (row.get(0), row.get(1)))
-        .collect())
-}
-
-/// Up to [`RANGE_PAGE`] object keys of `tenant`'s rows under `prefix`, in
-/// byte order, after `after` and up to `upto` (inclusive; none: no end),
-/// whose row was last written before `before`.
-pub async fn keys_between(
-    client: &impl GenericClient,
-    objects: Objects,
-    (tenant, prefix): (&str, &str),
-    (after, upto): (Option<&str>, Option<&str>),
-    before: SystemTime,
-) -> Result<Vec<String>> {
-    let (key, table) = objects.sql();
-    let sql = format!(
-        "SELECT {key} FROM {table}
-          WHERE tenant = $1 AND starts_with({key}, $2)
-            AND ($3::text IS NULL OR {key} COLLATE \"C\" > $3)
-            AND ($4::text IS NULL OR {key} COLLATE \"C\" <= $4)
-            AND updated_at < $5
-          ORDER BY {key} COLLATE \"C\" LIMIT $6"
-    );
-    Ok(client
-        .query(
-            &sql,
-            &[&tenant, &prefix, &after, &upto, &before, &RANGE_PAGE],
-        )
-        .await?
-        .iter()
-        .map(|row| row.get(0))
-        .collect())
-}
-
-/// The database's clock now: what a sync's start is compared with.
-pub async fn now(client: &impl GenericClient) -> Result<SystemTime> {
-    Ok(client.query_one("SELECT now()", &[]).await?.get(0))
-}
 
 /// What a sync found and did, in the terms of Bedrock's ingestion-job
 /// statistics, with what it left alone.
@@ -133,6 +50,10 @@ pub struct SyncRow {
     pub cursor: Option<String>,
     pub counts: SyncCounts,
     pub error: Option<String>,
+    /// Why it is not adding work just now, while it waits.
+    pub waiting: Option<String>,
+    /// Started by the scheduled reconcile.
+    pub scheduled: bool,
     pub started_at: UtcTime,
     pub updated_at: UtcTime,
     pub finished_at: Option<UtcTime>,
@@ -143,8 +64,8 @@ pub struct SyncRow {
 }
 
 const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, ingestion_job_id, \
-                            description, dry_run, state, cursor, counts, error, started_at, \
-                            updated_at, finished_at";
+                            description, dry_run, state, cursor, counts, error, waiting, \
+                            scheduled, started_at, updated_at, finished_at";
 
 impl SyncRow {
     fn from_row(row: &tokio_postgres::Row) -> SyncRow {
@@ -161,6 +82,8 @@ impl SyncRow {
             cursor: row.get("cursor"),
             counts: serde_json::from_value(row.get("counts")).unwrap_or_default(),
             error: row.get("error"),
+            waiting: row.get("waiting"),
+            scheduled: row.get("scheduled"),
             started_at: row.get("started_at"),
             updated_at: row.get("updated_at"),
             finished_at: row.get("finished_at"),
@@ -205,22 +128,38 @@ pub struct IngestionJob<'a> {
     pub description: Option<&'a str>,
 }
 
+/// Who asks for a sync.
+#[derive(Debug, Clone, Copy)]
+pub enum StartedBy<'a> {
+    /// Someone, through the CLI or `POST /v1/syncs`.
+    Request,
+    /// A knowledge base's client, as its ingestion job.
+    IngestionJob(IngestionJob<'a>),
+    /// The scheduled reconcile.
+    Schedule,
+}
+
 /// Starts a sync of `(tenant, prefix)`, unless one of that scope (and
-/// `dry_run`) runs; as an ingestion job when `job` says so (named by the
-/// start of its id).
+/// `dry_run`) runs; as an ingestion job if `by` is one (named by the start
+/// of its id).
 pub async fn create(
     client: &impl GenericClient,
     (tenant, prefix): (&str, &str),
     dry_run: bool,
-    job: Option<IngestionJob<'_>>,
+    by: StartedBy<'_>,
 ) -> Result<Started> {
     let id = Uuid::new_v4();
+    let job = match by {
+        StartedBy::IngestionJob(job) => Some(job),
+        _ => None,
+    };
     let ingestion_job_id = job.map(|_| id.simple().to_string()[..10].to_uppercase());
     let created = client
         .query_opt(
             "INSERT INTO upload_pipeline.syncs (id, tenant, prefix, dry_run, knowledge_base_id,
-                                                data_source_id, description, ingestion_job_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                                data_source_id, description, ingestion_job_id,
+                                                scheduled)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (tenant, prefix, dry_run) WHERE state = 'running' DO NOTHING RETURNING id",
             &[
                 &id,
@@ -231,6 +170,7 @@ pub async fn create(
                 &job.map(|job| job.data_source_id),
                 &job.and_then(|job| job.description),
                 &ingestion_job_id,
+                &matches!(by, StartedBy::Schedule),
             ],
         )
         .await?;
@@ -248,7 +188,7 @@ pub async fn create(
         Some(row) if row.get(1) => Ok(Started::Stalled(row.get(0))),
         Some(row) => Ok(Started::Running(row.get(0))),
         // It ended between the two statements: ask again.
-        None => Box::pin(create(client, (tenant, prefix), dry_run, job)).await,
+        None => Box::pin(create(client, (tenant, prefix), dry_run, by)).await,
     }
 }
 
@@ -277,7 +217,7 @@ pub async fn advance(
 ) -> Result<()> {
     tx.execute(
         "UPDATE upload_pipeline.syncs
-            SET cursor = $2, counts = $3, updated_at = now(),
+            SET cursor = $2, counts = $3, updated_at = now(), waiting = NULL,
                 state = CASE WHEN $4 THEN 'complete' ELSE state END,
                 finished_at = CASE WHEN $4 THEN now() END
           WHERE id = $1",
@@ -289,6 +229,67 @@ pub async fn advance(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Why `tenant`'s sync must wait before it adds work: a job of the
+/// tenant's waiting for its spending to resume (budget, request cap), or
+/// `in_flight` of its documents in the pipeline already (0: no bound).
+pub async fn backlog(
+    client: &impl GenericClient,
+    tenant: &str,
+    in_flight: u32,
+) -> Result<Option<Wait>> {
+    let spending = client
+        .query_opt(
+            "SELECT waiting_reason, waiting_until FROM upload_pipeline.upload_jobs
+              WHERE tenant = $1 AND waiting_until > now()
+              ORDER BY waiting_until DESC LIMIT 1",
+            &[&tenant],
+        )
+        .await?;
+    if let Some(row) = spending {
+        let reason: Option<String> = row.get(0);
+        return Ok(Some(Wait {
+            reason: format!(
+                "the tenant's spending is stopped ({})",
+                reason.as_deref().unwrap_or("budget")
+            ),
+            until: row.get(1),
+        }));
+    }
+    if in_flight == 0 {
+        return Ok(None);
+    }
+    // Counted no further than the bound: one index range (state, tenant).
+    let unfinished: i64 = client
+        .query_one(
+            "SELECT count(*) FROM (SELECT 1 FROM upload_pipeline.upload_jobs
+                WHERE state IN ('queued', 'parsed', 'chunked') AND tenant = $1 LIMIT $2) unfinished",
+            &[&tenant, &i64::from(in_flight)],
+        )
+        .await?
+        .get(0);
+    Ok((unfinished >= i64::from(in_flight)).then(|| Wait {
+        reason: format!(
+            "{unfinished} of the tenant's documents are in the pipeline; \
+             a sync adds more below {in_flight} (SYNC_TENANT_IN_FLIGHT)"
+        ),
+        until: SystemTime::now() + BACKLOG_RECHECK,
+    }))
+}
+
+/// How soon a sync waiting on its tenant's documents in the pipeline looks again.
+pub const BACKLOG_RECHECK: Duration = Duration::from_secs(5);
+
+/// Records that the sync `id` waits, and why (it is not stalled).
+pub async fn wait(client: &impl GenericClient, id: Uuid, why: &str) -> Result<()> {
+    client
+        .execute(
+            "UPDATE upload_pipeline.syncs SET waiting = $2, updated_at = now() WHERE id = $1",
+            &[&id, &why],
+        )
+        .await?;
     Ok(())
 }
 

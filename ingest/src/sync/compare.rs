@@ -1,29 +1,14 @@
-//! A sync: the bucket under a tenant's folder (or a prefix of it) against
-//! the documents table, for objects docpipe was never told of: a bucket
-//! that held documents before it was watched, a lost or misconfigured
-//! notification, objects written while the stack was down. Events give
-//! latency; a sync gives the truth.
-//!
-//! The listing is read a page at a time (ListObjectsV2's byte order), and
-//! each page is compared with the rows in the same stretch of that order,
-//! so memory stays bounded whatever the bucket holds:
-//! - a new or changed object (its version, the S3 ETag, differs from the
-//!   one ingest read) is ingested exactly as its event would ingest it: the
-//!   same deterministic ids, so an object synced and evented at once makes
-//!   one job;
-//! - a document whose object is not listed is removed as its delete event
-//!   would remove it, unless its row was written after the sync began (an
-//!   upload in flight), and only in stretches the listing covered: a
-//!   listing that fails mid-way deletes nothing it did not see;
-//! - sidecars added, changed or removed update metadata without embedding.
+//! One page of a sync: the listed objects compared with their rows and
+//! acted on (read, re-read, sidecar applied), and the rows in the stretch
+//! the page covered whose object is gone, removed.
 
+use super::Scope;
 use crate::pipeline::Pipeline;
 use crate::pipeline::ingest::{Change, Removal, ingest, remove};
 use crate::pipeline::metadata::{Sidecar, sidecar_changed};
-use crate::store::sync::{self as rows, Objects};
-pub use crate::store::sync::{IngestionJob, Started, SyncCounts, SyncRow};
+use crate::store::sync::{self as rows, Objects, SyncCounts};
 use docpipe_aws::blob::Listed;
-use docpipe_core::domain::keys::{SIDECAR_SUFFIX, Tenant, UploadKey, sidecar_target};
+use docpipe_core::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_target};
 use docpipe_core::domain::state::JobState;
 use docpipe_core::error::{Error, Result};
 use docpipe_core::store::sidecars;
@@ -34,154 +19,16 @@ use std::time::SystemTime;
 
 /// Objects of one page ingested (or re-read) at once.
 const CONCURRENCY: usize = 8;
-/// Objects a slice lists: one slice's work fits well inside a function's
-/// deadline (each new object is read whole once, for its hash).
-pub const SLICE_OBJECTS: usize = 250;
 /// S3's longest key, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
-/// What a sync reads: a tenant's folder, or a prefix within it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    pub tenant: Tenant,
-    /// A key prefix within the tenant's folder (`uploads/acme/reports/`).
-    pub prefix: String,
-}
-
-impl Scope {
-    /// `path` (a folder or name prefix) under `tenant`'s folder; one with
-    /// control characters or a `..` segment is refused, whoever gives it.
-    pub fn new(tenant: Tenant, path: &str) -> std::result::Result<Scope, String> {
-        let path = path.trim_start_matches('/');
-        if path.chars().any(char::is_control) || path.split('/').any(|part| part == "..") {
-            return Err(
-                "prefix must be a folder or name prefix under the tenant's folder, without control characters or ..".into(),
-            );
-        }
-        let prefix = tenant.upload_path(path);
-        Ok(Scope { tenant, prefix })
-    }
-}
-
-/// Starts a sync of `scope` (`dry_run`: counting what it would do, doing
-/// nothing), as a knowledge base's ingestion job if one asked; or finds the
-/// sync of that scope already running.
-pub async fn start(
-    pipeline: &Pipeline,
-    scope: &Scope,
-    dry_run: bool,
-    job: Option<IngestionJob<'_>>,
-) -> Result<Started> {
-    let client = pipeline.db.get().await?;
-    let scope = (scope.tenant.as_str(), scope.prefix.as_str());
-    rows::create(&client, scope, dry_run, job).await
-}
-
-/// The uploads queue's message that asks for the next slice of sync `id`
-/// (the queue's other messages are S3's notifications).
-pub fn slice_message(id: uuid::Uuid) -> String {
-    serde_json::json!({ "sync_slice": id }).to_string()
-}
-
-/// The sync a slice message names, if `body` is one.
-pub fn read_slice_message(body: &str) -> Option<uuid::Uuid> {
-    #[derive(serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    struct SliceMessage {
-        sync_slice: uuid::Uuid,
-    }
-    serde_json::from_str::<SliceMessage>(body)
-        .ok()
-        .map(|message| message.sync_slice)
-}
-
-/// What one slice of a sync did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Slice {
-    /// A page done; more to list.
-    More(SyncCounts),
-    /// The last page done: the sync is complete.
-    Done(SyncCounts),
-    /// Nothing: the sync is not running, or another slice holds it.
-    Idle,
-}
-
-/// One slice of the running sync `id`: the listing's next page compared
-/// and acted on, and the cursor and counts recorded with it, so that a sync
-/// killed anywhere resumes from its last page (that page is compared again:
-/// what it did is found done).
-pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
-    let mut client = pipeline.db.get().await?;
-    let tx = client.transaction().await?;
-    let Some(row) = rows::lock(&tx, id).await? else {
-        return Ok(Slice::Idle);
-    };
-    let scope = Scope {
-        tenant: Tenant::new(&row.tenant)?,
-        prefix: row.prefix.clone(),
-    };
-    let run = Run {
-        pipeline,
-        scope: &scope,
-        dry_run: row.dry_run,
-        started: row.started,
-        correlation_id: format!("sync-{id}"),
-    };
-    let mut counts = row.counts.clone();
-    let after = row.cursor.as_deref();
-    let page = pipeline
-        .blobs
-        .list(&scope.prefix, after, SLICE_OBJECTS)
-        .await?;
-    let upto = match (page.truncated, page.objects.last()) {
-        (true, Some(last)) => Some(last.key.as_str()),
-        _ => None,
-    };
-    run.page(&page.objects, &mut counts).await?;
-    run.deletions(after, upto, &page.objects, &mut counts)
-        .await?;
-    let done = upto.is_none();
-    rows::advance(&tx, id, upto.or(after), &counts, done).await?;
-    tx.commit().await?;
-    Ok(if done {
-        Slice::Done(counts)
-    } else {
-        Slice::More(counts)
-    })
-}
-
-/// A sync of `scope` run to its end in this process (resuming the one of
-/// that scope running, if any); `progress` sees the counts after each page.
-pub async fn sync(
-    pipeline: &Pipeline,
-    scope: &Scope,
-    dry_run: bool,
-    mut progress: impl FnMut(&SyncCounts),
-) -> Result<SyncCounts> {
-    let id = start(pipeline, scope, dry_run, None).await?.id();
-    loop {
-        match slice(pipeline, id).await? {
-            Slice::More(counts) => progress(&counts),
-            Slice::Done(counts) => {
-                progress(&counts);
-                return Ok(counts);
-            }
-            Slice::Idle => {
-                return Err(Error::Transient(format!(
-                    "sync {id} is being worked elsewhere; see its progress there"
-                )));
-            }
-        }
-    }
-}
-
-struct Run<'a> {
-    pipeline: &'a Pipeline,
-    scope: &'a Scope,
-    dry_run: bool,
+pub(super) struct Run<'a> {
+    pub(super) pipeline: &'a Pipeline,
+    pub(super) scope: &'a Scope,
+    pub(super) dry_run: bool,
     /// When the sync began, by the database's clock.
-    started: SystemTime,
-    correlation_id: String,
+    pub(super) started: SystemTime,
+    pub(super) correlation_id: String,
 }
 
 /// What became of one listed object.
@@ -196,7 +43,7 @@ enum Outcome {
 impl Run<'_> {
     /// Compares a page of the listing with the rows of its keys, and reads
     /// what is new or changed.
-    async fn page(&self, objects: &[Listed], counts: &mut SyncCounts) -> Result<()> {
+    pub(super) async fn page(&self, objects: &[Listed], counts: &mut SyncCounts) -> Result<()> {
         let mut documents = Vec::new();
         let mut sidecars = Vec::new();
         for object in objects {
@@ -311,7 +158,7 @@ impl Run<'_> {
 
     /// Removes the documents and sidecars whose objects the listing, in the
     /// stretch `(after, upto]` it covered, did not show.
-    async fn deletions(
+    pub(super) async fn deletions(
         &self,
         after: Option<&str>,
         upto: Option<&str>,
@@ -396,23 +243,5 @@ mod tests {
         let long = readable(&format!("uploads/acme/{}", "x".repeat(1100))).unwrap_err();
         assert!(long.contains("1024 bytes"), "{long}");
         assert!(readable("uploads/acme/a/../b.txt").is_err());
-        let scope = Scope::new(Tenant::new("acme").unwrap(), "/reports/").unwrap();
-        assert_eq!(scope.prefix, "uploads/acme/reports/");
-        assert!(Scope::new(Tenant::new("acme").unwrap(), "../globex/").is_err());
-        assert!(Scope::new(Tenant::new("acme").unwrap(), "a\tb").is_err());
-    }
-
-    #[test]
-    fn a_slice_message_names_its_sync_and_nothing_else_is_one() {
-        let id = uuid::Uuid::new_v4();
-        assert_eq!(read_slice_message(&slice_message(id)), Some(id));
-        for other in [
-            r#"{"Records": []}"#,
-            r#"{"sync_slice": "x"}"#,
-            r#"{"sync_slice": "00000000-0000-0000-0000-000000000000", "more": 1}"#,
-            "not json",
-        ] {
-            assert_eq!(read_slice_message(other), None, "{other}");
-        }
     }
 }
