@@ -33,12 +33,18 @@ pub fn admin_url() -> String {
 /// beside the test binaries (cargo builds a package's binaries for its
 /// integration tests). `None` elsewhere (a bench serves children itself).
 pub fn parse_sandbox_exe() -> Option<PathBuf> {
+    beside_test_binaries("docpipe-parse-sandbox")
+}
+
+/// The workspace's executable `name` in the target directory the test
+/// binaries run from, if it was built.
+pub fn beside_test_binaries(name: &str) -> Option<PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let mut dir = exe.parent()?;
     if dir.ends_with("deps") {
         dir = dir.parent()?;
     }
-    let path = dir.join("docpipe-parse-sandbox");
+    let path = dir.join(name);
     path.exists().then_some(path)
 }
 
@@ -402,6 +408,22 @@ impl Drop for ScratchDir {
     }
 }
 
+/// An S3 client of test credentials for the server at `endpoint` (a mock),
+/// path-style.
+pub fn s3_client_at(endpoint: &str) -> aws_sdk_s3::Client {
+    let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version_latest()
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .credentials_provider(credentials)
+            .http_client(docpipe_core::ops::tls::aws_http_client())
+            .endpoint_url(endpoint)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// AWS clients and stage queues at an address where nothing listens (a call
 /// is refused at once): for an API whose routes under test never reach AWS
 /// (validation, search).
@@ -412,14 +434,7 @@ pub fn unreachable_aws() -> (
 ) {
     const NOWHERE: &str = "http://127.0.0.1:1";
     let credentials = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "test");
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::Config::builder()
-            .behavior_version_latest()
-            .region(aws_sdk_s3::config::Region::new("us-east-1"))
-            .credentials_provider(credentials.clone())
-            .endpoint_url(NOWHERE)
-            .build(),
-    );
+    let s3 = s3_client_at(NOWHERE);
     let sqs = aws_sdk_sqs::Client::from_conf(
         aws_sdk_sqs::Config::builder()
             .behavior_version_latest()

@@ -128,6 +128,36 @@ impl LocalAws {
         )
     }
 
+    /// `docpipe-local-runner run` on this stack's queues and database as a
+    /// process of its own (to be killed with -9), with settings `vars`; no
+    /// sweeps or reconciles. Its logs (warnings up) go to the test's output.
+    pub fn spawn_runner_process(&self, vars: &[(&str, &str)]) -> tokio::process::Child {
+        let exe = crate::beside_test_binaries("docpipe-local-runner").expect(
+            "docpipe-local-runner beside the test binaries (cargo builds it for its own tests)",
+        );
+        tokio::process::Command::new(exe)
+            .args([
+                "run",
+                "--sweep-every-secs",
+                "0",
+                "--reconcile-every-secs",
+                "0",
+            ])
+            .envs(self.resources.env())
+            .envs(vars.iter().copied())
+            .env("DATABASE_URL", &self.test_db.url)
+            .env("S3_FORCE_PATH_STYLE", "true")
+            .env(
+                "MAX_RECEIVE_COUNT",
+                self.aws_config.max_receive_count.to_string(),
+            )
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start docpipe-local-runner")
+    }
+
     /// A new container's clients and settings for this stack. A container
     /// that starts while the database is down fails its start, and Lambda
     /// starts it again: so does this, for up to [`WITHIN`].

@@ -8,6 +8,7 @@ use crate::blob::{
 use crate::transient;
 use async_trait::async_trait;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::EncodingType;
 use bytes::Bytes;
 use docpipe_core::error::{Error, Rejection, Result};
 use sha2::{Digest, Sha256};
@@ -19,6 +20,17 @@ pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk
         .force_path_style(force_path_style)
         .build();
     aws_sdk_s3::Client::from_conf(s3)
+}
+
+/// A key as a listing asked with `encoding-type=url` gives it: S3 encodes
+/// keys so that any (one with a control character, which XML cannot carry)
+/// reaches us, with `+` for a space as in a form. (S3's keys are UTF-8.)
+fn listed_key(encoded: &str) -> Option<String> {
+    let plus_as_space = encoded.replace('+', " ");
+    percent_encoding::percent_decode_str(&plus_as_space)
+        .decode_utf8()
+        .ok()
+        .map(|key| key.into_owned())
 }
 
 /// Objects in one S3 bucket.
@@ -80,6 +92,7 @@ impl BlobStore for S3BlobStore {
             .bucket(&self.bucket)
             .prefix(prefix)
             .delimiter("/")
+            .encoding_type(EncodingType::Url)
             .set_continuation_token(from.map(str::to_string))
             .send()
             .await
@@ -88,7 +101,7 @@ impl BlobStore for S3BlobStore {
             folders: page
                 .common_prefixes()
                 .iter()
-                .filter_map(|folder| folder.prefix().map(str::to_string))
+                .filter_map(|folder| folder.prefix().and_then(listed_key))
                 .collect(),
             next: page.next_continuation_token().map(str::to_string),
         })
@@ -106,6 +119,7 @@ impl BlobStore for S3BlobStore {
             .bucket(&self.bucket)
             .prefix(prefix)
             .set_start_after(start_after.map(str::to_string))
+            .encoding_type(EncodingType::Url)
             .max_keys(max_keys.clamp(1, MAX_LIST_PAGE) as i32)
             .send()
             .await
@@ -115,7 +129,7 @@ impl BlobStore for S3BlobStore {
             .iter()
             .filter_map(|object| {
                 Some(Listed {
-                    key: object.key()?.to_string(),
+                    key: listed_key(object.key()?)?,
                     size: object.size().unwrap_or(0).max(0) as u64,
                     version: object.e_tag().unwrap_or_default().to_string(),
                 })
@@ -240,4 +254,18 @@ pub async fn check_bucket(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<()> {
         .await
         .map_err(|e| transient("S3 HeadBucket", e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_listed_key_is_decoded_as_s3_encodes_it() {
+        assert_eq!(
+            listed_key("uploads/acme/a%2Bb+c%01d%C3%A9.md").as_deref(),
+            Some("uploads/acme/a+b c\u{1}dé.md")
+        );
+        assert_eq!(listed_key("uploads/acme/%FF.md"), None);
+    }
 }

@@ -6,6 +6,7 @@ pub mod faults;
 pub mod llamaparse;
 pub mod openai;
 pub mod rerank;
+pub mod s3_listing;
 
 /// Whether `headers` carry `Authorization: Bearer <key>`: exactly `api_key`
 /// if one is configured, any non-empty key otherwise (as the real services

@@ -9,9 +9,10 @@
 use docpipe_core::domain::keys::Tenant;
 use docpipe_ingest::store::sync as sync_rows;
 use docpipe_ingest::sync::{Scope, Slice, StartedBy, slice, start, sync};
+use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::openai::MockOpenAiConfig;
 use docpipe_tests::local_aws::{LocalAws, RunnerOptions, WITHIN, wait_until};
-use docpipe_tests::spawn_openai;
+use docpipe_tests::{Outage, spawn_openai};
 use futures::StreamExt;
 use serde_json::json;
 use std::time::Duration;
@@ -475,4 +476,112 @@ async fn uploads_whose_events_are_lost_are_caught_by_the_scheduled_reconcile() {
             .await
             >= 2
     );
+}
+
+#[tokio::test]
+async fn objects_over_the_size_limit_fail_with_their_reason_and_the_rest_sync() {
+    let stack = LocalAws::start(&[("MAX_FILE_BYTES", "100")]).await;
+    stack.notifications_off().await;
+    stack
+        .put("uploads/acme/small+note é.md", "A note of the harbour.")
+        .await;
+    stack
+        .put("uploads/acme/large.md", "Too many words. ".repeat(20))
+        .await;
+    stack.put("uploads/acme/folder/", "").await;
+    stack
+        .put("uploads/acme/line\u{1}feed.md", "a control character")
+        .await;
+
+    let counts = stack.synced("acme").await;
+    assert_eq!((counts.new, counts.failed), (1, 1), "{counts:?}");
+    assert_eq!(counts.failures.get("too_large"), Some(&1), "{counts:?}");
+    let skipped: Vec<&String> = counts.skipped.keys().collect();
+    assert!(
+        matches!(skipped[..], [a, b] if a.contains("control characters") && b.contains("empty")),
+        "{counts:?}"
+    );
+    assert_eq!(
+        stack
+            .error_message("uploads/acme/large.md")
+            .await
+            .as_deref(),
+        Some("file is 320 bytes, over the limit of 100 bytes (MAX_FILE_BYTES)")
+    );
+    stack.settled().await;
+    // The failed object is known now: a second sync does not fail it again.
+    let keys: Vec<String> = stack
+        .test_db
+        .column("SELECT source_key FROM upload_pipeline.documents ORDER BY 1")
+        .await;
+    assert_eq!(
+        keys,
+        ["uploads/acme/large.md", "uploads/acme/small+note é.md"]
+    );
+    let again = stack.synced("acme").await;
+    assert_eq!((again.failed, again.unchanged), (0, 2), "{again:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_listing_that_fails_mid_way_deletes_nothing_it_did_not_see_and_resumes() {
+    let endpoint =
+        std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (scripts/test sets it)");
+    let outage = Outage::proxy_to(&endpoint).await;
+    // Set in code, so the clients prefer it to AWS_ENDPOINT_URL.
+    let mut sdk = docpipe_tests::local_aws::sdk_config().await.into_builder();
+    sdk.set_endpoint_url(Some(outage.url.clone()));
+    sdk.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
+    let queues = QueueSettings {
+        visibility_timeout_secs: 30,
+        max_receive_count: 3,
+    };
+    let mut stack = LocalAws::start_with_sdk(
+        sdk.build(),
+        &docpipe_tests::admin_url(),
+        &[("SYNC_TENANT_IN_FLIGHT", "0")],
+        queues,
+    )
+    .await;
+    stack.runner.abort_all(); // slices are driven here, one at a time
+    stack.notifications_off().await;
+    put_many(&stack, "acme", 600).await;
+    assert_eq!(stack.synced("acme").await.new, 600);
+    // Every other object goes, unseen by any event.
+    for i in (0..600).step_by(2) {
+        stack.delete(&format!("uploads/acme/bulk/{i:04}.txt")).await;
+    }
+    let documents = "SELECT count(*) FROM upload_pipeline.documents";
+    let pipeline = &stack.deployment.pipeline;
+    let id = start(pipeline, &acme(), false, StartedBy::Request)
+        .await
+        .unwrap()
+        .id();
+    let Slice::More(first) = slice(pipeline, id).await.unwrap() else {
+        panic!("a page listed, more to come")
+    };
+    // The page ended at 0499: the 250 gone before it are deleted.
+    assert_eq!((first.deleted, first.unchanged), (250, 250), "{first:?}");
+    assert_eq!(stack.count(documents).await, 350);
+
+    outage.down().await;
+    slice(pipeline, id)
+        .await
+        .expect_err("the listing fails while S3 is unreachable");
+    let db = pipeline.db.get().await.unwrap();
+    let row = sync_rows::get(&db, "acme", id).await.unwrap().unwrap();
+    assert_eq!(
+        row.state, "running",
+        "a failed listing is resumed, not the end"
+    );
+    assert_eq!(row.counts, first, "nothing counted of a page not listed");
+    assert_eq!(stack.count(documents).await, 350, "nothing unseen deleted");
+
+    outage.up();
+    let counts = sync(pipeline, &acme(), false, |_| {}).await.unwrap();
+    assert_eq!(
+        (counts.documents_scanned, counts.deleted, counts.unchanged),
+        (300, 300, 300),
+        "{counts:?}"
+    );
+    assert_eq!(stack.count(documents).await, 300);
 }

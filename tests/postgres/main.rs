@@ -14,3 +14,4 @@ mod schema;
 mod search;
 mod stages;
 mod state_machine;
+mod sync_listing;

@@ -5,3 +5,4 @@
 mod chaos;
 mod crash_recovery;
 mod sync_at_scale;
+mod sync_kill;

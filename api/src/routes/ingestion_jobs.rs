@@ -112,8 +112,19 @@ fn ingestion_job(row: &SyncRow) -> Value {
     if let Some(description) = &row.description {
         job["description"] = json!(description);
     }
-    if let Some(error) = &row.error {
-        job["failureReasons"] = json!([error]);
+    let reasons: Vec<String> = row
+        .error
+        .iter()
+        .cloned()
+        .chain(
+            counts
+                .failures
+                .iter()
+                .map(|(code, count)| format!("{count} documents failed: {code}")),
+        )
+        .collect();
+    if !reasons.is_empty() {
+        job["failureReasons"] = json!(reasons);
     }
     job
 }

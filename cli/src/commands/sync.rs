@@ -84,6 +84,9 @@ fn print_summary(scope: &Scope, counts: &SyncCounts, dry_run: bool) {
         counts.failed,
         counts.unchanged
     );
+    for (code, count) in &counts.failures {
+        println!("failed {count}: {code}");
+    }
     for (why, count) in &counts.skipped {
         println!("skipped {count}: {why}");
     }

@@ -32,6 +32,9 @@ pub struct Ingested {
     pub job_id: Uuid,
     pub state: JobState,
     pub change: Change,
+    /// The job's error code if ingest failed it (an object over
+    /// `MAX_FILE_BYTES` is never read).
+    pub failure: Option<&'static str>,
 }
 
 /// The span around handling one upload notification: every line logged for
@@ -127,6 +130,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
             jobs::transition(&tx, older.id, older.state, JobState::Superseded, detail).await?;
         }
     }
+    let mut failure = None;
     if too_large && state == JobState::Queued {
         let reason = Rejection::TooLarge {
             size: object.size,
@@ -134,6 +138,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
         };
         jobs::fail_in(&tx, job_id, state, &reason).await?;
         metrics::error(reason.code());
+        failure = Some(reason.code());
         metrics::add(Metric::JobsFailed, 1.0);
         state = JobState::Failed;
     }
@@ -148,6 +153,7 @@ async fn record_upload(pipeline: &Pipeline, key: &str, correlation_id: &str) -> 
         job_id,
         state,
         change,
+        failure,
     })
 }
 
@@ -250,7 +256,11 @@ pub async fn reprocess(
 }
 
 /// Starts a queued job: its first stage message.
-async fn send_to_parse(pipeline: &Pipeline, job_id: Uuid, correlation_id: &str) -> Result<()> {
+pub(crate) async fn send_to_parse(
+    pipeline: &Pipeline,
+    job_id: Uuid,
+    correlation_id: &str,
+) -> Result<()> {
     let message = StageMessage::new(job_id, correlation_id, Stage::Parse);
     pipeline.queue.send(vec![message]).await
 }

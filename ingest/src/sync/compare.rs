@@ -4,9 +4,9 @@
 
 use super::Scope;
 use crate::pipeline::Pipeline;
-use crate::pipeline::ingest::{Change, Removal, ingest, remove};
+use crate::pipeline::ingest::{Change, Removal, ingest, remove, send_to_parse};
 use crate::pipeline::metadata::{Sidecar, sidecar_changed};
-use crate::store::sync::{self as rows, Objects, SyncCounts};
+use crate::store::sync::{self as rows, Objects, Read, SyncCounts};
 use docpipe_aws::blob::Listed;
 use docpipe_core::domain::keys::{SIDECAR_SUFFIX, UploadKey, sidecar_target};
 use docpipe_core::domain::state::JobState;
@@ -19,6 +19,8 @@ use std::time::SystemTime;
 
 /// Objects of one page ingested (or re-read) at once.
 const CONCURRENCY: usize = 8;
+/// Why an empty object without a row is not read.
+const EMPTY: &str = "empty object (0 bytes): nothing to index";
 /// S3's longest key, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
@@ -37,7 +39,8 @@ enum Outcome {
     Modified,
     MetadataModified,
     Unchanged,
-    Failed,
+    /// Failed, for the reason its code names.
+    Failed(&'static str),
 }
 
 impl Run<'_> {
@@ -71,8 +74,15 @@ impl Run<'_> {
             (sidecars, &sidecar_versions, true),
         ] {
             for object in objects {
-                let read_at = versions.get(&object.key).cloned();
-                work.push(self.compare(object, read_at, sidecar).boxed());
+                let read = versions.get(&object.key).cloned();
+                // Empty objects (folder markers, placeholders) make no rows:
+                // a million of them cost a listing, not a million failed
+                // jobs. One that empties a document is read, and fails it.
+                if read.is_none() && object.size == 0 {
+                    *counts.skipped.entry(EMPTY.into()).or_default() += 1;
+                    continue;
+                }
+                work.push(self.compare(object, read, sidecar).boxed());
             }
         }
         let outcomes: Vec<Result<Outcome>> = futures::stream::iter(work)
@@ -85,27 +95,40 @@ impl Run<'_> {
                 Outcome::Modified => counts.modified += 1,
                 Outcome::MetadataModified => counts.metadata_modified += 1,
                 Outcome::Unchanged => counts.unchanged += 1,
-                Outcome::Failed => counts.failed += 1,
+                Outcome::Failed(code) => {
+                    counts.failed += 1;
+                    *counts.failures.entry(code.into()).or_default() += 1;
+                }
             }
         }
         Ok(())
     }
 
-    /// `object` against the version it was last read at (`None` inside:
-    /// a row without one; none: no row), read again if it changed.
-    async fn compare(
-        &self,
-        object: &Listed,
-        read_at: Option<Option<String>>,
-        sidecar: bool,
-    ) -> Result<Outcome> {
-        if read_at.as_ref().and_then(Option::as_deref) == Some(object.version.as_str()) {
-            return Ok(Outcome::Unchanged);
+    /// `object` against what its row says (none: no row), read again if it
+    /// changed.
+    async fn compare(&self, object: &Listed, read: Option<Read>, sidecar: bool) -> Result<Outcome> {
+        let Some(read) = read else {
+            return self.read_new(object, sidecar, false).await;
+        };
+        if read.version.as_deref() != Some(object.version.as_str()) {
+            return self.read_new(object, sidecar, true).await;
         }
+        // A worker killed between an ingest's commit and its message left
+        // the job queued with nothing to move it: the page, compared again,
+        // sends it again (a stage takes a message twice harmlessly).
+        if let Some(job) = read.queued_job
+            && !self.dry_run
+        {
+            send_to_parse(self.pipeline, job, &self.correlation_id).await?;
+        }
+        Ok(Outcome::Unchanged)
+    }
+
+    async fn read_new(&self, object: &Listed, sidecar: bool, known: bool) -> Result<Outcome> {
         if sidecar {
             self.read_sidecar(object).await
         } else {
-            self.ingest(object, read_at.is_some()).await
+            self.ingest(object, known).await
         }
     }
 
@@ -120,7 +143,9 @@ impl Run<'_> {
             return Ok(changed);
         }
         match ingest(self.pipeline, &object.key, &self.correlation_id).await {
-            Ok(done) if done.state == JobState::Failed => Ok(Outcome::Failed),
+            Ok(done) if done.state == JobState::Failed => {
+                Ok(Outcome::Failed(done.failure.unwrap_or("failed")))
+            }
             // A version not known before (a row older than versions) whose
             // content is the same: read once, nothing to do.
             Ok(done) if known && done.change == Change::Unchanged => Ok(Outcome::Unchanged),
@@ -129,7 +154,7 @@ impl Run<'_> {
             // which the next one resumes.
             Err(Error::Rejected(reason)) => {
                 tracing::warn!(key = object.key, %reason, "sync could not ingest an object");
-                Ok(Outcome::Failed)
+                Ok(Outcome::Failed(reason.code()))
             }
             Err(other) => Err(other),
         }
@@ -151,7 +176,7 @@ impl Run<'_> {
             .await?;
         }
         Ok(match change.sidecar {
-            Sidecar::Refused(_) => Outcome::Failed,
+            Sidecar::Refused(_) => Outcome::Failed("sidecar_refused"),
             _ => Outcome::MetadataModified,
         })
     }

@@ -4,7 +4,7 @@
 
 mod objects;
 
-pub use objects::{Objects, RANGE_PAGE, keys_between, now, versions};
+pub use objects::{Objects, RANGE_PAGE, Read, keys_between, now, versions};
 
 use deadpool_postgres::GenericClient;
 use docpipe_core::db::UtcTime;
@@ -29,6 +29,9 @@ pub struct SyncCounts {
     pub unchanged: u64,
     /// Objects not read, by why (a key with control characters, say).
     pub skipped: BTreeMap<String, u64>,
+    /// The `failed`, by their job's error code (`too_large`), or
+    /// `sidecar_refused`.
+    pub failures: BTreeMap<String, u64>,
 }
 
 /// A sync as its row holds it.

@@ -7,6 +7,7 @@ use docpipe_core::domain::keys::SIDECAR_SUFFIX;
 use docpipe_core::error::Result;
 use std::collections::HashMap;
 use std::time::SystemTime;
+use uuid::Uuid;
 
 /// Most keys one read of a stretch returns.
 pub const RANGE_PAGE: i64 = 1000;
@@ -32,28 +33,51 @@ impl Objects {
     }
 }
 
-/// The version each of `keys` (object keys) was last read at: `None` when
-/// the row is there but its version is not known; absent when no row is.
+/// What a row says of its object: the version it was last read at (`None`
+/// when not known), and, for a document, its latest job if that is still
+/// `queued`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Read {
+    pub version: Option<String>,
+    pub queued_job: Option<Uuid>,
+}
+
+/// What the rows of `keys` (object keys) say of their objects; a key
+/// without a row is absent.
 pub async fn versions(
     client: &impl GenericClient,
     objects: Objects,
     tenant: &str,
     keys: &[&str],
-) -> Result<HashMap<String, Option<String>>> {
+) -> Result<HashMap<String, Read>> {
     let (key, table) = objects.sql();
     // By `source_key` (indexed): a sidecar's row is its document's key.
     let source_keys: Vec<&str> = keys
         .iter()
         .map(|key| key.strip_suffix(SIDECAR_SUFFIX).unwrap_or(key))
         .collect();
+    let queued_job = match objects {
+        Objects::Documents => {
+            "(SELECT j.id FROM upload_pipeline.upload_jobs j
+               WHERE j.id = o.latest_job_id AND j.state = 'queued')"
+        }
+        Objects::Sidecars => "NULL::uuid",
+    };
     let sql = format!(
-        "SELECT {key}, object_version FROM {table} WHERE tenant = $1 AND source_key = ANY($2)"
+        "SELECT {key}, o.object_version, {queued_job} FROM {table} o
+          WHERE o.tenant = $1 AND o.source_key = ANY($2)"
     );
     Ok(client
         .query(&sql, &[&tenant, &source_keys])
         .await?
         .iter()
-        .map(|row| (row.get(0), row.get(1)))
+        .map(|row| {
+            let read = Read {
+                version: row.get(1),
+                queued_job: row.get(2),
+            };
+            (row.get(0), read)
+        })
         .collect())
 }
 
