@@ -27,6 +27,16 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
     docpipe_aws::sdk::sdk_config().await
 }
 
+/// [`sdk_config`] with every client reaching the emulator through
+/// `outage`, a proxy that can be taken down.
+pub async fn sdk_config_through(outage: &crate::Outage) -> aws_config::SdkConfig {
+    let mut sdk = sdk_config().await.into_builder();
+    sdk.set_endpoint_url(Some(outage.url.clone()));
+    // Set in code, so the clients prefer it to AWS_ENDPOINT_URL.
+    sdk.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
+    sdk.build()
+}
+
 pub struct LocalAws {
     pub test_db: TestDb,
     pub deployment: Arc<Deployment>,

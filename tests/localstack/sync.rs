@@ -11,7 +11,7 @@ use docpipe_ingest::store::sync as sync_rows;
 use docpipe_ingest::sync::{Scope, Slice, StartedBy, slice, start, sync};
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_mocks::openai::MockOpenAiConfig;
-use docpipe_tests::local_aws::{LocalAws, RunnerOptions, WITHIN, wait_until};
+use docpipe_tests::local_aws::{LocalAws, RunnerOptions, WITHIN, sdk_config_through, wait_until};
 use docpipe_tests::{Outage, spawn_openai};
 use futures::StreamExt;
 use serde_json::json;
@@ -19,6 +19,14 @@ use std::time::Duration;
 
 fn acme() -> Scope {
     Scope::new(Tenant::new("acme").unwrap(), "").unwrap()
+}
+
+/// A sync of acme's folder, started; its slices are the test's to drive.
+async fn acme_sync(pipeline: &docpipe_ingest::pipeline::Pipeline) -> uuid::Uuid {
+    start(pipeline, &acme(), false, StartedBy::Request)
+        .await
+        .unwrap()
+        .id()
 }
 
 #[tokio::test]
@@ -339,10 +347,7 @@ async fn a_backfill_waits_visibly_while_its_tenants_documents_fill_the_pipeline(
     put_many(&stack, "acme", 260).await;
     put_many(&stack, "globex", 5).await;
     let pipeline = &stack.deployment.pipeline;
-    let id = start(pipeline, &acme(), false, StartedBy::Request)
-        .await
-        .unwrap()
-        .id();
+    let id = acme_sync(pipeline).await;
     let Slice::More(first) = slice(pipeline, id).await.unwrap() else {
         panic!("the first slice lists a page and goes on")
     };
@@ -407,10 +412,7 @@ async fn a_backfill_waits_while_its_tenants_spending_is_stopped() {
         )
         .await;
     let pipeline = &stack.deployment.pipeline;
-    let id = start(pipeline, &acme(), false, StartedBy::Request)
-        .await
-        .unwrap()
-        .id();
+    let id = acme_sync(pipeline).await;
     let Slice::Waiting(wait) = slice(pipeline, id).await.unwrap() else {
         panic!("acme's spending is stopped: its sync adds nothing")
     };
@@ -527,16 +529,12 @@ async fn a_listing_that_fails_mid_way_deletes_nothing_it_did_not_see_and_resumes
     let endpoint =
         std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (scripts/test sets it)");
     let outage = Outage::proxy_to(&endpoint).await;
-    // Set in code, so the clients prefer it to AWS_ENDPOINT_URL.
-    let mut sdk = docpipe_tests::local_aws::sdk_config().await.into_builder();
-    sdk.set_endpoint_url(Some(outage.url.clone()));
-    sdk.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
     let queues = QueueSettings {
         visibility_timeout_secs: 30,
         max_receive_count: 3,
     };
     let mut stack = LocalAws::start_with_sdk(
-        sdk.build(),
+        sdk_config_through(&outage).await,
         &docpipe_tests::admin_url(),
         &[("SYNC_TENANT_IN_FLIGHT", "0")],
         queues,
@@ -552,10 +550,7 @@ async fn a_listing_that_fails_mid_way_deletes_nothing_it_did_not_see_and_resumes
     }
     let documents = "SELECT count(*) FROM upload_pipeline.documents";
     let pipeline = &stack.deployment.pipeline;
-    let id = start(pipeline, &acme(), false, StartedBy::Request)
-        .await
-        .unwrap()
-        .id();
+    let id = acme_sync(pipeline).await;
     let Slice::More(first) = slice(pipeline, id).await.unwrap() else {
         panic!("a page listed, more to come")
     };

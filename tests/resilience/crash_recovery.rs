@@ -100,11 +100,7 @@ async fn an_aws_outage_mid_run_loses_nothing() {
     let endpoint =
         std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (scripts/test sets it)");
     let outage = Outage::proxy_to(&endpoint).await;
-    // Set in code, so the clients prefer it to AWS_ENDPOINT_URL.
-    let mut sdk = docpipe_tests::local_aws::sdk_config().await.into_builder();
-    sdk.set_endpoint_url(Some(outage.url.clone()));
-    sdk.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
-    let sdk = sdk.build();
+    let sdk = docpipe_tests::local_aws::sdk_config_through(&outage).await;
     let stack = LocalAws::start_with_sdk(sdk, &docpipe_tests::admin_url(), &VARS, QUEUES).await;
     // Uploads go straight to the emulator, so some arrive during the outage.
     let direct = docpipe_aws::s3::s3_client(&docpipe_tests::local_aws::sdk_config().await, true);
