@@ -153,9 +153,9 @@ async fn poll(deployment: Arc<Deployment>, sqs: aws_sdk_sqs::Client, source: Eve
             .collect();
         let mut done = Vec::new();
         if source.lose_notifications {
-            let (lost, kept) = event.records.into_iter().partition(is_notification);
+            let (lost, kept): (Vec<SqsMessage>, _) =
+                event.records.into_iter().partition(is_notification);
             event.records = kept;
-            let lost: Vec<SqsMessage> = lost;
             tracing::warn!(count = lost.len(), "S3 notifications lost (drill)");
             done.extend(lost.into_iter().filter_map(|r| r.receipt_handle));
         }

@@ -174,12 +174,14 @@ async fn sync_slice(deployment: &Deployment, id: uuid::Uuid) -> Result<()> {
         }
         sync::Slice::Idle => return Ok(()),
     };
-    let url =
-        deployment.aws.uploads_queue_url.as_deref().ok_or_else(|| {
-            Error::Transient("a sync's next slice needs UPLOADS_QUEUE_URL".into())
-        })?;
     let message = sync::slice_message(id);
-    docpipe_aws::sqs::send_one(&deployment.sqs, url, message, next_after).await
+    docpipe_aws::sqs::send_one(
+        &deployment.sqs,
+        uploads_queue(deployment)?,
+        message,
+        next_after,
+    )
+    .await
 }
 
 /// `parse`, `chunk`, `embed`: one stage message per record. Transient errors
