@@ -12,10 +12,10 @@
 //! ones (the vector size does not change what parse and chunk hold).
 
 use clap::Parser;
+use docpipe_benches::measured;
 use docpipe_tests::corpus::{Rng, deep_html, document, flate_pdf, pdf, wide_table};
 use docpipe_tests::{ScratchDir, TestDb};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 #[derive(Parser)]
 #[command(name = "docpipe-rss-bench")]
@@ -39,49 +39,27 @@ struct Args {
 }
 
 /// Runs `docpipe ingest file` in a fresh database; returns its peak RSS in
-/// bytes (the kernel's count for that process, from wait4) and the seconds taken.
+/// bytes, the seconds taken and what it printed.
 async fn ingest(docpipe: &Path, file: &Path, at_once: usize) -> (u64, f64, String) {
     const DIMS: [(&str, &str); 1] = [("EMBEDDING_DIMS", "64")];
     let test_db = TestDb::migrated(&DIMS).await;
-    let started = Instant::now();
-    #[allow(
-        clippy::zombie_processes,
-        reason = "reaped by wait4 below, for its rusage"
-    )]
-    let child = std::process::Command::new(docpipe)
-        .args(["ingest", "--tenant", "rss", "--defer-index"])
-        .arg(file)
-        .env("DATABASE_URL", &test_db.url)
-        .env("DOCPIPE_BLOB_DIR", &test_db.blob_dir)
-        // The CLI works on as many documents at once as it has connections.
-        .env("DB_POOL_SIZE", at_once.to_string())
-        .envs(DIMS)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("{}: {e}", docpipe.display()));
-    let pid = child.id() as libc::pid_t;
-    let output = std::thread::spawn(move || {
-        let mut stdout = String::new();
-        std::io::Read::read_to_string(&mut child.stdout.unwrap(), &mut stdout).unwrap();
-        stdout
-    });
-    let mut status = 0;
-    // SAFETY: a zeroed rusage is valid; wait4 fills it for our own child.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(waited, pid, "wait4: {}", std::io::Error::last_os_error());
-    let stdout = output.join().unwrap();
+    let run = measured(
+        std::process::Command::new(docpipe)
+            .args(["ingest", "--tenant", "rss", "--defer-index"])
+            .arg(file)
+            .env("DATABASE_URL", &test_db.url)
+            .env("DOCPIPE_BLOB_DIR", &test_db.blob_dir)
+            // The CLI works on as many documents at once as it has connections.
+            .env("DB_POOL_SIZE", at_once.to_string())
+            .envs(DIMS),
+    );
     // 1: a document failed, which the summary says.
     assert!(
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) <= 1,
-        "docpipe ingest failed: {stdout}"
+        run.exit_code.is_some_and(|code| code <= 1),
+        "docpipe ingest failed: {}",
+        run.stdout
     );
-    // ru_maxrss is in KiB on Linux.
-    (
-        usage.ru_maxrss as u64 * 1024,
-        started.elapsed().as_secs_f64(),
-        stdout,
-    )
+    (run.peak_rss_bytes, run.seconds, run.stdout)
 }
 
 #[tokio::main]

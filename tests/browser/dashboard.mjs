@@ -34,6 +34,9 @@ async function snapshot() {
       states: Object.fromEntries(rows("[data-state]", (e) => [e.dataset.state, Number(e.querySelector("b").textContent)])),
       queues: Object.fromEntries(rows("[data-queue]", (e) => [e.dataset.queue, e.querySelector(".dead-letters").textContent])),
       services: rows("#services tr", (e) => e.textContent.trim()),
+      syncs: rows("[data-sync]", (e) => Object.fromEntries(["scanned", "new", "unchanged", "note"]
+        .map((c) => [c, e.querySelector("." + c).textContent]).concat([["prefix", e.querySelector("code").textContent],
+          ["state", e.querySelector(".pill").textContent]]))),
       failures: rows("[data-job]", (e) => ({ key: e.querySelector("code").textContent, reason: e.querySelector(".reason").textContent })),
       cost: text("#cost"), budget: text("#budget"), tokens: text("#tokens"),
       completed_last_hour: Number(text("#completed-hour")),

@@ -595,6 +595,21 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
         complete == 4 && stack.depth(&stack.resources.parse.dlq_url).await == 1
     })
     .await;
+    // A sync run to its end, then a dry run of a folder, started and not yet run.
+    let synced = stack.synced("acme").await;
+    let folder = docpipe_ingest::sync::Scope::new(
+        docpipe_core::domain::keys::Tenant::new("acme").unwrap(),
+        "reports/",
+    )
+    .unwrap();
+    docpipe_ingest::sync::start(
+        &stack.deployment.pipeline,
+        &folder,
+        true,
+        docpipe_ingest::sync::StartedBy::Request,
+    )
+    .await
+    .unwrap();
 
     let browser_dir = concat!(env!("CARGO_MANIFEST_DIR"), "/browser");
     assert!(
@@ -649,6 +664,19 @@ async fn the_dashboard_shows_what_the_pipeline_did() {
         json!([{"key": "uploads/acme/broken.pdf", "reason": reason}])
     );
     assert_eq!(seen["budget"], "$1.0000");
+    assert_eq!(
+        seen["syncs"],
+        json!([
+            {"prefix": "uploads/acme/reports/", "state": "running", "scanned": "0",
+             "new": "0", "unchanged": "0", "note": "dry run"},
+            {"prefix": "uploads/acme/", "state": "complete",
+             "scanned": (synced.documents_scanned + synced.metadata_documents_scanned).to_string(),
+             "new": "0",
+             "unchanged": synced.unchanged.to_string(), "note": ""},
+        ]),
+        "{seen}"
+    );
+    assert!(synced.unchanged >= 5, "{synced:?}");
     assert_eq!(seen["completed_last_hour"], 4);
     assert!(seen["throughput_bars"].as_u64().unwrap() >= 1, "{seen}");
     assert!(
