@@ -246,6 +246,24 @@ impl LocalAws {
             .expect("the sync")
     }
 
+    /// Asks for a sync of `tenant`'s folder as the API does: the row, then
+    /// its first slice on the uploads queue; returns its id.
+    pub async fn ask_for_a_sync(&self, tenant: &str) -> uuid::Uuid {
+        let scope = docpipe_ingest::sync::Scope::new(
+            docpipe_core::domain::keys::Tenant::new(tenant).unwrap(),
+            "",
+        )
+        .unwrap();
+        let by = docpipe_ingest::sync::StartedBy::Request;
+        let id = docpipe_ingest::sync::start(&self.deployment.pipeline, &scope, false, by)
+            .await
+            .expect("the sync starts")
+            .id();
+        let slice = docpipe_ingest::sync::slice_message(id);
+        self.send(&self.resources.uploads.url, &slice).await;
+        id
+    }
+
     /// Turns the bucket's notifications off: objects written after it
     /// reach no queue, as with a lost or misconfigured notification.
     pub async fn notifications_off(&self) {

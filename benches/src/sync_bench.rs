@@ -22,9 +22,6 @@
 
 use clap::Parser;
 use docpipe_benches::measured;
-use docpipe_core::domain::keys::Tenant;
-use docpipe_ingest::store::sync::StartedBy;
-use docpipe_ingest::sync::{Scope, slice_message, start};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use futures::StreamExt;
 use std::path::PathBuf;
@@ -233,19 +230,7 @@ async fn beside_backfill(objects: usize, samples: usize, cores: usize) {
         .then(|n| light_upload(&stack, n))
         .collect()
         .await;
-    let scope = Scope::new(Tenant::new(HEAVY).unwrap(), "").unwrap();
-    let id = start(
-        &stack.deployment.pipeline,
-        &scope,
-        false,
-        StartedBy::Request,
-    )
-    .await
-    .expect("the backfill starts")
-    .id();
-    stack
-        .send(&stack.resources.uploads.url, &slice_message(id))
-        .await;
+    stack.ask_for_a_sync(HEAVY).await;
     let started = Instant::now();
     // Into the backfill's stride: its first slices enqueued, the pipeline busy.
     tokio::time::sleep(Duration::from_secs(20)).await;

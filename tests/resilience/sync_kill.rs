@@ -4,8 +4,7 @@
 //! and counts that add up (a killed slice's page is compared again, and
 //! what it had ingested is found unchanged).
 
-use docpipe_core::domain::keys::Tenant;
-use docpipe_ingest::sync::{Scope, StartedBy, SyncCounts, slice_message, start};
+use docpipe_ingest::sync::SyncCounts;
 use docpipe_local_runner::provision::QueueSettings;
 use docpipe_tests::local_aws::{LocalAws, wait_until};
 use futures::StreamExt;
@@ -26,25 +25,6 @@ fn lives(seed: u64) -> impl Iterator<Item = Duration> {
             .wrapping_add(1_442_695_040_888_963_407);
         Duration::from_millis((state >> 33) % 1500)
     })
-}
-
-/// Asks for a sync of `tenant`'s folder as the API does: the row, then its
-/// first slice on the uploads queue.
-async fn ask_for_a_sync(stack: &LocalAws, tenant: &str) -> uuid::Uuid {
-    let scope = Scope::new(Tenant::new(tenant).unwrap(), "").unwrap();
-    let id = start(
-        &stack.deployment.pipeline,
-        &scope,
-        false,
-        StartedBy::Request,
-    )
-    .await
-    .unwrap()
-    .id();
-    stack
-        .send(&stack.resources.uploads.url, &slice_message(id))
-        .await;
-    id
 }
 
 async fn sync_state(stack: &LocalAws, id: uuid::Uuid) -> (String, SyncCounts) {
@@ -112,7 +92,7 @@ async fn a_sync_killed_five_times_ends_as_one_that_ran_uninterrupted() {
     }
 
     println!("kill points from seed {SEED:#x}");
-    let killed = ask_for_a_sync(&stack, "acme").await;
+    let killed = stack.ask_for_a_sync("acme").await;
     let documents = "SELECT count(*) FROM upload_pipeline.documents WHERE tenant = 'acme'";
     for (kill, life) in lives(SEED).take(KILLS).enumerate() {
         // Each kill lands while the runner works: once it has moved the
@@ -142,7 +122,7 @@ async fn a_sync_killed_five_times_ends_as_one_that_ran_uninterrupted() {
     drop(runner);
 
     let runner = stack.spawn_runner_process(&[]);
-    let uninterrupted = ask_for_a_sync(&stack, "globex").await;
+    let uninterrupted = stack.ask_for_a_sync("globex").await;
     let once = finished(&stack, uninterrupted).await;
     drop(runner);
 
