@@ -363,14 +363,14 @@ pub fn samples_dir() -> PathBuf {
 }
 
 /// all-MiniLM-L6-v2, as `scripts/fetch-model` (which `scripts/test` runs)
-/// unpacks it from its PyPI wheel.
+/// makes it from pinned PyPI wheels.
 pub fn local_model_dir() -> PathBuf {
     let dir = PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../.local/models/all-MiniLM-L6-v2"
     ));
     assert!(
-        dir.join("model.safetensors").exists(),
+        dir.join("SHA256SUMS").exists(),
         "{} holds no model: run scripts/fetch-model",
         dir.display()
     );

@@ -1,5 +1,5 @@
 //! `docpipe-local-embed-bench`: chunks/s and peak RSS of the local embedding
-//! provider (candle, in-process) against sentence-transformers (PyTorch), on
+//! provider (ONNX Runtime, in-process) against sentence-transformers (PyTorch), on
 //! the same chunks, on this machine, in one run, rounds alternating.
 //!
 //!   cargo run --profile perf -p docpipe-benches --bin docpipe-local-embed-bench -- \

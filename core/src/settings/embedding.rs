@@ -209,6 +209,9 @@ pub struct EmbeddingSettings {
     threads: Option<usize>,
 }
 
+/// More inference threads than this only contend (Lambda has at most 6 cores).
+const MAX_EMBEDDING_THREADS: usize = 64;
+
 impl Default for EmbeddingSettings {
     fn default() -> Self {
         EmbeddingSettings {
@@ -251,8 +254,16 @@ impl Settings for EmbeddingSettings {
             }
             _ => {}
         }
-        if self.threads == Some(0) {
-            return Err(invalid("EMBEDDING_THREADS", 0, "must be at least 1"));
+        match self.threads {
+            Some(0) => return Err(invalid("EMBEDDING_THREADS", 0, "must be at least 1")),
+            Some(threads) if threads > MAX_EMBEDDING_THREADS => {
+                return Err(invalid(
+                    "EMBEDDING_THREADS",
+                    threads,
+                    &format!("must be at most {MAX_EMBEDDING_THREADS} (one per core is enough)"),
+                ));
+            }
+            _ => {}
         }
         for (name, limit) in [
             ("EMBEDDING_TPM", self.tokens_per_minute),

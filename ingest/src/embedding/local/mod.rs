@@ -1,27 +1,28 @@
 //! `EMBEDDING_PROVIDER=local`: sentence-embedding models of the BERT family
 //! (all-MiniLM-L6-v2, bge-small/base, e5-small/base, gte-small…) run
-//! in-process on the CPU with candle, from a sentence-transformers model
-//! directory (`EMBEDDING_MODEL_DIR`): `config.json`, `model.safetensors`,
-//! `tokenizer.json`, and the pooling and window sentence-transformers keeps
-//! in `1_Pooling/config.json`, `modules.json` and `sentence_bert_config.json`.
+//! in-process on the CPU by ONNX Runtime, from a sentence-transformers model
+//! directory (`EMBEDDING_MODEL_DIR`, as scripts/fetch-model makes it):
+//! `config.json`, `tokenizer.json`, the pooling and window
+//! sentence-transformers keeps in `1_Pooling/config.json`, `modules.json`
+//! and `sentence_bert_config.json`, the encoder as `model.onnx`, ONNX
+//! Runtime as `libonnxruntime.so`, and `SHA256SUMS` naming every one of
+//! them: a truncated or altered file fails the start, not a batch.
 //!
 //! Text is never cut to fit: a chunk over the model's window is rejected
 //! (`chunk_too_long`), and chunking counts the same tokens
 //! ([`ModelTokenizer`]) so that chunks fit.
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use docpipe_core::embedding::{EmbedInput, Embedder, Embeddings};
 use docpipe_core::error::{Error, Rejection, Result};
 use serde::Deserialize;
 use std::path::Path;
-use std::sync::Arc;
+mod engine;
 mod tokenizer;
 
+use engine::{Batch, Encoder};
 pub use tokenizer::{ModelError, ModelTokenizer};
-use tokenizer::{model_error, read_json};
+use tokenizer::{model_error, read_json, verify_checksums};
 
 /// How token vectors become one text vector (`1_Pooling/config.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,8 +79,9 @@ fn pooling(dir: &Path) -> std::result::Result<(Pooling, bool), ModelError> {
 }
 
 #[derive(Deserialize)]
-struct ModelType {
+struct ModelConfig {
     model_type: Option<String>,
+    hidden_size: usize,
 }
 
 /// A BERT-family sentence model run on this process's CPU (clones share it).
@@ -88,55 +90,41 @@ pub struct LocalEmbedder {
     name: String,
     dims: usize,
     tokenizer: ModelTokenizer,
-    model: Arc<BertModel>,
+    encoder: Encoder,
     pooling: Pooling,
     normalize: bool,
     /// Texts in one forward pass: padding to the longest costs less in
     /// batches of similar lengths, which inputs are sorted into.
     batch: usize,
-    /// The threads inference may use, whatever else the process runs.
-    threads: Arc<rayon::ThreadPool>,
 }
 
 impl LocalEmbedder {
-    /// Loads the model in `dir` (weights are read whole: ~90 MB for MiniLM).
+    /// Loads the model in `dir` on `threads` threads, once its files match
+    /// their checksums.
     pub fn load(
         name: &str,
         dir: &Path,
         threads: usize,
         batch: usize,
     ) -> std::result::Result<Self, ModelError> {
+        verify_checksums(dir, &[engine::ENCODER, engine::RUNTIME_LIB])?;
         let config_path = dir.join("config.json");
-        // The family first, alone: another family's config may not parse as
-        // BERT's, and its name is the clearer reason.
-        let model_type: ModelType = read_json(&config_path)?;
-        if let Some(kind) = model_type.model_type.filter(|kind| kind != "bert") {
+        let config: ModelConfig = read_json(&config_path)?;
+        if let Some(kind) = config.model_type.filter(|kind| kind != "bert") {
             return Err(model_error(
                 &config_path,
                 format!("model_type {kind:?} is not supported (only BERT-family models)"),
             ));
         }
-        let config: Config = read_json(&config_path)?;
-        let weights_path = dir.join("model.safetensors");
-        let weights = std::fs::read(&weights_path).map_err(|e| model_error(&weights_path, e))?;
-        let weights = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(|e| model_error(&weights_path, e))?;
-        let model = BertModel::load(weights, &config).map_err(|e| model_error(&weights_path, e))?;
         let (pooling, normalize) = pooling(dir)?;
-        let threads = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads.max(1))
-            .thread_name(|i| format!("embed-{i}"))
-            .build()
-            .map_err(|e| model_error(dir, e))?;
         Ok(LocalEmbedder {
             name: name.to_string(),
             dims: config.hidden_size,
             tokenizer: ModelTokenizer::load(dir)?,
-            model: Arc::new(model),
+            encoder: Encoder::load(dir, threads.max(1))?,
             pooling,
             normalize,
             batch: batch.max(1),
-            threads: Arc::new(threads),
         })
     }
 
@@ -175,40 +163,34 @@ impl LocalEmbedder {
     }
 
     /// Vectors of texts of similar lengths, padded to the longest.
-    fn forward(&self, batch: &[&Encoded]) -> candle_core::Result<Vec<Vec<f32>>> {
+    fn forward(&self, batch: &[&Encoded]) -> ort::Result<Vec<Vec<f32>>> {
         let longest = batch.iter().map(|e| e.ids.len()).max().unwrap_or(0);
         let (mut ids, mut mask) = (Vec::new(), Vec::new());
         for encoded in batch {
             let padding = longest - encoded.ids.len();
-            ids.extend(&encoded.ids);
-            ids.extend(std::iter::repeat_n(0u32, padding));
-            mask.extend(std::iter::repeat_n(1u32, encoded.ids.len()));
-            mask.extend(std::iter::repeat_n(0u32, padding));
+            ids.extend(encoded.ids.iter().map(|&id| i64::from(id)));
+            ids.extend(std::iter::repeat_n(0, padding));
+            mask.extend(std::iter::repeat_n(1, encoded.ids.len()));
+            mask.extend(std::iter::repeat_n(0, padding));
         }
-        let shape = (batch.len(), longest);
-        let ids = Tensor::from_vec(ids, shape, &Device::Cpu)?;
-        let mask = Tensor::from_vec(mask, shape, &Device::Cpu)?;
-        let token_types = ids.zeros_like()?;
-        let hidden = self.model.forward(&ids, &token_types, Some(&mask))?;
-        let pooled = match self.pooling {
-            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Mean => {
-                let mask = mask.to_dtype(DType::F32)?.unsqueeze(2)?;
-                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
-                summed.broadcast_div(&mask.sum(1)?)?
-            }
-        };
-        let pooled = if self.normalize {
-            let norms = pooled
-                .sqr()?
-                .sum_keepdim(1)?
-                .sqrt()?
-                .clamp(1e-12, f32::MAX)?;
-            pooled.broadcast_div(&norms)?
-        } else {
-            pooled
-        };
-        pooled.to_vec2()
+        let (states, hidden) = self.encoder.hidden(Batch {
+            texts: batch.len(),
+            tokens: longest,
+            ids,
+            mask,
+        })?;
+        let vectors = batch
+            .iter()
+            .zip(states.chunks(longest * hidden))
+            .map(|(encoded, tokens)| {
+                let vector = match self.pooling {
+                    Pooling::Cls => tokens[..hidden].to_vec(),
+                    Pooling::Mean => mean(tokens, hidden, encoded.ids.len()),
+                };
+                if self.normalize { unit(vector) } else { vector }
+            })
+            .collect();
+        Ok(vectors)
     }
 
     /// Every text's vector, in input order; blocks on inference.
@@ -224,8 +206,7 @@ impl LocalEmbedder {
         for indices in order.chunks(self.batch) {
             let batch: Vec<&Encoded> = indices.iter().map(|&i| &encoded[i]).collect();
             let batch_vectors = self
-                .threads
-                .install(|| self.forward(&batch))
+                .forward(&batch)
                 .map_err(|e| Error::Transient(format!("local model inference: {e}")))?;
             for (&i, vector) in indices.iter().zip(batch_vectors) {
                 vectors[i] = vector;
@@ -233,6 +214,21 @@ impl LocalEmbedder {
         }
         Ok((vectors, tokens))
     }
+}
+
+/// The mean of the first `count` token vectors (the text's; the rest pad).
+fn mean(tokens: &[f32], hidden: usize, count: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; hidden];
+    for token in tokens.chunks(hidden).take(count) {
+        sum.iter_mut().zip(token).for_each(|(s, t)| *s += t);
+    }
+    sum.iter().map(|s| s / count.max(1) as f32).collect()
+}
+
+/// `vector` scaled to length 1 (a zero vector stays zero).
+fn unit(vector: Vec<f32>) -> Vec<f32> {
+    let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    vector.into_iter().map(|x| x / norm).collect()
 }
 
 #[async_trait]

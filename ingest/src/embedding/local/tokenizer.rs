@@ -27,6 +27,69 @@ pub(super) fn read_json<T: for<'de> Deserialize<'de>>(
     serde_json::from_slice(&bytes).map_err(|e| model_error(path, e))
 }
 
+/// The checksum list a model directory carries (`sha256sum` output).
+pub const CHECKSUMS: &str = "SHA256SUMS";
+
+/// Checks every file `SHA256SUMS` in `dir` names against its SHA-256,
+/// and that it names `config.json`, `tokenizer.json` and `required`: a
+/// truncated, altered or missing file is a clear error at start.
+pub(super) fn verify_checksums(dir: &Path, required: &[&str]) -> Result<(), ModelError> {
+    use sha2::{Digest, Sha256};
+    let list = dir.join(CHECKSUMS);
+    let text = std::fs::read_to_string(&list).map_err(|e| {
+        model_error(
+            &list,
+            format!("{e} (scripts/fetch-model writes it: `sha256sum` of each file)"),
+        )
+    })?;
+    let mut named = Vec::new();
+    for line in text.lines().filter(|line| !line.trim().is_empty()) {
+        let Some((expected, name)) = line.split_once("  ") else {
+            return Err(model_error(
+                &list,
+                format!("not a sha256sum line: {line:?}"),
+            ));
+        };
+        let name = name.trim_start_matches('*');
+        // Names stay inside the directory.
+        if name.split('/').any(|part| part == ".." || part.is_empty()) {
+            return Err(model_error(
+                &list,
+                format!("{name:?} is outside the directory"),
+            ));
+        }
+        let path = dir.join(name);
+        let mut file = std::fs::File::open(&path).map_err(|e| model_error(&path, e))?;
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0; 1 << 20];
+        loop {
+            let read =
+                std::io::Read::read(&mut file, &mut buffer).map_err(|e| model_error(&path, e))?;
+            if read == 0 {
+                break;
+            }
+            hasher.update(&buffer[..read]);
+        }
+        if hex::encode(hasher.finalize()) != expected.to_ascii_lowercase() {
+            return Err(model_error(
+                &path,
+                format!(
+                    "does not match its SHA-256 in {CHECKSUMS}: truncated or altered (fetch the model again)"
+                ),
+            ));
+        }
+        named.push(name);
+    }
+    match ["config.json", "tokenizer.json"]
+        .iter()
+        .chain(required)
+        .find(|file| !named.contains(file))
+    {
+        Some(file) => Err(model_error(&list, format!("names no {file}"))),
+        None => Ok(()),
+    }
+}
+
 /// A model's tokenizer and window: what chunking counts so that every chunk
 /// fits the model, and what the embedder feeds it.
 #[derive(Clone)]
