@@ -135,7 +135,7 @@ async fn main() {
     let path = file.write("chunks.jsonl", lines);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/st-embed.py");
     let mut engines: Vec<(&str, Vec<f64>, Vec<f64>)> =
-        vec![("docpipe local (candle)", vec![], vec![])];
+        vec![("docpipe local (ONNX Runtime)", vec![], vec![])];
     if args.python.is_some() {
         engines.push(("sentence-transformers", vec![], vec![]));
     }

@@ -1,8 +1,9 @@
 //! The model's encoder run by ONNX Runtime (`ort`), loaded at start from
 //! the model directory: `model.onnx` (the encoder, written from the
 //! safetensors by scripts/bert_to_onnx.py) and `libonnxruntime.so` (from
-//! the onnxruntime wheel). ONNX Runtime's CPU kernels ran MiniLM at 3.5×
-//! candle's speed on the same machine (docs/benchmarks/local-model.md).
+//! the onnxruntime wheel). ONNX Runtime's CPU kernels ran MiniLM at about
+//! sentence-transformers' speed, where candle's ran at half of it
+//! (docs/benchmarks/local-model.md).
 
 use super::tokenizer::{ModelError, model_error};
 use ort::environment::Environment;
