@@ -1,4 +1,5 @@
-//! What the bench binaries share: a child process timed, with its peak memory.
+//! What the bench binaries share: a child process timed, with its peak
+//! memory, and figures over rounds as min / median / max.
 
 use std::process::Command;
 use std::time::Instant;
@@ -41,5 +42,25 @@ pub fn measured(command: &mut Command) -> Measured {
         seconds: started.elapsed().as_secs_f64(),
         exit_code: libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status)),
         stdout: output.join().unwrap(),
+    }
+}
+
+/// The middle of `values` (the upper one of an even count).
+pub fn median(values: &[f64]) -> f64 {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// `values` as min / median / max with `digits` decimals (one value: itself).
+pub fn spread(values: &[f64], digits: usize) -> String {
+    let mut values = values.to_vec();
+    values.sort_by(f64::total_cmp);
+    let (min, max) = (values[0], values[values.len() - 1]);
+    let mid = median(&values);
+    if values.len() == 1 {
+        format!("{mid:.digits$}")
+    } else {
+        format!("{min:.digits$} / {mid:.digits$} / {max:.digits$}")
     }
 }

@@ -13,6 +13,7 @@
 //! mark, model load included).
 
 use clap::Parser;
+use docpipe_benches::{median, spread};
 use docpipe_core::embedding::{EmbedInput, Embedder};
 use docpipe_core::settings::ChunkingSettings;
 use docpipe_ingest::chunking::{Chunker, TokenCount};
@@ -106,22 +107,6 @@ fn run(command: &mut std::process::Command) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap()).unwrap()
 }
 
-fn spread(values: &mut [f64]) -> String {
-    values.sort_by(f64::total_cmp);
-    format!(
-        "{:.1} / {:.1} / {:.1}",
-        values[0],
-        values[values.len() / 2],
-        values[values.len() - 1]
-    )
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut values = values.to_vec();
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
@@ -178,8 +163,8 @@ async fn main() {
     );
     println!("| engine | chunks/s (min / median / max) | peak RSS MB (min / median / max) |");
     println!("|---|---|---|");
-    for (name, rates, rss) in &mut engines {
-        println!("| {name} | {} | {} |", spread(rates), spread(rss));
+    for (name, rates, rss) in &engines {
+        println!("| {name} | {} | {} |", spread(rates, 1), spread(rss, 1));
     }
     if engines.len() == 2 {
         println!(

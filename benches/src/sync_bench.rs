@@ -21,7 +21,7 @@
 //! (`scripts/localstack up`, its AWS_* variables).
 
 use clap::Parser;
-use docpipe_benches::measured;
+use docpipe_benches::{measured, median, spread};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use futures::StreamExt;
 use std::path::PathBuf;
@@ -96,8 +96,14 @@ async fn main() {
             .await;
         println!(
             "| {objects} | ListObjectsV2 alone (250 keys a page) | {} | {} | |",
-            spread(listings.clone(), 1),
-            spread(listings.iter().map(|s| objects as f64 / s).collect(), 0)
+            spread(&listings, 1),
+            spread(
+                &listings
+                    .iter()
+                    .map(|s| objects as f64 / s)
+                    .collect::<Vec<_>>(),
+                0
+            )
         );
         report(
             objects,
@@ -116,7 +122,9 @@ async fn main() {
             .await
             .unwrap();
         let reconciles: Vec<_> = (0..args.rounds).map(|_| sync(false)).collect();
-        let per_million = median(reconciles.iter().map(|r| r.seconds)) / objects as f64 * 1e6;
+        let per_million = median(&reconciles.iter().map(|r| r.seconds).collect::<Vec<_>>())
+            / objects as f64
+            * 1e6;
         report(objects, "reconcile (all unchanged)", reconciles);
         println!("|  | reconcile: {per_million:.0} s of one process per million objects | | | |");
     }
@@ -157,36 +165,27 @@ async fn list_alone(stack: &LocalAws) -> f64 {
     started.elapsed().as_secs_f64()
 }
 
-/// `values` as min / median / max with `digits` decimals (one value: itself).
-fn spread(mut values: Vec<f64>, digits: usize) -> String {
-    values.sort_by(f64::total_cmp);
-    let (min, max) = (values[0], values[values.len() - 1]);
-    let mid = median(values.iter().copied());
-    if values.len() == 1 {
-        format!("{mid:.digits$}")
-    } else {
-        format!("{min:.digits$} / {mid:.digits$} / {max:.digits$}")
-    }
-}
-
 /// One table row: the runs' seconds, objects/s and peak RSS as min / median / max.
 fn report(objects: usize, what: &str, runs: impl IntoIterator<Item = docpipe_benches::Measured>) {
     let runs: Vec<_> = runs.into_iter().collect();
     println!(
         "| {objects} | {what} | {} | {} | {} MB |",
-        spread(runs.iter().map(|r| r.seconds).collect(), 1),
-        spread(runs.iter().map(|r| objects as f64 / r.seconds).collect(), 0),
+        spread(&runs.iter().map(|r| r.seconds).collect::<Vec<_>>(), 1),
         spread(
-            runs.iter().map(|r| r.peak_rss_bytes as f64 / 1e6).collect(),
+            &runs
+                .iter()
+                .map(|r| objects as f64 / r.seconds)
+                .collect::<Vec<_>>(),
+            0
+        ),
+        spread(
+            &runs
+                .iter()
+                .map(|r| r.peak_rss_bytes as f64 / 1e6)
+                .collect::<Vec<_>>(),
             0
         ),
     );
-}
-
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 /// A small upload of the light tenant, timed from its write to its job
@@ -224,7 +223,7 @@ async fn beside_backfill(objects: usize, samples: usize, cores: usize) {
         .await;
     println!(
         "  ListObjectsV2 alone over the {objects} objects, pages of 250: {} s",
-        spread(listings, 1)
+        spread(&listings, 1)
     );
     let alone: Vec<f64> = futures::stream::iter(0..samples)
         .then(|n| light_upload(&stack, n))
@@ -251,9 +250,9 @@ async fn beside_backfill(objects: usize, samples: usize, cores: usize) {
     println!(
         "  small upload to searchable (min / median / max of {samples}): alone {} s, \
          during the backfill {} s; ratio of medians {:.2}",
-        spread(alone.clone(), 2),
-        spread(beside.clone(), 2),
-        median(beside.iter().copied()) / median(alone.iter().copied())
+        spread(&alone, 2),
+        spread(&beside, 2),
+        median(&beside) / median(&alone)
     );
     println!(
         "  the backfill after {:.0} s: {ingested} of {objects} objects enqueued, {complete} searchable",
