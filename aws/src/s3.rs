@@ -127,14 +127,22 @@ impl BlobStore for S3BlobStore {
         let objects = page
             .contents()
             .iter()
-            .filter_map(|object| {
-                Some(Listed {
-                    key: listed_key(object.key()?)?,
+            .map(|object| {
+                let encoded = object.key().unwrap_or_default();
+                // S3's keys are UTF-8: a store that lists another is not
+                // one a listing can resume in (a cursor is a key), nor one
+                // whose gaps can be read as deletions.
+                let key = listed_key(encoded).ok_or_else(|| Rejection::InvalidKey {
+                    key: encoded.to_string(),
+                    detail: "the listing gave a key that is not UTF-8 (shown URL-encoded)".into(),
+                })?;
+                Ok(Listed {
+                    key,
                     size: object.size().unwrap_or(0).max(0) as u64,
                     version: object.e_tag().unwrap_or_default().to_string(),
                 })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         Ok(ListedPage {
             objects,
             truncated: page.is_truncated().unwrap_or(false),

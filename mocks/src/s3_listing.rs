@@ -2,7 +2,8 @@
 //! objects: `count` keys `<prefix>object-NNNNNNNNN.txt` of `size` bytes
 //! each, made as they are listed, so a test or bench lists a million
 //! objects without writing one. Only listing is served; any other request
-//! is 501.
+//! is 501. One key may be made one S3 could not list: not UTF-8 once its
+//! URL encoding is undone.
 
 use axum::Router;
 use axum::extract::{Query, State};
@@ -20,6 +21,8 @@ pub struct MockBucket {
     pub prefix: String,
     pub count: u64,
     pub size: u64,
+    /// The object whose key ends `-%FF.txt` (a byte no UTF-8 holds), if any.
+    pub not_utf8: Option<u64>,
     lists: AtomicU64,
 }
 
@@ -37,18 +40,32 @@ struct ListQuery {
 
 impl MockBucket {
     pub fn new(name: &str, prefix: &str, count: u64, size: u64) -> Arc<MockBucket> {
+        Self::with_key_not_utf8(name, prefix, count, size, None)
+    }
+
+    /// As [`MockBucket::new`], with object `not_utf8`'s key not UTF-8.
+    pub fn with_key_not_utf8(
+        name: &str,
+        prefix: &str,
+        count: u64,
+        size: u64,
+        not_utf8: Option<u64>,
+    ) -> Arc<MockBucket> {
         Arc::new(MockBucket {
             name: name.into(),
             prefix: prefix.into(),
             count,
             size,
+            not_utf8,
             lists: AtomicU64::new(0),
         })
     }
 
-    /// The `n`th object's key; zero-padded, so byte order is `n`'s order.
+    /// The `n`th object's key (URL-encoded, as listed); zero-padded, so
+    /// byte order is `n`'s order.
     pub fn key(&self, n: u64) -> String {
-        format!("{}object-{n:09}.txt", self.prefix)
+        let tail = if self.not_utf8 == Some(n) { "-%FF" } else { "" };
+        format!("{}object-{n:09}{tail}.txt", self.prefix)
     }
 
     /// ListObjectsV2 calls served.

@@ -449,6 +449,13 @@ async fn uploads_whose_events_are_lost_are_caught_by_the_scheduled_reconcile() {
     stack
         .put("uploads/globex/after.txt", "Sent after events were lost.")
         .await;
+    // Folders that name no tenant (listed before acme's, in byte order):
+    // left alone, and the reconcile goes on past them.
+    for folder in ["Not A Tenant!", "dots.in.name"] {
+        stack
+            .put(&format!("uploads/{folder}/x.txt"), "No tenant's.")
+            .await;
+    }
     wait_until(WITHIN * 2, "every upload searchable", async || {
         stack.count_in_state("complete").await as usize == UPLOADS + 2
     })
@@ -477,6 +484,15 @@ async fn uploads_whose_events_are_lost_are_caught_by_the_scheduled_reconcile() {
             )
             .await
             >= 2
+    );
+    assert_eq!(
+        stack
+            .count(
+                "SELECT count(*) FROM upload_pipeline.syncs
+                  WHERE tenant NOT IN ('acme', 'globex')"
+            )
+            .await,
+        0
     );
 }
 

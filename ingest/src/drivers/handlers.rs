@@ -172,6 +172,10 @@ async fn sync_slice(deployment: &Deployment, id: uuid::Uuid) -> Result<()> {
             span.in_scope(|| tracing::info!(?counts, "sync complete"));
             return Ok(());
         }
+        sync::Slice::Failed(reason) => {
+            span.in_scope(|| tracing::warn!(code = reason.code(), %reason, "sync failed"));
+            return Ok(());
+        }
         sync::Slice::Idle => return Ok(()),
     };
     let message = sync::slice_message(id);

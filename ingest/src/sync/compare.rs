@@ -2,7 +2,7 @@
 //! acted on (read, re-read, sidecar applied), and the rows in the stretch
 //! the page covered whose object is gone, removed.
 
-use super::Scope;
+use super::{SLICE_OBJECTS, Scope};
 use crate::pipeline::Pipeline;
 use crate::pipeline::ingest::{Change, Removal, ingest, remove, send_to_parse};
 use crate::pipeline::metadata::{Sidecar, sidecar_changed};
@@ -44,9 +44,31 @@ enum Outcome {
 }
 
 impl Run<'_> {
+    /// The listing's page after `after` compared and acted on, and the rows
+    /// in the stretch it covered whose object is gone removed; the page's
+    /// last key, if the listing goes on past it.
+    pub(super) async fn next_page(
+        &self,
+        after: Option<&str>,
+        counts: &mut SyncCounts,
+    ) -> Result<Option<String>> {
+        let page = self
+            .pipeline
+            .blobs
+            .list(&self.scope.prefix, after, SLICE_OBJECTS)
+            .await?;
+        let upto = match (page.truncated, page.objects.last()) {
+            (true, Some(last)) => Some(last.key.as_str()),
+            _ => None,
+        };
+        self.page(&page.objects, counts).await?;
+        self.deletions(after, upto, &page.objects, counts).await?;
+        Ok(upto.map(str::to_string))
+    }
+
     /// Compares a page of the listing with the rows of its keys, and reads
     /// what is new or changed.
-    pub(super) async fn page(&self, objects: &[Listed], counts: &mut SyncCounts) -> Result<()> {
+    async fn page(&self, objects: &[Listed], counts: &mut SyncCounts) -> Result<()> {
         let mut documents = Vec::new();
         let mut sidecars = Vec::new();
         for object in objects {
@@ -183,7 +205,7 @@ impl Run<'_> {
 
     /// Removes the documents and sidecars whose objects the listing, in the
     /// stretch `(after, upto]` it covered, did not show.
-    pub(super) async fn deletions(
+    async fn deletions(
         &self,
         after: Option<&str>,
         upto: Option<&str>,

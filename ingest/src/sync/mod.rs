@@ -25,7 +25,7 @@ use crate::store::sync as rows;
 pub use crate::store::sync::{IngestionJob, Started, StartedBy, SyncCounts, SyncRow};
 use compare::Run;
 use docpipe_core::domain::keys::Tenant;
-use docpipe_core::error::{Error, Result, Wait};
+use docpipe_core::error::{Error, Rejection, Result, Wait};
 pub use reconcile::{Reconcile, Reconciled, reconcile};
 use std::time::{Duration, SystemTime};
 
@@ -100,6 +100,8 @@ pub enum Slice {
     Waiting(Wait),
     /// Nothing: the sync is not running, or another slice holds it.
     Idle,
+    /// The sync ended failed, for this reason (recorded on its row).
+    Failed(Rejection),
 }
 
 /// One slice of the running sync `id`: the listing's next page compared
@@ -134,19 +136,20 @@ pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
     };
     let mut counts = row.counts.clone();
     let after = row.cursor.as_deref();
-    let page = pipeline
-        .blobs
-        .list(&scope.prefix, after, SLICE_OBJECTS)
-        .await?;
-    let upto = match (page.truncated, page.objects.last()) {
-        (true, Some(last)) => Some(last.key.as_str()),
-        _ => None,
+    let upto = match run.next_page(after, &mut counts).await {
+        Ok(upto) => upto,
+        // A listing or page no retry can mend (a key S3 could not have
+        // listed): the sync ends failed, saying why, with nothing past its
+        // cursor deleted, rather than retrying until its message is lost.
+        Err(Error::Rejected(reason)) => {
+            rows::fail(&tx, id, &reason.to_string()).await?;
+            tx.commit().await?;
+            return Ok(Slice::Failed(reason));
+        }
+        Err(transient) => return Err(transient),
     };
-    run.page(&page.objects, &mut counts).await?;
-    run.deletions(after, upto, &page.objects, &mut counts)
-        .await?;
     let done = upto.is_none();
-    rows::advance(&tx, id, upto.or(after), &counts, done).await?;
+    rows::advance(&tx, id, upto.as_deref().or(after), &counts, done).await?;
     tx.commit().await?;
     Ok(if done {
         Slice::Done(counts)
@@ -185,6 +188,7 @@ pub async fn sync(
                 progress(Progress::Waiting(&wait));
                 tokio::time::sleep(wait_for(&wait).min(rows::BACKLOG_RECHECK)).await;
             }
+            Slice::Failed(reason) => return Err(reason.into()),
             Slice::Idle => {
                 return Err(Error::Transient(format!(
                     "sync {id} is being worked elsewhere; see its progress there"
