@@ -66,6 +66,7 @@ pub const TABLES: &[&str] = &[
     "pending_sidecars",
     "stage_work",
     "syncs",
+    "sync_inventory",
 ];
 
 /// A database of its own, migrated, dropped when the value is dropped.

@@ -3,6 +3,8 @@
 use async_trait::async_trait;
 use bytes::Bytes;
 use docpipe_core::error::{Error, Rejection, Result};
+use futures::TryStreamExt;
+use futures::stream::BoxStream;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +48,9 @@ pub struct FolderPage {
     pub next: Option<String>,
 }
 
+/// An object's bytes as they arrive, a part at a time.
+pub type Parts = BoxStream<'static, Result<Bytes>>;
+
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     /// A page (at most [`MAX_LIST_PAGE`]) of the folders right under
@@ -65,9 +70,19 @@ pub trait BlobStore: Send + Sync {
     async fn head(&self, key: &str) -> Result<ObjectInfo>;
     /// The whole object; refuses (without reading) one over `max_bytes`.
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes>;
+    /// The object a part at a time (never held whole); refuses (without
+    /// reading) one over `max_bytes`.
+    async fn parts(&self, key: &str, max_bytes: u64) -> Result<Parts>;
     /// The SHA-256 of the object, read as a stream (never held whole);
     /// refuses (without reading) one over `max_bytes`.
-    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]>;
+    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]> {
+        let mut parts = self.parts(key, max_bytes).await?;
+        let mut hasher = Sha256::new();
+        while let Some(part) = parts.try_next().await? {
+            hasher.update(&part);
+        }
+        Ok(hasher.finalize().into())
+    }
     async fn put(&self, key: &str, body: Bytes) -> Result<()>;
     /// Removes the object; removing one that does not exist is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
@@ -100,8 +115,8 @@ impl LocalBlobStore {
     }
 }
 
-/// What a streamed hash reads at a time.
-const HASH_BUFFER_BYTES: usize = 256 * 1024;
+/// What a streamed read of a file reads at a time.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// Refuses an object over `max_bytes`, before anything of it is read.
 pub fn check_size(size: u64, max_bytes: u64) -> Result<()> {
@@ -216,20 +231,25 @@ impl BlobStore for LocalBlobStore {
         Ok(Bytes::from(bytes))
     }
 
-    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]> {
+    async fn parts(&self, key: &str, max_bytes: u64) -> Result<Parts> {
         use tokio::io::AsyncReadExt;
         check_size(self.head(key).await?.size, max_bytes)?;
-        let mut file = tokio::fs::File::open(self.path_of(key)?)
+        let file = tokio::fs::File::open(self.path_of(key)?)
             .await
             .map_err(|e| missing_or_transient(key, e))?;
-        let mut hasher = Sha256::new();
-        let mut buffer = vec![0; HASH_BUFFER_BYTES];
-        loop {
-            match file.read(&mut buffer).await? {
-                0 => return Ok(hasher.finalize().into()),
-                n => hasher.update(&buffer[..n]),
-            }
-        }
+        Ok(Box::pin(futures::stream::try_unfold(
+            file,
+            |mut file| async move {
+                let mut buffer = vec![0; READ_BUFFER_BYTES];
+                match file.read(&mut buffer).await? {
+                    0 => Ok(None),
+                    n => {
+                        buffer.truncate(n);
+                        Ok(Some((Bytes::from(buffer), file)))
+                    }
+                }
+            },
+        )))
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {

@@ -3,7 +3,7 @@
 //! here knows it.
 
 use crate::blob::{
-    BlobStore, FolderPage, Listed, ListedPage, MAX_LIST_PAGE, ObjectInfo, check_size,
+    BlobStore, FolderPage, Listed, ListedPage, MAX_LIST_PAGE, ObjectInfo, Parts, check_size,
 };
 use crate::transient;
 use async_trait::async_trait;
@@ -11,7 +11,6 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::EncodingType;
 use bytes::Bytes;
 use docpipe_core::error::{Error, Rejection, Result};
-use sha2::{Digest, Sha256};
 use std::time::Duration;
 
 /// An S3 client; `force_path_style` for emulators (see [`docpipe_core::settings::AwsConfig`]).
@@ -25,7 +24,7 @@ pub fn s3_client(sdk: &aws_config::SdkConfig, force_path_style: bool) -> aws_sdk
 /// A key as a listing asked with `encoding-type=url` gives it: S3 encodes
 /// keys so that any (one with a control character, which XML cannot carry)
 /// reaches us, with `+` for a space as in a form. (S3's keys are UTF-8.)
-fn listed_key(encoded: &str) -> Option<String> {
+pub fn url_decoded_key(encoded: &str) -> Option<String> {
     let plus_as_space = encoded.replace('+', " ");
     percent_encoding::percent_decode_str(&plus_as_space)
         .decode_utf8()
@@ -73,14 +72,16 @@ impl S3BlobStore {
 
 /// Hands each part of `body` to `take` as it arrives.
 async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<()> {
-    while let Some(part) = body
-        .try_next()
-        .await
-        .map_err(|e| Error::transient("S3 GetObject body", e))?
-    {
+    while let Some(part) = next_part(&mut body).await? {
         take(&part);
     }
     Ok(())
+}
+
+async fn next_part(body: &mut ByteStream) -> Result<Option<Bytes>> {
+    body.try_next()
+        .await
+        .map_err(|e| Error::transient("S3 GetObject body", e))
 }
 
 #[async_trait]
@@ -101,7 +102,7 @@ impl BlobStore for S3BlobStore {
             folders: page
                 .common_prefixes()
                 .iter()
-                .filter_map(|folder| folder.prefix().and_then(listed_key))
+                .filter_map(|folder| folder.prefix().and_then(url_decoded_key))
                 .collect(),
             next: page.next_continuation_token().map(str::to_string),
         })
@@ -132,7 +133,7 @@ impl BlobStore for S3BlobStore {
                 // S3's keys are UTF-8: a store that lists another is not
                 // one a listing can resume in (a cursor is a key), nor one
                 // whose gaps can be read as deletions.
-                let key = listed_key(encoded).ok_or_else(|| Rejection::InvalidKey {
+                let key = url_decoded_key(encoded).ok_or_else(|| Rejection::InvalidKey {
                     key: encoded.to_string(),
                     detail: "the listing gave a key that is not UTF-8 (shown URL-encoded)".into(),
                 })?;
@@ -185,11 +186,12 @@ impl BlobStore for S3BlobStore {
         Ok(Bytes::from(buffer))
     }
 
-    async fn sha256(&self, key: &str, max_bytes: u64) -> Result<[u8; 32]> {
+    async fn parts(&self, key: &str, max_bytes: u64) -> Result<Parts> {
         let (_, body) = self.open(key, max_bytes).await?;
-        let mut hasher = Sha256::new();
-        each_part(body, |part| hasher.update(part)).await?;
-        Ok(hasher.finalize().into())
+        Ok(Box::pin(futures::stream::try_unfold(
+            body,
+            |mut body| async move { Ok(next_part(&mut body).await?.map(|part| (part, body))) },
+        )))
     }
 
     async fn put(&self, key: &str, body: Bytes) -> Result<()> {
@@ -271,9 +273,9 @@ mod tests {
     #[test]
     fn a_listed_key_is_decoded_as_s3_encodes_it() {
         assert_eq!(
-            listed_key("uploads/acme/a%2Bb+c%01d%C3%A9.md").as_deref(),
+            url_decoded_key("uploads/acme/a%2Bb+c%01d%C3%A9.md").as_deref(),
             Some("uploads/acme/a+b c\u{1}dé.md")
         );
-        assert_eq!(listed_key("uploads/acme/%FF.md"), None);
+        assert_eq!(url_decoded_key("uploads/acme/%FF.md"), None);
     }
 }

@@ -118,6 +118,10 @@ enum Command {
         /// Count what would be done; do nothing.
         #[arg(long)]
         dry_run: bool,
+        /// List from this S3 Inventory report (s3://bucket/inventory/…/manifest.json)
+        /// instead of ListObjectsV2.
+        #[arg(long)]
+        inventory: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -177,8 +181,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             url,
             tenant,
             dry_run,
+            inventory,
             json,
-        } => commands::sync::run(&url, tenant.as_deref(), dry_run, json).await?,
+        } => {
+            commands::sync::run(commands::sync::Request {
+                url: &url,
+                tenant: tenant.as_deref(),
+                dry_run,
+                inventory: inventory.as_deref(),
+                json,
+            })
+            .await?
+        }
         Command::Migrate => {
             let config: DatabaseSettings = Env::from_process().load()?;
             let report = db::schema::migrate(&config).await?;

@@ -89,6 +89,8 @@ pub enum Rejection {
     RetriesExhausted { attempts: u32, last_error: String },
     #[error("stuck in {state}: no progress after the sweeper resumed it {resumes} times")]
     Stuck { state: String, resumes: u32 },
+    #[error("the S3 Inventory report cannot be a sync's listing: {detail}")]
+    BadInventory { detail: String },
 }
 
 impl Rejection {
@@ -126,6 +128,7 @@ impl Rejection {
             Rejection::StagePanicked { .. } => "stage_panicked",
             Rejection::RetriesExhausted { .. } => "retries_exhausted",
             Rejection::Stuck { .. } => "stuck",
+            Rejection::BadInventory { .. } => "bad_inventory",
         }
     }
 

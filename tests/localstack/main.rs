@@ -8,6 +8,7 @@ mod api;
 mod aws;
 mod bad_input;
 mod hostile_input;
+mod inventory;
 mod knowledge_bases;
 mod metadata;
 mod secrets;

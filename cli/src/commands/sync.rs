@@ -1,12 +1,15 @@
 //! `docpipe sync s3://bucket/prefix`: the deployed pipeline's bucket under a
 //! tenant's folder against its documents, as `docpipe_ingest::sync` does
-//! it, with a progress line and a summary.
+//! it, with a progress line and a summary; `--inventory` lists from an S3
+//! Inventory report instead of ListObjectsV2.
 
 use anyhow::{Context, bail};
 use docpipe_core::domain::keys::{Tenant, UPLOAD_PREFIX};
 use docpipe_core::settings::Parts;
 use docpipe_ingest::drivers::Deployment;
-use docpipe_ingest::sync::{Progress, Scope, SyncCounts, sync};
+use docpipe_ingest::sync::{
+    Progress, Scope, StartedBy, SyncCounts, start, start_from_inventory, work_to_end,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The scope `url` (`s3://bucket/uploads/<tenant>/…`, or `s3://bucket/`
@@ -42,14 +45,33 @@ pub fn scope(url: &str, tenant: Option<&str>, bucket: &str) -> anyhow::Result<Sc
     Scope::new(tenant, path).map_err(|e| anyhow::anyhow!("{url}: {e}"))
 }
 
-pub async fn run(url: &str, tenant: Option<&str>, dry_run: bool, json: bool) -> anyhow::Result<()> {
+/// What `docpipe sync` is asked.
+pub struct Request<'a> {
+    pub url: &'a str,
+    pub tenant: Option<&'a str>,
+    pub dry_run: bool,
+    /// s3://bucket/inventory/…/manifest.json: the report to list from.
+    pub inventory: Option<&'a str>,
+    pub json: bool,
+}
+
+pub async fn run(request: Request<'_>) -> anyhow::Result<()> {
     let deployment = Deployment::from_env(Parts::NONE)
         .await
         .context("the deployed pipeline's settings (source .local/aws.env)")?;
-    let scope = scope(url, tenant, &deployment.aws.bucket)?;
+    let bucket = &deployment.aws.bucket;
+    let scope = scope(request.url, request.tenant, bucket)?;
+    let pipeline = &deployment.pipeline;
+    let started = match request.inventory {
+        None => start(pipeline, &scope, request.dry_run, StartedBy::Request).await?,
+        Some(manifest) => {
+            let key = manifest_key(manifest, bucket)?;
+            start_from_inventory(pipeline, &scope, request.dry_run, (bucket, key)).await?
+        }
+    };
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed} {msg}")?);
-    let counts = sync(&deployment.pipeline, &scope, dry_run, |progress| {
+    let counts = work_to_end(pipeline, started.id(), |progress| {
         bar.set_message(match progress {
             Progress::Counts(counts) => format!(
                 "{} documents, {} sidecars scanned",
@@ -61,12 +83,28 @@ pub async fn run(url: &str, tenant: Option<&str>, dry_run: bool, json: bool) -> 
     })
     .await?;
     bar.finish_and_clear();
-    if json {
+    if request.json {
         println!("{}", serde_json::to_string_pretty(&counts)?);
     } else {
-        print_summary(&scope, &counts, dry_run);
+        print_summary(&scope, &counts, request.dry_run);
     }
     Ok(())
+}
+
+/// The key of the manifest `url` names in `bucket` (reports are read from
+/// the deployment's own bucket).
+fn manifest_key<'a>(url: &'a str, bucket: &str) -> anyhow::Result<&'a str> {
+    match url
+        .strip_prefix("s3://")
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((named, key)) if named == bucket => Ok(key),
+        Some((named, _)) => bail!(
+            "{url}: reports are read from this deployment's bucket {bucket}, not {named} \
+             (deliver the inventory to s3://{bucket}/inventory/)"
+        ),
+        None => bail!("{url}: give s3://{bucket}/inventory/…/manifest.json"),
+    }
 }
 
 fn print_summary(scope: &Scope, counts: &SyncCounts, dry_run: bool) {

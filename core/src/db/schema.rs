@@ -97,6 +97,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V22__sync_waits",
         include_str!("../../../migrations/V22__sync_waits.sql"),
     ),
+    (
+        "V23__sync_inventory",
+        include_str!("../../../migrations/V23__sync_inventory.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

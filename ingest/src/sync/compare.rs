@@ -24,11 +24,21 @@ const EMPTY: &str = "empty object (0 bytes): nothing to index";
 /// S3's longest key, in bytes.
 const MAX_KEY_BYTES: usize = 1024;
 
+/// Where a sync's listing comes from.
+pub(super) enum Listing {
+    /// ListObjectsV2.
+    Bucket,
+    /// The sync's staged inventory report.
+    Inventory(uuid::Uuid),
+}
+
 pub(super) struct Run<'a> {
     pub(super) pipeline: &'a Pipeline,
     pub(super) scope: &'a Scope,
+    pub(super) listing: Listing,
     pub(super) dry_run: bool,
-    /// When the sync began, by the database's clock.
+    /// When the sync's listing was taken, by the database's clock (or the
+    /// inventory report's).
     pub(super) started: SystemTime,
     pub(super) correlation_id: String,
 }
@@ -52,11 +62,16 @@ impl Run<'_> {
         after: Option<&str>,
         counts: &mut SyncCounts,
     ) -> Result<Option<String>> {
-        let page = self
-            .pipeline
-            .blobs
-            .list(&self.scope.prefix, after, SLICE_OBJECTS)
-            .await?;
+        let page = match self.listing {
+            Listing::Bucket => {
+                let blobs = &self.pipeline.blobs;
+                blobs.list(&self.scope.prefix, after, SLICE_OBJECTS).await?
+            }
+            Listing::Inventory(id) => {
+                let client = self.pipeline.db.get().await?;
+                rows::inventory_page(&client, id, after, SLICE_OBJECTS).await?
+            }
+        };
         let upto = match (page.truncated, page.objects.last()) {
             (true, Some(last)) => Some(last.key.as_str()),
             _ => None,

@@ -18,14 +18,16 @@
 //! - sidecars added, changed or removed update metadata without embedding.
 
 mod compare;
+mod inventory;
 mod reconcile;
 
 use crate::pipeline::Pipeline;
 use crate::store::sync as rows;
 pub use crate::store::sync::{IngestionJob, Started, StartedBy, SyncCounts, SyncRow};
-use compare::Run;
+use compare::{Listing, Run};
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection, Result, Wait};
+pub use inventory::{INVENTORY_PREFIX, Manifest};
 pub use reconcile::{Reconcile, Reconciled, reconcile};
 use std::time::{Duration, SystemTime};
 
@@ -70,6 +72,42 @@ pub async fn start(
     rows::create(&client, scope, dry_run, by).await
 }
 
+/// Starts a sync of `scope` that lists from the S3 Inventory report whose
+/// manifest is at `manifest` (in `bucket`, the pipeline's, under
+/// `inventory/`), not from ListObjectsV2. Refused while a sync of the
+/// scope runs: its listing is not this one.
+pub async fn start_from_inventory(
+    pipeline: &Pipeline,
+    scope: &Scope,
+    dry_run: bool,
+    (bucket, manifest): (&str, &str),
+) -> Result<Started> {
+    let report = Manifest::read(pipeline, manifest).await?;
+    if report.source_bucket != bucket {
+        return Err(Rejection::BadInventory {
+            detail: format!(
+                "{manifest} is bucket {}'s report, not {bucket}'s",
+                report.source_bucket
+            ),
+        }
+        .into());
+    }
+    let mut client = pipeline.db.get().await?;
+    let tx = client.transaction().await?;
+    let pair = (scope.tenant.as_str(), scope.prefix.as_str());
+    let started = rows::create(&tx, pair, dry_run, StartedBy::Request).await?;
+    let Started::New(id) = started else {
+        return Err(Error::Transient(format!(
+            "sync {} of {} is running; start this one after it",
+            started.id(),
+            scope.prefix
+        )));
+    };
+    rows::use_inventory(&tx, id, manifest, report.taken()?).await?;
+    tx.commit().await?;
+    Ok(started)
+}
+
 /// The uploads queue's message that asks for the next slice of sync `id`
 /// (the queue's other messages are S3's notifications).
 pub fn slice_message(id: uuid::Uuid) -> String {
@@ -107,20 +145,70 @@ pub enum Slice {
 /// One slice of the running sync `id`: the listing's next page compared
 /// and acted on, and the cursor and counts recorded with it, so that a sync
 /// killed anywhere resumes from its last page (that page is compared again:
-/// what it did is found done).
+/// what it did is found done). A sync listing from an inventory report
+/// first stages the report, a file per slice.
 pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
     let Some(row) = rows::lock(&tx, id).await? else {
         return Ok(Slice::Idle);
     };
+    let worked = match &row.inventory {
+        Some(manifest) => stage_next_file(pipeline, &tx, &row, manifest).await,
+        None => Ok(false),
+    };
+    let worked = match worked {
+        Ok(true) => Ok(Slice::More(row.counts.clone())),
+        Ok(false) => next_page(pipeline, &tx, &row).await,
+        Err(error) => Err(error),
+    };
+    let slice = match worked {
+        // A listing or page no retry can mend (a key S3 could not have
+        // listed, a report that is not the bucket's): the sync ends failed,
+        // saying why, with nothing past its cursor deleted, rather than
+        // retrying until its message is lost.
+        Err(Error::Rejected(reason)) => {
+            rows::fail(&tx, id, &reason.to_string()).await?;
+            Slice::Failed(reason)
+        }
+        other => other?,
+    };
+    tx.commit().await?;
+    Ok(slice)
+}
+
+/// Stages the next file of the sync's inventory report, if one is left.
+async fn stage_next_file(
+    pipeline: &Pipeline,
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &SyncRow,
+    manifest: &str,
+) -> Result<bool> {
+    let manifest = Manifest::read(pipeline, manifest).await?;
+    let next = usize::try_from(row.inventory_files).unwrap_or(usize::MAX);
+    if next >= manifest.files() {
+        return Ok(false);
+    }
+    manifest
+        .stage_file(pipeline, tx, (row.id, &row.prefix), next)
+        .await?;
+    rows::file_staged(tx, row.id).await?;
+    Ok(true)
+}
+
+/// The listing's next page of the sync, compared and acted on (or a wait,
+/// while its tenant's documents fill the pipeline).
+async fn next_page(
+    pipeline: &Pipeline,
+    tx: &deadpool_postgres::Transaction<'_>,
+    row: &SyncRow,
+) -> Result<Slice> {
     // A backfill goes at the pipeline's pace: other tenants' uploads never
     // queue behind more of it than the bound.
     if !row.dry_run
-        && let Some(wait) = rows::backlog(&tx, &row.tenant, pipeline.sync_in_flight).await?
+        && let Some(wait) = rows::backlog(tx, &row.tenant, pipeline.sync_in_flight).await?
     {
-        rows::wait(&tx, id, &wait.reason).await?;
-        tx.commit().await?;
+        rows::wait(tx, row.id, &wait.reason).await?;
         return Ok(Slice::Waiting(wait));
     }
     let scope = Scope {
@@ -130,27 +218,19 @@ pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
     let run = Run {
         pipeline,
         scope: &scope,
+        listing: match row.inventory {
+            Some(_) => Listing::Inventory(row.id),
+            None => Listing::Bucket,
+        },
         dry_run: row.dry_run,
-        started: row.started,
-        correlation_id: format!("sync-{id}"),
+        started: row.listed_at.map_or(row.started, |at| at.min(row.started)),
+        correlation_id: format!("sync-{}", row.id),
     };
     let mut counts = row.counts.clone();
     let after = row.cursor.as_deref();
-    let upto = match run.next_page(after, &mut counts).await {
-        Ok(upto) => upto,
-        // A listing or page no retry can mend (a key S3 could not have
-        // listed): the sync ends failed, saying why, with nothing past its
-        // cursor deleted, rather than retrying until its message is lost.
-        Err(Error::Rejected(reason)) => {
-            rows::fail(&tx, id, &reason.to_string()).await?;
-            tx.commit().await?;
-            return Ok(Slice::Failed(reason));
-        }
-        Err(transient) => return Err(transient),
-    };
+    let upto = run.next_page(after, &mut counts).await?;
     let done = upto.is_none();
-    rows::advance(&tx, id, upto.as_deref().or(after), &counts, done).await?;
-    tx.commit().await?;
+    rows::advance(tx, row.id, upto.as_deref().or(after), &counts, done).await?;
     Ok(if done {
         Slice::Done(counts)
     } else {
@@ -172,11 +252,21 @@ pub async fn sync(
     pipeline: &Pipeline,
     scope: &Scope,
     dry_run: bool,
-    mut progress: impl FnMut(Progress<'_>),
+    progress: impl FnMut(Progress<'_>),
 ) -> Result<SyncCounts> {
     let id = start(pipeline, scope, dry_run, StartedBy::Request)
         .await?
         .id();
+    work_to_end(pipeline, id, progress).await
+}
+
+/// The running sync `id` worked to its end in this process; `progress`
+/// sees each page and each wait.
+pub async fn work_to_end(
+    pipeline: &Pipeline,
+    id: uuid::Uuid,
+    mut progress: impl FnMut(Progress<'_>),
+) -> Result<SyncCounts> {
     loop {
         match slice(pipeline, id).await? {
             Slice::More(counts) => progress(Progress::Counts(&counts)),

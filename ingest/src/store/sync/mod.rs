@@ -2,8 +2,10 @@
 //! and (in `objects`) what a sync reads of the documents and sidecars it
 //! compares a listing with.
 
+mod inventory;
 mod objects;
 
+pub use inventory::{InventoryRow, file_staged, inventory_page, stage_inventory, use_inventory};
 pub use objects::{Objects, RANGE_PAGE, Read, keys_between, now, versions};
 
 use deadpool_postgres::GenericClient;
@@ -61,14 +63,24 @@ pub struct SyncRow {
     pub updated_at: UtcTime,
     pub finished_at: Option<UtcTime>,
     /// When it began, by the database's clock, exactly: no document
-    /// written after it is removed.
+    /// written after it (or after `listed_at`, if earlier) is removed.
     #[serde(skip)]
     pub started: SystemTime,
+    /// The S3 Inventory manifest it lists from, if not ListObjectsV2.
+    #[serde(skip)]
+    pub inventory: Option<String>,
+    /// Of the inventory's files, how many are loaded.
+    #[serde(skip)]
+    pub inventory_files: i32,
+    /// When the inventory was taken.
+    #[serde(skip)]
+    pub listed_at: Option<SystemTime>,
 }
 
 const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, ingestion_job_id, \
                             description, dry_run, state, cursor, counts, error, waiting, \
-                            scheduled, started_at, updated_at, finished_at";
+                            scheduled, started_at, updated_at, finished_at, inventory, \
+                            inventory_files, listed_at";
 
 impl SyncRow {
     fn from_row(row: &tokio_postgres::Row) -> SyncRow {
@@ -91,6 +103,9 @@ impl SyncRow {
             updated_at: row.get("updated_at"),
             finished_at: row.get("finished_at"),
             started: row.get("started_at"),
+            inventory: row.get("inventory"),
+            inventory_files: row.get("inventory_files"),
+            listed_at: row.get("listed_at"),
         }
     }
 }
@@ -210,7 +225,7 @@ pub async fn lock(tx: &impl GenericClient, id: Uuid) -> Result<Option<SyncRow>> 
 }
 
 /// Records a slice: the last key listed and the counts so far; `done`
-/// ends the sync.
+/// ends the sync (and drops its staged inventory).
 pub async fn advance(
     tx: &impl GenericClient,
     id: Uuid,
@@ -232,6 +247,9 @@ pub async fn advance(
         ],
     )
     .await?;
+    if done {
+        inventory::drop_staged(tx, id).await?;
+    }
     Ok(())
 }
 
@@ -296,7 +314,7 @@ pub async fn wait(client: &impl GenericClient, id: Uuid, why: &str) -> Result<()
     Ok(())
 }
 
-/// Ends the sync `id` as failed, for `error`.
+/// Ends the sync `id` as failed, for `error` (its staged inventory dropped).
 pub async fn fail(client: &impl GenericClient, id: Uuid, error: &str) -> Result<()> {
     client
         .execute(
@@ -306,7 +324,7 @@ pub async fn fail(client: &impl GenericClient, id: Uuid, error: &str) -> Result<
             &[&id, &error],
         )
         .await?;
-    Ok(())
+    inventory::drop_staged(client, id).await
 }
 
 /// `tenant`'s sync `id`; another tenant's is none.
