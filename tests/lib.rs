@@ -2,6 +2,7 @@
 //! database per test, the mock servers on loopback ports, sample files.
 
 pub mod corpus;
+pub mod inventory_report;
 pub mod lambda_runtime_api;
 pub mod local_aws;
 pub mod office;

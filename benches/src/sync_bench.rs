@@ -7,7 +7,9 @@
 //! (all unchanged: what the scheduled reconcile costs). Each reports objects
 //! per second and peak RSS (flat memory: a page at a time). The jobs are
 //! marked complete in SQL before the reconcile, standing in for a pipeline
-//! that has drained them.
+//! that has drained them. The dry run and the reconcile are timed again
+//! listing from an S3 Inventory report of the same objects (`--inventory`:
+//! the report staged in Postgres, then read in key order).
 //!
 //! With `--beside-backfill N`: the deployed shape instead (slices through
 //! the uploads queue, the event-source runner, the mock embedder). One
@@ -22,10 +24,11 @@
 
 use clap::Parser;
 use docpipe_benches::{measured, median, spread};
+use docpipe_tests::inventory_report::{ReportRow, write_report};
 use docpipe_tests::local_aws::{LocalAws, s3_notification};
 use futures::StreamExt;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Parser)]
 #[command(name = "docpipe-sync-bench")]
@@ -71,12 +74,16 @@ async fn main() {
         stack.runner.abort_all();
         stack.notifications_off().await;
         write_objects(&stack, HEAVY, objects).await;
-        let sync = |dry_run: bool| {
+        let manifest = inventory_of(&stack, objects).await;
+        let sync_from = |dry_run: bool, inventory: Option<&str>| {
             let mut command = std::process::Command::new(&args.docpipe);
             command
                 .args(["sync", "--json", "--tenant", HEAVY])
                 .arg(format!("s3://{}/", stack.resources.bucket))
                 .args(dry_run.then_some("--dry-run"))
+                .args(inventory.map(|manifest| {
+                    format!("--inventory=s3://{}/{manifest}", stack.resources.bucket)
+                }))
                 .envs(stack.resources.env())
                 .env("DATABASE_URL", &stack.test_db.url)
                 .env("S3_FORCE_PATH_STYLE", "true")
@@ -90,6 +97,7 @@ async fn main() {
             );
             run
         };
+        let sync = |dry_run: bool| sync_from(dry_run, None);
         let listings: Vec<f64> = futures::stream::iter(0..args.rounds)
             .then(|_| list_alone(&stack))
             .collect()
@@ -110,6 +118,11 @@ async fn main() {
             "dry run (all new)",
             (0..args.rounds).map(|_| sync(true)),
         );
+        report(
+            objects,
+            "dry run from an inventory report (all new)",
+            (0..args.rounds).map(|_| sync_from(true, Some(&manifest))),
+        );
         report(objects, "sync (all new: enqueued)", [sync(false)]);
         stack
             .test_db
@@ -126,6 +139,11 @@ async fn main() {
             / objects as f64
             * 1e6;
         report(objects, "reconcile (all unchanged)", reconciles);
+        report(
+            objects,
+            "reconcile from an inventory report (all unchanged)",
+            (0..args.rounds).map(|_| sync_from(false, Some(&manifest))),
+        );
         println!("|  | reconcile: {per_million:.0} s of one process per million objects | | | |");
     }
 }
@@ -145,6 +163,31 @@ async fn write_objects(stack: &LocalAws, tenant: &str, count: usize) {
         "  wrote {count} objects in {:.0} s",
         started.elapsed().as_secs_f64()
     );
+}
+
+/// An inventory report of the tenant's folder as it is now, in files of
+/// 25 000 rows; its manifest's key.
+async fn inventory_of(stack: &LocalAws, objects: usize) -> String {
+    let mut rows = Vec::new();
+    let mut pages = stack
+        .s3
+        .list_objects_v2()
+        .bucket(&stack.resources.bucket)
+        .prefix(format!("uploads/{HEAVY}/"))
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        for object in page.expect("ListObjectsV2").contents() {
+            rows.push(ReportRow {
+                key: object.key().unwrap_or_default().to_string(),
+                size: object.size().unwrap_or(0),
+                etag: object.e_tag().unwrap_or_default().to_string(),
+            });
+        }
+    }
+    let files = objects.div_ceil(25_000);
+    let bucket = stack.resources.bucket.as_str();
+    write_report(stack, ("bench", bucket), &rows, (files, SystemTime::now())).await
 }
 
 /// The seconds a bare listing of the tenant's folder takes, pages of 250

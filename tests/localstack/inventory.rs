@@ -8,69 +8,16 @@
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection};
 use docpipe_ingest::sync::{Scope, start_from_inventory, work_to_end};
+use docpipe_tests::inventory_report::{rows_of, write_report};
 use docpipe_tests::local_aws::LocalAws;
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use md5::{Digest, Md5};
 use std::io::Write;
-use std::time::SystemTime;
 
 const DOCUMENTS: &str = "SELECT count(*) FROM upload_pipeline.documents";
 
 fn acme() -> Scope {
     Scope::new(Tenant::new("acme").unwrap(), "").unwrap()
-}
-
-/// Writes a report of `keys` (as the bucket holds them now) taken at
-/// `taken`, its rows in `files` files, into the bucket as S3 Inventory
-/// does; `source` is the bucket it says it lists. Returns the manifest's
-/// key.
-async fn write_report(
-    stack: &LocalAws,
-    (name, source): (&str, &str),
-    keys: &[&str],
-    taken: SystemTime,
-) -> String {
-    let folder = format!("inventory/{source}/daily/{name}");
-    let mut files = Vec::new();
-    // Two files, the keys in reverse: a report is in no order.
-    for (n, part) in keys.rchunks(keys.len().div_ceil(2)).enumerate() {
-        let mut csv = GzEncoder::new(Vec::new(), Compression::default());
-        for key in part {
-            let head = stack
-                .s3
-                .head_object()
-                .bucket(&stack.resources.bucket)
-                .key(*key)
-                .send()
-                .await
-                .unwrap();
-            let etag = head.e_tag().unwrap().trim_matches('"');
-            let size = head.content_length().unwrap();
-            writeln!(csv, "\"{source}\",\"{key}\",\"{size}\",\"{etag}\"").unwrap();
-        }
-        let body = csv.finish().unwrap();
-        let key = format!("{folder}/data/{n}.csv.gz");
-        let md5 = hex::encode(Md5::digest(&body));
-        stack.put(&key, body).await;
-        files.push(serde_json::json!({"key": key, "size": 0, "MD5checksum": md5}));
-    }
-    let millis = taken
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap()
-        .as_millis();
-    let manifest = serde_json::json!({
-        "sourceBucket": source,
-        "destinationBucket": format!("arn:aws:s3:::{}", stack.resources.bucket),
-        "version": "2016-11-30",
-        "creationTimestamp": millis.to_string(),
-        "fileFormat": "CSV",
-        "fileSchema": "Bucket, Key, Size, ETag",
-        "files": files,
-    });
-    let key = format!("{folder}/manifest.json");
-    stack.put(&key, manifest.to_string()).await;
-    key
 }
 
 /// A sync of acme's folder from the report at `manifest`, run to its end.
@@ -116,20 +63,24 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
     stack
         .put("uploads/acme/d.md", "Delta, unseen by events.")
         .await;
-    let report = [
-        "uploads/acme/a.md",
-        "uploads/acme/c.md",
-        "uploads/acme/d.md",
-    ];
+    let report = rows_of(
+        &stack,
+        &[
+            "uploads/acme/a.md",
+            "uploads/acme/c.md",
+            "uploads/acme/d.md",
+        ],
+    )
+    .await;
     let bucket = stack.resources.bucket.clone();
 
     // Refused before anything is read: another bucket's report, one out of
     // inventory/, one whose file changed after its manifest was written.
-    let other = write_report(&stack, ("other", "another-bucket"), &report, taken).await;
+    let other = write_report(&stack, ("other", "another-bucket"), &report, (2, taken)).await;
     assert!(bad_inventory(synced_from(&stack, &other).await).contains("another-bucket's report"));
     let outside = synced_from(&stack, "uploads/acme/manifest.json").await;
     assert!(bad_inventory(outside).contains("under inventory/"));
-    let tampered = write_report(&stack, ("tampered", &bucket), &report, taken).await;
+    let tampered = write_report(&stack, ("tampered", &bucket), &report, (2, taken)).await;
     let file = tampered.replace("manifest.json", "data/1.csv.gz");
     let mut csv = GzEncoder::new(Vec::new(), Compression::default());
     writeln!(csv, "\"{bucket}\",\"uploads/acme/a.md\",\"1\",\"00\"").unwrap();
@@ -153,7 +104,7 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
         "a failed sync's staged listing is dropped"
     );
 
-    let good = write_report(&stack, ("good", &bucket), &report, taken).await;
+    let good = write_report(&stack, ("good", &bucket), &report, (2, taken)).await;
     assert_eq!(synced_from(&stack, &good).await.unwrap(), 1);
     stack.settled().await;
     let keys: Vec<String> = stack
