@@ -320,6 +320,16 @@ fn a_truncated_or_tampered_model_file_is_refused_at_start() {
     std::fs::write(&list, without).unwrap();
     let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();
     assert_eq!(refused.reason, "names no model.onnx", "{refused}");
+    // A list whose names leave the directory vouches for nothing there.
+    for outside in ["../copy/model.onnx", "/etc/hostname"] {
+        let digest = "0".repeat(64);
+        std::fs::write(&list, format!("{sums}{digest}  {outside}\n")).unwrap();
+        let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();
+        assert!(
+            refused.reason.contains("outside the directory"),
+            "{refused}"
+        );
+    }
     // No list at all.
     std::fs::remove_file(&list).unwrap();
     let refused = LocalEmbedder::load("copy", &dir, 1, 4).err().unwrap();

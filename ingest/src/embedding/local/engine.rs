@@ -51,8 +51,13 @@ impl Encoder {
         })
     }
 
-    /// Every token's vector: `texts × tokens × hidden`, row-major.
-    pub(super) fn hidden(&self, batch: Batch) -> ort::Result<(Vec<f32>, usize)> {
+    /// `read` of every token's vector (`texts × tokens × hidden`,
+    /// row-major, and `hidden`), as the runtime holds them: not copied.
+    pub(super) fn hidden<R>(
+        &self,
+        batch: Batch,
+        read: impl FnOnce(&[f32], usize) -> R,
+    ) -> ort::Result<R> {
         let shape = [batch.texts, batch.tokens];
         let ids = Tensor::from_array((shape, batch.ids))?;
         let mask = Tensor::from_array((shape, batch.mask))?;
@@ -62,8 +67,7 @@ impl Encoder {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let outputs = session.run(ort::inputs!["input_ids" => ids, "attention_mask" => mask])?;
         let (shape, values) = outputs["last_hidden_state"].try_extract_tensor::<f32>()?;
-        let hidden = shape.last().copied().unwrap_or(0) as usize;
-        Ok((values.to_vec(), hidden))
+        Ok(read(values, shape.last().copied().unwrap_or(0) as usize))
     }
 }
 

@@ -173,23 +173,25 @@ impl LocalEmbedder {
             mask.extend(std::iter::repeat_n(1, encoded.ids.len()));
             mask.extend(std::iter::repeat_n(0, padding));
         }
-        let (states, hidden) = self.encoder.hidden(Batch {
+        let batch_shape = Batch {
             texts: batch.len(),
             tokens: longest,
             ids,
             mask,
+        };
+        let vectors = self.encoder.hidden(batch_shape, |states, hidden| {
+            batch
+                .iter()
+                .zip(states.chunks(longest * hidden))
+                .map(|(encoded, tokens)| {
+                    let vector = match self.pooling {
+                        Pooling::Cls => tokens[..hidden].to_vec(),
+                        Pooling::Mean => mean(tokens, hidden, encoded.ids.len()),
+                    };
+                    if self.normalize { unit(vector) } else { vector }
+                })
+                .collect()
         })?;
-        let vectors = batch
-            .iter()
-            .zip(states.chunks(longest * hidden))
-            .map(|(encoded, tokens)| {
-                let vector = match self.pooling {
-                    Pooling::Cls => tokens[..hidden].to_vec(),
-                    Pooling::Mean => mean(tokens, hidden, encoded.ids.len()),
-                };
-                if self.normalize { unit(vector) } else { vector }
-            })
-            .collect();
         Ok(vectors)
     }
 
