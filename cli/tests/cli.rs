@@ -528,6 +528,9 @@ async fn eval_measures_each_mode_on_the_samples() {
     ] {
         let got = &report[mode];
         assert_eq!(got["queries"], 14);
+        let [low, high] = [0, 1].map(|end| got["mrr_at_10_interval"][end].as_f64().unwrap());
+        let mrr_at_10 = got["mrr_at_10"].as_f64().unwrap();
+        assert!(low <= mrr_at_10 && mrr_at_10 <= high, "{mode}: {got}");
         for (figure, expected) in [("recall_at_1", recall_at_1), ("mrr_at_10", mrr)] {
             let value = got[figure].as_f64().unwrap();
             assert!(
@@ -549,7 +552,7 @@ async fn eval_measures_each_mode_on_the_samples() {
         ],
     ));
     assert!(
-        text.contains("mode     recall@1  recall@5  recall@10  MRR@10\nkeyword "),
+        text.contains("mode     recall@1  recall@5  recall@10  MRR@10  (95 % interval)\nkeyword "),
         "{text}"
     );
     let missing = docpipe(

@@ -63,6 +63,37 @@ pub struct Quality {
     pub recall_at_5: f64,
     pub recall_at_10: f64,
     pub mrr_at_10: f64,
+    /// Where MRR@10 lies with 95 % confidence, had other queries of the
+    /// same kind been asked: a bootstrap over the queries. Two modes whose
+    /// intervals overlap much are not told apart by this set.
+    pub mrr_at_10_interval: [f64; 2],
+}
+
+/// Bootstrap resamples of the queries.
+const RESAMPLES: usize = 1000;
+
+/// The 2.5th and 97.5th percentiles of the mean of `values` over
+/// [`RESAMPLES`] resamples (with replacement), drawn from a fixed seed: the
+/// same queries give the same interval.
+fn bootstrap_interval(values: &[f64]) -> [f64; 2] {
+    use rand::{Rng, SeedableRng};
+    if values.is_empty() {
+        return [0.0, 0.0];
+    }
+    let mut draws = rand::rngs::StdRng::seed_from_u64(0x5eed);
+    let mut means: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            (0..values.len())
+                .map(|_| values[draws.random_range(0..values.len())])
+                .sum::<f64>()
+                / values.len() as f64
+        })
+        .collect();
+    means.sort_by(f64::total_cmp);
+    [
+        means[RESAMPLES * 25 / 1000],
+        means[RESAMPLES * 975 / 1000 - 1],
+    ]
 }
 
 /// The quality of `rankings`: each query's documents, best first, with the
@@ -82,7 +113,7 @@ pub fn quality(rankings: &[(Vec<&str>, HashSet<&str>)]) -> Quality {
             .sum::<f64>()
             / rankings.len().max(1) as f64
     };
-    let mrr = rankings
+    let reciprocal_ranks: Vec<f64> = rankings
         .iter()
         .map(|(ranked, relevant)| {
             ranked
@@ -91,14 +122,14 @@ pub fn quality(rankings: &[(Vec<&str>, HashSet<&str>)]) -> Quality {
                 .position(|d| relevant.contains(*d))
                 .map_or(0.0, |at| 1.0 / (at + 1) as f64)
         })
-        .sum::<f64>()
-        / rankings.len().max(1) as f64;
+        .collect();
     Quality {
         queries: rankings.len(),
         recall_at_1: recall(1),
         recall_at_5: recall(5),
         recall_at_10: recall(10),
-        mrr_at_10: mrr,
+        mrr_at_10: reciprocal_ranks.iter().sum::<f64>() / rankings.len().max(1) as f64,
+        mrr_at_10_interval: bootstrap_interval(&reciprocal_ranks),
     }
 }
 
@@ -126,6 +157,20 @@ mod tests {
         assert!((q.recall_at_1 - (0.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12);
         assert!((q.recall_at_5 - (1.0 + 0.5 + 0.0) / 3.0).abs() < 1e-12);
         assert!((q.mrr_at_10 - (0.5 + 1.0 + 0.0) / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_mrr_interval_narrows_with_more_queries() {
+        assert_eq!(bootstrap_interval(&[0.5; 20]), [0.5, 0.5]);
+        let width = |queries: usize| {
+            let values: Vec<f64> = (0..queries).map(|n| (n % 2) as f64).collect();
+            let [low, high] = bootstrap_interval(&values);
+            assert!(low < 0.5 && 0.5 < high, "{queries}: {low}..{high}");
+            high - low
+        };
+        // 400 queries, half found first: 0.5 ± 1.96 × 0.025.
+        assert!((0.08..0.12).contains(&width(400)), "{}", width(400));
+        assert!(width(40) > 2.5 * width(400));
     }
 
     #[test]

@@ -52,10 +52,11 @@ pub fn print_quality(
         return Ok(());
     }
     println!("{queries} queries; documents ranked by their best hit among {top_k} chunks");
-    println!("mode     recall@1  recall@5  recall@10  MRR@10");
+    println!("mode     recall@1  recall@5  recall@10  MRR@10  (95 % interval)");
     for (mode, q) in report {
+        let [low, high] = q.mrr_at_10_interval;
         println!(
-            "{:<8} {:>8.3}  {:>8.3}  {:>9.3}  {:>6.3}",
+            "{:<8} {:>8.3}  {:>8.3}  {:>9.3}  {:>6.3}  ({low:.3}–{high:.3})",
             mode.to_string(),
             q.recall_at_1,
             q.recall_at_5,
@@ -63,5 +64,8 @@ pub fn print_quality(
             q.mrr_at_10
         );
     }
+    println!(
+        "intervals: a bootstrap over the queries; modes whose intervals overlap much are not told apart by this set"
+    );
     Ok(())
 }
