@@ -353,11 +353,15 @@ mod tests {
             names("Parameters"),
             [
                 "FunctionTimeoutSeconds",
+                "InventorySchedule",
                 "MaxReceiveCount",
                 "QueueVisibilityTimeoutSeconds"
             ]
         );
-        assert_eq!(names("Conditions"), ["SixTimesFunctionTimeout"]);
+        assert_eq!(
+            names("Conditions"),
+            ["SixTimesFunctionTimeout", "TakesInventory"]
+        );
         assert_eq!(names("Mappings"), ["QueueTimeouts"]);
         let parse = &template["Resources"]["ParseQueue"]["Properties"];
         assert_eq!(
