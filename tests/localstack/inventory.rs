@@ -2,8 +2,9 @@
 //! --inventory`) on LocalStack: the report written as S3 writes one
 //! (gzipped CSV files, a manifest with their MD5s), in no key order. It
 //! converges as a listed sync does, leaves alone a document written after
-//! the report was taken and other tenants' rows; a tampered file or
-//! another bucket's report deletes nothing.
+//! the report was taken (even one whose object is gone since) and other
+//! tenants' rows; a tampered file or another bucket's report deletes
+//! nothing.
 
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection};
@@ -53,12 +54,14 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
         docpipe_ingest::store::sync::now(&stack.deployment.pipeline.db.get().await.unwrap())
             .await
             .unwrap();
-    // Written after the report was taken: not in it, and not removed.
+    // Written after the report was taken, then deleted unseen: the report
+    // cannot tell, so the document stays until a later report or listing.
     stack
         .put("uploads/acme/f.md", "Foxtrot, after the report.")
         .await;
     stack.wait_for_state("uploads/acme/f.md", "complete").await;
     stack.notifications_off().await;
+    stack.delete("uploads/acme/f.md").await;
     stack.delete("uploads/acme/b.md").await;
     stack
         .put("uploads/acme/d.md", "Delta, unseen by events.")
