@@ -70,14 +70,7 @@ impl S3BlobStore {
     }
 }
 
-/// Hands each part of `body` to `take` as it arrives.
-async fn each_part(mut body: ByteStream, mut take: impl FnMut(&[u8])) -> Result<()> {
-    while let Some(part) = next_part(&mut body).await? {
-        take(&part);
-    }
-    Ok(())
-}
-
+/// The next part of `body`, as it arrives.
 async fn next_part(body: &mut ByteStream) -> Result<Option<Bytes>> {
     body.try_next()
         .await
@@ -180,9 +173,11 @@ impl BlobStore for S3BlobStore {
     async fn get(&self, key: &str, max_bytes: u64) -> Result<Bytes> {
         // Into one buffer of the object's size as it streams in: collecting
         // the parts first and joining them would hold the object twice.
-        let (size, body) = self.open(key, max_bytes).await?;
+        let (size, mut body) = self.open(key, max_bytes).await?;
         let mut buffer = Vec::with_capacity(size as usize);
-        each_part(body, |part| buffer.extend_from_slice(part)).await?;
+        while let Some(part) = next_part(&mut body).await? {
+            buffer.extend_from_slice(&part);
+        }
         Ok(Bytes::from(buffer))
     }
 
