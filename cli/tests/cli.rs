@@ -36,7 +36,7 @@ async fn ingest_search_status_and_a_rerun() {
     assert!(migrate.status.success(), "{migrate:?}");
     assert_eq!(
         stdout(&migrate),
-        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits, V8__chunk_provenance, V9__document_metadata, V10__keyword_search, V11__model_change, V12__chunk_headers, V13__spend_reservations, V14__operator_error_detail, V15__pending_sidecars, V16__stage_work, V17__jobs_by_state_and_tenant, V18__metadata_for_embedding, V19__object_versions, V20__syncs, V21__ingestion_jobs, V22__sync_waits, V23__sync_inventory\n"
+        "applied V1__schema, V2__correlation_and_sweeps, V3__external_services, V4__service_breakers, V5__deferred_indexes, V6__vectors_written_once, V7__tenant_scoped_cache_and_limits, V8__chunk_provenance, V9__document_metadata, V10__keyword_search, V11__model_change, V12__chunk_headers, V13__spend_reservations, V14__operator_error_detail, V15__pending_sidecars, V16__stage_work, V17__jobs_by_state_and_tenant, V18__metadata_for_embedding, V19__object_versions, V20__syncs, V21__ingestion_jobs, V22__sync_waits, V23__sync_inventory, V24__sync_inventory_file_count\n"
     );
 
     let samples = samples_dir().display().to_string();

@@ -8,7 +8,7 @@
 
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection};
-use docpipe_ingest::sync::{Scope, start_from_inventory, work_to_end};
+use docpipe_ingest::sync::{Scope, Slice, slice, start_from_inventory, work_to_end};
 use docpipe_tests::inventory_report::{rows_of, write_report};
 use docpipe_tests::local_aws::LocalAws;
 use flate2::Compression;
@@ -108,7 +108,22 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
     );
 
     let good = write_report(&stack, ("good", &bucket), &report, (2, taken)).await;
-    assert_eq!(synced_from(&stack, &good).await.unwrap(), 1);
+    let pipeline = &stack.deployment.pipeline;
+    let started = start_from_inventory(pipeline, &acme(), false, (&bucket, &good))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        let staged = slice(pipeline, started.id()).await.unwrap();
+        assert!(
+            matches!(staged, Slice::More(_)),
+            "a file a slice: {staged:?}"
+        );
+    }
+    // Once its files are staged the report is listed from Postgres: the
+    // manifest is not read again (gone now, the sync still ends).
+    stack.delete(&good).await;
+    let counts = work_to_end(pipeline, started.id(), |_| {}).await.unwrap();
+    assert_eq!(counts.deleted, 1, "{counts:?}");
     stack.settled().await;
     let keys: Vec<String> = stack
         .test_db
@@ -132,6 +147,7 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
         0
     );
     // The same report again: everything it lists is known.
+    let good = write_report(&stack, ("good", &bucket), &report, (2, taken)).await;
     let counts = {
         let pipeline = &stack.deployment.pipeline;
         let started = start_from_inventory(pipeline, &acme(), false, (&bucket, &good))

@@ -101,6 +101,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "V23__sync_inventory",
         include_str!("../../../migrations/V23__sync_inventory.sql"),
     ),
+    (
+        "V24__sync_inventory_file_count",
+        include_str!("../../../migrations/V24__sync_inventory_file_count.sql"),
+    ),
 ];
 
 /// The placeholder in migrations that stands for the configured vector size.

@@ -103,7 +103,9 @@ pub async fn start_from_inventory(
             scope.prefix
         )));
     };
-    rows::use_inventory(&tx, id, manifest, report.taken()?).await?;
+    // Bounded by MAX_FILES, well inside an i32.
+    let files = report.files() as i32;
+    rows::use_inventory(&tx, id, (manifest, files), report.taken()?).await?;
     tx.commit().await?;
     Ok(started)
 }
@@ -177,13 +179,17 @@ pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
     Ok(slice)
 }
 
-/// Stages the next file of the sync's inventory report, if one is left.
+/// Stages the next file of the sync's inventory report, if one is left
+/// (the manifest is read only then).
 async fn stage_next_file(
     pipeline: &Pipeline,
     tx: &deadpool_postgres::Transaction<'_>,
     row: &SyncRow,
     manifest: &str,
 ) -> Result<bool> {
+    if row.inventory_files >= row.inventory_file_count {
+        return Ok(false);
+    }
     let manifest = Manifest::read(pipeline, manifest).await?;
     let next = usize::try_from(row.inventory_files).unwrap_or(usize::MAX);
     if next >= manifest.files() {

@@ -17,18 +17,20 @@ pub struct InventoryRow {
     pub etag: String,
 }
 
-/// Marks the new sync `id` as listing from the report `manifest` taken
-/// at `listed_at`.
+/// Marks the new sync `id` as listing from the report `manifest` of
+/// `files` files, taken at `listed_at`.
 pub async fn use_inventory(
     client: &impl GenericClient,
     id: Uuid,
-    manifest: &str,
+    (manifest, files): (&str, i32),
     listed_at: SystemTime,
 ) -> Result<()> {
     client
         .execute(
-            "UPDATE upload_pipeline.syncs SET inventory = $2, listed_at = $3 WHERE id = $1",
-            &[&id, &manifest, &listed_at],
+            "UPDATE upload_pipeline.syncs
+                SET inventory = $2, inventory_file_count = $3, listed_at = $4
+              WHERE id = $1",
+            &[&id, &manifest, &files, &listed_at],
         )
         .await?;
     Ok(())

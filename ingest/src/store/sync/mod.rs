@@ -72,6 +72,9 @@ pub struct SyncRow {
     /// Of the inventory's files, how many are loaded.
     #[serde(skip)]
     pub inventory_files: i32,
+    /// How many files the inventory has.
+    #[serde(skip)]
+    pub inventory_file_count: i32,
     /// When the inventory was taken.
     #[serde(skip)]
     pub listed_at: Option<SystemTime>,
@@ -80,7 +83,7 @@ pub struct SyncRow {
 const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, ingestion_job_id, \
                             description, dry_run, state, cursor, counts, error, waiting, \
                             scheduled, started_at, updated_at, finished_at, inventory, \
-                            inventory_files, listed_at";
+                            inventory_files, inventory_file_count, listed_at";
 
 impl SyncRow {
     fn from_row(row: &tokio_postgres::Row) -> SyncRow {
@@ -105,6 +108,7 @@ impl SyncRow {
             started: row.get("started_at"),
             inventory: row.get("inventory"),
             inventory_files: row.get("inventory_files"),
+            inventory_file_count: row.get("inventory_file_count"),
             listed_at: row.get("listed_at"),
         }
     }
