@@ -156,7 +156,7 @@ pub async fn slice(pipeline: &Pipeline, id: uuid::Uuid) -> Result<Slice> {
         return Ok(Slice::Idle);
     };
     let worked = match &row.inventory {
-        Some(manifest) => stage_next_file(pipeline, &tx, &row, manifest).await,
+        Some(report) => stage_next_file(pipeline, &tx, &row, report).await,
         None => Ok(false),
     };
     let worked = match worked {
@@ -185,13 +185,13 @@ async fn stage_next_file(
     pipeline: &Pipeline,
     tx: &deadpool_postgres::Transaction<'_>,
     row: &SyncRow,
-    manifest: &str,
+    report: &rows::InventoryListing,
 ) -> Result<bool> {
-    if row.inventory_files >= row.inventory_file_count {
+    if report.files_staged >= report.file_count {
         return Ok(false);
     }
-    let manifest = Manifest::read(pipeline, manifest).await?;
-    let next = usize::try_from(row.inventory_files).unwrap_or(usize::MAX);
+    let manifest = Manifest::read(pipeline, &report.manifest).await?;
+    let next = usize::try_from(report.files_staged).unwrap_or(usize::MAX);
     if next >= manifest.files() {
         return Ok(false);
     }
@@ -229,7 +229,8 @@ async fn next_page(
             None => Listing::Bucket,
         },
         dry_run: row.dry_run,
-        started: row.listed_at.map_or(row.started, |at| at.min(row.started)),
+        started: (row.inventory.as_ref())
+            .map_or(row.started, |report| report.taken.min(row.started)),
         correlation_id: format!("sync-{}", row.id),
     };
     let mut counts = row.counts.clone();

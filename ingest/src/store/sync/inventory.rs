@@ -17,6 +17,30 @@ pub struct InventoryRow {
     pub etag: String,
 }
 
+/// A sync's S3 Inventory report, when it lists from one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InventoryListing {
+    /// The report's manifest key.
+    pub manifest: String,
+    /// Of its files, how many are staged, and how many there are.
+    pub files_staged: i32,
+    pub file_count: i32,
+    /// When the report was taken.
+    pub taken: SystemTime,
+}
+
+impl InventoryListing {
+    /// The report a sync's row names, if any.
+    pub(super) fn from_row(row: &tokio_postgres::Row) -> Option<InventoryListing> {
+        Some(InventoryListing {
+            manifest: row.get::<_, Option<String>>("inventory")?,
+            files_staged: row.get("inventory_files"),
+            file_count: row.get("inventory_file_count"),
+            taken: row.get::<_, Option<SystemTime>>("listed_at")?,
+        })
+    }
+}
+
 /// Marks the new sync `id` as listing from the report `manifest` of
 /// `files` files, taken at `listed_at`.
 pub async fn use_inventory(

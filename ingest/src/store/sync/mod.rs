@@ -5,7 +5,9 @@
 mod inventory;
 mod objects;
 
-pub use inventory::{InventoryRow, file_staged, inventory_page, stage_inventory, use_inventory};
+pub use inventory::{
+    InventoryListing, InventoryRow, file_staged, inventory_page, stage_inventory, use_inventory,
+};
 pub use objects::{Objects, RANGE_PAGE, Read, keys_between, now, versions};
 
 use deadpool_postgres::GenericClient;
@@ -63,21 +65,12 @@ pub struct SyncRow {
     pub updated_at: UtcTime,
     pub finished_at: Option<UtcTime>,
     /// When it began, by the database's clock, exactly: no document
-    /// written after it (or after `listed_at`, if earlier) is removed.
+    /// written after it (or after its inventory was taken) is removed.
     #[serde(skip)]
     pub started: SystemTime,
-    /// The S3 Inventory manifest it lists from, if not ListObjectsV2.
+    /// The S3 Inventory report it lists from, if not ListObjectsV2.
     #[serde(skip)]
-    pub inventory: Option<String>,
-    /// Of the inventory's files, how many are loaded.
-    #[serde(skip)]
-    pub inventory_files: i32,
-    /// How many files the inventory has.
-    #[serde(skip)]
-    pub inventory_file_count: i32,
-    /// When the inventory was taken.
-    #[serde(skip)]
-    pub listed_at: Option<SystemTime>,
+    pub inventory: Option<InventoryListing>,
 }
 
 const SYNC_COLUMNS: &str = "id, tenant, prefix, knowledge_base_id, data_source_id, ingestion_job_id, \
@@ -106,10 +99,7 @@ impl SyncRow {
             updated_at: row.get("updated_at"),
             finished_at: row.get("finished_at"),
             started: row.get("started_at"),
-            inventory: row.get("inventory"),
-            inventory_files: row.get("inventory_files"),
-            inventory_file_count: row.get("inventory_file_count"),
-            listed_at: row.get("listed_at"),
+            inventory: InventoryListing::from_row(row),
         }
     }
 }
