@@ -3,8 +3,8 @@
 //! (gzipped CSV files, a manifest with their MD5s), in no key order. It
 //! converges as a listed sync does, leaves alone a document written after
 //! the report was taken (even one whose object is gone since) and other
-//! tenants' rows; a tampered file or another bucket's report deletes
-//! nothing.
+//! tenants' rows; a tampered file, another bucket's report or one
+//! rewritten under its sync deletes nothing.
 
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection};
@@ -89,6 +89,22 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
     writeln!(csv, "\"{bucket}\",\"uploads/acme/a.md\",\"1\",\"00\"").unwrap();
     stack.put(&file, csv.finish().unwrap()).await;
     assert!(bad_inventory(synced_from(&stack, &tampered).await).contains("MD5"));
+    // A report rewritten with fewer files under its sync (S3 never rewrites
+    // one) fails it: what the dropped file listed would read as deleted.
+    let pipeline = &stack.deployment.pipeline;
+    let shrunk = write_report(&stack, ("shrunk", &bucket), &report, (2, taken)).await;
+    let started = start_from_inventory(pipeline, &acme(), false, (&bucket, &shrunk))
+        .await
+        .unwrap();
+    let first = slice(pipeline, started.id()).await.unwrap();
+    assert!(matches!(first, Slice::More(_)), "{first:?}");
+    write_report(&stack, ("shrunk", &bucket), &report, (1, taken)).await;
+    match slice(pipeline, started.id()).await.unwrap() {
+        Slice::Failed(Rejection::BadInventory { detail }) => {
+            assert!(detail.contains("now lists 1 files, 2 when"), "{detail}")
+        }
+        other => panic!("{other:?}"),
+    }
     assert_eq!(stack.count(DOCUMENTS).await, 5, "nothing deleted");
     assert_eq!(
         stack
@@ -108,7 +124,6 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
     );
 
     let good = write_report(&stack, ("good", &bucket), &report, (2, taken)).await;
-    let pipeline = &stack.deployment.pipeline;
     let started = start_from_inventory(pipeline, &acme(), false, (&bucket, &good))
         .await
         .unwrap();

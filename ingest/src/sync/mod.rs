@@ -191,10 +191,21 @@ async fn stage_next_file(
         return Ok(false);
     }
     let manifest = Manifest::read(pipeline, &report.manifest).await?;
-    let next = usize::try_from(report.files_staged).unwrap_or(usize::MAX);
-    if next >= manifest.files() {
-        return Ok(false);
+    // S3 never rewrites a report; one that changed under the sync would
+    // leave the files it no longer names unstaged, their documents read
+    // as deleted.
+    if i32::try_from(manifest.files()) != Ok(report.file_count) {
+        return Err(Rejection::BadInventory {
+            detail: format!(
+                "{} now lists {} files, {} when the sync began",
+                report.manifest,
+                manifest.files(),
+                report.file_count
+            ),
+        }
+        .into());
     }
+    let next = usize::try_from(report.files_staged).unwrap_or(usize::MAX);
     manifest
         .stage_file(pipeline, tx, (row.id, &row.prefix), next)
         .await?;
