@@ -97,16 +97,16 @@ impl ApiClient {
 pub fn print_status(status: &Value) {
     let metrics = &status["metrics"];
     let health = &status["health"];
-    println!(
+    say!(
         "tenant {}, health {}",
         text(&metrics["tenant"]),
         text(&health["status"])
     );
-    println!("jobs per state:");
+    say!("jobs per state:");
     for (state, count) in metrics["jobs_by_state"].as_object().into_iter().flatten() {
-        println!("  {state:<11} {count}");
+        say!("  {state:<11} {count}");
     }
-    println!(
+    say!(
         "completed in the last hour {}; today {} tokens, {} pages, {} of a {} budget; {} of {} paid requests in the last hour",
         metrics["completed_last_hour"],
         metrics["tokens_today"],
@@ -118,7 +118,7 @@ pub fn print_status(status: &Value) {
     );
     let estimates: Estimates =
         serde_json::from_value(metrics["spend_estimates"].clone()).unwrap_or_default();
-    println!("{estimates}");
+    say!("{estimates}");
     let change = &metrics["model_change"];
     if change.is_object() {
         let state = if change["switched"] == true {
@@ -126,7 +126,7 @@ pub fn print_status(status: &Value) {
         } else {
             "building"
         };
-        println!(
+        say!(
             "model change {} -> {}: {state}, {}/{} chunks with the next model's vectors",
             text(&change["current"]),
             text(&change["next"]),
@@ -135,7 +135,7 @@ pub fn print_status(status: &Value) {
         );
     }
     for queue in health["queues"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "queue {:<8} {}  waiting {}, in flight {}, delayed {}, dead letters {}",
             text(&queue["name"]),
             text(&queue["status"]),
@@ -146,7 +146,7 @@ pub fn print_status(status: &Value) {
         );
     }
     for service in health["services"].as_array().into_iter().flatten() {
-        println!(
+        say!(
             "{} circuit breaker: {}",
             text(&service["service"]),
             text(&service["breaker"])
@@ -155,9 +155,9 @@ pub fn print_status(status: &Value) {
     let failures = status["recent_failures"].as_array().into_iter().flatten();
     for (i, job) in failures.enumerate() {
         if i == 0 {
-            println!("recent failures:");
+            say!("recent failures:");
         }
-        println!(
+        say!(
             "  {}  {}  {}: {}",
             text(&job["state_changed_at"]),
             text(&job["source_key"]),

@@ -1,6 +1,18 @@
 //! `docpipe`: run the pipeline locally, search, and see its status, from
 //! the database or (`--api URL`) through the HTTP API.
 
+/// `println!` for a command's output, except that a reader gone early
+/// (`docpipe search … | head`) ends the command quietly, as other tools
+/// do, where `println!` panics.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*) {
+            $crate::output_failed(&error);
+        }
+    }};
+}
+
 mod api;
 mod commands;
 mod searcher;
@@ -144,6 +156,16 @@ enum KeysCommand {
     },
 }
 
+/// The end of a command whose output could not be written: quiet and
+/// successful when its reader closed the pipe, else an error.
+fn output_failed(error: &std::io::Error) -> ! {
+    if error.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("docpipe: writing the output: {error}");
+    std::process::exit(1)
+}
+
 fn main() -> ExitCode {
     // Documents are parsed in children of this executable: one parses here and exits.
     docpipe_ingest::parsing::sandbox::serve_if_child();
@@ -197,8 +219,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config: DatabaseSettings = Env::from_process().load()?;
             let report = db::schema::migrate(&config).await?;
             match report.applied.as_slice() {
-                [] => println!("schema is up to date"),
-                applied => println!("applied {}", applied.join(", ")),
+                [] => say!("schema is up to date"),
+                applied => say!("applied {}", applied.join(", ")),
             }
             commands::ingest::build_deferred_indexes(&db::pool(&config)?, &config).await?;
         }
@@ -264,7 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(api) => {
                 let status = api.status().await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&status)?);
+                    say!("{}", serde_json::to_string_pretty(&status)?);
                 } else {
                     api::print_status(&status);
                 }

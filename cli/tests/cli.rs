@@ -674,3 +674,20 @@ async fn search_and_status_through_the_api() {
     );
     assert!(!stderr.contains("not-a-key-of-anyone"), "{stderr}");
 }
+
+/// Output to a reader already gone (`docpipe … | head` once head has read
+/// its lines) ends the command quietly and successfully, not in a panic.
+#[test]
+fn output_to_a_closed_pipe_ends_quietly() {
+    let (reader, writer) = std::io::pipe().expect("a pipe");
+    drop(reader);
+    let output = Command::new(env!("CARGO_BIN_EXE_docpipe"))
+        .args(["keys", "issue", "--tenant", "acme"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run docpipe");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{:?}: {stderr}", output.status);
+    assert!(stderr.is_empty(), "{stderr}");
+}

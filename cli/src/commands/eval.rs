@@ -48,14 +48,14 @@ pub fn print_quality(
             .iter()
             .map(|(mode, quality)| Ok((mode.to_string(), serde_json::to_value(quality)?)))
             .collect::<anyhow::Result<_>>()?;
-        println!("{}", serde_json::to_string_pretty(&modes)?);
+        say!("{}", serde_json::to_string_pretty(&modes)?);
         return Ok(());
     }
-    println!("{queries} queries; documents ranked by their best hit among {top_k} chunks");
-    println!("mode     recall@1  recall@5  recall@10  MRR@10  (95 % interval)");
+    say!("{queries} queries; documents ranked by their best hit among {top_k} chunks");
+    say!("mode     recall@1  recall@5  recall@10  MRR@10  (95 % interval)");
     for (mode, q) in report {
         let [low, high] = q.mrr_at_10_interval;
-        println!(
+        say!(
             "{:<8} {:>8.3}  {:>8.3}  {:>9.3}  {:>6.3}  ({low:.3}–{high:.3})",
             mode.to_string(),
             q.recall_at_1,
@@ -64,7 +64,7 @@ pub fn print_quality(
             q.mrr_at_10
         );
     }
-    println!(
+    say!(
         "intervals: a bootstrap over the queries; modes whose intervals overlap much are not told apart by this set"
     );
     Ok(())

@@ -25,7 +25,7 @@ pub async fn build_deferred_indexes(
 ) -> anyhow::Result<()> {
     let mut client = pool.get().await?;
     for index in indexes::rebuild_deferred_indexes(&mut client, settings).await? {
-        println!(
+        say!(
             "built index {} in {:.1} s",
             index.name,
             index.took.as_secs_f64()
@@ -117,14 +117,14 @@ pub async fn ingest(
     let paid = status::tokens_paid(&pool.get().await?, &new_jobs).await?;
     let seconds = started.elapsed().as_secs_f64();
 
-    println!(
+    say!(
         "{} documents: {} complete, {} failed ({} unchanged since the last run)",
         run.ingested.len() + run.not_ingested.len(),
         complete.len(),
         failed.len() + run.not_ingested.len(),
         unchanged.len()
     );
-    println!(
+    say!(
         "new chunks {chunks}, tokens {tokens} ({paid} paid, {} reused from the cache), {seconds:.2} s ({:.0} chunks/s)",
         (tokens - paid).max(0),
         chunks as f64 / seconds.max(1e-9)
@@ -134,14 +134,14 @@ pub async fn ingest(
             .error_code
             .as_deref()
             .unwrap_or(outcome.state.as_str());
-        println!(
+        say!(
             "  failed {}: {code}: {}",
             outcome.source_key,
             outcome.error_message.as_deref().unwrap_or("not finished")
         );
     }
     for (key, error) in &run.not_ingested {
-        println!("  failed {key}: {error}");
+        say!("  failed {key}: {error}");
     }
     let refused: Vec<_> = run
         .sidecars
@@ -152,14 +152,14 @@ pub async fn ingest(
         })
         .collect();
     if !run.sidecars.is_empty() {
-        println!(
+        say!(
             "{} metadata sidecars read, {} refused",
             run.sidecars.len(),
             refused.len()
         );
     }
     for (key, problem) in &refused {
-        println!("  refused {key}: {problem}");
+        say!("  refused {key}: {problem}");
     }
     Ok(
         if failed.is_empty() && run.not_ingested.is_empty() && refused.is_empty() {

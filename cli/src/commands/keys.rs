@@ -16,12 +16,12 @@ pub fn issue(tenant: &str, json: bool) -> anyhow::Result<()> {
             "secret_access_key": pair.secret_access_key,
             "sigv4_keys_entry": entry,
         });
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        say!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        println!("tenant             {tenant}");
-        println!("access key id      {}", pair.access_key_id);
-        println!("secret access key  {}", pair.secret_access_key);
-        println!("SIGV4_KEYS entry   {entry}");
+        say!("tenant             {tenant}");
+        say!("access key id      {}", pair.access_key_id);
+        say!("secret access key  {}", pair.secret_access_key);
+        say!("SIGV4_KEYS entry   {entry}");
     }
     Ok(())
 }

@@ -18,7 +18,7 @@ pub async fn reembed(settings: &PipelineSettings, chunks: u32) -> anyhow::Result
     loop {
         let report = reembed::advance_model_change(pipeline, chunks).await?;
         for (tenant, moved) in &report.switched {
-            println!("{tenant}: switched ({moved} chunks)");
+            say!("{tenant}: switched ({moved} chunks)");
         }
         let progress = reembed::model_change_progress(pipeline).await?;
         let waiting: i64 = progress
@@ -26,13 +26,13 @@ pub async fn reembed(settings: &PipelineSettings, chunks: u32) -> anyhow::Result
             .map(|t| t.progress.chunks - t.progress.ready)
             .sum();
         if progress.iter().all(|t| t.progress.switched) {
-            println!("every tenant searches the next model");
+            say!("every tenant searches the next model");
             return Ok(ExitCode::SUCCESS);
         }
         if report.embedded == 0 {
-            println!("{waiting} chunks still lack the next model's vectors; try again later");
+            say!("{waiting} chunks still lack the next model's vectors; try again later");
             return Ok(ExitCode::FAILURE);
         }
-        println!("embedded {}; {waiting} to go", report.embedded);
+        say!("embedded {}; {waiting} to go", report.embedded);
     }
 }

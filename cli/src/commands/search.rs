@@ -9,11 +9,11 @@ pub fn parse_json(text: &str) -> Result<serde_json::Value, String> {
 
 pub fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(&hits)?);
+        say!("{}", serde_json::to_string_pretty(&hits)?);
         return Ok(());
     }
     if hits.is_empty() {
-        println!("no results");
+        say!("no results");
     }
     for (rank, hit) in hits.iter().enumerate() {
         let snippet: String = hit
@@ -24,7 +24,7 @@ pub fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> 
             .chars()
             .take(160)
             .collect();
-        println!(
+        say!(
             "{}. {:.3}  {}  ({})",
             rank + 1,
             hit.score,
@@ -32,7 +32,7 @@ pub fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> 
             where_in_document(hit)
         );
         if !hit.headings.is_empty() {
-            println!("   § {}", hit.headings.join(" › "));
+            say!("   § {}", hit.headings.join(" › "));
         }
         if !hit.metadata.is_empty() {
             let attributes: Vec<String> = hit
@@ -40,17 +40,17 @@ pub fn print_hits(hits: &[search::SearchHit], json: bool) -> anyhow::Result<()> 
                 .iter()
                 .map(|(name, value)| format!("{name}={value}"))
                 .collect();
-            println!("   {}", attributes.join(" "));
+            say!("   {}", attributes.join(" "));
         }
         match &hit.context {
             // Asked for: the whole context, as it reads.
             Some(context) => {
-                println!("   chunks {}-{}:", context.chunk_start, context.chunk_end);
+                say!("   chunks {}-{}:", context.chunk_start, context.chunk_end);
                 for line in context.text.lines() {
-                    println!("{}", format!("   | {line}").trim_end());
+                    say!("{}", format!("   | {line}").trim_end());
                 }
             }
-            None => println!("   {snippet}"),
+            None => say!("   {snippet}"),
         }
     }
     Ok(())

@@ -32,19 +32,20 @@ pub fn print_overview(
     if json {
         let mut status = serde_json::to_value(overview)?;
         status["model_change"] = serde_json::to_value(model_change)?;
-        println!("{}", serde_json::to_string_pretty(&status)?);
+        say!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
-    println!(
+    say!(
         "documents {}, searchable chunks {}",
-        overview.documents, overview.searchable_chunks
+        overview.documents,
+        overview.searchable_chunks
     );
-    println!("jobs per state:");
+    say!("jobs per state:");
     for (state, count) in &overview.jobs_by_state {
-        println!("  {state:<11} {count}");
+        say!("  {state:<11} {count}");
     }
     if !overview.recent_failures.is_empty() {
-        println!("recent failures:");
+        say!("recent failures:");
         for failed in &overview.recent_failures {
             let job = &failed.outcome;
             // Operators read the reason in full: a provider's words too.
@@ -53,7 +54,7 @@ pub fn print_overview(
                 .as_deref()
                 .or(job.error_message.as_deref())
                 .unwrap_or("");
-            println!(
+            say!(
                 "  {}  {}  {}: {reason}",
                 job.state_changed_at,
                 job.source_key,
@@ -61,17 +62,21 @@ pub fn print_overview(
             );
         }
     }
-    println!("{}", overview.spend_estimates);
+    say!("{}", overview.spend_estimates);
     for waiting in &overview.waiting {
-        println!(
+        say!(
             "waiting: {} jobs until {}: {}",
-            waiting.jobs, waiting.until, waiting.reason
+            waiting.jobs,
+            waiting.until,
+            waiting.reason
         );
     }
     for breaker in &overview.breakers {
-        println!(
+        say!(
             "{} circuit breaker: {} (as of {})",
-            breaker.service, breaker.state, breaker.observed_at
+            breaker.service,
+            breaker.state,
+            breaker.observed_at
         );
     }
     if let Some(change) = model_change {
@@ -80,7 +85,7 @@ pub fn print_overview(
             .iter()
             .filter(|t| t.progress.switched)
             .count();
-        println!(
+        say!(
             "model change {} -> {}: {switched} of {} tenants switched",
             change.current,
             change.next,
@@ -92,9 +97,11 @@ pub fn print_overview(
             } else {
                 "building"
             };
-            println!(
+            say!(
                 "  {:<20} {state:<9} {}/{} chunks with the next model's vectors",
-                tenant.tenant, tenant.progress.ready, tenant.progress.chunks
+                tenant.tenant,
+                tenant.progress.ready,
+                tenant.progress.chunks
             );
         }
     }

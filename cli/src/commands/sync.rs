@@ -84,7 +84,7 @@ pub async fn run(request: Request<'_>) -> anyhow::Result<()> {
     .await?;
     bar.finish_and_clear();
     if request.json {
-        println!("{}", serde_json::to_string_pretty(&counts)?);
+        say!("{}", serde_json::to_string_pretty(&counts)?);
     } else {
         print_summary(&scope, &counts, request.dry_run);
     }
@@ -109,11 +109,13 @@ fn manifest_key<'a>(url: &'a str, bucket: &str) -> anyhow::Result<&'a str> {
 
 fn print_summary(scope: &Scope, counts: &SyncCounts, dry_run: bool) {
     let verb = if dry_run { "would sync" } else { "synced" };
-    println!(
+    say!(
         "{verb} {}: {} documents and {} sidecars scanned",
-        scope.prefix, counts.documents_scanned, counts.metadata_documents_scanned
+        scope.prefix,
+        counts.documents_scanned,
+        counts.metadata_documents_scanned
     );
-    println!(
+    say!(
         "new {}, modified {}, metadata modified {}, deleted {}, failed {}, unchanged {}",
         counts.new,
         counts.modified,
@@ -123,10 +125,10 @@ fn print_summary(scope: &Scope, counts: &SyncCounts, dry_run: bool) {
         counts.unchanged
     );
     for (code, count) in &counts.failures {
-        println!("failed {count}: {code}");
+        say!("failed {count}: {code}");
     }
     for (why, count) in &counts.skipped {
-        println!("skipped {count}: {why}");
+        say!("skipped {count}: {why}");
     }
 }
 
