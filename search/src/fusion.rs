@@ -8,9 +8,10 @@
 //! The weights depend on the query: a chunk the keyword ranker found holding
 //! every word of it (a copied phrase, a code, a name) counts its keyword
 //! rank [`EXACT_KEYWORD_WEIGHT`] times; other ranks count alike. Measured on
-//! the quality bench (README, *Search quality*): plain fusion let the vector
-//! ranking push exact sentences down; this keeps them first, and loses
-//! nothing on questions.
+//! the quality bench (docs/benchmarks/search-quality.md): plain fusion let
+//! the vector ranking push exact sentences down; this keeps them first. A
+//! question is not fused: it is ranked by meaning alone
+//! (`query::ranked_by_keywords`).
 
 use uuid::Uuid;
 

@@ -280,7 +280,7 @@ pub async fn search(
                 index: parts.vector_index,
                 query,
             }),
-            keywords: (query.mode != SearchMode::Vector)
+            keywords: query::ranked_by_keywords(query.mode, query.text)
                 .then_some((query::keyword_text(query.text), parts.keyword_match)),
         };
         let found = rankers::candidates(

@@ -109,6 +109,55 @@ async fn hybrid_finds_a_rare_term_vector_misses_and_a_meaning_keywords_miss() {
     );
 }
 
+/// A question's words all in a chunk about something else: the default
+/// search still ranks the answer first, since a hybrid search asked a
+/// question ranks by meaning. A phrase copied from that other chunk still
+/// finds it.
+#[tokio::test]
+async fn a_question_whose_words_all_occur_elsewhere_still_finds_its_answer() {
+    let test_db = TestDb::migrated(&[]).await;
+    let config = test_db.config(&[]);
+    let dir = ScratchDir::new();
+    dir.write(
+        "answer.md",
+        "How do I see what a process holds open? Run lsof -p with the process id: it \
+         prints each file the process holds, one a line.\n",
+    );
+    dir.write(
+        "shop.md",
+        "Shop news: the open day list is out. How we process files changed, so do write to \
+         me, I hope. The shop holds a sale on garden tools all week.\n",
+    );
+    for (i, topic) in ["tide tables", "bread recipes", "bicycle repair"]
+        .iter()
+        .enumerate()
+    {
+        dir.write(
+            &format!("other-{i}.md"),
+            format!("Notes on {topic}, kept for later.\n"),
+        );
+    }
+    ingest_locally(&config, "acme", std::slice::from_ref(&dir.0)).await;
+    let question = "How do I list the files a process holds open?";
+    // Every word of it is in the shop's chunk alone.
+    assert_eq!(
+        names(&config, question, 3, SearchMode::Keyword).await,
+        ["shop.md"]
+    );
+    assert_eq!(
+        names(&config, question, 3, SearchMode::Vector).await[0],
+        "answer.md"
+    );
+    assert_eq!(
+        names(&config, question, 3, SearchMode::Hybrid).await[0],
+        "answer.md"
+    );
+    assert_eq!(
+        names(&config, "the open day list is out", 3, SearchMode::Hybrid).await[0],
+        "shop.md"
+    );
+}
+
 /// The any-word query is built from the query's own words (plainto_tsquery's
 /// `&`s made `|`s): whatever a caller types reads as words, never as
 /// tsquery syntax, and never fails the search.
