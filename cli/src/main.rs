@@ -104,6 +104,11 @@ enum Command {
         /// Chunks each search returns; their documents, best hit first, are ranked.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100))]
         top_k: u32,
+        /// Rerank settings to measure, comma-separated: `on` (the configured
+        /// reranker, if any), `off`; both give each mode twice, `MODE` and
+        /// `MODE+rerank`.
+        #[arg(long, value_delimiter = ',', default_value = "on")]
+        rerank: Vec<commands::eval::Rerank>,
         #[arg(long)]
         json: bool,
     },
@@ -260,6 +265,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tenant,
             modes,
             top_k,
+            rerank,
             json,
         } => {
             let text = std::fs::read_to_string(&queries)
@@ -275,10 +281,15 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let mut report = Vec::new();
             for mode in modes {
-                report.push((
-                    mode,
-                    commands::eval::evaluate(&searcher, &labeled, mode, top_k).await?,
-                ));
+                for &setting in &rerank {
+                    let label = match setting {
+                        commands::eval::Rerank::On if rerank.len() > 1 => format!("{mode}+rerank"),
+                        _ => mode.to_string(),
+                    };
+                    let search = (mode, setting == commands::eval::Rerank::On);
+                    let quality = commands::eval::evaluate(&searcher, &labeled, search, top_k);
+                    report.push((label, quality.await?));
+                }
             }
             commands::eval::print_quality(&report, labeled.len(), top_k, json)?;
         }

@@ -25,6 +25,11 @@ fn docpipe_with(test_db: &TestDb, args: &[&str], vars: &[(&str, &str)]) -> Outpu
         .expect("run docpipe")
 }
 
+/// `eval` of the samples' labeled `queries` on the demo tenant.
+fn args_of(queries: &str) -> [&str; 5] {
+    ["eval", "--queries", queries, "--tenant", "demo"]
+}
+
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
@@ -506,7 +511,7 @@ The harbour budget is approved.",
 /// `docpipe eval` on the samples and their labeled queries: the figures of
 /// each mode, within 0.05 of what they were when the labels were written
 /// (`mock` embedder, so they move only when ranking changes).
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eval_measures_each_mode_on_the_samples() {
     let test_db = TestDb::empty().await;
     assert!(docpipe(&test_db, &["migrate"]).status.success());
@@ -554,6 +559,26 @@ async fn eval_measures_each_mode_on_the_samples() {
     assert!(
         text.contains("mode     recall@1  recall@5  recall@10  MRR@10  (95 % interval)\nkeyword "),
         "{text}"
+    );
+    // Each mode with and without the reranker, which is asked only for the latter.
+    let reranker =
+        docpipe_mocks::rerank::MockRerank::new(Some("rk-test".into()), FaultKnobs::default());
+    let url = format!("http://{}", docpipe_tests::serve(reranker.router()).await);
+    let vars = [
+        ("RERANK_PROVIDER", "cohere"),
+        ("RERANK_BASE_URL", &url),
+        ("RERANK_API_KEY", "rk-test"),
+    ];
+    let args = ["--mode", "hybrid", "--rerank", "off,on", "--json"];
+    let output = docpipe_with(&test_db, &[&args_of(&queries)[..], &args].concat(), &vars);
+    assert!(output.status.success(), "{output:?}");
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows: Vec<&String> = report.as_object().unwrap().keys().collect();
+    assert_eq!(rows, ["hybrid", "hybrid+rerank"]);
+    assert_eq!(
+        reranker.requests(),
+        14,
+        "one call a query, reranked rows only"
     );
     let missing = docpipe(
         &test_db,

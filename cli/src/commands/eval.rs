@@ -1,20 +1,30 @@
-//! `docpipe eval`: retrieval quality on labeled queries, per mode.
+//! `docpipe eval`: retrieval quality on labeled queries, per mode and
+//! rerank setting.
 
 use crate::searcher::Searcher;
 use docpipe_search::{SearchMode, eval};
 use std::collections::HashSet;
 
-/// The quality of `mode` on `labeled`: each query searched once.
+/// Whether an evaluation's searches are reranked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Rerank {
+    /// By the configured reranker, if there is one.
+    On,
+    Off,
+}
+
+/// The quality of searches in `mode`, reranked or not, on `labeled`: each
+/// query searched once.
 pub async fn evaluate(
     searcher: &Searcher,
     labeled: &[eval::LabeledQuery],
-    mode: SearchMode,
+    (mode, rerank): (SearchMode, bool),
     top_k: u32,
 ) -> anyhow::Result<eval::Quality> {
     let mut rankings = Vec::new();
     for query in labeled {
         let hits = searcher
-            .search(&query.query, (top_k, mode), (None, true), None)
+            .search(&query.query, (top_k, mode), (None, rerank), None)
             .await?;
         let keys: Vec<String> = hits
             .iter()
@@ -37,8 +47,9 @@ pub async fn evaluate(
     Ok(eval::quality(&borrowed))
 }
 
+/// The report: each row's label (a mode, `+rerank` when reranked) and quality.
 pub fn print_quality(
-    report: &[(SearchMode, eval::Quality)],
+    report: &[(String, eval::Quality)],
     queries: usize,
     top_k: u32,
     json: bool,
@@ -46,18 +57,26 @@ pub fn print_quality(
     if json {
         let modes: serde_json::Map<String, serde_json::Value> = report
             .iter()
-            .map(|(mode, quality)| Ok((mode.to_string(), serde_json::to_value(quality)?)))
+            .map(|(label, quality)| Ok((label.clone(), serde_json::to_value(quality)?)))
             .collect::<anyhow::Result<_>>()?;
         say!("{}", serde_json::to_string_pretty(&modes)?);
         return Ok(());
     }
     say!("{queries} queries; documents ranked by their best hit among {top_k} chunks");
-    say!("mode     recall@1  recall@5  recall@10  MRR@10  (95 % interval)");
-    for (mode, q) in report {
+    let width = report
+        .iter()
+        .map(|(label, _)| label.len())
+        .max()
+        .unwrap_or(0)
+        .max(8);
+    say!(
+        "{:<width$} recall@1  recall@5  recall@10  MRR@10  (95 % interval)",
+        "mode"
+    );
+    for (label, q) in report {
         let [low, high] = q.mrr_at_10_interval;
         say!(
-            "{:<8} {:>8.3}  {:>8.3}  {:>9.3}  {:>6.3}  ({low:.3}–{high:.3})",
-            mode.to_string(),
+            "{label:<width$} {:>8.3}  {:>8.3}  {:>9.3}  {:>6.3}  ({low:.3}–{high:.3})",
             q.recall_at_1,
             q.recall_at_5,
             q.recall_at_10,
