@@ -47,16 +47,30 @@ pub async fn write_report(
     rows: &[ReportRow],
     (files, taken): (usize, SystemTime),
 ) -> String {
-    let folder = format!("inventory/{source}/uploads/{name}");
-    let mut listed = Vec::new();
-    for (n, part) in rows.rchunks(rows.len().div_ceil(files).max(1)).enumerate() {
+    let mut bodies = Vec::new();
+    for part in rows.rchunks(rows.len().div_ceil(files).max(1)) {
         let mut csv = GzEncoder::new(Vec::new(), Compression::default());
         for row in part.iter().rev() {
             let etag = row.etag.trim_matches('"');
             let key = percent_encoding::utf8_percent_encode(&row.key, KEY_ENCODING);
             writeln!(csv, "\"{source}\",\"{key}\",\"{}\",\"{etag}\"", row.size).unwrap();
         }
-        let body = csv.finish().unwrap();
+        bodies.push(csv.finish().unwrap());
+    }
+    write_files(stack, (name, source), bodies, taken).await
+}
+
+/// Writes report `name` of these gzipped CSV files as they are (a report
+/// S3 would never write, say), taken at `taken`; returns the manifest's key.
+pub async fn write_files(
+    stack: &LocalAws,
+    (name, source): (&str, &str),
+    bodies: Vec<Vec<u8>>,
+    taken: SystemTime,
+) -> String {
+    let folder = format!("inventory/{source}/uploads/{name}");
+    let mut listed = Vec::new();
+    for (n, body) in bodies.into_iter().enumerate() {
         let key = format!("{folder}/data/{n}.csv.gz");
         let md5 = hex::encode(Md5::digest(&body));
         listed.push(serde_json::json!({"key": key, "size": body.len(), "MD5checksum": md5}));

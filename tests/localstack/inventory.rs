@@ -9,11 +9,12 @@
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection};
 use docpipe_ingest::sync::{Scope, Slice, slice, start_from_inventory, work_to_end};
-use docpipe_tests::inventory_report::{rows_of, write_report};
+use docpipe_tests::inventory_report::{rows_of, write_files, write_report};
 use docpipe_tests::local_aws::LocalAws;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write;
+use std::time::SystemTime;
 
 const DOCUMENTS: &str = "SELECT count(*) FROM upload_pipeline.documents";
 
@@ -180,4 +181,35 @@ async fn a_sync_from_an_inventory_report_converges_and_deletes_only_what_the_rep
         (3, 3, 0, 0),
         "{counts:?}"
     );
+}
+
+/// This process's peak resident memory, in bytes (Linux's VmHWM).
+fn peak_rss() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib << 10
+}
+
+/// A report file that inflates to one endless line (a gzip bomb: 128 MiB
+/// from ~130 KB) fails its sync at the line bound, having held a few MiB
+/// of it, and deletes nothing. (LocalStack sends small parts, ~6 MiB held
+/// here; inflating 4 KiB at a time keeps S3's larger parts as small.)
+#[tokio::test]
+async fn a_gzip_bomb_in_a_report_fails_its_sync_at_the_line_bound() {
+    let stack = LocalAws::start(&[]).await;
+    stack.put("uploads/acme/a.md", "Alpha, in no report.").await;
+    stack.wait_for_state("uploads/acme/a.md", "complete").await;
+    // Gzip members one after another are one stream: 128 of 1 MiB each.
+    let mut member = GzEncoder::new(Vec::new(), Compression::best());
+    member.write_all(&[b'a'; 1 << 20]).unwrap();
+    let bomb = member.finish().unwrap().repeat(128);
+    let bucket = stack.resources.bucket.clone();
+    let manifest = write_files(&stack, ("bomb", &bucket), vec![bomb], SystemTime::now()).await;
+    let before = peak_rss();
+    let detail = bad_inventory(synced_from(&stack, &manifest).await);
+    assert!(detail.contains("a line over 16384 bytes"), "{detail}");
+    let grown = peak_rss().saturating_sub(before);
+    assert!(grown < 32 << 20, "peak memory grew {} MiB", grown >> 20);
+    assert_eq!(stack.count(DOCUMENTS).await, 1, "nothing deleted");
 }

@@ -26,6 +26,10 @@ const MAX_FILES: usize = 100_000;
 const MAX_LINE_BYTES: usize = 16 << 10;
 /// Rows staged per statement.
 const STAGE_ROWS: usize = 1000;
+/// Compressed bytes inflated at a time. Deflate expands a byte at most
+/// ~1 032 times, so a line past the bound is caught within ~4 MiB of
+/// output, whatever the size of the parts S3 sends (a gzip bomb).
+const INFLATE_BYTES: usize = 4 << 10;
 
 /// A report's `manifest.json`, as S3 Inventory writes it.
 #[derive(Debug, Clone, serde::Deserialize)]
@@ -119,21 +123,23 @@ impl Manifest {
         let unreadable = |e: std::io::Error| bad(format!("{}: {e}", file.key));
         while let Some(part) = parts.try_next().await? {
             md5.update(&part);
-            csv.write_all(&part).map_err(unreadable)?;
-            let text = csv.get_mut();
-            if let Some(end) = text.iter().rposition(|&b| b == b'\n') {
-                columns.read(&text[..=end], prefix, &mut staged)?;
-                text.drain(..=end);
-            }
-            if text.len() > MAX_LINE_BYTES {
-                return Err(bad(format!(
-                    "{}: a line over {MAX_LINE_BYTES} bytes",
-                    file.key
-                )));
-            }
-            if staged.len() >= STAGE_ROWS {
-                rows::stage_inventory(client, id, &staged).await?;
-                staged.clear();
+            for compressed in part.chunks(INFLATE_BYTES) {
+                csv.write_all(compressed).map_err(unreadable)?;
+                let text = csv.get_mut();
+                if let Some(end) = text.iter().rposition(|&b| b == b'\n') {
+                    columns.read(&text[..=end], prefix, &mut staged)?;
+                    text.drain(..=end);
+                }
+                if text.len() > MAX_LINE_BYTES {
+                    return Err(bad(format!(
+                        "{}: a line over {MAX_LINE_BYTES} bytes",
+                        file.key
+                    )));
+                }
+                if staged.len() >= STAGE_ROWS {
+                    rows::stage_inventory(client, id, &staged).await?;
+                    staged.clear();
+                }
             }
         }
         let rest = csv.finish().map_err(unreadable)?;
