@@ -31,7 +31,8 @@ ZLIB_ENTRY = re.compile(r"^ ?(\d+)\. (\S.*)$")
 def read(name):
     path = DOC / name
     if not path.is_file():
-        sys.exit(f"faq-corpus: {path} is missing (Debian's {name.split('/')[0]} package)")
+        package = name.split("/")[0]
+        sys.exit(f"faq-corpus: {path} is missing: apt-get install --reinstall {package}")
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", errors="replace") as f:
         return f.read()
