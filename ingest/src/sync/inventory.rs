@@ -50,7 +50,8 @@ struct ReportFile {
     md5: String,
 }
 
-fn bad(detail: impl Into<String>) -> Error {
+/// A report that cannot be a sync's listing, and why.
+pub(super) fn bad(detail: impl Into<String>) -> Error {
     Rejection::BadInventory {
         detail: detail.into(),
     }

@@ -84,13 +84,10 @@ pub async fn start_from_inventory(
 ) -> Result<Started> {
     let report = Manifest::read(pipeline, manifest).await?;
     if report.source_bucket != bucket {
-        return Err(Rejection::BadInventory {
-            detail: format!(
-                "{manifest} is bucket {}'s report, not {bucket}'s",
-                report.source_bucket
-            ),
-        }
-        .into());
+        return Err(inventory::bad(format!(
+            "{manifest} is bucket {}'s report, not {bucket}'s",
+            report.source_bucket
+        )));
     }
     let mut client = pipeline.db.get().await?;
     let tx = client.transaction().await?;
@@ -195,15 +192,12 @@ async fn stage_next_file(
     // leave the files it no longer names unstaged, their documents read
     // as deleted.
     if i32::try_from(manifest.files()) != Ok(report.file_count) {
-        return Err(Rejection::BadInventory {
-            detail: format!(
-                "{} now lists {} files, {} when the sync began",
-                report.manifest,
-                manifest.files(),
-                report.file_count
-            ),
-        }
-        .into());
+        return Err(inventory::bad(format!(
+            "{} now lists {} files, {} when the sync began",
+            report.manifest,
+            manifest.files(),
+            report.file_count
+        )));
     }
     let next = usize::try_from(report.files_staged).unwrap_or(usize::MAX);
     manifest
