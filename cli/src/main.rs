@@ -279,18 +279,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 modes
             };
-            let mut report = Vec::new();
-            for mode in modes {
-                for &setting in &rerank {
-                    let label = match setting {
-                        commands::eval::Rerank::On if rerank.len() > 1 => format!("{mode}+rerank"),
-                        _ => mode.to_string(),
-                    };
-                    let search = (mode, setting == commands::eval::Rerank::On);
-                    let quality = commands::eval::evaluate(&searcher, &labeled, search, top_k);
-                    report.push((label, quality.await?));
-                }
-            }
+            let report =
+                commands::eval::evaluate_all(&searcher, &labeled, (&modes, &rerank), top_k).await?;
             commands::eval::print_quality(&report, labeled.len(), top_k, json)?;
         }
         Command::Status { json } => match api {

@@ -13,9 +13,31 @@ pub enum Rerank {
     Off,
 }
 
+/// The quality of each mode at each rerank setting on `labeled`, labeled
+/// by its mode, `MODE+rerank` when reranked beside a row that is not.
+pub async fn evaluate_all(
+    searcher: &Searcher,
+    labeled: &[eval::LabeledQuery],
+    (modes, rerank): (&[SearchMode], &[Rerank]),
+    top_k: u32,
+) -> anyhow::Result<Vec<(String, eval::Quality)>> {
+    let mut report = Vec::new();
+    for &mode in modes {
+        for &setting in rerank {
+            let label = match setting {
+                Rerank::On if rerank.len() > 1 => format!("{mode}+rerank"),
+                _ => mode.to_string(),
+            };
+            let search = (mode, setting == Rerank::On);
+            report.push((label, evaluate(searcher, labeled, search, top_k).await?));
+        }
+    }
+    Ok(report)
+}
+
 /// The quality of searches in `mode`, reranked or not, on `labeled`: each
 /// query searched once.
-pub async fn evaluate(
+async fn evaluate(
     searcher: &Searcher,
     labeled: &[eval::LabeledQuery],
     (mode, rerank): (SearchMode, bool),
