@@ -4,6 +4,11 @@
 //!
 //!   cargo build --release -p ingest -p parse -p chunk -p embed -p sweeper -p api -p migrate
 //!   cargo run --profile perf -p docpipe-benches --bin docpipe-coldstart-bench -- [--bin-dir target/release] [--runs 20]
+//!       [--only chunk,embed] [--env KEY=VALUE ...]
+//!
+//! `--env` sets a variable for the migration and every function, e.g. the
+//! local model's `EMBEDDING_PROVIDER=local`, `EMBEDDING_MODEL_DIR` and
+//! `EMBEDDING_DIMS=384`, which chunk, embed and api load at start.
 //!
 //! Needs DATABASE_URL (a Postgres with pgvector): the functions connect and
 //! check the schema at start, as in Lambda. The events are the samples in
@@ -28,6 +33,15 @@ struct Args {
     /// Only these functions (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// A variable for the migration and every function, as KEY=VALUE.
+    #[arg(long = "env", value_parser = key_value)]
+    vars: Vec<(String, String)>,
+}
+
+fn key_value(pair: &str) -> Result<(String, String), String> {
+    pair.split_once('=')
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .ok_or_else(|| format!("{pair:?} is not KEY=VALUE"))
 }
 
 /// Each function and the sample event it handles first.
@@ -53,9 +67,14 @@ async fn cold_start(binary: &Path, event: &str, env: &[(&str, &str)]) -> Duratio
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let test_db = TestDb::migrated(&[]).await;
+    let vars: Vec<(&str, &str)> = args
+        .vars
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let test_db = TestDb::migrated(&vars).await;
     let queue = |name: &str| format!("http://127.0.0.1:4566/queue/us-east-1/000000000000/{name}");
-    let env: Vec<(&str, String)> = vec![
+    let mut env: Vec<(&str, String)> = vec![
         ("DATABASE_URL", test_db.url.clone()),
         ("AWS_REGION", "us-east-1".into()),
         ("AWS_ACCESS_KEY_ID", "test".into()),
@@ -67,6 +86,7 @@ async fn main() {
         ("CHUNK_QUEUE_URL", queue("chunk")),
         ("EMBED_QUEUE_URL", queue("embed")),
     ];
+    env.extend(vars.iter().map(|&(k, v)| (k, v.to_string())));
     println!(
         "docpipe-coldstart-bench: {} runs each, {} cores",
         args.runs,
