@@ -3,8 +3,8 @@
 //! (gzipped CSV files, a manifest with their MD5s), in no key order. It
 //! converges as a listed sync does, leaves alone a document written after
 //! the report was taken (even one whose object is gone since) and other
-//! tenants' rows; a tampered file, another bucket's report or one
-//! rewritten under its sync deletes nothing.
+//! tenants' rows; a tampered file, one over its bound, another bucket's
+//! report or one rewritten under its sync deletes nothing.
 
 use docpipe_core::domain::keys::Tenant;
 use docpipe_core::error::{Error, Rejection};
@@ -211,5 +211,36 @@ async fn a_gzip_bomb_in_a_report_fails_its_sync_at_the_line_bound() {
     assert!(detail.contains("a line over 16384 bytes"), "{detail}");
     let grown = peak_rss().saturating_sub(before);
     assert!(grown < 32 << 20, "peak memory grew {} MiB", grown >> 20);
+    assert_eq!(stack.count(DOCUMENTS).await, 1, "nothing deleted");
+}
+
+/// A report file over the 1 GiB a slice stages, or a manifest over its
+/// 16 MiB, fails its sync at once, by its size, before a byte of it is
+/// read, and deletes nothing.
+#[tokio::test]
+async fn report_files_over_their_bounds_fail_their_sync_unread() {
+    let stack = LocalAws::start(&[]).await;
+    stack.put("uploads/acme/a.md", "Alpha, in no report.").await;
+    stack.wait_for_state("uploads/acme/a.md", "complete").await;
+    let bucket = stack.resources.bucket.clone();
+    let huge = vec![0u8; (1 << 30) + 1];
+    let manifest = write_files(&stack, ("huge", &bucket), vec![huge], SystemTime::now()).await;
+    let started = std::time::Instant::now();
+    let detail = bad_inventory(synced_from(&stack, &manifest).await);
+    assert!(
+        detail.ends_with("0.csv.gz: 1073741825 bytes, over the 1073741824 a report's file may be"),
+        "{detail}"
+    );
+    // Reading it at LocalStack's pace would take many seconds.
+    let took = started.elapsed();
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+
+    let manifest = "inventory/big/manifest.json";
+    stack.put(manifest, vec![b' '; (16 << 20) + 1]).await;
+    let detail = bad_inventory(synced_from(&stack, manifest).await);
+    assert_eq!(
+        detail,
+        format!("{manifest}: 16777217 bytes, over the 16777216 a report's file may be")
+    );
     assert_eq!(stack.count(DOCUMENTS).await, 1, "nothing deleted");
 }

@@ -58,6 +58,17 @@ pub(super) fn bad(detail: impl Into<String>) -> Error {
     .into()
 }
 
+/// A report's object over its bound, said as such: not as a document over
+/// MAX_FILE_BYTES, which the error names.
+fn over_bound(key: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Rejected(Rejection::TooLarge { size, limit }) => bad(format!(
+            "{key}: {size} bytes, over the {limit} a report's file may be"
+        )),
+        other => other,
+    }
+}
+
 impl Manifest {
     /// The manifest at `key` in the pipeline's bucket, checked: CSV, with
     /// the columns a listing needs, its files under `inventory/`.
@@ -67,7 +78,7 @@ impl Manifest {
                 "{key}: give a report's manifest.json under {INVENTORY_PREFIX}"
             )));
         }
-        let bytes = pipeline.blobs.get(key, MAX_MANIFEST_BYTES).await?;
+        let bytes = (pipeline.blobs.get(key, MAX_MANIFEST_BYTES).await).map_err(over_bound(key))?;
         let manifest: Manifest =
             serde_json::from_slice(&bytes).map_err(|e| bad(format!("{key}: {e}")))?;
         if manifest.file_format != "CSV" {
@@ -117,7 +128,8 @@ impl Manifest {
     ) -> Result<()> {
         let file = &self.files[n];
         let columns = Columns::of(&self.file_schema)?;
-        let mut parts = pipeline.blobs.parts(&file.key, MAX_FILE_BYTES).await?;
+        let mut parts = (pipeline.blobs.parts(&file.key, MAX_FILE_BYTES).await)
+            .map_err(over_bound(&file.key))?;
         let mut md5 = Md5::new();
         let mut csv = flate2::write::MultiGzDecoder::new(Vec::new());
         let mut staged = Vec::new();
