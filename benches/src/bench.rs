@@ -43,7 +43,7 @@ struct Args {
     /// Ingest this folder instead of generating a corpus.
     #[arg(long)]
     corpus: Option<PathBuf>,
-    /// `CHUNK_MIN_TOKENS` (default: an eighth of `CHUNK_TOKENS`).
+    /// `CHUNK_MIN_TOKENS` (default: the pipeline's, a 64th of `CHUNK_TOKENS`).
     #[arg(long)]
     chunk_min_tokens: Option<usize>,
     /// As `docpipe ingest --defer-index`: drop the HNSW index, build it after.

@@ -46,7 +46,7 @@ enum Bench {
         /// Share of paragraphs edited between the runs.
         #[arg(long, default_value_t = 0.05)]
         edited: f64,
-        /// `CHUNK_MIN_TOKENS` (default: an eighth of `CHUNK_TOKENS`).
+        /// `CHUNK_MIN_TOKENS` (default: the pipeline's, a 64th of `CHUNK_TOKENS`).
         #[arg(long)]
         chunk_min_tokens: Option<usize>,
     },

@@ -147,14 +147,14 @@ async fn status_shows_a_model_change_that_reembed_completes() {
     assert!(
         status.contains(
             "model change docpipe-mock-embedding-v1 -> all-MiniLM-L6-v2: 0 of 1 tenants switched\n  \
-             demo                 building  0/8 chunks with the next model's vectors"
+             demo                 building  0/9 chunks with the next model's vectors"
         ),
         "{status}"
     );
     let reembed = docpipe_with(&test_db, &["reembed", "--chunks", "5"], &changing);
     assert_eq!(
         stdout(&reembed),
-        "embedded 5; 3 to go\ndemo: switched (8 chunks)\nevery tenant searches the next model\n",
+        "embedded 5; 4 to go\ndemo: switched (9 chunks)\nevery tenant searches the next model\n",
         "{reembed:?}"
     );
     let status = stdout(&docpipe_with(&test_db, &["status"], &changing));

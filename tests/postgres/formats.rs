@@ -98,6 +98,8 @@ async fn a_docx_reads_headings_lists_tables_headers_and_footnotes() {
     let (_db, config) = ingested("guide.docx", &docx).await;
     let hit = top_hit(&config, "run the package manager and start the daemon").await;
     assert_eq!(hit.headings, ["Installation", "On Linux"]);
+    let hit = top_hit(&config, "5432 postgres database").await;
+    assert_eq!(hit.headings, ["Installation", "On Linux"]);
     assert!(
         hit.text.contains("5432 | Postgres database"),
         "{:?}",
@@ -137,6 +139,8 @@ async fn a_pptx_hit_names_its_slide_in_presentation_order() {
     let hit = top_hit(&config, "visitors tie up at the outer pontoon").await;
     assert_eq!((hit.page_start, hit.page_end), (Some(2), Some(2)));
     assert_eq!(hit.headings, ["Mooring rules"]);
+    let hit = top_hit(&config, "remind them about the fee").await;
+    assert_eq!((hit.page_start, hit.page_end), (Some(2), Some(2)));
     assert!(
         hit.text.contains("Remind them about the fee"),
         "{:?}",

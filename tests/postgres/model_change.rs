@@ -88,7 +88,7 @@ async fn a_change_to_a_model_of_the_same_size() {
 async fn a_change_to_a_model_of_another_size() {
     let test_db = change_models("64").await;
     // The new size's column holds every vector; the first one's, none.
-    for (column, vectors) in [("embedding", 0), ("embedding_384", 18)] {
+    for (column, vectors) in [("embedding", 0), ("embedding_384", 20)] {
         let sql = format!("SELECT count({column}) FROM upload_pipeline.document_chunks");
         assert_eq!(test_db.column::<i64>(&sql).await, [vectors], "{column}");
     }
@@ -260,7 +260,7 @@ async fn a_chunk_the_next_model_refuses_holds_back_its_own_tenant_only() {
     let report = reembed::advance_model_change(local.pipeline(), 100)
         .await
         .unwrap();
-    assert_eq!(report.switched, [("harbour".to_string(), 8)]);
+    assert_eq!(report.switched, [("harbour".to_string(), 9)]);
     let progress = reembed::model_change_progress(local.pipeline())
         .await
         .unwrap();

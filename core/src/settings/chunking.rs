@@ -15,7 +15,7 @@ pub struct ChunkingSettings {
     /// `CHUNK_TOKENS` (512): the largest chunk, in cl100k tokens.
     #[serde(rename = "chunk_tokens")]
     pub max_tokens: usize,
-    /// `CHUNK_MIN_TOKENS` (a sixteenth of `CHUNK_TOKENS`, [`default_min_tokens`]):
+    /// `CHUNK_MIN_TOKENS` (a 64th of `CHUNK_TOKENS`, [`default_min_tokens`]):
     /// paragraphs join until a chunk holds this many tokens. Smaller: an
     /// edited paragraph re-embeds less beside itself, at more rows.
     #[serde(rename = "chunk_min_tokens")]
@@ -113,12 +113,13 @@ pub enum ChunkHeader {
     NameAndHeadings,
 }
 
-/// `CHUNK_MIN_TOKENS` by default: a sixteenth of the chunk size (32 of 512).
-/// On real text (the quality bench's READMEs), editing 5 % of paragraphs
-/// re-embeds 9.9 % of the tokens with it, 13.7 % with an eighth, at the same
-/// search quality (README, *Search quality*).
+/// `CHUNK_MIN_TOKENS` by default: a 64th of the chunk size (8 of 512). On
+/// the quality bench's three query sets it ranks as well as or better than
+/// a 16th on each, with both embedders, and an edit of 5 % of paragraphs
+/// re-embeds 7.6 % of the tokens against 10.4 %; it stores 1.24–1.34× the
+/// chunks (docs/benchmarks/search-quality.md).
 pub fn default_min_tokens(max_tokens: usize) -> usize {
-    max_tokens / 16
+    max_tokens / 64
 }
 
 #[cfg(test)]
@@ -129,7 +130,7 @@ mod tests {
     #[test]
     fn sizes_are_checked_against_each_other() {
         let defaults = env(&[]).load::<ChunkingSettings>().unwrap();
-        assert_eq!((defaults.max_tokens, defaults.min_tokens()), (512, 32));
+        assert_eq!((defaults.max_tokens, defaults.min_tokens()), (512, 8));
         assert_eq!(defaults.overlap_tokens, 64);
         let err = env(&[("CHUNK_TOKENS", "64"), ("CHUNK_OVERLAP_TOKENS", "64")])
             .load::<ChunkingSettings>()

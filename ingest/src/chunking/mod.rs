@@ -4,8 +4,9 @@
 //!
 //! Chunks follow paragraphs: the text is first cut at blank lines into
 //! sections of one paragraph each (a paragraph under `CHUNK_MIN_TOKENS`, by
-//! default an eighth of the chunk size, a heading say, joins the next), and only a section over the chunk
-//! size is split further. Where a cut falls depends on the paragraph alone,
+//! default a 64th of the chunk size, joins the next, and headings always
+//! join their body), and only a section over the chunk size is split
+//! further. Where a cut falls depends on the paragraph alone,
 //! not on everything before it, so editing a paragraph changes only its own
 //! chunks and a re-ingest pays the embedding provider for just those.
 
@@ -244,7 +245,7 @@ impl Chunker {
 
     /// Sections of `text` at paragraph breaks, each with its char offset: a
     /// section ends after a paragraph once it holds `min_tokens`, or where a
-    /// page or heading starts (unless the section holds only headings).
+    /// page or heading starts, unless it holds only headings.
     fn sections<'t>(
         text: &'t str,
         min_tokens: usize,
@@ -263,7 +264,9 @@ impl Chunker {
             rest = &rest[after..];
             let next_is_heading = parts.heading(end);
             let part_starts = next_is_heading || parts.page(end);
-            if sizer.size(&text[start..end]) >= min_tokens || (part_starts && !headings_only) {
+            // Headings alone never end a section, whatever their size: a
+            // heading keeps its body.
+            if !headings_only && (part_starts || sizer.size(&text[start..end]) >= min_tokens) {
                 sections.push((start_chars, &text[start..end]));
                 (start, start_chars) = (end, chars);
                 headings_only = next_is_heading;
@@ -381,8 +384,13 @@ mod tests {
     }
 
     fn chunker(max_tokens: usize, overlap_tokens: usize) -> Chunker {
+        joining_to(max_tokens, min_tokens(max_tokens), overlap_tokens)
+    }
+
+    /// A chunker whose paragraphs join until a chunk holds `min_tokens`.
+    fn joining_to(max_tokens: usize, min_tokens: usize, overlap_tokens: usize) -> Chunker {
         Chunker::new(
-            &ChunkingSettings::new(max_tokens, min_tokens(max_tokens), overlap_tokens),
+            &ChunkingSettings::new(max_tokens, min_tokens, overlap_tokens),
             TokenCount::Cl100k,
         )
         .unwrap()
@@ -728,18 +736,23 @@ mod tests {
         doc.paragraph("Drag the app.").unwrap();
         let (text, layout) = doc.finish();
         // Without a layout, the short paragraphs join into one chunk.
-        let plain = chunker(512, 0).chunk(&text, false, &Layout::default());
+        let plain = joining_to(512, 32, 0).chunk(&text, false, &Layout::default());
         assert_eq!(plain.len(), 1);
+        // With it, headings keep their body however small a chunk may be.
+        for min_tokens in [32, 2, 0] {
+            let chunks = joining_to(512, min_tokens, 0).chunk(&text, false, &layout);
+            let texts: Vec<&str> = chunks.iter().map(|c| c.text(&text)).collect();
+            assert_eq!(
+                texts,
+                [
+                    "Short first page.",
+                    "Installation\n\nOn Linux\n\nRun the installer.",
+                    "On Mac\n\nDrag the app."
+                ],
+                "CHUNK_MIN_TOKENS {min_tokens}"
+            );
+        }
         let chunks = chunker(512, 0).chunk(&text, false, &layout);
-        let texts: Vec<&str> = chunks.iter().map(|c| c.text(&text)).collect();
-        assert_eq!(
-            texts,
-            [
-                "Short first page.",
-                "Installation\n\nOn Linux\n\nRun the installer.",
-                "On Mac\n\nDrag the app."
-            ]
-        );
         let located = layout.locate(chunks.iter().map(|c| c.bytes.clone()));
         assert_eq!(located[1].headings, ["Installation", "On Linux"]);
         assert_eq!(located[2].headings, ["Installation", "On Mac"]);
